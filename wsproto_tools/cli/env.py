@@ -1,0 +1,67 @@
+"""The one environment object a command gets on its click context."""
+
+from __future__ import annotations
+
+__all__ = ["Environment", "fail", "guarded"]
+
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any, NoReturn, ParamSpec, TypeVar
+
+import click
+
+from wsproto_tools.cli.status import ExitStatus, status_for
+from wsproto_tools.exceptions import WspError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class Environment:
+    """Streams and terminal facts; rich consoles are made only when asked for."""
+
+    stdout: IO[str] = field(default_factory=lambda: sys.stdout)
+    stderr: IO[str] = field(default_factory=lambda: sys.stderr)
+
+    @property
+    def stdout_isatty(self) -> bool:
+        return bool(getattr(self.stdout, "isatty", lambda: False)())
+
+    @functools.cached_property
+    def console(self) -> Any:
+        """A rich Console on stdout (imported lazily)."""
+        from rich.console import Console
+
+        return Console(file=self.stdout, highlight=False)
+
+    @functools.cached_property
+    def err_console(self) -> Any:
+        """A rich Console on stderr (imported lazily)."""
+        from rich.console import Console
+
+        return Console(file=self.stderr, highlight=False)
+
+
+def fail(message: str, status: ExitStatus) -> NoReturn:
+    """Print one line ``wsp: error: MESSAGE`` to stderr and exit with ``status``."""
+    click.echo(f"wsp: error: {message}", err=True)
+    sys.exit(int(status))
+
+
+def guarded(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn the package's errors into one line on stderr and a documented exit status."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo("wsp: interrupted", err=True)
+            sys.exit(int(ExitStatus.INTERRUPTED))
+        except (WspError, OSError, UnicodeDecodeError) as error:
+            fail(str(error) or type(error).__name__, status_for(error))
+
+    return wrapper

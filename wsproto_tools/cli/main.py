@@ -1,0 +1,67 @@
+"""The ``wsp`` root group: wires the context and loads subcommands lazily.
+
+Each command lives in its own module under ``wsproto_tools.cli`` and is imported
+only when it runs (or when ``--help`` lists its one-line summary), so ``wsp
+--help`` never imports scapy or Textual.
+"""
+
+from __future__ import annotations
+
+__all__ = ["COMMANDS", "cli", "main"]
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from wsproto_tools import __version__
+from wsproto_tools.cli.env import Environment
+
+# name -> ("module:attribute", one-line help). Only commands that work are listed.
+COMMANDS: dict[str, tuple[str, str]] = {
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attribute = target[0].split(":")
+        module = importlib.import_module(f"wsproto_tools.cli.{module_name}")
+        command: click.Command = getattr(module, attribute)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="wsp")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """wsp: build, run and debug real-time WebSocket systems.
+
+    Exit status: 0 ok; 1 the job ran and found problems; 2 usage error;
+    3 bad input; 4 connection or network error; 5 authentication refused;
+    130 interrupted.
+    """
+    ctx.obj = Environment()
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point."""
+    try:
+        return cli.main(args=argv, prog_name="wsp")
+    except KeyboardInterrupt:
+        click.echo("wsp: interrupted", err=True)
+        sys.exit(130)
