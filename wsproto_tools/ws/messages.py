@@ -1,0 +1,245 @@
+"""Frames to messages for one direction of a connection, with violations flagged.
+
+:class:`MessageAssembler` reassembles fragmented messages (RFC 6455 section 5.4),
+passes control frames through even when they arrive between fragments, inflates
+permessage-deflate messages (RFC 7692) and checks every rule a receiver must
+check. A broken rule does not stop decoding: it becomes a short violation code
+on the message (see :data:`VIOLATIONS`), so a passive observer can keep going.
+"""
+
+from __future__ import annotations
+
+__all__ = ["VIOLATIONS", "MessageAssembler", "WsMessage"]
+
+from dataclasses import dataclass, field
+
+from wsproto_tools.exceptions import FrameError
+from wsproto_tools.ws.close import parse_close
+from wsproto_tools.ws.deflate import DeflateContext
+from wsproto_tools.ws.frames import Opcode, RawFrame
+
+#: Every violation code the assembler reports, with what it means.
+VIOLATIONS: dict[str, str] = {
+    "unmasked-client-frame": "a client frame was not masked (RFC 6455 5.1)",
+    "masked-server-frame": "a server frame was masked (RFC 6455 5.1)",
+    "reserved-bits": "RSV bits set without an extension that defines them (RFC 6455 5.2)",
+    "bad-opcode": "a reserved opcode was used (RFC 6455 5.2)",
+    "non-minimal-length": "the payload length did not use the shortest form (RFC 6455 5.2)",
+    "control-too-long": "a control frame's payload exceeds 125 bytes (RFC 6455 5.5)",
+    "fragmented-control": "a control frame was fragmented (RFC 6455 5.5)",
+    "unexpected-continuation": "a continuation frame with no message to continue (RFC 6455 5.4)",
+    "interleaved-message": "a new data message began inside a fragmented one (RFC 6455 5.4)",
+    "incomplete-message": "the connection ended inside a fragmented message (RFC 6455 5.4)",
+    "invalid-utf8": "text or a close reason is not valid UTF-8 (RFC 6455 5.6, 8.1)",
+    "bad-close-code": "a close code that may not be sent (RFC 6455 7.4)",
+    "bad-close-payload": "a close payload of one byte (RFC 6455 5.5.1)",
+    "data-after-close": "a frame sent after this side's close frame (RFC 6455 5.5.1)",
+    "deflate-error": "permessage-deflate data could not be inflated (RFC 7692 6.2)",
+    "message-too-big": "a message exceeds the size limit",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WsMessage:
+    """A whole message (or a control frame) from one side.
+
+    ``payload`` is after unmasking, reassembly and decompression. ``opcode`` is
+    ``Opcode.CONT`` only for fragments that could not be reassembled (a capture
+    that starts mid-message, or ends inside one); for a reserved opcode it is the
+    raw number. ``text`` holds the decoded text of a valid text message.
+    """
+
+    opcode: int
+    payload: bytes
+    compressed: bool = False
+    frames: int = 1
+    wire_length: int = 0
+    violations: tuple[str, ...] = ()
+    close_code: int | None = None
+    close_reason: str | None = None
+    text: str | None = None
+
+    @property
+    def is_control(self) -> bool:
+        return self.opcode >= 0x8
+
+
+@dataclass
+class _Partial:
+    opcode: int
+    compressed: bool
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+    frames: int = 0
+    wire_length: int = 0
+    violations: list[str] = field(default_factory=list)
+
+
+class MessageAssembler:
+    """Reassembles the frames one side (``sender``) sent into messages.
+
+    ``deflate`` is the sender's compression context when permessage-deflate was
+    negotiated. ``max_message_size`` bounds the bytes held for one message:
+    beyond it the rest is dropped and the message is flagged ``message-too-big``.
+    """
+
+    __slots__ = ("_closed", "_partial", "deflate", "max_message_size", "sender")
+
+    def __init__(
+        self,
+        sender: str,
+        deflate: DeflateContext | None = None,
+        *,
+        max_message_size: int = 64 * 1024 * 1024,
+    ) -> None:
+        if sender not in ("client", "server"):
+            raise ValueError("sender is 'client' or 'server'")
+        self.sender = sender
+        self.deflate = deflate
+        self.max_message_size = max_message_size
+        self._partial: _Partial | None = None
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether this side has sent a close frame."""
+        return self._closed
+
+    def _frame_violations(self, frame: RawFrame) -> list[str]:
+        found: list[str] = []
+        if self.sender == "client":
+            if frame.mask is None:
+                found.append("unmasked-client-frame")
+        elif frame.mask is not None:
+            found.append("masked-server-frame")
+        if frame.rsv2 or frame.rsv3 or (
+            frame.rsv1 and (self.deflate is None or frame.is_control or frame.opcode == 0)
+        ):
+            found.append("reserved-bits")
+        if not frame.known_opcode:
+            found.append("bad-opcode")
+        if not frame.minimal_length:
+            found.append("non-minimal-length")
+        if self._closed:
+            found.append("data-after-close")
+        return found
+
+    def receive(self, frame: RawFrame) -> list[WsMessage]:
+        """Take one frame; return the messages it completes (usually zero or one).
+
+        A new data message that interrupts a fragmented one completes the
+        interrupted one as ``CONT`` fragments flagged ``interleaved-message``.
+        """
+        violations = self._frame_violations(frame)
+        opcode = frame.opcode
+        if frame.is_control:
+            return [self._control(frame, violations)]
+        if not frame.known_opcode:
+            return [WsMessage(opcode, frame.payload, False, 1, frame.wire_length, tuple(violations))]
+        out: list[WsMessage] = []
+        partial = self._partial
+        if opcode == Opcode.CONT:
+            if partial is None:
+                violations.append("unexpected-continuation")
+                return [
+                    WsMessage(
+                        Opcode.CONT, frame.payload, False, 1, frame.wire_length, tuple(violations)
+                    )
+                ]
+        else:
+            if partial is not None:
+                partial.violations.append("interleaved-message")
+                out.append(self._flush_partial(partial, fragment=True))
+            partial = _Partial(opcode, frame.rsv1 and self.deflate is not None)
+            self._partial = partial
+        partial.frames += 1
+        partial.wire_length += frame.wire_length
+        partial.violations.extend(violations)
+        if partial.size + len(frame.payload) > self.max_message_size:
+            if "message-too-big" not in partial.violations:
+                partial.violations.append("message-too-big")
+        else:
+            partial.chunks.append(frame.payload)
+            partial.size += len(frame.payload)
+        if frame.fin:
+            self._partial = None
+            out.append(self._complete(partial))
+        return out
+
+    def finish(self) -> list[WsMessage]:
+        """The connection ended: flush a message left unfinished, flagged."""
+        partial = self._partial
+        if partial is None:
+            return []
+        self._partial = None
+        partial.violations.append("incomplete-message")
+        return [self._flush_partial(partial, fragment=True)]
+
+    def lost(self) -> list[WsMessage]:
+        """Bytes of this direction were lost: give up the message in progress."""
+        partial = self._partial
+        if partial is None:
+            return []
+        self._partial = None
+        return [self._flush_partial(partial, fragment=True)]
+
+    def _flush_partial(self, partial: _Partial, *, fragment: bool) -> WsMessage:
+        return WsMessage(
+            Opcode.CONT if fragment else partial.opcode,
+            b"".join(partial.chunks),
+            partial.compressed,
+            partial.frames,
+            partial.wire_length,
+            tuple(partial.violations),
+        )
+
+    def _complete(self, partial: _Partial) -> WsMessage:
+        payload = partial.chunks[0] if len(partial.chunks) == 1 else b"".join(partial.chunks)
+        violations = partial.violations
+        if partial.compressed and self.deflate is not None:
+            try:
+                payload = self.deflate.decompress(payload)
+            except FrameError as error:
+                violations.append(
+                    "message-too-big" if error.close_code == 1009 else "deflate-error"
+                )
+        text: str | None = None
+        if partial.opcode == Opcode.TEXT and "deflate-error" not in violations:
+            try:
+                text = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                violations.append("invalid-utf8")
+        return WsMessage(
+            partial.opcode,
+            payload,
+            partial.compressed,
+            partial.frames,
+            partial.wire_length,
+            tuple(violations),
+            None,
+            None,
+            text,
+        )
+
+    def _control(self, frame: RawFrame, violations: list[str]) -> WsMessage:
+        if len(frame.payload) > 125:
+            violations.append("control-too-long")
+        if not frame.fin:
+            violations.append("fragmented-control")
+        code: int | None = None
+        reason: str | None = None
+        if frame.opcode == Opcode.CLOSE:
+            code, raw_reason, close_violations = parse_close(frame.payload)
+            violations.extend(close_violations)
+            reason = raw_reason.decode("utf-8", "replace")
+            self._closed = True
+        return WsMessage(
+            frame.opcode,
+            frame.payload,
+            False,
+            1,
+            frame.wire_length,
+            tuple(violations),
+            code,
+            reason,
+        )
