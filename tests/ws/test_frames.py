@@ -60,7 +60,9 @@ def test_extended_lengths_and_byte_by_byte_feeding() -> None:
 def test_non_minimal_length_is_recorded_not_rejected() -> None:
     (frame,) = FrameParser().feed(bytes.fromhex("817e0005") + b"Hello")
     assert frame.payload == b"Hello" and not frame.minimal_length
-    assert encode_frame(Opcode.TEXT, b"Hello", length_width=16) == bytes.fromhex("817e0005") + b"Hello"
+    assert (
+        encode_frame(Opcode.TEXT, b"Hello", length_width=16) == bytes.fromhex("817e0005") + b"Hello"
+    )
 
 
 def test_declared_length_over_limit_raises_1009() -> None:
@@ -73,7 +75,10 @@ def test_fragmented_message_with_interleaved_ping() -> None:
     wire = bytes.fromhex("010348656c") + PING_HELLO + bytes.fromhex("80026c6f")
     assembler = MessageAssembler("server")
     out = [m for f in FrameParser().feed(wire) for m in assembler.receive(f)]
-    assert [(m.opcode, m.payload) for m in out] == [(Opcode.PING, b"Hello"), (Opcode.TEXT, b"Hello")]
+    assert [(m.opcode, m.payload) for m in out] == [
+        (Opcode.PING, b"Hello"),
+        (Opcode.TEXT, b"Hello"),
+    ]
     assert out[1].text == "Hello" and out[1].frames == 2 and out[1].violations == ()
 
 
@@ -120,7 +125,8 @@ def test_rfc7692_examples_with_context_takeover() -> None:
     wire = (
         bytes.fromhex("c107f248cdc9c90700")  # 7.2.3.1
         + bytes.fromhex("c105f200110000")  # 7.2.3.2, second message reuses the window
-        + bytes.fromhex("4103f248cd") + bytes.fromhex("8004c9c90700")  # 7.2.3.3 fragmented
+        + bytes.fromhex("4103f248cd")
+        + bytes.fromhex("8004c9c90700")  # 7.2.3.3 fragmented
         + bytes.fromhex("c10b000500faff48656c6c6f00")  # 7.2.3.4 stored block
     )
     out = [m for f in FrameParser().feed(wire) for m in assembler.receive(f)]

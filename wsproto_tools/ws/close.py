@@ -40,7 +40,7 @@ def parse_close(payload: bytes) -> tuple[int | None, bytes, list[str]]:
 
 
 def encode_close(code: int | None = None, reason: bytes | str = b"") -> bytes:
-    """A close frame's payload for ``code`` and ``reason`` (no validation: fuzzers need bad ones)."""
+    """A close payload for ``code`` and ``reason``, unchecked (fuzzers need bad ones)."""
     if code is None:
         return b""
     raw = reason.encode() if isinstance(reason, str) else reason

@@ -74,7 +74,9 @@ class DeflateParams:
             return DeflateContext(
                 self.client_no_context_takeover, self.client_max_window_bits, max_size
             )
-        return DeflateContext(self.server_no_context_takeover, self.server_max_window_bits, max_size)
+        return DeflateContext(
+            self.server_no_context_takeover, self.server_max_window_bits, max_size
+        )
 
 
 def _bits(value: str | None) -> int:

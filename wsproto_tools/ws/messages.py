@@ -112,8 +112,10 @@ class MessageAssembler:
                 found.append("unmasked-client-frame")
         elif frame.mask is not None:
             found.append("masked-server-frame")
-        if frame.rsv2 or frame.rsv3 or (
-            frame.rsv1 and (self.deflate is None or frame.is_control or frame.opcode == 0)
+        if (
+            frame.rsv2
+            or frame.rsv3
+            or (frame.rsv1 and (self.deflate is None or frame.is_control or frame.opcode == 0))
         ):
             found.append("reserved-bits")
         if not frame.known_opcode:
@@ -135,7 +137,9 @@ class MessageAssembler:
         if frame.is_control:
             return [self._control(frame, violations)]
         if not frame.known_opcode:
-            return [WsMessage(opcode, frame.payload, False, 1, frame.wire_length, tuple(violations))]
+            return [
+                WsMessage(opcode, frame.payload, False, 1, frame.wire_length, tuple(violations))
+            ]
         out: list[WsMessage] = []
         partial = self._partial
         if opcode == Opcode.CONT:
