@@ -19,8 +19,7 @@ from wsproto_tools import __version__
 from wsproto_tools.cli.env import Environment
 
 # name -> ("module:attribute", one-line help). Only commands that work are listed.
-COMMANDS: dict[str, tuple[str, str]] = {
-}
+COMMANDS: dict[str, tuple[str, str]] = {}
 
 
 class LazyGroup(click.Group):
