@@ -133,3 +133,13 @@ class CaptureError(WspError):
 
 class NotACapture(CaptureError):
     """The input is not a pcap or pcapng capture at all."""
+
+
+# Added by the codec (docs/protocol.md, "Errors").
+class DecryptionFailed(DecodeError):
+    """An ENCRYPTED payload did not authenticate under the given key."""
+
+    close_code = CloseCode.INVALID_DATA
+
+
+__all__ += ["DecryptionFailed"]

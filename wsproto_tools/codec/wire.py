@@ -1,0 +1,414 @@
+"""encode/decode: :class:`Message` <-> bytes of one WebSocket binary message.
+
+The layouts are those of :mod:`.schema` (``V1_HEADER``, ``V2_HEADER``); the
+specification is ``docs/protocol.md``. Decoding works on whole messages and raises
+only :class:`~wsproto_tools.exceptions.DecodeError` and its subclasses
+(``LimitExceeded``, ``DecryptionFailed``), each with the byte offset of the
+problem and the close code to answer with. Encoding a message the protocol cannot
+carry raises :class:`~wsproto_tools.exceptions.LocalProtocolError`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["decode", "detect_version", "encode"]
+
+import struct
+
+from wsproto_tools.codec.compression import compress, decompress
+from wsproto_tools.codec.crypto import OVERHEAD, Cipher
+from wsproto_tools.codec.limits import DEFAULT_LIMITS, Limits
+from wsproto_tools.codec.payloads import decode_fields, encode_fields
+from wsproto_tools.codec.schema import (
+    TYPES,
+    V1_HEADER_SIZE,
+    V1_MAGIC,
+    V1_STRUCT,
+    V2_HAS_SESSION,
+    V2_HAS_TIMESTAMP,
+    V2_MARKER,
+    V2_MARKER_MASK,
+    V2_RESERVED,
+    Batch,
+    BinaryData,
+    Flags,
+    Message,
+    Payload,
+    PayloadKind,
+    Sealed,
+    TextData,
+    Unknown,
+    v2_type_byte,
+)
+from wsproto_tools.codec.varint import read_varint, write_varint
+from wsproto_tools.exceptions import (
+    CloseCode,
+    DecodeError,
+    LimitExceeded,
+    LocalProtocolError,
+)
+
+_U32 = 0xFFFFFFFF
+_U64 = (1 << 64) - 1
+_FLAG_MASK = 0x07
+_COMPRESSED = int(Flags.COMPRESSED)
+_ENCRYPTED = int(Flags.ENCRYPTED)
+_V1 = struct.Struct(V1_STRUCT)
+_V1_PACK = _V1.pack
+_V1_UNPACK = _V1.unpack_from
+_FLAGS = tuple(Flags(i) for i in range(8))
+_SEQ_ONE_BYTE = tuple(bytes((i,)) for i in range(128))
+
+#: type code -> the v2 type bytes (1 byte, or 0xC0 + u16le).
+_V2_TYPE: dict[int, bytes] = {}
+
+
+def _v2_type_bytes(code: int) -> bytes:
+    found = _V2_TYPE.get(code)
+    if found is None:
+        one = v2_type_byte(code)
+        found = bytes((one,)) if one is not None else b"\xc0" + code.to_bytes(2, "little")
+        if len(_V2_TYPE) < 4096:
+            _V2_TYPE[code] = found
+    return found
+
+
+for _code in TYPES:
+    _v2_type_bytes(_code)
+
+
+# ------------------------------------------------------------------------ encode
+
+
+def _body(payload: Payload, version: int, cipher: Cipher | None) -> bytes:
+    ptype = type(payload)
+    if ptype is BinaryData:
+        data = payload.data  # type: ignore[attr-defined]
+        if type(data) is not bytes:
+            raise LocalProtocolError("BinaryData.data must be bytes")
+        return data
+    if ptype is TextData:
+        text = payload.text  # type: ignore[attr-defined]
+        if type(text) is not str:
+            raise LocalProtocolError("TextData.text must be a str")
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise LocalProtocolError(f"TextData.text is not encodable as UTF-8 "
+                                     f"({error.reason})") from None
+    if ptype is Batch:
+        return _batch_body(payload, version, cipher)  # type: ignore[arg-type]
+    if ptype is Unknown or ptype is Sealed:
+        data = payload.data  # type: ignore[attr-defined]
+        if type(data) is not bytes:
+            raise LocalProtocolError(f"{ptype.__name__}.data must be bytes")
+        return data
+    spec = TYPES.get(getattr(ptype, "TYPE", -1))
+    if spec is None or spec.cls is not ptype:
+        raise LocalProtocolError(f"{ptype.__name__} is not a wsp payload type")
+    return encode_fields(payload)
+
+
+def _batch_body(batch: Batch, version: int, cipher: Cipher | None) -> bytes:
+    if type(batch.messages) is not tuple:
+        raise LocalProtocolError("Batch.messages must be a tuple of Message")
+    parts: list[bytes] = []
+    for item in batch.messages:
+        if type(item) is not Message:
+            raise LocalProtocolError("Batch.messages must be a tuple of Message")
+        if type(item.payload) is Batch:
+            raise LocalProtocolError("a Batch may not contain a Batch")
+        encoded = encode(item, version=version, cipher=cipher)
+        parts.append(write_varint(len(encoded)))
+        parts.append(encoded)
+    return b"".join(parts)
+
+
+def encode(msg: Message, *, version: int = 2, cipher: Cipher | None = None) -> bytes:
+    """The wire bytes of ``msg`` in wire ``version`` (1 or 2).
+
+    COMPRESSED and ENCRYPTED in ``msg.flags`` are applied here (compression
+    first); ENCRYPTED needs ``cipher``, whose nonce source supplies the nonce. A
+    :class:`Sealed` payload is written as it is (it already is ciphertext).
+    """
+    payload = msg.payload
+    body = _body(payload, version, cipher)
+    flags = msg.flags
+    sequence = msg.sequence
+    session_id = msg.session_id
+    timestamp = msg.timestamp
+    if type(sequence) is not int or not 0 <= sequence <= _U32:
+        raise LocalProtocolError(f"sequence must be an int in 0..2^32-1, not {sequence!r}")
+    if type(session_id) is not int or not 0 <= session_id <= _U64:
+        raise LocalProtocolError(f"session_id must be an int in 0..2^64-1, not {session_id!r}")
+    if type(timestamp) is not int or not 0 <= timestamp <= _U64:
+        raise LocalProtocolError(f"timestamp must be an int in 0..2^64-1, not {timestamp!r}")
+    code = payload.type_code
+    seal = False
+    if flags:
+        if not isinstance(flags, int) or flags & ~_FLAG_MASK:
+            raise LocalProtocolError(f"unknown flag bits in {flags!r}")
+        if type(payload) is Sealed:
+            if not flags & _ENCRYPTED:
+                raise LocalProtocolError("a Sealed payload needs the ENCRYPTED flag")
+        else:
+            if flags & _COMPRESSED:
+                body = compress(body)
+            if flags & _ENCRYPTED:
+                if cipher is None:
+                    raise LocalProtocolError("the ENCRYPTED flag needs a cipher to encode")
+                seal = True
+    elif type(payload) is Sealed:
+        raise LocalProtocolError("a Sealed payload needs the ENCRYPTED flag")
+    if type(payload) is Unknown or type(payload) is Sealed:
+        if type(code) is not int or not 0 <= code <= 0xFFFF:
+            raise LocalProtocolError(f"type code must be in 0..0xFFFF, not {code!r}")
+        if type(payload) is Unknown and code in TYPES:
+            raise LocalProtocolError(
+                f"Unknown payload with the known type code 0x{code:04X}; "
+                f"use {TYPES[code].name}"
+            )
+    fbits = int(flags)
+    if version == 2:
+        if not session_id and not timestamp and sequence < 0x80:
+            header = bytes((V2_MARKER | fbits,)) + _v2_type_bytes(code) + _SEQ_ONE_BYTE[sequence]
+        else:
+            head = V2_MARKER | fbits
+            parts = [b"", _v2_type_bytes(code), write_varint(sequence)]
+            if session_id:
+                head |= V2_HAS_SESSION
+                parts.append(write_varint(session_id))
+            if timestamp:
+                head |= V2_HAS_TIMESTAMP
+                parts.append(write_varint(timestamp))
+            parts[0] = bytes((head,))
+            header = b"".join(parts)
+        if seal:
+            assert cipher is not None
+            body = cipher.seal(header, body)
+        return header + body
+    if version == 1:
+        length = len(body) + OVERHEAD if seal else len(body)
+        if length > _U32:
+            raise LocalProtocolError("payload too long for v1 (payload_len is a u32)")
+        header = _V1_PACK(V1_MAGIC, 1, fbits, code, session_id, sequence, timestamp, length)
+        if seal:
+            assert cipher is not None
+            body = cipher.seal(header, body)
+        return header + body
+    raise LocalProtocolError(f"wire version must be 1 or 2, not {version!r}")
+
+
+# ------------------------------------------------------------------------ decode
+
+
+def detect_version(data: bytes) -> int:
+    """The wire version of a message from its first byte (``D1`` v1, 0x40-0x7F v2)."""
+    if not data:
+        raise DecodeError("empty message", offset=0)
+    first = data[0]
+    if first == 0xD1:
+        return 1
+    if first & V2_MARKER_MASK == V2_MARKER:
+        return 2
+    raise DecodeError(
+        f"not a wsp message: first byte 0x{first:02X} is neither v1's 0xD1 nor v2's 0x40-0x7F",
+        offset=0,
+    )
+
+
+def decode(
+    data: bytes,
+    *,
+    version: int | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    cipher: Cipher | None = None,
+) -> Message:
+    """Decode one whole message; ``version=None`` detects it from the first byte.
+
+    An ENCRYPTED message decoded without ``cipher`` gets a :class:`Sealed` payload
+    (its authenticity is unchecked). Unknown type codes give an :class:`Unknown`
+    payload. Raises DecodeError (or a subclass) for anything else that is wrong.
+    """
+    if type(data) is not bytes:
+        data = bytes(data)
+    if len(data) > limits.max_message:
+        raise LimitExceeded(
+            f"message of {len(data)} bytes exceeds the limit of {limits.max_message}",
+            offset=limits.max_message,
+        )
+    if version is None:
+        version = detect_version(data)
+    if version == 2:
+        return _decode_v2(data, limits, cipher, False)
+    if version == 1:
+        return _decode_v1(data, limits, cipher, False)
+    raise LocalProtocolError(f"wire version must be 1, 2 or None, not {version!r}")
+
+
+def _decode_v2(data: bytes, limits: Limits, cipher: Cipher | None, nested: bool) -> Message:
+    size = len(data)
+    if not size:
+        raise DecodeError("empty message", offset=0)
+    head = data[0]
+    if head & V2_MARKER_MASK != V2_MARKER:
+        raise DecodeError(
+            f"not a v2 message: first byte 0x{head:02X} is outside 0x40-0x7F", offset=0
+        )
+    if head & V2_RESERVED:
+        raise DecodeError("reserved bit 3 of the v2 first byte is set", offset=0)
+    if size < 2:
+        raise DecodeError("truncated header: type missing", offset=1)
+    tbyte = data[1]
+    if tbyte < 0xC0:
+        code = ((tbyte >> 6) << 8) | (tbyte & 0x3F)
+        pos = 2
+    elif tbyte == 0xC0:
+        if size < 4:
+            raise DecodeError("truncated header: escaped type code is cut short", offset=size)
+        code = data[2] | (data[3] << 8)
+        if v2_type_byte(code) is not None:
+            raise DecodeError(
+                f"type 0x{code:04X} has a one-byte form and must not be escaped", offset=1
+            )
+        pos = 4
+    else:
+        raise DecodeError(f"reserved type byte 0x{tbyte:02X}", offset=1)
+    if pos < size and data[pos] < 0x80:
+        sequence = data[pos]
+        pos += 1
+    else:
+        sequence, pos = read_varint(data, pos, _U32, "sequence")
+    session_id = timestamp = 0
+    if head & V2_HAS_SESSION:
+        start = pos
+        session_id, pos = read_varint(data, pos, _U64, "session_id")
+        if not session_id:
+            raise DecodeError("session_id 0 must be left out (S bit clear)", offset=start)
+    if head & V2_HAS_TIMESTAMP:
+        start = pos
+        timestamp, pos = read_varint(data, pos, _U64, "timestamp")
+        if not timestamp:
+            raise DecodeError("timestamp 0 must be left out (T bit clear)", offset=start)
+    return _finish(data, pos, code, sequence, session_id, timestamp, head & _FLAG_MASK,
+                   limits, cipher, 2, nested)
+
+
+def _decode_v1(data: bytes, limits: Limits, cipher: Cipher | None, nested: bool) -> Message:
+    size = len(data)
+    if size < V1_HEADER_SIZE:
+        raise DecodeError(
+            f"truncated header: {size} bytes, a v1 header has {V1_HEADER_SIZE}", offset=size
+        )
+    magic, version, flags, code, session_id, sequence, timestamp, length = _V1_UNPACK(data)
+    if magic != V1_MAGIC:
+        raise DecodeError(f"wrong magic 0x{magic:04X}, expected 0xC0D1", offset=0)
+    if version != 1:
+        raise DecodeError(f"v1 header with version byte {version}, expected 1", offset=2)
+    if flags & ~_FLAG_MASK:
+        raise DecodeError(f"reserved flag bits set in 0x{flags:02X}", offset=3)
+    if length != size - V1_HEADER_SIZE:
+        raise DecodeError(
+            f"payload_len says {length} bytes but {size - V1_HEADER_SIZE} follow", offset=26
+        )
+    return _finish(data, V1_HEADER_SIZE, code, sequence, session_id, timestamp, flags,
+                   limits, cipher, 1, nested)
+
+
+def _finish(
+    data: bytes, start: int, code: int, sequence: int, session_id: int, timestamp: int,
+    flags: int, limits: Limits, cipher: Cipher | None, version: int, nested: bool,
+) -> Message:
+    body = data[start:]
+    transformed = False
+    if flags & (_COMPRESSED | _ENCRYPTED):
+        if flags & _ENCRYPTED:
+            if cipher is None:
+                return Message(Sealed(code, body), sequence, session_id, timestamp,
+                               _FLAGS[flags])
+            body = cipher.open(data[:start], body, start)
+        if flags & _COMPRESSED:
+            body = decompress(body, start, limits.max_decompressed)
+        transformed = True
+    return Message(
+        _payload(code, body, start, transformed, limits, cipher, version, nested),
+        sequence, session_id, timestamp, _FLAGS[flags],
+    )
+
+
+def _payload(
+    code: int, body: bytes, start: int, transformed: bool, limits: Limits,
+    cipher: Cipher | None, version: int, nested: bool,
+) -> Payload:
+    spec = TYPES.get(code)
+    if spec is None:
+        return Unknown(code, body)
+    kind = spec.kind
+    if kind is PayloadKind.BINARY:
+        return BinaryData(body)
+    if kind is PayloadKind.TEXT:
+        try:
+            return TextData(body.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise DecodeError(
+                f"TextData payload is not valid UTF-8 ({error.reason})",
+                offset=start if transformed else start + error.start,
+                close_code=CloseCode.INVALID_DATA,
+            ) from None
+    if kind is PayloadKind.BATCH:
+        if nested:
+            raise DecodeError("a Batch may not contain a Batch", offset=start)
+        return _decode_batch(body, start, transformed, limits, cipher, version)
+    return decode_fields(spec.cls, body, start, limits)
+
+
+def _decode_batch(
+    body: bytes, start: int, transformed: bool, limits: Limits, cipher: Cipher | None,
+    version: int,
+) -> Batch:
+    items: list[Message] = []
+    pos = 0
+    size = len(body)
+    inner = _decode_v2 if version == 2 else _decode_v1
+    while pos < size:
+        if len(items) >= limits.max_batch_items:
+            raise LimitExceeded(
+                f"Batch has more than {limits.max_batch_items} messages",
+                offset=start if transformed else start + pos,
+            )
+        try:
+            length, item_start = read_varint(body, pos, size, "batch item length")
+        except DecodeError as error:
+            raise _shift(error, start, transformed,
+                         f"batch item {len(items)}") from None
+        if length == 0:
+            raise DecodeError(f"batch item {len(items)} is empty",
+                              offset=start if transformed else start + pos)
+        end = item_start + length
+        if end > size:
+            raise DecodeError(
+                f"batch item {len(items)} claims {length} bytes but {size - item_start} remain",
+                offset=start if transformed else start + pos,
+            )
+        try:
+            items.append(inner(body[item_start:end], limits, cipher, True))
+        except DecodeError as error:
+            raise _shift(error, start if transformed else start + item_start, transformed,
+                         f"batch item {len(items)}") from None
+        pos = end
+    return Batch(tuple(items))
+
+
+def _shift(error: DecodeError, base: int, transformed: bool, where: str) -> DecodeError:
+    """The same error, located in the enclosing message.
+
+    Offsets inside a compressed or encrypted payload have no place on the wire;
+    they are reported as the payload's start (``base``).
+    """
+    offset = error.offset
+    if offset is not None and not transformed:
+        offset = base + offset
+    elif offset is not None:
+        offset = base
+    shifted = type(error)(f"{where}: {error.reason}", offset=offset,
+                          close_code=error.close_code)
+    return shifted
