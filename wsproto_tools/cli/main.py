@@ -19,7 +19,9 @@ from wsproto_tools import __version__
 from wsproto_tools.cli.env import Environment
 
 # name -> ("module:attribute", one-line help). Only commands that work are listed.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "msg": ("msg:msg", "Encode and decode wsp application messages."),
+}
 
 
 class LazyGroup(click.Group):

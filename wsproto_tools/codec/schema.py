@@ -305,6 +305,8 @@ class HandshakeResponse(Payload):
     resumed: bool | None = _opt(Kind.BOOL, "True when an earlier session was resumed.")
     last_received: int | None = _opt(Kind.UINT, "On resume: highest sequence the server "
                                      "received in order.")
+    server_proof: bytes | None = _opt(Kind.BYTES, "With hmac auth: HMAC-SHA256 proving the "
+                                      "server holds the secret (docs: Session protocol).")
 
 
 @dataclass(frozen=True, slots=True)
