@@ -58,6 +58,41 @@ _V1_UNPACK = _V1.unpack_from
 _FLAGS = tuple(Flags(i) for i in range(8))
 _SEQ_ONE_BYTE = tuple(bytes((i,)) for i in range(128))
 
+_new = object.__new__
+_set_payload = vars(Message)["payload"].__set__
+_set_sequence = vars(Message)["sequence"].__set__
+_set_session = vars(Message)["session_id"].__set__
+_set_timestamp = vars(Message)["timestamp"].__set__
+_set_flags = vars(Message)["flags"].__set__
+_set_data = vars(BinaryData)["data"].__set__
+_set_text = vars(TextData)["text"].__set__
+_NO_FLAGS = Flags.NONE
+
+
+def _message(payload: Payload, sequence: int, session_id: int, timestamp: int,
+             flags: Flags) -> Message:
+    """Message(...) without the frozen-dataclass __init__ cost (hot path)."""
+    msg: Message = _new(Message)
+    _set_payload(msg, payload)
+    _set_sequence(msg, sequence)
+    _set_session(msg, session_id)
+    _set_timestamp(msg, timestamp)
+    _set_flags(msg, flags)
+    return msg
+
+
+def _binary(data: bytes) -> BinaryData:
+    payload: BinaryData = _new(BinaryData)
+    _set_data(payload, data)
+    return payload
+
+
+def _text(text: str) -> TextData:
+    payload: TextData = _new(TextData)
+    _set_text(payload, text)
+    return payload
+
+
 #: type code -> the v2 type bytes (1 byte, or 0xC0 + u16le).
 _V2_TYPE: dict[int, bytes] = {}
 
@@ -131,6 +166,24 @@ def encode(msg: Message, *, version: int = 2, cipher: Cipher | None = None) -> b
     :class:`Sealed` payload is written as it is (it already is ciphertext).
     """
     payload = msg.payload
+    ptype = type(payload)
+    if (version == 2 and (ptype is BinaryData or ptype is TextData) and not msg.flags
+            and not msg.session_id and not msg.timestamp):
+        # Hot path: a plain data message (the general path below gives the same bytes).
+        sequence = msg.sequence
+        if type(sequence) is int and 0 <= sequence < 0x4000:
+            if ptype is BinaryData:
+                body = payload.data  # type: ignore[attr-defined]
+                tbyte = 0x42
+                if type(body) is not bytes:
+                    raise LocalProtocolError("BinaryData.data must be bytes")
+            else:
+                body = _body(payload, version, cipher)
+                tbyte = 0x41
+            if sequence < 0x80:
+                return bytes((V2_MARKER, tbyte, sequence)) + body
+            return bytes(
+                (V2_MARKER, tbyte, (sequence & 0x7F) | 0x80, sequence >> 7)) + body
     body = _body(payload, version, cipher)
     flags = msg.flags
     sequence = msg.sequence
@@ -236,6 +289,27 @@ def decode(
             f"message of {len(data)} bytes exceeds the limit of {limits.max_message}",
             offset=limits.max_message,
         )
+    if version != 1 and len(data) >= 4 and data[0] == V2_MARKER:
+        # Hot path: v2 data message, no flags, no session/timestamp, sequence < 2^14.
+        tbyte = data[1]
+        if tbyte == 0x42 or tbyte == 0x41:
+            sequence = data[2]
+            pos = 3
+            if sequence >= 0x80:
+                high = data[3]
+                if 0 < high < 0x80:
+                    sequence = (sequence & 0x7F) | (high << 7)
+                    pos = 4
+                else:
+                    pos = 0  # let the general path decide
+            if pos:
+                if tbyte == 0x42:
+                    return _message(_binary(data[pos:]), sequence, 0, 0, _NO_FLAGS)
+                try:
+                    return _message(_text(data[pos:].decode("utf-8")), sequence, 0, 0,
+                                    _NO_FLAGS)
+                except UnicodeDecodeError:
+                    pass  # the general path reports it
     if version is None:
         version = detect_version(data)
     if version == 2:
@@ -323,13 +397,13 @@ def _finish(
     if flags & (_COMPRESSED | _ENCRYPTED):
         if flags & _ENCRYPTED:
             if cipher is None:
-                return Message(Sealed(code, body), sequence, session_id, timestamp,
-                               _FLAGS[flags])
+                return _message(Sealed(code, body), sequence, session_id, timestamp,
+                                _FLAGS[flags])
             body = cipher.open(data[:start], body, start)
         if flags & _COMPRESSED:
             body = decompress(body, start, limits.max_decompressed)
         transformed = True
-    return Message(
+    return _message(
         _payload(code, body, start, transformed, limits, cipher, version, nested),
         sequence, session_id, timestamp, _FLAGS[flags],
     )
@@ -344,10 +418,10 @@ def _payload(
         return Unknown(code, body)
     kind = spec.kind
     if kind is PayloadKind.BINARY:
-        return BinaryData(body)
+        return _binary(body)
     if kind is PayloadKind.TEXT:
         try:
-            return TextData(body.decode("utf-8"))
+            return _text(body.decode("utf-8"))
         except UnicodeDecodeError as error:
             raise DecodeError(
                 f"TextData payload is not valid UTF-8 ({error.reason})",
