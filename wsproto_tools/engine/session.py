@@ -1,0 +1,971 @@
+"""The sans-I/O session engine: one object per session, for either role.
+
+Contract (as in h11/wsproto): the driver feeds decoded messages or whole
+WebSocket messages in (:meth:`Session.receive`, :meth:`Session.receive_data`)
+and gets :mod:`~wsproto_tools.engine.events` back; whatever the engine wants
+sent waits in an outbox (:meth:`Session.messages_to_send`,
+:meth:`Session.data_to_send`). Time is an argument (``now``, seconds), nonces
+and ids are arguments: the engine never reads a clock or draws randomness.
+Timers are the driver's: :meth:`Session.next_deadline` says when the engine next
+needs :meth:`Session.on_timer`.
+
+Handshake (docs/protocol.md, "Session protocol")::
+
+    server: Challenge{nonce, methods}
+    client: Handshake{capabilities, auth, client_nonce, token?, resume_token?,
+                      last_received?}  [+ Authenticate{hmac, proof} for hmac]
+    server: HandshakeResponse{session_id, capabilities, resume_token, heartbeat_ms,
+                              window, resumed, last_received, server_proof?}
+
+Delivery: application messages (Publish, TextData, BinaryData, DeltaUpdate,
+Error) carry per-direction sequence numbers 1, 2, 3...; the receiver acknowledges
+cumulatively (one Acknowledge per flushed burst), suppresses duplicates and
+treats a gap as a protocol error; the sender keeps what is unacknowledged,
+retransmits it (go-back-N) after an RFC 6298 RTO, and after a resume from the
+peer's ``last_received``. Topic traffic (Subscribe, Subscribed, Deliver,
+ContinuityLost) is ordered by topic offsets instead, so one encoding of a
+Deliver serves every subscriber; it is re-established by re-subscribing with
+offsets after every reconnect. Requests are not sequenced: they are idempotent
+and re-issued by the client after a reconnect.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DEFAULT_CAPABILITIES",
+    "ClientSession",
+    "Credentials",
+    "ServerAuth",
+    "ServerSession",
+    "Session",
+    "SessionConfig",
+]
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from wsproto_tools.codec import decode, encode
+from wsproto_tools.codec.crypto import Cipher
+from wsproto_tools.codec.limits import Limits
+from wsproto_tools.codec.schema import (
+    Acknowledge,
+    Authenticate,
+    Batch,
+    BinaryData,
+    Challenge,
+    Close,
+    ContinuityLost,
+    Deliver,
+    DeltaUpdate,
+    Error,
+    Flags,
+    Handshake,
+    HandshakeResponse,
+    Heartbeat,
+    Message,
+    Payload,
+    Publish,
+    Request,
+    Response,
+    Sealed,
+    Subscribe,
+    Subscribed,
+    TextData,
+    Unknown,
+    Unsubscribe,
+    WindowUpdate,
+)
+from wsproto_tools.engine import events as ev
+from wsproto_tools.engine.auth import (
+    Grant,
+    JwtVerifier,
+    client_proof,
+    server_proof,
+    verify_client_proof,
+    verify_server_proof,
+)
+from wsproto_tools.engine.keys import (
+    ResumeClaims,
+    SessionKeys,
+    derive_session_keys,
+    issue_resume_token,
+    verify_resume_token,
+)
+from wsproto_tools.engine.states import Event, Origin, State, transition
+from wsproto_tools.engine.timing import AdaptiveWindow, RttEstimator
+from wsproto_tools.exceptions import (
+    AuthenticationError,
+    CloseCode,
+    LocalProtocolError,
+    RemoteProtocolError,
+    WspError,
+)
+
+#: Capabilities this implementation understands.
+DEFAULT_CAPABILITIES: tuple[str, ...] = ("ack", "batch", "pubsub")
+KNOWN_CAPABILITIES = frozenset({"ack", "batch", "pubsub", "compress", "encrypt", "delta"})
+#: Message classes that travel in the sequenced, acknowledged stream.
+SEQUENCED: tuple[type[Payload], ...] = (Publish, TextData, BinaryData, DeltaUpdate, Error)
+#: Messages allowed before the session is accepted (the handshake itself).
+HANDSHAKE_TYPES = (Challenge, Handshake, Authenticate, HandshakeResponse, Close)
+PUBLISH_ID_MEMORY = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """Tunables shared by both roles (seconds, messages)."""
+
+    heartbeat_interval: float = 15.0
+    heartbeat_timeout: float = 45.0
+    window: int = 1024
+    resume_lifetime: float = 300.0
+    capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
+    limits: Limits = field(default_factory=Limits)
+    initial_rto: float = 1.0
+    min_rto: float = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAuth:
+    """How a server authenticates: a shared secret, a JWT verifier, or neither."""
+
+    secret: bytes | None = None
+    jwt: JwtVerifier | None = None
+    token_key: bytes = b""  # signs resume tokens; any node with it can verify them
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        methods = []
+        if self.secret is not None:
+            methods.append("hmac")
+        if self.jwt is not None:
+            methods.append("jwt")
+        return tuple(methods) or ("none",)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a client authenticates with: a shared secret, a JWT, or nothing."""
+
+    secret: bytes | None = None
+    token: str | None = None
+
+    @property
+    def method(self) -> str:
+        if self.secret is not None:
+            return "hmac"
+        if self.token is not None:
+            return "jwt"
+        return "none"
+
+
+def _us(now: float) -> int:
+    return int(now * 1_000_000)
+
+
+class Session:
+    """State, sequencing, acknowledgment, retransmission and heartbeats (both roles)."""
+
+    is_client = False
+
+    def __init__(self, config: SessionConfig | None = None) -> None:
+        self.config = config or SessionConfig()
+        self.state = State.CONNECTING
+        self.version = 2
+        self.session_id = 0
+        self.capabilities: tuple[str, ...] = ()
+        self.keys: SessionKeys | None = None
+        self.grant = Grant()
+        self.resume_token = b""
+        # outgoing sequenced stream
+        self.send_seq = 0
+        self.unacked: OrderedDict[int, tuple[Message, float, bool]] = OrderedDict()
+        self.window = AdaptiveWindow(initial=min(64, self.config.window), minimum=4,
+                                     maximum=max(64, self.config.window))
+        self.peer_window = self.config.window
+        self.rtt = RttEstimator(initial_rto=self.config.initial_rto,
+                                min_rto=self.config.min_rto)
+        # incoming sequenced stream
+        self.recv_seq = 0
+        self.ack_pending = 0
+        # heartbeats and liveness
+        self.last_rx = 0.0
+        self.heartbeat_id = 0
+        self.heartbeats: dict[int, float] = {}
+        self.next_heartbeat: float | None = None
+        # close
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._close_sent = False
+        self.outbox: list[Message] = []
+        self._ciphers: tuple[Cipher, Cipher] | None = None
+        self._seal = Flags.NONE  # ENCRYPTED once the session keys are in use
+        self._batch = False
+        self._handlers: dict[type[Payload], Callable[[Message, float], list[ev.Event]]] = {
+            Acknowledge: self._on_ack,
+            Heartbeat: self._on_heartbeat,
+            Close: self._on_close,
+            Error: self._on_data,
+            TextData: self._on_data,
+            BinaryData: self._on_data,
+            DeltaUpdate: self._on_data,
+            WindowUpdate: self._on_window,
+            Unknown: self._on_unknown,
+            Sealed: self._on_sealed,
+        }
+
+    # ------------------------------------------------------------------ state
+    def _go(self, event: Event, origin: Origin = Origin.REMOTE) -> None:
+        self.state = transition(self.state, event, origin)
+
+    @property
+    def active(self) -> bool:
+        return self.state is State.ACTIVE
+
+    def connection_made(self, now: float, *, version: int = 2) -> None:
+        """A (new) transport is up; ``version`` is the negotiated wire version."""
+        self._go(Event.OPEN, Origin.LOCAL)
+        self.version = version
+        self.last_rx = now
+        self.heartbeats.clear()
+        self._close_sent = False
+        self.outbox.clear()
+        self.ack_pending = 0
+        self._batch = False  # capabilities and keys are renegotiated per connection
+        self._ciphers = None
+        self._seal = Flags.NONE
+
+    def connection_lost(self, now: float) -> None:
+        """The transport died. An active session becomes resumable (Reconnecting)."""
+        if self.state in (State.CLOSED, State.RECONNECTING):
+            return
+        self._go(Event.LOST, Origin.LOCAL)
+        self.outbox.clear()
+        self.next_heartbeat = None
+
+    def expire(self) -> None:
+        """Give up on a Reconnecting session (resume window over, or retries exhausted)."""
+        if self.state is State.CLOSING or self.state is State.RECONNECTING:
+            self._go(Event.CLOSED, Origin.LOCAL)
+
+    def closed(self) -> None:
+        """The transport finished closing after a Close."""
+        if self.state is State.CLOSING:
+            self._go(Event.CLOSED, Origin.LOCAL)
+        elif self.state is not State.CLOSED:
+            self.connection_lost(0.0)
+
+    # ------------------------------------------------------------------ sending
+    def _send(self, payload: Payload, now: float, flags: Flags = Flags.NONE, *,
+              stamp: bool = False) -> Message:
+        """Queue an unsequenced message (``stamp``: with the header timestamp)."""
+        msg = Message(payload, 0, self.session_id, _us(now) if stamp else 0,
+                      flags | self._seal)
+        self.outbox.append(msg)
+        return msg
+
+    def _send_sequenced(self, payload: Payload, now: float,
+                        flags: Flags = Flags.NONE) -> int:
+        if self.state is not State.ACTIVE:
+            transition(self.state, Event.MESSAGE, Origin.LOCAL)
+        self.send_seq += 1
+        seq = self.send_seq
+        msg = Message(payload, seq, self.session_id, 0, flags | self._seal)
+        self.unacked[seq] = (msg, now, False)
+        self.outbox.append(msg)
+        return seq
+
+    def can_send(self) -> bool:
+        """Whether the in-flight window has room for another sequenced message."""
+        return len(self.unacked) < min(self.window.size, self.peer_window)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.unacked)
+
+    def send_text(self, text: str, now: float) -> int:
+        return self._send_sequenced(TextData(text), now, Flags.ACK_REQUESTED)
+
+    def send_binary(self, data: bytes, now: float) -> int:
+        return self._send_sequenced(BinaryData(data), now, Flags.ACK_REQUESTED)
+
+    def send_error(self, code: int, message: str, now: float,
+                   ref_sequence: int | None = None) -> int:
+        return self._send_sequenced(Error(int(code), message, ref_sequence), now)
+
+    def heartbeat(self, now: float) -> int:
+        """Send a probe now; its answer measures the RTT."""
+        if self.state is not State.ACTIVE:
+            transition(self.state, Event.MESSAGE, Origin.LOCAL)
+        self.heartbeat_id += 1
+        self.heartbeats[self.heartbeat_id] = now
+        if len(self.heartbeats) > 16:
+            del self.heartbeats[next(iter(self.heartbeats))]
+        self._send(Heartbeat(self.heartbeat_id, False), now, stamp=True)
+        return self.heartbeat_id
+
+    def close(self, code: int, reason: str, now: float) -> None:
+        """Start an orderly close: a Close message, then the transport's close."""
+        if self.state in (State.CLOSING, State.CLOSED):
+            return
+        if self.state is State.RECONNECTING or self.state is State.CONNECTING:
+            self.close_code, self.close_reason = code, reason
+            self.state = State.CLOSED
+            return
+        self._go(Event.CLOSE, Origin.LOCAL)
+        self.close_code, self.close_reason = int(code), reason
+        self._close_sent = True
+        self._send(Close(int(code), reason), now)
+
+    def fail(self, error: WspError, now: float) -> None:
+        """Close because of ``error`` with the close code it carries."""
+        self.close(int(error.close_code), str(error)[:120], now)
+
+    def messages_to_send(self) -> list[Message]:
+        """Take everything queued, with one coalesced Acknowledge first if due."""
+        out = self.outbox
+        if self.ack_pending and self.state in (State.ACTIVE, State.CLOSING):
+            self.ack_pending = 0
+            out.insert(0, Message(Acknowledge(self.recv_seq), 0, self.session_id, 0, self._seal))
+        self.outbox = []
+        return out
+
+    def encode(self, msg: Message) -> bytes:
+        """One message in the negotiated version (and the session's cipher, if any)."""
+        cipher = self._ciphers[0] if self._ciphers is not None else None
+        return encode(msg, version=self.version, cipher=cipher)
+
+    def data_to_send(self) -> list[bytes]:
+        """Everything queued, encoded: one Batch when batching was negotiated."""
+        messages = self.messages_to_send()
+        if not messages:
+            return []
+        if len(messages) > 1 and self._batch:
+            return [self.encode(Message(Batch(tuple(messages)), 0, self.session_id))]
+        return [self.encode(m) for m in messages]
+
+    # ------------------------------------------------------------------ receiving
+    def receive_data(self, data: bytes, now: float) -> list[ev.Event]:
+        """Decode one whole WebSocket message and process it."""
+        cipher = self._ciphers[1] if self._ciphers is not None else None
+        msg = decode(data, limits=self.config.limits, cipher=cipher)
+        return self.receive(msg, now)
+
+    def receive(self, msg: Message, now: float) -> list[ev.Event]:
+        """Process one decoded message; raise a protocol error for a broken rule."""
+        self.last_rx = now
+        payload = msg.payload
+        if type(payload) is Batch:
+            if not self._batch:
+                raise RemoteProtocolError("Batch without the batch capability",
+                                          close_code=CloseCode.WSP_UNNEGOTIATED)
+            out: list[ev.Event] = []
+            for item in payload.messages:
+                out.extend(self.receive(item, now))
+            return out
+        if msg.flags & (Flags.COMPRESSED | Flags.ENCRYPTED):
+            self._check_flags(msg)
+        if self.state is not State.ACTIVE and type(payload) not in HANDSHAKE_TYPES:
+            if self.state is State.CLOSING:
+                return []
+            transition(self.state, Event.MESSAGE)
+        handler = self._handlers.get(type(payload))
+        if handler is None:
+            raise RemoteProtocolError(
+                f"{msg.type_name} is not allowed from the "
+                f"{'server' if self.is_client else 'client'}",
+                close_code=CloseCode.PROTOCOL_ERROR)
+        return handler(msg, now)
+
+    def _check_flags(self, msg: Message) -> None:
+        if msg.flags & Flags.COMPRESSED and "compress" not in self.capabilities:
+            raise RemoteProtocolError("compressed flag without the compress capability",
+                                      close_code=CloseCode.WSP_UNNEGOTIATED)
+        if msg.flags & Flags.ENCRYPTED and "encrypt" not in self.capabilities:
+            raise RemoteProtocolError("encrypted flag without the encrypt capability",
+                                      close_code=CloseCode.WSP_UNNEGOTIATED)
+
+    def _accept_sequence(self, msg: Message) -> bool:
+        """True for a new in-order message; False for a duplicate (re-acked)."""
+        seq = msg.sequence
+        expected = self.recv_seq + 1
+        if seq == expected:
+            self.recv_seq = seq
+            self.ack_pending += 1
+            return True
+        self.ack_pending += 1  # answer a duplicate with the cumulative ack again
+        if seq < expected:
+            return False
+        raise RemoteProtocolError(
+            f"sequence gap: expected {expected}, got {seq}", close_code=CloseCode.PROTOCOL_ERROR)
+
+    def _on_data(self, msg: Message, now: float) -> list[ev.Event]:
+        if not self._accept_sequence(msg):
+            return []
+        payload = msg.payload
+        if type(payload) is Error:
+            return [ev.PeerError(payload.code, payload.message, payload.ref_sequence)]
+        return [ev.DataReceived(payload, msg.sequence)]  # type: ignore[arg-type]
+
+    def _on_ack(self, msg: Message, now: float) -> list[ev.Event]:
+        payload: Acknowledge = msg.payload  # type: ignore[assignment]
+        seq = payload.sequence
+        if seq > self.send_seq:
+            raise RemoteProtocolError(
+                f"Acknowledge of sequence {seq}, but only {self.send_seq} were sent",
+                close_code=CloseCode.PROTOCOL_ERROR)
+        unacked = self.unacked
+        count = 0
+        sample: float | None = None
+        while unacked:
+            first = next(iter(unacked))
+            if first > seq:
+                break
+            _, (_, sent_at, again) = unacked.popitem(last=False)
+            count += 1
+            if not again:
+                sample = sent_at
+        if not count:
+            return []
+        if sample is not None:
+            self.rtt.sample(now - sample)  # Karn: only never-retransmitted messages
+        self.window.on_ack(count)
+        return [ev.Acked(seq, count)]
+
+    def _on_heartbeat(self, msg: Message, now: float) -> list[ev.Event]:
+        payload: Heartbeat = msg.payload  # type: ignore[assignment]
+        if not payload.reply:
+            self._send(Heartbeat(payload.id, True), now, stamp=True)
+            return []
+        sent = self.heartbeats.pop(payload.id, None)
+        if sent is None:
+            raise RemoteProtocolError(f"Heartbeat reply to probe {payload.id} never sent",
+                                      close_code=CloseCode.PROTOCOL_ERROR)
+        self.rtt.sample(now - sent)
+        return [ev.HeartbeatAnswered(payload.id, now - sent)]
+
+    def _on_close(self, msg: Message, now: float) -> list[ev.Event]:
+        payload: Close = msg.payload  # type: ignore[assignment]
+        self._go(Event.CLOSE)
+        if self.close_code is None:
+            self.close_code, self.close_reason = payload.code, payload.reason
+        if not self._close_sent:
+            self._close_sent = True
+            self._send(Close(int(payload.code), ""), now)
+        return [ev.PeerClosed(payload.code, payload.reason)]
+
+    def _on_window(self, msg: Message, now: float) -> list[ev.Event]:
+        payload: WindowUpdate = msg.payload  # type: ignore[assignment]
+        self.peer_window = max(1, payload.window)
+        return []
+
+    def _on_unknown(self, msg: Message, now: float) -> list[ev.Event]:
+        self._send(Error(int(CloseCode.UNSUPPORTED_DATA),
+                         f"unknown message type 0x{msg.type_code:04x} ignored"), now)
+        return []
+
+    def _on_sealed(self, msg: Message, now: float) -> list[ev.Event]:
+        raise RemoteProtocolError("encrypted message but no session key",
+                                  close_code=CloseCode.WSP_UNNEGOTIATED)
+
+    # ------------------------------------------------------------------ timers
+    def next_deadline(self) -> float | None:
+        """When :meth:`on_timer` is next needed (None: no timer)."""
+        if self.state is not State.ACTIVE:
+            return None
+        deadline = self.last_rx + self.config.heartbeat_timeout
+        if self.unacked:
+            _, sent_at, _ = next(iter(self.unacked.values()))
+            deadline = min(deadline, sent_at + self.rtt.rto)
+        if self.next_heartbeat is not None:
+            deadline = min(deadline, self.next_heartbeat)
+        return deadline
+
+    def on_timer(self, now: float) -> list[ev.Event]:
+        """Heartbeats, retransmissions and the dead-peer check that are due at ``now``."""
+        if self.state is not State.ACTIVE:
+            return []
+        silent = now - self.last_rx
+        if silent >= self.config.heartbeat_timeout:
+            raise RemoteProtocolError(
+                f"no message from the peer for {silent:.1f} s",
+                close_code=CloseCode.WSP_HEARTBEAT_TIMEOUT)
+        out: list[ev.Event] = []
+        if self.next_heartbeat is not None and now >= self.next_heartbeat:
+            self.heartbeat(now)
+            self.next_heartbeat = now + self.config.heartbeat_interval
+        if self.unacked:
+            _, sent_at, _ = next(iter(self.unacked.values()))
+            if now - sent_at >= self.rtt.rto:
+                out.append(self._retransmit(now))
+        return out
+
+    def _retransmit(self, now: float, after: int = 0) -> ev.Retransmitted:
+        """Queue every unacked message with sequence > ``after`` again (go-back-N)."""
+        count = 0
+        for seq, (msg, _, _) in list(self.unacked.items()):
+            if seq <= after:
+                continue
+            flags = (msg.flags & ~Flags.ENCRYPTED) | self._seal
+            fresh = Message(msg.payload, seq, self.session_id, 0, flags)
+            self.unacked[seq] = (fresh, now, True)
+            self.outbox.append(fresh)
+            count += 1
+        if after == 0:
+            self.rtt.backoff()
+            self.window.on_timeout()
+        return ev.Retransmitted(count, self.rtt.rto)
+
+    def _drop_acked(self, upto: int) -> None:
+        while self.unacked and next(iter(self.unacked)) <= upto:
+            self.unacked.popitem(last=False)
+
+    def _set_session(self, capabilities: tuple[str, ...], keys: SessionKeys | None) -> None:
+        self.capabilities = capabilities
+        self._batch = "batch" in capabilities
+        self.keys = keys if "encrypt" in capabilities else None
+        self._ciphers = None
+
+
+# ====================================================================== server
+
+
+class ServerSession(Session):
+    """The server's side of one session (it can outlive its first connection)."""
+
+    def __init__(self, auth: ServerAuth, config: SessionConfig | None = None) -> None:
+        super().__init__(config)
+        self.auth = auth
+        self.server_nonce = b""
+        self._hello: Handshake | None = None
+        self._hello_resume: ResumeClaims | None = None
+        self.applied_ids: OrderedDict[int, None] = OrderedDict()
+        self._pending_keys: SessionKeys | None = None
+        self._offered: tuple[str, ...] = ()
+        self._handlers.update({
+            Handshake: self._on_handshake,
+            Authenticate: self._on_authenticate,
+            Publish: self._on_publish,
+            Subscribe: self._on_subscribe,
+            Unsubscribe: self._on_unsubscribe,
+            Request: self._on_request,
+        })
+
+    def connection_made(self, now: float, *, version: int = 2, nonce: bytes = b"") -> None:
+        """Send the Challenge with the server ``nonce`` (16+ random bytes, drawn by the caller)."""
+        super().connection_made(now, version=version)
+        if len(nonce) < 16:
+            raise LocalProtocolError("the server nonce must be at least 16 bytes")
+        self.server_nonce = nonce
+        self._hello = None
+        self._send(Challenge(nonce, self.auth.methods), now)
+
+    def _on_handshake(self, msg: Message, now: float) -> list[ev.Event]:
+        if self._hello is not None and self.state is State.HANDSHAKING:
+            raise RemoteProtocolError("a second Handshake on the same connection",
+                                      close_code=CloseCode.PROTOCOL_ERROR)
+        self._go(Event.HANDSHAKE)
+        hello: Handshake = msg.payload  # type: ignore[assignment]
+        self._hello = hello
+        unknown = [c for c in hello.capabilities if c not in KNOWN_CAPABILITIES]
+        if unknown:
+            raise RemoteProtocolError(f"unknown capabilities {unknown}",
+                                      close_code=CloseCode.WSP_UNNEGOTIATED)
+        method = hello.auth or "none"
+        if method not in self.auth.methods:
+            raise AuthenticationError(
+                f"authentication method {method!r} not accepted "
+                f"(server accepts {', '.join(self.auth.methods)})")
+        if method == "hmac":
+            if not hello.client_nonce:
+                raise AuthenticationError("hmac authentication without a client nonce")
+            return []  # the Authenticate message follows
+        if method == "jwt":
+            if not hello.token:
+                raise AuthenticationError("jwt authentication without a token")
+            assert self.auth.jwt is not None
+            return self._authenticated(self.auth.jwt.verify(hello.token, now), None, now)
+        return self._authenticated(Grant(), None, now)
+
+    def _on_authenticate(self, msg: Message, now: float) -> list[ev.Event]:
+        hello = self._hello
+        if self.state is not State.HANDSHAKING:
+            transition(self.state, Event.AUTH_OK)
+        if hello is None:
+            raise RemoteProtocolError("Authenticate before Handshake",
+                                      close_code=CloseCode.PROTOCOL_ERROR)
+        answer: Authenticate = msg.payload  # type: ignore[assignment]
+        if answer.method != "hmac" or (hello.auth or "none") != "hmac":
+            raise AuthenticationError(f"Authenticate with method {answer.method!r} "
+                                      f"after a Handshake announcing {hello.auth!r}")
+        assert self.auth.secret is not None and hello.client_nonce is not None
+        verify_client_proof(self.auth.secret, self.server_nonce, hello.client_nonce,
+                            answer.proof)
+        keys = derive_session_keys(self.auth.secret, self.server_nonce, hello.client_nonce)
+        return self._authenticated(Grant(), keys, now)
+
+    def _authenticated(self, grant: Grant, keys: SessionKeys | None,
+                       now: float) -> list[ev.Event]:
+        hello = self._hello
+        assert hello is not None
+        self._go(Event.AUTH_OK)
+        self.grant = grant
+        resume: ResumeClaims | None = None
+        if hello.resume_token:
+            try:
+                resume = verify_resume_token(self.auth.token_key,
+                                             hello.resume_token.decode("ascii", "replace"), now)
+            except AuthenticationError:
+                resume = None  # unknown or expired: a new session is started instead
+        offered = set(hello.capabilities)
+        allowed = set(self.config.capabilities)
+        if keys is None:
+            allowed.discard("encrypt")
+        caps = tuple(sorted(offered & allowed))
+        self._pending_keys = keys
+        self._offered = caps
+        return [ev.AuthSucceeded(grant, resume, hello.last_received or 0, caps,
+                                 hello.client_id or "")]
+
+    def accept(self, session_id: int, now: float) -> None:
+        """Start a new session with id ``session_id`` (drawn by the caller)."""
+        if session_id <= 0:
+            raise LocalProtocolError("session ids are positive")
+        self.session_id = session_id
+        self._set_session(self._offered, self._pending_keys)
+        self.resume_token = issue_resume_token(self.auth.token_key, session_id, now,
+                                               self.config.resume_lifetime).encode("ascii")
+        self._respond_handshake(now, resumed=False)
+
+    def adopt(self, other: ServerSession, last_received: int, now: float) -> None:
+        """Resume this (older) session over ``other``'s freshly authenticated connection.
+
+        The new connection's handshake result (grant, capabilities, version) replaces
+        ours; unacknowledged messages after the client's ``last_received`` are sent
+        again, in order.
+        """
+        if other.state is not State.AUTHENTICATED:
+            raise LocalProtocolError("adopt() needs an authenticated connection")
+        if self.state is State.ACTIVE:
+            self.connection_lost(now)
+        self._go(Event.OPEN, Origin.LOCAL)
+        self.version = other.version
+        self.server_nonce = other.server_nonce
+        self._hello = other._hello
+        self._go(Event.AUTH_OK, Origin.LOCAL)
+        self.grant = other.grant
+        self.last_rx = now
+        self.heartbeats.clear()
+        self._close_sent = False
+        self.outbox = []
+        self._set_session(other._offered, other._pending_keys)
+        if last_received > self.send_seq:
+            raise RemoteProtocolError(
+                f"resume claims {last_received} received, only {self.send_seq} were sent",
+                close_code=CloseCode.PROTOCOL_ERROR)
+        self._drop_acked(last_received)
+        other.state = State.CLOSED
+        self._respond_handshake(now, resumed=True)
+        self._retransmit(now, after=last_received)
+
+    def _respond_handshake(self, now: float, *, resumed: bool) -> None:
+        hello = self._hello
+        assert hello is not None
+        proof = None
+        if (hello.auth or "none") == "hmac" and self.auth.secret is not None:
+            assert hello.client_nonce is not None
+            proof = server_proof(self.auth.secret, self.server_nonce, hello.client_nonce)
+        self._go(Event.ACCEPT, Origin.LOCAL)
+        self._send(HandshakeResponse(
+            session_id=self.session_id,
+            capabilities=self.capabilities,
+            resume_token=self.resume_token,
+            server_nonce=self.server_nonce,
+            heartbeat_ms=int(self.config.heartbeat_interval * 1000),
+            window=self.config.window,
+            resumed=resumed,
+            last_received=self.recv_seq,
+            server_proof=proof,
+        ), now)
+        self._install_ciphers(client=False)
+
+    def _install_ciphers(self, *, client: bool) -> None:
+        if self.keys is None:
+            return
+        from wsproto_tools.codec.crypto import counter_nonces
+
+        send_key = self.keys.client_to_server if client else self.keys.server_to_client
+        recv_key = self.keys.server_to_client if client else self.keys.client_to_server
+        prefix = b"wspc" if client else b"wsps"
+        # Nonces restart per connection; the prefix plus a per-connection epoch keeps
+        # them unique: the epoch is the sequence counter at the connection's start.
+        self._ciphers = (Cipher(send_key, counter_nonces(prefix, self.send_seq << 24)),
+                         Cipher(recv_key))
+        self._seal = Flags.ENCRYPTED
+
+    # -------------------------------------------------------------- server messages
+    def _on_publish(self, msg: Message, now: float) -> list[ev.Event]:
+        if not self._accept_sequence(msg):
+            return []
+        payload: Publish = msg.payload  # type: ignore[assignment]
+        if not self.grant.may_publish(payload.topic):
+            raise RemoteProtocolError(f"publishing to topic {payload.topic!r} is not allowed",
+                                      close_code=CloseCode.WSP_FORBIDDEN_TOPIC)
+        pid = payload.id
+        if pid is not None:
+            ids = self.applied_ids
+            if pid in ids:
+                return []  # a retried publish: applied once already
+            ids[pid] = None
+            if len(ids) > PUBLISH_ID_MEMORY:
+                ids.popitem(last=False)
+        return [ev.PublishReceived(payload.topic, payload.data, pid, msg.sequence)]
+
+    def _on_subscribe(self, msg: Message, now: float) -> list[ev.Event]:
+        payload: Subscribe = msg.payload  # type: ignore[assignment]
+        if not self.grant.may_subscribe(payload.topic):
+            raise RemoteProtocolError(
+                f"subscribing to topic {payload.topic!r} is not allowed",
+                close_code=CloseCode.WSP_FORBIDDEN_TOPIC)
+        return [ev.SubscribeRequested(payload.topic, payload.from_offset, payload.epoch)]
+
+    def _on_unsubscribe(self, msg: Message, now: float) -> list[ev.Event]:
+        payload: Unsubscribe = msg.payload  # type: ignore[assignment]
+        return [ev.UnsubscribeRequested(payload.topic)]
+
+    def _on_request(self, msg: Message, now: float) -> list[ev.Event]:
+        payload: Request = msg.payload  # type: ignore[assignment]
+        return [ev.RequestReceived(payload.id, payload.method, payload.data)]
+
+    def respond(self, request_id: int, data: bytes, now: float, status: int = 0) -> None:
+        self._send(Response(request_id, data, status), now)
+
+    def subscribed(self, topic: str, epoch: int, next_offset: int, now: float) -> None:
+        self._send(Subscribed(topic, epoch, next_offset), now)
+
+    def continuity_lost(self, topic: str, epoch: int, requested: int, available: int,
+                        now: float) -> None:
+        self._send(ContinuityLost(topic, epoch, requested, available), now)
+
+    def deliver(self, topic: str, epoch: int, offset: int, data: bytes, now: float) -> None:
+        """Queue one Deliver through this session (replays; live fan-out uses
+        :func:`encode_delivery` once for all subscribers)."""
+        self.outbox.append(Message(Deliver(topic, epoch, offset, data), 0, 0, 0, self._seal))
+
+
+def encode_delivery(topic: str, epoch: int, offset: int, data: bytes, version: int) -> bytes:
+    """A Deliver encoded once for every subscriber of that version (sequence 0, no session)."""
+    return encode(Message(Deliver(topic, epoch, offset, data)), version=version)
+
+
+# ====================================================================== client
+
+
+@dataclass(slots=True)
+class TopicCursor:
+    epoch: int
+    last: int  # last offset delivered to the application (0: none yet)
+
+
+class ClientSession(Session):
+    """The client's side: handshake, resume, topic cursors and exactly-once delivery."""
+
+    is_client = True
+
+    def __init__(self, credentials: Credentials | None = None,
+                 config: SessionConfig | None = None, *, client_id: str = "") -> None:
+        super().__init__(config)
+        self.credentials = credentials or Credentials()
+        self.client_id = client_id
+        self.client_nonce = b""
+        self.server_nonce = b""
+        self.cursors: dict[str, TopicCursor] = {}
+        self.subscriptions: dict[str, None] = {}
+        self._handlers.update({
+            Challenge: self._on_challenge,
+            HandshakeResponse: self._on_handshake_response,
+            Deliver: self._on_deliver,
+            Subscribed: self._on_subscribed,
+            ContinuityLost: self._on_continuity_lost,
+            Response: self._on_response,
+        })
+        self._sent_hello = False
+        self._hb_interval = self.config.heartbeat_interval
+
+    def connection_made(self, now: float, *, version: int = 2, nonce: bytes = b"") -> None:
+        """A transport is up; ``nonce`` is the client nonce (16+ random bytes)."""
+        super().connection_made(now, version=version)
+        if len(nonce) < 16:
+            raise LocalProtocolError("the client nonce must be at least 16 bytes")
+        self.client_nonce = nonce
+        self._sent_hello = False
+
+    def _on_challenge(self, msg: Message, now: float) -> list[ev.Event]:
+        if self.state is not State.HANDSHAKING:
+            transition(self.state, Event.CHALLENGE)
+        if self._sent_hello:
+            raise RemoteProtocolError("Challenge after the Handshake was sent",
+                                      close_code=CloseCode.PROTOCOL_ERROR)
+        self._go(Event.CHALLENGE)
+        challenge: Challenge = msg.payload  # type: ignore[assignment]
+        self.server_nonce = challenge.nonce
+        creds = self.credentials
+        method = creds.method
+        if method not in challenge.methods:
+            raise AuthenticationError(
+                f"the server does not accept {method!r} authentication "
+                f"(it accepts {', '.join(challenge.methods) or 'nothing'})")
+        resuming = bool(self.resume_token) and self.session_id != 0
+        self._send(Handshake(
+            capabilities=self.config.capabilities,
+            client_id=self.client_id or None,
+            auth=method,
+            token=creds.token if method == "jwt" else None,
+            client_nonce=self.client_nonce,
+            resume_token=self.resume_token if resuming else None,
+            last_received=self.recv_seq if resuming else None,
+        ), now)
+        if method == "hmac":
+            assert creds.secret is not None
+            self._send(Authenticate(
+                "hmac", client_proof(creds.secret, challenge.nonce, self.client_nonce)), now)
+        self._sent_hello = True
+        return []
+
+    def _on_handshake_response(self, msg: Message, now: float) -> list[ev.Event]:
+        if self.state is not State.HANDSHAKING:
+            transition(self.state, Event.ACCEPT)
+        if not self._sent_hello:
+            raise RemoteProtocolError("HandshakeResponse before the Handshake",
+                                      close_code=CloseCode.PROTOCOL_ERROR)
+        answer: HandshakeResponse = msg.payload  # type: ignore[assignment]
+        keys = None
+        if self.credentials.method == "hmac":
+            assert self.credentials.secret is not None
+            verify_server_proof(self.credentials.secret, self.server_nonce, self.client_nonce,
+                                answer.server_proof or b"")
+            keys = derive_session_keys(self.credentials.secret, self.server_nonce,
+                                       self.client_nonce)
+        self._go(Event.AUTH_OK)
+        self._go(Event.ACCEPT)
+        granted = tuple(answer.capabilities)
+        stray = set(granted) - set(self.config.capabilities)
+        if stray:
+            raise RemoteProtocolError(f"server granted capabilities never offered: "
+                                      f"{sorted(stray)}", close_code=CloseCode.WSP_UNNEGOTIATED)
+        resumed = bool(answer.resumed) and answer.session_id == self.session_id
+        self._set_session(granted, keys)
+        if answer.window:
+            self.peer_window = answer.window
+        if answer.heartbeat_ms:
+            interval = min(answer.heartbeat_ms / 1000, self.config.heartbeat_interval)
+            self._hb_interval = interval
+        else:
+            self._hb_interval = self.config.heartbeat_interval
+        self.next_heartbeat = now + self._hb_interval
+        if resumed:
+            last = answer.last_received or 0
+            if last > self.send_seq:
+                raise RemoteProtocolError(
+                    f"resume claims {last} received, only {self.send_seq} were sent",
+                    close_code=CloseCode.PROTOCOL_ERROR)
+            self._drop_acked(last)
+            self.resume_token = answer.resume_token or self.resume_token
+            self._install_ciphers()
+            self._retransmit(now, after=last)
+        else:
+            # A new session: renumber what was never acknowledged and send it again.
+            pending = [m for m, _, _ in self.unacked.values()]
+            self.session_id = answer.session_id
+            self.resume_token = answer.resume_token or b""
+            self.send_seq = 0
+            self.recv_seq = 0
+            self.unacked.clear()
+            self._install_ciphers()
+            for old in pending:
+                self._send_sequenced(old.payload, now, old.flags)
+        for topic in self.subscriptions:
+            self._send_subscribe(topic, now)
+        return [ev.Accepted(self.session_id, resumed, granted)]
+
+    def _install_ciphers(self) -> None:
+        if self.keys is None:
+            return
+        from wsproto_tools.codec.crypto import counter_nonces
+
+        self._ciphers = (
+            Cipher(self.keys.client_to_server, counter_nonces(b"wspc", self.send_seq << 24)),
+            Cipher(self.keys.server_to_client))
+        self._seal = Flags.ENCRYPTED
+
+    # -------------------------------------------------------------- client API
+    def publish(self, topic: str, data: bytes, now: float, publish_id: int | None = None) -> int:
+        """Queue a Publish; returns its sequence number (acknowledged by ``Acked``)."""
+        return self._send_sequenced(Publish(topic, data, publish_id), now, Flags.ACK_REQUESTED)
+
+    def subscribe(self, topic: str, now: float) -> None:
+        """Subscribe (again) to ``topic``; a known cursor asks for what was missed."""
+        self.subscriptions[topic] = None
+        if self.state is State.ACTIVE:
+            self._send_subscribe(topic, now)
+
+    def _send_subscribe(self, topic: str, now: float) -> None:
+        cursor = self.cursors.get(topic)
+        if cursor is None:
+            self._send(Subscribe(topic), now)
+        else:
+            self._send(Subscribe(topic, cursor.last + 1, cursor.epoch), now)
+
+    def unsubscribe(self, topic: str, now: float) -> None:
+        self.subscriptions.pop(topic, None)
+        self.cursors.pop(topic, None)
+        if self.state is State.ACTIVE:
+            self._send(Unsubscribe(topic), now)
+
+    def request(self, request_id: int, method: str, data: bytes, now: float) -> None:
+        """Queue a Request (not sequenced: the caller re-issues it after a reconnect)."""
+        if self.state is not State.ACTIVE:
+            transition(self.state, Event.MESSAGE, Origin.LOCAL)
+        self.outbox.append(Message(Request(request_id, method, data), 0, self.session_id, 0,
+                                   self._seal))
+
+    # -------------------------------------------------------------- client messages
+    def _on_deliver(self, msg: Message, now: float) -> list[ev.Event]:
+        p: Deliver = msg.payload  # type: ignore[assignment]
+        cursor = self.cursors.get(p.topic)
+        if cursor is None:
+            if p.topic not in self.subscriptions:
+                raise RemoteProtocolError(f"Deliver for topic {p.topic!r} never subscribed",
+                                          close_code=CloseCode.PROTOCOL_ERROR)
+            raise RemoteProtocolError(f"Deliver for {p.topic!r} before Subscribed",
+                                      close_code=CloseCode.PROTOCOL_ERROR)
+        if p.epoch != cursor.epoch:
+            raise RemoteProtocolError(
+                f"Deliver of {p.topic!r} in epoch {p.epoch}, expected {cursor.epoch} "
+                "(an epoch change needs ContinuityLost)", close_code=CloseCode.PROTOCOL_ERROR)
+        if p.offset <= cursor.last:
+            return []  # a replayed duplicate
+        if p.offset != cursor.last + 1:
+            raise RemoteProtocolError(
+                f"gap in {p.topic!r}: offset {p.offset} after {cursor.last} "
+                "without ContinuityLost", close_code=CloseCode.PROTOCOL_ERROR)
+        cursor.last = p.offset
+        return [ev.Delivery(p.topic, p.epoch, p.offset, p.data)]
+
+    def _on_subscribed(self, msg: Message, now: float) -> list[ev.Event]:
+        p: Subscribed = msg.payload  # type: ignore[assignment]
+        cursor = self.cursors.get(p.topic)
+        if cursor is None or cursor.epoch != p.epoch:
+            self.cursors[p.topic] = TopicCursor(p.epoch, max(0, p.next_offset - 1))
+        return [ev.SubscriptionConfirmed(p.topic, p.epoch, p.next_offset)]
+
+    def _on_continuity_lost(self, msg: Message, now: float) -> list[ev.Event]:
+        p: ContinuityLost = msg.payload  # type: ignore[assignment]
+        self.cursors[p.topic] = TopicCursor(p.epoch, max(0, p.first_available - 1))
+        return [ev.ContinuityLostNotice(p.topic, p.epoch, p.requested_offset,
+                                        p.first_available)]
+
+    def _on_response(self, msg: Message, now: float) -> list[ev.Event]:
+        p: Response = msg.payload  # type: ignore[assignment]
+        return [ev.Reply(p.id, p.data, p.status)]
