@@ -65,7 +65,7 @@ async def echo_cost(size: int, count: int, window: int) -> float:
             for _ in range(3):
                 in_flight = asyncio.Semaphore(window)
 
-                async def sender() -> None:
+                async def sender(in_flight: asyncio.Semaphore = in_flight) -> None:
                     for _ in range(count):
                         await in_flight.acquire()
                         await ws.send(payload)
