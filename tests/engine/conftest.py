@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from wsproto_tools.codec import Message, decode
 from wsproto_tools.engine import events as ev
 from wsproto_tools.engine.hub import Hub
+from wsproto_tools.engine.observer import Direction
 from wsproto_tools.engine.session import (
     ClientSession,
     Credentials,
@@ -50,6 +52,8 @@ class Pair:
         self.next_id = 100
         self.nonces = 0
         self.dropped_to_server: list[bytes] = []
+        #: when a list: every delivered WebSocket message, decoded without keys
+        self.log: list[tuple[Direction, Message, float]] | None = None
 
     def _nonce(self) -> bytes:
         self.nonces += 1
@@ -82,12 +86,16 @@ class Pair:
             self.dropped_to_server.extend(data)
             return 0
         for chunk in data:
+            if self.log is not None:
+                self.log.append((Direction.CLIENT_TO_SERVER, decode(chunk), self.now))
             self.server_events.extend(self.serve(self.server.receive_data(chunk, self.now)))
         return len(data)
 
     def to_client(self) -> int:
         data = self.server.data_to_send()
         for chunk in data:
+            if self.log is not None:
+                self.log.append((Direction.SERVER_TO_CLIENT, decode(chunk), self.now))
             self.client_events.extend(self.client.receive_data(chunk, self.now))
         return len(data)
 
