@@ -21,6 +21,7 @@ from wsproto_tools.cli.env import Environment
 # name -> ("module:attribute", one-line help). Only commands that work are listed.
 COMMANDS: dict[str, tuple[str, str]] = {
     "msg": ("msg:msg", "Encode and decode wsp application messages."),
+    "decode": ("decode:decode", "Decode WebSocket and wsp messages from a pcap/pcapng capture."),
 }
 
 

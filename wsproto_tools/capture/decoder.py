@@ -1,0 +1,722 @@
+"""From captured packets to WebSocket (and wsp) messages.
+
+:class:`CaptureDecoder` is fed :class:`~wsproto_tools.capture.reader.Packet`
+objects in capture order and returns events: :class:`ConnectionSeen` when a
+connection is recognized as WebSocket, :class:`CapturedMessage` for every
+message or control frame, and :class:`CaptureWarning` for whatever could not
+be decoded, with the packet number and the reason. It never raises on bad
+input.
+
+A connection is recognized by its HTTP/1.1 upgrade on any port, or -- when the
+capture starts after the handshake -- by frames: a segment whose bytes are a
+run of well-formed frames (known opcodes, sane reserved bits and lengths,
+masking consistent with one direction). ``ws_ports`` forces a port to be
+treated as a WebSocket server port. After a gap in the TCP stream, decoding
+resumes at the next segment that starts with a plausible frame header.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CaptureDecoder",
+    "CaptureWarning",
+    "CapturedMessage",
+    "Connection",
+    "ConnectionSeen",
+    "DirectionStats",
+]
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wsproto_tools.capture.net import ACK, FIN, RST, SYN, NotTcp, format_addr, tcp_segment
+from wsproto_tools.capture.reader import Packet
+from wsproto_tools.capture.tcp import Flow
+from wsproto_tools.exceptions import FrameError, HandshakeError, WspError
+from wsproto_tools.ws import (
+    DeflateContext,
+    DeflateParams,
+    FrameParser,
+    MessageAssembler,
+    UpgradeRequest,
+    UpgradeResponse,
+    WsMessage,
+    looks_like_http,
+    parse_http_head,
+)
+from wsproto_tools.ws.handshake import MAX_HEAD
+
+DIRECTIONS = ("client", "server")
+_KNOWN_OPCODES = frozenset({0, 1, 2, 8, 9, 10})
+_UNKNOWN, _HTTP, _FRAMES, _SYNC, _IGNORE = range(5)
+#: Segments of unrecognized data per direction before a connection is given up.
+_DISCOVERY_SEGMENTS = 4
+_V1_MAGIC = b"\xd1\xc0"
+
+
+@dataclass(slots=True)
+class CaptureWarning:
+    """Something that could not be decoded; ``number`` is the packet number."""
+
+    number: int
+    message: str
+    conn: int | None = None
+
+
+@dataclass(slots=True)
+class CapturedMessage:
+    """One decoded WebSocket message (or control frame) and where it came from.
+
+    ``violations`` are the peer's protocol violations; ``note`` says why the
+    payload could not be decoded when that was the capture's fault (a gap, a
+    compression context that began before the capture). ``wsp`` is the decoded
+    wsp message as ``(wire version, Message)``, or a string naming why a wsp
+    payload did not decode.
+    """
+
+    number: int
+    ts: float
+    conn: int
+    direction: str
+    msg: WsMessage
+    violations: tuple[str, ...]
+    note: str | None = None
+    wsp: Any = None
+
+
+@dataclass(slots=True)
+class DirectionStats:
+    """Per-direction WebSocket counters."""
+
+    messages: int = 0
+    frames_bytes: int = 0
+    payload_bytes: int = 0
+    compressed_messages: int = 0
+    compressed_wire: int = 0
+    compressed_plain: int = 0
+    skipped_bytes: int = 0
+
+
+@dataclass
+class Connection:
+    """A TCP connection and what the decoder learned about it."""
+
+    id: int
+    client: str
+    server: str
+    first_ts: float
+    first_number: int
+    kind: str = "unknown"  # websocket, http, other, refused, unknown
+    handshake: bool = False
+    path: str | None = None
+    subprotocol: str | None = None
+    extensions: str | None = None
+    deflate: DeflateParams | None = None
+    status: int | None = None
+    handshake_latency: float | None = None
+    notes: list[str] = field(default_factory=list)
+    wsp_version: int | None = None
+    stats: tuple[DirectionStats, DirectionStats] = field(
+        default_factory=lambda: (DirectionStats(), DirectionStats())
+    )
+    tcp_gaps: int = 0
+    tcp_lost_bytes: int = 0
+    retransmissions: int = 0
+    closed: bool = False
+    last_ts: float = 0.0
+
+
+@dataclass(slots=True)
+class ConnectionSeen:
+    """A connection was recognized as WebSocket (emitted once per connection)."""
+
+    connection: Connection
+
+
+class _LostContext(DeflateContext):
+    """A stand-in that refuses to inflate (the real context is unknowable)."""
+
+    def decompress(self, payload: bytes) -> bytes:
+        raise FrameError("compression context lost", close_code=1007)
+
+
+class _Side:
+    """Decoding state of one direction (one sender)."""
+
+    __slots__ = (
+        "assembler",
+        "context_reliable",
+        "held",
+        "http",
+        "mode",
+        "note",
+        "parser",
+        "sender",
+        "tries",
+    )
+
+    def __init__(self) -> None:
+        self.mode = _UNKNOWN
+        self.http = bytearray()
+        self.parser: FrameParser | None = None
+        self.assembler: MessageAssembler | None = None
+        self.sender: str | None = None
+        self.held: list[bytes] = []
+        self.tries = 0
+        self.context_reliable = True
+        self.note: str | None = None
+
+
+class _Conn:
+    __slots__ = (
+        "a_is_client",
+        "a_name",
+        "b_name",
+        "conn",
+        "flows",
+        "request_ts",
+        "sides",
+        "syn_from",
+        "ws_port",
+    )
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.a_name = conn.client
+        self.b_name = conn.server
+        self.flows = (Flow(), Flow())
+        self.sides = (_Side(), _Side())
+        self.a_is_client: bool | None = None
+        self.syn_from: int | None = None
+        self.request_ts: float | None = None
+        self.ws_port = False
+
+
+def plausible_frames(data: bytes, masked: bool | None, *, strong: bool) -> bool | None:
+    """Whether ``data`` starts with well-formed frames; returns their mask bit.
+
+    Returns None when not plausible, else whether the frames are masked. With
+    ``strong`` (discovering an unknown connection), the bytes must be a run of
+    complete frames ending exactly at the end of ``data``, or hold at least two
+    complete frames; otherwise one plausible header is enough.
+    """
+    pos = 0
+    end = len(data)
+    complete = 0
+    mask_bit: bool | None = masked
+    while end - pos >= 2:
+        b0 = data[pos]
+        b1 = data[pos + 1]
+        opcode = b0 & 0x0F
+        if opcode not in _KNOWN_OPCODES or b0 & 0x30:
+            return None
+        is_masked = bool(b1 & 0x80)
+        if mask_bit is None:
+            mask_bit = is_masked
+        elif is_masked != mask_bit:
+            return None
+        length = b1 & 0x7F
+        head = 2
+        if opcode >= 8 and (not b0 & 0x80 or b0 & 0x40 or length > 125):
+            return None
+        if length == 126:
+            if end - pos < 4:
+                break
+            length = (data[pos + 2] << 8) | data[pos + 3]
+            if length < 126:
+                return None
+            head = 4
+        elif length == 127:
+            if end - pos < 10:
+                break
+            length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+            if length < 65536 or length > 1 << 40:
+                return None
+            head = 10
+        if is_masked:
+            head += 4
+        total = head + length
+        if end - pos < total:
+            break
+        pos += total
+        complete += 1
+    if pos == 0 and end - pos < 2:
+        return None
+    if strong:
+        if (complete >= 1 and pos == end) or complete >= 2:
+            return mask_bit
+        return None
+    return mask_bit
+
+
+class CaptureDecoder:
+    """Packets in, events out; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        ws_ports: Iterable[int] = (),
+        max_message: int = 16 * 1024 * 1024,
+        decode_wsp: bool = True,
+    ) -> None:
+        self.ws_ports = frozenset(ws_ports)
+        self.max_message = max_message
+        self.decode_wsp = decode_wsp
+        self._flows: dict[tuple[bytes, int, bytes, int], tuple[_Conn, int]] = {}
+        self.connections: list[Connection] = []
+        self._conns: list[_Conn] = []
+        self.packets = 0
+        self.tcp_packets = 0
+        self.other_packets = 0
+        self.damaged_packets = 0
+        self.first_ts: float | None = None
+        self.last_ts = 0.0
+        self._warned_linktypes: set[int] = set()
+        self._wsp: Any = None
+
+    # ------------------------------------------------------------------ packets
+
+    def packet(self, pkt: Packet) -> list[Any]:
+        """Take one packet; return the events it produced."""
+        number, ts, linktype, data = pkt
+        self.packets += 1
+        if self.first_ts is None:
+            self.first_ts = ts
+        self.last_ts = ts
+        events: list[Any] = []
+        try:
+            seg = tcp_segment(linktype, data)
+        except NotTcp as error:
+            self.damaged_packets += 1
+            events.append(CaptureWarning(number, f"packet skipped: {error}"))
+            return events
+        except (IndexError, ValueError):
+            self.damaged_packets += 1
+            events.append(CaptureWarning(number, "packet skipped: malformed headers"))
+            return events
+        if seg is None:
+            self.other_packets += 1
+            if linktype not in _SUPPORTED and linktype not in self._warned_linktypes:
+                self._warned_linktypes.add(linktype)
+                events.append(
+                    CaptureWarning(number, f"link type {linktype} is not supported; skipped")
+                )
+            return events
+        self.tcp_packets += 1
+        src, sport, dst, dport, seq, ack, flags, payload = seg
+        key = (src, sport, dst, dport)
+        found = self._flows.get(key)
+        if found is None or (flags & SYN and not flags & ACK and found[0].conn.closed):
+            found = self._new_conn(key, number, ts)
+        state, index = found
+        conn = state.conn
+        conn.last_ts = ts
+        flow = state.flows[index]
+        if flags & SYN:
+            flow.syn(seq)
+            if not flags & ACK:
+                state.syn_from = index
+                if state.a_is_client is None:
+                    state.a_is_client = index == 0
+            elif state.a_is_client is None:
+                state.a_is_client = index == 1
+        if flags & ACK:
+            other = state.flows[1 - index]
+            if other.next_seq is not None:
+                items = other.ack_seen(ack)
+                if items:
+                    self._deliver(state, 1 - index, items, number, ts, events)
+        if payload:
+            items = flow.segment(seq, payload)
+            if items:
+                self._deliver(state, index, items, number, ts, events)
+        if flags & (FIN | RST):
+            flow.fin = True
+            if flags & RST or state.flows[1 - index].fin:
+                conn.closed = True
+        return events
+
+    def _new_conn(
+        self, key: tuple[bytes, int, bytes, int], number: int, ts: float
+    ) -> tuple[_Conn, int]:
+        src, sport, dst, dport = key
+        conn = Connection(
+            len(self.connections) + 1,
+            format_addr(src, sport),
+            format_addr(dst, dport),
+            ts,
+            number,
+        )
+        state = _Conn(conn)
+        if dport in self.ws_ports:
+            state.a_is_client = True
+            state.ws_port = True
+        elif sport in self.ws_ports:
+            state.a_is_client = False
+            state.ws_port = True
+        self._orient(state)
+        self.connections.append(conn)
+        self._conns.append(state)
+        self._flows[key] = (state, 0)
+        self._flows[(dst, dport, src, sport)] = (state, 1)
+        return state, 0
+
+    # --------------------------------------------------------------- byte stream
+
+    def _deliver(
+        self,
+        state: _Conn,
+        index: int,
+        items: list[int | bytes],
+        number: int,
+        ts: float,
+        events: list[Any],
+    ) -> None:
+        side = state.sides[index]
+        for item in items:
+            if isinstance(item, int):
+                self._gap(state, index, item, number, ts, events)
+                continue
+            mode = side.mode
+            if mode == _FRAMES:
+                self._frames(state, index, item, number, ts, events)
+            elif mode == _IGNORE:
+                continue
+            elif mode == _HTTP:
+                self._http(state, index, item, number, ts, events)
+            elif mode == _SYNC:
+                self._sync(state, index, item, number, ts, events)
+            else:
+                self._discover(state, index, item, number, ts, events)
+
+    def _gap(
+        self, state: _Conn, index: int, size: int, number: int, ts: float, events: list[Any]
+    ) -> None:
+        conn = state.conn
+        conn.tcp_gaps += 1
+        conn.tcp_lost_bytes += size
+        side = state.sides[index]
+        if side.mode == _IGNORE or conn.kind in ("other", "http", "refused"):
+            return
+        who = self._sender(state, index) or "one side"
+        events.append(
+            CaptureWarning(
+                number,
+                f"connection {conn.id}: {size} bytes from the {who} were not captured "
+                "(TCP gap); resynchronizing at the next frame boundary",
+                conn.id,
+            )
+        )
+        if side.parser is not None:
+            side.parser.reset()
+        if side.assembler is not None:
+            for msg in side.assembler.lost():
+                self._emit(state, index, msg, number, ts, events, note="cut by a TCP gap")
+            params = conn.deflate
+            if side.assembler.deflate is not None and (
+                params is None or not self._no_takeover(params, side.sender)
+            ):
+                side.assembler.deflate = self._fresh_context(params, side.sender)
+                side.context_reliable = False
+        if side.mode in (_FRAMES, _UNKNOWN, _HTTP):
+            side.mode = _SYNC
+
+    @staticmethod
+    def _no_takeover(params: DeflateParams, sender: str | None) -> bool:
+        if sender == "client":
+            return params.client_no_context_takeover
+        return params.server_no_context_takeover
+
+    def _fresh_context(self, params: DeflateParams | None, sender: str | None) -> DeflateContext:
+        if params is None:
+            params = DeflateParams()
+        return params.context(sender or "server", max_size=self.max_message)
+
+    def _sender(self, state: _Conn, index: int) -> str | None:
+        if state.a_is_client is None:
+            return None
+        return "client" if (index == 0) == state.a_is_client else "server"
+
+    def _discover(
+        self, state: _Conn, index: int, data: bytes, number: int, ts: float, events: list[Any]
+    ) -> None:
+        side = state.sides[index]
+        conn = state.conn
+        if conn.kind != "unknown":
+            # the other side already decided what this connection is
+            if conn.kind == "websocket":
+                side.mode = _SYNC
+                self._sync(state, index, data, number, ts, events)
+            else:
+                side.mode = _IGNORE
+            return
+        if not side.http and looks_like_http(data[:8]):
+            side.mode = _HTTP
+            self._http(state, index, data, number, ts, events)
+            return
+        expect = self._expected_mask(state, index)
+        mask_bit = plausible_frames(data, expect, strong=not state.ws_port)
+        if mask_bit is not None:
+            self._start_websocket(state, index, mask_bit, handshake=False)
+            events.append(ConnectionSeen(conn))
+            self._frames(state, index, data, number, ts, events)
+            return
+        side.tries += 1
+        conn.stats[0 if self._sender(state, index) != "server" else 1].skipped_bytes += len(data)
+        if state.ws_port:
+            side.mode = _SYNC
+            return
+        if side.tries >= _DISCOVERY_SEGMENTS:
+            other = state.sides[1 - index]
+            if (other.mode in (_UNKNOWN, _IGNORE) and other.tries >= 1) or side.tries > 16:
+                conn.kind = "other"
+                side.mode = _IGNORE
+                other.mode = _IGNORE
+
+    def _expected_mask(self, state: _Conn, index: int) -> bool | None:
+        sender = self._sender(state, index)
+        if sender is None:
+            return None
+        return sender == "client"
+
+    def _start_websocket(
+        self, state: _Conn, index: int, mask_bit: bool | None, *, handshake: bool
+    ) -> None:
+        conn = state.conn
+        if state.a_is_client is None and mask_bit is not None:
+            state.a_is_client = (index == 0) == mask_bit
+        if state.a_is_client is None:
+            state.a_is_client = True
+        self._orient(state)
+        conn.kind = "websocket"
+        conn.handshake = handshake
+        if not handshake:
+            conn.notes.append("capture starts after the handshake (recognized by its frames)")
+        for i, side in enumerate(state.sides):
+            sender = self._sender(state, i)
+            side.sender = sender
+            if side.assembler is None:
+                assert sender is not None
+                params = conn.deflate
+                if params is not None:
+                    ctx: DeflateContext | None = params.context(sender, max_size=self.max_message)
+                elif handshake:
+                    ctx = None
+                else:
+                    ctx = self._fresh_context(None, sender)
+                    side.context_reliable = False
+                side.parser = FrameParser(self.max_message)
+                side.assembler = MessageAssembler(
+                    sender, ctx, max_message_size=self.max_message
+                )
+            if side.mode in (_UNKNOWN, _HTTP):
+                side.mode = _SYNC if not handshake else _FRAMES
+        state.sides[index].mode = _FRAMES
+
+    def _orient(self, state: _Conn) -> None:
+        """Make ``conn.client`` name the client's address once it is known."""
+        conn = state.conn
+        if state.a_is_client is False:
+            conn.client, conn.server = state.b_name, state.a_name
+        else:
+            conn.client, conn.server = state.a_name, state.b_name
+
+    def _sync(
+        self, state: _Conn, index: int, data: bytes, number: int, ts: float, events: list[Any]
+    ) -> None:
+        side = state.sides[index]
+        if side.assembler is None:
+            return
+        mask_bit = plausible_frames(data, side.sender == "client", strong=False)
+        if mask_bit is None:
+            state.conn.stats[0 if side.sender == "client" else 1].skipped_bytes += len(data)
+            return
+        side.mode = _FRAMES
+        self._frames(state, index, data, number, ts, events)
+
+    def _http(
+        self, state: _Conn, index: int, data: bytes, number: int, ts: float, events: list[Any]
+    ) -> None:
+        side = state.sides[index]
+        conn = state.conn
+        if conn.kind == "websocket" and side.assembler is not None:
+            # a 101 arrived: what follows the client's request is frames
+            side.mode = _FRAMES
+            self._frames(state, index, data, number, ts, events)
+            return
+        side.http += data
+        try:
+            head = parse_http_head(bytes(side.http))
+        except HandshakeError as error:
+            events.append(CaptureWarning(number, f"connection {conn.id}: {error}", conn.id))
+            side.http.clear()
+            side.mode = _IGNORE
+            return
+        if head is None:
+            if len(side.http) > MAX_HEAD:
+                side.http.clear()
+                side.mode = _IGNORE
+            return
+        rest = bytes(side.http[head.length :])
+        side.http.clear()
+        try:
+            if head.is_request:
+                request = UpgradeRequest.from_head(head)
+                if state.a_is_client is None or state.syn_from is None:
+                    state.a_is_client = index == 0
+                self._orient(state)
+                if not request.is_websocket:
+                    conn.kind = "http"
+                    conn.notes.append(f"HTTP without a WebSocket upgrade: {head.start_line}")
+                    side.mode = _IGNORE
+                    state.sides[1 - index].mode = _IGNORE
+                    return
+                conn.path = request.path
+                state.request_ts = ts
+                side.mode = _HTTP
+                if rest:
+                    side.held.append(rest)
+                return
+            response = UpgradeResponse.from_head(head)
+        except HandshakeError as error:
+            events.append(CaptureWarning(number, f"connection {conn.id}: {error}", conn.id))
+            side.mode = _IGNORE
+            return
+        if state.a_is_client is None:
+            state.a_is_client = index == 1
+        self._orient(state)
+        conn.status = response.status
+        if not response.is_upgrade:
+            conn.kind = "refused"
+            conn.notes.append(f"upgrade refused: {head.start_line}")
+            side.mode = _IGNORE
+            state.sides[1 - index].mode = _IGNORE
+            return
+        conn.subprotocol = response.subprotocol
+        conn.extensions = response.extensions
+        conn.deflate = response.deflate
+        if response.subprotocol in ("wsp.v1", "wsp.v2"):
+            conn.wsp_version = 1 if response.subprotocol == "wsp.v1" else 2
+        if state.request_ts is not None:
+            conn.handshake_latency = ts - state.request_ts
+        if state.request_ts is None:
+            conn.notes.append("the client's upgrade request was not captured")
+        self._start_websocket(state, index, False, handshake=True)
+        events.append(ConnectionSeen(conn))
+        client_side = state.sides[1 - index]
+        held = client_side.held
+        client_side.held = []
+        client_side.mode = _FRAMES
+        for chunk in held:
+            self._frames(state, 1 - index, chunk, number, ts, events)
+        if rest:
+            self._frames(state, index, rest, number, ts, events)
+
+    # ------------------------------------------------------------------- frames
+
+    def _frames(
+        self, state: _Conn, index: int, data: bytes, number: int, ts: float, events: list[Any]
+    ) -> None:
+        side = state.sides[index]
+        parser = side.parser
+        assembler = side.assembler
+        assert parser is not None and assembler is not None
+        try:
+            frames = parser.feed(data)
+        except FrameError as error:
+            events.append(
+                CaptureWarning(
+                    number,
+                    f"connection {state.conn.id}: {error}; resynchronizing",
+                    state.conn.id,
+                )
+            )
+            parser.reset()
+            side.mode = _SYNC
+            for msg in assembler.lost():
+                self._emit(state, index, msg, number, ts, events, note="cut by a framing error")
+            return
+        for frame in frames:
+            for msg in assembler.receive(frame):
+                self._emit(state, index, msg, number, ts, events)
+
+    def _emit(
+        self,
+        state: _Conn,
+        index: int,
+        msg: WsMessage,
+        number: int,
+        ts: float,
+        events: list[Any],
+        note: str | None = None,
+    ) -> None:
+        side = state.sides[index]
+        conn = state.conn
+        sender = side.sender or "server"
+        violations = msg.violations
+        if msg.compressed and "deflate-error" in violations and not side.context_reliable:
+            violations = tuple(v for v in violations if v != "deflate-error")
+            note = (
+                "compressed with a context that began before the capture or before a gap; "
+                "cannot inflate"
+            )
+            if side.assembler is not None:
+                side.assembler.deflate = self._fresh_context(conn.deflate, sender)
+        elif "deflate-error" in violations and side.assembler is not None:
+            side.assembler.deflate = self._fresh_context(conn.deflate, sender)
+            side.context_reliable = False
+        stats = conn.stats[0 if sender == "client" else 1]
+        stats.messages += 1
+        stats.frames_bytes += msg.wire_length
+        stats.payload_bytes += len(msg.payload)
+        if msg.compressed and note is None:
+            stats.compressed_messages += 1
+            stats.compressed_plain += len(msg.payload)
+        captured = CapturedMessage(number, ts, conn.id, sender, msg, violations, note)
+        if (
+            self.decode_wsp
+            and msg.opcode == 2
+            and note is None
+            and (conn.wsp_version is not None or msg.payload[:2] == _V1_MAGIC)
+        ):
+            captured.wsp = self._decode_wsp(msg.payload, conn.wsp_version)
+            if conn.wsp_version is None and isinstance(captured.wsp, str):
+                captured.wsp = None  # not wsp after all: D1 C0 by chance
+        events.append(captured)
+
+    def _decode_wsp(self, payload: bytes, version: int | None) -> Any:
+        codec = self._wsp
+        if codec is None:
+            from wsproto_tools import codec as codec_module
+
+            codec = self._wsp = codec_module
+        try:
+            return (1 if payload[:1] == b"\xd1" else 2, codec.decode(payload, version=version))
+        except WspError as error:
+            return f"wsp decode failed: {error}"
+
+    # ------------------------------------------------------------------- the end
+
+    def finish(self) -> list[Any]:
+        """The capture ended: flush held segments and unfinished messages."""
+        events: list[Any] = []
+        number = self.packets
+        ts = self.last_ts
+        for state in self._conns:
+            for index, flow in enumerate(state.flows):
+                items = flow.flush()
+                if items:
+                    self._deliver(state, index, items, number, ts, events)
+            for index, side in enumerate(state.sides):
+                if side.assembler is not None:
+                    for msg in side.assembler.finish():
+                        self._emit(state, index, msg, number, ts, events)
+            conn = state.conn
+            conn.retransmissions = sum(f.stats.retransmitted for f in state.flows)
+            if conn.kind == "unknown":
+                conn.kind = "other"
+        return events
+
+
+_SUPPORTED = frozenset({0, 1, 12, 14, 101, 108, 113, 276, 228, 229})

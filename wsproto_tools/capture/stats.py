@@ -1,0 +1,145 @@
+"""The summary of a decoded capture: counts, bytes, latencies, violations."""
+
+from __future__ import annotations
+
+__all__ = ["OPCODE_NAMES", "CaptureStats", "opcode_name", "percentiles"]
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from wsproto_tools.capture.decoder import CapturedMessage, Connection
+
+OPCODE_NAMES = {
+    0: "continuation",
+    1: "text",
+    2: "binary",
+    8: "close",
+    9: "ping",
+    10: "pong",
+}
+#: Bounded samples kept for percentiles (reservoir of the first N is enough here).
+_MAX_SAMPLES = 100_000
+
+
+def opcode_name(opcode: int) -> str:
+    """``text``, ``binary``... or ``reserved-0x3`` for reserved opcodes."""
+    return OPCODE_NAMES.get(opcode) or f"reserved-0x{opcode:X}"
+
+
+def percentiles(values: list[float]) -> dict[str, float] | None:
+    """p50, p90, p99 and max of ``values`` (None when empty)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    n = len(ordered)
+
+    def at(q: float) -> float:
+        return ordered[min(n - 1, int(q * n))]
+
+    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": ordered[-1], "n": n}
+
+
+@dataclass
+class CaptureStats:
+    """Accumulates what the summary shows; fed every message as it is decoded."""
+
+    messages: int = 0
+    by_opcode: Counter[str] = field(default_factory=Counter)
+    by_type: Counter[str] = field(default_factory=Counter)
+    by_direction: Counter[str] = field(default_factory=Counter)
+    violations: Counter[str] = field(default_factory=Counter)
+    undecoded: int = 0
+    wire_bytes: int = 0
+    payload_bytes: int = 0
+    compressed_wire: int = 0
+    compressed_plain: int = 0
+    wsp_messages: int = 0
+    wsp_errors: int = 0
+    warnings: int = 0
+    _pings: dict[tuple[int, str, bytes], float] = field(default_factory=dict)
+    ping_rtt: list[float] = field(default_factory=list)
+
+    def add(self, item: CapturedMessage) -> None:
+        msg = item.msg
+        self.messages += 1
+        self.by_opcode[opcode_name(msg.opcode)] += 1
+        self.by_direction[item.direction] += 1
+        self.wire_bytes += msg.wire_length
+        self.payload_bytes += len(msg.payload)
+        if msg.compressed and item.note is None:
+            self.compressed_wire += msg.wire_length
+            self.compressed_plain += len(msg.payload)
+        if item.note is not None:
+            self.undecoded += 1
+        for code in item.violations:
+            self.violations[code] += 1
+        wsp = item.wsp
+        if wsp is not None:
+            if isinstance(wsp, str):
+                self.wsp_errors += 1
+            else:
+                self.wsp_messages += 1
+                self.by_type[wsp[1].type_name] += 1
+        if msg.opcode == 9:
+            if len(self._pings) < _MAX_SAMPLES:
+                self._pings[(item.conn, item.direction, msg.payload)] = item.ts
+        elif msg.opcode == 10:
+            other = "server" if item.direction == "client" else "client"
+            sent = self._pings.pop((item.conn, other, msg.payload), None)
+            if sent is not None and len(self.ping_rtt) < _MAX_SAMPLES:
+                self.ping_rtt.append(item.ts - sent)
+
+    def summary(
+        self,
+        connections: list[Connection],
+        *,
+        packets: int,
+        tcp_packets: int,
+        capture_format: str,
+        first_ts: float | None,
+        last_ts: float,
+        dropped: int | None = None,
+    ) -> dict[str, Any]:
+        """The JSON-ready summary (the ``summary`` record of ``--ndjson``)."""
+        kinds = Counter(c.kind for c in connections)
+        ws = [c for c in connections if c.kind == "websocket"]
+        handshake = [c.handshake_latency for c in ws if c.handshake_latency is not None]
+        tcp_gaps = sum(c.tcp_gaps for c in ws)
+        overhead = None
+        if self.wire_bytes:
+            overhead = round(1 - self.payload_bytes / self.wire_bytes, 4)
+        ratio = None
+        if self.compressed_wire:
+            ratio = round(self.compressed_plain / self.compressed_wire, 3)
+        return {
+            "record": "summary",
+            "format": capture_format,
+            "packets": packets,
+            "tcp_packets": tcp_packets,
+            "dropped": dropped,
+            "duration": round(last_ts - first_ts, 6) if first_ts is not None else 0.0,
+            "connections": len(connections),
+            "websocket_connections": len(ws),
+            "connections_by_kind": dict(sorted(kinds.items())),
+            "messages": self.messages,
+            "messages_by_opcode": dict(sorted(self.by_opcode.items())),
+            "messages_by_direction": dict(sorted(self.by_direction.items())),
+            "messages_by_type": dict(sorted(self.by_type.items())),
+            "wsp_messages": self.wsp_messages,
+            "wsp_decode_errors": self.wsp_errors,
+            "undecoded_messages": self.undecoded,
+            "wire_bytes": self.wire_bytes,
+            "payload_bytes": self.payload_bytes,
+            "compression_ratio": ratio,
+            "protocol_overhead": overhead,
+            "latency": {
+                "ping_rtt": percentiles(self.ping_rtt),
+                "handshake": percentiles(handshake),
+            },
+            "violations": dict(sorted(self.violations.items())),
+            "tcp_gaps": tcp_gaps,
+            "tcp_lost_bytes": sum(c.tcp_lost_bytes for c in ws),
+            "retransmissions": sum(c.retransmissions for c in ws),
+            "warnings": self.warnings,
+        }

@@ -1,0 +1,249 @@
+"""Views of decoded captures: JSON-ready records and rich renderables.
+
+:func:`message_record` is the ``--ndjson`` object of one message (keys listed in
+``docs/decode.md``); :func:`connection_record` and the summary dict of
+:class:`~wsproto_tools.capture.stats.CaptureStats` carry a ``record`` key.
+:func:`message_row` and :func:`summary_view` are what people see.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HEADER",
+    "connection_record",
+    "hexdump",
+    "message_record",
+    "message_row",
+    "payload_preview",
+    "summary_view",
+]
+
+import contextlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from wsproto_tools.capture.decoder import CapturedMessage, Connection
+from wsproto_tools.capture.stats import OPCODE_NAMES, opcode_name
+from wsproto_tools.render.message import message_to_json
+
+_TEXT = 1
+
+
+def wsp_json(item: CapturedMessage) -> Any:
+    """The ``wsp`` value of a message record: the codec's JSON form, or an error."""
+    wsp = item.wsp
+    if wsp is None:
+        return None
+    if isinstance(wsp, str):
+        return {"error": wsp}
+    return message_to_json(wsp[1], wsp[0])
+
+
+def message_record(item: CapturedMessage, *, with_hex: bool = False) -> dict[str, Any]:
+    """One message as the ``--ndjson`` object (no ``record`` key)."""
+    msg = item.msg
+    opcode = msg.opcode
+    out: dict[str, Any] = {
+        "ts": item.ts,
+        "conn": item.conn,
+        "direction": item.direction,
+        "opcode": OPCODE_NAMES.get(opcode) or f"reserved-0x{opcode:X}",
+        "length": len(msg.payload),
+        "compressed": msg.compressed,
+    }
+    text = msg.text
+    if opcode == _TEXT and text is not None:
+        out["text"] = text
+        if with_hex:
+            out["hex"] = msg.payload.hex()
+    else:
+        out["hex"] = msg.payload.hex()
+    if opcode == 8:
+        out["close_code"] = msg.close_code
+        out["close_reason"] = msg.close_reason
+    out["violations"] = list(item.violations)
+    if item.wsp is not None:
+        out["wsp"] = wsp_json(item)
+    out["packet"] = item.number
+    if msg.frames != 1:
+        out["frames"] = msg.frames
+    if item.note is not None:
+        out["note"] = item.note
+    return out
+
+
+def connection_record(conn: Connection) -> dict[str, Any]:
+    """One connection as a ``{"record": "connection", ...}`` object."""
+    client, server = conn.stats
+    return {
+        "record": "connection",
+        "conn": conn.id,
+        "client": conn.client,
+        "server": conn.server,
+        "kind": conn.kind,
+        "first_ts": conn.first_ts,
+        "last_ts": conn.last_ts,
+        "handshake": conn.handshake,
+        "path": conn.path,
+        "status": conn.status,
+        "subprotocol": conn.subprotocol,
+        "extensions": conn.extensions,
+        "permessage_deflate": None
+        if conn.deflate is None
+        else {
+            "server_no_context_takeover": conn.deflate.server_no_context_takeover,
+            "client_no_context_takeover": conn.deflate.client_no_context_takeover,
+            "server_max_window_bits": conn.deflate.server_max_window_bits,
+            "client_max_window_bits": conn.deflate.client_max_window_bits,
+        },
+        "handshake_latency": conn.handshake_latency,
+        "messages": {"client": client.messages, "server": server.messages},
+        "wire_bytes": {"client": client.frames_bytes, "server": server.frames_bytes},
+        "payload_bytes": {"client": client.payload_bytes, "server": server.payload_bytes},
+        "skipped_bytes": {"client": client.skipped_bytes, "server": server.skipped_bytes},
+        "tcp_gaps": conn.tcp_gaps,
+        "tcp_lost_bytes": conn.tcp_lost_bytes,
+        "retransmissions": conn.retransmissions,
+        "notes": list(conn.notes),
+    }
+
+
+def hexdump(data: bytes, limit: int = 4096) -> str:
+    """Classic 16-bytes-a-line hex + ASCII dump (at most ``limit`` bytes)."""
+    lines = []
+    for off in range(0, min(len(data), limit), 16):
+        chunk = data[off : off + 16]
+        hexpart = " ".join(f"{b:02x}" for b in chunk)
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{off:08x}  {hexpart:<47}  {text}")
+    if len(data) > limit:
+        lines.append(f"... {len(data) - limit} more bytes")
+    return "\n".join(lines)
+
+
+def payload_preview(item: CapturedMessage, width: int = 80) -> str:
+    """One line saying what a message holds: wsp fields, JSON, text or hex + ASCII."""
+    msg = item.msg
+    if item.note is not None:
+        return f"[{item.note}]"
+    wsp = item.wsp
+    if wsp is not None:
+        if isinstance(wsp, str):
+            return wsp[:width]
+        as_json = message_to_json(wsp[1], wsp[0])
+        fields = json.dumps(as_json.get("payload", {}), ensure_ascii=False, separators=(",", ":"))
+        return f"seq={as_json['sequence']} {fields}"[:width]
+    if msg.opcode == 8:
+        if msg.close_code is None:
+            return "(no status)"
+        return f"{msg.close_code} {msg.close_reason or ''}".strip()[:width]
+    if msg.text is not None:
+        text = msg.text
+        stripped = text.lstrip()
+        if stripped[:1] in ("{", "["):
+            with contextlib.suppress(ValueError):
+                text = json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
+        return text.replace("\n", "⏎")[:width]
+    data = msg.payload[: width // 3]
+    hexpart = data.hex(" ")
+    ascii_part = "".join(chr(b) if 32 <= b < 127 else "." for b in data)
+    return f"{hexpart}  |{ascii_part}|"[: width + 8]
+
+
+#: Column titles of :func:`message_row`.
+HEADER = ("time", "conn", "dir", "type", "size", "summary")
+
+
+def message_row(item: CapturedMessage) -> tuple[str, str, str, str, str, str]:
+    """The table cells of one message."""
+    msg = item.msg
+    when = datetime.fromtimestamp(item.ts, UTC).strftime("%H:%M:%S.%f")
+    arrow = "C→S" if item.direction == "client" else "S→C"
+    kind = opcode_name(msg.opcode)
+    if item.wsp is not None and not isinstance(item.wsp, str):
+        kind = f"{kind}/{item.wsp[1].type_name}"
+    if msg.compressed:
+        kind += " (z)"
+    if item.violations:
+        kind += " !"
+    return (when, str(item.conn), arrow, kind, str(len(msg.payload)), payload_preview(item))
+
+
+def summary_view(summary: dict[str, Any], connections: list[Connection]) -> Any:
+    """A rich renderable of the summary and the WebSocket connections."""
+    from rich.console import Group
+    from rich.table import Table
+
+    conn_table = Table(title="Connections", title_justify="left")
+    for col in ("conn", "client", "server", "kind", "subprotocol", "deflate", "msgs", "notes"):
+        conn_table.add_column(col)
+    for conn in connections:
+        if conn.kind not in ("websocket", "refused"):
+            continue
+        client, server = conn.stats
+        conn_table.add_row(
+            str(conn.id),
+            conn.client,
+            conn.server,
+            conn.kind,
+            conn.subprotocol or "-",
+            conn.deflate.header_value().replace("permessage-deflate", "yes")
+            if conn.deflate
+            else "-",
+            f"{client.messages}/{server.messages}",
+            "; ".join(conn.notes) or "",
+        )
+    table = Table(title="Summary", title_justify="left", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+
+    def pct(value: dict[str, float] | None, unit: float = 1000.0) -> str:
+        if not value:
+            return "-"
+        return (
+            f"p50 {value['p50'] * unit:.3f} ms, p90 {value['p90'] * unit:.3f} ms, "
+            f"p99 {value['p99'] * unit:.3f} ms, max {value['max'] * unit:.3f} ms "
+            f"(n={int(value['n'])})"
+        )
+
+    def counts(mapping: dict[str, int]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in mapping.items()) or "-"
+
+    rows = [
+        ("packets", f"{summary['packets']} ({summary['tcp_packets']} TCP)"),
+        (
+            "connections",
+            f"{summary['websocket_connections']} WebSocket of {summary['connections']} TCP",
+        ),
+        ("messages", str(summary["messages"])),
+        ("by opcode", counts(summary["messages_by_opcode"])),
+        ("by wsp type", counts(summary["messages_by_type"])),
+        ("bytes", f"{summary['wire_bytes']} on the wire, {summary['payload_bytes']} payload"),
+        (
+            "compression ratio",
+            "-" if summary["compression_ratio"] is None else f"{summary['compression_ratio']}x",
+        ),
+        (
+            "protocol overhead",
+            "-"
+            if summary["protocol_overhead"] is None
+            else f"{summary['protocol_overhead'] * 100:.1f}%",
+        ),
+        ("ping RTT", pct(summary["latency"]["ping_rtt"])),
+        ("handshake", pct(summary["latency"]["handshake"])),
+        ("violations", counts(summary["violations"])),
+        (
+            "TCP",
+            f"{summary['tcp_gaps']} gaps ({summary['tcp_lost_bytes']} bytes lost), "
+            f"{summary['retransmissions']} retransmissions",
+        ),
+        ("warnings", str(summary["warnings"])),
+    ]
+    if summary.get("observer"):
+        rows.append(("session checks", counts(summary["observer"])))
+    if summary.get("dropped") is not None:
+        rows.append(("dropped by capture", str(summary["dropped"])))
+    for what, value in rows:
+        table.add_row(what, value)
+    return Group(conn_table, table)
