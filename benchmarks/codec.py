@@ -80,10 +80,193 @@ async def echo_cost(size: int, count: int, window: int) -> float:
             return best
 
 
+def corpus(seed: int, count: int) -> list[bytes]:
+    """Realistic small application messages: chat, ticks, presence, events, control."""
+    import json
+    import random
+
+    from wsproto_tools.codec import Acknowledge, Deliver, Publish, Subscribe
+    from wsproto_tools.codec.payloads import encode_fields
+
+    rng = random.Random(seed)
+    words = [
+        "hello", "there", "how", "are", "you", "doing", "today", "fine", "thanks", "see",
+        "you", "later", "the", "build", "passed", "failed", "deploy", "rollback", "meeting",
+        "lunch", "coffee", "ok", "yes", "no", "maybe",
+    ]
+    users = [f"user{n}" for n in range(50)]
+    symbols = ["BTC-USD", "ETH-USD", "SOL-USD", "AAPL", "MSFT", "EUR-USD"]
+    out: list[bytes] = []
+    for _ in range(count):
+        kind = rng.randrange(6)
+        ts = 1_700_000_000_000 + rng.randrange(10**9)
+        if kind == 0:
+            body = {"type": "chat", "room": rng.choice(["general", "random", "ops"]),
+                    "user": rng.choice(users),
+                    "text": " ".join(rng.choices(words, k=rng.randint(2, 12))),
+                    "ts": ts}
+            out.append(json.dumps(body, separators=(",", ":")).encode())
+        elif kind == 1:
+            body = {"type": "tick", "symbol": rng.choice(symbols),
+                    "price": f"{rng.uniform(1, 70000):.2f}", "qty": rng.randint(1, 500),
+                    "side": rng.choice(["buy", "sell"]), "ts": ts}
+            out.append(json.dumps(body, separators=(",", ":")).encode())
+        elif kind == 2:
+            body = {"type": "presence", "user_id": rng.choice(users),
+                    "status": rng.choice(["online", "away", "offline"]), "ts": ts}
+            out.append(json.dumps(body, separators=(",", ":")).encode())
+        elif kind == 3:
+            body = {"type": "event", "name": rng.choice(["click", "view", "scroll"]),
+                    "data": {"id": rng.randrange(10**6), "page": f"/p/{rng.randrange(100)}",
+                             "ok": rng.random() < 0.5}, "ts": ts}
+            out.append(json.dumps(body, separators=(",", ":")).encode())
+        elif kind == 4:
+            tick = json.dumps({"symbol": rng.choice(symbols),
+                               "price": f"{rng.uniform(1, 70000):.2f}"}).encode()
+            payload = rng.choice([
+                Deliver(rng.choice(["prices", "chat.general"]), 1, rng.randrange(10**6), tick),
+                Publish(rng.choice(["prices", "chat.general"]), tick, rng.randrange(1000)),
+            ])
+            out.append(encode_fields(payload))
+        else:
+            payload = rng.choice([Acknowledge(rng.randrange(10**5)),
+                                  Subscribe(rng.choice(["prices", "chat.general"]),
+                                            rng.randrange(1000))])
+            out.append(encode_fields(payload))
+    return out
+
+
+def compression_study() -> None:
+    """zlib raw DEFLATE with a preset dictionary vs zstd with a trained dictionary."""
+    import zlib
+
+    from wsproto_tools.codec.compression import compress, decompress
+    from wsproto_tools.codec.dictionary import DICTIONARY
+
+    train, test = corpus(1, 4000), corpus(2, 2000)
+    raw = sum(map(len, test))
+    print(f"compression on {len(test)} realistic small messages "
+          f"({raw / len(test):.0f} bytes on average)")
+    print(f"{'method':<42} {'size %':>7} {'grew':>5} {'comp µs':>8} {'decomp µs':>9}")
+
+    def report(name: str, comp: Callable[[bytes], bytes],
+               decomp: Callable[[bytes], bytes]) -> None:
+        packed = [comp(m) for m in test]
+        assert [decomp(p) for p in packed] == test
+        grew = sum(len(p) >= len(m) for p, m in zip(packed, test, strict=True))
+        start = time.perf_counter()
+        for m in test:
+            comp(m)
+        c = (time.perf_counter() - start) / len(test)
+        start = time.perf_counter()
+        for p in packed:
+            decomp(p)
+        d = (time.perf_counter() - start) / len(test)
+        print(f"{name:<42} {100 * sum(map(len, packed)) / raw:7.1f} {grew:>5} "
+              f"{c * 1e6:8.2f} {d * 1e6:9.2f}")
+
+    def zlib_with(zdict: bytes | None) -> tuple[Callable[[bytes], bytes],
+                                                 Callable[[bytes], bytes]]:
+        base = (zlib.compressobj(6, zlib.DEFLATED, -13, 4, zlib.Z_DEFAULT_STRATEGY, zdict)
+                if zdict else zlib.compressobj(6, zlib.DEFLATED, -13, 4))
+
+        def comp(data: bytes) -> bytes:
+            stream = base.copy()
+            return stream.compress(data) + stream.flush()
+
+        def decomp(data: bytes) -> bytes:
+            stream = (zlib.decompressobj(-15, zdict=zdict) if zdict
+                      else zlib.decompressobj(-15))
+            return stream.decompress(data)
+
+        return comp, decomp
+
+    report("zlib raw DEFLATE, no dictionary", *zlib_with(None))
+    report(f"zlib raw DEFLATE + generic strings only ({len(HAND_STRINGS)} B)",
+           *zlib_with(HAND_STRINGS))
+    report(f"wsp: raw DEFLATE + wsp dictionary ({len(DICTIONARY)} B)", compress,
+           lambda p: decompress(p, 0, 1 << 16))
+    try:
+        import zstandard
+    except ImportError:
+        print("(zstandard not installed: pip install zstandard to compare)")
+        return
+    magicless = zstandard.ZstdCompressionParameters.from_level(
+        3, format=zstandard.FORMAT_ZSTD1_MAGICLESS, write_content_size=False,
+        write_checksum=False, write_dict_id=False)
+    for size in (1024, 4096):
+        trained = zstandard.train_dictionary(size, train)
+        zc = zstandard.ZstdCompressor(dict_data=trained, compression_params=magicless)
+        zd = zstandard.ZstdDecompressor(dict_data=trained,
+                                        format=zstandard.FORMAT_ZSTD1_MAGICLESS)
+        report(f"zstd 3 magicless + trained dict ({size} B)", zc.compress,
+               lambda p, zd=zd: zd.decompress(p, max_output_size=1 << 16))
+    raw_dict = zstandard.ZstdCompressionDict(DICTIONARY,
+                                             dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    zc = zstandard.ZstdCompressor(dict_data=raw_dict, compression_params=magicless)
+    zd = zstandard.ZstdDecompressor(dict_data=raw_dict, format=zstandard.FORMAT_ZSTD1_MAGICLESS)
+    report(f"zstd 3 magicless + wsp dictionary as content ({len(DICTIONARY)} B)", zc.compress,
+           lambda p: zd.decompress(p, max_output_size=1 << 16))
+
+
+HAND_STRINGS = (
+    b'{"type":"event","data":{"id":"user","name":"message","text":"hello",'
+    b'"status":"ok","error":null,"result":true,"value":false,"count":0,'
+    b'"timestamp":1700000000000,"price":"0.00","symbol":"BTC-USD","side":"buy",'
+    b'"qty":1,"channel":"chat","room":"general","user_id":"","payload":{}}'
+    b"\xa5topic\xa5epoch\xa6offset\xa4data\xa2id\xa6method\xa4echo\xa6status"
+    b"\xa8sequence\xa6window\xa4code\xa6reason\xa7message\xa7channel"
+    b"\xacbase_version\xa7version\xa3ops\xa8checksum"
+)
+DICTIONARY_SIZE = 4096
+
+
+def train_dictionary() -> None:
+    """Print wsproto_tools/codec/dictionary.py: zstd-trained content + HAND_STRINGS."""
+    import zstandard
+
+    trained = zstandard.train_dictionary(DICTIONARY_SIZE + 1024, corpus(1, 4000)).as_bytes()
+    content = trained[-(DICTIONARY_SIZE - len(HAND_STRINGS)):] + HAND_STRINGS
+    hexed = content.hex()
+    lines = [f'    "{hexed[i:i + 80]}"' for i in range(0, len(hexed), 80)]
+    print(DICTIONARY_TEMPLATE.format(size=len(content), lines="\n".join(lines)))
+
+
+DICTIONARY_TEMPLATE = '''"""The wsp preset compression dictionary (docs/protocol.md, "Compression").
+
+{size} bytes, used as the DEFLATE preset history (zlib ``zdict``). Generated by
+``python benchmarks/codec.py --train-dictionary``: the content of a zstd dictionary
+trained on realistic small messages (chat, ticks, presence, events, msgpack
+control payloads), followed by the msgpack keys of the payload schemas and common
+JSON fragments, which DEFLATE then reaches with the shortest distances. It is part
+of the protocol: changing one byte makes every compressed message unreadable.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DICTIONARY"]
+
+DICTIONARY: bytes = bytes.fromhex(
+{lines}
+)
+assert len(DICTIONARY) == {size}
+'''
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter measurement")
+    parser.add_argument("--compression", action="store_true",
+                        help="only compare the compression dictionaries")
+    parser.add_argument("--train-dictionary", action="store_true",
+                        help="print a new wsproto_tools/codec/dictionary.py")
     args = parser.parse_args()
+    if args.train_dictionary:
+        train_dictionary()
+        return
+    if args.compression:
+        compression_study()
+        return
     seconds = 0.5 if args.quick else 2.0
     count = 2000 if args.quick else 10000
 

@@ -15,9 +15,16 @@ import zlib
 from wsproto_tools.codec.dictionary import DICTIONARY
 from wsproto_tools.exceptions import CloseCode, DecodeError, LimitExceeded
 
+#: Encoder settings. They do not bind decoders (any raw DEFLATE stream whose
+#: distances stay within 32 KiB of history, dictionary included, is valid), but
+#: they make our output deterministic: level 6, an 8 KiB window, memLevel 4.
 LEVEL = 6
-_WBITS = -15
-_BASE = zlib.compressobj(LEVEL, zlib.DEFLATED, _WBITS, 8, zlib.Z_DEFAULT_STRATEGY, DICTIONARY)
+ENCODE_WBITS = -13
+MEM_LEVEL = 4
+_DECODE_WBITS = -15
+_BASE = zlib.compressobj(
+    LEVEL, zlib.DEFLATED, ENCODE_WBITS, MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, DICTIONARY
+)
 
 
 def compress(data: bytes) -> bytes:
@@ -28,7 +35,7 @@ def compress(data: bytes) -> bytes:
 
 def decompress(data: bytes, offset: int, limit: int) -> bytes:
     """Inflate a compressed payload; at most ``limit`` bytes of output."""
-    stream = zlib.decompressobj(_WBITS, zdict=DICTIONARY)
+    stream = zlib.decompressobj(_DECODE_WBITS, zdict=DICTIONARY)
     try:
         out = stream.decompress(data, limit + 1)
     except zlib.error as error:
