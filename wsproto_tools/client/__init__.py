@@ -1,1 +1,5 @@
-"""client."""
+"""The wsp client library (see :mod:`wsproto_tools.client.api`)."""
+
+from wsproto_tools.client.api import Client, ClientClosed, ClientOptions, Subscription
+
+__all__ = ["Client", "ClientClosed", "ClientOptions", "Subscription"]

@@ -28,7 +28,7 @@ __all__ = [
 
 from dataclasses import dataclass
 
-from wsproto_tools.codec.schema import BinaryData, DeltaUpdate, TextData
+from wsproto_tools.codec.schema import BinaryData, DeltaUpdate, Payload, TextData
 from wsproto_tools.engine.auth import Grant
 from wsproto_tools.engine.keys import ResumeClaims
 
@@ -102,10 +102,16 @@ class DataReceived(Event):
 
 @dataclass(frozen=True, slots=True)
 class Acked(Event):
-    """The peer acknowledged every sequenced message up to ``sequence``."""
+    """The peer acknowledged every sequenced message up to ``sequence``.
+
+    ``payloads`` are the acknowledged payload objects themselves (the same objects
+    that were sent, also after a renumbering resend), so a driver can map them to
+    whatever waits for them.
+    """
 
     sequence: int
     count: int
+    payloads: tuple[Payload, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

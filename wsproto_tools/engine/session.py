@@ -41,7 +41,7 @@ __all__ = [
     "SessionConfig",
 ]
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -201,6 +201,9 @@ class Session:
         self.outbox: list[Message] = []
         self._ciphers: tuple[Cipher, Cipher] | None = None
         self._seal = Flags.NONE  # ENCRYPTED once the session keys are in use
+        #: optional per-type message counters (the server's metrics)
+        self.stats_in: Counter[str] | None = None
+        self.stats_out: Counter[str] | None = None
         self._batch = False
         self._handlers: dict[type[Payload], Callable[[Message, float], list[ev.Event]]] = {
             Acknowledge: self._on_ack,
@@ -222,6 +225,11 @@ class Session:
     @property
     def active(self) -> bool:
         return self.state is State.ACTIVE
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether messages are sealed under the session keys (per-session encoding)."""
+        return bool(self._seal)
 
     def connection_made(self, now: float, *, version: int = 2) -> None:
         """A (new) transport is up; ``version`` is the negotiated wire version."""
@@ -341,6 +349,10 @@ class Session:
         messages = self.messages_to_send()
         if not messages:
             return []
+        stats = self.stats_out
+        if stats is not None:
+            for m in messages:
+                stats[type(m.payload).__name__] += 1
         if len(messages) > 1 and self._batch:
             return [self.encode(Message(Batch(tuple(messages)), 0, self.session_id))]
         return [self.encode(m) for m in messages]
@@ -356,6 +368,8 @@ class Session:
         """Process one decoded message; raise a protocol error for a broken rule."""
         self.last_rx = now
         payload = msg.payload
+        if self.stats_in is not None:
+            self.stats_in[type(payload).__name__] += 1
         if type(payload) is Batch:
             if not self._batch:
                 raise RemoteProtocolError("Batch without the batch capability",
@@ -416,22 +430,22 @@ class Session:
                 f"Acknowledge of sequence {seq}, but only {self.send_seq} were sent",
                 close_code=CloseCode.PROTOCOL_ERROR)
         unacked = self.unacked
-        count = 0
+        acked: list[Payload] = []
         sample: float | None = None
         while unacked:
             first = next(iter(unacked))
             if first > seq:
                 break
-            _, (_, sent_at, again) = unacked.popitem(last=False)
-            count += 1
+            _, (sent, sent_at, again) = unacked.popitem(last=False)
+            acked.append(sent.payload)
             if not again:
                 sample = sent_at
-        if not count:
+        if not acked:
             return []
         if sample is not None:
             self.rtt.sample(now - sample)  # Karn: only never-retransmitted messages
-        self.window.on_ack(count)
-        return [ev.Acked(seq, count)]
+        self.window.on_ack(len(acked))
+        return [ev.Acked(seq, len(acked), tuple(acked))]
 
     def _on_heartbeat(self, msg: Message, now: float) -> list[ev.Event]:
         payload: Heartbeat = msg.payload  # type: ignore[assignment]

@@ -1,0 +1,534 @@
+"""The wsp client library: an async API over one auto-reconnecting session.
+
+    async with Client("ws://127.0.0.1:8765", secret=b"...") as client:
+        await client.publish("news", b"hello")          # returns when acknowledged
+        async for item in client.subscribe("news"):      # Delivery or ContinuityLostNotice
+            ...
+        reply = await client.request("echo", b"ping")
+
+Reconnection: exponential back-off with full jitter (base 100 ms, cap 30 s by
+default), then the session is resumed with its token: unacknowledged messages
+are sent again, topics are re-subscribed from the last offset delivered, so the
+application sees every topic message exactly once and in order — or a
+:class:`~wsproto_tools.engine.events.ContinuityLostNotice` saying what is gone.
+Authentication refusals (4001) and forbidden topics (4003) are not retried.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Client", "ClientClosed", "ClientOptions", "Subscription"]
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from wsproto_tools.codec import SUBPROTOCOLS, BinaryData, Payload, TextData
+from wsproto_tools.codec.limits import Limits
+from wsproto_tools.engine import events as ev
+from wsproto_tools.engine.session import (
+    DEFAULT_CAPABILITIES,
+    ClientSession,
+    Credentials,
+    SessionConfig,
+)
+from wsproto_tools.engine.states import State
+from wsproto_tools.engine.timing import Backoff
+from wsproto_tools.exceptions import (
+    AuthenticationError,
+    CloseCode,
+    ConfigError,
+    ConnectionFailed,
+    WspError,
+)
+from wsproto_tools.transports.wsio import buffered, clock, close_for, nonce, version_of, write_now
+
+log = logging.getLogger("wsproto_tools.client")
+
+#: Close codes after which reconnecting cannot help.
+FATAL_CODES = {
+    int(CloseCode.WSP_AUTH_FAILED): AuthenticationError,
+    int(CloseCode.WSP_FORBIDDEN_TOPIC): AuthenticationError,
+    int(CloseCode.WSP_ORIGIN_REFUSED): AuthenticationError,
+}
+
+Item = ev.Delivery | ev.ContinuityLostNotice
+
+
+class ClientClosed(ConnectionFailed):
+    """The client was closed, or gave up reconnecting."""
+
+
+@dataclass
+class ClientOptions:
+    secret: bytes | None = None
+    token: str | None = None
+    version: int = 2  # preferred wire version (the server may pick the other)
+    backoff_base: float = 0.1
+    backoff_cap: float = 30.0
+    max_attempts: int | None = None  # reconnect attempts in a row; None: forever
+    connect_attempts: int = 1  # attempts for the very first connection
+    open_timeout: float = 10.0
+    heartbeat_interval: float = 15.0
+    heartbeat_timeout: float = 45.0
+    window: int = 1024
+    queue_size: int = 10_000  # per subscription; a full queue stops reading (backpressure)
+    capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
+    max_message_size: int = 1 << 20
+    seed: int | None = None
+    client_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Subscription:
+    """Deliveries of one topic, in order; iterate with ``async for``."""
+
+    def __init__(self, topic: str, size: int) -> None:
+        self.topic = topic
+        self.queue: asyncio.Queue[Item | None] = asyncio.Queue(size)
+        self.confirmed = asyncio.Event()
+
+    def __aiter__(self) -> AsyncIterator[Item]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Item]:
+        while True:
+            item = await self.queue.get()
+            if item is None:
+                return
+            yield item
+
+    async def get(self) -> Item:
+        item = await self.queue.get()
+        if item is None:
+            raise ClientClosed("the client is closed")
+        return item
+
+
+class Client:
+    """One wsp session that survives reconnections."""
+
+    def __init__(self, url: str, options: ClientOptions | None = None, *,
+                 on_event: Callable[[str, dict[str, Any]], None] | None = None,
+                 **kwargs: Any) -> None:
+        self.url = url
+        self.options = options or ClientOptions(**kwargs)
+        o = self.options
+        if o.version not in (1, 2):
+            raise ConfigError("wire version must be 1 or 2")
+        self.on_event = on_event
+        self.session = ClientSession(
+            Credentials(secret=o.secret, token=o.token),
+            SessionConfig(heartbeat_interval=o.heartbeat_interval,
+                          heartbeat_timeout=o.heartbeat_timeout, window=o.window,
+                          capabilities=o.capabilities,
+                          limits=Limits(max_message=o.max_message_size,
+                                        max_decompressed=o.max_message_size,
+                                        max_bin_len=o.max_message_size)),
+            client_id=o.client_id)
+        self._rng = random.Random(o.seed)
+        self.backoff = Backoff(self._rng.random, base=o.backoff_base, cap=o.backoff_cap,
+                               max_attempts=o.max_attempts)
+        self.ws: ClientConnection | None = None
+        self.subscriptions: dict[str, Subscription] = {}
+        self.data: asyncio.Queue[TextData | BinaryData] = asyncio.Queue(o.queue_size)
+        self._waiting: dict[int, tuple[Payload, asyncio.Future[None]]] = {}
+        self._requests: dict[int, tuple[str, bytes, asyncio.Future[ev.Reply]]] = {}
+        self._pings: dict[int, asyncio.Future[float]] = {}
+        self._next_request = 0
+        self._next_publish = 0
+        self._window_open = asyncio.Event()
+        self._window_open.set()
+        self._ready = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._flush_scheduled = False
+        self._closing = False
+        self.error: WspError | None = None
+        self.connections = 0
+        self.resumes = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Connect and finish the handshake; raise if the first connection fails."""
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run())
+            self._timer = asyncio.create_task(self._timers())
+        ready = asyncio.ensure_future(self._ready.wait())
+        done, _ = await asyncio.wait({ready, self._runner},
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if ready not in done:
+            ready.cancel()
+            await self._raise_failure()
+
+    async def _raise_failure(self) -> None:
+        if self._runner is not None and self._runner.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                self._runner.result()
+        raise self.error or ClientClosed("the client is closed")
+
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Close the session (a wsp Close, then the WebSocket close)."""
+        if self._closing:
+            return
+        self._closing = True
+        ws = self.ws
+        if ws is not None and self.session.state is State.ACTIVE:
+            self.session.close(code, reason, clock())
+            self._flush()
+            with contextlib.suppress(ConnectionClosed):
+                await ws.close(code, reason)
+        elif ws is not None:
+            await ws.close(code, reason)
+        for task in (self._runner, self._timer):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._fail_all(ClientClosed("the client is closed"))
+
+    def _fail_all(self, error: WspError) -> None:
+        if self.error is None:
+            self.error = error
+        for _, fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(error)
+        for _, _, rfut in self._requests.values():
+            if not rfut.done():
+                rfut.set_exception(error)
+        for pfut in self._pings.values():
+            if not pfut.done():
+                pfut.set_exception(error)
+        self._waiting.clear()
+        self._requests.clear()
+        self._pings.clear()
+        for sub in self.subscriptions.values():
+            with contextlib.suppress(asyncio.QueueFull):
+                sub.queue.put_nowait(None)
+        self._window_open.set()
+
+    def _emit(self, name: str, **fields: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(name, fields)
+
+    # ------------------------------------------------------------------ the loop
+    async def _run(self) -> None:
+        o = self.options
+        first = True
+        attempts_left = o.connect_attempts
+        try:
+            while not self._closing:
+                try:
+                    ws = await connect(
+                        self.url,
+                        subprotocols=list(SUBPROTOCOLS if o.version == 2
+                                          else reversed(SUBPROTOCOLS)),  # type: ignore[arg-type]
+                        max_size=o.max_message_size, ping_interval=None, compression=None,
+                        open_timeout=o.open_timeout, close_timeout=2.0, max_queue=64)
+                except (OSError, InvalidHandshake, TimeoutError, InvalidURI) as error:
+                    if isinstance(error, InvalidURI):
+                        raise ConfigError(f"not a WebSocket URL: {self.url}") from None
+                    if first:
+                        attempts_left -= 1
+                        if attempts_left <= 0:
+                            raise ConnectionFailed(
+                                f"cannot connect to {self.url}: {error}") from None
+                    await self._pause(f"connect failed: {error}")
+                    continue
+                self.connections += 1
+                try:
+                    await self._connection(ws)
+                finally:
+                    self.ws = None
+                first = first and not self._ready.is_set()
+                if self._closing or self.session.state is State.CLOSED:
+                    return
+                await self._pause("connection lost")
+        except WspError as error:
+            self._fail_all(error)
+            raise
+        finally:
+            self._fail_all(ClientClosed("the client is closed"))
+
+    async def _pause(self, why: str) -> None:
+        try:
+            delay = self.backoff.next_delay()
+        except ConfigError:
+            raise ClientClosed(f"gave up after {self.backoff.attempt} reconnect attempts "
+                               f"({why})") from None
+        self._emit("reconnecting", delay=round(delay, 3), reason=why,
+                   attempt=self.backoff.attempt)
+        await asyncio.sleep(delay)
+
+    async def _connection(self, ws: ClientConnection) -> None:
+        session = self.session
+        self.ws = ws
+        now = clock()
+        version = version_of(ws)
+        if version is None:
+            await ws.close(CloseCode.PROTOCOL_ERROR, "no wsp subprotocol selected")
+            raise ConnectionFailed("the server selected no wsp subprotocol")
+        session.connection_made(now, version=version, nonce=nonce())
+        try:
+            async for data in ws:
+                if type(data) is str:
+                    raise WspError("text frame from the server",
+                                   close_code=CloseCode.UNSUPPORTED_DATA)
+                now = clock()
+                for event in session.receive_data(data, now):  # type: ignore[arg-type]
+                    await self._on_event(event)
+                self._flush()
+            code = ws.close_code
+            self._closed_by_server(code, ws.close_reason or "")
+        except ConnectionClosed as closed:
+            self._closed_by_server(closed.rcvd.code if closed.rcvd else None,
+                                   closed.rcvd.reason if closed.rcvd else "")
+        except AuthenticationError as error:
+            await close_for(session, ws, error)
+            raise
+        except WspError as error:
+            log.warning("protocol error from the server: %s", error)
+            with contextlib.suppress(ConnectionClosed):
+                await close_for(session, ws, error)
+        finally:
+            if session.state is not State.CLOSED:
+                if session.state is State.CLOSING:
+                    session.closed()
+                else:
+                    session.connection_lost(clock())
+            self._emit("disconnected")
+
+    def _closed_by_server(self, code: int | None, reason: str) -> None:
+        if code in FATAL_CODES and not self._closing:
+            raise FATAL_CODES[code](f"server closed the connection: {reason} ({code})",
+                                    close_code=code)
+        if code is not None and code not in (1000, 1001, 1006):
+            self._emit("closed", code=code, reason=reason)
+        if code == 1000 and self.session.state is State.CLOSING and self._closing:
+            return
+
+    async def _timers(self) -> None:
+        """Heartbeats, retransmissions and the dead-server check (one task per client)."""
+        while True:
+            deadline = self.session.next_deadline()
+            now = clock()
+            await asyncio.sleep(1.0 if deadline is None else max(0.0, min(1.0, deadline - now)))
+            if deadline is None or clock() < deadline:
+                continue
+            ws = self.ws
+            try:
+                for event in self.session.on_timer(clock()):
+                    await self._on_event(event)
+            except WspError as error:
+                if ws is not None:
+                    await close_for(self.session, ws, error)
+                continue
+            self._flush()
+
+    # ------------------------------------------------------------------ events
+    async def _on_event(self, event: ev.Event) -> None:
+        kind = type(event)
+        if kind is ev.Delivery:
+            sub = self.subscriptions.get(event.topic)  # type: ignore[attr-defined]
+            if sub is not None:
+                await sub.queue.put(event)  # type: ignore[arg-type]
+        elif kind is ev.Acked:
+            for payload in event.payloads:  # type: ignore[attr-defined]
+                entry = self._waiting.pop(id(payload), None)
+                if entry is not None and not entry[1].done():
+                    entry[1].set_result(None)
+            if self.session.can_send():
+                self._window_open.set()
+        elif kind is ev.Reply:
+            reply: ev.Reply = event  # type: ignore[assignment]
+            pending = self._requests.pop(reply.id, None)
+            if pending is not None and not pending[2].done():
+                pending[2].set_result(reply)
+        elif kind is ev.ContinuityLostNotice:
+            lost: ev.ContinuityLostNotice = event  # type: ignore[assignment]
+            self._emit("continuity_lost", topic=lost.topic, epoch=lost.epoch,
+                       requested=lost.requested, available=lost.available)
+            sub = self.subscriptions.get(lost.topic)
+            if sub is not None:
+                await sub.queue.put(lost)
+        elif kind is ev.SubscriptionConfirmed:
+            sub = self.subscriptions.get(event.topic)  # type: ignore[attr-defined]
+            if sub is not None:
+                sub.confirmed.set()
+        elif kind is ev.Accepted:
+            accepted: ev.Accepted = event  # type: ignore[assignment]
+            self.backoff.reset()
+            self._window_open.set()
+            if self._ready.is_set():
+                if accepted.resumed:
+                    self.resumes += 1
+                self._emit("resumed" if accepted.resumed else "reconnected",
+                           session=accepted.session_id)
+            else:
+                self._ready.set()
+                self._emit("connected", session=accepted.session_id,
+                           capabilities=list(accepted.capabilities))
+            now = clock()
+            for rid, (method, data, _) in self._requests.items():
+                self.session.request(rid, method, data, now)
+        elif kind is ev.HeartbeatAnswered:
+            fut = self._pings.pop(event.id, None)  # type: ignore[attr-defined]
+            if fut is not None and not fut.done():
+                fut.set_result(event.rtt)  # type: ignore[attr-defined]
+        elif kind is ev.DataReceived:
+            await self.data.put(event.payload)  # type: ignore[attr-defined]
+        elif kind is ev.PeerError:
+            err: ev.PeerError = event  # type: ignore[assignment]
+            self._emit("error", code=err.code, message=err.message)
+        elif kind is ev.PeerClosed:
+            closed: ev.PeerClosed = event  # type: ignore[assignment]
+            if closed.code in FATAL_CODES:
+                self.error = FATAL_CODES[closed.code](
+                    f"server closed the session: {closed.reason} ({closed.code})",
+                    close_code=closed.code)
+
+    # ------------------------------------------------------------------ writing
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        ws = self.ws
+        if ws is None:
+            return
+        for chunk in self.session.data_to_send():
+            write_now(ws, chunk)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    async def _ready_to_send(self) -> None:
+        if self.error is not None:
+            raise self.error
+        if self._closing:
+            raise ClientClosed("the client is closed")
+        if not self._ready.is_set():
+            await self.connect()
+        session = self.session
+        while session.state is not State.ACTIVE or not session.can_send():
+            if self.error is not None:
+                raise self.error
+            if self._closing or session.state is State.CLOSED:
+                raise ClientClosed("the client is closed")
+            self._window_open.clear()
+            await self._wait_window()
+        ws = self.ws
+        if ws is not None and buffered(ws) > 1 << 20:
+            await asyncio.sleep(0.001)
+
+    async def _wait_window(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await self._window_open.wait()
+
+    def _track(self, payload: Payload) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[id(payload)] = (payload, fut)
+        self._schedule_flush()
+        return fut
+
+    # ------------------------------------------------------------------ API
+    async def publish_nowait(self, topic: str, data: bytes | str) -> asyncio.Future[None]:
+        """Queue a publish (waits only for window space); the future resolves on its ack."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        await self._ready_to_send()
+        self._next_publish += 1
+        self.session.publish(topic, data, clock(), publish_id=self._next_publish)
+        sent = self.session.unacked[self.session.send_seq][0]
+        return self._track(sent.payload)
+
+    async def publish(self, topic: str, data: bytes | str, *, timeout: float | None = 30.0
+                      ) -> None:
+        """Publish and return when the server acknowledged (applied) it."""
+        fut = await self.publish_nowait(topic, data)
+        async with asyncio.timeout(timeout):
+            await fut
+
+    async def send_text(self, text: str, *, timeout: float | None = 30.0) -> None:
+        await self._ready_to_send()
+        self.session.send_text(text, clock())
+        fut = self._track(self.session.unacked[self.session.send_seq][0].payload)
+        async with asyncio.timeout(timeout):
+            await fut
+
+    async def send_binary(self, data: bytes, *, timeout: float | None = 30.0) -> None:
+        await self._ready_to_send()
+        self.session.send_binary(data, clock())
+        fut = self._track(self.session.unacked[self.session.send_seq][0].payload)
+        async with asyncio.timeout(timeout):
+            await fut
+
+    async def subscribe(self, topic: str, *, wait: bool = True) -> Subscription:
+        """Subscribe to ``topic``; deliveries start after the server confirms."""
+        if not self._ready.is_set():
+            await self.connect()
+        sub = self.subscriptions.get(topic)
+        if sub is None:
+            sub = self.subscriptions[topic] = Subscription(topic, self.options.queue_size)
+            self.session.subscribe(topic, clock())
+            self._schedule_flush()
+        if wait:
+            async with asyncio.timeout(self.options.open_timeout):
+                await sub.confirmed.wait()
+        return sub
+
+    async def unsubscribe(self, topic: str) -> None:
+        sub = self.subscriptions.pop(topic, None)
+        self.session.unsubscribe(topic, clock())
+        self._schedule_flush()
+        if sub is not None:
+            with contextlib.suppress(asyncio.QueueFull):
+                sub.queue.put_nowait(None)
+
+    async def request(self, method: str, data: bytes = b"", *,
+                      timeout: float | None = 30.0) -> ev.Reply:
+        """Send a request and wait for its Response (re-issued after a reconnect)."""
+        if self.error is not None:
+            raise self.error
+        if not self._ready.is_set():
+            await self.connect()
+        self._next_request += 1
+        rid = self._next_request
+        fut: asyncio.Future[ev.Reply] = asyncio.get_running_loop().create_future()
+        self._requests[rid] = (method, data, fut)
+        if self.session.state is State.ACTIVE:
+            self.session.request(rid, method, data, clock())
+            self._schedule_flush()
+        try:
+            async with asyncio.timeout(timeout):
+                return await fut
+        finally:
+            self._requests.pop(rid, None)
+
+    async def echo(self, data: bytes, *, timeout: float | None = 30.0) -> bytes:
+        """The server's built-in echo request."""
+        return (await self.request("echo", data, timeout=timeout)).data
+
+    async def ping(self, *, timeout: float | None = 10.0) -> float:
+        """A Heartbeat probe; returns the round-trip time in seconds."""
+        if not self._ready.is_set():
+            await self.connect()
+        pid = self.session.heartbeat(clock())
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._pings[pid] = fut
+        self._schedule_flush()
+        async with asyncio.timeout(timeout):
+            return await fut

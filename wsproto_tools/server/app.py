@@ -1,0 +1,477 @@
+"""The reference server: wsp sessions over ``websockets`` asyncio (``wsp serve``).
+
+One handler task per connection (the connection's own); no other per-session
+task or timer. One sweeper task for the whole server runs heartbeats,
+retransmissions, dead-peer checks and the expiry of detached sessions. Topic
+fan-out encodes each new topic message once per (wire version, batching) and
+writes the same bytes to every subscriber. The limits and the close codes they
+answer with are listed in docs/protocol.md ("Session protocol").
+"""
+
+from __future__ import annotations
+
+__all__ = ["ServerConfig", "WspServer"]
+
+import asyncio
+import contextlib
+import http
+import logging
+import os
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from wsproto_tools.codec import Batch, Deliver, Message, encode
+from wsproto_tools.codec.limits import Limits
+from wsproto_tools.engine import events as ev
+from wsproto_tools.engine.auth import JwtVerifier
+from wsproto_tools.engine.history import Entry
+from wsproto_tools.engine.session import (
+    DEFAULT_CAPABILITIES,
+    ServerAuth,
+    ServerSession,
+    SessionConfig,
+    encode_delivery,
+)
+from wsproto_tools.engine.states import State
+from wsproto_tools.engine.timing import TokenBucket
+from wsproto_tools.exceptions import (
+    AuthenticationError,
+    CloseCode,
+    ConfigError,
+    RemoteProtocolError,
+    WspError,
+)
+from wsproto_tools.server.broker import Broker, MemoryBroker
+from wsproto_tools.server.metrics import Metrics
+from wsproto_tools.transports.wsio import (
+    SUBPROTOCOLS,
+    buffered,
+    clock,
+    close_for,
+    nonce,
+    version_of,
+    write_now,
+)
+
+log = logging.getLogger("wsproto_tools.server")
+
+
+@dataclass
+class ServerConfig:
+    """Everything ``wsp serve`` can be told (seconds, bytes, messages)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    secret: bytes | None = None
+    jwt_key: bytes | None = None
+    jwt_audience: str | None = None
+    no_auth: bool = False
+    token_key: bytes | None = None  # signs resume tokens; share it between nodes
+    history: int = 1000
+    history_age: float | None = None
+    max_connections: int = 10_000
+    max_message_size: int = 1 << 20
+    rate: float = 50_000.0  # WebSocket messages per second per connection (0: no limit)
+    burst: float = 100_000.0
+    handshake_timeout: float = 10.0
+    heartbeat_interval: float = 15.0
+    heartbeat_timeout: float = 45.0
+    resume_lifetime: float = 300.0
+    max_buffer: int = 4 << 20  # a subscriber with more unsent bytes is a slow consumer
+    origins: tuple[str, ...] | None = None
+    compression: bool = False
+    window: int = 1024
+    capabilities: tuple[str, ...] = (*DEFAULT_CAPABILITIES, "encrypt")
+    sweep_interval: float = 0.5
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def auth(self) -> ServerAuth:
+        if self.no_auth and (self.secret or self.jwt_key):
+            raise ConfigError("--no-auth cannot be combined with a secret or a JWT key")
+        if not self.no_auth and not (self.secret or self.jwt_key):
+            raise ConfigError("authentication is on: give a secret or a JWT key, "
+                              "or ask for --no-auth")
+        verifier = (JwtVerifier(self.jwt_key, audience=self.jwt_audience)
+                    if self.jwt_key else None)
+        return ServerAuth(secret=self.secret or None, jwt=verifier,
+                          token_key=self.token_key or os.urandom(32))
+
+
+class Conn:
+    """One live WebSocket connection and the session it drives."""
+
+    __slots__ = ("batch", "bucket", "closing", "session", "topics", "version", "ws")
+
+    def __init__(self, ws: ServerConnection, session: ServerSession, version: int,
+                 bucket: TokenBucket | None) -> None:
+        self.ws = ws
+        self.session = session
+        self.version = version
+        self.bucket = bucket
+        self.topics: set[str] = set()
+        self.batch = False
+        self.closing = False
+
+
+class WspServer:
+    """``await server.start()``, then ``await server.shutdown()``."""
+
+    def __init__(self, config: ServerConfig, broker: Broker | None = None) -> None:
+        self.config = config
+        self.auth = config.auth()
+        self.session_config = SessionConfig(
+            heartbeat_interval=config.heartbeat_interval,
+            heartbeat_timeout=config.heartbeat_timeout,
+            window=config.window,
+            resume_lifetime=config.resume_lifetime,
+            capabilities=config.capabilities,
+            limits=Limits(max_message=config.max_message_size,
+                          max_decompressed=config.max_message_size,
+                          max_bin_len=config.max_message_size),
+        )
+        self.epoch = int.from_bytes(os.urandom(4), "big") | 1
+        self.broker: Broker = broker or MemoryBroker(epoch=self.epoch, history=config.history,
+                                                     max_age=config.history_age)
+        self.broker.set_listener(self._on_topic_message)
+        self.metrics = Metrics()
+        self.conns: set[Conn] = set()
+        self.sessions: dict[int, ServerSession] = {}
+        self.attached: dict[int, Conn] = {}
+        self.subscribers: dict[str, dict[Conn, None]] = {}
+        self.pending: dict[str, list[tuple[int, Entry]]] = {}
+        self._fanout_scheduled = False
+        self._server: Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self.port = config.port
+        self.stats_in: Counter[str] = self.metrics.messages_in
+        self.stats_out: Counter[str] = self.metrics.messages_out
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._server = await serve(
+            self._handler, self.config.host, self.config.port,
+            subprotocols=list(SUBPROTOCOLS),  # type: ignore[arg-type]
+            max_size=self.config.max_message_size,
+            ping_interval=None,
+            compression="deflate" if self.config.compression else None,
+            process_request=self._http,
+            close_timeout=2.0,
+            max_queue=64,
+        )
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.wait_closed()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, tell every client to reconnect (1001), stop the sweeper."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if self._server is not None:
+            self._server.close(close_connections=False)
+            await asyncio.gather(*(c.ws.close(CloseCode.GOING_AWAY,
+                                              "server shutting down; reconnect and resume")
+                                   for c in list(self.conns)), return_exceptions=True)
+            await self._server.wait_closed()
+        await self.broker.close()
+
+    # ------------------------------------------------------------------ HTTP
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == "/healthz":
+            return connection.respond(http.HTTPStatus.OK, "ok\n")
+        if path == "/metrics":
+            self.metrics.connections = len(self.conns)
+            self.metrics.sessions = len(self.sessions)
+            body = self.metrics.render().encode()
+            headers = Headers([("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
+                               ("Content-Length", str(len(body)))])
+            return Response(200, "OK", headers, body)
+        if "upgrade" not in request.headers.get("Connection", "").lower():
+            return connection.respond(http.HTTPStatus.NOT_FOUND,
+                                      "wsp: WebSocket endpoint; GET /healthz, /metrics\n")
+        return None
+
+    # ------------------------------------------------------------------ connections
+    async def _handler(self, ws: ServerConnection) -> None:
+        cfg = self.config
+        self.metrics.connections_total += 1
+        if len(self.conns) >= cfg.max_connections:
+            await self._close(None, ws, WspError(
+                f"too many connections (limit {cfg.max_connections})",
+                close_code=CloseCode.WSP_TOO_MANY_CONNECTIONS))
+            return
+        if cfg.origins is not None:
+            origin = ws.request.headers.get("Origin") if ws.request else None
+            if origin not in cfg.origins:
+                await self._close(None, ws, WspError(f"origin {origin!r} is not allowed",
+                                                     close_code=CloseCode.WSP_ORIGIN_REFUSED))
+                return
+        version = version_of(ws)
+        if version is None:
+            await self._close(None, ws, RemoteProtocolError(
+                "no wsp subprotocol: offer Sec-WebSocket-Protocol wsp.v2 or wsp.v1"))
+            return
+        now = clock()
+        session = ServerSession(self.auth, self.session_config)
+        session.stats_in, session.stats_out = self.stats_in, self.stats_out
+        bucket = TokenBucket(cfg.rate, cfg.burst, now) if cfg.rate > 0 else None
+        conn = Conn(ws, session, version, bucket)
+        self.conns.add(conn)
+        try:
+            session.connection_made(now, version=version, nonce=nonce())
+            self._write(conn)
+            try:
+                async with asyncio.timeout(cfg.handshake_timeout):
+                    while conn.session.state is not State.ACTIVE:
+                        await self._process(conn, await ws.recv())
+            except TimeoutError:
+                raise WspError(f"handshake not finished within {cfg.handshake_timeout:g} s",
+                               close_code=CloseCode.WSP_HANDSHAKE_TIMEOUT) from None
+            while not conn.closing:
+                await self._process(conn, await ws.recv())
+            await ws.close(CloseCode.NORMAL, conn.session.close_reason or "")
+        except ConnectionClosed:
+            pass
+        except WspError as error:
+            if isinstance(error, AuthenticationError):
+                self.metrics.auth_rejected += 1
+            await self._close(conn.session, ws, error)
+        finally:
+            self._detach(conn)
+
+    async def _close(self, session: ServerSession | None, ws: ServerConnection,
+                     error: WspError) -> None:
+        self.metrics.closes[int(error.close_code)] += 1
+        log.info("closing %s: %s (%s)", ws.remote_address, error, int(error.close_code))
+        with contextlib.suppress(ConnectionClosed):
+            await close_for(session, ws, error)
+
+    def _detach(self, conn: Conn) -> None:
+        self.conns.discard(conn)
+        for topic in conn.topics:
+            subs = self.subscribers.get(topic)
+            if subs is not None:
+                subs.pop(conn, None)
+                if not subs:
+                    del self.subscribers[topic]
+        conn.topics.clear()
+        session = conn.session
+        if self.attached.get(session.session_id) is conn:
+            del self.attached[session.session_id]
+            if session.state is State.CLOSING or session.state is State.CLOSED:
+                session.closed()
+                self.sessions.pop(session.session_id, None)
+            else:
+                session.connection_lost(clock())
+
+    def _write(self, conn: Conn) -> None:
+        for chunk in conn.session.data_to_send():
+            if write_now(conn.ws, chunk):
+                self.metrics.bytes_out += len(chunk)
+
+    async def _process(self, conn: Conn, data: bytes | str) -> None:
+        now = clock()
+        if type(data) is str:
+            raise RemoteProtocolError("text frame: wsp messages travel in binary frames",
+                                      close_code=CloseCode.UNSUPPORTED_DATA)
+        bucket = conn.bucket
+        if bucket is not None and not bucket.take(now):
+            self.metrics.rate_limited += 1
+            raise WspError(f"rate limit exceeded ({self.config.rate:g} messages/s)",
+                           close_code=CloseCode.WSP_RATE_LIMITED)
+        self.metrics.bytes_in += len(data)
+        session = conn.session
+        events = session.receive_data(data, now)  # type: ignore[arg-type]
+        for event in events:
+            await self._on_event(conn, event, now)
+        self._write(conn)
+        if self.pending:
+            self._fanout()
+        if session.state is State.CLOSING and not conn.closing:
+            conn.closing = True
+
+    async def _on_event(self, conn: Conn, event: ev.Event, now: float) -> None:
+        session = conn.session
+        kind = type(event)
+        if kind is ev.PublishReceived:
+            await self.broker.publish(event.topic, event.data, now)  # type: ignore[attr-defined]
+        elif kind is ev.RequestReceived:
+            req: ev.RequestReceived = event  # type: ignore[assignment]
+            if req.method == "echo":
+                session.respond(req.id, req.data, now)
+            else:
+                session.respond(req.id, b"", now, status=CloseCode.UNSUPPORTED_DATA)
+        elif kind is ev.SubscribeRequested:
+            await self._subscribe(conn, event, now)  # type: ignore[arg-type]
+        elif kind is ev.UnsubscribeRequested:
+            topic = event.topic  # type: ignore[attr-defined]
+            conn.topics.discard(topic)
+            self.subscribers.get(topic, {}).pop(conn, None)
+        elif kind is ev.DataReceived:
+            payload = event.payload  # type: ignore[attr-defined]
+            if hasattr(payload, "text"):
+                session.send_text(payload.text, now)
+            elif hasattr(payload, "data"):
+                session.send_binary(payload.data, now)
+        elif kind is ev.AuthSucceeded:
+            self._attach(conn, event, now)  # type: ignore[arg-type]
+        elif kind is ev.HeartbeatAnswered:
+            self.metrics.observe_rtt(event.rtt)  # type: ignore[attr-defined]
+        elif kind is ev.Retransmitted:
+            self.metrics.retransmits += event.count  # type: ignore[attr-defined]
+        elif kind is ev.PeerClosed:
+            conn.closing = True
+
+    def _attach(self, conn: Conn, event: ev.AuthSucceeded, now: float) -> None:
+        fresh = conn.session
+        old = self.sessions.get(event.resume.session_id) if event.resume else None
+        if old is not None and old.state in (State.ACTIVE, State.RECONNECTING):
+            holder = self.attached.pop(old.session_id, None)
+            if holder is not None and holder is not conn:
+                self._detach(holder)
+                holder.closing = True
+                self._spawn(holder.ws.close(CloseCode.NORMAL,
+                                            "session resumed on another connection"))
+            old.adopt(fresh, event.last_received, now)
+            conn.session = old
+        else:
+            session_id = int.from_bytes(os.urandom(8), "big") >> 1 or 1
+            fresh.accept(session_id, now)
+            self.sessions[session_id] = fresh
+        session = conn.session
+        session.next_heartbeat = now + self.config.heartbeat_interval
+        conn.batch = "batch" in session.capabilities
+        self.attached[session.session_id] = conn
+
+    async def _subscribe(self, conn: Conn, event: ev.SubscribeRequested, now: float) -> None:
+        session = conn.session
+        answer = await self.broker.subscribe(event.topic, event.from_offset, event.epoch, now)
+        if answer.lost is not None:
+            self.metrics.continuity_lost += 1
+            lost = answer.lost
+            session.continuity_lost(event.topic, lost.epoch, lost.requested + 1,
+                                    lost.available, now)
+        session.subscribed(event.topic, answer.epoch, answer.next_offset, now)
+        if answer.replay:
+            self.metrics.replays += 1
+            self.metrics.replayed_messages += len(answer.replay)
+            for entry in answer.replay:
+                session.deliver(event.topic, answer.epoch, entry.offset, entry.data, now)
+        conn.topics.add(event.topic)
+        self.subscribers.setdefault(event.topic, {})[conn] = None
+
+    # ------------------------------------------------------------------ fan-out
+    def _on_topic_message(self, topic: str, epoch: int, entry: Entry) -> None:
+        self.pending.setdefault(topic, []).append((epoch, entry))
+        if not self._fanout_scheduled:
+            self._fanout_scheduled = True
+            asyncio.get_running_loop().call_soon(self._fanout)
+
+    def _fanout(self) -> None:
+        """Encode each pending topic message once per wire form; write it to every subscriber."""
+        self._fanout_scheduled = False
+        pending, self.pending = self.pending, {}
+        slow: list[Conn] = []
+        limit = self.config.max_buffer
+        metrics = self.metrics
+        for topic, items in pending.items():
+            subs = self.subscribers.get(topic)
+            if not subs:
+                continue
+            forms: dict[tuple[int, bool], list[bytes]] = {}
+            for conn in subs:
+                if conn.closing:
+                    continue
+                session = conn.session
+                if session.encrypted:  # encrypted: per-session keys, per-session encoding
+                    for epoch, entry in items:
+                        session.deliver(topic, epoch, entry.offset, entry.data, 0.0)
+                    self._write(conn)
+                else:
+                    key = (conn.version, conn.batch and len(items) > 1)
+                    wire = forms.get(key)
+                    if wire is None:
+                        wire = forms[key] = self._encode_items(topic, items, *key)
+                    ws = conn.ws
+                    for chunk in wire:
+                        write_now(ws, chunk)
+                        metrics.bytes_out += len(chunk)
+                metrics.messages_out["Deliver"] += len(items)
+                if buffered(conn.ws) > limit:
+                    slow.append(conn)
+        for conn in slow:
+            self._slow_consumer(conn)
+
+    @staticmethod
+    def _encode_items(topic: str, items: list[tuple[int, Entry]], version: int,
+                      batch: bool) -> list[bytes]:
+        if batch:
+            messages = tuple(Message(Deliver(topic, epoch, e.offset, e.data))
+                             for epoch, e in items)
+            return [encode(Message(Batch(messages)), version=version)]
+        out = []
+        for epoch, entry in items:
+            wire = entry.wire.get(version)
+            if wire is None:
+                wire = entry.wire[version] = encode_delivery(topic, epoch, entry.offset,
+                                                             entry.data, version)
+            out.append(wire)
+        return out
+
+    def _slow_consumer(self, conn: Conn) -> None:
+        if conn.closing:
+            return
+        conn.closing = True
+        for topic in conn.topics:
+            self.subscribers.get(topic, {}).pop(conn, None)
+        error = WspError(f"slow consumer: more than {self.config.max_buffer} bytes unsent; "
+                         "resume to continue", close_code=CloseCode.WSP_SLOW_CONSUMER)
+        self._spawn(self._close(conn.session, conn.ws, error))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ timers
+    async def _sweep(self) -> None:
+        """The one timer of the server: heartbeats, RTOs, dead peers, session expiry."""
+        interval = self.config.sweep_interval
+        while True:
+            await asyncio.sleep(interval)
+            now = clock()
+            for conn in list(self.conns):
+                session = conn.session
+                deadline = session.next_deadline()
+                if deadline is None or deadline > now or conn.closing:
+                    continue
+                try:
+                    for event in session.on_timer(now):
+                        if type(event) is ev.Retransmitted:
+                            self.metrics.retransmits += event.count
+                except WspError as error:
+                    conn.closing = True
+                    self._spawn(self._close(session, conn.ws, error))
+                    continue
+                self._write(conn)
+            lifetime = self.config.resume_lifetime
+            for sid, session in list(self.sessions.items()):
+                if session.state is State.RECONNECTING and now - session.last_rx > lifetime:
+                    session.expire()
+                    del self.sessions[sid]
+                elif session.state is State.CLOSED:
+                    del self.sessions[sid]

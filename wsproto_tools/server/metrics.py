@@ -1,0 +1,90 @@
+"""Server metrics in the Prometheus text exposition format (version 0.0.4)."""
+
+from __future__ import annotations
+
+__all__ = ["RTT_BUCKETS", "Metrics"]
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass
+class Metrics:
+    """Counters and gauges; ``render()`` gives the /metrics body."""
+
+    connections: int = 0
+    sessions: int = 0
+    connections_total: int = 0
+    messages_in: Counter[str] = field(default_factory=Counter)
+    messages_out: Counter[str] = field(default_factory=Counter)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    replays: int = 0
+    replayed_messages: int = 0
+    continuity_lost: int = 0
+    retransmits: int = 0
+    auth_rejected: int = 0
+    rate_limited: int = 0
+    closes: Counter[int] = field(default_factory=Counter)
+    rtt_counts: list[int] = field(default_factory=lambda: [0] * (len(RTT_BUCKETS) + 1))
+    rtt_sum: float = 0.0
+
+    def observe_rtt(self, rtt: float) -> None:
+        self.rtt_sum += rtt
+        for i, bound in enumerate(RTT_BUCKETS):
+            if rtt <= bound:
+                self.rtt_counts[i] += 1
+                return
+        self.rtt_counts[-1] += 1
+
+    def render(self) -> str:
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, help_text: str,
+                   samples: list[tuple[str, float]]) -> None:
+            lines.append(f"# HELP wsp_{name} {help_text}")
+            lines.append(f"# TYPE wsp_{name} {kind}")
+            for labels, value in samples:
+                lines.append(f"wsp_{name}{labels} {value:g}" if isinstance(value, float)
+                             else f"wsp_{name}{labels} {value}")
+
+        metric("connections", "gauge", "Open WebSocket connections.", [("", self.connections)])
+        metric("sessions", "gauge", "Sessions held (attached or resumable).",
+               [("", self.sessions)])
+        metric("connections_total", "counter", "Connections accepted.",
+               [("", self.connections_total)])
+        metric("messages_in_total", "counter", "wsp messages received, by type.",
+               [(f'{{type="{k}"}}', v) for k, v in sorted(self.messages_in.items())])
+        metric("messages_out_total", "counter", "wsp messages sent, by type.",
+               [(f'{{type="{k}"}}', v) for k, v in sorted(self.messages_out.items())])
+        metric("bytes_in_total", "counter", "WebSocket payload bytes received.",
+               [("", self.bytes_in)])
+        metric("bytes_out_total", "counter", "WebSocket payload bytes sent.",
+               [("", self.bytes_out)])
+        metric("replays_total", "counter", "Subscribes answered with a replay.",
+               [("", self.replays)])
+        metric("replayed_messages_total", "counter", "Messages sent again from history.",
+               [("", self.replayed_messages)])
+        metric("continuity_lost_total", "counter", "ContinuityLost answers.",
+               [("", self.continuity_lost)])
+        metric("retransmits_total", "counter", "Messages retransmitted after an RTO.",
+               [("", self.retransmits)])
+        metric("auth_rejected_total", "counter", "Handshakes refused for credentials.",
+               [("", self.auth_rejected)])
+        metric("rate_limited_total", "counter", "Connections closed by the rate limit.",
+               [("", self.rate_limited)])
+        metric("closes_total", "counter", "Connections closed by the server, by close code.",
+               [(f'{{code="{k}"}}', v) for k, v in sorted(self.closes.items())])
+        lines.append("# HELP wsp_rtt_seconds Heartbeat round-trip times.")
+        lines.append("# TYPE wsp_rtt_seconds histogram")
+        total = 0
+        for bound, count in zip(RTT_BUCKETS, self.rtt_counts, strict=False):
+            total += count
+            lines.append(f'wsp_rtt_seconds_bucket{{le="{bound:g}"}} {total}')
+        total += self.rtt_counts[-1]
+        lines.append(f'wsp_rtt_seconds_bucket{{le="+Inf"}} {total}')
+        lines.append(f"wsp_rtt_seconds_sum {self.rtt_sum:g}")
+        lines.append(f"wsp_rtt_seconds_count {total}")
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,87 @@
+"""The asyncio glue shared by the server and the client: engines over ``websockets``.
+
+The engine is sans-I/O; this module is where its bytes meet a live
+``websockets`` asyncio connection, where its clock comes from (``time.time``)
+and where its nonces come from (``os.urandom``).
+
+Writes are synchronous (:func:`write_now`): the engine's output is handed to the
+transport at once, like :func:`websockets.asyncio.server.broadcast` does, and
+backpressure is read from the transport's buffer (:func:`buffered`) instead of
+awaited per message — a slow reader is detected and cut instead of stalling
+everyone else.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SUBPROTOCOLS",
+    "buffered",
+    "clock",
+    "close_for",
+    "flush",
+    "nonce",
+    "version_of",
+    "write_now",
+]
+
+import os
+import time
+from typing import Any
+
+from websockets.asyncio.connection import Connection
+from websockets.protocol import State as WsState
+
+from wsproto_tools.codec import SUBPROTOCOLS, subprotocol_version
+from wsproto_tools.engine.session import Session
+from wsproto_tools.exceptions import CloseCode, WspError
+
+clock = time.time
+
+
+def nonce() -> bytes:
+    """16 random bytes for a handshake nonce."""
+    return os.urandom(16)
+
+
+def version_of(conn: Connection) -> int | None:
+    """The wire version the negotiated subprotocol selects, or None."""
+    name = conn.subprotocol
+    return subprotocol_version(name) if name else None
+
+
+def write_now(conn: Connection, data: bytes) -> bool:
+    """Frame and hand ``data`` to the transport now; False when the connection is not open."""
+    if conn.protocol.state is not WsState.OPEN or conn.send_in_progress is not None:
+        return False
+    conn.protocol.send_binary(data)
+    conn.send_data()
+    return True
+
+
+def buffered(conn: Connection) -> int:
+    """Bytes written but not yet accepted by the kernel."""
+    transport: Any = conn.transport
+    return int(transport.get_write_buffer_size()) if transport is not None else 0
+
+
+def flush(session: Session, conn: Connection) -> int:
+    """Write everything the engine has queued; returns the number of WebSocket messages."""
+    chunks = session.data_to_send()
+    for chunk in chunks:
+        write_now(conn, chunk)
+    return len(chunks)
+
+
+async def close_for(session: Session | None, conn: Connection, error: WspError) -> None:
+    """Close because of ``error``: a wsp Close, then the WebSocket close, same code."""
+    code = int(error.close_code)
+    if not (1000 <= code <= 4999) or code in (1005, 1006, 1015):
+        code = int(CloseCode.PROTOCOL_ERROR)
+    reason = str(error).encode("utf-8")[:120].decode("utf-8", "ignore")
+    if session is not None:
+        try:
+            session.close(code, reason, clock())
+            flush(session, conn)
+        except WspError:
+            pass  # the session was past closing; the WebSocket close still says why
+    await conn.close(code, reason)
