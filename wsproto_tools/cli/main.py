@@ -22,6 +22,7 @@ from wsproto_tools.cli.env import Environment
 COMMANDS: dict[str, tuple[str, str]] = {
     "msg": ("msg:msg", "Encode and decode wsp application messages."),
     "decode": ("decode:decode", "Decode WebSocket and wsp messages from a pcap/pcapng capture."),
+    "fuzz": ("fuzz:fuzz", "RFC 6455 conformance fuzzing of a WebSocket server or client."),
 }
 
 
