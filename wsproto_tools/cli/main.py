@@ -20,6 +20,10 @@ from wsproto_tools.cli.env import Environment
 
 # name -> ("module:attribute", one-line help). Only commands that work are listed.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("serve:serve", "Run the reference wsp server (pub/sub, echo, /healthz, /metrics)."),
+    "pub": ("pub:pub", "Publish messages to a topic; exit 0 when all were acknowledged."),
+    "sub": ("sub:sub", "Subscribe to topics and print deliveries (reconnects and resumes)."),
+    "connect": ("connect:connect", "An interactive wsp session: send, subscribe, publish, ping."),
     "msg": ("msg:msg", "Encode and decode wsp application messages."),
     "decode": ("decode:decode", "Decode WebSocket and wsp messages from a pcap/pcapng capture."),
     "fuzz": ("fuzz:fuzz", "RFC 6455 conformance fuzzing of a WebSocket server or client."),

@@ -309,7 +309,8 @@ class Client:
                     session.closed()
                 else:
                     session.connection_lost(clock())
-            self._emit("disconnected")
+            if not self._closing:
+                self._emit("disconnected")
 
     def _closed_by_server(self, code: int | None, reason: str) -> None:
         if code in FATAL_CODES and not self._closing:

@@ -90,6 +90,7 @@ class ServerConfig:
     window: int = 1024
     capabilities: tuple[str, ...] = (*DEFAULT_CAPABILITIES, "encrypt")
     sweep_interval: float = 0.5
+    close_timeout: float = 2.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def auth(self) -> ServerAuth:
@@ -163,7 +164,7 @@ class WspServer:
             ping_interval=None,
             compression="deflate" if self.config.compression else None,
             process_request=self._http,
-            close_timeout=2.0,
+            close_timeout=self.config.close_timeout,
             max_queue=64,
         )
         sock = next(iter(self._server.sockets))

@@ -1,0 +1,72 @@
+"""``wsp pub URL TOPIC [MESSAGE ...]``: publish and wait for every acknowledgment."""
+
+from __future__ import annotations
+
+__all__ = ["pub"]
+
+import asyncio
+import sys
+
+import click
+
+from wsproto_tools.cli.env import fail, guarded
+from wsproto_tools.cli.session_common import client_options, make_options, run_async
+from wsproto_tools.cli.status import ExitStatus
+
+
+@click.command()
+@click.argument("url")
+@click.argument("topic")
+@click.argument("messages", nargs=-1)
+@click.option("--hex", "as_hex", is_flag=True, help="MESSAGEs (or stdin lines) are hex bytes.")
+@click.option("--timeout", default=30.0, show_default=True, type=float, metavar="S",
+              help="How long to wait for the acknowledgments.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary line.")
+@client_options
+@guarded
+def pub(url: str, topic: str, messages: tuple[str, ...], as_hex: bool, timeout: float,
+        as_json: bool, **opts: object) -> None:
+    """Publish each MESSAGE to TOPIC (or each stdin line with '-').
+
+    Exits 0 only when every message was acknowledged by the server; 1 when some
+    were not.
+    """
+    import json
+
+    from wsproto_tools.client import Client
+
+    if not messages:
+        fail("give at least one MESSAGE, or '-' to read lines from stdin", ExitStatus.USAGE)
+    lines: list[str] = []
+    for message in messages:
+        if message == "-":
+            lines.extend(line.rstrip("\r\n") for line in sys.stdin)
+        else:
+            lines.append(message)
+    payloads: list[bytes] = []
+    for number, line in enumerate(lines, 1):
+        if as_hex:
+            try:
+                payloads.append(bytes.fromhex(line))
+            except ValueError:
+                fail(f"message {number} is not hex: {line[:40]!r}", ExitStatus.BAD_INPUT)
+        else:
+            payloads.append(line.encode("utf-8"))
+    options = make_options(**opts)  # type: ignore[arg-type]
+
+    async def run() -> tuple[int, int]:
+        async with Client(url, options) as client:
+            futures = [await client.publish_nowait(topic, p) for p in payloads]
+            done, _ = await asyncio.wait(futures, timeout=timeout) if futures else (set(), set())
+            acked = sum(1 for f in done if f.exception() is None)
+            return acked, len(payloads)
+
+    acked, total = run_async(run())
+    if as_json:
+        click.echo(json.dumps({"topic": topic, "published": total, "acknowledged": acked}))
+    if acked < total:
+        click.echo(f"wsp: {total - acked} of {total} messages were not acknowledged", err=True)
+        sys.exit(int(ExitStatus.PROBLEMS_FOUND))
+    if not as_json:
+        click.echo(f"published {total} message{'s' if total != 1 else ''} to {topic}, "
+                   "all acknowledged", err=True)
