@@ -290,6 +290,29 @@ def main() -> None:
                   f"{(enc + dec) * 1e6:>10.2f} {s2c:>7.1f} {c2s:>7.1f}")
 
     print()
+    print("other paths, 128-byte body, v2 (enc+dec µs per message):")
+    from wsproto_tools.codec import Cipher, Deliver, Flags, TextData, counter_nonces
+
+    body = (b'{"symbol":"BTC-USD","price":"64000.10","qty":3,"side":"buy"}' * 3)[:128]
+    cipher = Cipher(bytes(32), counter_nonces())
+    others = {
+        "Deliver (msgpack map)": (Message(Deliver("prices", 1, 123456, body)), None),
+        "TextData + COMPRESSED": (
+            Message(TextData(body.decode()), sequence=SEQUENCE, flags=Flags.COMPRESSED), None),
+        "BinaryData + ENCRYPTED": (
+            Message(BinaryData(body), sequence=SEQUENCE, flags=Flags.ENCRYPTED), cipher),
+        "BinaryData + session and timestamp": (
+            Message(BinaryData(body), sequence=SEQUENCE, session_id=42,
+                    timestamp=1_700_000_000_000_000), None),
+    }
+    for name, (msg, key) in others.items():
+        wire = encode(msg, cipher=key)
+        assert decode(wire, cipher=key) == msg
+        enc = per_call(lambda m=msg, k=key: encode(m, cipher=k), seconds / 2)
+        dec = per_call(lambda w=wire, k=key: decode(w, cipher=k), seconds / 2)
+        print(f"  {name:<36} {(enc + dec) * 1e6:6.2f} µs, {len(wire)} bytes on the wire")
+
+    print()
     print("yardstick: pipelined echo through a bare websockets connection on 127.0.0.1")
     echo = {size: asyncio.run(echo_cost(size, count, 64)) for size in SIZES}
     for size in SIZES:

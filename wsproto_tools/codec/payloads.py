@@ -20,6 +20,10 @@ from wsproto_tools.exceptions import CloseCode, DecodeError, LimitExceeded, Loca
 _U64 = (1 << 64) - 1
 _I64_MIN = -(1 << 63)
 
+_UINT = Kind.UINT
+_STR = Kind.STR
+_BYTES = Kind.BYTES
+
 _FIELDS: dict[type[Payload], tuple[tuple[str, FieldSpec], ...]] = {}
 
 
@@ -35,6 +39,11 @@ def _fields(cls: type[Payload]) -> tuple[tuple[str, FieldSpec], ...]:
 
 def _wire_value(kind: Kind, value: Any, where: str) -> Any:
     """Check one field value for encoding and return what msgpack should pack."""
+    vtype = type(value)
+    if vtype is int and kind is Kind.UINT and 0 <= value <= _U64:
+        return value
+    if (vtype is bytes and kind is Kind.BYTES) or (vtype is bool and kind is Kind.BOOL):
+        return value
     if kind is Kind.UINT:
         if type(value) is not int or not 0 <= value <= _U64:
             raise LocalProtocolError(f"{where}: expected an int in 0..2^64-1, got {value!r}")
@@ -130,7 +139,14 @@ def encode_fields(payload: Payload) -> bytes:
             if fspec.optional:
                 continue
             raise LocalProtocolError(f"{cls.__name__}.{name} is required")
-        out[name] = _wire_value(fspec.kind, value, f"{cls.__name__}.{name}")
+        kind = fspec.kind
+        vtype = type(value)
+        if ((vtype is int and kind is _UINT and 0 <= value <= _U64)
+                or (vtype is str and kind is _STR and value.isascii())
+                or (vtype is bytes and kind is _BYTES)):
+            out[name] = value  # the common kinds, already valid
+        else:
+            out[name] = _wire_value(kind, value, f"{cls.__name__}.{name}")
     packed: bytes = msgpack.packb(out, use_bin_type=True)
     return packed
 
@@ -254,10 +270,16 @@ def decode_fields(
         raise _bad(f"{cls.__name__}: payload must be a msgpack map, got {_name(obj)}", offset)
     kwargs: dict[str, Any] = {}
     for name, fspec in _fields(cls):
-        if name in obj and not (obj[name] is None and fspec.optional):
-            kwargs[name] = _field_value(
-                fspec.kind, obj[name], f"{cls.__name__}.{name}", offset, limits
-            )
+        value = obj.get(name)
+        if value is not None:
+            kind = fspec.kind
+            vtype = type(value)
+            if ((vtype is int and kind is _UINT and value >= 0)
+                    or (vtype is str and kind is _STR) or (vtype is bytes and kind is _BYTES)):
+                kwargs[name] = value
+            else:
+                kwargs[name] = _field_value(kind, value, f"{cls.__name__}.{name}", offset,
+                                            limits)
         elif not fspec.optional:
             raise _bad(f"{cls.__name__}: required field '{name}' is missing", offset)
     return cls(**kwargs)
