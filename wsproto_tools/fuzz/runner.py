@@ -377,7 +377,9 @@ class _Session:
                     await self.do_echo_rounds(step, deadline)
         expect = case.expect
         if not self.sent_close and not self.peer_gone:
-            if expect.closed_by_me or self.unimplemented:
+            if self.unimplemented:
+                await self.send_close(expect.close_code)
+            elif expect.closed_by_me:
                 await self.pump_until(self._settled, deadline)
                 if not self.peer_gone:
                     await self.send_close(expect.close_code)
@@ -444,7 +446,8 @@ def _fragment(
 
 
 def case_timeout(case: Case, options: RunOptions) -> float:
-    return max(options.timeout, case.timeout or 0.0)
+    """The case's deadline: the timeout, plus the time its own pauses take."""
+    return max(options.timeout, case.timeout or 0.0) + _weight(case)
 
 
 async def drive(case: Case, conn: RawWebSocket, options: RunOptions) -> CaseResult:
