@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsproto_tools.capture.net import ACK, FIN, RST, SYN, NotTcp, format_addr, tcp_segment
-from wsproto_tools.capture.reader import Packet
+from wsproto_tools.capture.reader import RawPacket
 from wsproto_tools.capture.tcp import Flow
 from wsproto_tools.exceptions import FrameError, HandshakeError, WspError
 from wsproto_tools.ws import (
@@ -177,6 +177,7 @@ class _Conn:
         "flows",
         "request_ts",
         "sides",
+        "skip",
         "syn_from",
         "ws_port",
     )
@@ -191,6 +192,7 @@ class _Conn:
         self.syn_from: int | None = None
         self.request_ts: float | None = None
         self.ws_port = False
+        self.skip = False
 
 
 def plausible_frames(data: bytes, masked: bool | None, *, strong: bool) -> bool | None:
@@ -259,8 +261,12 @@ class CaptureDecoder:
         ws_ports: Iterable[int] = (),
         max_message: int = 16 * 1024 * 1024,
         decode_wsp: bool = True,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.ws_ports = frozenset(ws_ports)
+        #: (index, count): decode only connections whose ``(id - 1) % count == index``
+        #: (every connection is still numbered, so ids agree between shards).
+        self.shard = shard
         self.max_message = max_message
         self.decode_wsp = decode_wsp
         self._flows: dict[tuple[bytes, int, bytes, int], tuple[_Conn, int]] = {}
@@ -275,9 +281,14 @@ class CaptureDecoder:
         self._warned_linktypes: set[int] = set()
         self._wsp: Any = None
 
+    def owns(self, conn_id: int) -> bool:
+        """Whether this decoder's shard decodes connection ``conn_id``."""
+        index, count = self.shard
+        return (conn_id - 1) % count == index
+
     # ------------------------------------------------------------------ packets
 
-    def packet(self, pkt: Packet) -> list[Any]:
+    def packet(self, pkt: RawPacket) -> list[Any]:
         """Take one packet; return the events it produced."""
         number, ts, linktype, data = pkt
         self.packets += 1
@@ -310,6 +321,8 @@ class CaptureDecoder:
         if found is None or (flags & SYN and not flags & ACK and found[0].conn.closed):
             found = self._new_conn(key, number, ts)
         state, index = found
+        if state.skip:
+            return events
         conn = state.conn
         conn.last_ts = ts
         flow = state.flows[index]
@@ -323,10 +336,12 @@ class CaptureDecoder:
                 state.a_is_client = index == 1
         if flags & ACK:
             other = state.flows[1 - index]
-            if other.next_seq is not None:
+            if other.pending_bytes:
                 items = other.ack_seen(ack)
                 if items:
                     self._deliver(state, 1 - index, items, number, ts, events)
+            else:
+                other.acked = ack
         if payload:
             items = flow.segment(seq, payload)
             if items:
@@ -349,6 +364,8 @@ class CaptureDecoder:
             number,
         )
         state = _Conn(conn)
+        index, count = self.shard
+        state.skip = (conn.id - 1) % count != index
         if dport in self.ws_ports:
             state.a_is_client = True
             state.ws_port = True
@@ -704,6 +721,8 @@ class CaptureDecoder:
         number = self.packets
         ts = self.last_ts
         for state in self._conns:
+            if state.skip:
+                continue
             for index, flow in enumerate(state.flows):
                 items = flow.flush()
                 if items:

@@ -19,6 +19,7 @@ __all__ = [
     "CaptureInfo",
     "Packet",
     "PacketReader",
+    "RawPacket",
     "open_capture",
 ]
 
@@ -67,6 +68,9 @@ class CaptureInfo:
     dropped: int | None = None
 
 
+#: What the reader yields: ``(number, ts, linktype, data)`` -- a :class:`Packet`'s
+#: fields as a plain tuple (cheaper to build, one per packet).
+RawPacket = tuple[int, float, int, bytes]
 Warn = Callable[[int, str], None]
 
 
@@ -146,13 +150,13 @@ class PacketReader:
                 f"not a pcap or pcapng capture (starts with {head.hex(' ')})"
             )
 
-    def __iter__(self) -> Iterator[Packet]:
+    def __iter__(self) -> Iterator[RawPacket]:
         try:
             yield from self._iter
         except (EOFError, OSError, zlib.error) as error:
             self._warn(self.info.packets + 1, f"stopped reading: {error}")
 
-    def _pcap(self, magic: bytes) -> Iterator[Packet]:
+    def _pcap(self, magic: bytes) -> Iterator[RawPacket]:
         read = self._read
         order, unit = _PCAP_MAGICS[magic]
         rest = _read_exact(read, 20)
@@ -197,9 +201,9 @@ class PacketReader:
             nbytes += 16 + incl
             info.packets = number
             info.bytes_read = nbytes
-            yield Packet(number, sec + frac * unit, linktype, data)
+            yield (number, sec + frac * unit, linktype, data)
 
-    def _pcapng(self) -> Iterator[Packet]:
+    def _pcapng(self) -> Iterator[RawPacket]:
         read = self._read
         info = self.info
         number = 0

@@ -45,9 +45,9 @@ class CaptureStats:
     """Accumulates what the summary shows; fed every message as it is decoded."""
 
     messages: int = 0
-    by_opcode: Counter[str] = field(default_factory=Counter)
-    by_type: Counter[str] = field(default_factory=Counter)
-    by_direction: Counter[str] = field(default_factory=Counter)
+    opcodes: list[int] = field(default_factory=lambda: [0] * 16)
+    from_client: int = 0
+    types: Counter[type] = field(default_factory=Counter)
     violations: Counter[str] = field(default_factory=Counter)
     undecoded: int = 0
     wire_bytes: int = 0
@@ -63,8 +63,10 @@ class CaptureStats:
     def add(self, item: CapturedMessage) -> None:
         msg = item.msg
         self.messages += 1
-        self.by_opcode[opcode_name(msg.opcode)] += 1
-        self.by_direction[item.direction] += 1
+        opcode = msg.opcode
+        self.opcodes[opcode] += 1
+        if item.direction == "client":
+            self.from_client += 1
         self.wire_bytes += msg.wire_length
         self.payload_bytes += len(msg.payload)
         if msg.compressed and item.note is None:
@@ -72,23 +74,43 @@ class CaptureStats:
             self.compressed_plain += len(msg.payload)
         if item.note is not None:
             self.undecoded += 1
-        for code in item.violations:
-            self.violations[code] += 1
+        if item.violations:
+            self.violations.update(item.violations)
         wsp = item.wsp
         if wsp is not None:
-            if isinstance(wsp, str):
-                self.wsp_errors += 1
-            else:
+            if type(wsp) is tuple:
                 self.wsp_messages += 1
-                self.by_type[wsp[1].type_name] += 1
-        if msg.opcode == 9:
+                self.types[type(wsp[1].payload)] += 1
+            else:
+                self.wsp_errors += 1
+        if opcode == 9:
             if len(self._pings) < _MAX_SAMPLES:
                 self._pings[(item.conn, item.direction, msg.payload)] = item.ts
-        elif msg.opcode == 10:
+        elif opcode == 10:
             other = "server" if item.direction == "client" else "client"
             sent = self._pings.pop((item.conn, other, msg.payload), None)
             if sent is not None and len(self.ping_rtt) < _MAX_SAMPLES:
                 self.ping_rtt.append(item.ts - sent)
+
+    def merge(self, other: CaptureStats) -> None:
+        """Add the counts of ``other`` (a worker's share of the same capture)."""
+        self.messages += other.messages
+        self.opcodes = [a + b for a, b in zip(self.opcodes, other.opcodes, strict=True)]
+        self.from_client += other.from_client
+        self.types.update(other.types)
+        self.violations.update(other.violations)
+        for name in ("undecoded", "wire_bytes", "payload_bytes", "compressed_wire",
+                     "compressed_plain", "wsp_messages", "wsp_errors", "warnings"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.ping_rtt.extend(other.ping_rtt)
+
+    @property
+    def by_opcode(self) -> dict[str, int]:
+        return {opcode_name(op): n for op, n in enumerate(self.opcodes) if n}
+
+    @property
+    def by_type(self) -> dict[str, int]:
+        return {cls.__name__: n for cls, n in self.types.items()}
 
     def summary(
         self,
@@ -124,7 +146,10 @@ class CaptureStats:
             "connections_by_kind": dict(sorted(kinds.items())),
             "messages": self.messages,
             "messages_by_opcode": dict(sorted(self.by_opcode.items())),
-            "messages_by_direction": dict(sorted(self.by_direction.items())),
+            "messages_by_direction": {
+                "client": self.from_client,
+                "server": self.messages - self.from_client,
+            },
             "messages_by_type": dict(sorted(self.by_type.items())),
             "wsp_messages": self.wsp_messages,
             "wsp_decode_errors": self.wsp_errors,

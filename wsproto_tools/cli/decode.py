@@ -4,10 +4,13 @@ from __future__ import annotations
 
 __all__ = ["Printer", "decode", "filter_options", "make_filter"]
 
+import array
+import heapq
 import json
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import click
@@ -17,6 +20,8 @@ from wsproto_tools.cli.status import ExitStatus
 
 #: Files larger than this get a progress bar (on a terminal).
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024
+#: Files larger than this are decoded by several processes (--ndjson, --stats).
+PARALLEL_MIN_BYTES = 4 * 1024 * 1024
 #: Warnings printed one by one before they are only counted.
 MAX_WARNINGS_SHOWN = 50
 
@@ -86,7 +91,7 @@ class Printer:
         *,
         mode: str,
         show_hex: bool,
-        accept: Callable[[Any], bool],
+        accept: Any,
     ) -> None:
         from wsproto_tools.capture import CaptureStats
 
@@ -102,27 +107,35 @@ class Printer:
         self._doc_messages: list[dict[str, Any]] = []
         self._doc_warnings: list[dict[str, Any]] = []
         self._header_done = False
+        #: packet number of each NDJSON line, when a parallel run must merge them.
+        self.numbers: array.array[int] | None = None
         from wsproto_tools.capture import CapturedMessage, CaptureWarning
-        from wsproto_tools.render.capture import message_record
+        from wsproto_tools.render.capture import MessageLines, message_record
 
         self._message_cls = CapturedMessage
         self._warning_cls = CaptureWarning
         self._record = message_record
+        self._line = MessageLines(with_hex=show_hex)
         self._dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
     def events(self, events: list[Any]) -> None:
         message_cls = self._message_cls
+        accept = self.accept if self.accept.active else None
+        add = self.stats.add
+        mode = self.mode
         for event in events:
             if type(event) is message_cls:
-                if not self.accept(event):
+                if accept is not None and not accept(event):
                     continue
-                self.stats.add(event)
+                add(event)
                 if event.violations:
                     self.violations += 1
-                mode = self.mode
                 if mode == "ndjson":
-                    self._lines.append(self._dumps(self._record(event, with_hex=self.show_hex)))
-                    if len(self._lines) >= 512:
+                    lines = self._lines
+                    lines.append(self._line(event))
+                    if self.numbers is not None:
+                        self.numbers.append(event.number)
+                    if len(lines) >= 1024:
                         self.flush()
                 elif mode == "json":
                     self._doc_messages.append(self._record(event, with_hex=self.show_hex))
@@ -214,6 +227,219 @@ def _progress(env: Environment, total: int) -> Any:
     return progress
 
 
+@dataclass
+class Outcome:
+    """What one decoding run (or one worker's share of it) found."""
+
+    stats: Any
+    connections: list[Any]
+    packets: int = 0
+    tcp_packets: int = 0
+    first_ts: float | None = None
+    last_ts: float = 0.0
+    capture_format: str = ""
+    dropped: int | None = None
+    violations: int = 0
+    warnings: list[tuple[int, str]] = field(default_factory=list)
+
+
+def run_decoder(
+    stream: IO[bytes],
+    printer: Printer,
+    decoder: Any,
+    *,
+    progress: Callable[[], None] | None = None,
+) -> Outcome:
+    """Read every packet of ``stream`` through ``decoder`` into ``printer``."""
+    from wsproto_tools.capture import ConnectionSeen, PacketReader
+
+    reader = PacketReader(stream, printer.warning)
+    handle = printer.events
+    packet = decoder.packet
+    if progress is not None:
+        for n, pkt in enumerate(reader):
+            events = packet(pkt)
+            if events:
+                handle(events)
+            if not n & 0x3FF:
+                progress()
+    else:
+        for pkt in reader:
+            events = packet(pkt)
+            if events:
+                handle(events)
+    handle([e for e in decoder.finish() if type(e) is not ConnectionSeen])
+    info = reader.info
+    return Outcome(
+        printer.stats,
+        decoder.connections,
+        decoder.packets,
+        decoder.tcp_packets,
+        decoder.first_ts,
+        decoder.last_ts,
+        info.format + (".gz" if info.compressed else ""),
+        info.dropped,
+        printer.violations,
+    )
+
+
+class _NumberedPrinter(Printer):
+    """A worker's printer: NDJSON lines to a file, their packet numbers to another."""
+
+    def __init__(self, env: Environment, numbers: IO[bytes], **kwargs: Any) -> None:
+        super().__init__(env, **kwargs)
+        self._numbers_out = numbers
+        self.numbers = array.array("Q")
+        self.collected: list[tuple[int, str]] = []
+
+    def warning(self, number: int, message: str) -> None:
+        self.stats.warnings += 1
+        if len(self.collected) < MAX_WARNINGS_SHOWN:
+            self.collected.append((number, message))
+
+    def flush(self) -> None:
+        if self.numbers:
+            self.numbers.tofile(self._numbers_out)
+            self.numbers = array.array("Q")
+        super().flush()
+
+
+def _worker(
+    path: str,
+    index: int,
+    count: int,
+    folder: str,
+    options: dict[str, Any],
+    accept: Any,
+    progress: Any,
+    result: Any,
+) -> None:
+    from wsproto_tools.capture import CaptureDecoder
+
+    with (
+        open(os.path.join(folder, f"{index}.ndjson"), "w", encoding="utf-8") as lines,
+        open(os.path.join(folder, f"{index}.numbers"), "wb") as numbers,
+        open(path, "rb", buffering=1 << 20) as stream,
+    ):
+        env = Environment(stdout=lines)
+        printer = _NumberedPrinter(
+            env, numbers, mode=options["mode"], show_hex=options["show_hex"], accept=accept
+        )
+        decoder = CaptureDecoder(
+            ws_ports=options["ws_ports"], max_message=options["max_message"], shard=(index, count)
+        )
+        tick = None
+        if index == 0:
+            tell = stream.tell
+
+            def tick() -> None:
+                progress.value = tell()
+
+        outcome = run_decoder(stream, printer, decoder, progress=tick)
+        printer.flush()
+    outcome.connections = [c for c in outcome.connections if decoder.owns(c.id)]
+    outcome.warnings = printer.collected if index == 0 else [
+        w for w in printer.collected if w[1].startswith("connection ")
+    ]
+    result.send(outcome)
+    result.close()
+
+
+def _merge_lines(folder: str, count: int, out: IO[str]) -> None:
+    """Write the workers' NDJSON lines in packet order."""
+
+    def numbered(index: int) -> Any:
+        with (
+            open(os.path.join(folder, f"{index}.numbers"), "rb") as numbers,
+            open(os.path.join(folder, f"{index}.ndjson"), encoding="utf-8") as lines,
+        ):
+            while True:
+                chunk = numbers.read(8 * 4096)
+                if not chunk:
+                    return
+                values = array.array("Q")
+                values.frombytes(chunk)
+                for value in values:
+                    yield value, index, lines.readline()
+
+    batch: list[str] = []
+    for _, _, line in heapq.merge(*(numbered(i) for i in range(count))):
+        batch.append(line)
+        if len(batch) >= 4096:
+            out.write("".join(batch))
+            batch = []
+    out.write("".join(batch))
+
+
+def run_parallel(
+    env: Environment, path: str, jobs: int, options: dict[str, Any], accept: Any,
+    show_progress: bool, size: int,
+) -> Outcome:
+    """Decode ``path`` with ``jobs`` processes, each owning a share of the connections."""
+    import multiprocessing
+    import tempfile
+
+    ctx = multiprocessing.get_context("fork")
+    progress = ctx.Value("q", 0, lock=False)
+    with tempfile.TemporaryDirectory(prefix="wsp-decode-") as folder:
+        workers = []
+        for index in range(jobs):
+            receive, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(
+                target=_worker,
+                args=(path, index, jobs, folder, options, accept, progress, send),
+                daemon=True,
+            )
+            proc.start()
+            send.close()
+            workers.append((proc, receive))
+        outcomes: list[Outcome] = []
+        bar = _progress(env, size) if show_progress else None
+        try:
+            if bar is not None:
+                bar.start()
+                task = bar.add_task("decoding", total=size)
+            for proc, receive in workers:
+                while not receive.poll(0.1):
+                    if bar is not None:
+                        bar.update(task, completed=progress.value)
+                    if not proc.is_alive() and not receive.poll(0):
+                        raise CaptureDecodeFailed(f"decoding worker exited with {proc.exitcode}")
+                outcomes.append(receive.recv())
+                proc.join()
+        finally:
+            if bar is not None:
+                bar.stop()
+            for proc, _ in workers:
+                if proc.is_alive():
+                    proc.terminate()
+        if options["mode"] == "ndjson":
+            _merge_lines(folder, jobs, env.stdout)
+    first = outcomes[0]
+    connections = sorted((c for o in outcomes for c in o.connections), key=lambda c: c.id)
+    for other in outcomes[1:]:
+        first.stats.merge(other.stats)
+        first.violations += other.violations
+        first.warnings.extend(other.warnings)
+    first.connections = connections
+    first.warnings.sort()
+    return first
+
+
+class CaptureDecodeFailed(Exception):
+    """A decoding worker process died."""
+
+
+def _jobs(requested: int, size: int, file: str, mode: str) -> int:
+    if file == "-" or mode not in ("ndjson", "stats"):
+        return 1
+    if requested > 0:
+        return requested
+    if size < PARALLEL_MIN_BYTES:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
 @click.command("decode")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @filter_options
@@ -222,6 +448,10 @@ def _progress(env: Environment, total: int) -> Any:
 @click.option(
     "--max-message", type=int, default=16 * 1024 * 1024, show_default=True,
     help="Largest message (bytes) held while reassembling.",
+)
+@click.option(
+    "-j", "--jobs", type=click.IntRange(min=0), default=0,
+    help="Processes for --ndjson/--stats on a file (0: one per core for files over 4 MB).",
 )
 @click.pass_obj
 @guarded
@@ -242,6 +472,7 @@ def decode(
     as_json: bool,
     stats_only: bool,
     max_message: int,
+    jobs: int,
 ) -> None:
     """Decode the WebSocket (and wsp) messages in a pcap or pcapng FILE ("-" for stdin).
 
@@ -254,12 +485,11 @@ def decode(
     """
     if sum((ndjson, as_json, stats_only)) > 1:
         raise click.UsageError("--ndjson, --json and --stats exclude each other")
-    from wsproto_tools.capture import CaptureDecoder, ConnectionSeen, PacketReader
+    from wsproto_tools.capture import CaptureDecoder, PacketReader
     from wsproto_tools.exceptions import CaptureError
 
     accept = make_filter(conns, direction, opcodes, types, topic, grep)
     mode = "ndjson" if ndjson else "json" if as_json else "stats" if stats_only else "table"
-    printer = Printer(env, mode=mode, show_hex=show_hex, accept=accept)
 
     if file == "-":
         import sys
@@ -272,49 +502,60 @@ def decode(
             size = os.fstat(stream.fileno()).st_size
         except OSError as error:
             fail(f"cannot open {file}: {error.strerror}", ExitStatus.BAD_INPUT)
+    machine_output = ndjson or as_json
+    show_progress = (
+        size > PROGRESS_MIN_BYTES
+        and not quiet
+        and bool(getattr(env.stderr, "isatty", lambda: False)())
+        and not (machine_output and not env.stdout_isatty)
+    )
+    jobs = _jobs(jobs, size, file, mode)
     try:
         try:
-            reader = PacketReader(stream, printer.warning)
+            # fail early, in this process, on input that is not a capture
+            PacketReader(stream)
         except CaptureError as error:
             fail(f"{file}: {error}", ExitStatus.BAD_INPUT)
-        decoder = CaptureDecoder(ws_ports=ws_ports, max_message=max_message)
-        machine_output = ndjson or as_json
-        show_progress = (
-            size > PROGRESS_MIN_BYTES
-            and not quiet
-            and bool(getattr(env.stderr, "isatty", lambda: False)())
-            and not (machine_output and not env.stdout_isatty)
-        )
-        handle = printer.events
-        packet = decoder.packet
-        if show_progress:
-            with _progress(env, size) as progress:
-                task = progress.add_task("decoding", total=size)
-                tell = stream.tell
-                for n, pkt in enumerate(reader):
-                    events = packet(pkt)
-                    if events:
-                        handle(events)
-                    if not n & 0x3FF:
-                        progress.update(task, completed=tell())
-        else:
-            for pkt in reader:
-                events = packet(pkt)
-                if events:
-                    handle(events)
-        handle([e for e in decoder.finish() if not isinstance(e, ConnectionSeen)])
+        if jobs > 1:
+            options = {"mode": mode, "show_hex": show_hex, "ws_ports": ws_ports,
+                       "max_message": max_message}
+            try:
+                outcome = run_parallel(env, file, jobs, options, accept, show_progress, size)
+            except CaptureDecodeFailed:
+                jobs = 1
+            else:
+                printer = Printer(env, mode=mode, show_hex=show_hex, accept=accept)
+                for number, message in outcome.warnings:
+                    printer.warning(number, message)
+                printer.stats = outcome.stats
+                printer.violations = outcome.violations
+        if jobs == 1:
+            if file != "-":
+                stream.seek(0)
+            printer = Printer(env, mode=mode, show_hex=show_hex, accept=accept)
+            decoder = CaptureDecoder(ws_ports=ws_ports, max_message=max_message)
+            if show_progress:
+                with _progress(env, size) as bar:
+                    task = bar.add_task("decoding", total=size)
+                    tell = stream.tell
+                    outcome = run_decoder(
+                        stream, printer, decoder,
+                        progress=lambda: bar.update(task, completed=tell()),
+                    )
+            else:
+                outcome = run_decoder(stream, printer, decoder)
     finally:
         if file != "-":
             stream.close()
-    summary = printer.stats.summary(
-        decoder.connections,
-        packets=decoder.packets,
-        tcp_packets=decoder.tcp_packets,
-        capture_format=reader.info.format + (".gz" if reader.info.compressed else ""),
-        first_ts=decoder.first_ts,
-        last_ts=decoder.last_ts,
-        dropped=reader.info.dropped,
+    summary = outcome.stats.summary(
+        outcome.connections,
+        packets=outcome.packets,
+        tcp_packets=outcome.tcp_packets,
+        capture_format=outcome.capture_format,
+        first_ts=outcome.first_ts,
+        last_ts=outcome.last_ts,
+        dropped=outcome.dropped,
     )
-    printer.finish(decoder.connections, summary)
-    if strict and printer.violations:
+    printer.finish(outcome.connections, summary)
+    if strict and outcome.violations:
         raise SystemExit(int(ExitStatus.PROBLEMS_FOUND))
