@@ -269,9 +269,9 @@ def _serve(
 
     def on_result(agent: str, result: Any) -> None:
         mark = "FAILED" if result.failed else "ok"
-        env.err_console.print(
+        click.echo(
             f"{agent} {result.case.id}: {result.behavior.value} / {result.close.value} ({mark})",
-            highlight=False,
+            err=True,
         )
 
     def on_update(agent: str, results: list[Any]) -> None:
@@ -280,12 +280,12 @@ def _serve(
     async def main() -> None:
         server = FuzzServer(cases, options, on_result=on_result, on_update_reports=on_update)
         bound = await server.start(host, port)
-        env.err_console.print(
+        click.echo(
             f"wsp fuzz: serving {len(cases)} cases on ws://{host}:{bound} "
             "(/getCaseCount, /runCase?case=N&agent=A, /updateReports?agent=A)",
-            highlight=False,
+            err=True,
         )
-        env.stderr.flush()
+        sys.stderr.flush()
         try:
             if exit_after_report:
                 await server.reports_updated.wait()
