@@ -720,12 +720,12 @@ class ServerSession(Session):
 
     # -------------------------------------------------------------- server messages
     def _on_publish(self, msg: Message, now: float) -> list[ev.Event]:
-        if not self._accept_sequence(msg):
-            return []
         payload: Publish = msg.payload  # type: ignore[assignment]
-        if not self.grant.may_publish(payload.topic):
+        if not self.grant.may_publish(payload.topic):  # refused before it can be acked
             raise RemoteProtocolError(f"publishing to topic {payload.topic!r} is not allowed",
                                       close_code=CloseCode.WSP_FORBIDDEN_TOPIC)
+        if not self._accept_sequence(msg):
+            return []
         pid = payload.id
         if pid is not None:
             ids = self.applied_ids

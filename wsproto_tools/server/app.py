@@ -18,7 +18,7 @@ import http
 import logging
 import os
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from wsproto_tools.codec import Batch, Deliver, Message, encode
 from wsproto_tools.codec.limits import Limits
@@ -159,7 +160,7 @@ class WspServer:
     async def start(self) -> None:
         self._server = await serve(
             self._handler, self.config.host, self.config.port,
-            subprotocols=list(SUBPROTOCOLS),  # type: ignore[arg-type]
+            select_subprotocol=self._select_subprotocol,
             max_size=self.config.max_message_size,
             ping_interval=None,
             compression="deflate" if self.config.compression else None,
@@ -188,6 +189,15 @@ class WspServer:
                                    for c in list(self.conns)), return_exceptions=True)
             await self._server.wait_closed()
         await self.broker.close()
+
+    @staticmethod
+    def _select_subprotocol(connection: ServerConnection,
+                            offered: Sequence[str]) -> Subprotocol | None:
+        """The client's first wsp version we speak; None lets the handler explain."""
+        for name in offered:
+            if name in SUBPROTOCOLS:
+                return Subprotocol(name)
+        return None
 
     # ------------------------------------------------------------------ HTTP
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:

@@ -14,6 +14,7 @@ everyone else.
 from __future__ import annotations
 
 __all__ = [
+    "RESUMABLE_CODES",
     "SUBPROTOCOLS",
     "buffered",
     "clock",
@@ -36,6 +37,13 @@ from wsproto_tools.engine.session import Session
 from wsproto_tools.exceptions import CloseCode, WspError
 
 clock = time.time
+
+#: Close codes that end a connection but not its session: the peer reconnects and
+#: resumes (no wsp Close is sent, so the session stays resumable).
+RESUMABLE_CODES = frozenset({
+    CloseCode.GOING_AWAY, CloseCode.TRY_AGAIN_LATER, CloseCode.SERVICE_RESTART,
+    CloseCode.WSP_RATE_LIMITED, CloseCode.WSP_SLOW_CONSUMER, CloseCode.WSP_HEARTBEAT_TIMEOUT,
+})
 
 
 def nonce() -> bytes:
@@ -73,12 +81,16 @@ def flush(session: Session, conn: Connection) -> int:
 
 
 async def close_for(session: Session | None, conn: Connection, error: WspError) -> None:
-    """Close because of ``error``: a wsp Close, then the WebSocket close, same code."""
+    """Close because of ``error``: a wsp Close, then the WebSocket close, same code.
+
+    For :data:`RESUMABLE_CODES` only the connection is closed: the session stays
+    resumable.
+    """
     code = int(error.close_code)
     if not (1000 <= code <= 4999) or code in (1005, 1006, 1015):
         code = int(CloseCode.PROTOCOL_ERROR)
     reason = str(error).encode("utf-8")[:120].decode("utf-8", "ignore")
-    if session is not None:
+    if session is not None and code not in RESUMABLE_CODES:
         try:
             session.close(code, reason, clock())
             flush(session, conn)
