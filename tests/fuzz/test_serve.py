@@ -95,11 +95,14 @@ def test_deflate_answers_follow_the_offer() -> None:
     assert choose_deflate_answer("x-webkit-deflate-frame", ("permessage-deflate",)) is None
 
 
+_MAIN = "from wsproto_tools.cli.main import main; main()"
+
+
 def test_serve_cli_end_to_end(tmp_path: Path) -> None:
     report = tmp_path / "serve.json"
     process = subprocess.Popen(
         [
-            sys.executable, "-c", "from wsproto_tools.cli.main import main; main()", "fuzz", "--suite", "rfc6455",
+            sys.executable, "-c", _MAIN, "fuzz", "--suite", "rfc6455",
             "--serve", "--port", "0", "--cases", "1.1.*,2.1,7.7.1", "--exit-after-report",
             "--json-report", str(report), "--json",
         ],
