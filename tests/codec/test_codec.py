@@ -270,3 +270,9 @@ def test_fast_path_and_general_path_agree() -> None:
             assert decode(wire) == msg
             via_batch = decode(encode(Message(Batch((msg,))))).payload
             assert isinstance(via_batch, Batch) and via_batch.messages == (msg,)
+
+
+def test_decoder_accepts_any_deflate_encoder_output() -> None:
+    # A stored DEFLATE block written by hand: BFINAL=1 BTYPE=00, LEN=2, NLEN=~2, "hi".
+    wire = bytes.fromhex("41" "42" "01" "01" "0200" "fdff" "6869")
+    assert decode(wire) == Message(BinaryData(b"hi"), sequence=1, flags=Flags.COMPRESSED)

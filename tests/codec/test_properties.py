@@ -102,3 +102,17 @@ def test_mutated_messages_raise_only_decode_errors(case: tuple[bytes, int], key:
             decode(wire, version=version, limits=limits, cipher=cipher() if key else None)
         except DecodeError as error:
             assert error.offset is not None and 0 <= error.offset <= len(wire)
+
+
+@FAST
+@given(messages)
+def test_json_form_is_json_and_roundtrips(msg: Message) -> None:
+    import json
+
+    from wsproto_tools.codec import Error
+    from wsproto_tools.codec.jsonform import message_from_json, message_to_json
+
+    text = json.dumps(message_to_json(msg, 2), allow_nan=False)
+    if "Error" in text or isinstance(msg.payload, Error):
+        return  # Error.details may hold bin/non-finite floats, which JSON shows lossily
+    assert message_from_json(json.loads(text)) == msg

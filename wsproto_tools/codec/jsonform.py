@@ -205,7 +205,8 @@ def message_from_json(obj: Any) -> Message:
     elif type(code) is int:
         data = _hex(payload_obj.get("hex", "") if isinstance(payload_obj, dict) else None,
                     "payload.hex")
-        payload = Sealed(code, data) if Flags.ENCRYPTED in flags else Unknown(code, data)
+        sealed = isinstance(payload_obj, dict) and payload_obj.get("encrypted") is True
+        payload = Sealed(code, data) if sealed else Unknown(code, data)
     else:
         raise LocalProtocolError(f"unknown message type {type_name!r}")
     if (isinstance(payload_obj, dict) and payload_obj.get("encrypted") is True
