@@ -1,0 +1,149 @@
+"""Damaged input gives warnings, never exceptions (hypothesis)."""
+
+from __future__ import annotations
+
+import io
+import struct
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wsproto_tools.capture import CaptureDecoder, CapturedMessage, CaptureWarning, PacketReader
+from wsproto_tools.capture.writer import pcap_bytes
+from wsproto_tools.cli.main import cli
+from wsproto_tools.exceptions import NotACapture
+
+from .samples import samples
+
+SAMPLE_BYTES = [path.read_bytes() for name, path, _ in samples() if path.suffix != ".gz"]
+
+
+def decode_all(data: bytes) -> tuple[list[Any], list[tuple[int, str]]]:
+    warnings: list[tuple[int, str]] = []
+    reader = PacketReader(io.BytesIO(data), lambda n, m: warnings.append((n, m)))
+    decoder = CaptureDecoder()
+    events: list[Any] = []
+    for packet in reader:
+        events.extend(decoder.packet(packet))
+    events.extend(decoder.finish())
+    return events, warnings
+
+
+mutation = st.one_of(
+    st.tuples(st.just("flip"), st.integers(0, 1 << 20), st.integers(1, 255)),
+    st.tuples(st.just("cut"), st.integers(0, 1 << 20), st.just(0)),
+    st.tuples(st.just("insert"), st.integers(0, 1 << 20), st.integers(0, 255)),
+    st.tuples(st.just("delete"), st.integers(0, 1 << 20), st.integers(1, 64)),
+)
+
+
+def mutate(data: bytes, mutations: list[tuple[str, int, int]]) -> bytes:
+    buf = bytearray(data)
+    for kind, where, value in mutations:
+        if not buf:
+            break
+        pos = where % len(buf)
+        if kind == "flip":
+            buf[pos] ^= value
+        elif kind == "cut":
+            del buf[pos:]
+        elif kind == "insert":
+            buf[pos:pos] = bytes([value]) * (1 + value % 7)
+        else:
+            del buf[pos : pos + value]
+    return bytes(buf)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, len(SAMPLE_BYTES) - 1), st.lists(mutation, min_size=1, max_size=6))
+def test_mutated_samples_only_warn(which: int, mutations: list[tuple[str, int, int]]) -> None:
+    data = mutate(SAMPLE_BYTES[which], mutations)
+    try:
+        events, warnings = decode_all(data)
+    except NotACapture:
+        # only a damaged file header may make the input "not a capture"
+        assert data[:4] != SAMPLE_BYTES[which][:4] or len(data) < 40
+        return
+    for event in events:
+        assert isinstance(event, CapturedMessage | CaptureWarning) or event is not None
+    for number, message in warnings:
+        assert number >= 1 and message
+
+
+def _ws_connection(client_bytes: bytes, server_bytes: bytes) -> bytes:
+    """A pcap of one TCP connection: handshake, then the given stream bytes."""
+
+    def packet(src: int, dst: int, seq: int, ack: int, flags: int, payload: bytes) -> bytes:
+        tcp = struct.pack("!HHIIBBHHH", src, dst, seq, ack, 5 << 4, flags, 65535, 0, 0)
+        total = 20 + len(tcp) + len(payload)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0, 64, 6, 0,
+                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 2]) if src == 5000
+                         else bytes([127, 0, 0, 1]))
+        if src != 5000:
+            ip = ip[:12] + bytes([127, 0, 0, 2]) + bytes([127, 0, 0, 1])
+        return b"\0" * 12 + b"\x08\x00" + ip + tcp + payload
+
+    request = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+               b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
+    response = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+                b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+                b"Sec-WebSocket-Protocol: wsp.v2\r\n\r\n")
+    cseq, sseq = 1000, 9000
+    packets = [
+        packet(5000, 80, cseq, 0, 0x02, b""),
+        packet(80, 5000, sseq, cseq + 1, 0x12, b""),
+    ]
+    cseq += 1
+    sseq += 1
+    for src, data in ((5000, request), (80, response), (5000, client_bytes),
+                      (80, server_bytes)):
+        for off in range(0, len(data), 97):
+            chunk = data[off : off + 97]
+            if src == 5000:
+                packets.append(packet(5000, 80, cseq, sseq, 0x18, chunk))
+                cseq += len(chunk)
+            else:
+                packets.append(packet(80, 5000, sseq, cseq, 0x18, chunk))
+                sseq += len(chunk)
+    return pcap_bytes([(1_700_000_000 + i / 1000, p) for i, p in enumerate(packets)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=600), st.binary(max_size=600))
+def test_garbage_websocket_streams_only_warn(client: bytes, server: bytes) -> None:
+    events, warnings = decode_all(_ws_connection(client, server))
+    assert not warnings or all(n >= 1 for n, _ in warnings)
+
+
+def test_synthetic_connection_decodes() -> None:
+    # a masked text frame "hi" from the client and an unmasked one from the server
+    client = bytes([0x81, 0x82, 1, 2, 3, 4, ord("h") ^ 1, ord("i") ^ 2])
+    server = bytes([0x81, 0x02]) + b"yo"
+    events, warnings = decode_all(_ws_connection(client, server))
+    texts = [(e.direction, e.msg.text) for e in events if isinstance(e, CapturedMessage)]
+    assert texts == [("client", "hi"), ("server", "yo")]
+    assert warnings == []
+
+
+@pytest.mark.parametrize("data", [b"", b"hello world, not a capture", b"\x1f\x8bgarbage"])
+def test_not_a_capture_exits_3(tmp_path: Any, data: bytes) -> None:
+    path = tmp_path / "bad.pcap"
+    path.write_bytes(data)
+    result = CliRunner().invoke(cli, ["decode", str(path)])
+    assert result.exit_code == 3
+    assert "Traceback" not in result.output
+    assert "error" in result.stderr
+
+
+def test_truncated_capture_warns_with_packet_number(tmp_path: Any) -> None:
+    data = SAMPLE_BYTES[0]
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(data[: len(data) - 7])
+    result = CliRunner().invoke(cli, ["decode", "--ndjson", str(path)])
+    assert result.exit_code == 0
+    assert "warning: packet" in result.stderr
