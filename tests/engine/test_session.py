@@ -125,6 +125,19 @@ def test_active_to_reconnecting_to_handshaking_and_expiry(make_pair: Any) -> Non
     assert p.server.state is State.CLOSED
 
 
+def test_lost_during_a_resume_handshake_stays_resumable(make_pair: Any) -> None:
+    p = make_pair()
+    p.connect()
+    p.lose()
+    p.open()  # the resume attempt: Handshaking again
+    assert p.client.state is State.HANDSHAKING
+    p.client.connection_lost(p.now)  # and that connection dies too
+    assert p.client.state is State.RECONNECTING
+    p.connect()
+    assert p.client.state is State.ACTIVE
+    assert [e.resumed for e in p.client_events if isinstance(e, ev.Accepted)] == [False, True]
+
+
 def test_lost_before_active_is_final(make_pair: Any) -> None:
     c = ClientSession(Credentials(secret=b"s3cret"))
     c.connection_lost(0.0)  # the connect itself failed

@@ -216,6 +216,7 @@ class Client:
         self._requests.clear()
         self._pings.clear()
         for sub in self.subscriptions.values():
+            sub.confirmed.set()  # wake subscribe(); it re-raises self.error
             with contextlib.suppress(asyncio.QueueFull):
                 sub.queue.put_nowait(None)
         self._window_open.set()
@@ -303,6 +304,7 @@ class Client:
             log.warning("protocol error from the server: %s", error)
             with contextlib.suppress(ConnectionClosed):
                 await close_for(session, ws, error)
+            raise
         finally:
             if session.state is not State.CLOSED:
                 if session.state is State.CLOSING:
@@ -489,6 +491,8 @@ class Client:
         if wait:
             async with asyncio.timeout(self.options.open_timeout):
                 await sub.confirmed.wait()
+            if self.error is not None:
+                raise self.error
         return sub
 
     async def unsubscribe(self, topic: str) -> None:

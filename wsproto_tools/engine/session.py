@@ -110,6 +110,8 @@ SEQUENCED: tuple[type[Payload], ...] = (Publish, TextData, BinaryData, DeltaUpda
 #: Messages allowed before the session is accepted (the handshake itself).
 HANDSHAKE_TYPES = (Challenge, Handshake, Authenticate, HandshakeResponse, Close)
 PUBLISH_ID_MEMORY = 4096
+BATCH_ITEMS = 512
+BATCH_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,10 +247,12 @@ class Session:
         self._seal = Flags.NONE
 
     def connection_lost(self, now: float) -> None:
-        """The transport died. An active session becomes resumable (Reconnecting)."""
+        """The transport died. An established session stays resumable (Reconnecting),
+        also when the connection dies again during its resume handshake."""
         if self.state in (State.CLOSED, State.RECONNECTING):
             return
-        self._go(Event.LOST, Origin.LOCAL)
+        resuming = self.session_id and self.state in (State.HANDSHAKING, State.AUTHENTICATED)
+        self._go(Event.RESUME_LOST if resuming else Event.LOST, Origin.LOCAL)
         self.outbox.clear()
         self.next_heartbeat = None
 
@@ -354,8 +358,29 @@ class Session:
             for m in messages:
                 stats[type(m.payload).__name__] += 1
         if len(messages) > 1 and self._batch:
-            return [self.encode(Message(Batch(tuple(messages)), 0, self.session_id))]
+            return self._batches(messages)
         return [self.encode(m) for m in messages]
+
+    def _batches(self, messages: list[Message]) -> list[bytes]:
+        """Batches within the peer's limits (item count, and bytes well under 1 MiB)."""
+        out: list[bytes] = []
+        limit = min(BATCH_ITEMS, self.config.limits.max_batch_items)
+        start = 0
+        while start < len(messages):
+            group: list[Message] = []
+            size = 0
+            for msg in messages[start:start + limit]:
+                payload = msg.payload
+                size += len(getattr(payload, "data", b"")) + 64
+                group.append(msg)
+                if size > BATCH_BYTES:
+                    break
+            start += len(group)
+            if len(group) == 1:
+                out.append(self.encode(group[0]))
+            else:
+                out.append(self.encode(Message(Batch(tuple(group)), 0, self.session_id)))
+        return out
 
     # ------------------------------------------------------------------ receiving
     def receive_data(self, data: bytes, now: float) -> list[ev.Event]:

@@ -51,6 +51,7 @@ class Event(Enum):
     ACCEPT = "accept"  # HandshakeResponse (server -> client): session attached
     MESSAGE = "message"  # any data / system / heartbeat message
     LOST = "lost"  # the transport died without a Close
+    RESUME_LOST = "resume_lost"  # the transport died while an existing session re-handshakes
     CLOSE = "close"  # Close message sent or received
     CLOSED = "closed"  # the transport is gone after Close / session expired
 
@@ -74,7 +75,9 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (S.HANDSHAKING, E.AUTH_OK): S.AUTHENTICATED,
     (S.HANDSHAKING, E.CLOSE): S.CLOSING,
     (S.HANDSHAKING, E.LOST): S.CLOSED,
+    (S.HANDSHAKING, E.RESUME_LOST): S.RECONNECTING,
     (S.AUTHENTICATED, E.ACCEPT): S.ACTIVE,
+    (S.AUTHENTICATED, E.RESUME_LOST): S.RECONNECTING,
     (S.AUTHENTICATED, E.CLOSE): S.CLOSING,
     (S.AUTHENTICATED, E.LOST): S.CLOSED,
     (S.ACTIVE, E.MESSAGE): S.ACTIVE,

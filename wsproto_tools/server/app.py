@@ -62,6 +62,8 @@ from wsproto_tools.transports.wsio import (
 )
 
 log = logging.getLogger("wsproto_tools.server")
+#: Deliveries per fan-out Batch (the decoder's default limit is 1024 items).
+BATCH_ITEMS = 256
 
 
 @dataclass
@@ -431,9 +433,12 @@ class WspServer:
     def _encode_items(topic: str, items: list[tuple[int, Entry]], version: int,
                       batch: bool) -> list[bytes]:
         if batch:
-            messages = tuple(Message(Deliver(topic, epoch, e.offset, e.data))
-                             for epoch, e in items)
-            return [encode(Message(Batch(messages)), version=version)]
+            out: list[bytes] = []
+            for start in range(0, len(items), BATCH_ITEMS):
+                messages = tuple(Message(Deliver(topic, epoch, e.offset, e.data))
+                                 for epoch, e in items[start:start + BATCH_ITEMS])
+                out.append(encode(Message(Batch(messages)), version=version))
+            return out
         out = []
         for epoch, entry in items:
             wire = entry.wire.get(version)
