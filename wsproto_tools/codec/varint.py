@@ -11,7 +11,9 @@ def write_varint(value: int) -> bytes:
     """The minimal unsigned LEB128 encoding of ``value`` (>= 0)."""
     if value < 0x80:
         return bytes((value,))
-    out = bytearray()
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
+    out = []
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
@@ -35,16 +37,18 @@ def read_varint(data: bytes, offset: int, max_value: int, what: str) -> tuple[in
     value = byte & 0x7F
     shift = 7
     offset += 1
+    max_shift = max_value.bit_length()
     while True:
         if offset >= end:
             raise DecodeError(f"truncated header: {what} varint is cut short", offset=offset)
         byte = data[offset]
-        value |= (byte & 0x7F) << shift
         offset += 1
         if byte < 0x80:
+            value |= byte << shift
             break
+        value |= (byte & 0x7F) << shift
         shift += 7
-        if shift >= max_value.bit_length():
+        if shift >= max_shift:
             raise DecodeError(f"{what} varint too long", offset=start)
     if byte == 0:
         raise DecodeError(f"{what} varint is not minimal", offset=offset - 1)

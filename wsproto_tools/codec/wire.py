@@ -67,6 +67,7 @@ _set_flags = vars(Message)["flags"].__set__
 _set_data = vars(BinaryData)["data"].__set__
 _set_text = vars(TextData)["text"].__set__
 _NO_FLAGS = Flags.NONE
+_ACK = Flags.ACK_REQUESTED
 
 
 def _message(payload: Payload, sequence: int, session_id: int, timestamp: int,
@@ -167,25 +168,33 @@ def encode(msg: Message, *, version: int = 2, cipher: Cipher | None = None) -> b
     """
     payload = msg.payload
     ptype = type(payload)
-    if (version == 2 and (ptype is BinaryData or ptype is TextData) and not msg.flags
-            and not msg.session_id and not msg.timestamp):
-        # Hot path: a plain data message (the general path below gives the same bytes).
+    flags = msg.flags
+    if (version == 2 and (ptype is BinaryData or ptype is TextData) and not msg.timestamp
+            and (not flags or flags is _ACK)):
+        # Hot path: a data message without COMPRESSED/ENCRYPTED or timestamp (the
+        # general path below gives the same bytes; tests/codec check both).
         sequence = msg.sequence
-        if type(sequence) is int and 0 <= sequence < 0x4000:
+        session_id = msg.session_id
+        if (type(sequence) is int and 0 <= sequence < 0x4000 and type(session_id) is int
+                and 0 <= session_id <= _U64):
             if ptype is BinaryData:
                 body = payload.data  # type: ignore[attr-defined]
-                tbyte = 0x42
                 if type(body) is not bytes:
                     raise LocalProtocolError("BinaryData.data must be bytes")
+                tbyte = 0x42
             else:
                 body = _body(payload, version, cipher)
                 tbyte = 0x41
+            head = V2_MARKER | 0x04 if flags else V2_MARKER
+            if session_id:
+                head |= V2_HAS_SESSION
+                tail = write_varint(session_id) + body
+            else:
+                tail = body
             if sequence < 0x80:
-                return bytes((V2_MARKER, tbyte, sequence)) + body
-            return bytes(
-                (V2_MARKER, tbyte, (sequence & 0x7F) | 0x80, sequence >> 7)) + body
+                return bytes((head, tbyte, sequence)) + tail
+            return bytes((head, tbyte, (sequence & 0x7F) | 0x80, sequence >> 7)) + tail
     body = _body(payload, version, cipher)
-    flags = msg.flags
     sequence = msg.sequence
     session_id = msg.session_id
     timestamp = msg.timestamp
@@ -289,25 +298,38 @@ def decode(
             f"message of {len(data)} bytes exceeds the limit of {limits.max_message}",
             offset=limits.max_message,
         )
-    if version != 1 and len(data) >= 4 and data[0] == V2_MARKER:
-        # Hot path: v2 data message, no flags, no session/timestamp, sequence < 2^14.
-        tbyte = data[1]
+    head = data[0] if data else 0
+    if (version is None or version == 2) and (head == 0x40 or head == 0x60 or head == 0x44
+                                              or head == 0x64):
+        # Hot path: v2 data message, no COMPRESSED/ENCRYPTED/timestamp, sequence < 2^14.
+        size = len(data)
+        tbyte = data[1] if size > 2 else 0
         if tbyte == 0x42 or tbyte == 0x41:
             sequence = data[2]
             pos = 3
             if sequence >= 0x80:
-                high = data[3]
+                high = data[3] if size > 3 else 0
                 if 0 < high < 0x80:
                     sequence = (sequence & 0x7F) | (high << 7)
                     pos = 4
                 else:
                     pos = 0  # let the general path decide
+            session_id = 0
+            if pos and head & V2_HAS_SESSION:
+                if pos < size and 0 < data[pos] < 0x80:
+                    session_id = data[pos]
+                    pos += 1
+                else:
+                    session_id, pos = read_varint(data, pos, _U64, "session_id")
+                    if not session_id:
+                        pos = 0
             if pos:
+                flags = _ACK if head & 0x04 else _NO_FLAGS
                 if tbyte == 0x42:
-                    return _message(_binary(data[pos:]), sequence, 0, 0, _NO_FLAGS)
+                    return _message(_binary(data[pos:]), sequence, session_id, 0, flags)
                 try:
-                    return _message(_text(data[pos:].decode("utf-8")), sequence, 0, 0,
-                                    _NO_FLAGS)
+                    return _message(_text(data[pos:].decode("utf-8")), sequence, session_id,
+                                    0, flags)
                 except UnicodeDecodeError:
                     pass  # the general path reports it
     if version is None:
