@@ -778,7 +778,7 @@ class ServerSession(Session):
         return [ev.RequestReceived(payload.id, payload.method, payload.data)]
 
     def respond(self, request_id: int, data: bytes, now: float, status: int = 0) -> None:
-        self._send(Response(request_id, data, status), now)
+        self._send(Response(request_id, data, int(status)), now)
 
     def subscribed(self, topic: str, epoch: int, next_offset: int, now: float) -> None:
         self._send(Subscribed(topic, epoch, next_offset), now)

@@ -1,0 +1,145 @@
+"""The client library against a real server: API, back-off, shutdown, HTTP endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from wsproto_tools.client import Client, ClientClosed
+from wsproto_tools.codec import BinaryData, TextData
+from wsproto_tools.engine.events import Delivery
+from wsproto_tools.exceptions import AuthenticationError, ConfigError, ConnectionFailed
+
+SECRET = b"client-secret"
+
+
+def url(server: Any) -> str:
+    return f"ws://127.0.0.1:{server.port}"
+
+
+async def http_get(port: int, path: str) -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    async with asyncio.timeout(5):
+        raw = await reader.read()
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_publish_subscribe_request_ping(serve: Any, version: int) -> None:
+    async with serve() as server, Client(url(server), secret=SECRET, version=version) as c:
+        assert c.session.version == version
+        sub = await c.subscribe("news")
+        await c.publish("news", "hello")
+        await c.publish("news", b"\x00\xff")
+        got = [await sub.get(), await sub.get()]
+        assert [(d.offset, d.data) for d in got] == [(1, b"hello"), (2, b"\x00\xff")]  # type: ignore[union-attr]
+        assert await c.echo(b"ping") == b"ping"
+        reply = await c.request("no-such-method", b"")
+        assert reply.status == 1003
+        assert 0 < await c.ping() < 1
+        await c.send_text("hi")
+        await c.send_binary(b"\x01")
+        assert await c.data.get() == TextData("hi")
+        assert await c.data.get() == BinaryData(b"\x01")
+
+
+async def test_encryption_capability_end_to_end(serve: Any) -> None:
+    caps = ("ack", "batch", "encrypt", "pubsub")
+    async with serve() as server, Client(url(server), secret=SECRET, capabilities=caps) as c:
+        assert c.session.encrypted
+        sub = await c.subscribe("secret")
+        await c.publish("secret", b"sealed")
+        item = await sub.get()
+        assert isinstance(item, Delivery) and item.data == b"sealed"
+        assert await c.echo(b"x") == b"x"
+
+
+async def test_pipelined_publishes_are_all_acknowledged(serve: Any) -> None:
+    async with serve() as server, Client(url(server), secret=SECRET, window=64) as c:
+        futures = [await c.publish_nowait("bulk", b"%d" % i) for i in range(1000)]
+        await asyncio.wait_for(asyncio.gather(*futures), 10)
+        assert c.session.in_flight == 0
+        sub = await c.subscribe("bulk", wait=True)
+        assert sub.topic == "bulk"
+
+
+async def test_first_connection_refused_is_a_connection_error(serve: Any) -> None:
+    async with serve() as server:
+        port = server.port
+    with pytest.raises(ConnectionFailed, match="cannot connect"):
+        async with Client(f"ws://127.0.0.1:{port}", secret=SECRET, connect_attempts=2,
+                          backoff_base=0.001, backoff_cap=0.002):
+            pass
+    with pytest.raises(ConfigError, match="not a WebSocket URL"):
+        async with Client("http://127.0.0.1:1/", secret=SECRET):
+            pass
+
+
+async def test_auth_refusal_is_not_retried(serve: Any) -> None:
+    events: list[str] = []
+    async with serve() as server:
+        client = Client(url(server), secret=b"bad", on_event=lambda n, f: events.append(n))
+        with pytest.raises(AuthenticationError):
+            await client.connect()
+        assert "reconnecting" not in events and client.connections == 1
+        await client.close()
+
+
+async def test_backoff_gives_up_after_max_attempts(serve: Any) -> None:
+    delays: list[float] = []
+    server_cm = serve()
+    server = await server_cm.__aenter__()
+    client = Client(url(server), secret=SECRET, max_attempts=3, backoff_base=0.01,
+                    backoff_cap=0.04, seed=5,
+                    on_event=lambda n, f: delays.append(f["delay"]) if n == "reconnecting"
+                    else None)
+    await client.connect()
+    await server_cm.__aexit__(None, None, None)  # the server is gone for good
+    with pytest.raises(ClientClosed, match="gave up after 3"):
+        async with asyncio.timeout(5):
+            await client._runner  # type: ignore[misc]
+    assert len(delays) == 3
+    assert all(0 <= d <= c for d, c in zip(delays, (0.01, 0.02, 0.04), strict=True))
+    with pytest.raises(ClientClosed):
+        await client.publish("t", b"x")
+    await client.close()
+
+
+async def test_graceful_shutdown_tells_clients_to_reconnect(serve: Any) -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+    server_cm = serve()
+    server = await server_cm.__aenter__()
+    client = Client(url(server), secret=SECRET, backoff_base=0.01, backoff_cap=0.02,
+                    max_attempts=2, on_event=lambda n, f: events.append((n, f)))
+    await client.connect()
+    await server_cm.__aexit__(None, None, None)
+    async with asyncio.timeout(5):
+        while not any(n == "reconnecting" for n, _ in events):
+            await asyncio.sleep(0.01)
+    assert client.ws is None or client.ws.close_code == 1001
+    await client.close()
+
+
+async def test_healthz_and_metrics(serve: Any) -> None:
+    async with serve() as server, Client(url(server), secret=SECRET) as c:
+        await c.publish("m", b"x")
+        await c.ping()
+        with pytest.raises(AuthenticationError):
+            await Client(url(server), secret=b"bad").connect()
+        status, body = await http_get(server.port, "/healthz")
+        assert (status, body) == (200, "ok\n")
+        status, body = await http_get(server.port, "/metrics")
+        assert status == 200
+        assert "wsp_connections 1" in body
+        assert 'wsp_messages_in_total{type="Publish"} 1' in body
+        assert "wsp_auth_rejected_total 1" in body
+        assert 'wsp_closes_total{code="4001"} 1' in body
+        assert "# TYPE wsp_rtt_seconds histogram" in body
+        status, _ = await http_get(server.port, "/nothing")
+        assert status == 404
