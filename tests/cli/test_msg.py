@@ -170,3 +170,10 @@ def test_pipe_between_processes() -> None:
                          check=False)
     assert bad.returncode == ExitStatus.BAD_INPUT
     assert bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+def test_decode_rich_view_lists_batch_items() -> None:
+    result = run("decode", "40870005" "4042016869" "05" "4041026f6b")
+    assert result.exit_code == 0, result.stderr
+    assert "item 0" in result.stdout and "BinaryData (0x0102) seq 1" in result.stdout
+    assert "item 1" in result.stdout and '"text": "ok"' in result.stdout

@@ -41,6 +41,14 @@ def message_table(msg: Message, version: int | None = None, size: int | None = N
     payload = data["payload"]
     if not payload:
         table.add_row("payload", Text("(empty)"))
+    if data["type"] == "Batch":
+        for index, item in enumerate(payload["messages"]):
+            flags = f" [{', '.join(item['flags'])}]" if item["flags"] else ""
+            summary = json.dumps(item["payload"], ensure_ascii=False)
+            table.add_row(f"item {index}", Text(
+                f"{item['type']} (0x{item['type_code']:04X}) seq {item['sequence']}"
+                f"{flags} {summary}"))
+        return table
     for key, value in payload.items():
         shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         table.add_row(f"payload.{key}", Text(shown))
