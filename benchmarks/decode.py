@@ -83,7 +83,7 @@ async def traffic(port: int, messages: list[bytes], compression: str | None) -> 
 
     async def handler(ws: ServerConnection) -> None:
         nonlocal received
-        async for raw in ws:
+        async for _raw in ws:
             received += 1
             if received % 64 == 0:
                 ack = codec.Message(codec.Acknowledge(sequence=received), session_id=1)
@@ -170,7 +170,8 @@ def compare(name: str, path: Path, expected: int) -> dict[str, Any]:
     result: dict[str, Any] = {"name": name, "size": size, "wsp": wsp_time, "wsp_rss": wsp_rss}
     print(f"{name}: {size / 1e6:.1f} MB, {expected} messages sent")
     print(f"  wsp decode --ndjson: {wsp_time:.2f} s ({size / wsp_time / 1e6:.1f} MB/s, "
-          f"{expected / wsp_time:,.0f} msg/s), {wsp_lines} lines, peak RSS {wsp_rss / 1024:.0f} MiB")
+          f"{expected / wsp_time:,.0f} msg/s), {wsp_lines} lines, "
+          f"peak RSS {wsp_rss / 1024:.0f} MiB")
     if shutil.which("tshark") is None:
         print("  tshark: not installed (Debian package 'tshark'); ratio skipped")
         return result

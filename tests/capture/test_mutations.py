@@ -65,7 +65,7 @@ def test_mutated_samples_only_warn(which: int, mutations: list[tuple[str, int, i
         events, warnings = decode_all(data)
     except NotACapture:
         # only a damaged file header may make the input "not a capture"
-        assert data[:4] != SAMPLE_BYTES[which][:4] or len(data) < 40
+        assert data[:28] != SAMPLE_BYTES[which][:28] or len(data) < 40
         return
     for event in events:
         assert isinstance(event, CapturedMessage | CaptureWarning) or event is not None

@@ -95,7 +95,9 @@ class LiveCapture:
         self.linktype = _ARPHRD_TO_LINKTYPE.get(hatype, 1)
         self.loopback = hatype == 772
         self.stats = TapStats()
-        self._read_kernel_stats()  # reset the counters: count from now on
+        # Reading the statistics resets them: what scapy's socket setup dropped
+        # (its receive buffer is 0 until it is bound) is not the capture's loss.
+        sock.getsockopt(_SOL_PACKET, _PACKET_STATISTICS, 8)
 
     def _read_kernel_stats(self) -> None:
         raw = self._sock.getsockopt(_SOL_PACKET, _PACKET_STATISTICS, 8)

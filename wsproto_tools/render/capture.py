@@ -112,10 +112,12 @@ class MessageLines:
             body = self._dumps(self._payload_to_json(payload))
         code = payload.type_code
         flags = msg.flags
+        flag_list = (
+            self._flags[flags] if 0 <= flags < 8 else self._dumps(message_to_json(msg)["flags"])
+        )
         return (
             f'{{"version":{version},"type":"{self._names.get(code, "Unknown")}",'
-            f'"type_code":{int(code)},"flags":'
-            f"{self._flags[flags] if 0 <= flags < 8 else self._dumps(message_to_json(msg)['flags'])}"
+            f'"type_code":{int(code)},"flags":{flag_list}'
             f',"sequence":{msg.sequence},"session_id":{msg.session_id},'
             f'"timestamp":{msg.timestamp},"payload":{body}}}'
         )
