@@ -301,6 +301,10 @@ def main() -> None:
             Message(TextData(body.decode()), sequence=SEQUENCE, flags=Flags.COMPRESSED), None),
         "BinaryData + ENCRYPTED": (
             Message(BinaryData(body), sequence=SEQUENCE, flags=Flags.ENCRYPTED), cipher),
+        "BinaryData + session id 7": (
+            Message(BinaryData(body), sequence=SEQUENCE, session_id=7), None),
+        "BinaryData + random 64-bit session id": (
+            Message(BinaryData(body), sequence=SEQUENCE, session_id=0x9E3779B97F4A7C15), None),
         "BinaryData + session and timestamp": (
             Message(BinaryData(body), sequence=SEQUENCE, session_id=42,
                     timestamp=1_700_000_000_000_000), None),
