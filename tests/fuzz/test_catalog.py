@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import zlib
 from collections import Counter
 
 import pytest
@@ -155,13 +157,19 @@ def test_compressor_output_inflates_with_the_shared_context(no_takeover: bool, b
     params = DeflateParams(client_no_context_takeover=no_takeover, client_max_window_bits=bits)
     compressor = Compressor(no_takeover, bits)
     inflater = params.context("client")
-    messages = [b"", b"hello " * 50, bytes(range(256)) * 20, b"hello " * 50]
+    # A strict inflater with exactly the negotiated window (zlib rejects
+    # distances beyond it), reset per message without context takeover.
+    strict = zlib.decompressobj(-max(bits, 9))
+    messages = [b"", b"hello " * 50, bytes(range(256)) * 20, b"hello " * 50, os.urandom(3000)]
     sizes = []
     for message in messages:
         data = compressor.compress(message)
         sizes.append(len(data))
         assert inflater.decompress(data) == message
-    if not no_takeover and bits >= 9:
+        if no_takeover:
+            strict = zlib.decompressobj(-max(bits, 9))
+        assert strict.decompress(data + b"\x00\x00\xff\xff") == message
+    if not no_takeover and bits == 15:
         assert sizes[3] < sizes[1]  # the repeat refers back into the previous message
 
 

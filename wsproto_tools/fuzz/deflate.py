@@ -1,12 +1,14 @@
 """The fuzzer's own permessage-deflate compressor (RFC 7692 section 7.2.1).
 
 Decompressing the peer's messages uses the shared contexts of
-:mod:`wsproto_tools.ws.deflate`. Compressing is done here with zlib at level 1:
-still real LZ77 + Huffman output (back references across messages when the
-context is taken over), but cheap, so that in the compression cases the
-peer's deflate dominates the CPU time and the fuzzer's own share stays small.
-A negotiated window of 8 bits cannot be produced by zlib; stored blocks (no
-back references at all) are used then, which every window size accepts.
+:mod:`wsproto_tools.ws.deflate`. Compressing is done here at level 1 with
+zlib-ng when it is installed (a dependency; about three times faster than
+zlib's level 1) and with the standard zlib otherwise: still real LZ77 +
+Huffman output within the negotiated window (back references across messages
+when the context is taken over), but cheap, so that in the compression cases
+the peer's deflate dominates the CPU time and the fuzzer's own share stays
+small. A negotiated window of 8 bits cannot be produced by zlib; stored
+blocks (no back references at all) are used then, which every window accepts.
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ from __future__ import annotations
 __all__ = ["Compressor"]
 
 import zlib
+from typing import Any
+
+try:
+    from zlib_ng import zlib_ng as _deflater
+except ImportError:  # pragma: no cover - zlib-ng is a dependency
+    _deflater = zlib  # type: ignore[misc]
 
 _TAIL = b"\x00\x00\xff\xff"
 
@@ -29,8 +37,8 @@ class Compressor:
         self._wbits = -max(max_window_bits, 9)
         self._obj = self._new()
 
-    def _new(self) -> zlib._Compress:
-        return zlib.compressobj(self._level, zlib.DEFLATED, self._wbits, 8)
+    def _new(self) -> Any:
+        return _deflater.compressobj(self._level, zlib.DEFLATED, self._wbits, 8)
 
     def compress(self, payload: bytes) -> bytes:
         """The message payload as sent with RSV1 set (the 00 00 FF FF tail removed)."""
