@@ -87,6 +87,13 @@ def test_nesting_depth_limit() -> None:
     assert decode(wire, limits=Limits(max_depth=7)).payload == Error(1002, details=deep)
 
 
+def test_nesting_beyond_the_unpacker_stack_is_a_limit() -> None:
+    wire = b"\x40\x04\x00" + b"\x91" * 3000 + b"\x00"
+    with pytest.raises(LimitExceeded, match="nesting") as info:
+        decode(wire)
+    assert info.value.offset == 3
+
+
 def test_decompression_bomb_is_bounded() -> None:
     wire = encode(Message(BinaryData(bytes(100_000)), flags=Flags.COMPRESSED))
     assert len(wire) < 1000
@@ -255,11 +262,15 @@ def test_message_type_facts() -> None:
     assert subprotocol_version("wsp.v2") == 2 and subprotocol_version("chat") is None
 
 
-def test_unknown_payload_keys_are_ignored() -> None:
+def test_unknown_payload_keys_are_ignored_but_bounded() -> None:
     import msgpack
 
     wire = b"\x40\x04\x00" + msgpack.packb({"code": 1000, "future": [1, 2]})
     assert decode(wire).payload == Close(1000)
+    deep = b"\x40\x04\x00" + msgpack.packb({"code": 1000, "future": [[[[1]]]]})
+    with pytest.raises(LimitExceeded, match=r"Close\.future"):
+        decode(deep, limits=Limits(max_depth=4))
+    assert decode(deep, limits=Limits(max_depth=5)).payload == Close(1000)
 
 
 def _leb128(value: int) -> bytes:

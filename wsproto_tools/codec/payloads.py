@@ -258,6 +258,11 @@ def decode_fields(
     except UnicodeDecodeError as error:
         raise _bad(f"{cls.__name__}: invalid UTF-8 in a msgpack str ({error.reason})",
                    offset) from None
+    except msgpack.StackError:
+        raise LimitExceeded(
+            f"{cls.__name__}: msgpack nesting deeper than the unpacker's stack (and than "
+            f"max_depth {limits.max_depth})", offset=offset
+        ) from None
     except ValueError as error:
         # msgpack's documented failure class: malformed, truncated, trailing data,
         # a length over max_*_len, or a non-str map key.
@@ -282,4 +287,10 @@ def decode_fields(
                                             limits)
         elif not fspec.optional:
             raise _bad(f"{cls.__name__}: required field '{name}' is missing", offset)
+    if len(obj) > len(kwargs):
+        # Keys this version does not know are ignored, but still bounded.
+        fields = dict(_fields(cls))
+        for key, value in obj.items():
+            if key not in fields:
+                _check_decoded(value, f"{cls.__name__}.{key}", offset, limits, 2)
     return cls(**kwargs)
