@@ -136,6 +136,8 @@ def test_bad_input_is_one_line_and_exit_3(message: str, says: str) -> None:
         ("--type", "Subscribe"),
         ("--type", "BinaryData", "--data", "abc"),
         ("--type", "TextData", "--text", "x", "--key", "00"),
+        ("--type", "BinaryData", "--data", "00", "--sequence", str(1 << 32)),
+        ("--type", "0x10000",),
     ],
 )
 def test_bad_encode_input_exit_3(args: tuple[str, ...]) -> None:
@@ -149,6 +151,8 @@ def test_usage_errors_exit_2() -> None:
     assert run("encode", "--type", "TextData", "--text", "a", "--data", "00").exit_code == 2
     assert run("encode", "--type", "BinaryData", "--text", "a").exit_code == 2
     assert run("decode", "--raw", "4042").exit_code == 2
+    missing = run("encode", "--type", "BinaryData")
+    assert missing.exit_code == 2 and "needs --data" in missing.stderr
 
 
 WSP = [sys.executable, "-c", "from wsproto_tools.cli.main import main; main()"]

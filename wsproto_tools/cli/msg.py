@@ -153,6 +153,10 @@ def encode(
     elif cls is None:
         assert code is not None
         payload = Unknown(code, b"")
+    elif cls is TextData:
+        fail("--type TextData needs --text S (or --payload-json)", ExitStatus.USAGE)
+    elif cls is BinaryData:
+        fail("--type BinaryData needs --data HEX (or --payload-json)", ExitStatus.USAGE)
     else:
         payload = payload_from_json(cls, {})
     flags = Flags.NONE
