@@ -75,10 +75,13 @@ class Log:
         self.connections: dict[int, dict[str, Any]] = {}
         self.extra: dict[str, Any] = {}
 
-    def sent(self, conn: int, direction: str, opcode: str, payload: bytes | str = b"",
+    def sent(self, conn: int, direction: str, opcode: str, payload: bytes | str | None = b"",
              **fields: Any) -> None:
+        """Log one message; ``payload=None`` when only ``fields`` are known."""
         entry: dict[str, Any] = {"conn": conn, "direction": direction, "opcode": opcode}
-        if opcode == "text":
+        if payload is None:
+            pass
+        elif opcode == "text":
             entry["text"] = payload if isinstance(payload, str) else payload.decode()
         elif opcode != "close":
             data = payload.encode() if isinstance(payload, str) else payload

@@ -152,9 +152,14 @@ async def wsp_client(ws: Any, log: Log, conn: int) -> None:
     for message in messages:
         wire = codec.encode(message, version=version)
         await ws.send(wire)
+        # No wsp session handshake on purpose: every message breaks the session
+        # rules (state), and COMPRESSED was never negotiated (flag).
+        broken = ["wsp-state"]
+        if message.flags & codec.Flags.COMPRESSED:
+            broken.append("wsp-flag")
         log.sent(conn, "client", "binary", wire,
                  wsp={"type": message.type_name, "sequence": message.sequence,
-                      "version": version})
+                      "version": version}, violations=broken)
         await ws.recv()
     await close_from_client(ws, log, conn, 1000, "done")
 
@@ -174,7 +179,8 @@ async def wsp_server(ws: Any, log: Log, conn: int) -> None:
         wire = codec.encode(reply, version=version)
         await ws.send(wire)
         log.sent(conn, "server", "binary", wire,
-                 wsp={"type": reply.type_name, "sequence": reply.sequence, "version": version})
+                 wsp={"type": reply.type_name, "sequence": reply.sequence, "version": version},
+                 violations=["wsp-state"])
 
 
 async def lost_client(ws: Any, log: Log, conn: int) -> None:
@@ -341,8 +347,9 @@ async def main() -> None:
     path.unlink()
     for version in (1, 2):
         await sample(
-            f"wsp-v{version}", f"websockets peers speaking wsp.v{version} (messages encoded by the "
-            "wsp codec, logged by the sender); tcpdump -i lo",
+            f"wsp-bare-v{version}", f"websockets peers speaking wsp.v{version} without the wsp "
+            "session handshake (messages encoded by the wsp codec, logged by the sender; the "
+            "session observer must flag every one); tcpdump -i lo",
             wsp_client, wsp_server,
             server_kwargs={"subprotocols": [f"wsp.v{version}"], "compression": None},
             client_kwargs={"subprotocols": [f"wsp.v{version}"], "compression": None},

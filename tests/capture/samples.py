@@ -21,9 +21,42 @@ def samples() -> list[tuple[str, Path, dict[str, Any]]]:
     return out
 
 
-def compare(expected: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
-    """Differences between an expected document and decoded NDJSON records."""
+def _subset_problems(where: str, want: Any, have: Any) -> list[str]:
+    if isinstance(want, dict):
+        if not isinstance(have, dict):
+            return [f"{where}: {have!r} is not an object"]
+        out: list[str] = []
+        for key, value in want.items():
+            out += _subset_problems(f"{where}.{key}", value, have.get(key))
+        return out
+    return [] if want == have else [f"{where}: {have!r} != {want!r}"]
+
+
+def message_problems(where: str, expected: dict[str, Any], got: dict[str, Any]) -> list[str]:
+    """How one decoded message differs from one expected entry (empty: it matches)."""
     problems: list[str] = []
+    for field, value in expected.items():
+        if field in ("conn", "direction"):
+            continue
+        if field == "violations":
+            if sorted(got.get("violations", [])) != sorted(value):
+                problems.append(f"{where}.violations: {got.get('violations')} != {value}")
+        else:
+            problems += _subset_problems(f"{where}.{field}", value, got.get(field))
+    if "violations" not in expected and got.get("violations"):
+        problems.append(f"{where}: unexpected violations {got['violations']}")
+    return problems
+
+
+def compare(expected: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
+    """Differences between an expected document and decoded NDJSON records.
+
+    Messages are compared per (connection, sender), in order. With ``"match":
+    "subsequence"`` the expected messages must appear in that order among the
+    decoded ones (others, such as heartbeats, may come in between).
+    """
+    problems: list[str] = []
+    subsequence = expected.get("match") == "subsequence"
     messages = [r for r in records if "record" not in r]
     by_key: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for record in messages:
@@ -34,29 +67,30 @@ def compare(expected: dict[str, Any], records: list[dict[str, Any]]) -> list[str
     for key in sorted(set(by_key) | set(want)):
         got = by_key.get(key, [])
         exp = want.get(key, [])
+        if subsequence:
+            pos = 0
+            for i, e in enumerate(exp):
+                while pos < len(got) and message_problems("", e, got[pos]):
+                    pos += 1
+                if pos == len(got):
+                    problems.append(f"{key}: expected message {i} not found in order: {e}")
+                    break
+                pos += 1
+            continue
         if len(got) != len(exp):
             problems.append(f"{key}: {len(got)} messages decoded, {len(exp)} expected")
         for i, (g, e) in enumerate(zip(got, exp, strict=False)):
-            for field, value in e.items():
-                if field in ("conn", "direction"):
-                    continue
-                if field == "wsp":
-                    have = g.get("wsp") or {}
-                    for k, v in value.items():
-                        if have.get(k) != v:
-                            problems.append(f"{key}[{i}].wsp.{k}: {have.get(k)!r} != {v!r}")
-                elif g.get(field) != value:
-                    problems.append(f"{key}[{i}].{field}: {g.get(field)!r} != {value!r}")
-            if "violations" not in e and g["violations"]:
-                problems.append(f"{key}[{i}]: unexpected violations {g['violations']}")
+            problems += message_problems(f"{key}[{i}]", e, g)
     conns = {r["conn"]: r for r in records if r.get("record") == "connection"}
     for entry in expected.get("connections", []):
         have = conns.get(entry["conn"])
         if have is None:
             problems.append(f"connection {entry['conn']} not recognized")
             continue
-        for field, value in entry.items():
-            if have.get(field) != value:
-                problems.append(f"connection {entry['conn']}.{field}: {have.get(field)!r} != "
-                                f"{value!r}")
+        problems += _subset_problems(f"connection {entry['conn']}", entry, have)
+    if "violations" in expected:
+        summary = next(r for r in records if r.get("record") == "summary")
+        if summary["violations"] != expected["violations"]:
+            problems.append(f"summary violations {summary['violations']} != "
+                            f"{expected['violations']}")
     return problems

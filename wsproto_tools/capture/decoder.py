@@ -33,6 +33,9 @@ from typing import Any
 from wsproto_tools.capture.net import ACK, FIN, RST, SYN, NotTcp, format_addr, tcp_segment
 from wsproto_tools.capture.reader import RawPacket
 from wsproto_tools.capture.tcp import Flow
+from wsproto_tools.codec import Acknowledge
+from wsproto_tools.engine.observer import Direction, SessionObserver
+from wsproto_tools.engine.session import SEQUENCED
 from wsproto_tools.exceptions import FrameError, HandshakeError, WspError
 from wsproto_tools.ws import (
     DeflateContext,
@@ -48,6 +51,7 @@ from wsproto_tools.ws import (
 from wsproto_tools.ws.handshake import MAX_HEAD
 
 DIRECTIONS = ("client", "server")
+_C2S, _S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 _KNOWN_OPCODES = frozenset({0, 1, 2, 8, 9, 10})
 _UNKNOWN, _HTTP, _FRAMES, _SYNC, _IGNORE = range(5)
 #: Segments of unrecognized data per direction before a connection is given up.
@@ -83,6 +87,8 @@ class CapturedMessage:
     violations: tuple[str, ...]
     note: str | None = None
     wsp: Any = None
+    #: findings of the session observer about this message (engine Violation objects)
+    session: tuple[Any, ...] = ()
 
 
 @dataclass(slots=True)
@@ -125,6 +131,10 @@ class Connection:
     retransmissions: int = 0
     closed: bool = False
     last_ts: float = 0.0
+    #: seconds from a sequenced wsp message to the Acknowledge that covered it
+    ack_latencies: list[float] = field(default_factory=list)
+    unacked: int = 0
+    session_findings: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -175,6 +185,8 @@ class _Conn:
         "b_name",
         "conn",
         "flows",
+        "observer",
+        "pending_acks",
         "request_ts",
         "sides",
         "skip",
@@ -193,6 +205,9 @@ class _Conn:
         self.request_ts: float | None = None
         self.ws_port = False
         self.skip = False
+        self.observer: Any = None
+        #: per sender: sequence -> capture time, waiting for the peer's Acknowledge
+        self.pending_acks: tuple[dict[int, float], dict[int, float]] = ({}, {})
 
 
 def plausible_frames(data: bytes, masked: bool | None, *, strong: bool) -> bool | None:
@@ -700,7 +715,44 @@ class CaptureDecoder:
             captured.wsp = self._decode_wsp(msg.payload, conn.wsp_version)
             if conn.wsp_version is None and isinstance(captured.wsp, str):
                 captured.wsp = None  # not wsp after all: D1 C0 by chance
+            elif type(captured.wsp) is tuple:
+                self._session(state, captured, captured.wsp[1])
         events.append(captured)
+
+    def _session(self, state: _Conn, item: CapturedMessage, message: Any) -> None:
+        """Follow the wsp session: the engine's observer, ack latency, unacked."""
+        conn = state.conn
+        client = item.direction == "client"
+        payload = message.payload
+        if message.sequence and type(payload) in _SEQUENCED:
+            pending = state.pending_acks[0 if client else 1]
+            if len(pending) < _MAX_PENDING_ACKS:
+                pending.setdefault(message.sequence, item.ts)
+        elif type(payload) is Acknowledge:
+            pending = state.pending_acks[1 if client else 0]
+            upto = payload.sequence
+            if pending:
+                done = [seq for seq in pending if seq <= upto]
+                for seq in done:
+                    if len(conn.ack_latencies) < _MAX_PENDING_ACKS:
+                        conn.ack_latencies.append(item.ts - pending[seq])
+                    del pending[seq]
+        if not conn.handshake:
+            return
+        observer = state.observer
+        if observer is None:
+            observer = state.observer = SessionObserver()
+        findings = observer.feed(_C2S if client else _S2C, message, item.ts)
+        if findings:
+            item.session = tuple(findings)
+            extra = []
+            for finding in findings:
+                key = f"{finding.rule}:{finding.verdict.value}"
+                conn.session_findings[key] = conn.session_findings.get(key, 0) + 1
+                if finding.verdict.value == "violation":
+                    extra.append(f"wsp-{finding.rule}")
+            if extra:
+                item.violations = item.violations + tuple(dict.fromkeys(extra))
 
     def _decode_wsp(self, payload: bytes, version: int | None) -> Any:
         codec = self._wsp
@@ -733,9 +785,24 @@ class CaptureDecoder:
                         self._emit(state, index, msg, number, ts, events)
             conn = state.conn
             conn.retransmissions = sum(f.stats.retransmitted for f in state.flows)
+            conn.unacked = sum(len(p) for p in state.pending_acks)
+            if state.observer is not None:
+                for finding in state.observer.finish(ts):
+                    key = f"{finding.rule}:{finding.verdict.value}"
+                    conn.session_findings[key] = conn.session_findings.get(key, 0) + 1
+                    events.append(
+                        CaptureWarning(
+                            number,
+                            f"connection {conn.id}: session: {finding.message} "
+                            f"({finding.rule}, the {finding.culprit}'s fault)",
+                            conn.id,
+                        )
+                    )
             if conn.kind == "unknown":
                 conn.kind = "other"
         return events
 
 
 _SUPPORTED = frozenset({0, 1, 12, 14, 101, 108, 113, 276, 228, 229})
+_SEQUENCED = frozenset(SEQUENCED)
+_MAX_PENDING_ACKS = 100_000

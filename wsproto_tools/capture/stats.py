@@ -127,6 +127,10 @@ class CaptureStats:
         kinds = Counter(c.kind for c in connections)
         ws = [c for c in connections if c.kind == "websocket"]
         handshake = [c.handshake_latency for c in ws if c.handshake_latency is not None]
+        acks = [lat for c in ws for lat in c.ack_latencies]
+        findings: Counter[str] = Counter()
+        for c in ws:
+            findings.update(c.session_findings)
         tcp_gaps = sum(c.tcp_gaps for c in ws)
         overhead = None
         if self.wire_bytes:
@@ -161,7 +165,10 @@ class CaptureStats:
             "latency": {
                 "ping_rtt": percentiles(self.ping_rtt),
                 "handshake": percentiles(handshake),
+                "ack": percentiles(acks),
             },
+            "unacked": sum(c.unacked for c in ws),
+            "session_findings": dict(sorted(findings.items())),
             "violations": dict(sorted(self.violations.items())),
             "tcp_gaps": tcp_gaps,
             "tcp_lost_bytes": sum(c.tcp_lost_bytes for c in ws),

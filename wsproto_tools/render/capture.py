@@ -41,6 +41,19 @@ def wsp_json(item: CapturedMessage) -> Any:
     return message_to_json(wsp[1], wsp[0])
 
 
+def session_findings(item: CapturedMessage) -> list[dict[str, Any]]:
+    """The session observer's findings about one message, JSON-ready."""
+    return [
+        {
+            "rule": f.rule,
+            "verdict": f.verdict.value,
+            "culprit": f.culprit,
+            "message": f.message,
+        }
+        for f in item.session
+    ]
+
+
 def message_record(item: CapturedMessage, *, with_hex: bool = False) -> dict[str, Any]:
     """One message as the ``--ndjson`` object (no ``record`` key)."""
     msg = item.msg
@@ -66,6 +79,8 @@ def message_record(item: CapturedMessage, *, with_hex: bool = False) -> dict[str
     out["violations"] = list(item.violations)
     if item.wsp is not None:
         out["wsp"] = wsp_json(item)
+    if item.session:
+        out["session"] = session_findings(item)
     out["packet"] = item.number
     if msg.frames != 1:
         out["frames"] = msg.frames
@@ -155,6 +170,8 @@ class MessageLines:
                 parts.append(',"wsp":' + self.wsp(wsp[0], wsp[1]))
             else:
                 parts.append(',"wsp":' + self._dumps({"error": wsp}))
+        if item.session:
+            parts.append(',"session":' + self._dumps(session_findings(item)))
         parts.append(f',"packet":{item.number}')
         if msg.frames != 1:
             parts.append(f',"frames":{msg.frames}')
@@ -196,6 +213,8 @@ def connection_record(conn: Connection) -> dict[str, Any]:
         "tcp_gaps": conn.tcp_gaps,
         "tcp_lost_bytes": conn.tcp_lost_bytes,
         "retransmissions": conn.retransmissions,
+        "unacked": conn.unacked,
+        "session_findings": dict(sorted(conn.session_findings.items())),
         "notes": list(conn.notes),
     }
 
@@ -323,6 +342,8 @@ def summary_view(summary: dict[str, Any], connections: list[Connection]) -> Any:
         ),
         ("ping RTT", pct(summary["latency"]["ping_rtt"])),
         ("handshake", pct(summary["latency"]["handshake"])),
+        ("wsp ack latency", pct(summary["latency"]["ack"])),
+        ("wsp unacked", str(summary["unacked"])),
         ("violations", counts(summary["violations"])),
         (
             "TCP",
@@ -331,8 +352,8 @@ def summary_view(summary: dict[str, Any], connections: list[Connection]) -> Any:
         ),
         ("warnings", str(summary["warnings"])),
     ]
-    if summary.get("observer"):
-        rows.append(("session checks", counts(summary["observer"])))
+    if summary.get("session_findings"):
+        rows.append(("session checks", counts(summary["session_findings"])))
     if summary.get("dropped") is not None:
         rows.append(("dropped by capture", str(summary["dropped"])))
     for what, value in rows:
