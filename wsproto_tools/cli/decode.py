@@ -244,16 +244,15 @@ class Outcome:
 
 
 def run_decoder(
-    stream: IO[bytes],
+    reader: Any,
     printer: Printer,
     decoder: Any,
     *,
     progress: Callable[[], None] | None = None,
 ) -> Outcome:
-    """Read every packet of ``stream`` through ``decoder`` into ``printer``."""
-    from wsproto_tools.capture import ConnectionSeen, PacketReader
+    """Read every packet of ``reader`` through ``decoder`` into ``printer``."""
+    from wsproto_tools.capture import ConnectionSeen
 
-    reader = PacketReader(stream, printer.warning)
     handle = printer.events
     packet = decoder.packet
     if progress is not None:
@@ -314,7 +313,7 @@ def _worker(
     progress: Any,
     result: Any,
 ) -> None:
-    from wsproto_tools.capture import CaptureDecoder
+    from wsproto_tools.capture import CaptureDecoder, PacketReader
 
     with (
         open(os.path.join(folder, f"{index}.ndjson"), "w", encoding="utf-8") as lines,
@@ -335,7 +334,8 @@ def _worker(
             def tick() -> None:
                 progress.value = tell()
 
-        outcome = run_decoder(stream, printer, decoder, progress=tick)
+        outcome = run_decoder(PacketReader(stream, printer.warning), printer, decoder,
+                              progress=tick)
         printer.flush()
     outcome.connections = [c for c in outcome.connections if decoder.owns(c.id)]
     outcome.warnings = printer.collected if index == 0 else [
@@ -510,10 +510,11 @@ def decode(
         and not (machine_output and not env.stdout_isatty)
     )
     jobs = _jobs(jobs, size, file, mode)
+    printer = Printer(env, mode=mode, show_hex=show_hex, accept=accept)
     try:
         try:
             # fail early, in this process, on input that is not a capture
-            PacketReader(stream)
+            reader = PacketReader(stream, printer.warning)
         except CaptureError as error:
             fail(f"{file}: {error}", ExitStatus.BAD_INPUT)
         if jobs > 1:
@@ -524,26 +525,22 @@ def decode(
             except CaptureDecodeFailed:
                 jobs = 1
             else:
-                printer = Printer(env, mode=mode, show_hex=show_hex, accept=accept)
                 for number, message in outcome.warnings:
                     printer.warning(number, message)
                 printer.stats = outcome.stats
                 printer.violations = outcome.violations
         if jobs == 1:
-            if file != "-":
-                stream.seek(0)
-            printer = Printer(env, mode=mode, show_hex=show_hex, accept=accept)
             decoder = CaptureDecoder(ws_ports=ws_ports, max_message=max_message)
             if show_progress:
                 with _progress(env, size) as bar:
                     task = bar.add_task("decoding", total=size)
                     tell = stream.tell
                     outcome = run_decoder(
-                        stream, printer, decoder,
+                        reader, printer, decoder,
                         progress=lambda: bar.update(task, completed=tell()),
                     )
             else:
-                outcome = run_decoder(stream, printer, decoder)
+                outcome = run_decoder(reader, printer, decoder)
     finally:
         if file != "-":
             stream.close()

@@ -1,0 +1,96 @@
+"""``wsp decode`` options: filters, output forms, stdin, parallel decoding."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from wsproto_tools.capture import CaptureDecoder, CapturedMessage, open_capture
+from wsproto_tools.cli.main import cli
+from wsproto_tools.render.capture import MessageLines, message_record
+
+from .samples import CAPTURES, samples
+
+BASIC = CAPTURES / "ws-basic.pcap"
+SESSION = CAPTURES / "wsp-session-v2.pcap"
+ENTRY = "from wsproto_tools.cli.main import main; main()"
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(cli, ["decode", *args])
+
+
+def messages(output: str) -> list[dict[str, Any]]:
+    return [r for r in map(json.loads, output.splitlines()) if "record" not in r]
+
+
+def test_filters() -> None:
+    out = run("--ndjson", "--direction", "server", str(BASIC))
+    assert {r["direction"] for r in messages(out.stdout)} == {"server"}
+    out = run("--ndjson", "--opcode", "ping", "--opcode", "pong", str(BASIC))
+    assert [r["opcode"] for r in messages(out.stdout)] == ["ping", "pong"]
+    out = run("--ndjson", "--grep", "uni.ode", str(BASIC))
+    assert [r["text"] for r in messages(out.stdout)] == ["unicode: żółw 🐢"]
+    out = run("--ndjson", "--type", "deliver", str(SESSION))
+    found = messages(out.stdout)
+    assert found and {r["wsp"]["type"] for r in found} == {"Deliver"}
+    out = run("--ndjson", "--topic", "prices", "--conn", "2", str(SESSION))
+    assert {r["wsp"]["type"] for r in messages(out.stdout)} == {"Publish"}
+
+
+def test_json_document_and_stats() -> None:
+    doc = json.loads(run("--json", str(BASIC)).stdout)
+    assert set(doc) == {"connections", "messages", "warnings", "summary"}
+    assert doc["summary"]["messages"] == len(doc["messages"]) == 14
+    stats = run("--stats", str(BASIC))
+    assert stats.exit_code == 0
+    assert "Summary" in stats.stdout and "hello, capture" not in stats.stdout
+
+
+def test_table_and_hex() -> None:
+    out = run("--hex", str(BASIC))
+    assert out.exit_code == 0
+    assert "hello, capture" in out.stdout
+    assert "00000000  00 01 02 03" in out.stdout  # the binary message's dump
+
+
+def test_bad_regex_is_a_usage_error() -> None:
+    assert run("--grep", "(", str(BASIC)).exit_code == 2
+
+
+def test_stdin(tmp_path: Path) -> None:
+    data = BASIC.read_bytes()
+    result = subprocess.run([sys.executable, "-c", ENTRY, "decode", "--ndjson", "-"],
+                            input=data, capture_output=True, timeout=60)
+    assert result.returncode == 0
+    assert len(messages(result.stdout.decode())) == 14
+
+
+def test_parallel_output_equals_sequential(tmp_path: Path) -> None:
+    path = CAPTURES / "wsp-session-v2.pcap"
+    one = run("--ndjson", "-j", "1", str(path)).stdout
+    two = run("--ndjson", "-j", "2", str(path)).stdout
+    assert one == two
+    assert len(messages(one)) > 40
+
+
+def test_fast_lines_equal_records() -> None:
+    for with_hex in (False, True):
+        lines = MessageLines(with_hex=with_hex)
+        for _, path, _ in samples():
+            reader, close = open_capture(str(path))
+            decoder = CaptureDecoder()
+            try:
+                events = [e for p in reader for e in decoder.packet(p)] + decoder.finish()
+            finally:
+                close()
+            for event in events:
+                if isinstance(event, CapturedMessage):
+                    assert json.loads(lines(event)) == json.loads(
+                        json.dumps(message_record(event, with_hex=with_hex))
+                    )
