@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +48,7 @@ from wsproto_tools.exceptions import (
     ConnectionFailed,
     WspError,
 )
-from wsproto_tools.transports.wsio import buffered, clock, close_for, nonce, version_of, write_now
+from wsproto_tools.transports.wsio import clock, close_for, nonce, version_of, write_now
 
 log = logging.getLogger("wsproto_tools.client")
 
@@ -87,28 +88,61 @@ class ClientOptions:
 
 
 class Subscription:
-    """Deliveries of one topic, in order; iterate with ``async for``."""
+    """Deliveries of one topic, in order; iterate with ``async for``.
+
+    A bounded buffer: when it holds ``size`` items the client stops reading from
+    the socket until the application catches up (backpressure reaches the server,
+    which treats a subscriber that stays behind as a slow consumer).
+    """
 
     def __init__(self, topic: str, size: int) -> None:
         self.topic = topic
-        self.queue: asyncio.Queue[Item | None] = asyncio.Queue(size)
+        self.size = size
+        self.items: deque[Item | None] = deque()
         self.confirmed = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+        self._space: asyncio.Future[None] | None = None
 
     def __aiter__(self) -> AsyncIterator[Item]:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[Item]:
         while True:
-            item = await self.queue.get()
+            item = await self._next()
             if item is None:
                 return
             yield item
 
+    async def _next(self) -> Item | None:
+        items = self.items
+        while not items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        item = items.popleft()
+        space = self._space
+        if space is not None and not space.done() and len(items) < self.size:
+            space.set_result(None)
+        return item
+
     async def get(self) -> Item:
-        item = await self.queue.get()
+        """The next delivery (or ContinuityLostNotice); raise when the client closed."""
+        item = await self._next()
         if item is None:
+            self.items.appendleft(None)
             raise ClientClosed("the client is closed")
         return item
+
+    def _push(self, item: Item | None) -> None:
+        self.items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _put(self, item: Item) -> None:
+        self._push(item)
+        while len(self.items) > self.size:
+            self._space = asyncio.get_running_loop().create_future()
+            await self._space
 
 
 class Client:
@@ -217,8 +251,7 @@ class Client:
         self._pings.clear()
         for sub in self.subscriptions.values():
             sub.confirmed.set()  # wake subscribe(); it re-raises self.error
-            with contextlib.suppress(asyncio.QueueFull):
-                sub.queue.put_nowait(None)
+            sub._push(None)
         self._window_open.set()
 
     def _emit(self, name: str, **fields: Any) -> None:
@@ -347,7 +380,10 @@ class Client:
         if kind is ev.Delivery:
             sub = self.subscriptions.get(event.topic)  # type: ignore[attr-defined]
             if sub is not None:
-                await sub.queue.put(event)  # type: ignore[arg-type]
+                if len(sub.items) < sub.size:
+                    sub._push(event)  # type: ignore[arg-type]
+                else:
+                    await sub._put(event)  # type: ignore[arg-type]
         elif kind is ev.Acked:
             for payload in event.payloads:  # type: ignore[attr-defined]
                 entry = self._waiting.pop(id(payload), None)
@@ -366,7 +402,7 @@ class Client:
                        requested=lost.requested, available=lost.available)
             sub = self.subscriptions.get(lost.topic)
             if sub is not None:
-                await sub.queue.put(lost)
+                await sub._put(lost)
         elif kind is ev.SubscriptionConfirmed:
             sub = self.subscriptions.get(event.topic)  # type: ignore[attr-defined]
             if sub is not None:
@@ -433,8 +469,9 @@ class Client:
             self._window_open.clear()
             await self._wait_window()
         ws = self.ws
-        if ws is not None and buffered(ws) > 1 << 20:
-            await asyncio.sleep(0.001)
+        if ws is not None and ws.paused:  # the transport is above its high-water mark
+            with contextlib.suppress(ConnectionClosed, OSError):
+                await ws.drain()
 
     async def _wait_window(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -500,11 +537,10 @@ class Client:
         self.session.unsubscribe(topic, clock())
         self._schedule_flush()
         if sub is not None:
-            with contextlib.suppress(asyncio.QueueFull):
-                sub.queue.put_nowait(None)
+            sub._push(None)
 
     async def request(self, method: str, data: bytes = b"", *,
-                      timeout: float | None = 30.0) -> ev.Reply:
+                      timeout: float | None = None) -> ev.Reply:
         """Send a request and wait for its Response (re-issued after a reconnect)."""
         if self.error is not None:
             raise self.error
@@ -516,14 +552,17 @@ class Client:
         self._requests[rid] = (method, data, fut)
         if self.session.state is State.ACTIVE:
             self.session.request(rid, method, data, clock())
-            self._schedule_flush()
+            if not self._flush_scheduled:
+                self._flush()  # a lone request goes out now; bursts are batched
         try:
+            if timeout is None:
+                return await fut
             async with asyncio.timeout(timeout):
                 return await fut
         finally:
             self._requests.pop(rid, None)
 
-    async def echo(self, data: bytes, *, timeout: float | None = 30.0) -> bytes:
+    async def echo(self, data: bytes, *, timeout: float | None = None) -> bytes:
         """The server's built-in echo request."""
         return (await self.request("echo", data, timeout=timeout)).data
 

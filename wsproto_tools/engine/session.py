@@ -44,6 +44,7 @@ __all__ = [
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from wsproto_tools.codec import decode, encode
 from wsproto_tools.codec.crypto import Cipher
@@ -110,6 +111,7 @@ SEQUENCED: tuple[type[Payload], ...] = (Publish, TextData, BinaryData, DeltaUpda
 #: Messages allowed before the session is accepted (the handshake itself).
 HANDSHAKE_TYPES = (Challenge, Handshake, Authenticate, HandshakeResponse, Close)
 PUBLISH_ID_MEMORY = 4096
+_TRANSFORMS = int(Flags.COMPRESSED | Flags.ENCRYPTED)
 BATCH_ITEMS = 512
 BATCH_BYTES = 256 * 1024
 
@@ -169,7 +171,16 @@ def _us(now: float) -> int:
 class Session:
     """State, sequencing, acknowledgment, retransmission and heartbeats (both roles)."""
 
+    __slots__ = (
+        "_batch", "_ciphers", "_close_sent", "_seal", "ack_pending", "capabilities",
+        "close_code", "close_reason", "config", "grant", "heartbeat_id", "heartbeats", "keys",
+        "last_rx", "next_heartbeat", "outbox", "peer_window", "recv_seq", "resume_token",
+        "rtt", "send_seq", "session_id", "state", "stats_in", "stats_out", "unacked",
+        "version", "window",
+    )
     is_client = False
+    #: payload class -> handler; each role's table is built below its class
+    HANDLERS: ClassVar[dict[type[Payload], Callable[..., list[ev.Event]]]] = {}
 
     def __init__(self, config: SessionConfig | None = None) -> None:
         self.config = config or SessionConfig()
@@ -182,7 +193,7 @@ class Session:
         self.resume_token = b""
         # outgoing sequenced stream
         self.send_seq = 0
-        self.unacked: OrderedDict[int, tuple[Message, float, bool]] = OrderedDict()
+        self.unacked: dict[int, tuple[Message, float, bool]] = {}  # insertion = seq order
         self.window = AdaptiveWindow(initial=min(64, self.config.window), minimum=4,
                                      maximum=max(64, self.config.window))
         self.peer_window = self.config.window
@@ -207,18 +218,6 @@ class Session:
         self.stats_in: Counter[str] | None = None
         self.stats_out: Counter[str] | None = None
         self._batch = False
-        self._handlers: dict[type[Payload], Callable[[Message, float], list[ev.Event]]] = {
-            Acknowledge: self._on_ack,
-            Heartbeat: self._on_heartbeat,
-            Close: self._on_close,
-            Error: self._on_data,
-            TextData: self._on_data,
-            BinaryData: self._on_data,
-            DeltaUpdate: self._on_data,
-            WindowUpdate: self._on_window,
-            Unknown: self._on_unknown,
-            Sealed: self._on_sealed,
-        }
 
     # ------------------------------------------------------------------ state
     def _go(self, event: Event, origin: Origin = Origin.REMOTE) -> None:
@@ -273,7 +272,7 @@ class Session:
               stamp: bool = False) -> Message:
         """Queue an unsequenced message (``stamp``: with the header timestamp)."""
         msg = Message(payload, 0, self.session_id, _us(now) if stamp else 0,
-                      flags | self._seal)
+                      flags | self._seal if self._seal else flags)
         self.outbox.append(msg)
         return msg
 
@@ -283,7 +282,8 @@ class Session:
             transition(self.state, Event.MESSAGE, Origin.LOCAL)
         self.send_seq += 1
         seq = self.send_seq
-        msg = Message(payload, seq, self.session_id, 0, flags | self._seal)
+        msg = Message(payload, seq, self.session_id, 0,
+                      flags | self._seal if self._seal else flags)
         self.unacked[seq] = (msg, now, False)
         self.outbox.append(msg)
         return seq
@@ -403,19 +403,19 @@ class Session:
             for item in payload.messages:
                 out.extend(self.receive(item, now))
             return out
-        if msg.flags & (Flags.COMPRESSED | Flags.ENCRYPTED):
+        if msg.flags and int(msg.flags) & _TRANSFORMS:
             self._check_flags(msg)
         if self.state is not State.ACTIVE and type(payload) not in HANDSHAKE_TYPES:
             if self.state is State.CLOSING:
                 return []
             transition(self.state, Event.MESSAGE)
-        handler = self._handlers.get(type(payload))
+        handler = self.HANDLERS.get(type(payload))
         if handler is None:
             raise RemoteProtocolError(
                 f"{msg.type_name} is not allowed from the "
                 f"{'server' if self.is_client else 'client'}",
                 close_code=CloseCode.PROTOCOL_ERROR)
-        return handler(msg, now)
+        return handler(self, msg, now)
 
     def _check_flags(self, msg: Message) -> None:
         if msg.flags & Flags.COMPRESSED and "compress" not in self.capabilities:
@@ -461,7 +461,7 @@ class Session:
             first = next(iter(unacked))
             if first > seq:
                 break
-            _, (sent, sent_at, again) = unacked.popitem(last=False)
+            sent, sent_at, again = unacked.pop(first)
             acked.append(sent.payload)
             if not again:
                 sample = sent_at
@@ -557,8 +557,12 @@ class Session:
         return ev.Retransmitted(count, self.rtt.rto)
 
     def _drop_acked(self, upto: int) -> None:
-        while self.unacked and next(iter(self.unacked)) <= upto:
-            self.unacked.popitem(last=False)
+        unacked = self.unacked
+        while unacked:
+            first = next(iter(unacked))
+            if first > upto:
+                break
+            del unacked[first]
 
     def _set_session(self, capabilities: tuple[str, ...], keys: SessionKeys | None) -> None:
         self.capabilities = capabilities
@@ -573,23 +577,18 @@ class Session:
 class ServerSession(Session):
     """The server's side of one session (it can outlive its first connection)."""
 
+    __slots__ = ("_hello", "_hello_resume", "_offered", "_pending_keys", "applied_ids", "auth",
+                 "server_nonce")
+
     def __init__(self, auth: ServerAuth, config: SessionConfig | None = None) -> None:
         super().__init__(config)
         self.auth = auth
         self.server_nonce = b""
         self._hello: Handshake | None = None
         self._hello_resume: ResumeClaims | None = None
-        self.applied_ids: OrderedDict[int, None] = OrderedDict()
+        self.applied_ids: OrderedDict[int, None] | None = None  # made on first use
         self._pending_keys: SessionKeys | None = None
         self._offered: tuple[str, ...] = ()
-        self._handlers.update({
-            Handshake: self._on_handshake,
-            Authenticate: self._on_authenticate,
-            Publish: self._on_publish,
-            Subscribe: self._on_subscribe,
-            Unsubscribe: self._on_unsubscribe,
-            Request: self._on_request,
-        })
 
     def connection_made(self, now: float, *, version: int = 2, nonce: bytes = b"") -> None:
         """Send the Challenge with the server ``nonce`` (16+ random bytes, drawn by the caller)."""
@@ -754,6 +753,8 @@ class ServerSession(Session):
         pid = payload.id
         if pid is not None:
             ids = self.applied_ids
+            if ids is None:
+                ids = self.applied_ids = OrderedDict()
             if pid in ids:
                 return []  # a retried publish: applied once already
             ids[pid] = None
@@ -793,6 +794,29 @@ class ServerSession(Session):
         self.outbox.append(Message(Deliver(topic, epoch, offset, data), 0, 0, 0, self._seal))
 
 
+Session.HANDLERS = {
+    Acknowledge: Session._on_ack,
+    Heartbeat: Session._on_heartbeat,
+    Close: Session._on_close,
+    Error: Session._on_data,
+    TextData: Session._on_data,
+    BinaryData: Session._on_data,
+    DeltaUpdate: Session._on_data,
+    WindowUpdate: Session._on_window,
+    Unknown: Session._on_unknown,
+    Sealed: Session._on_sealed,
+}
+ServerSession.HANDLERS = {
+    **Session.HANDLERS,
+    Handshake: ServerSession._on_handshake,
+    Authenticate: ServerSession._on_authenticate,
+    Publish: ServerSession._on_publish,
+    Subscribe: ServerSession._on_subscribe,
+    Unsubscribe: ServerSession._on_unsubscribe,
+    Request: ServerSession._on_request,
+}
+
+
 def encode_delivery(topic: str, epoch: int, offset: int, data: bytes, version: int) -> bytes:
     """A Deliver encoded once for every subscriber of that version (sequence 0, no session)."""
     return encode(Message(Deliver(topic, epoch, offset, data)), version=version)
@@ -810,6 +834,9 @@ class TopicCursor:
 class ClientSession(Session):
     """The client's side: handshake, resume, topic cursors and exactly-once delivery."""
 
+    __slots__ = ("_hb_interval", "_sent_hello", "client_id", "client_nonce", "credentials",
+                 "cursors", "server_nonce", "subscriptions")
+
     is_client = True
 
     def __init__(self, credentials: Credentials | None = None,
@@ -821,14 +848,6 @@ class ClientSession(Session):
         self.server_nonce = b""
         self.cursors: dict[str, TopicCursor] = {}
         self.subscriptions: dict[str, None] = {}
-        self._handlers.update({
-            Challenge: self._on_challenge,
-            HandshakeResponse: self._on_handshake_response,
-            Deliver: self._on_deliver,
-            Subscribed: self._on_subscribed,
-            ContinuityLost: self._on_continuity_lost,
-            Response: self._on_response,
-        })
         self._sent_hello = False
         self._hb_interval = self.config.heartbeat_interval
 
@@ -1008,3 +1027,14 @@ class ClientSession(Session):
     def _on_response(self, msg: Message, now: float) -> list[ev.Event]:
         p: Response = msg.payload  # type: ignore[assignment]
         return [ev.Reply(p.id, p.data, p.status)]
+
+
+ClientSession.HANDLERS = {
+    **Session.HANDLERS,
+    Challenge: ClientSession._on_challenge,
+    HandshakeResponse: ClientSession._on_handshake_response,
+    Deliver: ClientSession._on_deliver,
+    Subscribed: ClientSession._on_subscribed,
+    ContinuityLost: ClientSession._on_continuity_lost,
+    Response: ClientSession._on_response,
+}

@@ -21,6 +21,8 @@ from wsproto_tools.exceptions import ConfigError
 class RttEstimator:
     """RFC 6298: SRTT, RTTVAR and RTO (seconds)."""
 
+    __slots__ = ("granularity", "latest", "max_rto", "min_rto", "rto", "rttvar", "srtt")
+
     ALPHA = 0.125
     BETA = 0.25
     K = 4
@@ -114,6 +116,8 @@ class TokenBucket:
 
 class AdaptiveWindow:
     """How many messages may be unacknowledged at once (AIMD, like TCP's cwnd)."""
+
+    __slots__ = ("_acked", "maximum", "minimum", "size")
 
     def __init__(self, *, initial: int = 64, minimum: int = 4, maximum: int = 4096) -> None:
         if not 1 <= minimum <= initial <= maximum:

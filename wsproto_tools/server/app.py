@@ -33,6 +33,7 @@ from wsproto_tools.codec.limits import Limits
 from wsproto_tools.engine import events as ev
 from wsproto_tools.engine.auth import JwtVerifier
 from wsproto_tools.engine.history import Entry
+from wsproto_tools.engine.hub import SubscribeAnswer
 from wsproto_tools.engine.session import (
     DEFAULT_CAPABILITIES,
     ServerAuth,
@@ -144,6 +145,7 @@ class WspServer:
         self.broker: Broker = broker or MemoryBroker(epoch=self.epoch, history=config.history,
                                                      max_age=config.history_age)
         self.broker.set_listener(self._on_topic_message)
+        self._memory = self.broker if isinstance(self.broker, MemoryBroker) else None
         self.metrics = Metrics()
         self.conns: set[Conn] = set()
         self.sessions: dict[int, ServerSession] = {}
@@ -309,19 +311,32 @@ class WspServer:
         self.metrics.bytes_in += len(data)
         session = conn.session
         events = session.receive_data(data, now)  # type: ignore[arg-type]
+        memory = self._memory
         for event in events:
-            await self._on_event(conn, event, now)
+            kind = type(event)
+            if memory is not None or (kind is not ev.PublishReceived
+                                      and kind is not ev.SubscribeRequested):
+                self._on_event(conn, event, now)
+            elif kind is ev.PublishReceived:  # a networked broker: await it
+                await self.broker.publish(event.topic, event.data, now)  # type: ignore[attr-defined]
+            else:
+                request: ev.SubscribeRequested = event  # type: ignore[assignment]
+                answer = await self.broker.subscribe(request.topic, request.from_offset,
+                                                     request.epoch, now)
+                self._subscribed(conn, request, answer, now)
         self._write(conn)
         if self.pending:
             self._fanout()
         if session.state is State.CLOSING and not conn.closing:
             conn.closing = True
 
-    async def _on_event(self, conn: Conn, event: ev.Event, now: float) -> None:
+    def _on_event(self, conn: Conn, event: ev.Event, now: float) -> None:
+        """Act on one engine event (the memory broker's calls are synchronous)."""
         session = conn.session
         kind = type(event)
         if kind is ev.PublishReceived:
-            await self.broker.publish(event.topic, event.data, now)  # type: ignore[attr-defined]
+            assert self._memory is not None
+            self._memory.publish_now(event.topic, event.data, now)  # type: ignore[attr-defined]
         elif kind is ev.RequestReceived:
             req: ev.RequestReceived = event  # type: ignore[assignment]
             if req.method == "echo":
@@ -329,7 +344,11 @@ class WspServer:
             else:
                 session.respond(req.id, b"", now, status=CloseCode.UNSUPPORTED_DATA)
         elif kind is ev.SubscribeRequested:
-            await self._subscribe(conn, event, now)  # type: ignore[arg-type]
+            assert self._memory is not None
+            request: ev.SubscribeRequested = event  # type: ignore[assignment]
+            answer = self._memory.subscribe_now(request.topic, request.from_offset,
+                                                request.epoch, now)
+            self._subscribed(conn, request, answer, now)
         elif kind is ev.UnsubscribeRequested:
             topic = event.topic  # type: ignore[attr-defined]
             conn.topics.discard(topic)
@@ -370,9 +389,9 @@ class WspServer:
         conn.batch = "batch" in session.capabilities
         self.attached[session.session_id] = conn
 
-    async def _subscribe(self, conn: Conn, event: ev.SubscribeRequested, now: float) -> None:
+    def _subscribed(self, conn: Conn, event: ev.SubscribeRequested, answer: SubscribeAnswer,
+                    now: float) -> None:
         session = conn.session
-        answer = await self.broker.subscribe(event.topic, event.from_offset, event.epoch, now)
         if answer.lost is not None:
             self.metrics.continuity_lost += 1
             lost = answer.lost
