@@ -27,7 +27,10 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from websockets.utils import apply_mask as _ws_apply_mask
+try:  # websockets' C implementation; utils.apply_mask is its slow pure-Python fallback
+    from websockets.speedups import apply_mask as _ws_apply_mask
+except ImportError:  # pragma: no cover - the wheel ships the extension
+    from websockets.utils import apply_mask as _ws_apply_mask
 
 from wsproto_tools.exceptions import CloseCode, FrameError
 
