@@ -92,7 +92,12 @@ def run(
 
 def verdicts(results: list[CaseResult]) -> str:
     counts = Counter(f"{r.behavior.value}/{r.close.value}" for r in results)
-    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+    text = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+    for r in results:
+        if r.failed:
+            events = [e.to_json() for e in r.observed[:2]]
+            text += f"\n    {r.case.id}: {r.result} {r.close_result} {events}"
+    return text
 
 
 def main() -> None:
