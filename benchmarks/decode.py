@@ -9,8 +9,13 @@ payloads::
     tshark -r F -Y websocket -T fields -e websocket.opcode \\
         -e websocket.payload.text -e data.data
 
-1. ``small``: N (default 100,000) small wsp.v2 messages, permessage-deflate;
-2. ``1k``: M megabytes (default 50) of 1 KB wsp.v2 binary messages.
+1. ``small``: N (default 100,000) small wsp.v2 TextData messages, permessage-deflate;
+2. ``1k``: M megabytes (default 50) of 1 KB wsp.v2 BinaryData messages.
+
+The traffic is real wsp: the project's server (no auth, ``compression`` on for
+the first file) and four sessions driven by the engine's ``ClientSession`` over
+``websockets`` connections (handshake, sequence numbers, acknowledgments), so
+the decoder's session observer follows valid sessions.
 
 Peak memory (max RSS of each decoding process) is printed for the whole large
 file and for its first tenth, to show that memory does not grow with the file.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import shutil
 import signal
 import socket
@@ -34,9 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import ServerConnection, serve
 
-from wsproto_tools import codec
+from wsproto_tools.engine.session import ClientSession, Credentials, SessionConfig
+from wsproto_tools.engine.states import State
+from wsproto_tools.server import ServerConfig, WspServer
 
 #: A port Wireshark dissects as HTTP by default, so no decode-as option is needed.
 HTTP_PORTS = (8080, 8088, 3128, 80)
@@ -75,68 +82,87 @@ class Tcpdump:
         return err.decode(errors="replace").strip().replace("\n", "; ")
 
 
-async def traffic(port: int, messages: list[bytes], compression: str | None) -> None:
-    """CONNECTIONS clients send ``messages`` between them; the server acks every 64th."""
-    received = 0
-    done = asyncio.Event()
-    total = len(messages)
+async def client_session(url: str, texts: list[str], binaries: list[bytes],
+                         compression: str | None) -> None:
+    """One wsp session (the engine's ClientSession) sending ``texts`` / ``binaries``."""
+    session = ClientSession(Credentials(), SessionConfig(window=4096))
+    ws = await connect(url, subprotocols=["wsp.v2"], compression=compression,
+                       ping_interval=None, max_size=None)
+    session.connection_made(time.time(), version=2, nonce=os.urandom(16))
+    active = asyncio.Event()
+    room = asyncio.Event()
 
-    async def handler(ws: ServerConnection) -> None:
-        nonlocal received
-        async for _raw in ws:
-            received += 1
-            if received % 64 == 0:
-                ack = codec.Message(codec.Acknowledge(sequence=received), session_id=1)
-                await ws.send(codec.encode(ack, version=2))
-            if received >= total:
-                done.set()
+    async def reader() -> None:
+        async for data in ws:
+            session.receive_data(data, time.time())  # type: ignore[arg-type]
+            if session.state is State.ACTIVE:
+                active.set()
+            if session.can_send():
+                room.set()
+            for out in session.data_to_send():
+                await ws.send(out)
 
-    async def client(part: list[bytes]) -> None:
-        async with connect(f"ws://127.0.0.1:{port}/bench", subprotocols=["wsp.v2"],
-                           compression=compression, ping_interval=None,
-                           max_size=None) as ws:
-            for i, wire in enumerate(part):
-                await ws.send(wire)
-                if i % 256 == 0:
-                    await asyncio.sleep(0)
-            await done.wait()
+    task = asyncio.create_task(reader())
+    await asyncio.wait_for(active.wait(), 10)
+    items: list[str | bytes] = [*texts, *binaries]
+    for i, item in enumerate(items):
+        while not session.can_send():
+            room.clear()
+            await room.wait()
+        if isinstance(item, str):
+            session.send_text(item, time.time())
+        else:
+            session.send_binary(item, time.time())
+        for out in session.data_to_send():
+            await ws.send(out)
+        if i % 64 == 0:
+            await asyncio.sleep(0)
+    while session.in_flight:
+        room.clear()
+        await asyncio.wait_for(room.wait(), 30)
+    session.close(1000, "done", time.time())
+    for out in session.data_to_send():
+        await ws.send(out)
+    await ws.close()
+    await asyncio.wait_for(task, 10)
 
-    async with serve(handler, "127.0.0.1", port, subprotocols=["wsp.v2"],
-                     compression=compression, ping_interval=None, max_size=None):
-        parts = [messages[i::CONNECTIONS] for i in range(CONNECTIONS)]
-        await asyncio.wait_for(asyncio.gather(*(client(p) for p in parts)), 600)
+
+async def traffic(port: int, texts: list[str], binaries: list[bytes],
+                  compression: str | None) -> None:
+    """CONNECTIONS wsp sessions send the messages between them to a wsp server."""
+    server = WspServer(ServerConfig(port=port, no_auth=True, compression=compression is not None,
+                                    rate=0, heartbeat_interval=60, max_message_size=1 << 22))
+    await server.start()
+    try:
+        url = f"ws://127.0.0.1:{port}/bench"
+        await asyncio.wait_for(asyncio.gather(*(
+            client_session(url, texts[i::CONNECTIONS], binaries[i::CONNECTIONS], compression)
+            for i in range(CONNECTIONS)
+        )), 600)
+    finally:
+        await server.shutdown()
 
 
-def record(path: Path, messages: list[bytes], compression: str | None) -> str:
+def record(path: Path, texts: list[str], binaries: list[bytes],
+           compression: str | None) -> str:
     port = pick_port()
     dump = Tcpdump(path, port)
     try:
-        asyncio.run(traffic(port, messages, compression))
+        asyncio.run(traffic(port, texts, binaries, compression))
     finally:
         stats = dump.stop()
     return stats
 
 
-def small_messages(n: int) -> list[bytes]:
-    out = []
-    for seq in range(1, n + 1):
-        text = f"ACME {100 + seq % 50}.{seq % 100:02d} vol {seq % 977}"
-        msg = codec.Message(codec.TextData(text), sequence=seq % (1 << 32), session_id=1)
-        out.append(codec.encode(msg, version=2))
-    return out
+def small_texts(n: int) -> list[str]:
+    return [f"ACME {100 + seq % 50}.{seq % 100:02d} vol {seq % 977}" for seq in range(n)]
 
 
-def kilobyte_messages(megabytes: int) -> list[bytes]:
-    rng = __import__("random").Random(7)
+def kilobyte_payloads(megabytes: int) -> list[bytes]:
+    """1 KB wsp messages: 1,017 bytes of data plus the (at most 7-byte) v2 header."""
+    rng = random.Random(7)
     block = bytes(rng.getrandbits(8) for _ in range(1 << 16))
-    count = megabytes * 1024
-    out = []
-    for seq in range(1, count + 1):
-        off = (seq * 997) % (len(block) - 1024)
-        payload = block[off : off + 1016]
-        msg = codec.Message(codec.BinaryData(payload), sequence=seq, session_id=1)
-        out.append(codec.encode(msg, version=2))
-    return out
+    return [block[(i * 997) % (len(block) - 1024):][:1017] for i in range(megabytes * 1024)]
 
 
 def timed(cmd: list[str]) -> tuple[float, int, int]:
@@ -200,9 +226,9 @@ def main() -> None:
         big = folder / "1k-messages.pcap"
         if not (args.reuse and small.exists() and big.exists()):
             print(f"recording {args.messages} small compressed messages ...")
-            print("  tcpdump:", record(small, small_messages(args.messages), "deflate"))
+            print("  tcpdump:", record(small, small_texts(args.messages), [], "deflate"))
             print(f"recording {args.mb} MB of 1 KB messages ...")
-            print("  tcpdump:", record(big, kilobyte_messages(args.mb), None))
+            print("  tcpdump:", record(big, [], kilobyte_payloads(args.mb), None))
         results = [compare("small", small, args.messages),
                    compare("1k", big, args.mb * 1024)]
         head = folder / "1k-first-tenth.pcap"

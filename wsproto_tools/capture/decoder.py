@@ -731,12 +731,14 @@ class CaptureDecoder:
         elif type(payload) is Acknowledge:
             pending = state.pending_acks[1 if client else 0]
             upto = payload.sequence
-            if pending:
-                done = [seq for seq in pending if seq <= upto]
-                for seq in done:
-                    if len(conn.ack_latencies) < _MAX_PENDING_ACKS:
-                        conn.ack_latencies.append(item.ts - pending[seq])
-                    del pending[seq]
+            # sequences arrive in increasing order: the covered ones are at the front
+            while pending:
+                seq = next(iter(pending))
+                if seq > upto:
+                    break
+                sent = pending.pop(seq)
+                if len(conn.ack_latencies) < _MAX_PENDING_ACKS:
+                    conn.ack_latencies.append(item.ts - sent)
         if not conn.handshake:
             return
         observer = state.observer
