@@ -98,7 +98,7 @@ class MessageLines:
     """
 
     def __init__(self, *, with_hex: bool = False) -> None:
-        from wsproto_tools.codec import TYPES, BinaryData, Flags, TextData
+        from wsproto_tools.codec import TYPES, Batch, BinaryData, Flags, TextData
         from wsproto_tools.codec.jsonform import payload_to_json
 
         self.with_hex = with_hex
@@ -111,30 +111,61 @@ class MessageLines:
         self._names = {code: spec.name for code, spec in TYPES.items()}
         self._text_cls = TextData
         self._binary_cls = BinaryData
+        self._batch_cls = Batch
+        self._simple: dict[type, tuple[str, ...] | None | bool] = {}
         self._payload_to_json = payload_to_json
         self._opcodes = {
             op: f'"opcode":"{name}","length":' for op, name in OPCODE_NAMES.items()
         }
 
-    def wsp(self, version: int, msg: Any) -> str:
-        payload = msg.payload
+    def _simple_fields(self, cls: type) -> tuple[str, ...] | None:
+        """Field names of a payload class whose JSON form is its plain values, or None."""
+        found = self._simple.get(cls, False)
+        if found is False:
+            from wsproto_tools.codec.schema import Kind, payload_fields
+
+            fields = payload_fields(cls)
+            plain = {Kind.UINT, Kind.INT, Kind.BOOL, Kind.STR}
+            found = (
+                tuple(name for name, spec in fields)
+                if fields and all(spec.kind in plain for _, spec in fields)
+                else None
+            )
+            self._simple[cls] = found
+        return found  # type: ignore[return-value]
+
+    def _payload(self, payload: Any) -> str:
         ptype = type(payload)
         if ptype is self._binary_cls:
-            body = '{"hex":"' + payload.data.hex() + '"}'
-        elif ptype is self._text_cls:
-            body = '{"text":' + self._str(payload.text) + "}"
-        else:
-            body = self._dumps(self._payload_to_json(payload))
+            return '{"hex":"' + payload.data.hex() + '"}'
+        if ptype is self._text_cls:
+            return '{"text":' + self._str(payload.text) + "}"
+        if ptype is self._batch_cls:
+            return '{"messages":[' + ",".join(self.wsp(None, m) for m in payload.messages) + "]}"
+        names = self._simple_fields(ptype)
+        if names is not None:
+            values = {}
+            for name in names:
+                value = getattr(payload, name)
+                if value is not None:
+                    values[name] = value
+            return self._dumps(values)
+        return self._dumps(self._payload_to_json(payload))
+
+    def wsp(self, version: int | None, msg: Any) -> str:
+        """The ``wsp`` object of a message (``version`` None: a batch item, no key)."""
+        payload = msg.payload
         code = payload.type_code
         flags = msg.flags
         flag_list = (
             self._flags[flags] if 0 <= flags < 8 else self._dumps(message_to_json(msg)["flags"])
         )
+        head = "{" if version is None else f'{{"version":{version},'
         return (
-            f'{{"version":{version},"type":"{self._names.get(code, "Unknown")}",'
+            f'{head}"type":"{self._names.get(code, "Unknown")}",'
             f'"type_code":{int(code)},"flags":{flag_list}'
             f',"sequence":{msg.sequence},"session_id":{msg.session_id},'
-            f'"timestamp":{msg.timestamp},"payload":{body}}}'
+            f'"timestamp":{msg.timestamp},"payload":{self._payload(payload)}}}'
         )
 
     def __call__(self, item: CapturedMessage) -> str:
