@@ -73,44 +73,54 @@ def test_mutated_samples_only_warn(which: int, mutations: list[tuple[str, int, i
         assert number >= 1 and message
 
 
-def _ws_connection(client_bytes: bytes, server_bytes: bytes) -> bytes:
-    """A pcap of one TCP connection: handshake, then the given stream bytes."""
+REQUEST = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+           b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
+RESPONSE = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+            b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+            b"Sec-WebSocket-Protocol: wsp.v2\r\n\r\n")
 
-    def packet(src: int, dst: int, seq: int, ack: int, flags: int, payload: bytes) -> bytes:
-        tcp = struct.pack("!HHIIBBHHH", src, dst, seq, ack, 5 << 4, flags, 65535, 0, 0)
-        total = 20 + len(tcp) + len(payload)
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0, 64, 6, 0,
-                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 2]) if src == 5000
-                         else bytes([127, 0, 0, 1]))
-        if src != 5000:
-            ip = ip[:12] + bytes([127, 0, 0, 2]) + bytes([127, 0, 0, 1])
+
+def conversation(parts: list[tuple[bool, bytes]], *, segment: int = 97) -> bytes:
+    """A pcap of one TCP connection (SYN, SYN-ACK, then ``parts``: (from client, bytes))."""
+    client, server = bytes([127, 0, 0, 2]), bytes([127, 0, 0, 1])
+
+    def packet(from_client: bool, seq: int, ack: int, flags: int, payload: bytes) -> bytes:
+        sport, dport = (5000, 80) if from_client else (80, 5000)
+        src, dst = (client, server) if from_client else (server, client)
+        tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 0, 0, 64, 6, 0, src, dst)
         return b"\0" * 12 + b"\x08\x00" + ip + tcp + payload
 
-    request = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-               b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
-    response = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
-                b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
-                b"Sec-WebSocket-Protocol: wsp.v2\r\n\r\n")
     cseq, sseq = 1000, 9000
-    packets = [
-        packet(5000, 80, cseq, 0, 0x02, b""),
-        packet(80, 5000, sseq, cseq + 1, 0x12, b""),
-    ]
+    packets = [packet(True, cseq, 0, 0x02, b""), packet(False, sseq, cseq + 1, 0x12, b"")]
     cseq += 1
     sseq += 1
-    for src, data in ((5000, request), (80, response), (5000, client_bytes),
-                      (80, server_bytes)):
-        for off in range(0, len(data), 97):
-            chunk = data[off : off + 97]
-            if src == 5000:
-                packets.append(packet(5000, 80, cseq, sseq, 0x18, chunk))
+    for from_client, data in parts:
+        for off in range(0, len(data), segment):
+            chunk = data[off : off + segment]
+            if from_client:
+                packets.append(packet(True, cseq, sseq, 0x18, chunk))
                 cseq += len(chunk)
             else:
-                packets.append(packet(80, 5000, sseq, cseq, 0x18, chunk))
+                packets.append(packet(False, sseq, cseq, 0x18, chunk))
                 sseq += len(chunk)
     return pcap_bytes([(1_700_000_000 + i / 1000, p) for i, p in enumerate(packets)])
+
+
+def _ws_connection(client_bytes: bytes, server_bytes: bytes) -> bytes:
+    return conversation([(True, REQUEST), (False, RESPONSE), (True, client_bytes),
+                         (False, server_bytes)])
+
+
+def test_client_frames_before_the_response_are_held() -> None:
+    frame = bytes([0x81, 0x82, 1, 2, 3, 4, ord("h") ^ 1, ord("i") ^ 2])
+    data = conversation([(True, REQUEST), (True, frame), (False, RESPONSE)], segment=4096)
+    events, warnings = decode_all(data)
+    texts = [(e.direction, e.msg.text) for e in events if isinstance(e, CapturedMessage)]
+    assert texts == [("client", "hi")]
+    assert warnings == []
 
 
 @settings(max_examples=200, deadline=None)

@@ -577,6 +577,12 @@ class CaptureDecoder:
             side.mode = _FRAMES
             self._frames(state, index, data, number, ts, events)
             return
+        if side.held or (state.request_ts is not None and side.sender is None
+                         and self._sender(state, index) == "client"):
+            # the client wrote on after its request; keep it until the response
+            if sum(map(len, side.held)) + len(data) <= _MAX_HELD:
+                side.held.append(data)
+            return
         side.http += data
         try:
             head = parse_http_head(bytes(side.http))
@@ -808,3 +814,5 @@ class CaptureDecoder:
 _SUPPORTED = frozenset({0, 1, 12, 14, 101, 108, 113, 276, 228, 229})
 _SEQUENCED = frozenset(SEQUENCED)
 _MAX_PENDING_ACKS = 100_000
+#: Bytes a client may send after its upgrade request, held until the response.
+_MAX_HELD = 1024 * 1024
