@@ -33,7 +33,7 @@ from typing import Any
 from wsproto_tools.capture.net import ACK, FIN, RST, SYN, NotTcp, format_addr, tcp_segment
 from wsproto_tools.capture.reader import RawPacket
 from wsproto_tools.capture.tcp import Flow
-from wsproto_tools.codec import Acknowledge
+from wsproto_tools.codec import Acknowledge, Batch
 from wsproto_tools.engine.observer import Direction, SessionObserver
 from wsproto_tools.engine.session import SEQUENCED
 from wsproto_tools.exceptions import FrameError, HandshakeError, WspError
@@ -725,15 +725,14 @@ class CaptureDecoder:
                 self._session(state, captured, captured.wsp[1])
         events.append(captured)
 
-    def _session(self, state: _Conn, item: CapturedMessage, message: Any) -> None:
-        """Follow the wsp session: the engine's observer, ack latency, unacked."""
-        conn = state.conn
-        client = item.direction == "client"
+    @staticmethod
+    def _acks(state: _Conn, conn: Connection, client: bool, message: Any, ts: float) -> None:
+        """Ack latency: a sequenced message until the peer's Acknowledge covers it."""
         payload = message.payload
         if message.sequence and type(payload) in _SEQUENCED:
             pending = state.pending_acks[0 if client else 1]
             if len(pending) < _MAX_PENDING_ACKS:
-                pending.setdefault(message.sequence, item.ts)
+                pending.setdefault(message.sequence, ts)
         elif type(payload) is Acknowledge:
             pending = state.pending_acks[1 if client else 0]
             upto = payload.sequence
@@ -744,7 +743,18 @@ class CaptureDecoder:
                     break
                 sent = pending.pop(seq)
                 if len(conn.ack_latencies) < _MAX_PENDING_ACKS:
-                    conn.ack_latencies.append(item.ts - sent)
+                    conn.ack_latencies.append(ts - sent)
+
+    def _session(self, state: _Conn, item: CapturedMessage, message: Any) -> None:
+        """Follow the wsp session: the engine's observer, ack latency, unacked."""
+        conn = state.conn
+        client = item.direction == "client"
+        payload = message.payload
+        if type(payload) is Batch:
+            for inner in payload.messages:
+                self._acks(state, conn, client, inner, item.ts)
+        else:
+            self._acks(state, conn, client, message, item.ts)
         if not conn.handshake:
             return
         observer = state.observer

@@ -54,6 +54,8 @@ class CaptureStats:
     payload_bytes: int = 0
     compressed_wire: int = 0
     compressed_plain: int = 0
+    plain_wire: int = 0
+    plain_payload: int = 0
     wsp_messages: int = 0
     wsp_errors: int = 0
     warnings: int = 0
@@ -69,9 +71,13 @@ class CaptureStats:
             self.from_client += 1
         self.wire_bytes += msg.wire_length
         self.payload_bytes += len(msg.payload)
-        if msg.compressed and item.note is None:
-            self.compressed_wire += msg.wire_length
-            self.compressed_plain += len(msg.payload)
+        if msg.compressed:
+            if item.note is None:
+                self.compressed_wire += msg.wire_length
+                self.compressed_plain += len(msg.payload)
+        else:
+            self.plain_wire += msg.wire_length
+            self.plain_payload += len(msg.payload)
         if item.note is not None:
             self.undecoded += 1
         if item.violations:
@@ -100,7 +106,8 @@ class CaptureStats:
         self.types.update(other.types)
         self.violations.update(other.violations)
         for name in ("undecoded", "wire_bytes", "payload_bytes", "compressed_wire",
-                     "compressed_plain", "wsp_messages", "wsp_errors", "warnings"):
+                     "compressed_plain", "plain_wire", "plain_payload", "wsp_messages",
+                     "wsp_errors", "warnings"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.ping_rtt.extend(other.ping_rtt)
 
@@ -133,8 +140,9 @@ class CaptureStats:
             findings.update(c.session_findings)
         tcp_gaps = sum(c.tcp_gaps for c in ws)
         overhead = None
-        if self.wire_bytes:
-            overhead = round(1 - self.payload_bytes / self.wire_bytes, 4)
+        if self.plain_wire:
+            # framing bytes (headers, masks) of the uncompressed messages
+            overhead = round(1 - self.plain_payload / self.plain_wire, 4)
         ratio = None
         if self.compressed_wire:
             ratio = round(self.compressed_plain / self.compressed_wire, 3)
