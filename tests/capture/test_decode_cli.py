@@ -94,3 +94,16 @@ def test_fast_lines_equal_records() -> None:
                     assert json.loads(lines(event)) == json.loads(
                         json.dumps(message_record(event, with_hex=with_hex))
                     )
+
+
+def test_session_summary_has_ack_latency_and_nothing_unacked() -> None:
+    records = [json.loads(line) for line in run("--ndjson", str(SESSION)).stdout.splitlines()]
+    summary = records[-1]
+    assert summary["record"] == "summary"
+    assert summary["unacked"] == 0
+    assert summary["latency"]["ack"]["n"] >= 5
+    assert summary["violations"] == {}
+    # without keys, the HMAC proofs are reported unchecked, never as fine
+    assert summary["session_findings"].get("auth-proof:unchecked", 0) >= 1
+    conns = [r for r in records if r.get("record") == "connection"]
+    assert [c["subprotocol"] for c in conns] == ["wsp.v2"] * 3
