@@ -23,11 +23,11 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from wsproto_tools.codec import SUBPROTOCOLS, BinaryData, Payload, TextData
@@ -48,7 +48,15 @@ from wsproto_tools.exceptions import (
     ConnectionFailed,
     WspError,
 )
-from wsproto_tools.transports.wsio import clock, close_for, nonce, version_of, write_now
+from wsproto_tools.transports.wsio import (
+    DirectClientConnection,
+    DirectMixin,
+    clock,
+    close_for,
+    nonce,
+    version_of,
+    write_now,
+)
 
 log = logging.getLogger("wsproto_tools.client")
 
@@ -87,62 +95,71 @@ class ClientOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Subscription:
-    """Deliveries of one topic, in order; iterate with ``async for``.
+T = TypeVar("T")
 
-    A bounded buffer: when it holds ``size`` items the client stops reading from
-    the socket until the application catches up (backpressure reaches the server,
-    which treats a subscriber that stays behind as a slow consumer).
+
+class Inbox(Generic[T]):
+    """A bounded buffer filled synchronously by the connection, drained by the app.
+
+    When it holds ``size`` items the connection stops reading from the socket
+    (``pause_reading``) until the application catches up, so backpressure reaches
+    the server, which treats a subscriber that stays behind as a slow consumer.
+    ``None`` marks the end (the client closed).
     """
 
-    def __init__(self, topic: str, size: int) -> None:
-        self.topic = topic
+    def __init__(self, size: int) -> None:
         self.size = size
-        self.items: deque[Item | None] = deque()
-        self.confirmed = asyncio.Event()
+        self.items: deque[T | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
-        self._space: asyncio.Future[None] | None = None
+        self._paused: DirectMixin | None = None
 
-    def __aiter__(self) -> AsyncIterator[Item]:
-        return self._iterate()
+    def _push(self, item: T | None, ws: DirectMixin | None = None) -> None:
+        self.items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if ws is not None and len(self.items) >= self.size and self._paused is None:
+            self._paused = ws
+            ws.pause_reading()
 
-    async def _iterate(self) -> AsyncIterator[Item]:
-        while True:
-            item = await self._next()
-            if item is None:
-                return
-            yield item
-
-    async def _next(self) -> Item | None:
+    async def _next(self) -> T | None:
         items = self.items
         while not items:
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
         item = items.popleft()
-        space = self._space
-        if space is not None and not space.done() and len(items) < self.size:
-            space.set_result(None)
+        paused = self._paused
+        if paused is not None and len(items) < self.size // 2 + 1:
+            self._paused = None
+            paused.resume_reading()
         return item
 
-    async def get(self) -> Item:
-        """The next delivery (or ContinuityLostNotice); raise when the client closed."""
+    async def get(self) -> T:
+        """The next item; raise :class:`ClientClosed` when the client closed."""
         item = await self._next()
         if item is None:
             self.items.appendleft(None)
             raise ClientClosed("the client is closed")
         return item
 
-    def _push(self, item: Item | None) -> None:
-        self.items.append(item)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self._iterate()
 
-    async def _put(self, item: Item) -> None:
-        self._push(item)
-        while len(self.items) > self.size:
-            self._space = asyncio.get_running_loop().create_future()
-            await self._space
+    async def _iterate(self) -> AsyncIterator[T]:
+        while True:
+            item = await self._next()
+            if item is None:
+                return
+            yield item
+
+
+class Subscription(Inbox[Item]):
+    """Deliveries of one topic, in order (and ContinuityLostNotice for gaps)."""
+
+    def __init__(self, topic: str, size: int) -> None:
+        super().__init__(size)
+        self.topic = topic
+        self.confirmed = asyncio.Event()
 
 
 class Client:
@@ -169,9 +186,9 @@ class Client:
         self._rng = random.Random(o.seed)
         self.backoff = Backoff(self._rng.random, base=o.backoff_base, cap=o.backoff_cap,
                                max_attempts=o.max_attempts)
-        self.ws: ClientConnection | None = None
+        self.ws: DirectClientConnection | None = None
         self.subscriptions: dict[str, Subscription] = {}
-        self.data: asyncio.Queue[TextData | BinaryData] = asyncio.Queue(o.queue_size)
+        self.data: Inbox[TextData | BinaryData] = Inbox(o.queue_size)
         self._waiting: dict[int, tuple[Payload, asyncio.Future[None]]] = {}
         self._requests: dict[int, tuple[str, bytes, asyncio.Future[ev.Reply]]] = {}
         self._pings: dict[int, asyncio.Future[float]] = {}
@@ -184,6 +201,8 @@ class Client:
         self._timer: asyncio.Task[None] | None = None
         self._flush_scheduled = False
         self._closing = False
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._conn_error: WspError | None = None
         self.error: WspError | None = None
         self.connections = 0
         self.resumes = 0
@@ -251,8 +270,16 @@ class Client:
         self._pings.clear()
         for sub in self.subscriptions.values():
             sub.confirmed.set()  # wake subscribe(); it re-raises self.error
-            sub._push(None)
+            if not sub.items or sub.items[-1] is not None:
+                sub._push(None)
+        if not self.data.items or self.data.items[-1] is not None:
+            self.data._push(None)
         self._window_open.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _emit(self, name: str, **fields: Any) -> None:
         if self.on_event is not None:
@@ -271,7 +298,8 @@ class Client:
                         subprotocols=list(SUBPROTOCOLS if o.version == 2
                                           else reversed(SUBPROTOCOLS)),  # type: ignore[arg-type]
                         max_size=o.max_message_size, ping_interval=None, compression=None,
-                        open_timeout=o.open_timeout, close_timeout=2.0, max_queue=64)
+                        open_timeout=o.open_timeout, close_timeout=2.0, max_queue=64,
+                        proxy=None, create_connection=DirectClientConnection)
                 except (OSError, InvalidHandshake, TimeoutError, InvalidURI) as error:
                     if isinstance(error, InvalidURI):
                         raise ConfigError(f"not a WebSocket URL: {self.url}") from None
@@ -284,6 +312,7 @@ class Client:
                     continue
                 self.connections += 1
                 try:
+                    assert isinstance(ws, DirectClientConnection)
                     await self._connection(ws)
                 finally:
                     self.ws = None
@@ -307,38 +336,37 @@ class Client:
                    attempt=self.backoff.attempt)
         await asyncio.sleep(delay)
 
-    async def _connection(self, ws: ClientConnection) -> None:
+    async def _connection(self, ws: DirectClientConnection) -> None:
+        """Drive the session over one connection until it ends.
+
+        Incoming messages are processed synchronously in the protocol callback
+        (:meth:`_on_message`); this task waits for the connection to close and
+        decides what its end means.
+        """
         session = self.session
         self.ws = ws
+        self._conn_error = None
         now = clock()
         version = version_of(ws)
         if version is None:
             await ws.close(CloseCode.PROTOCOL_ERROR, "no wsp subprotocol selected")
             raise ConnectionFailed("the server selected no wsp subprotocol")
         session.connection_made(now, version=version, nonce=nonce())
+        ws.attach(self._on_message)
         try:
-            async for data in ws:
-                if type(data) is str:
-                    raise WspError("text frame from the server",
-                                   close_code=CloseCode.UNSUPPORTED_DATA)
-                now = clock()
-                for event in session.receive_data(data, now):  # type: ignore[arg-type]
-                    await self._on_event(event)
-                self._flush()
-            code = ws.close_code
-            self._closed_by_server(code, ws.close_reason or "")
-        except ConnectionClosed as closed:
-            self._closed_by_server(closed.rcvd.code if closed.rcvd else None,
-                                   closed.rcvd.reason if closed.rcvd else "")
-        except AuthenticationError as error:
-            await close_for(session, ws, error)
-            raise
-        except WspError as error:
-            log.warning("protocol error from the server: %s", error)
-            with contextlib.suppress(ConnectionClosed):
-                await close_for(session, ws, error)
-            raise
+            await ws.wait_closed()
+            error = self._conn_error
+            if error is not None:
+                if not isinstance(error, AuthenticationError):
+                    log.warning("protocol error from the server: %s", error)
+                raise error
+            self._closed_by_server(ws.close_code, ws.close_reason or "")
         finally:
+            ws.on_message = None
+            inboxes: list[Inbox[Any]] = [*self.subscriptions.values(), self.data]
+            for inbox in inboxes:
+                if inbox._paused is ws:
+                    inbox._paused = None
             if session.state is not State.CLOSED:
                 if session.state is State.CLOSING:
                     session.closed()
@@ -346,6 +374,23 @@ class Client:
                     session.connection_lost(clock())
             if not self._closing:
                 self._emit("disconnected")
+
+    def _on_message(self, data: bytes | str) -> None:
+        """One WebSocket message from the server (called from data_received)."""
+        if self._conn_error is not None:
+            return
+        ws = self.ws
+        try:
+            if type(data) is str:
+                raise WspError("text frame from the server",
+                               close_code=CloseCode.UNSUPPORTED_DATA)
+            for event in self.session.receive_data(data, clock()):  # type: ignore[arg-type]
+                self._on_event(event)
+            self._flush()
+        except WspError as error:
+            self._conn_error = error
+            if ws is not None:
+                self._spawn(close_for(self.session, ws, error))
 
     def _closed_by_server(self, code: int | None, reason: str) -> None:
         if code in FATAL_CODES and not self._closing:
@@ -367,7 +412,7 @@ class Client:
             ws = self.ws
             try:
                 for event in self.session.on_timer(clock()):
-                    await self._on_event(event)
+                    self._on_event(event)
             except WspError as error:
                 if ws is not None:
                     await close_for(self.session, ws, error)
@@ -375,15 +420,12 @@ class Client:
             self._flush()
 
     # ------------------------------------------------------------------ events
-    async def _on_event(self, event: ev.Event) -> None:
+    def _on_event(self, event: ev.Event) -> None:
         kind = type(event)
         if kind is ev.Delivery:
             sub = self.subscriptions.get(event.topic)  # type: ignore[attr-defined]
             if sub is not None:
-                if len(sub.items) < sub.size:
-                    sub._push(event)  # type: ignore[arg-type]
-                else:
-                    await sub._put(event)  # type: ignore[arg-type]
+                sub._push(event, self.ws)  # type: ignore[arg-type]
         elif kind is ev.Acked:
             for payload in event.payloads:  # type: ignore[attr-defined]
                 entry = self._waiting.pop(id(payload), None)
@@ -402,7 +444,7 @@ class Client:
                        requested=lost.requested, available=lost.available)
             sub = self.subscriptions.get(lost.topic)
             if sub is not None:
-                await sub._put(lost)
+                sub._push(lost, self.ws)
         elif kind is ev.SubscriptionConfirmed:
             sub = self.subscriptions.get(event.topic)  # type: ignore[attr-defined]
             if sub is not None:
@@ -428,7 +470,7 @@ class Client:
             if fut is not None and not fut.done():
                 fut.set_result(event.rtt)  # type: ignore[attr-defined]
         elif kind is ev.DataReceived:
-            await self.data.put(event.payload)  # type: ignore[attr-defined]
+            self.data._push(event.payload, self.ws)  # type: ignore[attr-defined]
         elif kind is ev.PeerError:
             err: ev.PeerError = event  # type: ignore[assignment]
             self._emit("error", code=err.code, message=err.message)

@@ -20,12 +20,14 @@ import os
 from collections import Counter
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State as WsState
 from websockets.typing import Subprotocol
 
 from wsproto_tools.codec import Batch, Deliver, Message, encode
@@ -54,6 +56,8 @@ from wsproto_tools.server.broker import Broker, MemoryBroker
 from wsproto_tools.server.metrics import Metrics
 from wsproto_tools.transports.wsio import (
     SUBPROTOCOLS,
+    DirectMixin,
+    DirectServerConnection,
     buffered,
     clock,
     close_for,
@@ -112,7 +116,7 @@ class ServerConfig:
 class Conn:
     """One live WebSocket connection and the session it drives."""
 
-    __slots__ = ("batch", "bucket", "closing", "session", "topics", "version", "ws")
+    __slots__ = ("batch", "bucket", "closing", "ready", "session", "topics", "version", "ws")
 
     def __init__(self, ws: ServerConnection, session: ServerSession, version: int,
                  bucket: TokenBucket | None) -> None:
@@ -123,6 +127,7 @@ class Conn:
         self.topics: set[str] = set()
         self.batch = False
         self.closing = False
+        self.ready: asyncio.Future[None] | None = None
 
 
 class WspServer:
@@ -170,6 +175,7 @@ class WspServer:
             compression="deflate" if self.config.compression else None,
             process_request=self._http,
             close_timeout=self.config.close_timeout,
+            create_connection=DirectServerConnection if self._memory is not None else None,
             max_queue=64,
         )
         sock = next(iter(self._server.sockets))
@@ -246,9 +252,13 @@ class WspServer:
         bucket = TokenBucket(cfg.rate, cfg.burst, now) if cfg.rate > 0 else None
         conn = Conn(ws, session, version, bucket)
         self.conns.add(conn)
+        direct = self._memory is not None and isinstance(ws, DirectMixin)
         try:
             session.connection_made(now, version=version, nonce=nonce())
             self._write(conn)
+            if direct:
+                await self._run_direct(conn)
+                return
             try:
                 async with asyncio.timeout(cfg.handshake_timeout):
                     while conn.session.state is not State.ACTIVE:
@@ -267,6 +277,50 @@ class WspServer:
             await self._close(conn.session, ws, error)
         finally:
             self._detach(conn)
+
+    async def _run_direct(self, conn: Conn) -> None:
+        """Run the engine inside ``data_received``; this task only waits for the end."""
+        ws = conn.ws
+        assert isinstance(ws, DirectMixin)
+        conn.ready = asyncio.get_running_loop().create_future()
+        ws.on_lost = partial(self._on_lost, conn)
+        ws.attach(partial(self._on_message, conn))
+        if ws.protocol.state is not WsState.OPEN:
+            return
+        try:
+            async with asyncio.timeout(self.config.handshake_timeout):
+                await conn.ready
+        except TimeoutError:
+            conn.closing = True
+            await self._close(conn.session, ws, WspError(
+                f"handshake not finished within {self.config.handshake_timeout:g} s",
+                close_code=CloseCode.WSP_HANDSHAKE_TIMEOUT))
+            return
+        await ws.wait_closed()
+
+    def _on_lost(self, conn: Conn) -> None:
+        ready = conn.ready
+        if ready is not None and not ready.done():
+            ready.set_result(None)
+
+    def _on_message(self, conn: Conn, data: bytes | str) -> None:
+        """One WebSocket message, processed synchronously (memory broker)."""
+        if conn.closing:
+            return
+        try:
+            self._process_now(conn, data)
+        except WspError as error:
+            conn.closing = True
+            if isinstance(error, AuthenticationError):
+                self.metrics.auth_rejected += 1
+            self._spawn(self._close(conn.session, conn.ws, error))
+        else:
+            if conn.closing:  # the peer sent Close
+                self._spawn(conn.ws.close(CloseCode.NORMAL, conn.session.close_reason or ""))
+        ready = conn.ready
+        if ready is not None and not ready.done() and (
+                conn.session.state is State.ACTIVE or conn.closing):
+            ready.set_result(None)
 
     async def _close(self, session: ServerSession | None, ws: ServerConnection,
                      error: WspError) -> None:
@@ -298,7 +352,12 @@ class WspServer:
             if write_now(conn.ws, chunk):
                 self.metrics.bytes_out += len(chunk)
 
-    async def _process(self, conn: Conn, data: bytes | str) -> None:
+    def _process_now(self, conn: Conn, data: bytes | str,
+                     deferred: list[ev.Event] | None = None) -> None:
+        """Feed one WebSocket message to the engine and act on its events.
+
+        Broker calls that must be awaited (a networked broker) go to ``deferred``.
+        """
         now = clock()
         if type(data) is str:
             raise RemoteProtocolError("text frame: wsp messages travel in binary frames",
@@ -314,21 +373,37 @@ class WspServer:
         memory = self._memory
         for event in events:
             kind = type(event)
-            if memory is not None or (kind is not ev.PublishReceived
-                                      and kind is not ev.SubscribeRequested):
+            if memory is None and (kind is ev.PublishReceived or kind is ev.SubscribeRequested):
+                assert deferred is not None
+                deferred.append(event)
+            else:
                 self._on_event(conn, event, now)
-            elif kind is ev.PublishReceived:  # a networked broker: await it
-                await self.broker.publish(event.topic, event.data, now)  # type: ignore[attr-defined]
+        if not deferred:
+            self._finish(conn)
+
+    def _finish(self, conn: Conn) -> None:
+        self._write(conn)
+        if self.pending:
+            self._fanout()
+        if conn.session.state is State.CLOSING and not conn.closing:
+            conn.closing = True
+
+    async def _process(self, conn: Conn, data: bytes | str) -> None:
+        """The awaiting form, for brokers whose calls are coroutines."""
+        deferred: list[ev.Event] = []
+        self._process_now(conn, data, deferred)
+        if not deferred:
+            return
+        now = clock()
+        for event in deferred:
+            if type(event) is ev.PublishReceived:
+                await self.broker.publish(event.topic, event.data, now)
             else:
                 request: ev.SubscribeRequested = event  # type: ignore[assignment]
                 answer = await self.broker.subscribe(request.topic, request.from_offset,
                                                      request.epoch, now)
                 self._subscribed(conn, request, answer, now)
-        self._write(conn)
-        if self.pending:
-            self._fanout()
-        if session.state is State.CLOSING and not conn.closing:
-            conn.closing = True
+        self._finish(conn)
 
     def _on_event(self, conn: Conn, event: ev.Event, now: float) -> None:
         """Act on one engine event (the memory broker's calls are synchronous)."""

@@ -16,6 +16,9 @@ from __future__ import annotations
 __all__ = [
     "RESUMABLE_CODES",
     "SUBPROTOCOLS",
+    "DirectClientConnection",
+    "DirectMixin",
+    "DirectServerConnection",
     "buffered",
     "clock",
     "close_for",
@@ -27,9 +30,13 @@ __all__ = [
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
+from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.connection import Connection
+from websockets.asyncio.server import ServerConnection
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State as WsState
 
 from wsproto_tools.codec import SUBPROTOCOLS, subprotocol_version
@@ -44,6 +51,95 @@ RESUMABLE_CODES = frozenset({
     CloseCode.GOING_AWAY, CloseCode.TRY_AGAIN_LATER, CloseCode.SERVICE_RESTART,
     CloseCode.WSP_RATE_LIMITED, CloseCode.WSP_SLOW_CONSUMER, CloseCode.WSP_HEARTBEAT_TIMEOUT,
 })
+
+
+class DirectMixin:
+    """Hands each complete data message to a handler from ``data_received``.
+
+    The default ``websockets`` path queues messages for ``recv()``, so every
+    message costs a wake-up of the task that reads. With ``on_message`` set, the
+    engine runs synchronously in the protocol callback (as the sans-I/O design
+    intends: ``receive_data -> events -> data_to_send``), and the only task woken
+    is the one waiting for what the message resolves. Messages are never queued
+    for ``recv()``: those that arrive before :meth:`attach` are kept (at most
+    1,024) and handed over by it. The handler must not raise; it can call
+    :meth:`pause_reading` for backpressure. Fragmented
+    messages are reassembled here (``websockets`` enforces ``max_size``).
+    ``on_lost`` is called once the TCP connection is gone.
+    """
+
+    on_message: Callable[[bytes | str], None] | None = None
+    on_lost: Callable[[], None] | None = None
+    _parts: list[bytes] | None = None
+    _text = False
+    _early: list[bytes | str] | None = None
+
+    def attach(self, handler: Callable[[bytes | str], None]) -> None:
+        """Start handing messages to ``handler``, first those that came before."""
+        self.on_message = handler
+        early, self._early = self._early, None
+        for data in early or ():
+            if self.on_message is handler:
+                handler(data)
+
+    def _deliver(self, data: bytes | str) -> None:
+        handler = self.on_message
+        if handler is not None:
+            handler(data)
+        elif self._early is None:
+            self._early = [data]
+        elif len(self._early) < 1024:
+            self._early.append(data)
+
+    def process_event(self, event: object) -> None:
+        if type(event) is not Frame:  # the opening handshake
+            super().process_event(event)  # type: ignore[misc]
+            return
+        opcode = event.opcode
+        if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
+            if event.fin:
+                data = bytes(event.data)
+                self._deliver(data.decode("utf-8", "replace") if opcode is Opcode.TEXT
+                              else data)
+            else:
+                self._parts = [bytes(event.data)]
+                self._text = opcode is Opcode.TEXT
+        elif opcode is Opcode.CONT:
+            parts = self._parts
+            if parts is None:
+                return
+            parts.append(bytes(event.data))
+            if event.fin:
+                self._parts = None
+                data = b"".join(parts)
+                self._deliver(data.decode("utf-8", "replace") if self._text else data)
+        else:
+            super().process_event(event)  # type: ignore[misc]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)  # type: ignore[misc]
+        callback = self.on_lost
+        if callback is not None:
+            self.on_lost = None
+            callback()
+
+    def pause_reading(self) -> None:
+        transport: Any = self.transport  # type: ignore[attr-defined]
+        if transport is not None and not transport.is_closing():
+            transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        transport: Any = self.transport  # type: ignore[attr-defined]
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
+
+
+class DirectServerConnection(DirectMixin, ServerConnection):
+    """A server connection that can run an engine inside ``data_received``."""
+
+
+class DirectClientConnection(DirectMixin, ClientConnection):
+    """A client connection that can run an engine inside ``data_received``."""
 
 
 def nonce() -> bytes:
