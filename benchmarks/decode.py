@@ -180,9 +180,9 @@ def timed(cmd: list[str]) -> tuple[float, int, int]:
     return elapsed, int(usage.ru_maxrss), lines
 
 
-def wsp_cmd(path: Path) -> list[str]:
+def wsp_cmd(path: Path, *extra: str) -> list[str]:
     entry = "from wsproto_tools.cli.main import main; main()"
-    return [sys.executable, "-c", entry, "decode", "--ndjson", "-q", str(path)]
+    return [sys.executable, "-c", entry, "decode", "--ndjson", "-q", *extra, str(path)]
 
 
 def tshark_cmd(path: Path) -> list[str]:
@@ -198,6 +198,9 @@ def compare(name: str, path: Path, expected: int) -> dict[str, Any]:
     print(f"  wsp decode --ndjson: {wsp_time:.2f} s ({size / wsp_time / 1e6:.1f} MB/s, "
           f"{expected / wsp_time:,.0f} msg/s), {wsp_lines} lines, "
           f"peak RSS {wsp_rss / 1024:.0f} MiB")
+    one_time, _, _ = timed(wsp_cmd(path, "-j", "1"))
+    result["wsp_j1"] = one_time
+    print(f"  wsp decode --ndjson -j 1 (one process): {one_time:.2f} s")
     if shutil.which("tshark") is None:
         print("  tshark: not installed (Debian package 'tshark'); ratio skipped")
         return result
@@ -205,7 +208,8 @@ def compare(name: str, path: Path, expected: int) -> dict[str, Any]:
     result.update(tshark=ts_time, ratio=ts_time / wsp_time)
     print(f"  tshark -Y websocket:  {ts_time:.2f} s ({size / ts_time / 1e6:.1f} MB/s), "
           f"{ts_lines} lines, peak RSS {ts_rss / 1024:.0f} MiB")
-    print(f"  throughput ratio wsp/tshark: {ts_time / wsp_time:.2f}x")
+    print(f"  throughput ratio wsp/tshark: {ts_time / wsp_time:.2f}x "
+          f"(one process: {ts_time / one_time:.2f}x)")
     return result
 
 
@@ -219,6 +223,8 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("tcpdump") is None:
         raise SystemExit("tcpdump is needed to record the captures (Debian package 'tcpdump')")
+    load = os.getloadavg()[0]
+    print(f"load average before the run: {load:.2f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
