@@ -433,11 +433,11 @@ class CaptureDecodeFailed(Exception):
 def _jobs(requested: int, size: int, file: str, mode: str) -> int:
     if file == "-" or mode not in ("ndjson", "stats"):
         return 1
-    if requested > 0:
-        return requested
-    if size < PARALLEL_MIN_BYTES:
-        return 1
-    return max(1, min(os.cpu_count() or 1, 4))
+    if requested == 0:
+        if size < PARALLEL_MIN_BYTES:
+            return 1
+        return max(1, min(os.cpu_count() or 1, 4))
+    return requested
 
 
 @click.command("decode")
@@ -450,8 +450,9 @@ def _jobs(requested: int, size: int, file: str, mode: str) -> int:
     help="Largest message (bytes) held while reassembling.",
 )
 @click.option(
-    "-j", "--jobs", type=click.IntRange(min=0), default=0,
-    help="Processes for --ndjson/--stats on a file (0: one per core for files over 4 MB).",
+    "-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
+    help="Processes for --ndjson/--stats on a file, each decoding a share of the "
+    "connections (0: one per core for files over 4 MB).",
 )
 @click.pass_obj
 @guarded
