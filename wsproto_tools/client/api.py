@@ -247,10 +247,12 @@ class Client:
         elif ws is not None:
             await ws.close(code, reason)
         for task in (self._runner, self._timer):
-            if task is not None and not task.done():
+            if task is None:
+                continue
+            if not task.done():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            with contextlib.suppress(asyncio.CancelledError, WspError):
+                await task  # also collects an error already reported through self.error
         self._fail_all(ClientClosed("the client is closed"))
 
     def _fail_all(self, error: WspError) -> None:
