@@ -84,6 +84,13 @@ RESPONSE = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
 
 def conversation(parts: list[tuple[bool, bytes]], *, segment: int = 97) -> bytes:
     """A pcap of one TCP connection (SYN, SYN-ACK, then ``parts``: (from client, bytes))."""
+    packets = conversation_packets(parts, segment=segment)
+    return pcap_bytes([(1_700_000_000 + i / 1000, p) for i, p in enumerate(packets)])
+
+
+def conversation_packets(parts: list[tuple[bool, bytes]], *, segment: int = 97,
+                         close: bool = False) -> list[bytes]:
+    """The packets of :func:`conversation` (``close``: FINs from both sides at the end)."""
     client, server = bytes([127, 0, 0, 2]), bytes([127, 0, 0, 1])
 
     def packet(from_client: bool, seq: int, ack: int, flags: int, payload: bytes) -> bytes:
@@ -106,12 +113,33 @@ def conversation(parts: list[tuple[bool, bytes]], *, segment: int = 97) -> bytes
             else:
                 packets.append(packet(False, sseq, cseq, 0x18, chunk))
                 sseq += len(chunk)
-    return pcap_bytes([(1_700_000_000 + i / 1000, p) for i, p in enumerate(packets)])
+    if close:
+        packets.append(packet(True, cseq, sseq, 0x11, b""))
+        packets.append(packet(False, sseq, cseq + 1, 0x11, b""))
+    return packets
 
 
 def _ws_connection(client_bytes: bytes, server_bytes: bytes) -> bytes:
     return conversation([(True, REQUEST), (False, RESPONSE), (True, client_bytes),
                          (False, server_bytes)])
+
+
+def test_many_connections_on_one_address_pair() -> None:
+    # 200 connections one after the other on the same ports, each closed with FINs:
+    # each is a new connection, and each one's decoders are freed when it ends
+    frame = bytes([0x81, 0x82, 1, 2, 3, 4, ord("h") ^ 1, ord("i") ^ 2])
+    packets: list[bytes] = []
+    for _ in range(200):
+        packets += conversation_packets([(True, REQUEST), (False, RESPONSE), (True, frame)],
+                                        close=True)
+    reader = PacketReader(io.BytesIO(pcap_bytes([(1.0 + i / 1e4, p)
+                                                 for i, p in enumerate(packets)])))
+    decoder = CaptureDecoder()
+    events = [e for p in reader for e in decoder.packet(p)]
+    texts = [(e.conn, e.msg.text) for e in events if isinstance(e, CapturedMessage)]
+    assert texts == [(n, "hi") for n in range(1, 201)]
+    assert len(decoder.connections) == 200
+    assert all(state.ended and state.sides[0].assembler is None for state in decoder._conns)
 
 
 def test_client_frames_before_the_response_are_held() -> None:

@@ -184,6 +184,7 @@ class _Conn:
         "a_name",
         "b_name",
         "conn",
+        "ended",
         "flows",
         "observer",
         "pending_acks",
@@ -205,6 +206,7 @@ class _Conn:
         self.request_ts: float | None = None
         self.ws_port = False
         self.skip = False
+        self.ended = False
         self.observer: Any = None
         #: per sender: sequence -> capture time, waiting for the peer's Acknowledge
         self.pending_acks: tuple[dict[int, float], dict[int, float]] = ({}, {})
@@ -336,7 +338,7 @@ class CaptureDecoder:
         if found is None or (flags & SYN and not flags & ACK and found[0].conn.closed):
             found = self._new_conn(key, number, ts)
         state, index = found
-        if state.skip:
+        if state.skip or state.ended:
             return events
         conn = state.conn
         conn.last_ts = ts
@@ -365,6 +367,7 @@ class CaptureDecoder:
             flow.fin = True
             if flags & RST or state.flows[1 - index].fin:
                 conn.closed = True
+                self._end(state, number, ts, events)
         return events
 
     def _new_conn(
@@ -791,34 +794,46 @@ class CaptureDecoder:
         number = self.packets
         ts = self.last_ts
         for state in self._conns:
-            if state.skip:
-                continue
-            for index, flow in enumerate(state.flows):
-                items = flow.flush()
-                if items:
-                    self._deliver(state, index, items, number, ts, events)
-            for index, side in enumerate(state.sides):
-                if side.assembler is not None:
-                    for msg in side.assembler.finish():
-                        self._emit(state, index, msg, number, ts, events)
-            conn = state.conn
-            conn.retransmissions = sum(f.stats.retransmitted for f in state.flows)
-            conn.unacked = sum(len(p) for p in state.pending_acks)
-            if state.observer is not None:
-                for finding in state.observer.finish(ts):
-                    key = f"{finding.rule}:{finding.verdict.value}"
-                    conn.session_findings[key] = conn.session_findings.get(key, 0) + 1
-                    events.append(
-                        CaptureWarning(
-                            number,
-                            f"connection {conn.id}: session: {finding.message} "
-                            f"({finding.rule}, the {finding.culprit}'s fault)",
-                            conn.id,
-                        )
-                    )
-            if conn.kind == "unknown":
-                conn.kind = "other"
+            if not state.skip and not state.ended:
+                self._end(state, number, ts, events)
         return events
+
+    def _end(self, state: _Conn, number: int, ts: float, events: list[Any]) -> None:
+        """A connection ended (or the capture did): flush it, then free its decoders.
+
+        Only the :class:`Connection` record stays, so memory does not grow with the
+        number of connections a long capture has seen come and go.
+        """
+        state.ended = True
+        for index, flow in enumerate(state.flows):
+            items = flow.flush()
+            if items:
+                self._deliver(state, index, items, number, ts, events)
+        for index, side in enumerate(state.sides):
+            if side.assembler is not None:
+                for msg in side.assembler.finish():
+                    self._emit(state, index, msg, number, ts, events)
+        conn = state.conn
+        conn.retransmissions = sum(f.stats.retransmitted for f in state.flows)
+        conn.unacked = sum(len(p) for p in state.pending_acks)
+        if state.observer is not None:
+            for finding in state.observer.finish(ts):
+                key = f"{finding.rule}:{finding.verdict.value}"
+                conn.session_findings[key] = conn.session_findings.get(key, 0) + 1
+                events.append(
+                    CaptureWarning(
+                        number,
+                        f"connection {conn.id}: session: {finding.message} "
+                        f"({finding.rule}, the {finding.culprit}'s fault)",
+                        conn.id,
+                    )
+                )
+        if conn.kind == "unknown":
+            conn.kind = "other"
+        state.observer = None
+        state.pending_acks = ({}, {})
+        state.sides = (_Side(), _Side())
+        state.flows = (Flow(), Flow())
 
 
 _SUPPORTED = frozenset({0, 1, 12, 14, 101, 108, 113, 276, 228, 229})
