@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 from typing import Any
 
@@ -189,3 +190,19 @@ def test_truncated_capture_warns_with_packet_number(tmp_path: Any) -> None:
     result = CliRunner().invoke(cli, ["decode", "--ndjson", str(path)])
     assert result.exit_code == 0
     assert "warning: packet" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["ws-deflate-nocontext.pcap.gz", "ws-deflate.pcapng"])
+def test_truncated_gzip_and_pcapng_warn(tmp_path: Any, name: str) -> None:
+    from .samples import CAPTURES
+
+    data = (CAPTURES / name).read_bytes()
+    path = tmp_path / name
+    path.write_bytes(data[: len(data) * 2 // 3])
+    result = CliRunner().invoke(cli, ["decode", "--ndjson", str(path)])
+    assert result.exit_code == 0
+    assert "warning: packet" in result.stderr
+    assert "Traceback" not in result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert records[-1]["record"] == "summary"
+    assert records[-1]["messages"] > 0

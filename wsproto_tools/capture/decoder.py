@@ -34,6 +34,7 @@ from wsproto_tools.capture.net import ACK, FIN, RST, SYN, NotTcp, format_addr, t
 from wsproto_tools.capture.reader import RawPacket
 from wsproto_tools.capture.tcp import Flow
 from wsproto_tools.codec import Acknowledge, Batch
+from wsproto_tools.codec import decode as codec_decode
 from wsproto_tools.engine.observer import Direction, SessionObserver
 from wsproto_tools.engine.session import SEQUENCED
 from wsproto_tools.exceptions import FrameError, HandshakeError, WspError
@@ -296,7 +297,7 @@ class CaptureDecoder:
         self.first_ts: float | None = None
         self.last_ts = 0.0
         self._warned_linktypes: set[int] = set()
-        self._wsp: Any = None
+        self._codec_decode = codec_decode
 
     def owns(self, conn_id: int) -> bool:
         """Whether this decoder's shard decodes connection ``conn_id``."""
@@ -696,36 +697,38 @@ class CaptureDecoder:
         conn = state.conn
         sender = side.sender or "server"
         violations = msg.violations
-        if msg.compressed and "deflate-error" in violations and not side.context_reliable:
-            violations = tuple(v for v in violations if v != "deflate-error")
-            note = (
-                "compressed with a context that began before the capture or before a gap; "
-                "cannot inflate"
-            )
-            if side.assembler is not None:
+        if violations and "deflate-error" in violations:
+            if msg.compressed and not side.context_reliable:
+                violations = tuple(v for v in violations if v != "deflate-error")
+                note = (
+                    "compressed with a context that began before the capture or before a gap; "
+                    "cannot inflate"
+                )
+                if side.assembler is not None:
+                    side.assembler.deflate = self._fresh_context(conn.deflate, sender)
+            elif side.assembler is not None:
                 side.assembler.deflate = self._fresh_context(conn.deflate, sender)
-        elif "deflate-error" in violations and side.assembler is not None:
-            side.assembler.deflate = self._fresh_context(conn.deflate, sender)
-            side.context_reliable = False
+                side.context_reliable = False
+        payload = msg.payload
         stats = conn.stats[0 if sender == "client" else 1]
         stats.messages += 1
         stats.frames_bytes += msg.wire_length
-        stats.payload_bytes += len(msg.payload)
+        stats.payload_bytes += len(payload)
         if msg.compressed and note is None:
             stats.compressed_messages += 1
-            stats.compressed_plain += len(msg.payload)
+            stats.compressed_plain += len(payload)
         captured = CapturedMessage(number, ts, conn.id, sender, msg, violations, note)
-        if (
-            self.decode_wsp
-            and msg.opcode == 2
-            and note is None
-            and (conn.wsp_version is not None or msg.payload[:2] == _V1_MAGIC)
-        ):
-            captured.wsp = self._decode_wsp(msg.payload, conn.wsp_version)
-            if conn.wsp_version is None and isinstance(captured.wsp, str):
-                captured.wsp = None  # not wsp after all: D1 C0 by chance
-            elif type(captured.wsp) is tuple:
-                self._session(state, captured, captured.wsp[1])
+        if msg.opcode == 2 and note is None and self.decode_wsp:
+            version = conn.wsp_version
+            if version is not None or payload[:2] == _V1_MAGIC:
+                try:
+                    decoded = self._codec_decode(payload, version=version)
+                except WspError as error:
+                    if version is not None:  # else: not wsp after all, D1 C0 by chance
+                        captured.wsp = f"wsp decode failed: {error}"
+                else:
+                    captured.wsp = (1 if payload[0] == 0xD1 else 2, decoded)
+                    self._session(state, captured, decoded)
         events.append(captured)
 
     @staticmethod
@@ -774,17 +777,6 @@ class CaptureDecoder:
                     extra.append(f"wsp-{finding.rule}")
             if extra:
                 item.violations = item.violations + tuple(dict.fromkeys(extra))
-
-    def _decode_wsp(self, payload: bytes, version: int | None) -> Any:
-        codec = self._wsp
-        if codec is None:
-            from wsproto_tools import codec as codec_module
-
-            codec = self._wsp = codec_module
-        try:
-            return (1 if payload[:1] == b"\xd1" else 2, codec.decode(payload, version=version))
-        except WspError as error:
-            return f"wsp decode failed: {error}"
 
     # ------------------------------------------------------------------- the end
 

@@ -40,6 +40,8 @@ SUPPORTED_LINKTYPES = frozenset(
 )
 
 _TCP = struct.Struct("!HHIIBB")
+#: Ethernet + IPv4 without options + TCP: addresses, ports, seq, ack, offset, flags.
+_ETH_IP4_TCP = struct.Struct("!4s4sHHIIBB")
 _VLAN = (0x8100, 0x88A8, 0x9100)
 _V6_EXT = frozenset({0, 43, 60, 51})
 SYN = 0x02
@@ -99,6 +101,20 @@ def tcp_segment(linktype: int, data: bytes) -> Segment | None:
     Raises :class:`NotTcp` when a TCP/IP packet is damaged (truncated headers,
     a fragment that cannot be decoded alone).
     """
+    if (
+        linktype == LINKTYPE_ETHERNET
+        and data[12:15] == b"\x08\x00\x45"
+        and data[23] == 6
+        and not (data[20] & 0x3F or data[21])
+        and len(data) >= 54
+    ):
+        # the common case in one unpack: Ethernet, IPv4 without options, TCP
+        src, dst, sport, dport, seq, ack, doff, flags = _ETH_IP4_TCP.unpack_from(data, 26)
+        hlen = (doff >> 4) * 4
+        if hlen >= 20:
+            end = 14 + ((data[16] << 8) | data[17])
+            return (src, sport, dst, dport, seq, ack, flags,  # type: ignore[return-value]
+                    data[34 + hlen : end if end <= len(data) else len(data)])
     off = _ip_offset(linktype, data)
     if off < 0 or len(data) <= off:
         return None

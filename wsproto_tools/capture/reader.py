@@ -24,7 +24,6 @@ __all__ = [
 ]
 
 import gzip
-import io
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -128,13 +127,14 @@ class PacketReader:
         source: IO[bytes] | _Prefixed = _Prefixed(head, stream)
         if head[:2] == _GZIP:
             self.info.compressed = True
+            # GzipFile buffers by itself; a BufferedReader on top would lose the
+            # last good bytes of a truncated file while trying to fill itself
             gz = gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[arg-type]
-            buffered = io.BufferedReader(gz, 1 << 20)
             try:
-                head = _read_exact(buffered.read, 4)
+                head = _read_exact(gz.read, 4)
             except (OSError, EOFError, zlib.error) as error:
                 raise NotACapture(f"gzip data is corrupt: {error}") from None
-            source = _Prefixed(head, buffered)
+            source = _Prefixed(head, gz)  # type: ignore[arg-type]
         self._read = source.read
         source.read(4)  # the magic, already looked at
         if head in _PCAP_MAGICS:
