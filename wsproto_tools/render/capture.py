@@ -112,7 +112,7 @@ class MessageLines:
         self._text_cls = TextData
         self._binary_cls = BinaryData
         self._batch_cls = Batch
-        self._simple: dict[type, tuple[str, ...] | None | bool] = {}
+        self._simple: dict[type, tuple[str, ...] | bool | None] = {}
         self._payload_to_json = payload_to_json
         self._opcodes = {
             op: f'"opcode":"{name}","length":' for op, name in OPCODE_NAMES.items()
