@@ -89,6 +89,8 @@ def test_tap_decodes_live_traffic_without_drops(tmp_path: Path) -> None:
     reader, close = open_capture(str(saved))
     try:
         assert sum(1 for _ in reader) >= summary["packets"]
+        assert reader.info.format == "pcapng"
+        assert reader.info.dropped == 0  # the kernel's counter, saved in the file
     finally:
         close()
 

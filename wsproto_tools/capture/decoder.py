@@ -762,6 +762,8 @@ class CaptureDecoder:
         else:
             self._acks(state, conn, client, message, item.ts)
         if not conn.handshake:
+            if not conn.notes or conn.notes[-1] != _NO_OBSERVER:
+                conn.notes.append(_NO_OBSERVER)
             return
         observer = state.observer
         if observer is None:
@@ -831,5 +833,6 @@ class CaptureDecoder:
 _SUPPORTED = frozenset({0, 1, 12, 14, 101, 108, 113, 276, 228, 229})
 _SEQUENCED = frozenset(SEQUENCED)
 _MAX_PENDING_ACKS = 100_000
+_NO_OBSERVER = "session checks skipped: the capture starts after the wsp handshake"
 #: Bytes a client may send after its upgrade request, held until the response.
 _MAX_HELD = 1024 * 1024
