@@ -113,6 +113,7 @@ class MessageLines:
         self._binary_cls = BinaryData
         self._batch_cls = Batch
         self._simple: dict[type, tuple[str, ...] | bool | None] = {}
+        self._heads: dict[tuple[int | None, int, int], str] = {}
         self._payload_to_json = payload_to_json
         self._opcodes = {
             op: f'"opcode":"{name}","length":' for op, name in OPCODE_NAMES.items()
@@ -155,16 +156,23 @@ class MessageLines:
     def wsp(self, version: int | None, msg: Any) -> str:
         """The ``wsp`` object of a message (``version`` None: a batch item, no key)."""
         payload = msg.payload
-        code = payload.type_code
-        flags = msg.flags
-        flag_list = (
-            self._flags[flags] if 0 <= flags < 8 else self._dumps(message_to_json(msg)["flags"])
-        )
-        head = "{" if version is None else f'{{"version":{version},'
+        key = (version, payload.type_code, int(msg.flags))
+        head = self._heads.get(key)
+        if head is None:
+            version_, code, flags = key
+            flag_list = (
+                self._flags[flags] if 0 <= flags < 8
+                else self._dumps(message_to_json(msg)["flags"])
+            )
+            head = (
+                ("{" if version_ is None else f'{{"version":{version_},')
+                + f'"type":"{self._names.get(code, "Unknown")}",'
+                f'"type_code":{int(code)},"flags":{flag_list},"sequence":'
+            )
+            if len(self._heads) < 4096:
+                self._heads[key] = head
         return (
-            f'{head}"type":"{self._names.get(code, "Unknown")}",'
-            f'"type_code":{int(code)},"flags":{flag_list}'
-            f',"sequence":{msg.sequence},"session_id":{msg.session_id},'
+            f'{head}{msg.sequence},"session_id":{msg.session_id},'
             f'"timestamp":{msg.timestamp},"payload":{self._payload(payload)}}}'
         )
 
