@@ -49,15 +49,21 @@ async def test_publish_subscribe_request_ping(serve: Any, version: int) -> None:
         assert await c.data.get() == BinaryData(b"\x01")
 
 
-async def test_encryption_capability_end_to_end(serve: Any) -> None:
-    caps = ("ack", "batch", "encrypt", "pubsub")
+@pytest.mark.parametrize("extra", [("encrypt",), ("compress",), ("compress", "encrypt")])
+async def test_encryption_and_compression_end_to_end(serve: Any, extra: tuple[str, ...]) -> None:
+    caps = ("ack", "batch", "pubsub", *extra)
     async with serve() as server, Client(url(server), secret=SECRET, capabilities=caps) as c:
-        assert c.session.encrypted
+        assert c.session.encrypted is ("encrypt" in extra)
+        assert set(c.session.capabilities) == set(caps)
         sub = await c.subscribe("secret")
+        big = b"repeat after me " * 64
         await c.publish("secret", b"sealed")
-        item = await sub.get()
-        assert isinstance(item, Delivery) and item.data == b"sealed"
+        await c.publish("secret", big)
+        items = [await sub.get(), await sub.get()]
+        assert [i.data for i in items] == [b"sealed", big]  # type: ignore[union-attr]
         assert await c.echo(b"x") == b"x"
+        if "compress" in extra:
+            assert server.metrics.bytes_in < len(big)
 
 
 async def test_pipelined_publishes_are_all_acknowledged(serve: Any) -> None:

@@ -404,6 +404,23 @@ def test_encryption_under_hkdf_keys(make_pair: Any) -> None:
                for e in p.server_events)
 
 
+def test_compression_when_negotiated(make_pair: Any) -> None:
+    caps = ("ack", "batch", "compress", "pubsub")
+    p = make_pair(config=SessionConfig(capabilities=caps))
+    p.connect()
+    text = "the same words again and again, " * 20
+    p.client.send_text(text, p.now)
+    p.client.send_text("short", p.now)
+    wire = p.client.data_to_send()
+    assert sum(map(len, wire)) < len(text) // 2
+    for chunk in wire:
+        p.server_events.extend(p.server.receive_data(chunk, p.now))
+    got = [e.payload for e in p.server_events if isinstance(e, ev.DataReceived)]
+    assert got == [TextData(text), TextData("short")]
+    flags = [m.flags for m, _, _ in p.client.unacked.values()]
+    assert flags[0] & Flags.COMPRESSED and not flags[1] & Flags.COMPRESSED
+
+
 def test_unnegotiated_flags_and_batch_are_refused(make_pair: Any) -> None:
     p = make_pair(config=SessionConfig(capabilities=("ack",)))
     p.connect()

@@ -533,11 +533,13 @@ class Client:
         """Queue a publish (waits only for window space); the future resolves on its ack."""
         if isinstance(data, str):
             data = data.encode("utf-8")
-        await self._ready_to_send()
+        session = self.session
+        if (self.error is not None or self._closing or session.state is not State.ACTIVE
+                or not session.can_send()):
+            await self._ready_to_send()  # the slow path: wait for a session or window room
         self._next_publish += 1
-        self.session.publish(topic, data, clock(), publish_id=self._next_publish)
-        sent = self.session.unacked[self.session.send_seq][0]
-        return self._track(sent.payload)
+        session.publish(topic, data, clock(), publish_id=self._next_publish)
+        return self._track(session.unacked[session.send_seq][0].payload)
 
     async def publish(self, topic: str, data: bytes | str, *, timeout: float | None = 30.0
                       ) -> None:

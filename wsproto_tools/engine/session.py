@@ -113,6 +113,8 @@ HANDSHAKE_TYPES = (Challenge, Handshake, Authenticate, HandshakeResponse, Close)
 PUBLISH_ID_MEMORY = 4096
 _TRANSFORMS = int(Flags.COMPRESSED | Flags.ENCRYPTED)
 BATCH_ITEMS = 512
+#: Sequenced payloads from this size on are COMPRESSED when "compress" was negotiated.
+COMPRESS_MIN = 128
 BATCH_BYTES = 256 * 1024
 
 
@@ -172,7 +174,7 @@ class Session:
     """State, sequencing, acknowledgment, retransmission and heartbeats (both roles)."""
 
     __slots__ = (
-        "_batch", "_ciphers", "_close_sent", "_seal", "ack_pending", "capabilities",
+        "_batch", "_ciphers", "_close_sent", "_compress", "_seal", "ack_pending", "capabilities",
         "close_code", "close_reason", "config", "grant", "heartbeat_id", "heartbeats", "keys",
         "last_rx", "next_heartbeat", "outbox", "peer_window", "recv_seq", "resume_token",
         "rtt", "send_seq", "session_id", "state", "stats_in", "stats_out", "unacked",
@@ -214,6 +216,7 @@ class Session:
         self.outbox: list[Message] = []
         self._ciphers: tuple[Cipher, Cipher] | None = None
         self._seal = Flags.NONE  # ENCRYPTED once the session keys are in use
+        self._compress = False  # COMPRESSED for large sequenced payloads when negotiated
         #: optional per-type message counters (the server's metrics)
         self.stats_in: Counter[str] | None = None
         self.stats_out: Counter[str] | None = None
@@ -244,6 +247,7 @@ class Session:
         self._batch = False  # capabilities and keys are renegotiated per connection
         self._ciphers = None
         self._seal = Flags.NONE
+        self._compress = False
 
     def connection_lost(self, now: float) -> None:
         """The transport died. An established session stays resumable (Reconnecting),
@@ -282,6 +286,10 @@ class Session:
             transition(self.state, Event.MESSAGE, Origin.LOCAL)
         self.send_seq += 1
         seq = self.send_seq
+        if self._compress:
+            body = getattr(payload, "data", None) or getattr(payload, "text", "")
+            if isinstance(body, bytes | str) and len(body) >= COMPRESS_MIN:
+                flags = flags | Flags.COMPRESSED
         msg = Message(payload, seq, self.session_id, 0,
                       flags | self._seal if self._seal else flags)
         self.unacked[seq] = (msg, now, False)
@@ -567,6 +575,7 @@ class Session:
     def _set_session(self, capabilities: tuple[str, ...], keys: SessionKeys | None) -> None:
         self.capabilities = capabilities
         self._batch = "batch" in capabilities
+        self._compress = "compress" in capabilities
         self.keys = keys if "encrypt" in capabilities else None
         self._ciphers = None
 
@@ -727,6 +736,7 @@ class ServerSession(Session):
             server_proof=proof,
         ), now)
         self._install_ciphers(client=False)
+        self._hello = None  # not needed once answered (about 1 KiB per idle session)
 
     def _install_ciphers(self, *, client: bool) -> None:
         if self.keys is None:

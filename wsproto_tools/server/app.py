@@ -96,7 +96,7 @@ class ServerConfig:
     origins: tuple[str, ...] | None = None
     compression: bool = False
     window: int = 1024
-    capabilities: tuple[str, ...] = (*DEFAULT_CAPABILITIES, "encrypt")
+    capabilities: tuple[str, ...] = (*DEFAULT_CAPABILITIES, "compress", "encrypt")
     sweep_interval: float = 0.5
     close_timeout: float = 2.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -124,7 +124,7 @@ class Conn:
         self.session = session
         self.version = version
         self.bucket = bucket
-        self.topics: set[str] = set()
+        self.topics: set[str] | None = None  # made on the first Subscribe
         self.batch = False
         self.closing = False
         self.ready: asyncio.Future[None] | None = None
@@ -290,6 +290,8 @@ class WspServer:
         try:
             async with asyncio.timeout(self.config.handshake_timeout):
                 await conn.ready
+            conn.ready = None
+            ws.on_lost = None
         except TimeoutError:
             conn.closing = True
             await self._close(conn.session, ws, WspError(
@@ -331,13 +333,13 @@ class WspServer:
 
     def _detach(self, conn: Conn) -> None:
         self.conns.discard(conn)
-        for topic in conn.topics:
+        for topic in conn.topics or ():
             subs = self.subscribers.get(topic)
             if subs is not None:
                 subs.pop(conn, None)
                 if not subs:
                     del self.subscribers[topic]
-        conn.topics.clear()
+        conn.topics = None
         session = conn.session
         if self.attached.get(session.session_id) is conn:
             del self.attached[session.session_id]
@@ -426,7 +428,8 @@ class WspServer:
             self._subscribed(conn, request, answer, now)
         elif kind is ev.UnsubscribeRequested:
             topic = event.topic  # type: ignore[attr-defined]
-            conn.topics.discard(topic)
+            if conn.topics is not None:
+                conn.topics.discard(topic)
             self.subscribers.get(topic, {}).pop(conn, None)
         elif kind is ev.DataReceived:
             payload = event.payload  # type: ignore[attr-defined]
@@ -478,6 +481,8 @@ class WspServer:
             self.metrics.replayed_messages += len(answer.replay)
             for entry in answer.replay:
                 session.deliver(event.topic, answer.epoch, entry.offset, entry.data, now)
+        if conn.topics is None:
+            conn.topics = set()
         conn.topics.add(event.topic)
         self.subscribers.setdefault(event.topic, {})[conn] = None
 
@@ -546,7 +551,7 @@ class WspServer:
         if conn.closing:
             return
         conn.closing = True
-        for topic in conn.topics:
+        for topic in conn.topics or ():
             self.subscribers.get(topic, {}).pop(conn, None)
         error = WspError(f"slow consumer: more than {self.config.max_buffer} bytes unsent; "
                          "resume to continue", close_code=CloseCode.WSP_SLOW_CONSUMER)

@@ -77,8 +77,11 @@ class DirectMixin:
     def attach(self, handler: Callable[[bytes | str], None]) -> None:
         """Start handing messages to ``handler``, first those that came before."""
         self.on_message = handler
-        early, self._early = self._early, None
-        for data in early or ():
+        early = self._early
+        if early is None:
+            return
+        self._early = None
+        for data in early:
             if self.on_message is handler:
                 handler(data)
 
