@@ -66,8 +66,9 @@ class _Fail(Exception):
 class HandRolledEcho:
     """A strict echo server with at most one flaw."""
 
-    def __init__(self, flaw: Flaw = Flaw.NONE) -> None:
+    def __init__(self, flaw: Flaw = Flaw.NONE, *, ping_first: bool = False) -> None:
         self.flaw = flaw
+        self.ping_first = ping_first  # legal: a ping right after the handshake
         self.server: asyncio.Server | None = None
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -109,6 +110,8 @@ class HandRolledEcho:
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             + f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n".encode()
         )
+        if self.ping_first:
+            writer.write(encode_frame(9, b"keepalive"))
         parser = FrameParser()
         state = _State()
         pending = buf[head.length :]

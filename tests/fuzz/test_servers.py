@@ -73,6 +73,18 @@ async def test_the_strict_hand_rolled_server_passes() -> None:
     assert {results[f"7.9.{n}"].remote_close_code for n in range(1, 10)} == {1002}
 
 
+async def test_pings_from_the_peer_are_answered_not_judged() -> None:
+    async with HandRolledEcho(ping_first=True) as port:
+        results = await _run(port, "1.1.*,2.*,5.19,7.1.1,7.9.1")
+    assert _failed(results) == set()
+    first = results["2.9"]
+    assert first.behavior is Behavior.OK
+    assert {"dir": "in", "opcode": 9} in [
+        {k: e.get(k) for k in ("dir", "opcode")} for e in first.wire
+    ]
+    assert any(e.get("dir") == "out" and e.get("opcode") == 10 for e in first.wire)
+
+
 @pytest.mark.parametrize(
     "flaw", [flaw for flaw in Flaw if flaw is not Flaw.NONE], ids=lambda flaw: flaw.value
 )

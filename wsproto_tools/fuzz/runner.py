@@ -327,7 +327,8 @@ class _Session:
                     self.conn.close()
             return
         if opcode == Opcode.PING:
-            self.events.append(Event("ping", message.payload))
+            # A peer may ping at any time (RFC 6455 5.5.2; websockets does every
+            # 20 s): answered and kept in the wire log, but not a case event.
             if not self.sent_close:
                 await self.write(self.encode(Frame(Opcode.PONG, message.payload)))
             return
