@@ -206,3 +206,22 @@ def test_truncated_gzip_and_pcapng_warn(tmp_path: Any, name: str) -> None:
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert records[-1]["record"] == "summary"
     assert records[-1]["messages"] > 0
+
+
+def test_wsp_retransmission_counted() -> None:
+    from wsproto_tools import codec
+    from wsproto_tools.ws import encode_frame
+
+    def frame(seq: int) -> bytes:
+        wire = codec.encode(codec.Message(codec.TextData(f"m{seq}"), sequence=seq), version=2)
+        return encode_frame(2, wire, mask=b"\x01\x02\x03\x04")
+
+    client = frame(1) + frame(2) + frame(2) + frame(3)
+    data = conversation([(True, REQUEST), (False, RESPONSE), (True, client)], segment=4096)
+    reader = PacketReader(io.BytesIO(data))
+    decoder = CaptureDecoder()
+    for packet in reader:
+        decoder.packet(packet)
+    decoder.finish()
+    assert decoder.connections[0].wsp_retransmissions == 1
+    assert decoder.connections[0].unacked == 3  # nobody acknowledged anything

@@ -135,6 +135,7 @@ class Connection:
     #: seconds from a sequenced wsp message to the Acknowledge that covered it
     ack_latencies: list[float] = field(default_factory=list)
     unacked: int = 0
+    wsp_retransmissions: int = 0
     session_findings: dict[str, int] = field(default_factory=dict)
 
 
@@ -298,6 +299,8 @@ class CaptureDecoder:
         self.last_ts = 0.0
         self._warned_linktypes: set[int] = set()
         self._codec_decode = codec_decode
+        #: (session id, sent by the client) -> highest sequence number seen
+        self._highest_sent: dict[tuple[int, bool], int] = {}
 
     def owns(self, conn_id: int) -> bool:
         """Whether this decoder's shard decodes connection ``conn_id``."""
@@ -731,11 +734,22 @@ class CaptureDecoder:
                     self._session(state, captured, decoded)
         events.append(captured)
 
-    @staticmethod
-    def _acks(state: _Conn, conn: Connection, client: bool, message: Any, ts: float) -> None:
-        """Ack latency: a sequenced message until the peer's Acknowledge covers it."""
+    def _acks(
+        self, state: _Conn, conn: Connection, client: bool, message: Any, ts: float
+    ) -> None:
+        """Ack latency (a sequenced message until the peer's Acknowledge covers it)
+        and wsp retransmissions (a sequence number the session already sent, on
+        this connection or an earlier one)."""
         payload = message.payload
         if message.sequence and type(payload) in _SEQUENCED:
+            key = (message.session_id, client)
+            highest = self._highest_sent.get(key, 0)
+            if message.sequence <= highest:
+                conn.wsp_retransmissions += 1
+            else:
+                if len(self._highest_sent) >= _MAX_PENDING_ACKS:
+                    self._highest_sent.clear()
+                self._highest_sent[key] = message.sequence
             pending = state.pending_acks[0 if client else 1]
             if len(pending) < _MAX_PENDING_ACKS:
                 pending.setdefault(message.sequence, ts)

@@ -176,6 +176,7 @@ class CaptureStats:
                 "ack": percentiles(acks),
             },
             "unacked": sum(c.unacked for c in ws),
+            "wsp_retransmissions": sum(c.wsp_retransmissions for c in ws),
             "session_findings": dict(sorted(findings.items())),
             "violations": dict(sorted(self.violations.items())),
             "tcp_gaps": tcp_gaps,

@@ -253,6 +253,7 @@ def connection_record(conn: Connection) -> dict[str, Any]:
         "tcp_lost_bytes": conn.tcp_lost_bytes,
         "retransmissions": conn.retransmissions,
         "unacked": conn.unacked,
+        "wsp_retransmissions": conn.wsp_retransmissions,
         "session_findings": dict(sorted(conn.session_findings.items())),
         "notes": list(conn.notes),
     }
@@ -383,6 +384,7 @@ def summary_view(summary: dict[str, Any], connections: list[Connection]) -> Any:
         ("handshake", pct(summary["latency"]["handshake"])),
         ("wsp ack latency", pct(summary["latency"]["ack"])),
         ("wsp unacked", str(summary["unacked"])),
+        ("wsp retransmissions", str(summary["wsp_retransmissions"])),
         ("violations", counts(summary["violations"])),
         (
             "TCP",
