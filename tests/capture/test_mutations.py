@@ -225,3 +225,25 @@ def test_wsp_retransmission_counted() -> None:
     decoder.finish()
     assert decoder.connections[0].wsp_retransmissions == 1
     assert decoder.connections[0].unacked == 3  # nobody acknowledged anything
+
+
+def test_midstream_compressed_is_right_or_says_why() -> None:
+    from wsproto_tools.ws import DeflateParams, encode_frame
+
+    context = DeflateParams().context("server")
+    texts = [f"price update {i}: ACME 12.{i:02d} " * 6 for i in range(10)]
+    frames = [encode_frame(1, context.compress(t.encode()), rsv1=True) for t in texts]
+    # the capture starts after the handshake and the first three messages
+    stream = b"".join(frames[3:])
+    data = conversation([(False, stream)], segment=65536)
+    events, warnings = decode_all(data)
+    got = [e for e in events if isinstance(e, CapturedMessage)]
+    assert len(got) == 7
+    for event, text in zip(got, texts[3:], strict=True):
+        assert event.direction == "server"
+        assert event.violations == ()
+        if event.note is None:
+            assert event.msg.text == text  # inflated: then it is right
+        else:
+            assert "cannot inflate" in event.note
+    assert any(e.note for e in got)  # the first one refers to bytes before the capture
