@@ -12,9 +12,10 @@ import pytest
 from wsproto_tools.fuzz.catalog import AREAS, CORE_AREAS, build_cases, select_cases
 from wsproto_tools.fuzz.deflate import Compressor
 from wsproto_tools.fuzz.model import Behavior, CloseVerdict, Event, Expect, Frame, Partial, Send
+from wsproto_tools.fuzz.runner import encode_message
 from wsproto_tools.fuzz.utf8 import UTF8_GROUPS
 from wsproto_tools.fuzz.verdict import Observation, judge
-from wsproto_tools.ws import DeflateParams
+from wsproto_tools.ws import DeflateParams, FrameParser, encode_frame
 
 from .expected import CORE, INVALID_UTF8_VECTORS, VALID_UTF8_VECTORS
 
@@ -178,3 +179,36 @@ def test_frames_are_plain_data() -> None:
     assert (frame.opcode, frame.fin, frame.rsv) == (1, False, 4)
     with pytest.raises(AttributeError):
         frame.opcode = 2  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("length", "size", "masked"),
+    [
+        (0, 0, True),
+        (5, 0, False),
+        (300, 256, True),
+        (1024, 256, False),
+        (70000, 0, True),
+        (131072, 32768, True),
+        (100, 7, True),
+        (65536, 65536, False),
+    ],
+)
+def test_fast_message_encoder_matches_encode_frame(length: int, size: int, masked: bool) -> None:
+    payload = os.urandom(length)
+    count = 1 if size <= 0 or length <= size else -(-length // size)
+    masks = os.urandom(4 * count) if masked else None
+    step = size if count > 1 else max(length, 1)
+    expected = b"".join(
+        encode_frame(
+            (1 if i == 0 else 0),
+            payload[i * step : (i + 1) * step],
+            fin=i == count - 1,
+            rsv1=i == 0,
+            mask=masks[4 * i : 4 * i + 4] if masks else None,
+        )
+        for i in range(count)
+    )
+    assert encode_message(1, payload, size, 4, masks) == expected
+    frames = FrameParser().feed(expected)
+    assert len(frames) == count and b"".join(f.payload for f in frames) == payload
