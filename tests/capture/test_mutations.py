@@ -237,6 +237,7 @@ def test_midstream_compressed_is_right_or_says_why() -> None:
     stream = b"".join(frames[3:])
     data = conversation([(False, stream)], segment=65536)
     events, warnings = decode_all(data)
+    assert warnings == []
     got = [e for e in events if isinstance(e, CapturedMessage)]
     assert len(got) == 7
     for event, text in zip(got, texts[3:], strict=True):
