@@ -24,6 +24,7 @@ __all__ = [
     "Connection",
     "ConnectionSeen",
     "DirectionStats",
+    "plausible_frames",
 ]
 
 from collections.abc import Iterable
