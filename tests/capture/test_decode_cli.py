@@ -56,6 +56,7 @@ def test_table_and_hex() -> None:
     out = run("--hex", str(BASIC))
     assert out.exit_code == 0
     assert "hello, capture" in out.stdout
+    assert '  "symbol": "ACME",' in out.stdout  # the JSON text message, pretty-printed
     assert "00000000  00 01 02 03" in out.stdout  # the binary message's dump
 
 

@@ -155,7 +155,7 @@ class Printer:
             click.echo(f"wsp: warning: packet {number}: {message}", err=True)
 
     def _row(self, event: Any) -> None:
-        from wsproto_tools.render.capture import HEADER, hexdump, message_row
+        from wsproto_tools.render.capture import HEADER, hexdump, message_row, pretty_json
 
         console = self.env.console
         if not self._header_done:
@@ -172,6 +172,11 @@ class Printer:
         console.print(line, no_wrap=True, overflow="ellipsis", crop=True)
         if event.violations:
             console.print(Text(f"{'':>20}violations: {', '.join(event.violations)}", "red"))
+        text = event.msg.text
+        if text is not None and event.wsp is None:
+            pretty = pretty_json(text)
+            if pretty is not None and "\n" in pretty:
+                console.print(Text(pretty), style="cyan")
         if self.show_hex and event.msg.payload:
             console.print(Text(hexdump(event.msg.payload)), style="dim")
 

@@ -16,6 +16,7 @@ __all__ = [
     "message_record",
     "message_row",
     "payload_preview",
+    "pretty_json",
     "summary_view",
 ]
 
@@ -269,6 +270,25 @@ def hexdump(data: bytes, limit: int = 4096) -> str:
         lines.append(f"{off:08x}  {hexpart:<47}  {text}")
     if len(data) > limit:
         lines.append(f"... {len(data) - limit} more bytes")
+    return "\n".join(lines)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"not JSON: {name}")
+
+
+def pretty_json(text: str, max_lines: int = 12) -> str | None:
+    """A JSON object or array indented for people (at most ``max_lines``), or None."""
+    stripped = text.lstrip()
+    if stripped[:1] not in ("{", "["):
+        return None
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except ValueError:
+        return None
+    lines = json.dumps(value, ensure_ascii=False, indent=2).splitlines()
+    if len(lines) > max_lines:
+        lines = [*lines[: max_lines - 1], f"… {len(lines) - max_lines + 1} more lines"]
     return "\n".join(lines)
 
 
