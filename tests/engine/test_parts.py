@@ -173,15 +173,19 @@ def test_token_bucket() -> None:
     assert bucket.take(10.0) and bucket.tokens == pytest.approx(2)
 
 
-def test_adaptive_window() -> None:
-    w = AdaptiveWindow(initial=8, minimum=2, maximum=10)
+def test_adaptive_window_slow_start_then_aimd() -> None:
+    w = AdaptiveWindow(initial=8, minimum=2, maximum=100)
     w.on_ack(8)
-    assert w.size == 9
-    w.on_ack(100)
-    assert w.size == 10
+    assert w.size == 16  # slow start: doubles per window
+    w.on_ack(16)
+    assert w.size == 32
     w.on_timeout()
-    assert w.size == 5
-    for _ in range(5):
+    assert (w.size, w.threshold) == (16, 16)
+    w.on_ack(16)
+    assert w.size == 18  # congestion avoidance: +1/8 per acknowledged window
+    w.on_ack(10_000)
+    assert w.size == 100
+    for _ in range(10):
         w.on_timeout()
     assert w.size == 2
 

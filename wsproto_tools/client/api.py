@@ -68,6 +68,8 @@ FATAL_CODES = {
 }
 
 Item = ev.Delivery | ev.ContinuityLostNotice
+#: Queued messages that are written at once, without waiting for the loop to turn.
+FLUSH_AT = 64
 
 
 class ClientClosed(ConnectionFailed):
@@ -539,7 +541,10 @@ class Client:
             await self._ready_to_send()  # the slow path: wait for a session or window room
         self._next_publish += 1
         session.publish(topic, data, clock(), publish_id=self._next_publish)
-        return self._track(session.unacked[session.send_seq][0].payload)
+        future = self._track(session.unacked[session.send_seq][0].payload)
+        if len(session.outbox) >= FLUSH_AT:
+            self._flush()  # keep the server busy while we go on publishing
+        return future
 
     async def publish(self, topic: str, data: bytes | str, *, timeout: float | None = 30.0
                       ) -> None:

@@ -5,8 +5,8 @@
 * :class:`Backoff` — exponential back-off with *full jitter* for reconnects:
   ``sleep = random() * min(cap, base * 2**attempt)``.
 * :class:`TokenBucket` — a rate limit of ``rate`` tokens/s with ``burst`` depth.
-* :class:`AdaptiveWindow` — the in-flight window: additive increase per
-  acknowledged window, multiplicative decrease on a retransmission timeout.
+* :class:`AdaptiveWindow` — the in-flight window: slow start, then additive
+  increase per acknowledged window, multiplicative decrease on a timeout.
 """
 
 from __future__ import annotations
@@ -115,9 +115,15 @@ class TokenBucket:
 
 
 class AdaptiveWindow:
-    """How many messages may be unacknowledged at once (AIMD, like TCP's cwnd)."""
+    """How many messages may be unacknowledged at once, like TCP's congestion window.
 
-    __slots__ = ("_acked", "maximum", "minimum", "size")
+    Slow start (RFC 5681 section 3.1): the window grows by the number of newly
+    acknowledged messages (doubling per round trip) until ``threshold``; then by
+    one eighth per acknowledged window (additive increase). A retransmission
+    timeout halves it and sets the threshold there (multiplicative decrease).
+    """
+
+    __slots__ = ("_acked", "maximum", "minimum", "size", "threshold")
 
     def __init__(self, *, initial: int = 64, minimum: int = 4, maximum: int = 4096) -> None:
         if not 1 <= minimum <= initial <= maximum:
@@ -125,10 +131,13 @@ class AdaptiveWindow:
         self.minimum = minimum
         self.maximum = maximum
         self.size = initial
+        self.threshold = maximum
         self._acked = 0
 
     def on_ack(self, count: int) -> None:
-        """Grow by one per window's worth of acknowledged messages (additive increase)."""
+        if self.size < self.threshold:
+            self.size = min(self.maximum, self.threshold, self.size + count)
+            return
         self._acked += count
         while self._acked >= self.size and self.size < self.maximum:
             self._acked -= self.size
@@ -138,4 +147,5 @@ class AdaptiveWindow:
     def on_timeout(self) -> None:
         """Halve on a retransmission timeout (multiplicative decrease)."""
         self.size = max(self.minimum, self.size // 2)
+        self.threshold = self.size
         self._acked = 0
