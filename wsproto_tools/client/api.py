@@ -376,7 +376,7 @@ class Client:
                     session.closed()
                 else:
                     session.connection_lost(clock())
-            if not self._closing:
+            if not self._closing and self._ready.is_set():
                 self._emit("disconnected")
 
     def _on_message(self, data: bytes | str) -> None:
