@@ -64,30 +64,40 @@ class EchoServer:
         self.process.stdin.close()
         self.process.wait(30)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        self.cpu = (after.ru_utime - self.before.ru_utime) + (after.ru_stime - self.before.ru_stime)
+        self.user = after.ru_utime - self.before.ru_utime
+        self.sys = after.ru_stime - self.before.ru_stime
 
 
-def cpu_self() -> float:
+def cpu_self() -> tuple[float, float]:
+    """(user, system) CPU seconds of this process so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime, usage.ru_stime
 
 
-def run(
-    patterns: str, jobs: int, timeout: float = 10.0
-) -> tuple[list[CaseResult], float, float, float]:
-    """(results, wall seconds, fuzzer CPU seconds, server CPU seconds)."""
+def run(patterns: str, jobs: int, timeout: float = 10.0) -> tuple[list[CaseResult], float, Cpu]:
+    """(results, wall seconds, CPU seconds of the fuzzer and of the server)."""
     cases = select_cases(patterns)
     with EchoServer() as server:
-        cpu0 = cpu_self()
+        user0, sys0 = cpu_self()
         began = time.perf_counter()
-        results = asyncio.run(
-            run_against_server(
-                cases, "127.0.0.1", server.port, "/", RunOptions(timeout=timeout, jobs=jobs)
-            )
-        )
+        options = RunOptions(timeout=timeout, jobs=jobs)
+        results = asyncio.run(run_against_server(cases, "127.0.0.1", server.port, "/", options))
         wall = time.perf_counter() - began
-        fuzzer = cpu_self() - cpu0
-    return results, wall, fuzzer, server.cpu
+        user1, sys1 = cpu_self()
+    return results, wall, Cpu(user1 - user0, sys1 - sys0, server.user, server.sys)
+
+
+class Cpu:
+    def __init__(self, user: float, system: float, server_user: float, server_sys: float) -> None:
+        self.user, self.sys = user, system
+        self.server_user, self.server_sys = server_user, server_sys
+        self.fuzzer = user + system
+        self.server = server_user + server_sys
+
+    @property
+    def share(self) -> float:
+        total = self.fuzzer + self.server
+        return self.fuzzer / total if total else 0.0
 
 
 def verdicts(results: list[CaseResult]) -> str:
@@ -107,15 +117,15 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"Python {sys.version.split()[0]}, websockets echo server in a child process")
-    results, wall, fuzzer, server = run(CORE, args.jobs)
+    results, wall, cpu = run(CORE, args.jobs)
     print(
-        f"core 247 cases, --jobs {args.jobs}: {wall:6.2f} s   (fuzzer CPU {fuzzer:.2f} s, "
-        f"server CPU {server:.2f} s)  [{len(results)} cases: {verdicts(results)}]"
+        f"core 247 cases, --jobs {args.jobs}: {wall:6.2f} s   (fuzzer CPU {cpu.fuzzer:.2f} s, "
+        f"server CPU {cpu.server:.2f} s)  [{len(results)} cases: {verdicts(results)}]"
     )
-    _, base_wall, base_fuzzer, base_server = run(CORE, 1)
+    _, base_wall, base = run(CORE, 1)
     print(
-        f"core 247 cases, --jobs 1 (baseline): {base_wall:6.2f} s   (fuzzer CPU {base_fuzzer:.2f} s, "
-        f"server CPU {base_server:.2f} s)"
+        f"core 247 cases, --jobs 1 (baseline): {base_wall:6.2f} s   (fuzzer CPU "
+        f"{base.fuzzer:.2f} s, server CPU {base.server:.2f} s)"
     )
     print(
         f"  speed-up from --jobs {args.jobs}: x{base_wall / wall:.1f}; target < 15 s: "
@@ -125,20 +135,21 @@ def main() -> None:
     if args.compression == "none":
         return
     patterns = "12.*,13.*" if args.compression == "full" else SAMPLE
-    results, wall, fuzzer, server = run(patterns, max(2, min(args.jobs, 4)), timeout=60.0)
-    echoed = sum(
-        2 * step.count * step.size
+    results, wall, cpu = run(patterns, max(2, min(args.jobs, 4)), timeout=60.0)
+    each_way = sum(
+        step.count * step.size
         for r in results
         for step in r.case.steps
         if isinstance(step, EchoRounds)
     )
-    share = fuzzer / (fuzzer + server) if fuzzer + server else 0.0
     print(
-        f"compression {args.compression} ({len(results)} cases, {echoed / 1e9:.1f} GB sent + "
-        f"echoed): {wall:6.1f} s  [{verdicts(results)}]"
+        f"compression {args.compression} ({len(results)} cases, {each_way / 1e9:.1f} GB echoed "
+        f"each way): {wall:6.1f} s  [{verdicts(results)}]"
     )
     print(
-        f"  fuzzer CPU {fuzzer:6.1f} s, echo server CPU {server:6.1f} s: fuzzer share {share:.0%}"
+        f"  fuzzer CPU {cpu.fuzzer:6.1f} s (user {cpu.user:.1f}, system {cpu.sys:.1f}); "
+        f"echo server CPU {cpu.server:6.1f} s (user {cpu.server_user:.1f}, system "
+        f"{cpu.server_sys:.1f}); fuzzer share {cpu.share:.0%}"
     )
 
 
