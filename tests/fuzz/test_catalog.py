@@ -9,8 +9,9 @@ from collections import Counter
 
 import pytest
 
+from wsproto_tools.exceptions import FrameError
 from wsproto_tools.fuzz.catalog import AREAS, CORE_AREAS, build_cases, select_cases
-from wsproto_tools.fuzz.deflate import Compressor
+from wsproto_tools.fuzz.deflate import Compressor, Inflater
 from wsproto_tools.fuzz.model import Behavior, CloseVerdict, Event, Expect, Frame, Partial, Send
 from wsproto_tools.fuzz.runner import encode_message
 from wsproto_tools.fuzz.utf8 import UTF8_GROUPS
@@ -212,3 +213,16 @@ def test_fast_message_encoder_matches_encode_frame(length: int, size: int, maske
     assert encode_message(1, payload, size, 4, masks) == expected
     frames = FrameParser().feed(expected)
     assert len(frames) == count and b"".join(f.payload for f in frames) == payload
+
+
+def test_inflater_limits_and_errors() -> None:
+    big = Compressor(False, 15).compress(b"x" * 1000)
+    with pytest.raises(FrameError) as too_big:
+        Inflater(False, 15, max_size=100).decompress(big)
+    assert too_big.value.close_code == 1009
+    with pytest.raises(FrameError) as corrupt:
+        Inflater(False, 15).decompress(b"\xff\xff\xff")
+    assert corrupt.value.close_code == 1007
+    inflater = Inflater(True, 15, max_size=2000)
+    for message in (b"abc" * 300, os.urandom(1500), b"abc" * 300):
+        assert inflater.decompress(Compressor(True, 12).compress(message)) == message

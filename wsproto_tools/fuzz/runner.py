@@ -25,7 +25,7 @@ from typing import Any
 
 from wsproto_tools.exceptions import ConnectionFailed, FrameError, HandshakeError
 from wsproto_tools.fuzz.datasets import dataset_bytes
-from wsproto_tools.fuzz.deflate import Compressor
+from wsproto_tools.fuzz.deflate import Compressor, Inflater
 from wsproto_tools.fuzz.model import (
     Behavior,
     Case,
@@ -93,7 +93,10 @@ class _Session:
         self.compressor: Compressor | None = None
         peer_ctx = None
         if params is not None:
-            peer_ctx = params.context(self.peer_role, max_size=64 * 1024 * 1024)
+            if self.peer_role == "server":
+                peer_ctx = Inflater(params.server_no_context_takeover, 15, 64 * 1024 * 1024)
+            else:
+                peer_ctx = Inflater(params.client_no_context_takeover, 15, 64 * 1024 * 1024)
             if self.role == "client":
                 self.compressor = Compressor(
                     params.client_no_context_takeover, params.client_max_window_bits
