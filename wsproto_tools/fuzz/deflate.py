@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - zlib-ng is a dependency
     _deflater = zlib  # type: ignore[misc]
 
 _TAIL = b"\x00\x00\xff\xff"
-_ERRORS: tuple[type[Exception], ...] = (zlib.error, _deflater.error)
+_ERRORS: tuple[type[Exception], ...] = (zlib.error, getattr(_deflater, "error", zlib.error))
 
 
 class Compressor:
