@@ -669,7 +669,7 @@ class CaptureDecoder:
         assembler = side.assembler
         assert parser is not None and assembler is not None
         try:
-            frames = parser.feed(data)
+            frames = parser.feed_raw(data)
         except FrameError as error:
             events.append(
                 CaptureWarning(
@@ -683,9 +683,8 @@ class CaptureDecoder:
             for msg in assembler.lost():
                 self._emit(state, index, msg, number, ts, events, note="cut by a framing error")
             return
-        for frame in frames:
-            for msg in assembler.receive(frame):
-                self._emit(state, index, msg, number, ts, events)
+        for msg in assembler.receive_raw(frames):
+            self._emit(state, index, msg, number, ts, events)
 
     def _emit(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = ["decode_fields", "encode_fields"]
 
+import dataclasses
 from typing import Any
 
 import msgpack
@@ -238,10 +239,73 @@ def _name(value: Any) -> str:
     }.get(type(value), "extension")
 
 
+#: msgpack uint markers (0xCC u8, 0xCD u16, 0xCE u32, 0xCF u64) -> value size in bytes.
+_UINT_SIZES = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+_new = object.__new__
+
+
+class _OneUint:
+    """The fast form of a payload whose only required field is a uint and whose
+    other fields have plain defaults: ``{name: uint}`` is decoded without msgpack
+    (Acknowledge ``{"sequence": n}``, WindowUpdate, Close and Error with a code)."""
+
+    __slots__ = ("defaults", "prefix", "setter")
+
+    def __init__(self, cls: type[Payload]) -> None:
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        name = fields[0].name
+        self.prefix = b"\x81" + msgpack.packb(name)
+        self.setter = vars(cls)[name].__set__
+        self.defaults = tuple((vars(cls)[f.name].__set__, f.default) for f in fields[1:])
+
+
+def _one_uint(cls: type[Payload]) -> _OneUint | None:
+    fields = _fields(cls)
+    if (not fields or fields[0][1].kind is not _UINT or fields[0][1].optional
+            or any(not f.optional for _, f in fields[1:])
+            or len(fields) != len(dataclasses.fields(cls))  # type: ignore[arg-type]
+            or any(f.default is dataclasses.MISSING
+                   for f in dataclasses.fields(cls)[1:])):  # type: ignore[arg-type]
+        return None
+    return _OneUint(cls)
+
+
+_ONE_UINT: dict[type[Payload], _OneUint | None] = {}
+
+
+def _decode_one_uint(cls: type[Payload], data: bytes, limits: Limits) -> Payload | None:
+    """``data`` decoded by the fast form of ``cls``, or None when it does not apply."""
+    form = _ONE_UINT.get(cls, False)
+    if form is False:
+        form = _ONE_UINT[cls] = _one_uint(cls)
+    if form is None or not data.startswith(form.prefix) or limits.max_map_len < 1:  # type: ignore[union-attr]
+        return None
+    pos = len(form.prefix)  # type: ignore[union-attr]
+    if pos - 2 > limits.max_str_len:
+        return None
+    size = len(data) - pos
+    if size == 1:
+        value = data[pos]
+        if value >= 0x80:
+            return None
+    elif size > 1 and _UINT_SIZES.get(data[pos]) == size - 1:
+        value = int.from_bytes(data[pos + 1 :], "big")
+    else:
+        return None
+    payload = _new(cls)
+    form.setter(payload, value)  # type: ignore[union-attr]
+    for setter, default in form.defaults:  # type: ignore[union-attr]
+        setter(payload, default)
+    return payload
+
+
 def decode_fields(
     cls: type[Payload], data: bytes, offset: int, limits: Limits
 ) -> Payload:
     """Decode a structured payload of type ``cls``; ``offset`` is its place in the message."""
+    fast = _decode_one_uint(cls, data, limits)
+    if fast is not None:
+        return fast
     try:
         obj = msgpack.unpackb(
             data,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = ["decode", "detect_version", "encode"]
 
+import re
 import struct
 
 from wsproto_tools.codec.compression import compress, decompress
@@ -262,6 +263,29 @@ def encode(msg: Message, *, version: int = 2, cipher: Cipher | None = None) -> b
 
 # ------------------------------------------------------------------------ decode
 
+#: A varint's bytes: continuation bytes, then the last byte (at most 10 in all).
+_VARINT = re.compile(rb"[\x80-\xff]{0,9}[\x00-\x7f]")
+#: The session ids seen lately: varint bytes -> value (a session's id is in the
+#: header of nearly every message it sends, and reading 9 varint bytes one by one
+#: costs more than a lookup).
+_SESSION_IDS: dict[bytes, int] = {}
+
+
+def _session_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """``read_varint(data, pos, 2^64-1, "session_id")``, memoized."""
+    match = _VARINT.match(data, pos)
+    if match is not None:
+        value = _SESSION_IDS.get(match[0])
+        if value is not None:
+            return value, match.end()
+    value, end = read_varint(data, pos, _U64, "session_id")
+    if match is not None and end == match.end():
+        if len(_SESSION_IDS) >= 1024:
+            _SESSION_IDS.clear()
+        _SESSION_IDS[match[0]] = value
+    return value, end
+
+
 
 def detect_version(data: bytes) -> int:
     """The wire version of a message from its first byte (``D1`` v1, 0x40-0x7F v2)."""
@@ -320,7 +344,7 @@ def decode(
                     session_id = data[pos]
                     pos += 1
                 else:
-                    session_id, pos = read_varint(data, pos, _U64, "session_id")
+                    session_id, pos = _session_varint(data, pos)
                     if not session_id:
                         pos = 0
             if pos:
@@ -377,7 +401,7 @@ def _decode_v2(data: bytes, limits: Limits, cipher: Cipher | None, nested: bool)
     session_id = timestamp = 0
     if head & V2_HAS_SESSION:
         start = pos
-        session_id, pos = read_varint(data, pos, _U64, "session_id")
+        session_id, pos = _session_varint(data, pos)
         if not session_id:
             raise DecodeError("session_id 0 must be left out (S bit clear)", offset=start)
     if head & V2_HAS_TIMESTAMP:

@@ -13,7 +13,7 @@ __all__ = ["DeflateContext", "DeflateParams"]
 import zlib
 from dataclasses import dataclass
 
-from websockets.exceptions import InvalidHeader, PayloadTooBig, ProtocolError
+from websockets.exceptions import InvalidHeader
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame
 from websockets.frames import Opcode as WsOpcode
@@ -22,6 +22,8 @@ from websockets.headers import parse_extension
 from wsproto_tools.exceptions import CloseCode, FrameError, HandshakeError
 
 _EXTENSION = "permessage-deflate"
+#: The four bytes RFC 7692 section 7.2.2 has the receiver append to a message.
+_EMPTY_BLOCK = b"\x00\x00\xff\xff"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,20 +113,40 @@ class DeflateContext:
         """Inflate one whole message's payload (all fragments joined).
 
         Raises :class:`FrameError` (close code 1007, or 1009 over ``max_size``).
+        This is what ``PerMessageDeflate.decode`` does for a whole compressed
+        message (the same zlib calls on the same decompressor), without building
+        two ``Frame`` objects per message.
         """
-        frame = Frame(WsOpcode.BINARY, payload, fin=True, rsv1=True)
+        ext = self._ext
+        if ext.remote_no_context_takeover:
+            decoder = ext.decoder = zlib.decompressobj(wbits=-ext.remote_max_window_bits)
+        else:
+            decoder = ext.decoder
+        max_length = self.max_size or 0
         try:
-            return bytes(self._ext.decode(frame, max_size=self.max_size).data)
-        except PayloadTooBig:
+            if len(payload) < 2044:
+                data = decoder.decompress(payload + _EMPTY_BLOCK, max_length)
+                if decoder.unconsumed_tail:
+                    raise self._too_big()
+            else:
+                data = decoder.decompress(payload, max_length)
+                if decoder.unconsumed_tail or decoder.decompress(_EMPTY_BLOCK, 1):
+                    raise self._too_big()
+        except zlib.error:
+            ext.decode_cont_data = False
             raise FrameError(
-                f"decompressed message exceeds {self.max_size} bytes",
-                close_code=CloseCode.MESSAGE_TOO_BIG,
+                "permessage-deflate data is corrupt: decompression failed",
+                close_code=CloseCode.INVALID_DATA,
             ) from None
-        except (ProtocolError, zlib.error) as error:
-            self._ext.decode_cont_data = False
-            raise FrameError(
-                f"permessage-deflate data is corrupt: {error}", close_code=CloseCode.INVALID_DATA
-            ) from None
+        if ext.remote_no_context_takeover:
+            del ext.decoder
+        return data
+
+    def _too_big(self) -> FrameError:
+        return FrameError(
+            f"decompressed message exceeds {self.max_size} bytes",
+            close_code=CloseCode.MESSAGE_TOO_BIG,
+        )
 
     def compress(self, payload: bytes) -> bytes:
         """Deflate one whole message's payload as a sender with these parameters would."""

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 __all__ = ["VIOLATIONS", "MessageAssembler", "WsMessage"]
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from wsproto_tools.exceptions import FrameError
 from wsproto_tools.ws.close import parse_close
 from wsproto_tools.ws.deflate import DeflateContext
-from wsproto_tools.ws.frames import Opcode, RawFrame
+from wsproto_tools.ws.frames import Opcode, RawFrame, RawTuple
 
 #: Every violation code the assembler reports, with what it means.
 VIOLATIONS: dict[str, str] = {
@@ -62,6 +63,29 @@ class WsMessage:
     @property
     def is_control(self) -> bool:
         return self.opcode >= 0x8
+
+
+_new = object.__new__
+(_set_opcode, _set_payload, _set_compressed, _set_frames, _set_wire, _set_violations,
+ _set_code, _set_reason, _set_text) = (
+    vars(WsMessage)[name].__set__ for name in WsMessage.__slots__
+)
+
+
+def _message(opcode: int, payload: bytes, compressed: bool, wire_length: int,
+             violations: tuple[str, ...], text: str | None) -> WsMessage:
+    """A one-frame data message without the frozen-dataclass ``__init__`` (hot path)."""
+    msg: WsMessage = _new(WsMessage)
+    _set_opcode(msg, opcode)
+    _set_payload(msg, payload)
+    _set_compressed(msg, compressed)
+    _set_frames(msg, 1)
+    _set_wire(msg, wire_length)
+    _set_violations(msg, violations)
+    _set_code(msg, None)
+    _set_reason(msg, None)
+    _set_text(msg, text)
+    return msg
 
 
 @dataclass
@@ -170,6 +194,53 @@ class MessageAssembler:
             out.append(self._complete(partial))
         return out
 
+    def receive_raw(self, frames: list[RawTuple]) -> Iterator[WsMessage]:
+        """:meth:`receive` for the tuples of :meth:`FrameParser.feed_raw
+        <wsproto_tools.ws.frames.FrameParser.feed_raw>`, with a fast path for the
+        common frame: a whole (FIN) text or binary message, masked as its sender
+        must, no stray reserved bits, outside any fragmented message. Every
+        other frame goes through :meth:`receive` (the messages are the same).
+
+        Lazy: each message is produced before the next frame is looked at, so a
+        caller may replace :attr:`deflate` in between (after a ``deflate-error``).
+        """
+        client = self.sender == "client"
+        for b0, payload, mask, wire_length, minimal in frames:
+            deflate = self.deflate
+            if ((b0 == 0x82 or b0 == 0x81
+                 or (deflate is not None and (b0 == 0xC2 or b0 == 0xC1)))
+                    and minimal and (mask is not None) is client
+                    and self._partial is None and not self._closed
+                    and len(payload) <= self.max_message_size):
+                opcode = b0 & 0x0F
+                compressed = b0 & 0x40 != 0
+                if compressed:
+                    try:
+                        payload = deflate.decompress(payload)  # type: ignore[union-attr]
+                    except FrameError as error:
+                        failed = "message-too-big" if error.close_code == 1009 else "deflate-error"
+                        yield self._complete(
+                            _Partial(opcode, True, [payload], len(payload), 1, wire_length,
+                                     [failed]),
+                            inflated=True,
+                        )
+                        continue
+                if opcode == 1:
+                    try:
+                        text: str | None = payload.decode("utf-8")
+                    except UnicodeDecodeError:
+                        yield _message(1, payload, compressed, wire_length, ("invalid-utf8",),
+                                       None)
+                        continue
+                else:
+                    text = None
+                yield _message(opcode, payload, compressed, wire_length, (), text)
+                continue
+            yield from self.receive(RawFrame(
+                b0 & 0x0F, payload, bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20),
+                bool(b0 & 0x10), mask, wire_length, minimal,
+            ))
+
     def finish(self) -> list[WsMessage]:
         """The connection ended: flush a message left unfinished, flagged."""
         partial = self._partial
@@ -197,10 +268,10 @@ class MessageAssembler:
             tuple(partial.violations),
         )
 
-    def _complete(self, partial: _Partial) -> WsMessage:
+    def _complete(self, partial: _Partial, *, inflated: bool = False) -> WsMessage:
         payload = partial.chunks[0] if len(partial.chunks) == 1 else b"".join(partial.chunks)
         violations = partial.violations
-        if partial.compressed and self.deflate is not None:
+        if partial.compressed and self.deflate is not None and not inflated:
             try:
                 payload = self.deflate.decompress(payload)
             except FrameError as error:
