@@ -9,7 +9,6 @@ import pytest
 
 from wsproto_tools.client import Client, ClientClosed
 from wsproto_tools.codec import BinaryData, TextData
-from wsproto_tools.engine.events import Delivery
 from wsproto_tools.exceptions import AuthenticationError, ConfigError, ConnectionFailed
 
 SECRET = b"client-secret"
