@@ -8,6 +8,7 @@ import asyncio
 import json
 import shlex
 import sys
+import threading
 import time
 from typing import Any
 
@@ -80,14 +81,29 @@ def connect(url: str, as_json: bool, **opts: object) -> None:
             elif isinstance(item, ContinuityLostNotice):
                 pass  # shown through on_event
 
+    def stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str]:
+        """Lines of stdin from a daemon thread ('' at the end): Ctrl-C never waits for it."""
+        lines: asyncio.Queue[str] = asyncio.Queue()
+
+        def read() -> None:
+            while True:
+                line = sys.stdin.readline()
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+                if not line:
+                    return
+
+        threading.Thread(target=read, name="wsp-connect-stdin", daemon=True).start()
+        return lines
+
     async def run() -> None:
         loop = asyncio.get_running_loop()
         async with Client(url, options, on_event=on_event) as client:
+            lines = stdin_lines(loop)
             tasks = {"": asyncio.create_task(watch(client))}
             if interactive:
                 click.echo(f"connected to {url}; type 'help' for commands", err=True)
             while True:
-                line = await loop.run_in_executor(None, sys.stdin.readline)
+                line = await lines.get()
                 if not line:
                     break
                 try:
