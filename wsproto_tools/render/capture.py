@@ -23,6 +23,7 @@ __all__ = [
 import contextlib
 import json
 from datetime import UTC, datetime
+from json.encoder import encode_basestring as _quote
 from typing import Any
 
 from wsproto_tools.capture.decoder import CapturedMessage, Connection
@@ -99,7 +100,15 @@ class MessageLines:
     """
 
     def __init__(self, *, with_hex: bool = False) -> None:
-        from wsproto_tools.codec import TYPES, Batch, BinaryData, Flags, TextData
+        from wsproto_tools.codec import (
+            TYPES,
+            Batch,
+            BinaryData,
+            Flags,
+            Sealed,
+            TextData,
+            Unknown,
+        )
         from wsproto_tools.codec.jsonform import payload_to_json
 
         self.with_hex = with_hex
@@ -113,15 +122,17 @@ class MessageLines:
         self._text_cls = TextData
         self._binary_cls = BinaryData
         self._batch_cls = Batch
-        self._simple: dict[type, tuple[str, ...] | bool | None] = {}
-        self._heads: dict[tuple[int | None, int, int], str] = {}
+        self._simple: dict[type, tuple[tuple[str, str], ...] | bool | None] = {}
+        self._heads: dict[tuple[int | None, Any, Any], str] = {}
+        self._coded = (Unknown, Sealed)
         self._payload_to_json = payload_to_json
         self._opcodes = {
             op: f'"opcode":"{name}","length":' for op, name in OPCODE_NAMES.items()
         }
 
-    def _simple_fields(self, cls: type) -> tuple[str, ...] | None:
-        """Field names of a payload class whose JSON form is its plain values, or None."""
+    def _simple_fields(self, cls: type) -> tuple[tuple[str, str], ...] | None:
+        """``(name, '"name":')`` of each field of a payload class whose JSON form is
+        its plain values (ints, bools, strings), or None."""
         found = self._simple.get(cls, False)
         if found is False:
             from wsproto_tools.codec.schema import Kind, payload_fields
@@ -129,7 +140,7 @@ class MessageLines:
             fields = payload_fields(cls)
             plain = {Kind.UINT, Kind.INT, Kind.BOOL, Kind.STR}
             found = (
-                tuple(name for name, spec in fields)
+                tuple((name, f'"{name}":') for name, spec in fields)
                 if fields and all(spec.kind in plain for _, spec in fields)
                 else None
             )
@@ -141,32 +152,48 @@ class MessageLines:
         if ptype is self._binary_cls:
             return '{"hex":"' + payload.data.hex() + '"}'
         if ptype is self._text_cls:
-            return '{"text":' + self._str(payload.text) + "}"
+            return '{"text":' + _quote(payload.text) + "}"
         if ptype is self._batch_cls:
             return '{"messages":[' + ",".join(self.wsp(None, m) for m in payload.messages) + "]}"
         names = self._simple_fields(ptype)
         if names is not None:
-            values = {}
-            for name in names:
+            parts = []
+            for name, key in names:
                 value = getattr(payload, name)
-                if value is not None:
-                    values[name] = value
-            return self._dumps(values)
+                if value is None:
+                    continue
+                vtype = type(value)
+                if vtype is int:
+                    parts.append(key + int.__repr__(value))
+                elif vtype is str:
+                    parts.append(key + _quote(value))
+                elif vtype is bool:
+                    parts.append(key + ("true" if value else "false"))
+                else:  # not what the codec decodes: let the encoder judge it
+                    return self._dumps({
+                        name: getattr(payload, name) for name, _ in names
+                        if getattr(payload, name) is not None
+                    })
+            return "{" + ",".join(parts) + "}"
         return self._dumps(self._payload_to_json(payload))
 
     def wsp(self, version: int | None, msg: Any) -> str:
         """The ``wsp`` object of a message (``version`` None: a batch item, no key)."""
         payload = msg.payload
-        key = (version, payload.type_code, int(msg.flags))
+        ptype = type(payload)
+        flags = msg.flags
+        # a payload class stands for its type code, except Unknown and Sealed
+        key = (version, ptype if ptype not in self._coded else payload.type_code, flags)
         head = self._heads.get(key)
         if head is None:
-            version_, code, flags = key
+            code = payload.type_code
+            bits = int(flags)
             flag_list = (
-                self._flags[flags] if 0 <= flags < 8
+                self._flags[bits] if 0 <= bits < 8
                 else self._dumps(message_to_json(msg)["flags"])
             )
             head = (
-                ("{" if version_ is None else f'{{"version":{version_},')
+                ("{" if version is None else f'{{"version":{version},')
                 + f'"type":"{self._names.get(code, "Unknown")}",'
                 f'"type_code":{int(code)},"flags":{flag_list},"sequence":'
             )
@@ -184,41 +211,40 @@ class MessageLines:
         if head is None:
             head = f'"opcode":"reserved-0x{opcode:X}","length":'
         payload = msg.payload
-        parts = [
-            f'{{"ts":{item.ts!r},"conn":{item.conn},"direction":"{item.direction}",{head}'
-            f'{len(payload)},"compressed":{"true" if msg.compressed else "false"},'
-        ]
         text = msg.text
         if opcode == _TEXT and text is not None:
-            parts.append('"text":' + self._str(text))
-            if self.with_hex:
-                parts.append(',"hex":"' + payload.hex() + '"')
+            body = ('"text":' + _quote(text) + ',"hex":"' + payload.hex() + '"' if self.with_hex
+                    else '"text":' + _quote(text))
         else:
-            parts.append('"hex":"' + payload.hex() + '"')
+            body = '"hex":"' + payload.hex() + '"'
         if opcode == 8:
-            parts.append(
+            body += (
                 f',"close_code":{"null" if msg.close_code is None else msg.close_code}'
                 ',"close_reason":'
-                + ("null" if msg.close_reason is None else self._str(msg.close_reason))
+                + ("null" if msg.close_reason is None else _quote(msg.close_reason))
             )
         violations = item.violations
-        parts.append(',"violations":["' + '","'.join(violations) + '"]' if violations
-                     else ',"violations":[]')
         wsp = item.wsp
-        if wsp is not None:
-            if type(wsp) is tuple:
-                parts.append(',"wsp":' + self.wsp(wsp[0], wsp[1]))
-            else:
-                parts.append(',"wsp":' + self._dumps({"error": wsp}))
+        if wsp is None:
+            tail = ""
+        elif type(wsp) is tuple:
+            tail = ',"wsp":' + self.wsp(wsp[0], wsp[1])
+        else:
+            tail = ',"wsp":' + self._dumps({"error": wsp})
         if item.session:
-            parts.append(',"session":' + self._dumps(session_findings(item)))
-        parts.append(f',"packet":{item.number}')
+            tail += ',"session":' + self._dumps(session_findings(item))
+        tail += f',"packet":{item.number}'
         if msg.frames != 1:
-            parts.append(f',"frames":{msg.frames}')
+            tail += f',"frames":{msg.frames}'
         if item.note is not None:
-            parts.append(',"note":' + self._str(item.note))
-        parts.append("}")
-        return "".join(parts)
+            tail += ',"note":' + _quote(item.note)
+        return (
+            f'{{"ts":{item.ts!r},"conn":{item.conn},'
+            f'"direction":"{item.direction}",{head}{len(payload)},'
+            f'"compressed":{"true" if msg.compressed else "false"},{body},"violations":'
+            + ('["' + '","'.join(violations) + '"]' if violations else "[]")
+            + tail + "}"
+        )
 
 
 def connection_record(conn: Connection) -> dict[str, Any]:
