@@ -213,3 +213,20 @@ def test_topic_log_age_bound() -> None:
     assert isinstance(log.since(1, 0, now=9.0), list)
     lost = log.since(1, 0, now=15.0)
     assert isinstance(lost, ContinuityLost) and lost.available == 2
+
+
+def test_hub_bounds_topics_and_names() -> None:
+    from wsproto_tools.engine.hub import Hub
+    from wsproto_tools.exceptions import RemoteProtocolError
+
+    hub = Hub(epoch=1, history=2, max_topics=2)
+    hub.publish("a", b"1", 0.0)
+    hub.subscribe("b", None, None, 0.0)
+    with pytest.raises(RemoteProtocolError, match="too many topics") as info:
+        hub.publish("c", b"x", 0.0)
+    assert info.value.close_code == CloseCode.POLICY_VIOLATION
+    hub.publish("a", b"2", 0.0)  # existing topics go on
+    with pytest.raises(RemoteProtocolError, match="1 to 256"):
+        Hub(epoch=1).publish("x" * 257, b"", 0.0)
+    with pytest.raises(RemoteProtocolError):
+        Hub(epoch=1).subscribe("", None, None, 0.0)

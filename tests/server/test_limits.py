@@ -4,6 +4,7 @@ serving everybody else (real sockets on 127.0.0.1)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 from typing import Any
@@ -236,3 +237,24 @@ async def test_slow_consumer_is_cut_with_4005_and_can_resume(serve: Any) -> None
         assert any(n == "resumed" for n, _ in events), events
         await slow.close()
         assert await publisher.echo(b"ok") == b"ok"
+
+
+async def test_too_many_topics_is_refused_and_not_acknowledged(serve: Any) -> None:
+    async with serve(max_topics=2) as server, Client(url(server), secret=SECRET) as bystander:
+        await bystander.publish("one", b"1")
+        async with connect(url(server), subprotocols=["wsp.v2"]) as ws:  # type: ignore[list-item]
+            session = await handshake(ws, Credentials(secret=SECRET))
+            session.publish("two", b"2", 0.0)
+            session.publish("three", b"3", 0.0)  # one topic too many
+            session.publish("one", b"4", 0.0)
+            for chunk in session.data_to_send():  # one Batch
+                await ws.send(chunk)
+            acks = []
+            with contextlib.suppress(ConnectionClosed):
+                async with asyncio.timeout(5):
+                    async for data in ws:
+                        acks.extend(e.sequence for e in session.receive_data(data, 0.0)
+                                    if type(e).__name__ == "Acked")
+            assert ws.close_code == 1008 and "too many topics" in (ws.close_reason or "")
+        assert acks == [1]  # "two" was applied; "three" and what followed were not
+        assert await bystander.echo(b"ok") == b"ok"

@@ -33,6 +33,8 @@ from wsproto_tools.cli.status import ExitStatus
 @click.option("--history", default=1000, show_default=True, type=click.IntRange(0),
               help="Messages kept per topic for replay.")
 @click.option("--history-age", type=float, metavar="S", help="Drop history older than S s.")
+@click.option("--max-topics", default=100_000, show_default=True, type=click.IntRange(1),
+              help="More topics are refused (1008).")
 @click.option("--max-connections", default=10_000, show_default=True, type=click.IntRange(1))
 @click.option("--max-message-size", default=1 << 20, show_default=True,
               type=click.IntRange(64), metavar="B", help="Larger messages are closed with 1009.")
@@ -54,7 +56,7 @@ from wsproto_tools.cli.status import ExitStatus
 @guarded
 def serve(host: str, port: int, secret: str | None, jwt_key: Path | None,
           jwt_audience: str | None, no_auth: bool, token_key: str | None, history: int,
-          history_age: float | None, max_connections: int, max_message_size: int,
+          history_age: float | None, max_topics: int, max_connections: int, max_message_size: int,
           rate_limit: float, burst: float, handshake_timeout: float,
           heartbeat_interval: float, heartbeat_timeout: float, resume_lifetime: float,
           max_buffer: int, origins: tuple[str, ...], deflate: bool) -> None:
@@ -76,7 +78,8 @@ def serve(host: str, port: int, secret: str | None, jwt_key: Path | None,
         host=host, port=port, secret=secret.encode() if secret else None,
         jwt_key=jwt_key.read_bytes().strip() if jwt_key else None, jwt_audience=jwt_audience,
         no_auth=no_auth, token_key=token_key.encode() if token_key else None,
-        history=history, history_age=history_age, max_connections=max_connections,
+        history=history, history_age=history_age, max_topics=max_topics,
+        max_connections=max_connections,
         max_message_size=max_message_size, rate=rate_limit, burst=burst,
         handshake_timeout=handshake_timeout, heartbeat_interval=heartbeat_interval,
         heartbeat_timeout=heartbeat_timeout, resume_lifetime=resume_lifetime,

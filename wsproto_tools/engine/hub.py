@@ -12,6 +12,10 @@ __all__ = ["Hub", "SubscribeAnswer"]
 from dataclasses import dataclass
 
 from wsproto_tools.engine.history import ContinuityLost, Entry, TopicLog
+from wsproto_tools.exceptions import CloseCode, RemoteProtocolError
+
+#: Longest topic name, in characters.
+MAX_TOPIC_LENGTH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,15 +32,25 @@ class Hub:
     """Topics with bounded history. ``epoch`` is the epoch given to new topics."""
 
     def __init__(self, *, epoch: int, history: int = 1000,
-                 max_age: float | None = None) -> None:
+                 max_age: float | None = None, max_topics: int = 100_000) -> None:
         self.epoch = epoch
         self.history = history
         self.max_age = max_age
+        self.max_topics = max_topics
         self.topics: dict[str, TopicLog] = {}
 
     def topic(self, name: str) -> TopicLog:
+        """The topic's log, made on first use; the number of topics is bounded."""
         log = self.topics.get(name)
         if log is None:
+            if not name or len(name) > MAX_TOPIC_LENGTH:
+                raise RemoteProtocolError(
+                    f"topic names have 1 to {MAX_TOPIC_LENGTH} characters, not {len(name)}",
+                    close_code=CloseCode.POLICY_VIOLATION)
+            if len(self.topics) >= self.max_topics:
+                raise RemoteProtocolError(
+                    f"too many topics (limit {self.max_topics})",
+                    close_code=CloseCode.POLICY_VIOLATION)
             log = self.topics[name] = TopicLog(name, self.epoch, max_count=self.history,
                                                max_age=self.max_age)
         return log

@@ -447,6 +447,13 @@ class Session:
         raise RemoteProtocolError(
             f"sequence gap: expected {expected}, got {seq}", close_code=CloseCode.PROTOCOL_ERROR)
 
+    def not_applied(self, sequence: int) -> None:
+        """The driver could not apply message ``sequence`` (and what followed it):
+        acknowledge only what came before. The session is expected to close."""
+        if 0 < sequence <= self.recv_seq:
+            self.recv_seq = sequence - 1
+            self.ack_pending = 1 if self.recv_seq else 0
+
     def _on_data(self, msg: Message, now: float) -> list[ev.Event]:
         if not self._accept_sequence(msg):
             return []

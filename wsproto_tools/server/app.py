@@ -84,6 +84,7 @@ class ServerConfig:
     token_key: bytes | None = None  # signs resume tokens; share it between nodes
     history: int = 1000
     history_age: float | None = None
+    max_topics: int = 100_000
     max_connections: int = 10_000
     max_message_size: int = 1 << 20
     rate: float = 50_000.0  # WebSocket messages per second per connection (0: no limit)
@@ -148,7 +149,8 @@ class WspServer:
         )
         self.epoch = int.from_bytes(os.urandom(4), "big") | 1
         self.broker: Broker = broker or MemoryBroker(epoch=self.epoch, history=config.history,
-                                                     max_age=config.history_age)
+                                                     max_age=config.history_age,
+                                                     max_topics=config.max_topics)
         self.broker.set_listener(self._on_topic_message)
         self._memory = self.broker if isinstance(self.broker, MemoryBroker) else None
         self.metrics = Metrics()
@@ -378,8 +380,13 @@ class WspServer:
             if memory is None and (kind is ev.PublishReceived or kind is ev.SubscribeRequested):
                 assert deferred is not None
                 deferred.append(event)
-            else:
+                continue
+            try:
                 self._on_event(conn, event, now)
+            except WspError:
+                if kind is ev.PublishReceived:  # refused: it must not be acknowledged
+                    session.not_applied(event.sequence)  # type: ignore[attr-defined]
+                raise
         if not deferred:
             self._finish(conn)
 

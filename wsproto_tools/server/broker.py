@@ -42,8 +42,8 @@ class MemoryBroker:
     """Topics in this process's memory (bounded history per topic)."""
 
     def __init__(self, *, epoch: int, history: int = 1000,
-                 max_age: float | None = None) -> None:
-        self.hub = Hub(epoch=epoch, history=history, max_age=max_age)
+                 max_age: float | None = None, max_topics: int = 100_000) -> None:
+        self.hub = Hub(epoch=epoch, history=history, max_age=max_age, max_topics=max_topics)
         self._listener: Listener | None = None
 
     def set_listener(self, listener: Listener) -> None:
