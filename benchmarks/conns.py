@@ -48,8 +48,15 @@ async def serve(kind: str) -> None:
     if kind == "wsp":
         from wsproto_tools.server import ServerConfig, WspServer
 
-        server = WspServer(ServerConfig(port=0, secret=SECRET, max_connections=50_000,
-                                        heartbeat_interval=30, heartbeat_timeout=90))
+        server = WspServer(
+            ServerConfig(
+                port=0,
+                secret=SECRET,
+                max_connections=50_000,
+                heartbeat_interval=30,
+                heartbeat_timeout=90,
+            )
+        )
         await server.start()
         port = server.port
     else:
@@ -60,8 +67,9 @@ async def serve(kind: str) -> None:
             async for _ in ws:
                 pass
 
-        bare = await ws_serve(hold, "127.0.0.1", 0, compression=None, ping_interval=None,
-                              backlog=4096)
+        bare = await ws_serve(
+            hold, "127.0.0.1", 0, compression=None, ping_interval=None, backlog=4096
+        )
         port = bare.sockets[0].getsockname()[1]
     print(port, flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -85,15 +93,22 @@ async def clients(kind: str, port: int, count: int, interval: float) -> None:
 
         async def one() -> None:
             async with gate:
-                client = Client(url, secret=SECRET, heartbeat_interval=interval,
-                                heartbeat_timeout=3 * interval, open_timeout=60)
+                client = Client(
+                    url,
+                    secret=SECRET,
+                    heartbeat_interval=interval,
+                    heartbeat_timeout=3 * interval,
+                    open_timeout=60,
+                )
                 await client.connect()
                 held.append(client)
     else:
+
         async def one() -> None:
             async with gate:
-                held.append(await connect(url, compression=None, ping_interval=None,
-                                          open_timeout=60))
+                held.append(
+                    await connect(url, compression=None, ping_interval=None, open_timeout=60)
+                )
 
     await asyncio.gather(*(one() for _ in range(count)))
     print(json.dumps({"ready": len(held)}), flush=True)
@@ -115,8 +130,9 @@ async def clients(kind: str, port: int, count: int, interval: float) -> None:
 
 
 def spawn(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, __file__, *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, __file__, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
 
 
 def measure(kind: str, sessions: int, procs: int, interval: float, hold: float) -> dict[str, float]:
@@ -127,8 +143,21 @@ def measure(kind: str, sessions: int, procs: int, interval: float, hold: float) 
     before = rss_kib(server.pid)
     share = [sessions // procs + (1 if i < sessions % procs else 0) for i in range(procs)]
     started = time.perf_counter()
-    children = [spawn("--role", "clients", "--kind", kind, "--port", str(port),
-                      "--count", str(n), "--interval", str(interval)) for n in share]
+    children = [
+        spawn(
+            "--role",
+            "clients",
+            "--kind",
+            kind,
+            "--port",
+            str(port),
+            "--count",
+            str(n),
+            "--interval",
+            str(interval),
+        )
+        for n in share
+    ]
     ready = 0
     for child in children:
         assert child.stdout is not None
@@ -150,17 +179,24 @@ def measure(kind: str, sessions: int, procs: int, interval: float, hold: float) 
         child.wait(timeout=120)
     server.stdin.close()
     server.wait(timeout=60)
-    return {"ready": ready, "per_session_kib": (after - before) / max(1, ready),
-            "rss_before_mib": before / 1024, "rss_after_mib": after / 1024,
-            "connect_s": connect_time, "sent": sent, "answered": answered}
+    return {
+        "ready": ready,
+        "per_session_kib": (after - before) / max(1, ready),
+        "rss_before_mib": before / 1024,
+        "rss_after_mib": after / 1024,
+        "connect_s": connect_time,
+        "sent": sent,
+        "answered": answered,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--procs", type=int, default=4, help="client processes")
-    parser.add_argument("--interval", type=float, default=10.0,
-                        help="heartbeat interval in seconds (<= 30)")
+    parser.add_argument(
+        "--interval", type=float, default=10.0, help="heartbeat interval in seconds (<= 30)"
+    )
     parser.add_argument("--quick", action="store_true", help="1,000 sessions, 2 s heartbeats")
     parser.add_argument("--role", choices=["server", "clients"], help=argparse.SUPPRESS)
     parser.add_argument("--kind", choices=["wsp", "bare"], help=argparse.SUPPRESS)
@@ -181,20 +217,28 @@ def main() -> None:
     if args.sessions + 100 > limit:
         parser.error(f"the open-file limit ({limit}) is too low for {args.sessions} sessions")
     hold = 2 * args.interval + 1
-    print(f"conns benchmark: {args.sessions:,} sessions from {args.procs} client processes, "
-          f"heartbeats every {args.interval:g} s, held {hold:g} s; loopback, no compression")
+    print(
+        f"conns benchmark: {args.sessions:,} sessions from {args.procs} client processes, "
+        f"heartbeats every {args.interval:g} s, held {hold:g} s; loopback, no compression"
+    )
     bare = measure("bare", args.sessions, args.procs, args.interval, 1.0)
     ours = measure("wsp", args.sessions, args.procs, args.interval, hold)
     print(f"{'':<34} {'wsp':>10} {'bare':>10}")
     print(f"{'connections open':<34} {ours['ready']:>10,.0f} {bare['ready']:>10,.0f}")
     print(f"{'connect time (s)':<34} {ours['connect_s']:>10.1f} {bare['connect_s']:>10.1f}")
-    print(f"{'server RSS before/after (MiB)':<34} "
-          f"{ours['rss_before_mib']:>4.0f}/{ours['rss_after_mib']:<5.0f} "
-          f"{bare['rss_before_mib']:>4.0f}/{bare['rss_after_mib']:<5.0f}")
-    print(f"{'RSS growth per session (KiB)':<34} {ours['per_session_kib']:>10.1f} "
-          f"{bare['per_session_kib']:>10.1f}   target <= 20 KiB")
-    print(f"{'heartbeats sent / answered':<34} {ours['sent']:>10,.0f} / {ours['answered']:,.0f}"
-          f"   target: all answered")
+    print(
+        f"{'server RSS before/after (MiB)':<34} "
+        f"{ours['rss_before_mib']:>4.0f}/{ours['rss_after_mib']:<5.0f} "
+        f"{bare['rss_before_mib']:>4.0f}/{bare['rss_after_mib']:<5.0f}"
+    )
+    print(
+        f"{'RSS growth per session (KiB)':<34} {ours['per_session_kib']:>10.1f} "
+        f"{bare['per_session_kib']:>10.1f}   target <= 20 KiB"
+    )
+    print(
+        f"{'heartbeats sent / answered':<34} {ours['sent']:>10,.0f} / {ours['answered']:,.0f}"
+        f"   target: all answered"
+    )
     if ours["answered"] != ours["sent"] or ours["ready"] != args.sessions:
         sys.exit(1)
 

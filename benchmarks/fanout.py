@@ -46,8 +46,16 @@ async def serve_wsp() -> None:
     raise_fd_limit()
     from wsproto_tools.server import ServerConfig, WspServer
 
-    server = WspServer(ServerConfig(port=0, secret=SECRET, max_connections=50_000, rate=0,
-                                    max_buffer=64 << 20, history=100_000))
+    server = WspServer(
+        ServerConfig(
+            port=0,
+            secret=SECRET,
+            max_connections=50_000,
+            rate=0,
+            max_buffer=64 << 20,
+            history=100_000,
+        )
+    )
     await server.start()
     print(server.port, flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -67,8 +75,9 @@ async def serve_bare(messages: int, size: int) -> None:
         finally:
             conns.discard(ws)
 
-    async with serve(hold, "127.0.0.1", 0, compression=None, ping_interval=None,
-                     backlog=4096) as server:
+    async with serve(
+        hold, "127.0.0.1", 0, compression=None, ping_interval=None, backlog=4096
+    ) as server:
         print(server.sockets[0].getsockname()[1], flush=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, sys.stdin.readline)  # "go"
@@ -99,8 +108,9 @@ async def subscribers(kind: str, port: int, count: int, messages: int, batch: bo
         async def join() -> object:
             async with gate:
                 caps = ("ack", "batch", "pubsub") if batch else ("ack", "pubsub")
-                client = Client(url, secret=SECRET, open_timeout=60,
-                                queue_size=messages + 10, capabilities=caps)
+                client = Client(
+                    url, secret=SECRET, open_timeout=60, queue_size=messages + 10, capabilities=caps
+                )
                 await client.connect()
                 clients.append(client)
                 return await client.subscribe(TOPIC)
@@ -124,8 +134,9 @@ async def subscribers(kind: str, port: int, count: int, messages: int, batch: bo
 
         async def join_bare() -> object:
             async with gate:
-                return await connect(url, compression=None, ping_interval=None,
-                                     open_timeout=60, max_queue=None)
+                return await connect(
+                    url, compression=None, ping_interval=None, open_timeout=60, max_queue=None
+                )
 
         conns = await asyncio.gather(*(join_bare() for _ in range(count)))
         print(json.dumps({"ready": len(conns)}), flush=True)
@@ -149,8 +160,9 @@ async def subscribers(kind: str, port: int, count: int, messages: int, batch: bo
 
 
 def spawn(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, __file__, *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, __file__, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
 
 
 async def publish(port: int, messages: int, size: int) -> None:
@@ -162,17 +174,28 @@ async def publish(port: int, messages: int, size: int) -> None:
         await asyncio.gather(*futures)
 
 
-def run(kind: str, subs: int, procs: int, messages: int, size: int,
-        batch: bool = True) -> float:
-    args = ["--role", "server", "--kind", kind, "--messages", str(messages),
-            "--size", str(size)]
+def run(kind: str, subs: int, procs: int, messages: int, size: int, batch: bool = True) -> float:
+    args = ["--role", "server", "--kind", kind, "--messages", str(messages), "--size", str(size)]
     server = spawn(*args)
     assert server.stdout is not None and server.stdin is not None
     port = int(server.stdout.readline())
     share = [subs // procs + (1 if i < subs % procs else 0) for i in range(procs)]
-    children = [spawn("--role", "subscribers", "--kind", kind, "--port", str(port),
-                      "--count", str(n), "--messages", str(messages),
-                      *([] if batch else ["--no-batch"])) for n in share]
+    children = [
+        spawn(
+            "--role",
+            "subscribers",
+            "--kind",
+            kind,
+            "--port",
+            str(port),
+            "--count",
+            str(n),
+            "--messages",
+            str(messages),
+            *([] if batch else ["--no-batch"]),
+        )
+        for n in share
+    ]
     for child in children:
         assert child.stdout is not None
         json.loads(child.stdout.readline())
@@ -213,24 +236,30 @@ def main() -> None:
         asyncio.run(serve_wsp() if args.kind == "wsp" else serve_bare(args.messages, args.size))
         return
     if args.role == "subscribers":
-        asyncio.run(subscribers(args.kind, args.port, args.count, args.messages,
-                                not args.no_batch))
+        asyncio.run(subscribers(args.kind, args.port, args.count, args.messages, not args.no_batch))
         return
     if args.quick:
         args.subscribers, args.messages = 200, 500
     raise_fd_limit()
-    print(f"fanout benchmark: 1 topic, {args.subscribers:,} subscribers in {args.procs} "
-          f"processes, {args.messages:,} messages of {args.size} bytes "
-          f"(broadcast frame {frame_size(args.size)} bytes); loopback")
+    print(
+        f"fanout benchmark: 1 topic, {args.subscribers:,} subscribers in {args.procs} "
+        f"processes, {args.messages:,} messages of {args.size} bytes "
+        f"(broadcast frame {frame_size(args.size)} bytes); loopback"
+    )
     bare = run("bare", args.subscribers, args.procs, args.messages, args.size)
     ours = run("wsp", args.subscribers, args.procs, args.messages, args.size)
     single = run("wsp", args.subscribers, args.procs, args.messages, args.size, batch=False)
-    print(f"{'deliveries/s at the subscribers':<40} {'wsp':>12} {'broadcast':>12} "
-          f"{'ratio':>7} target")
-    print(f"{'wsp (Batch of Delivers, encoded once)':<40} {ours:>12,.0f} {bare:>12,.0f} "
-          f"{ours / bare:>6.2f}x >= 0.7x")
-    print(f"{'wsp, batching not negotiated':<40} {single:>12,.0f} {bare:>12,.0f} "
-          f"{single / bare:>6.2f}x >= 0.7x")
+    print(
+        f"{'deliveries/s at the subscribers':<40} {'wsp':>12} {'broadcast':>12} {'ratio':>7} target"
+    )
+    print(
+        f"{'wsp (Batch of Delivers, encoded once)':<40} {ours:>12,.0f} {bare:>12,.0f} "
+        f"{ours / bare:>6.2f}x >= 0.7x"
+    )
+    print(
+        f"{'wsp, batching not negotiated':<40} {single:>12,.0f} {bare:>12,.0f} "
+        f"{single / bare:>6.2f}x >= 0.7x"
+    )
 
 
 if __name__ == "__main__":
