@@ -178,9 +178,13 @@ async def paced_p99(port: int, size: int, seconds: float, rate: float, wsp: bool
     return statistics.quantiles(samples, n=100)[98]
 
 
-async def best(rounds: int, ours: Callable[[], Awaitable[float]],
-               theirs: Callable[[], Awaitable[float]], *,
-               lower: bool = False) -> tuple[float, float, float]:
+async def best(
+    rounds: int,
+    ours: Callable[[], Awaitable[float]],
+    theirs: Callable[[], Awaitable[float]],
+    *,
+    lower: bool = False,
+) -> tuple[float, float, float]:
     """Alternate the two measurements ``rounds`` times.
 
     Returns each side's best and the median of the per-round ratios (paired
@@ -200,25 +204,42 @@ async def main(quick: bool) -> None:
     piped = 3000 if quick else 10_000
     paced = 1.0 if quick else 2.0
     rounds = 3 if quick else 7
-    print(f"echo benchmark: loopback, servers in child processes, python "
-          f"{sys.version.split()[0]}; {rounds} alternating rounds: best rate of each, "
-          f"median of the paired ratios")
+    print(
+        f"echo benchmark: loopback, servers in child processes, python "
+        f"{sys.version.split()[0]}; {rounds} alternating rounds: best rate of each, "
+        f"median of the paired ratios"
+    )
     async with child("wsp") as wp, child("bare") as bp:
         print(f"{'size':>6} {'test':<34} {'wsp':>12} {'bare':>12} {'ratio':>7} target")
         for size in SIZES:
-            ours, theirs, ratio = await best(rounds, partial(wsp_round_trips, wp, size, trips),
-                                             partial(bare_round_trips, bp, size, trips))
-            print(f"{size:>6} {'(a) awaited round trips /s':<34} {ours:>12,.0f} "
-                  f"{theirs:>12,.0f} {ratio:>6.2f}x >= 0.8x")
-            ours, theirs, ratio = await best(rounds, partial(wsp_pipelined, wp, size, piped),
-                                             partial(bare_pipelined, bp, size, piped))
-            print(f"{size:>6} {'(b) pipelined deliveries /s':<34} {ours:>12,.0f} "
-                  f"{theirs:>12,.0f} {ratio:>6.2f}x >= 1.0x")
             ours, theirs, ratio = await best(
-                rounds, partial(paced_p99, wp, size, paced, 1000, True),
-                partial(paced_p99, bp, size, paced, 1000, False), lower=True)
-            print(f"{size:>6} {'(c) p99 round trip at 1,000/s (ms)':<34} {ours * 1e3:>12.3f} "
-                  f"{theirs * 1e3:>12.3f} {ratio:>6.2f}x < 5 ms")
+                rounds,
+                partial(wsp_round_trips, wp, size, trips),
+                partial(bare_round_trips, bp, size, trips),
+            )
+            print(
+                f"{size:>6} {'(a) awaited round trips /s':<34} {ours:>12,.0f} "
+                f"{theirs:>12,.0f} {ratio:>6.2f}x >= 0.8x"
+            )
+            ours, theirs, ratio = await best(
+                rounds,
+                partial(wsp_pipelined, wp, size, piped),
+                partial(bare_pipelined, bp, size, piped),
+            )
+            print(
+                f"{size:>6} {'(b) pipelined deliveries /s':<34} {ours:>12,.0f} "
+                f"{theirs:>12,.0f} {ratio:>6.2f}x >= 1.0x"
+            )
+            ours, theirs, ratio = await best(
+                rounds,
+                partial(paced_p99, wp, size, paced, 1000, True),
+                partial(paced_p99, bp, size, paced, 1000, False),
+                lower=True,
+            )
+            print(
+                f"{size:>6} {'(c) p99 round trip at 1,000/s (ms)':<34} {ours * 1e3:>12.3f} "
+                f"{theirs * 1e3:>12.3f} {ratio:>6.2f}x < 5 ms"
+            )
 
 
 if __name__ == "__main__":

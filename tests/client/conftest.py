@@ -81,8 +81,7 @@ class ResetProxy:
             _reset(writer)
         self.resets += 1
 
-    async def _accept(self, c_reader: asyncio.StreamReader,
-                      c_writer: asyncio.StreamWriter) -> None:
+    async def _accept(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
         if self.refuse:
             _reset(c_writer)
             return
@@ -102,8 +101,14 @@ class ResetProxy:
         up.cancel()
         down.cancel()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    pair: tuple[asyncio.StreamWriter, ...], *, downstream: bool) -> None:
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        pair: tuple[asyncio.StreamWriter, ...],
+        *,
+        downstream: bool,
+    ) -> None:
         with contextlib.suppress(OSError, ConnectionError):
             while True:
                 chunk = await reader.read(4096)

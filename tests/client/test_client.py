@@ -78,8 +78,13 @@ async def test_first_connection_refused_is_a_connection_error(serve: Any) -> Non
     async with serve() as server:
         port = server.port
     with pytest.raises(ConnectionFailed, match="cannot connect"):
-        async with Client(f"ws://127.0.0.1:{port}", secret=SECRET, connect_attempts=2,
-                          backoff_base=0.001, backoff_cap=0.002):
+        async with Client(
+            f"ws://127.0.0.1:{port}",
+            secret=SECRET,
+            connect_attempts=2,
+            backoff_base=0.001,
+            backoff_cap=0.002,
+        ):
             pass
     with pytest.raises(ConfigError, match="not a WebSocket URL"):
         async with Client("http://127.0.0.1:1/", secret=SECRET):
@@ -100,10 +105,15 @@ async def test_backoff_gives_up_after_max_attempts(serve: Any) -> None:
     delays: list[float] = []
     server_cm = serve()
     server = await server_cm.__aenter__()
-    client = Client(url(server), secret=SECRET, max_attempts=3, backoff_base=0.01,
-                    backoff_cap=0.04, seed=5,
-                    on_event=lambda n, f: delays.append(f["delay"]) if n == "reconnecting"
-                    else None)
+    client = Client(
+        url(server),
+        secret=SECRET,
+        max_attempts=3,
+        backoff_base=0.01,
+        backoff_cap=0.04,
+        seed=5,
+        on_event=lambda n, f: delays.append(f["delay"]) if n == "reconnecting" else None,
+    )
     await client.connect()
     await server_cm.__aexit__(None, None, None)  # the server is gone for good
     with pytest.raises(ClientClosed, match="gave up after 3"):
@@ -120,8 +130,14 @@ async def test_graceful_shutdown_tells_clients_to_reconnect(serve: Any) -> None:
     events: list[tuple[str, dict[str, Any]]] = []
     server_cm = serve()
     server = await server_cm.__aenter__()
-    client = Client(url(server), secret=SECRET, backoff_base=0.01, backoff_cap=0.02,
-                    max_attempts=2, on_event=lambda n, f: events.append((n, f)))
+    client = Client(
+        url(server),
+        secret=SECRET,
+        backoff_base=0.01,
+        backoff_cap=0.02,
+        max_attempts=2,
+        on_event=lambda n, f: events.append((n, f)),
+    )
     await client.connect()
     await server_cm.__aexit__(None, None, None)
     async with asyncio.timeout(5):

@@ -15,18 +15,31 @@ import pytest
 WSP = os.path.join(os.path.dirname(sys.executable), "wsp")
 
 
-def wsp(*args: str, stdin: str | None = None, env: dict[str, str] | None = None,
-        timeout: float = 20) -> subprocess.CompletedProcess[str]:
+def wsp(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 20
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if k not in ("WSP_SECRET", "WSP_TOKEN")}
     full_env.update(env or {})
-    return subprocess.run([WSP, *args], input=stdin, capture_output=True, text=True,
-                          timeout=timeout, env=full_env, check=False)
+    return subprocess.run(
+        [WSP, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        check=False,
+    )
 
 
 def start_server(*args: str) -> tuple[subprocess.Popen[str], str, list[str]]:
     env = {k: v for k, v in os.environ.items() if k != "WSP_SECRET"}
-    proc = subprocess.Popen([WSP, "serve", "--port", "0", *args], stderr=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [WSP, "serve", "--port", "0", *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert proc.stderr is not None
     lines = []
     for _ in range(10):
@@ -89,9 +102,13 @@ def test_pub_and_sub_json_lines(server: tuple[str, str]) -> None:
     binary = wsp("pub", "--hex", url, "news", "00ff", env=env)
     assert binary.returncode == 0
     # a fresh subscriber gets what is published after it subscribed
-    sub = subprocess.Popen([WSP, "sub", url, "news", "--json", "--count", "2"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env={**os.environ, **env})
+    sub = subprocess.Popen(
+        [WSP, "sub", url, "news", "--json", "--count", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
     assert sub.stdout is not None
     first = json.loads(sub.stdout.readline())
     assert first["event"] == "connected"

@@ -14,13 +14,20 @@ MESSAGES = 2000
 
 
 async def test_2000_messages_exactly_once_in_order_across_20_resets(
-        serve: Any, proxy_to: Any) -> None:
+    serve: Any, proxy_to: Any
+) -> None:
     rng = random.Random(20)
     events: list[str] = []
     async with serve(history=MESSAGES + 100) as server:
         proxy = await proxy_to(server.port, seed=1)
-        subscriber = Client(f"ws://127.0.0.1:{proxy.port}", secret=SECRET, backoff_base=0.005,
-                            backoff_cap=0.02, seed=3, on_event=lambda n, f: events.append(n))
+        subscriber = Client(
+            f"ws://127.0.0.1:{proxy.port}",
+            secret=SECRET,
+            backoff_base=0.005,
+            backoff_cap=0.02,
+            seed=3,
+            on_event=lambda n, f: events.append(n),
+        )
         publisher = Client(f"ws://127.0.0.1:{server.port}", secret=SECRET)
         await subscriber.connect()
         await publisher.connect()
@@ -32,8 +39,9 @@ async def test_2000_messages_exactly_once_in_order_across_20_resets(
                 try:
                     item = await subscription.get()
                 except Exception as error:
-                    raise AssertionError((subscriber.error, events[-5:],
-                                          subscriber._runner)) from error
+                    raise AssertionError(
+                        (subscriber.error, events[-5:], subscriber._runner)
+                    ) from error
                 assert isinstance(item, Delivery), (item, subscriber.error, events[-5:])
                 received.append(item)
 
@@ -62,12 +70,18 @@ async def test_2000_messages_exactly_once_in_order_across_20_resets(
 
 
 async def test_history_shorter_than_the_gap_reports_continuity_lost(
-        serve: Any, proxy_to: Any) -> None:
+    serve: Any, proxy_to: Any
+) -> None:
     events: list[tuple[str, dict[str, Any]]] = []
     async with serve(history=10) as server:
         proxy = await proxy_to(server.port)
-        subscriber = Client(f"ws://127.0.0.1:{proxy.port}", secret=SECRET, backoff_base=0.01,
-                            backoff_cap=0.02, on_event=lambda n, f: events.append((n, f)))
+        subscriber = Client(
+            f"ws://127.0.0.1:{proxy.port}",
+            secret=SECRET,
+            backoff_base=0.01,
+            backoff_cap=0.02,
+            on_event=lambda n, f: events.append((n, f)),
+        )
         async with Client(f"ws://127.0.0.1:{server.port}", secret=SECRET) as publisher:
             await subscriber.connect()
             subscription = await subscriber.subscribe("t")
@@ -87,7 +101,6 @@ async def test_history_shorter_than_the_gap_reports_continuity_lost(
         assert (lost.requested, lost.available) == (6, 31)  # offsets 6..30 are gone
         assert [d.offset for d in rest] == list(range(31, 41))  # type: ignore[union-attr]
         notices = [f for n, f in events if n == "continuity_lost"]
-        assert notices == [{"topic": "t", "epoch": lost.epoch, "requested": 6,
-                            "available": 31}]
+        assert notices == [{"topic": "t", "epoch": lost.epoch, "requested": 6, "available": 31}]
         assert server.metrics.continuity_lost == 1
         await subscriber.close()

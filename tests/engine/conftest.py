@@ -32,8 +32,9 @@ def nonce(n: int) -> bytes:
 
 @dataclass
 class Pair:
-    auth: ServerAuth = field(default_factory=lambda: ServerAuth(secret=b"s3cret",
-                                                                token_key=TOKEN_KEY))
+    auth: ServerAuth = field(
+        default_factory=lambda: ServerAuth(secret=b"s3cret", token_key=TOKEN_KEY)
+    )
     credentials: Credentials = field(default_factory=lambda: Credentials(secret=b"s3cret"))
     config: SessionConfig = field(default_factory=SessionConfig)
     client_config: SessionConfig | None = None
@@ -128,16 +129,17 @@ class Pair:
                 for sub in self.subscribers.get(event.topic, []):
                     sub.deliver(event.topic, self.hub.epoch, entry.offset, entry.data, self.now)
             elif isinstance(event, ev.SubscribeRequested):
-                answer = self.hub.subscribe(event.topic, event.from_offset, event.epoch,
-                                            self.now)
+                answer = self.hub.subscribe(event.topic, event.from_offset, event.epoch, self.now)
                 if answer.lost is not None:
                     lost = answer.lost
-                    self.server.continuity_lost(event.topic, lost.epoch, lost.requested + 1,
-                                                lost.available, self.now)
+                    self.server.continuity_lost(
+                        event.topic, lost.epoch, lost.requested + 1, lost.available, self.now
+                    )
                 self.server.subscribed(event.topic, answer.epoch, answer.next_offset, self.now)
                 for entry in answer.replay:
-                    self.server.deliver(event.topic, answer.epoch, entry.offset, entry.data,
-                                        self.now)
+                    self.server.deliver(
+                        event.topic, answer.epoch, entry.offset, entry.data, self.now
+                    )
                 subs = self.subscribers.setdefault(event.topic, [])
                 if self.server not in subs:
                     subs.append(self.server)
@@ -148,8 +150,9 @@ class Pair:
         return events
 
     def deliveries(self) -> list[tuple[str, int, bytes]]:
-        return [(e.topic, e.offset, e.data) for e in self.client_events
-                if isinstance(e, ev.Delivery)]
+        return [
+            (e.topic, e.offset, e.data) for e in self.client_events if isinstance(e, ev.Delivery)
+        ]
 
 
 @pytest.fixture

@@ -61,8 +61,7 @@ def m(payload: Any, seq: int = 0, flags: Flags = Flags.NONE, sid: int = 0) -> Me
 def handshake(auth: str = "none") -> list[tuple[Direction, Message, float]]:
     return [
         (S2C, m(Challenge(b"n" * 16, (auth,))), 0.0),
-        (C2S, m(Handshake(("ack", "batch", "pubsub"), auth=auth, client_nonce=b"c" * 16)),
-         0.1),
+        (C2S, m(Handshake(("ack", "batch", "pubsub"), auth=auth, client_nonce=b"c" * 16)), 0.1),
         *([(C2S, m(Authenticate("hmac", b"p" * 32)), 0.1)] if auth == "hmac" else []),
         (S2C, m(HandshakeResponse(9, ("ack", "batch", "pubsub"), heartbeat_ms=1000)), 0.2),
     ]
@@ -123,22 +122,31 @@ def test_encrypted_payloads_are_reported_unchecked(make_pair: Any) -> None:
 
 
 def test_data_before_handshake() -> None:
-    found = observe([(S2C, m(Challenge(b"n" * 16, ("none",))), 0.0),
-                     (C2S, m(Publish("t", b"x"), 1), 0.1)])
+    found = observe(
+        [(S2C, m(Challenge(b"n" * 16, ("none",))), 0.0), (C2S, m(Publish("t", b"x"), 1), 0.1)]
+    )
     (v,) = found
     assert v.rule == "state" and v.culprit == "client" and v.close_code == 1008
     assert "handshaking" in v.message
 
 
 def test_handshake_order_violations() -> None:
-    found = observe([(C2S, m(Handshake(auth="none")), 0.0),
-                     (S2C, m(Challenge(b"n" * 16)), 0.1),
-                     (S2C, m(Challenge(b"n" * 16)), 0.1)])
+    found = observe(
+        [
+            (C2S, m(Handshake(auth="none")), 0.0),
+            (S2C, m(Challenge(b"n" * 16)), 0.1),
+            (S2C, m(Challenge(b"n" * 16)), 0.1),
+        ]
+    )
     assert [v.rule for v in found] == ["handshake-order", "handshake-order"]
     assert "before the server's Challenge" in found[0].message
-    found = observe([(S2C, m(Challenge(b"n" * 16, ("hmac",))), 0.0),
-                     (C2S, m(Handshake(auth="hmac", client_nonce=b"c" * 16)), 0.1),
-                     (S2C, m(HandshakeResponse(1)), 0.2)])
+    found = observe(
+        [
+            (S2C, m(Challenge(b"n" * 16, ("hmac",))), 0.0),
+            (C2S, m(Handshake(auth="hmac", client_nonce=b"c" * 16)), 0.1),
+            (S2C, m(HandshakeResponse(1)), 0.2),
+        ]
+    )
     assert [v.rule for v in violations(found)] == ["handshake-order"]
     assert "before the hmac Authenticate" in violations(found)[0].message
     found = observe([(S2C, m(HandshakeResponse(1)), 0.0)])
@@ -146,23 +154,27 @@ def test_handshake_order_violations() -> None:
 
 
 def test_capabilities_and_flags() -> None:
-    log = [(S2C, m(Challenge(b"n" * 16, ("none",))), 0.0),
-           (C2S, m(Handshake(("ack",), auth="none")), 0.1),
-           (S2C, m(HandshakeResponse(9, ("ack", "encrypt"))), 0.2),
-           (C2S, m(TextData("x"), 1, Flags.COMPRESSED), 0.3)]
+    log = [
+        (S2C, m(Challenge(b"n" * 16, ("none",))), 0.0),
+        (C2S, m(Handshake(("ack",), auth="none")), 0.1),
+        (S2C, m(HandshakeResponse(9, ("ack", "encrypt"))), 0.2),
+        (C2S, m(TextData("x"), 1, Flags.COMPRESSED), 0.3),
+    ]
     found = observe(log)
     assert [v.rule for v in found] == ["capability", "flag"]
     assert found[1].close_code == 4007
 
 
 def test_sequence_gap_retransmission_and_acks() -> None:
-    log = [*handshake(),
-           (C2S, m(Publish("t", b"a"), 1), 1.0),
-           (C2S, m(Publish("t", b"a"), 1), 1.1),  # a retransmission: fine
-           (C2S, m(Publish("t", b"c"), 3), 1.2),  # gap
-           (S2C, m(Acknowledge(3)), 1.3),
-           (S2C, m(Acknowledge(5)), 1.4),  # acks what was never sent
-           (S2C, m(Acknowledge(2)), 1.5)]  # goes back
+    log = [
+        *handshake(),
+        (C2S, m(Publish("t", b"a"), 1), 1.0),
+        (C2S, m(Publish("t", b"a"), 1), 1.1),  # a retransmission: fine
+        (C2S, m(Publish("t", b"c"), 3), 1.2),  # gap
+        (S2C, m(Acknowledge(3)), 1.3),
+        (S2C, m(Acknowledge(5)), 1.4),  # acks what was never sent
+        (S2C, m(Acknowledge(2)), 1.5),
+    ]  # goes back
     found = observe(log)
     assert [v.rule for v in found] == ["sequence", "ack", "ack"]
     assert "expected 2, got 3" in found[0].message
@@ -170,12 +182,14 @@ def test_sequence_gap_retransmission_and_acks() -> None:
 
 
 def test_heartbeat_rules_and_silence() -> None:
-    log = [*handshake(),
-           (C2S, m(Heartbeat(1, False)), 1.0),
-           (S2C, m(Heartbeat(1, True)), 1.01),
-           (S2C, m(Heartbeat(4, True)), 1.02),  # never probed
-           (C2S, m(Heartbeat(2, False)), 2.0),
-           (S2C, m(Heartbeat(2, True)), 7.0)]  # late, and the server was silent
+    log = [
+        *handshake(),
+        (C2S, m(Heartbeat(1, False)), 1.0),
+        (S2C, m(Heartbeat(1, True)), 1.01),
+        (S2C, m(Heartbeat(4, True)), 1.02),  # never probed
+        (C2S, m(Heartbeat(2, False)), 2.0),
+        (S2C, m(Heartbeat(2, True)), 7.0),
+    ]  # late, and the server was silent
     found = observe(log)
     assert [v.rule for v in found] == ["heartbeat", "silence", "heartbeat"]
     obs = SessionObserver()
@@ -186,16 +200,18 @@ def test_heartbeat_rules_and_silence() -> None:
 
 
 def test_deliveries_offsets_and_continuity() -> None:
-    log = [*handshake(),
-           (S2C, m(Deliver("x", 1, 1, b"")), 1.0),  # never subscribed
-           (C2S, m(Subscribe("t")), 1.1),
-           (S2C, m(Subscribed("t", 1, 5)), 1.2),
-           (S2C, m(Deliver("t", 1, 5, b"")), 1.3),
-           (S2C, m(Deliver("t", 1, 5, b"")), 1.4),  # again
-           (S2C, m(Deliver("t", 1, 7, b"")), 1.5),  # jump
-           (S2C, m(ContinuityLost("t", 1, 8, 20)), 1.6),
-           (S2C, m(Deliver("t", 1, 20, b"")), 1.7),  # announced: fine
-           (S2C, m(Deliver("t", 2, 21, b"")), 1.8)]  # epoch change unannounced
+    log = [
+        *handshake(),
+        (S2C, m(Deliver("x", 1, 1, b"")), 1.0),  # never subscribed
+        (C2S, m(Subscribe("t")), 1.1),
+        (S2C, m(Subscribed("t", 1, 5)), 1.2),
+        (S2C, m(Deliver("t", 1, 5, b"")), 1.3),
+        (S2C, m(Deliver("t", 1, 5, b"")), 1.4),  # again
+        (S2C, m(Deliver("t", 1, 7, b"")), 1.5),  # jump
+        (S2C, m(ContinuityLost("t", 1, 8, 20)), 1.6),
+        (S2C, m(Deliver("t", 1, 20, b"")), 1.7),  # announced: fine
+        (S2C, m(Deliver("t", 2, 21, b"")), 1.8),
+    ]  # epoch change unannounced
     found = observe(log)
     assert [v.rule for v in found] == ["deliver"] * 4
     assert "before Subscribed" in found[0].message
@@ -204,11 +220,13 @@ def test_deliveries_offsets_and_continuity() -> None:
 
 
 def test_after_close_session_id_and_unknown_type() -> None:
-    log = [*handshake(),
-           (C2S, m(TextData("x"), 1, sid=77), 1.0),
-           (S2C, m(Unknown(0x0150, b"")), 1.1),
-           (C2S, m(Close(1000)), 1.2),
-           (C2S, m(BinaryData(b"late"), 2), 1.3)]
+    log = [
+        *handshake(),
+        (C2S, m(TextData("x"), 1, sid=77), 1.0),
+        (S2C, m(Unknown(0x0150, b"")), 1.1),
+        (C2S, m(Close(1000)), 1.2),
+        (C2S, m(BinaryData(b"late"), 2), 1.3),
+    ]
     found = observe(log)
     assert [(v.rule, v.verdict) for v in found] == [
         ("session-id", Verdict.VIOLATION),
@@ -220,13 +238,17 @@ def test_after_close_session_id_and_unknown_type() -> None:
 def test_jwt_time_is_checked_without_the_key(make_pair: Any) -> None:
     key = b"k" * 32
     token = jwt.encode({"exp": 10}, key, "HS256")
-    log = [(S2C, m(Challenge(b"n" * 16, ("jwt",))), 100.0),
-           (C2S, m(Handshake(auth="jwt", token=token)), 100.1),
-           (S2C, m(HandshakeResponse(3)), 100.2)]
+    log = [
+        (S2C, m(Challenge(b"n" * 16, ("jwt",))), 100.0),
+        (C2S, m(Handshake(auth="jwt", token=token)), 100.1),
+        (S2C, m(HandshakeResponse(3)), 100.2),
+    ]
     found = observe(log)
     assert [(v.rule, v.verdict) for v in found] == [
-        ("auth-proof", Verdict.UNCHECKED), ("token-time", Verdict.VIOLATION),
-        ("token-time", Verdict.VIOLATION)]
+        ("auth-proof", Verdict.UNCHECKED),
+        ("token-time", Verdict.VIOLATION),
+        ("token-time", Verdict.VIOLATION),
+    ]
     assert found[2].culprit == "server"
     good = jwt.encode({"exp": 2000}, key, "HS256")
     p = make_pair(auth=ServerAuth(jwt=JwtVerifier(key)), credentials=Credentials(token=good))

@@ -55,8 +55,17 @@ NOW = 1_700_000_000.0
 def test_jwt_hs256_claims_and_time() -> None:
     key = b"k" * 32
     verifier = JwtVerifier(key, audience="wsp")
-    token = jwt.encode({"sub": "alice", "aud": "wsp", "exp": NOW + 60, "nbf": NOW - 1,
-                        "wsp": {"pub": ["news.*"], "sub": ["news.*", "chat"]}}, key, "HS256")
+    token = jwt.encode(
+        {
+            "sub": "alice",
+            "aud": "wsp",
+            "exp": NOW + 60,
+            "nbf": NOW - 1,
+            "wsp": {"pub": ["news.*"], "sub": ["news.*", "chat"]},
+        },
+        key,
+        "HS256",
+    )
     grant = verifier.verify(token, NOW)
     assert grant.subject == "alice"
     assert grant.may_publish("news.eu") and not grant.may_publish("chat")
@@ -83,23 +92,30 @@ def test_jwt_without_scope_allows_everything() -> None:
     assert grant.may_publish("anything") and grant.may_subscribe("x")
 
 
-@pytest.mark.parametrize("make", [
-    lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
-    lambda: ec.generate_private_key(ec.SECP256R1()),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        lambda: ec.generate_private_key(ec.SECP256R1()),
+    ],
+)
 def test_jwt_public_key_algorithms(make: object) -> None:
     private = make()  # type: ignore[operator]
     alg = "RS256" if isinstance(private, rsa.RSAPrivateKey) else "ES256"
     public = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     token = jwt.encode({"exp": NOW + 5}, private, alg)
     verifier = JwtVerifier(public)
     verifier.verify(token, NOW)
     with pytest.raises(AuthenticationError, match="expired"):
         verifier.verify(token, NOW + 10)
     # A token signed with HS256 using the public key as secret (alg confusion) fails.
-    other = (ec.generate_private_key(ec.SECP256R1()) if alg == "ES256"
-             else rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    other = (
+        ec.generate_private_key(ec.SECP256R1())
+        if alg == "ES256"
+        else rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    )
     with pytest.raises(AuthenticationError):
         verifier.verify(jwt.encode({}, other, alg), NOW)
 

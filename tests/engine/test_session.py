@@ -313,8 +313,9 @@ def test_server_must_prove_the_secret_too(make_pair: Any) -> None:
     for m in p.client.messages_to_send():
         p.server.receive(m, p.now)
     p.server.accept(5, p.now)
-    (response,) = [m for m in p.server.messages_to_send()
-                   if isinstance(m.payload, HandshakeResponse)]
+    (response,) = [
+        m for m in p.server.messages_to_send() if isinstance(m.payload, HandshakeResponse)
+    ]
     forged = HandshakeResponse(5, ("ack",), server_proof=b"\0" * 32)
     with pytest.raises(AuthenticationError, match="server proof"):
         p.client.receive(msg(forged), p.now)
@@ -342,10 +343,13 @@ def test_authenticate_with_other_method_than_announced() -> None:
 
 
 def test_jwt_handshake_with_topic_claims(make_pair: Any) -> None:
-    token = jwt.encode({"sub": "bob", "exp": 2000, "wsp": {"pub": ["ok.*"], "sub": ["ok.*"]}},
-                       KEY, "HS256")
-    p = make_pair(auth=ServerAuth(jwt=JwtVerifier(KEY), token_key=b"t" * 32),
-                  credentials=Credentials(token=token))
+    token = jwt.encode(
+        {"sub": "bob", "exp": 2000, "wsp": {"pub": ["ok.*"], "sub": ["ok.*"]}}, KEY, "HS256"
+    )
+    p = make_pair(
+        auth=ServerAuth(jwt=JwtVerifier(KEY), token_key=b"t" * 32),
+        credentials=Credentials(token=token),
+    )
     p.connect()
     assert p.client.state is State.ACTIVE
     (auth,) = [e for e in p.server_events if isinstance(e, ev.AuthSucceeded)]
@@ -400,8 +404,9 @@ def test_encryption_under_hkdf_keys(make_pair: Any) -> None:
     assert b"private" not in b"".join(wire)
     for chunk in wire:
         p.server_events.extend(p.server.receive_data(chunk, p.now))
-    assert any(isinstance(e, ev.DataReceived) and e.payload == TextData("private")
-               for e in p.server_events)
+    assert any(
+        isinstance(e, ev.DataReceived) and e.payload == TextData("private") for e in p.server_events
+    )
 
 
 def test_compression_when_negotiated(make_pair: Any) -> None:
@@ -428,6 +433,7 @@ def test_unnegotiated_flags_and_batch_are_refused(make_pair: Any) -> None:
         p.server.receive(msg(TextData("x"), 1, Flags.COMPRESSED), p.now)
     assert info.value.close_code == CloseCode.WSP_UNNEGOTIATED
     from wsproto_tools.codec import Batch
+
     with pytest.raises(RemoteProtocolError, match="batch"):
         p.server.receive(msg(Batch((msg(TextData("x"), 1),))), p.now)
 
@@ -633,8 +639,9 @@ def test_continuity_lost_when_history_is_shorter_than_the_gap(make_pair: Any) ->
     assert lost == [ev.ContinuityLostNotice("t", 7, 1, 8)]
     assert p.deliveries() == [("t", 8, b"7"), ("t", 9, b"8"), ("t", 10, b"9")]
     # the notice comes before the first delivery after the gap
-    kinds = [type(e) for e in p.client_events
-             if isinstance(e, ev.ContinuityLostNotice | ev.Delivery)]
+    kinds = [
+        type(e) for e in p.client_events if isinstance(e, ev.ContinuityLostNotice | ev.Delivery)
+    ]
     assert kinds[0] is ev.ContinuityLostNotice
 
 

@@ -72,11 +72,14 @@ async def test_wrong_secret(serve: Any) -> None:
         await still_serving(server, bystander)
 
 
-@pytest.mark.parametrize(("claims", "key", "reason"), [
-    ({"exp": 1}, JWT_KEY, "token expired"),
-    ({"nbf": 4_000_000_000}, JWT_KEY, "not valid yet"),
-    ({}, b"f" * 32, "forged or wrong key"),
-])
+@pytest.mark.parametrize(
+    ("claims", "key", "reason"),
+    [
+        ({"exp": 1}, JWT_KEY, "token expired"),
+        ({"nbf": 4_000_000_000}, JWT_KEY, "not valid yet"),
+        ({}, b"f" * 32, "forged or wrong key"),
+    ],
+)
 async def test_bad_jwt(serve: Any, claims: dict[str, Any], key: bytes, reason: str) -> None:
     async with serve(secret=None, jwt_key=JWT_KEY) as server:
         good = jwt.encode({}, JWT_KEY, "HS256")
@@ -91,8 +94,7 @@ async def test_bad_jwt(serve: Any, claims: dict[str, Any], key: bytes, reason: s
 
 async def test_topic_not_allowed_by_claims(serve: Any) -> None:
     async with serve(secret=None, jwt_key=JWT_KEY) as server:
-        token = jwt.encode({"wsp": {"pub": ["public.*"], "sub": ["public.*"]}}, JWT_KEY,
-                           "HS256")
+        token = jwt.encode({"wsp": {"pub": ["public.*"], "sub": ["public.*"]}}, JWT_KEY, "HS256")
         async with Client(url(server), token=token) as bystander:
             await bystander.publish("public.news", b"fine")
             async with Client(url(server), token=token) as bad:
@@ -109,10 +111,15 @@ async def test_topic_not_allowed_by_claims(serve: Any) -> None:
 
 
 async def test_oversized_message(serve: Any) -> None:
-    async with serve(max_message_size=4096) as server, \
-            Client(url(server), secret=SECRET) as bystander:
-        async with connect(url(server), subprotocols=["wsp.v2"],  # type: ignore[list-item]
-                           max_size=None) as ws:
+    async with (
+        serve(max_message_size=4096) as server,
+        Client(url(server), secret=SECRET) as bystander,
+    ):
+        async with connect(
+            url(server),
+            subprotocols=["wsp.v2"],  # type: ignore[list-item]
+            max_size=None,
+        ) as ws:
             session = await handshake(ws, Credentials(secret=SECRET))
             await ws.send(encode(Message(Publish("t", b"x" * 10_000), 1, session.session_id)))
             code, reason = await closed_with(ws)
@@ -122,8 +129,7 @@ async def test_oversized_message(serve: Any) -> None:
 
 
 async def test_rate_limit(serve: Any) -> None:
-    async with serve(rate=50, burst=20) as server, \
-            Client(url(server), secret=SECRET) as bystander:
+    async with serve(rate=50, burst=20) as server, Client(url(server), secret=SECRET) as bystander:
         async with connect(url(server), subprotocols=["wsp.v2"]) as ws:  # type: ignore[list-item]
             session = await handshake(ws, Credentials(secret=SECRET))
             for _ in range(200):  # Unsubscribe: a message the server does not answer
@@ -141,8 +147,10 @@ async def test_rate_limit(serve: Any) -> None:
 
 
 async def test_handshake_timeout(serve: Any) -> None:
-    async with serve(handshake_timeout=0.3) as server, \
-            Client(url(server), secret=SECRET) as bystander:
+    async with (
+        serve(handshake_timeout=0.3) as server,
+        Client(url(server), secret=SECRET) as bystander,
+    ):
         async with connect(url(server), subprotocols=["wsp.v2"]) as ws:  # type: ignore[list-item]
             await ws.recv()  # the Challenge; then silence
             code, reason = await closed_with(ws)
@@ -155,13 +163,15 @@ async def test_garbage_after_the_upgrade(serve: Any) -> None:
     rng = random.Random(1)
     async with serve() as server, Client(url(server), secret=SECRET) as bystander:
         for _ in range(5):
-            async with connect(url(server),
-                               subprotocols=["wsp.v2"]) as ws:  # type: ignore[list-item]
+            async with connect(url(server), subprotocols=["wsp.v2"]) as ws:  # type: ignore[list-item]
                 await ws.recv()
                 await ws.send(b"\xd1\xc0" + rng.randbytes(rng.randrange(1, 64)))
                 code, reason = await closed_with(ws)
-            assert code in (CloseCode.PROTOCOL_ERROR, CloseCode.INVALID_DATA,
-                            CloseCode.MESSAGE_TOO_BIG), (code, reason)
+            assert code in (
+                CloseCode.PROTOCOL_ERROR,
+                CloseCode.INVALID_DATA,
+                CloseCode.MESSAGE_TOO_BIG,
+            ), (code, reason)
             assert reason  # names the problem
         async with connect(url(server), subprotocols=["wsp.v2"]) as ws:  # type: ignore[list-item]
             await ws.recv()
@@ -191,13 +201,18 @@ async def test_no_subprotocol_and_origin_and_max_connections(serve: Any) -> None
             code, reason = await closed_with(ws)
         assert code == 1002 and "wsp.v2" in reason
     async with serve(origins=("https://ok.example",), max_connections=2) as server:
-        async with connect(url(server), subprotocols=["wsp.v2"],  # type: ignore[list-item]
-                           origin="https://evil.example") as ws:  # type: ignore[arg-type]
+        async with connect(
+            url(server),
+            subprotocols=["wsp.v2"],  # type: ignore[list-item]
+            origin="https://evil.example",
+        ) as ws:  # type: ignore[arg-type]
             code, reason = await closed_with(ws)
         assert code == CloseCode.WSP_ORIGIN_REFUSED == 4010 and "evil" in reason
         ok: dict[str, Any] = {"origin": "https://ok.example"}
-        async with connect(url(server), subprotocols=["wsp.v2"], **ok) as a, \
-                connect(url(server), subprotocols=["wsp.v2"], **ok) as b:  # type: ignore[list-item]
+        async with (
+            connect(url(server), subprotocols=["wsp.v2"], **ok) as a,
+            connect(url(server), subprotocols=["wsp.v2"], **ok) as b,
+        ):  # type: ignore[list-item]
             await a.recv()
             await b.recv()
             async with connect(url(server), subprotocols=["wsp.v2"], **ok) as c:  # type: ignore[list-item]
@@ -207,10 +222,18 @@ async def test_no_subprotocol_and_origin_and_max_connections(serve: Any) -> None
 
 async def test_slow_consumer_is_cut_with_4005_and_can_resume(serve: Any) -> None:
     events: list[tuple[str, dict[str, Any]]] = []
-    async with serve(max_buffer=64 * 1024, close_timeout=10.0, history=5000) as server, \
-            Client(url(server), secret=SECRET) as publisher:
-        slow = Client(url(server), secret=SECRET, queue_size=1, backoff_base=0.01,
-                      backoff_cap=0.05, on_event=lambda n, f: events.append((n, f)))
+    async with (
+        serve(max_buffer=64 * 1024, close_timeout=10.0, history=5000) as server,
+        Client(url(server), secret=SECRET) as publisher,
+    ):
+        slow = Client(
+            url(server),
+            secret=SECRET,
+            queue_size=1,
+            backoff_base=0.01,
+            backoff_cap=0.05,
+            on_event=lambda n, f: events.append((n, f)),
+        )
         await slow.connect()
         subscription = await slow.subscribe("firehose")
         payload = b"z" * 32 * 1024
@@ -253,8 +276,11 @@ async def test_too_many_topics_is_refused_and_not_acknowledged(serve: Any) -> No
             with contextlib.suppress(ConnectionClosed):
                 async with asyncio.timeout(5):
                     async for data in ws:
-                        acks.extend(e.sequence for e in session.receive_data(data, 0.0)
-                                    if type(e).__name__ == "Acked")
+                        acks.extend(
+                            e.sequence
+                            for e in session.receive_data(data, 0.0)
+                            if type(e).__name__ == "Acked"
+                        )
             assert ws.close_code == 1008 and "too many topics" in (ws.close_reason or "")
         assert acks == [1]  # "two" was applied; "three" and what followed were not
         assert await bystander.echo(b"ok") == b"ok"

@@ -59,8 +59,11 @@ def connect(url: str, as_json: bool, **opts: object) -> None:
             click.echo(f"{stamp} {kind:<9} {text}")
 
     def on_event(name: str, fields: dict[str, Any]) -> None:
-        show("event", f"{name} " + " ".join(f"{k}={v}" for k, v in fields.items()),
-             {"event": name, **fields})
+        show(
+            "event",
+            f"{name} " + " ".join(f"{k}={v}" for k, v in fields.items()),
+            {"event": name, **fields},
+        )
 
     options = make_options(**opts)  # type: ignore[arg-type]
 
@@ -144,14 +147,18 @@ def connect(url: str, as_json: bool, **opts: object) -> None:
                         t0 = time.perf_counter()
                         reply = await client.echo(rest.encode())
                         rtt = (time.perf_counter() - t0) * 1000
-                        show("echo", f"{reply.decode(errors='replace')} ({rtt:.2f} ms)",
-                             {"data": reply.decode(errors="replace"), "rtt_ms": round(rtt, 3)})
+                        show(
+                            "echo",
+                            f"{reply.decode(errors='replace')} ({rtt:.2f} ms)",
+                            {"data": reply.decode(errors="replace"), "rtt_ms": round(rtt, 3)},
+                        )
                     elif verb == "ping":
                         rtt = await client.ping() * 1000
                         show("pong", f"rtt {rtt:.2f} ms", {"rtt_ms": round(rtt, 3)})
                     else:
-                        show("error", f"unknown or incomplete command {line.strip()!r}; "
-                             "type 'help'")
+                        show(
+                            "error", f"unknown or incomplete command {line.strip()!r}; type 'help'"
+                        )
                 except ValueError as error:
                     show("error", str(error))
                 except TimeoutError:

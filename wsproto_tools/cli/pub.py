@@ -19,13 +19,26 @@ from wsproto_tools.cli.status import ExitStatus
 @click.argument("topic")
 @click.argument("messages", nargs=-1)
 @click.option("--hex", "as_hex", is_flag=True, help="MESSAGEs (or stdin lines) are hex bytes.")
-@click.option("--timeout", default=30.0, show_default=True, type=float, metavar="S",
-              help="How long to wait for the acknowledgments.")
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    type=float,
+    metavar="S",
+    help="How long to wait for the acknowledgments.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary line.")
 @client_options
 @guarded
-def pub(url: str, topic: str, messages: tuple[str, ...], as_hex: bool, timeout: float,
-        as_json: bool, **opts: object) -> None:
+def pub(
+    url: str,
+    topic: str,
+    messages: tuple[str, ...],
+    as_hex: bool,
+    timeout: float,
+    as_json: bool,
+    **opts: object,
+) -> None:
     """Publish each MESSAGE to TOPIC (or each stdin line with '-').
 
     Exits 0 only when every message was acknowledged by the server; 1 when some
@@ -68,5 +81,7 @@ def pub(url: str, topic: str, messages: tuple[str, ...], as_hex: bool, timeout: 
         click.echo(f"wsp: {total - acked} of {total} messages were not acknowledged", err=True)
         sys.exit(int(ExitStatus.PROBLEMS_FOUND))
     if not as_json:
-        click.echo(f"published {total} message{'s' if total != 1 else ''} to {topic}, "
-                   "all acknowledged", err=True)
+        click.echo(
+            f"published {total} message{'s' if total != 1 else ''} to {topic}, all acknowledged",
+            err=True,
+        )

@@ -18,48 +18,126 @@ from wsproto_tools.cli.status import ExitStatus
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8765, show_default=True, type=int,
-              help="Port to listen on (0: any free port).")
-@click.option("--secret", envvar="WSP_SECRET", metavar="S",
-              help="Shared secret for challenge-response auth. Env: WSP_SECRET.")
-@click.option("--jwt-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JWT verification key: a PEM public key (RS256/ES256) or a file holding "
-                   "the HS256 secret.")
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=int,
+    help="Port to listen on (0: any free port).",
+)
+@click.option(
+    "--secret",
+    envvar="WSP_SECRET",
+    metavar="S",
+    help="Shared secret for challenge-response auth. Env: WSP_SECRET.",
+)
+@click.option(
+    "--jwt-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JWT verification key: a PEM public key (RS256/ES256) or a file holding the HS256 secret.",
+)
 @click.option("--jwt-audience", metavar="AUD", help="Required JWT 'aud' claim.")
 @click.option("--no-auth", is_flag=True, help="Accept clients without credentials.")
-@click.option("--token-key", envvar="WSP_TOKEN_KEY", metavar="K",
-              help="Key signing resume tokens; give every node the same one. "
-                   "Env: WSP_TOKEN_KEY (default: random per process).")
-@click.option("--history", default=1000, show_default=True, type=click.IntRange(0),
-              help="Messages kept per topic for replay.")
+@click.option(
+    "--token-key",
+    envvar="WSP_TOKEN_KEY",
+    metavar="K",
+    help="Key signing resume tokens; give every node the same one. "
+    "Env: WSP_TOKEN_KEY (default: random per process).",
+)
+@click.option(
+    "--history",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Messages kept per topic for replay.",
+)
 @click.option("--history-age", type=float, metavar="S", help="Drop history older than S s.")
-@click.option("--max-topics", default=100_000, show_default=True, type=click.IntRange(1),
-              help="More topics are refused (1008).")
+@click.option(
+    "--max-topics",
+    default=100_000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="More topics are refused (1008).",
+)
 @click.option("--max-connections", default=10_000, show_default=True, type=click.IntRange(1))
-@click.option("--max-message-size", default=1 << 20, show_default=True,
-              type=click.IntRange(64), metavar="B", help="Larger messages are closed with 1009.")
-@click.option("--rate-limit", default=50_000.0, show_default=True, type=float,
-              metavar="N", help="WebSocket messages per second per connection (0: off).")
-@click.option("--burst", default=100_000.0, show_default=True, type=float,
-              help="Token bucket depth for the rate limit.")
-@click.option("--handshake-timeout", default=10.0, show_default=True, type=float,
-              metavar="S", help="Clients that have not finished the handshake are cut.")
+@click.option(
+    "--max-message-size",
+    default=1 << 20,
+    show_default=True,
+    type=click.IntRange(64),
+    metavar="B",
+    help="Larger messages are closed with 1009.",
+)
+@click.option(
+    "--rate-limit",
+    default=50_000.0,
+    show_default=True,
+    type=float,
+    metavar="N",
+    help="WebSocket messages per second per connection (0: off).",
+)
+@click.option(
+    "--burst",
+    default=100_000.0,
+    show_default=True,
+    type=float,
+    help="Token bucket depth for the rate limit.",
+)
+@click.option(
+    "--handshake-timeout",
+    default=10.0,
+    show_default=True,
+    type=float,
+    metavar="S",
+    help="Clients that have not finished the handshake are cut.",
+)
 @click.option("--heartbeat-interval", default=15.0, show_default=True, type=float, metavar="S")
 @click.option("--heartbeat-timeout", default=45.0, show_default=True, type=float, metavar="S")
-@click.option("--resume-lifetime", default=300.0, show_default=True, type=float, metavar="S",
-              help="How long a disconnected session can be resumed.")
-@click.option("--max-buffer", default=4 << 20, show_default=True, type=click.IntRange(1024),
-              metavar="B", help="Unsent bytes after which a subscriber is a slow consumer.")
-@click.option("--origin", "origins", multiple=True,
-              help="Allowed Origin header (repeatable; default: any).")
+@click.option(
+    "--resume-lifetime",
+    default=300.0,
+    show_default=True,
+    type=float,
+    metavar="S",
+    help="How long a disconnected session can be resumed.",
+)
+@click.option(
+    "--max-buffer",
+    default=4 << 20,
+    show_default=True,
+    type=click.IntRange(1024),
+    metavar="B",
+    help="Unsent bytes after which a subscriber is a slow consumer.",
+)
+@click.option(
+    "--origin", "origins", multiple=True, help="Allowed Origin header (repeatable; default: any)."
+)
 @click.option("--deflate", is_flag=True, help="Offer permessage-deflate (RFC 7692).")
 @guarded
-def serve(host: str, port: int, secret: str | None, jwt_key: Path | None,
-          jwt_audience: str | None, no_auth: bool, token_key: str | None, history: int,
-          history_age: float | None, max_topics: int, max_connections: int, max_message_size: int,
-          rate_limit: float, burst: float, handshake_timeout: float,
-          heartbeat_interval: float, heartbeat_timeout: float, resume_lifetime: float,
-          max_buffer: int, origins: tuple[str, ...], deflate: bool) -> None:
+def serve(
+    host: str,
+    port: int,
+    secret: str | None,
+    jwt_key: Path | None,
+    jwt_audience: str | None,
+    no_auth: bool,
+    token_key: str | None,
+    history: int,
+    history_age: float | None,
+    max_topics: int,
+    max_connections: int,
+    max_message_size: int,
+    rate_limit: float,
+    burst: float,
+    handshake_timeout: float,
+    heartbeat_interval: float,
+    heartbeat_timeout: float,
+    resume_lifetime: float,
+    max_buffer: int,
+    origins: tuple[str, ...],
+    deflate: bool,
+) -> None:
     """Run the reference wsp server (pub/sub, echo, /healthz, /metrics).
 
     Authentication is on by default: with neither --secret, WSP_SECRET nor
@@ -69,32 +147,48 @@ def serve(host: str, port: int, secret: str | None, jwt_key: Path | None,
     from wsproto_tools.server import ServerConfig, WspServer
 
     if no_auth and (secret or jwt_key):
-        fail("--no-auth cannot be combined with --secret/WSP_SECRET or --jwt-key",
-             ExitStatus.USAGE)
+        fail("--no-auth cannot be combined with --secret/WSP_SECRET or --jwt-key", ExitStatus.USAGE)
     generated = None
     if not no_auth and not secret and jwt_key is None:
         generated = secret = secrets.token_urlsafe(24)
     config = ServerConfig(
-        host=host, port=port, secret=secret.encode() if secret else None,
-        jwt_key=jwt_key.read_bytes().strip() if jwt_key else None, jwt_audience=jwt_audience,
-        no_auth=no_auth, token_key=token_key.encode() if token_key else None,
-        history=history, history_age=history_age, max_topics=max_topics,
+        host=host,
+        port=port,
+        secret=secret.encode() if secret else None,
+        jwt_key=jwt_key.read_bytes().strip() if jwt_key else None,
+        jwt_audience=jwt_audience,
+        no_auth=no_auth,
+        token_key=token_key.encode() if token_key else None,
+        history=history,
+        history_age=history_age,
+        max_topics=max_topics,
         max_connections=max_connections,
-        max_message_size=max_message_size, rate=rate_limit, burst=burst,
-        handshake_timeout=handshake_timeout, heartbeat_interval=heartbeat_interval,
-        heartbeat_timeout=heartbeat_timeout, resume_lifetime=resume_lifetime,
-        max_buffer=max_buffer, origins=origins or None, compression=deflate)
+        max_message_size=max_message_size,
+        rate=rate_limit,
+        burst=burst,
+        handshake_timeout=handshake_timeout,
+        heartbeat_interval=heartbeat_interval,
+        heartbeat_timeout=heartbeat_timeout,
+        resume_lifetime=resume_lifetime,
+        max_buffer=max_buffer,
+        origins=origins or None,
+        compression=deflate,
+    )
     server = WspServer(config)
 
     async def run() -> None:
         await server.start()
         url = f"ws://{host}:{server.port}"
         methods = ", ".join(server.auth.methods)
-        click.echo(f"wsp serve: listening on {url} (auth: {methods}; "
-                   f"GET /healthz, /metrics)", err=True)
+        click.echo(
+            f"wsp serve: listening on {url} (auth: {methods}; GET /healthz, /metrics)", err=True
+        )
         if generated is not None:
-            click.echo("wsp serve: no credentials configured, so this secret was generated "
-                       "(set WSP_SECRET or --secret to choose one):", err=True)
+            click.echo(
+                "wsp serve: no credentials configured, so this secret was generated "
+                "(set WSP_SECRET or --secret to choose one):",
+                err=True,
+            )
             click.echo(f"    {generated}", err=True)
             click.echo("    connect with:", err=True)
             click.echo(f"    WSP_SECRET={generated} wsp sub {url} demo", err=True)

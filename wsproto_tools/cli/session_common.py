@@ -16,18 +16,48 @@ T = TypeVar("T")
 def client_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--secret/--token (WSP_SECRET/WSP_TOKEN), --wire-version, back-off settings."""
     options = [
-        click.option("--secret", envvar="WSP_SECRET", metavar="S",
-                     help="Shared secret (challenge-response). Env: WSP_SECRET."),
-        click.option("--token", envvar="WSP_TOKEN", metavar="JWT",
-                     help="A JWT to authenticate with. Env: WSP_TOKEN."),
-        click.option("--wire-version", type=click.Choice(["1", "2"]), default="2",
-                     show_default=True, help="Preferred wsp wire version (subprotocol)."),
-        click.option("--max-attempts", type=int, default=None, metavar="N",
-                     help="Give up after N reconnect attempts in a row (default: never)."),
-        click.option("--backoff-base", type=float, default=0.1, show_default=True,
-                     metavar="S", help="First reconnect delay ceiling (full jitter)."),
-        click.option("--backoff-cap", type=float, default=30.0, show_default=True,
-                     metavar="S", help="Largest reconnect delay ceiling."),
+        click.option(
+            "--secret",
+            envvar="WSP_SECRET",
+            metavar="S",
+            help="Shared secret (challenge-response). Env: WSP_SECRET.",
+        ),
+        click.option(
+            "--token",
+            envvar="WSP_TOKEN",
+            metavar="JWT",
+            help="A JWT to authenticate with. Env: WSP_TOKEN.",
+        ),
+        click.option(
+            "--wire-version",
+            type=click.Choice(["1", "2"]),
+            default="2",
+            show_default=True,
+            help="Preferred wsp wire version (subprotocol).",
+        ),
+        click.option(
+            "--max-attempts",
+            type=int,
+            default=None,
+            metavar="N",
+            help="Give up after N reconnect attempts in a row (default: never).",
+        ),
+        click.option(
+            "--backoff-base",
+            type=float,
+            default=0.1,
+            show_default=True,
+            metavar="S",
+            help="First reconnect delay ceiling (full jitter).",
+        ),
+        click.option(
+            "--backoff-cap",
+            type=float,
+            default=30.0,
+            show_default=True,
+            metavar="S",
+            help="Largest reconnect delay ceiling.",
+        ),
         click.option("--seed", type=int, default=None, help="Seed for the back-off jitter."),
     ]
     for option in reversed(options):
@@ -35,18 +65,31 @@ def client_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def make_options(secret: str | None, token: str | None, wire_version: str,
-                 max_attempts: int | None, backoff_base: float, backoff_cap: float,
-                 seed: int | None, **extra: Any) -> Any:
+def make_options(
+    secret: str | None,
+    token: str | None,
+    wire_version: str,
+    max_attempts: int | None,
+    backoff_base: float,
+    backoff_cap: float,
+    seed: int | None,
+    **extra: Any,
+) -> Any:
     """A ClientOptions from the shared options (imports the client lazily)."""
     from wsproto_tools.client import ClientOptions
 
     if secret and token:
         raise click.UsageError("give --secret or --token, not both")
     return ClientOptions(
-        secret=secret.encode("utf-8") if secret else None, token=token or None,
-        version=int(wire_version), max_attempts=max_attempts, backoff_base=backoff_base,
-        backoff_cap=backoff_cap, seed=seed, **extra)
+        secret=secret.encode("utf-8") if secret else None,
+        token=token or None,
+        version=int(wire_version),
+        max_attempts=max_attempts,
+        backoff_base=backoff_base,
+        backoff_cap=backoff_cap,
+        seed=seed,
+        **extra,
+    )
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

@@ -18,15 +18,21 @@ from wsproto_tools.cli.session_common import client_options, make_options, run_a
 @click.command()
 @click.argument("url")
 @click.argument("topics", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per line: topic, offset, epoch, data (data_b64 for "
-                   "binary); events as objects with an 'event' key.")
-@click.option("--count", type=click.IntRange(1), default=None, metavar="N",
-              help="Exit after N deliveries.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per line: topic, offset, epoch, data (data_b64 for "
+    "binary); events as objects with an 'event' key.",
+)
+@click.option(
+    "--count", type=click.IntRange(1), default=None, metavar="N", help="Exit after N deliveries."
+)
 @client_options
 @guarded
-def sub(url: str, topics: tuple[str, ...], as_json: bool, count: int | None,
-        **opts: object) -> None:
+def sub(
+    url: str, topics: tuple[str, ...], as_json: bool, count: int | None, **opts: object
+) -> None:
     """Subscribe to TOPICs and print each delivery, exactly once and in order.
 
     Connection losses are repaired by reconnecting (back-off with full jitter) and
@@ -77,8 +83,9 @@ def sub(url: str, topics: tuple[str, ...], as_json: bool, count: int | None,
                     continue
                 if isinstance(item, Delivery):
                     seen += 1
-                    out.write((json.dumps(delivery_json(item)) if as_json
-                               else delivery_line(item)) + "\n")
+                    out.write(
+                        (json.dumps(delivery_json(item)) if as_json else delivery_line(item)) + "\n"
+                    )
                     out.flush()
                 elif isinstance(item, ContinuityLostNotice):
                     pass  # already reported through on_event

@@ -29,6 +29,7 @@ from typing import Any, Generic, TypeVar
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.typing import Subprotocol
 
 from wsproto_tools.codec import SUBPROTOCOLS, BinaryData, Payload, TextData
 from wsproto_tools.codec.limits import Limits
@@ -167,9 +168,14 @@ class Subscription(Inbox[Item]):
 class Client:
     """One wsp session that survives reconnections."""
 
-    def __init__(self, url: str, options: ClientOptions | None = None, *,
-                 on_event: Callable[[str, dict[str, Any]], None] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        options: ClientOptions | None = None,
+        *,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.url = url
         self.options = options or ClientOptions(**kwargs)
         o = self.options
@@ -178,16 +184,23 @@ class Client:
         self.on_event = on_event
         self.session = ClientSession(
             Credentials(secret=o.secret, token=o.token),
-            SessionConfig(heartbeat_interval=o.heartbeat_interval,
-                          heartbeat_timeout=o.heartbeat_timeout, window=o.window,
-                          capabilities=o.capabilities,
-                          limits=Limits(max_message=o.max_message_size,
-                                        max_decompressed=o.max_message_size,
-                                        max_bin_len=o.max_message_size)),
-            client_id=o.client_id)
+            SessionConfig(
+                heartbeat_interval=o.heartbeat_interval,
+                heartbeat_timeout=o.heartbeat_timeout,
+                window=o.window,
+                capabilities=o.capabilities,
+                limits=Limits(
+                    max_message=o.max_message_size,
+                    max_decompressed=o.max_message_size,
+                    max_bin_len=o.max_message_size,
+                ),
+            ),
+            client_id=o.client_id,
+        )
         self._rng = random.Random(o.seed)
-        self.backoff = Backoff(self._rng.random, base=o.backoff_base, cap=o.backoff_cap,
-                               max_attempts=o.max_attempts)
+        self.backoff = Backoff(
+            self._rng.random, base=o.backoff_base, cap=o.backoff_cap, max_attempts=o.max_attempts
+        )
         self.ws: DirectClientConnection | None = None
         self.subscriptions: dict[str, Subscription] = {}
         self.data: Inbox[TextData | BinaryData] = Inbox(o.queue_size)
@@ -223,8 +236,7 @@ class Client:
             self._runner = asyncio.create_task(self._run())
             self._timer = asyncio.create_task(self._timers())
         ready = asyncio.ensure_future(self._ready.wait())
-        done, _ = await asyncio.wait({ready, self._runner},
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({ready, self._runner}, return_when=asyncio.FIRST_COMPLETED)
         if ready not in done:
             ready.cancel()
             await self._raise_failure()
@@ -294,16 +306,23 @@ class Client:
         o = self.options
         first = True
         attempts_left = o.connect_attempts
+        names = SUBPROTOCOLS if o.version == 2 else tuple(reversed(SUBPROTOCOLS))
+        offered = [Subprotocol(name) for name in names]
         try:
             while not self._closing:
                 try:
                     ws = await connect(
                         self.url,
-                        subprotocols=list(SUBPROTOCOLS if o.version == 2
-                                          else reversed(SUBPROTOCOLS)),  # type: ignore[arg-type]
-                        max_size=o.max_message_size, ping_interval=None, compression=None,
-                        open_timeout=o.open_timeout, close_timeout=2.0, max_queue=64,
-                        proxy=None, create_connection=DirectClientConnection)
+                        subprotocols=offered,
+                        max_size=o.max_message_size,
+                        ping_interval=None,
+                        compression=None,
+                        open_timeout=o.open_timeout,
+                        close_timeout=2.0,
+                        max_queue=64,
+                        proxy=None,
+                        create_connection=DirectClientConnection,
+                    )
                 except (OSError, InvalidHandshake, TimeoutError, InvalidURI) as error:
                     if isinstance(error, InvalidURI):
                         raise ConfigError(f"not a WebSocket URL: {self.url}") from None
@@ -311,7 +330,8 @@ class Client:
                         attempts_left -= 1
                         if attempts_left <= 0:
                             raise ConnectionFailed(
-                                f"cannot connect to {self.url}: {error}") from None
+                                f"cannot connect to {self.url}: {error}"
+                            ) from None
                     await self._pause(f"connect failed: {error}")
                     continue
                 self.connections += 1
@@ -334,10 +354,10 @@ class Client:
         try:
             delay = self.backoff.next_delay()
         except ConfigError:
-            raise ClientClosed(f"gave up after {self.backoff.attempt} reconnect attempts "
-                               f"({why})") from None
-        self._emit("reconnecting", delay=round(delay, 3), reason=why,
-                   attempt=self.backoff.attempt)
+            raise ClientClosed(
+                f"gave up after {self.backoff.attempt} reconnect attempts ({why})"
+            ) from None
+        self._emit("reconnecting", delay=round(delay, 3), reason=why, attempt=self.backoff.attempt)
         await asyncio.sleep(delay)
 
     async def _connection(self, ws: DirectClientConnection) -> None:
@@ -386,8 +406,7 @@ class Client:
         ws = self.ws
         try:
             if type(data) is str:
-                raise WspError("text frame from the server",
-                               close_code=CloseCode.UNSUPPORTED_DATA)
+                raise WspError("text frame from the server", close_code=CloseCode.UNSUPPORTED_DATA)
             for event in self.session.receive_data(data, clock()):  # type: ignore[arg-type]
                 self._on_event(event)
             self._flush()
@@ -398,8 +417,9 @@ class Client:
 
     def _closed_by_server(self, code: int | None, reason: str) -> None:
         if code in FATAL_CODES and not self._closing:
-            raise FATAL_CODES[code](f"server closed the connection: {reason} ({code})",
-                                    close_code=code)
+            raise FATAL_CODES[code](
+                f"server closed the connection: {reason} ({code})", close_code=code
+            )
         if code is not None and code not in (1000, 1001, 1006):
             self._emit("closed", code=code, reason=reason)
         if code == 1000 and self.session.state is State.CLOSING and self._closing:
@@ -444,8 +464,13 @@ class Client:
                 pending[2].set_result(reply)
         elif kind is ev.ContinuityLostNotice:
             lost: ev.ContinuityLostNotice = event  # type: ignore[assignment]
-            self._emit("continuity_lost", topic=lost.topic, epoch=lost.epoch,
-                       requested=lost.requested, available=lost.available)
+            self._emit(
+                "continuity_lost",
+                topic=lost.topic,
+                epoch=lost.epoch,
+                requested=lost.requested,
+                available=lost.available,
+            )
             sub = self.subscriptions.get(lost.topic)
             if sub is not None:
                 sub._push(lost, self.ws)
@@ -460,12 +485,16 @@ class Client:
             if self._ready.is_set():
                 if accepted.resumed:
                     self.resumes += 1
-                self._emit("resumed" if accepted.resumed else "reconnected",
-                           session=accepted.session_id)
+                self._emit(
+                    "resumed" if accepted.resumed else "reconnected", session=accepted.session_id
+                )
             else:
                 self._ready.set()
-                self._emit("connected", session=accepted.session_id,
-                           capabilities=list(accepted.capabilities))
+                self._emit(
+                    "connected",
+                    session=accepted.session_id,
+                    capabilities=list(accepted.capabilities),
+                )
             now = clock()
             for rid, (method, data, _) in self._requests.items():
                 self.session.request(rid, method, data, now)
@@ -483,7 +512,8 @@ class Client:
             if closed.code in FATAL_CODES:
                 self.error = FATAL_CODES[closed.code](
                     f"server closed the session: {closed.reason} ({closed.code})",
-                    close_code=closed.code)
+                    close_code=closed.code,
+                )
 
     # ------------------------------------------------------------------ writing
     def _flush(self) -> None:
@@ -536,8 +566,12 @@ class Client:
         if isinstance(data, str):
             data = data.encode("utf-8")
         session = self.session
-        if (self.error is not None or self._closing or session.state is not State.ACTIVE
-                or not session.can_send()):
+        if (
+            self.error is not None
+            or self._closing
+            or session.state is not State.ACTIVE
+            or not session.can_send()
+        ):
             await self._ready_to_send()  # the slow path: wait for a session or window room
         self._next_publish += 1
         session.publish(topic, data, clock(), publish_id=self._next_publish)
@@ -546,8 +580,7 @@ class Client:
             self._flush()  # keep the server busy while we go on publishing
         return future
 
-    async def publish(self, topic: str, data: bytes | str, *, timeout: float | None = 30.0
-                      ) -> None:
+    async def publish(self, topic: str, data: bytes | str, *, timeout: float | None = 30.0) -> None:
         """Publish and return when the server acknowledged (applied) it."""
         fut = await self.publish_nowait(topic, data)
         async with asyncio.timeout(timeout):
@@ -590,8 +623,9 @@ class Client:
         if sub is not None:
             sub._push(None)
 
-    async def request(self, method: str, data: bytes = b"", *,
-                      timeout: float | None = None) -> ev.Reply:
+    async def request(
+        self, method: str, data: bytes = b"", *, timeout: float | None = None
+    ) -> ev.Reply:
         """Send a request and wait for its Response (re-issued after a reconnect)."""
         if self.error is not None:
             raise self.error

@@ -135,12 +135,19 @@ class JwtVerifier:
         """The grant in ``token``, checked at time ``now`` (seconds since the epoch)."""
         import jwt  # pyjwt: pure computation, no I/O
 
-        options = {"verify_exp": False, "verify_nbf": False, "verify_iat": False,
-                   "verify_aud": self.audience is not None}
+        options = {
+            "verify_exp": False,
+            "verify_nbf": False,
+            "verify_iat": False,
+            "verify_aud": self.audience is not None,
+        }
         try:
             claims: dict[str, Any] = jwt.decode(
-                token, self.key, algorithms=list(self.algorithms),
-                audience=self.audience, options=options,  # type: ignore[arg-type]
+                token,
+                self.key,
+                algorithms=list(self.algorithms),
+                audience=self.audience,
+                options=options,  # type: ignore[arg-type]
             )
         except jwt.InvalidAudienceError as error:
             raise AuthenticationError(f"token audience refused: {error}") from None

@@ -48,8 +48,9 @@ class ContinuityLost:
 class TopicLog:
     """One topic's bounded, ordered history."""
 
-    def __init__(self, topic: str, epoch: int, *, max_count: int = 1000,
-                 max_age: float | None = None) -> None:
+    def __init__(
+        self, topic: str, epoch: int, *, max_count: int = 1000, max_age: float | None = None
+    ) -> None:
         if max_count < 0:
             raise ConfigError("history count must be >= 0")
         self.topic = topic
@@ -90,17 +91,32 @@ class TopicLog:
         if epoch != self.epoch:
             if after == 0:
                 return list(self.entries)  # a fresh subscriber asking for history
-            return ContinuityLost(self.topic, self.epoch, after, self.first_available,
-                                  f"epoch changed from {epoch} to {self.epoch}")
+            return ContinuityLost(
+                self.topic,
+                self.epoch,
+                after,
+                self.first_available,
+                f"epoch changed from {epoch} to {self.epoch}",
+            )
         if after > self.last_offset:
-            return ContinuityLost(self.topic, self.epoch, after, self.first_available,
-                                  f"offset {after} is ahead of the stream ({self.last_offset})")
+            return ContinuityLost(
+                self.topic,
+                self.epoch,
+                after,
+                self.first_available,
+                f"offset {after} is ahead of the stream ({self.last_offset})",
+            )
         if after >= self.last_offset:
             return []
         if after + 1 < self.first_available:
-            return ContinuityLost(self.topic, self.epoch, after, self.first_available,
-                                  f"history starts at offset {self.first_available}, "
-                                  f"{self.first_available - after - 1} messages are gone")
+            return ContinuityLost(
+                self.topic,
+                self.epoch,
+                after,
+                self.first_available,
+                f"history starts at offset {self.first_available}, "
+                f"{self.first_available - after - 1} messages are gone",
+            )
         start = after + 1 - self.entries[0].offset
         entries = self.entries
         return [entries[i] for i in range(start, len(entries))]

@@ -31,8 +31,14 @@ class SubscribeAnswer:
 class Hub:
     """Topics with bounded history. ``epoch`` is the epoch given to new topics."""
 
-    def __init__(self, *, epoch: int, history: int = 1000,
-                 max_age: float | None = None, max_topics: int = 100_000) -> None:
+    def __init__(
+        self,
+        *,
+        epoch: int,
+        history: int = 1000,
+        max_age: float | None = None,
+        max_topics: int = 100_000,
+    ) -> None:
         self.epoch = epoch
         self.history = history
         self.max_age = max_age
@@ -46,20 +52,24 @@ class Hub:
             if not name or len(name) > MAX_TOPIC_LENGTH:
                 raise RemoteProtocolError(
                     f"topic names have 1 to {MAX_TOPIC_LENGTH} characters, not {len(name)}",
-                    close_code=CloseCode.POLICY_VIOLATION)
+                    close_code=CloseCode.POLICY_VIOLATION,
+                )
             if len(self.topics) >= self.max_topics:
                 raise RemoteProtocolError(
                     f"too many topics (limit {self.max_topics})",
-                    close_code=CloseCode.POLICY_VIOLATION)
-            log = self.topics[name] = TopicLog(name, self.epoch, max_count=self.history,
-                                               max_age=self.max_age)
+                    close_code=CloseCode.POLICY_VIOLATION,
+                )
+            log = self.topics[name] = TopicLog(
+                name, self.epoch, max_count=self.history, max_age=self.max_age
+            )
         return log
 
     def publish(self, topic: str, data: bytes, now: float, *, binary: bool = True) -> Entry:
         return self.topic(topic).append(data, binary, now)
 
-    def subscribe(self, topic: str, from_offset: int | None, epoch: int | None,
-                  now: float) -> SubscribeAnswer:
+    def subscribe(
+        self, topic: str, from_offset: int | None, epoch: int | None, now: float
+    ) -> SubscribeAnswer:
         """Where a (re)subscriber starts: replay from ``from_offset`` or report the gap."""
         log = self.topic(topic)
         if from_offset is None:

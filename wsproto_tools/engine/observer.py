@@ -57,7 +57,7 @@ from wsproto_tools.exceptions import CloseCode
 RULES: dict[str, str] = {
     "state": "A message the session state does not allow (engine/states.py table).",
     "handshake-order": "Challenge, then Handshake (+ Authenticate for hmac), then "
-                       "HandshakeResponse, each from the right side.",
+    "HandshakeResponse, each from the right side.",
     "auth-proof": "HMAC proofs and JWT signatures (unchecked without keys).",
     "token-time": "A JWT whose exp/nbf make it invalid at the time it was accepted.",
     "resume-token": "Resume tokens (signature unchecked without the server key).",
@@ -70,7 +70,7 @@ RULES: dict[str, str] = {
     "heartbeat": "Every reply answers a probe; every probe is answered in time.",
     "silence": "No direction is silent longer than the heartbeat timeout.",
     "deliver": "Deliveries per topic: subscribed first, offsets consecutive within an "
-               "epoch, unless ContinuityLost announced the gap.",
+    "epoch, unless ContinuityLost announced the gap.",
     "after-close": "Nothing but Close after a side sent Close.",
     "unknown-type": "A message type this implementation does not know (unchecked).",
 }
@@ -156,8 +156,16 @@ class SessionObserver:
         side = self._c2s if direction is C2S else self._s2c
         if type(message.payload) is Batch:
             if "batch" not in self.capabilities:
-                out.append(self._v("flag", "Batch without the batch capability", direction,
-                                   ts, message, CloseCode.WSP_UNNEGOTIATED))
+                out.append(
+                    self._v(
+                        "flag",
+                        "Batch without the batch capability",
+                        direction,
+                        ts,
+                        message,
+                        CloseCode.WSP_UNNEGOTIATED,
+                    )
+                )
             self._silence(direction, ts, message, out, side)
             for item in message.payload.messages:
                 self._one(direction, item, ts, out, side)
@@ -176,57 +184,106 @@ class SessionObserver:
             other = C2S if direction is S2C else S2C
             for pid, sent in (side.probes or {}).items():
                 if timeout is not None and ts - sent > timeout and not self.sides[other].closed:
-                    out.append(Violation(
-                        "heartbeat", f"probe {pid} from the {direction.sender} was never "
-                        f"answered ({ts - sent:.1f} s)", other, ts, "Heartbeat", 0,
-                        close_code=CloseCode.WSP_HEARTBEAT_TIMEOUT))
+                    out.append(
+                        Violation(
+                            "heartbeat",
+                            f"probe {pid} from the {direction.sender} was never "
+                            f"answered ({ts - sent:.1f} s)",
+                            other,
+                            ts,
+                            "Heartbeat",
+                            0,
+                            close_code=CloseCode.WSP_HEARTBEAT_TIMEOUT,
+                        )
+                    )
         self.findings += len(out)
         return out
 
     # ------------------------------------------------------------------ helpers
-    def _v(self, rule: str, text: str, direction: Direction, ts: float, msg: Message,
-           code: int = CloseCode.PROTOCOL_ERROR,
-           verdict: Verdict = Verdict.VIOLATION) -> Violation:
-        return Violation(rule, text, direction, ts, msg.type_name, msg.sequence, verdict,
-                         int(code))
+    def _v(
+        self,
+        rule: str,
+        text: str,
+        direction: Direction,
+        ts: float,
+        msg: Message,
+        code: int = CloseCode.PROTOCOL_ERROR,
+        verdict: Verdict = Verdict.VIOLATION,
+    ) -> Violation:
+        return Violation(rule, text, direction, ts, msg.type_name, msg.sequence, verdict, int(code))
 
-    def _unchecked(self, rule: str, text: str, direction: Direction, ts: float,
-                   msg: Message, out: list[Violation], *, once: bool = True) -> None:
+    def _unchecked(
+        self,
+        rule: str,
+        text: str,
+        direction: Direction,
+        ts: float,
+        msg: Message,
+        out: list[Violation],
+        *,
+        once: bool = True,
+    ) -> None:
         key = f"{rule}:{direction.value}"
         if once and key in self._unchecked_once:
             return
         self._unchecked_once.add(key)
-        out.append(self._v(rule, text, direction, ts, msg, CloseCode.NORMAL,
-                           Verdict.UNCHECKED))
+        out.append(self._v(rule, text, direction, ts, msg, CloseCode.NORMAL, Verdict.UNCHECKED))
 
-    def _step(self, event: Event, direction: Direction, ts: float, msg: Message,
-              out: list[Violation]) -> bool:
+    def _step(
+        self, event: Event, direction: Direction, ts: float, msg: Message, out: list[Violation]
+    ) -> bool:
         try:
             self.state = transition(self.state, event)
         except IllegalTransition as error:
-            out.append(self._v("state", f"{msg.type_name} from the {direction.sender}: "
-                               f"{error}", direction, ts, msg, error.close_code))
+            out.append(
+                self._v(
+                    "state",
+                    f"{msg.type_name} from the {direction.sender}: {error}",
+                    direction,
+                    ts,
+                    msg,
+                    error.close_code,
+                )
+            )
             return False
         return True
 
-    def _silence(self, direction: Direction, ts: float, msg: Message,
-                 out: list[Violation], side: _Side) -> None:
+    def _silence(
+        self, direction: Direction, ts: float, msg: Message, out: list[Violation], side: _Side
+    ) -> None:
         timeout = self.heartbeat_timeout
-        if (timeout is not None and side.last_ts is not None and self.state is State.ACTIVE
-                and ts - side.last_ts > timeout):
-            out.append(self._v("silence", f"the {direction.sender} was silent for "
-                               f"{ts - side.last_ts:.1f} s (timeout {timeout:g} s)",
-                               direction, ts, msg, CloseCode.WSP_HEARTBEAT_TIMEOUT))
+        if (
+            timeout is not None
+            and side.last_ts is not None
+            and self.state is State.ACTIVE
+            and ts - side.last_ts > timeout
+        ):
+            out.append(
+                self._v(
+                    "silence",
+                    f"the {direction.sender} was silent for "
+                    f"{ts - side.last_ts:.1f} s (timeout {timeout:g} s)",
+                    direction,
+                    ts,
+                    msg,
+                    CloseCode.WSP_HEARTBEAT_TIMEOUT,
+                )
+            )
         side.last_ts = ts
 
     # ------------------------------------------------------------------ one message
-    def _one(self, d: Direction, msg: Message, ts: float, out: list[Violation],
-             side: _Side) -> None:
+    def _one(
+        self, d: Direction, msg: Message, ts: float, out: list[Violation], side: _Side
+    ) -> None:
         payload = msg.payload
         ptype = type(payload)
         flags = msg.flags
-        if (self.state is _ACTIVE and not side.closed and (flags is _NO_FLAGS or flags is _ACK)
-                and (not msg.session_id or msg.session_id == self.session_id)):
+        if (
+            self.state is _ACTIVE
+            and not side.closed
+            and (flags is _NO_FLAGS or flags is _ACK)
+            and (not msg.session_id or msg.session_id == self.session_id)
+        ):
             # the common case, in order, with nothing to report: the general path
             # below decides the same, only slower
             if ptype in _PLAIN_SEQUENCED:
@@ -247,28 +304,52 @@ class SessionObserver:
         if self.state is State.CONNECTING:
             self.state = State.HANDSHAKING  # the connection was up before its first message
         if side.closed and type(payload) is not Close:
-            out.append(self._v("after-close", f"{msg.type_name} after the {d.sender} sent "
-                               "Close", d, ts, msg))
+            out.append(
+                self._v(
+                    "after-close", f"{msg.type_name} after the {d.sender} sent Close", d, ts, msg
+                )
+            )
             return
         self._flags(d, msg, ts, out)
         if self.state is State.ACTIVE and msg.session_id not in (0, self.session_id):
-            out.append(self._v("session-id", f"header session id {msg.session_id}, the "
-                               f"session is {self.session_id}", d, ts, msg))
+            out.append(
+                self._v(
+                    "session-id",
+                    f"header session id {msg.session_id}, the session is {self.session_id}",
+                    d,
+                    ts,
+                    msg,
+                )
+            )
         handler = _HANDLERS.get(type(payload))
         if handler is not None:
             handler(self, d, msg, ts, out)
             return
         if type(payload) is Unknown:
-            out.append(self._v("unknown-type", f"unknown message type "
-                               f"0x{msg.type_code:04x}: not checked", d, ts, msg,
-                               CloseCode.UNSUPPORTED_DATA, Verdict.UNCHECKED))
+            out.append(
+                self._v(
+                    "unknown-type",
+                    f"unknown message type 0x{msg.type_code:04x}: not checked",
+                    d,
+                    ts,
+                    msg,
+                    CloseCode.UNSUPPORTED_DATA,
+                    Verdict.UNCHECKED,
+                )
+            )
             return
         if self.state is not State.ACTIVE:
             self._step(Event.MESSAGE, d, ts, msg, out)
             return
         if type(payload) is Sealed:
-            self._unchecked("encrypted", "encrypted payloads cannot be checked without the "
-                            "session keys", d, ts, msg, out)
+            self._unchecked(
+                "encrypted",
+                "encrypted payloads cannot be checked without the session keys",
+                d,
+                ts,
+                msg,
+                out,
+            )
             if msg.sequence:
                 self._sequence(d, msg, ts, out)
             return
@@ -278,11 +359,27 @@ class SessionObserver:
     def _flags(self, d: Direction, msg: Message, ts: float, out: list[Violation]) -> None:
         flags = msg.flags
         if flags & Flags.COMPRESSED and "compress" not in self.capabilities:
-            out.append(self._v("flag", "COMPRESSED without the compress capability", d, ts,
-                               msg, CloseCode.WSP_UNNEGOTIATED))
+            out.append(
+                self._v(
+                    "flag",
+                    "COMPRESSED without the compress capability",
+                    d,
+                    ts,
+                    msg,
+                    CloseCode.WSP_UNNEGOTIATED,
+                )
+            )
         if flags & Flags.ENCRYPTED and "encrypt" not in self.capabilities:
-            out.append(self._v("flag", "ENCRYPTED without the encrypt capability", d, ts,
-                               msg, CloseCode.WSP_UNNEGOTIATED))
+            out.append(
+                self._v(
+                    "flag",
+                    "ENCRYPTED without the encrypt capability",
+                    d,
+                    ts,
+                    msg,
+                    CloseCode.WSP_UNNEGOTIATED,
+                )
+            )
 
     def _sequence(self, d: Direction, msg: Message, ts: float, out: list[Violation]) -> None:
         side = self.sides[d]
@@ -290,11 +387,15 @@ class SessionObserver:
         if seq == side.sent_seq + 1:
             side.sent_seq = seq
         elif seq == 0:
-            out.append(self._v("sequence", f"{msg.type_name} without a sequence number",
-                               d, ts, msg))
+            out.append(
+                self._v("sequence", f"{msg.type_name} without a sequence number", d, ts, msg)
+            )
         elif seq > side.sent_seq + 1:
-            out.append(self._v("sequence", f"sequence gap: expected {side.sent_seq + 1}, "
-                               f"got {seq}", d, ts, msg))
+            out.append(
+                self._v(
+                    "sequence", f"sequence gap: expected {side.sent_seq + 1}, got {seq}", d, ts, msg
+                )
+            )
             side.sent_seq = seq
         # seq <= sent_seq: a retransmission, which is allowed
 
@@ -320,47 +421,82 @@ class SessionObserver:
         if not self._step(Event.HANDSHAKE, d, ts, msg, out):
             return
         if not self.challenged:
-            out.append(self._v("handshake-order", "Handshake before the server's Challenge",
-                               d, ts, msg))
+            out.append(
+                self._v("handshake-order", "Handshake before the server's Challenge", d, ts, msg)
+            )
         self.hello = hello
         self.offered = tuple(hello.capabilities)
         self.auth = hello.auth or "none"
         unknown = sorted(set(hello.capabilities) - KNOWN_CAPABILITIES)
         if unknown:
-            out.append(self._v("capability", f"unknown capabilities offered: {unknown}", d,
-                               ts, msg, CloseCode.WSP_UNNEGOTIATED))
+            out.append(
+                self._v(
+                    "capability",
+                    f"unknown capabilities offered: {unknown}",
+                    d,
+                    ts,
+                    msg,
+                    CloseCode.WSP_UNNEGOTIATED,
+                )
+            )
         if hello.resume_token:
-            self._unchecked("resume-token", "resume token signature needs the server's "
-                            "token key", d, ts, msg, out)
+            self._unchecked(
+                "resume-token",
+                "resume token signature needs the server's token key",
+                d,
+                ts,
+                msg,
+                out,
+            )
             # the server will retransmit what the client says it lacks
             self.sides[S2C].sent_seq = hello.last_received or 0
             self.sides[S2C].acked = hello.last_received or 0
         if self.auth == "jwt" and hello.token:
-            self._unchecked("auth-proof", "JWT signature needs the verification key", d, ts,
-                            msg, out)
+            self._unchecked(
+                "auth-proof", "JWT signature needs the verification key", d, ts, msg, out
+            )
             self._token_time(hello.token, d, ts, msg, out)
 
-    def _token_time(self, token: str, d: Direction, ts: float, msg: Message,
-                    out: list[Violation]) -> None:
+    def _token_time(
+        self, token: str, d: Direction, ts: float, msg: Message, out: list[Violation]
+    ) -> None:
         import jwt
 
         try:
             claims = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as error:
-            out.append(self._v("auth-proof", f"malformed JWT: {error}", d, ts, msg,
-                               CloseCode.WSP_AUTH_FAILED))
+            out.append(
+                self._v(
+                    "auth-proof", f"malformed JWT: {error}", d, ts, msg, CloseCode.WSP_AUTH_FAILED
+                )
+            )
             return
         exp, nbf = claims.get("exp"), claims.get("nbf")
         if isinstance(exp, int | float) and ts >= exp:
-            out.append(self._v("token-time", f"JWT expired {ts - exp:.0f} s before it was "
-                               "presented", d, ts, msg, CloseCode.WSP_AUTH_FAILED))
+            out.append(
+                self._v(
+                    "token-time",
+                    f"JWT expired {ts - exp:.0f} s before it was presented",
+                    d,
+                    ts,
+                    msg,
+                    CloseCode.WSP_AUTH_FAILED,
+                )
+            )
         if isinstance(nbf, int | float) and ts < nbf:
-            out.append(self._v("token-time", "JWT presented before its nbf", d, ts, msg,
-                               CloseCode.WSP_AUTH_FAILED))
+            out.append(
+                self._v(
+                    "token-time",
+                    "JWT presented before its nbf",
+                    d,
+                    ts,
+                    msg,
+                    CloseCode.WSP_AUTH_FAILED,
+                )
+            )
         self._expired_token = isinstance(exp, int | float) and ts >= exp
 
-    def _authenticate(self, d: Direction, msg: Message, ts: float,
-                      out: list[Violation]) -> None:
+    def _authenticate(self, d: Direction, msg: Message, ts: float, out: list[Violation]) -> None:
         if d is not C2S:
             out.append(self._v("handshake-order", "Authenticate from the server", d, ts, msg))
             return
@@ -368,39 +504,72 @@ class SessionObserver:
             self._step(Event.AUTH_OK, d, ts, msg, out)
             return
         if self.hello is None or self.auth != "hmac" or self.authenticated_msg:
-            out.append(self._v("handshake-order", "Authenticate without a Handshake "
-                               "announcing hmac, or twice", d, ts, msg))
+            out.append(
+                self._v(
+                    "handshake-order",
+                    "Authenticate without a Handshake announcing hmac, or twice",
+                    d,
+                    ts,
+                    msg,
+                )
+            )
             return
         self.authenticated_msg = True
         self._unchecked("auth-proof", "HMAC proof needs the shared secret", d, ts, msg, out)
 
-    def _handshake_response(self, d: Direction, msg: Message, ts: float,
-                            out: list[Violation]) -> None:
+    def _handshake_response(
+        self, d: Direction, msg: Message, ts: float, out: list[Violation]
+    ) -> None:
         answer: HandshakeResponse = msg.payload  # type: ignore[assignment]
         if d is not S2C:
-            out.append(self._v("handshake-order", "HandshakeResponse from the client", d,
-                               ts, msg))
+            out.append(self._v("handshake-order", "HandshakeResponse from the client", d, ts, msg))
             return
         if self.state is State.HANDSHAKING:
             if self.hello is None:
-                out.append(self._v("handshake-order", "HandshakeResponse before the "
-                                   "Handshake", d, ts, msg))
+                out.append(
+                    self._v("handshake-order", "HandshakeResponse before the Handshake", d, ts, msg)
+                )
             elif self.auth == "hmac" and not self.authenticated_msg:
-                out.append(self._v("handshake-order", "HandshakeResponse before the hmac "
-                                   "Authenticate", d, ts, msg, CloseCode.WSP_AUTH_FAILED))
+                out.append(
+                    self._v(
+                        "handshake-order",
+                        "HandshakeResponse before the hmac Authenticate",
+                        d,
+                        ts,
+                        msg,
+                        CloseCode.WSP_AUTH_FAILED,
+                    )
+                )
             if self._expired_token:
-                out.append(self._v("token-time", "the server accepted an expired JWT", d,
-                                   ts, msg, CloseCode.WSP_AUTH_FAILED))
+                out.append(
+                    self._v(
+                        "token-time",
+                        "the server accepted an expired JWT",
+                        d,
+                        ts,
+                        msg,
+                        CloseCode.WSP_AUTH_FAILED,
+                    )
+                )
             self.state = State.AUTHENTICATED
         if not self._step(Event.ACCEPT, d, ts, msg, out):
             return
         if self.auth == "hmac":
-            self._unchecked("auth-proof", "server HMAC proof needs the shared secret", d, ts,
-                            msg, out)
+            self._unchecked(
+                "auth-proof", "server HMAC proof needs the shared secret", d, ts, msg, out
+            )
         stray = sorted(set(answer.capabilities) - set(self.offered))
         if stray:
-            out.append(self._v("capability", f"granted capabilities never offered: {stray}",
-                               d, ts, msg, CloseCode.WSP_UNNEGOTIATED))
+            out.append(
+                self._v(
+                    "capability",
+                    f"granted capabilities never offered: {stray}",
+                    d,
+                    ts,
+                    msg,
+                    CloseCode.WSP_UNNEGOTIATED,
+                )
+            )
         self.capabilities = tuple(answer.capabilities)
         self.session_id = answer.session_id
         if answer.heartbeat_ms and self.heartbeat_timeout is None:
@@ -417,12 +586,23 @@ class SessionObserver:
         other = self.sides[C2S if d is S2C else S2C]
         side = self.sides[d]
         if seq > other.sent_seq:
-            out.append(self._v("ack", f"acknowledges {seq}, but the "
-                               f"{(C2S if d is S2C else S2C).sender} sent only "
-                               f"{other.sent_seq}", d, ts, msg))
+            out.append(
+                self._v(
+                    "ack",
+                    f"acknowledges {seq}, but the "
+                    f"{(C2S if d is S2C else S2C).sender} sent only "
+                    f"{other.sent_seq}",
+                    d,
+                    ts,
+                    msg,
+                )
+            )
         elif seq < side.ack_sent:
-            out.append(self._v("ack", f"acknowledgment went back from {side.ack_sent} to "
-                               f"{seq}", d, ts, msg))
+            out.append(
+                self._v(
+                    "ack", f"acknowledgment went back from {side.ack_sent} to {seq}", d, ts, msg
+                )
+            )
         side.ack_sent = max(side.ack_sent, seq)
 
     def _heartbeat(self, d: Direction, msg: Message, ts: float, out: list[Violation]) -> None:
@@ -442,11 +622,26 @@ class SessionObserver:
         assert probes is not None
         sent = probes.pop(hb.id, None)
         if sent is None:
-            out.append(self._v("heartbeat", f"reply to probe {hb.id}, which the "
-                               f"{other.sender} never sent", d, ts, msg))
+            out.append(
+                self._v(
+                    "heartbeat",
+                    f"reply to probe {hb.id}, which the {other.sender} never sent",
+                    d,
+                    ts,
+                    msg,
+                )
+            )
         elif self.heartbeat_timeout is not None and ts - sent > self.heartbeat_timeout:
-            out.append(self._v("heartbeat", f"probe {hb.id} answered after {ts - sent:.1f} s",
-                               d, ts, msg, CloseCode.WSP_HEARTBEAT_TIMEOUT))
+            out.append(
+                self._v(
+                    "heartbeat",
+                    f"probe {hb.id} answered after {ts - sent:.1f} s",
+                    d,
+                    ts,
+                    msg,
+                    CloseCode.WSP_HEARTBEAT_TIMEOUT,
+                )
+            )
 
     def _close(self, d: Direction, msg: Message, ts: float, out: list[Violation]) -> None:
         if self.state is State.CONNECTING:
@@ -473,14 +668,14 @@ class SessionObserver:
             return
         p: Subscribed = msg.payload  # type: ignore[assignment]
         if p.topic not in self.subscribed:
-            out.append(self._v("deliver", f"Subscribed for {p.topic!r}, never requested", d,
-                               ts, msg))
+            out.append(
+                self._v("deliver", f"Subscribed for {p.topic!r}, never requested", d, ts, msg)
+            )
         cursor = self.cursors.get(p.topic)
         if cursor is None or cursor[0] != p.epoch:
             self.cursors[p.topic] = (p.epoch, max(0, p.next_offset - 1))
 
-    def _continuity_lost(self, d: Direction, msg: Message, ts: float,
-                         out: list[Violation]) -> None:
+    def _continuity_lost(self, d: Direction, msg: Message, ts: float, out: list[Violation]) -> None:
         if self.state is not State.ACTIVE:
             self._step(Event.MESSAGE, d, ts, msg, out)
             return
@@ -497,21 +692,41 @@ class SessionObserver:
             return
         cursor = self.cursors.get(p.topic)
         if cursor is None:
-            out.append(self._v("deliver", f"Deliver for {p.topic!r} before Subscribed", d,
-                               ts, msg))
+            out.append(self._v("deliver", f"Deliver for {p.topic!r} before Subscribed", d, ts, msg))
             self.cursors[p.topic] = (p.epoch, p.offset)
             return
         epoch, last = cursor
         if p.epoch != epoch:
-            out.append(self._v("deliver", f"{p.topic!r} moved from epoch {epoch} to "
-                               f"{p.epoch} without ContinuityLost", d, ts, msg))
+            out.append(
+                self._v(
+                    "deliver",
+                    f"{p.topic!r} moved from epoch {epoch} to {p.epoch} without ContinuityLost",
+                    d,
+                    ts,
+                    msg,
+                )
+            )
         elif p.offset <= last:
-            out.append(self._v("deliver", f"{p.topic!r} offset {p.offset} delivered again "
-                               f"(already at {last})", d, ts, msg))
+            out.append(
+                self._v(
+                    "deliver",
+                    f"{p.topic!r} offset {p.offset} delivered again (already at {last})",
+                    d,
+                    ts,
+                    msg,
+                )
+            )
             return
         elif p.offset != last + 1:
-            out.append(self._v("deliver", f"{p.topic!r} jumped from offset {last} to "
-                               f"{p.offset} without ContinuityLost", d, ts, msg))
+            out.append(
+                self._v(
+                    "deliver",
+                    f"{p.topic!r} jumped from offset {last} to {p.offset} without ContinuityLost",
+                    d,
+                    ts,
+                    msg,
+                )
+            )
         self.cursors[p.topic] = (p.epoch, p.offset)
 
 

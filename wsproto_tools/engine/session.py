@@ -174,11 +174,35 @@ class Session:
     """State, sequencing, acknowledgment, retransmission and heartbeats (both roles)."""
 
     __slots__ = (
-        "_batch", "_ciphers", "_close_sent", "_compress", "_seal", "ack_pending", "capabilities",
-        "close_code", "close_reason", "config", "grant", "heartbeat_id", "heartbeats", "keys",
-        "last_rx", "next_heartbeat", "outbox", "peer_window", "recv_seq", "resume_token",
-        "rtt", "send_seq", "session_id", "state", "stats_in", "stats_out", "unacked",
-        "version", "window",
+        "_batch",
+        "_ciphers",
+        "_close_sent",
+        "_compress",
+        "_seal",
+        "ack_pending",
+        "capabilities",
+        "close_code",
+        "close_reason",
+        "config",
+        "grant",
+        "heartbeat_id",
+        "heartbeats",
+        "keys",
+        "last_rx",
+        "next_heartbeat",
+        "outbox",
+        "peer_window",
+        "recv_seq",
+        "resume_token",
+        "rtt",
+        "send_seq",
+        "session_id",
+        "state",
+        "stats_in",
+        "stats_out",
+        "unacked",
+        "version",
+        "window",
     )
     is_client = False
     #: payload class -> handler; each role's table is built below its class
@@ -196,11 +220,11 @@ class Session:
         # outgoing sequenced stream
         self.send_seq = 0
         self.unacked: dict[int, tuple[Message, float, bool]] = {}  # insertion = seq order
-        self.window = AdaptiveWindow(initial=min(64, self.config.window), minimum=4,
-                                     maximum=max(64, self.config.window))
+        self.window = AdaptiveWindow(
+            initial=min(64, self.config.window), minimum=4, maximum=max(64, self.config.window)
+        )
         self.peer_window = self.config.window
-        self.rtt = RttEstimator(initial_rto=self.config.initial_rto,
-                                min_rto=self.config.min_rto)
+        self.rtt = RttEstimator(initial_rto=self.config.initial_rto, min_rto=self.config.min_rto)
         # incoming sequenced stream
         self.recv_seq = 0
         self.ack_pending = 0
@@ -272,16 +296,21 @@ class Session:
             self.connection_lost(0.0)
 
     # ------------------------------------------------------------------ sending
-    def _send(self, payload: Payload, now: float, flags: Flags = Flags.NONE, *,
-              stamp: bool = False) -> Message:
+    def _send(
+        self, payload: Payload, now: float, flags: Flags = Flags.NONE, *, stamp: bool = False
+    ) -> Message:
         """Queue an unsequenced message (``stamp``: with the header timestamp)."""
-        msg = Message(payload, 0, self.session_id, _us(now) if stamp else 0,
-                      flags | self._seal if self._seal else flags)
+        msg = Message(
+            payload,
+            0,
+            self.session_id,
+            _us(now) if stamp else 0,
+            flags | self._seal if self._seal else flags,
+        )
         self.outbox.append(msg)
         return msg
 
-    def _send_sequenced(self, payload: Payload, now: float,
-                        flags: Flags = Flags.NONE) -> int:
+    def _send_sequenced(self, payload: Payload, now: float, flags: Flags = Flags.NONE) -> int:
         if self.state is not State.ACTIVE:
             transition(self.state, Event.MESSAGE, Origin.LOCAL)
         self.send_seq += 1
@@ -290,8 +319,7 @@ class Session:
             body = getattr(payload, "data", None) or getattr(payload, "text", "")
             if isinstance(body, bytes | str) and len(body) >= COMPRESS_MIN:
                 flags = flags | Flags.COMPRESSED
-        msg = Message(payload, seq, self.session_id, 0,
-                      flags | self._seal if self._seal else flags)
+        msg = Message(payload, seq, self.session_id, 0, flags | self._seal if self._seal else flags)
         self.unacked[seq] = (msg, now, False)
         self.outbox.append(msg)
         return seq
@@ -310,8 +338,9 @@ class Session:
     def send_binary(self, data: bytes, now: float) -> int:
         return self._send_sequenced(BinaryData(data), now, Flags.ACK_REQUESTED)
 
-    def send_error(self, code: int, message: str, now: float,
-                   ref_sequence: int | None = None) -> int:
+    def send_error(
+        self, code: int, message: str, now: float, ref_sequence: int | None = None
+    ) -> int:
         return self._send_sequenced(Error(int(code), message, ref_sequence), now)
 
     def heartbeat(self, now: float) -> int:
@@ -377,7 +406,7 @@ class Session:
         while start < len(messages):
             group: list[Message] = []
             size = 0
-            for msg in messages[start:start + limit]:
+            for msg in messages[start : start + limit]:
                 payload = msg.payload
                 size += len(getattr(payload, "data", b"")) + 64
                 group.append(msg)
@@ -405,8 +434,9 @@ class Session:
             self.stats_in[type(payload).__name__] += 1
         if type(payload) is Batch:
             if not self._batch:
-                raise RemoteProtocolError("Batch without the batch capability",
-                                          close_code=CloseCode.WSP_UNNEGOTIATED)
+                raise RemoteProtocolError(
+                    "Batch without the batch capability", close_code=CloseCode.WSP_UNNEGOTIATED
+                )
             out: list[ev.Event] = []
             for item in payload.messages:
                 out.extend(self.receive(item, now))
@@ -422,16 +452,21 @@ class Session:
             raise RemoteProtocolError(
                 f"{msg.type_name} is not allowed from the "
                 f"{'server' if self.is_client else 'client'}",
-                close_code=CloseCode.PROTOCOL_ERROR)
+                close_code=CloseCode.PROTOCOL_ERROR,
+            )
         return handler(self, msg, now)
 
     def _check_flags(self, msg: Message) -> None:
         if msg.flags & Flags.COMPRESSED and "compress" not in self.capabilities:
-            raise RemoteProtocolError("compressed flag without the compress capability",
-                                      close_code=CloseCode.WSP_UNNEGOTIATED)
+            raise RemoteProtocolError(
+                "compressed flag without the compress capability",
+                close_code=CloseCode.WSP_UNNEGOTIATED,
+            )
         if msg.flags & Flags.ENCRYPTED and "encrypt" not in self.capabilities:
-            raise RemoteProtocolError("encrypted flag without the encrypt capability",
-                                      close_code=CloseCode.WSP_UNNEGOTIATED)
+            raise RemoteProtocolError(
+                "encrypted flag without the encrypt capability",
+                close_code=CloseCode.WSP_UNNEGOTIATED,
+            )
 
     def _accept_sequence(self, msg: Message) -> bool:
         """True for a new in-order message; False for a duplicate (re-acked)."""
@@ -445,7 +480,8 @@ class Session:
         if seq < expected:
             return False
         raise RemoteProtocolError(
-            f"sequence gap: expected {expected}, got {seq}", close_code=CloseCode.PROTOCOL_ERROR)
+            f"sequence gap: expected {expected}, got {seq}", close_code=CloseCode.PROTOCOL_ERROR
+        )
 
     def not_applied(self, sequence: int) -> None:
         """The driver could not apply message ``sequence`` (and what followed it):
@@ -468,7 +504,8 @@ class Session:
         if seq > self.send_seq:
             raise RemoteProtocolError(
                 f"Acknowledge of sequence {seq}, but only {self.send_seq} were sent",
-                close_code=CloseCode.PROTOCOL_ERROR)
+                close_code=CloseCode.PROTOCOL_ERROR,
+            )
         unacked = self.unacked
         acked: list[Payload] = []
         sample: float | None = None
@@ -494,8 +531,10 @@ class Session:
             return []
         sent = self.heartbeats.pop(payload.id, None)
         if sent is None:
-            raise RemoteProtocolError(f"Heartbeat reply to probe {payload.id} never sent",
-                                      close_code=CloseCode.PROTOCOL_ERROR)
+            raise RemoteProtocolError(
+                f"Heartbeat reply to probe {payload.id} never sent",
+                close_code=CloseCode.PROTOCOL_ERROR,
+            )
         self.rtt.sample(now - sent)
         return [ev.HeartbeatAnswered(payload.id, now - sent)]
 
@@ -515,13 +554,19 @@ class Session:
         return []
 
     def _on_unknown(self, msg: Message, now: float) -> list[ev.Event]:
-        self._send(Error(int(CloseCode.UNSUPPORTED_DATA),
-                         f"unknown message type 0x{msg.type_code:04x} ignored"), now)
+        self._send(
+            Error(
+                int(CloseCode.UNSUPPORTED_DATA),
+                f"unknown message type 0x{msg.type_code:04x} ignored",
+            ),
+            now,
+        )
         return []
 
     def _on_sealed(self, msg: Message, now: float) -> list[ev.Event]:
-        raise RemoteProtocolError("encrypted message but no session key",
-                                  close_code=CloseCode.WSP_UNNEGOTIATED)
+        raise RemoteProtocolError(
+            "encrypted message but no session key", close_code=CloseCode.WSP_UNNEGOTIATED
+        )
 
     # ------------------------------------------------------------------ timers
     def next_deadline(self) -> float | None:
@@ -544,7 +589,8 @@ class Session:
         if silent >= self.config.heartbeat_timeout:
             raise RemoteProtocolError(
                 f"no message from the peer for {silent:.1f} s",
-                close_code=CloseCode.WSP_HEARTBEAT_TIMEOUT)
+                close_code=CloseCode.WSP_HEARTBEAT_TIMEOUT,
+            )
         out: list[ev.Event] = []
         if self.next_heartbeat is not None and now >= self.next_heartbeat:
             self.heartbeat(now)
@@ -593,8 +639,15 @@ class Session:
 class ServerSession(Session):
     """The server's side of one session (it can outlive its first connection)."""
 
-    __slots__ = ("_hello", "_hello_resume", "_offered", "_pending_keys", "applied_ids", "auth",
-                 "server_nonce")
+    __slots__ = (
+        "_hello",
+        "_hello_resume",
+        "_offered",
+        "_pending_keys",
+        "applied_ids",
+        "auth",
+        "server_nonce",
+    )
 
     def __init__(self, auth: ServerAuth, config: SessionConfig | None = None) -> None:
         super().__init__(config)
@@ -617,20 +670,23 @@ class ServerSession(Session):
 
     def _on_handshake(self, msg: Message, now: float) -> list[ev.Event]:
         if self._hello is not None and self.state is State.HANDSHAKING:
-            raise RemoteProtocolError("a second Handshake on the same connection",
-                                      close_code=CloseCode.PROTOCOL_ERROR)
+            raise RemoteProtocolError(
+                "a second Handshake on the same connection", close_code=CloseCode.PROTOCOL_ERROR
+            )
         self._go(Event.HANDSHAKE)
         hello: Handshake = msg.payload  # type: ignore[assignment]
         self._hello = hello
         unknown = [c for c in hello.capabilities if c not in KNOWN_CAPABILITIES]
         if unknown:
-            raise RemoteProtocolError(f"unknown capabilities {unknown}",
-                                      close_code=CloseCode.WSP_UNNEGOTIATED)
+            raise RemoteProtocolError(
+                f"unknown capabilities {unknown}", close_code=CloseCode.WSP_UNNEGOTIATED
+            )
         method = hello.auth or "none"
         if method not in self.auth.methods:
             raise AuthenticationError(
                 f"authentication method {method!r} not accepted "
-                f"(server accepts {', '.join(self.auth.methods)})")
+                f"(server accepts {', '.join(self.auth.methods)})"
+            )
         if method == "hmac":
             if not hello.client_nonce:
                 raise AuthenticationError("hmac authentication without a client nonce")
@@ -647,20 +703,21 @@ class ServerSession(Session):
         if self.state is not State.HANDSHAKING:
             transition(self.state, Event.AUTH_OK)
         if hello is None:
-            raise RemoteProtocolError("Authenticate before Handshake",
-                                      close_code=CloseCode.PROTOCOL_ERROR)
+            raise RemoteProtocolError(
+                "Authenticate before Handshake", close_code=CloseCode.PROTOCOL_ERROR
+            )
         answer: Authenticate = msg.payload  # type: ignore[assignment]
         if answer.method != "hmac" or (hello.auth or "none") != "hmac":
-            raise AuthenticationError(f"Authenticate with method {answer.method!r} "
-                                      f"after a Handshake announcing {hello.auth!r}")
+            raise AuthenticationError(
+                f"Authenticate with method {answer.method!r} "
+                f"after a Handshake announcing {hello.auth!r}"
+            )
         assert self.auth.secret is not None and hello.client_nonce is not None
-        verify_client_proof(self.auth.secret, self.server_nonce, hello.client_nonce,
-                            answer.proof)
+        verify_client_proof(self.auth.secret, self.server_nonce, hello.client_nonce, answer.proof)
         keys = derive_session_keys(self.auth.secret, self.server_nonce, hello.client_nonce)
         return self._authenticated(Grant(), keys, now)
 
-    def _authenticated(self, grant: Grant, keys: SessionKeys | None,
-                       now: float) -> list[ev.Event]:
+    def _authenticated(self, grant: Grant, keys: SessionKeys | None, now: float) -> list[ev.Event]:
         hello = self._hello
         assert hello is not None
         self._go(Event.AUTH_OK)
@@ -668,8 +725,9 @@ class ServerSession(Session):
         resume: ResumeClaims | None = None
         if hello.resume_token:
             try:
-                resume = verify_resume_token(self.auth.token_key,
-                                             hello.resume_token.decode("ascii", "replace"), now)
+                resume = verify_resume_token(
+                    self.auth.token_key, hello.resume_token.decode("ascii", "replace"), now
+                )
             except AuthenticationError:
                 resume = None  # unknown or expired: a new session is started instead
         offered = set(hello.capabilities)
@@ -679,8 +737,9 @@ class ServerSession(Session):
         caps = tuple(sorted(offered & allowed))
         self._pending_keys = keys
         self._offered = caps
-        return [ev.AuthSucceeded(grant, resume, hello.last_received or 0, caps,
-                                 hello.client_id or "")]
+        return [
+            ev.AuthSucceeded(grant, resume, hello.last_received or 0, caps, hello.client_id or "")
+        ]
 
     def accept(self, session_id: int, now: float) -> None:
         """Start a new session with id ``session_id`` (drawn by the caller)."""
@@ -688,8 +747,9 @@ class ServerSession(Session):
             raise LocalProtocolError("session ids are positive")
         self.session_id = session_id
         self._set_session(self._offered, self._pending_keys)
-        self.resume_token = issue_resume_token(self.auth.token_key, session_id, now,
-                                               self.config.resume_lifetime).encode("ascii")
+        self.resume_token = issue_resume_token(
+            self.auth.token_key, session_id, now, self.config.resume_lifetime
+        ).encode("ascii")
         self._respond_handshake(now, resumed=False)
 
     def adopt(self, other: ServerSession, last_received: int, now: float) -> None:
@@ -717,7 +777,8 @@ class ServerSession(Session):
         if last_received > self.send_seq:
             raise RemoteProtocolError(
                 f"resume claims {last_received} received, only {self.send_seq} were sent",
-                close_code=CloseCode.PROTOCOL_ERROR)
+                close_code=CloseCode.PROTOCOL_ERROR,
+            )
         self._drop_acked(last_received)
         other.state = State.CLOSED
         self._respond_handshake(now, resumed=True)
@@ -731,17 +792,20 @@ class ServerSession(Session):
             assert hello.client_nonce is not None
             proof = server_proof(self.auth.secret, self.server_nonce, hello.client_nonce)
         self._go(Event.ACCEPT, Origin.LOCAL)
-        self._send(HandshakeResponse(
-            session_id=self.session_id,
-            capabilities=self.capabilities,
-            resume_token=self.resume_token,
-            server_nonce=self.server_nonce,
-            heartbeat_ms=int(self.config.heartbeat_interval * 1000),
-            window=self.config.window,
-            resumed=resumed,
-            last_received=self.recv_seq,
-            server_proof=proof,
-        ), now)
+        self._send(
+            HandshakeResponse(
+                session_id=self.session_id,
+                capabilities=self.capabilities,
+                resume_token=self.resume_token,
+                server_nonce=self.server_nonce,
+                heartbeat_ms=int(self.config.heartbeat_interval * 1000),
+                window=self.config.window,
+                resumed=resumed,
+                last_received=self.recv_seq,
+                server_proof=proof,
+            ),
+            now,
+        )
         self._install_ciphers(client=False)
         self._hello = None  # not needed once answered (about 1 KiB per idle session)
 
@@ -755,16 +819,20 @@ class ServerSession(Session):
         prefix = b"wspc" if client else b"wsps"
         # Nonces restart per connection; the prefix plus a per-connection epoch keeps
         # them unique: the epoch is the sequence counter at the connection's start.
-        self._ciphers = (Cipher(send_key, counter_nonces(prefix, self.send_seq << 24)),
-                         Cipher(recv_key))
+        self._ciphers = (
+            Cipher(send_key, counter_nonces(prefix, self.send_seq << 24)),
+            Cipher(recv_key),
+        )
         self._seal = Flags.ENCRYPTED
 
     # -------------------------------------------------------------- server messages
     def _on_publish(self, msg: Message, now: float) -> list[ev.Event]:
         payload: Publish = msg.payload  # type: ignore[assignment]
         if not self.grant.may_publish(payload.topic):  # refused before it can be acked
-            raise RemoteProtocolError(f"publishing to topic {payload.topic!r} is not allowed",
-                                      close_code=CloseCode.WSP_FORBIDDEN_TOPIC)
+            raise RemoteProtocolError(
+                f"publishing to topic {payload.topic!r} is not allowed",
+                close_code=CloseCode.WSP_FORBIDDEN_TOPIC,
+            )
         if not self._accept_sequence(msg):
             return []
         pid = payload.id
@@ -784,7 +852,8 @@ class ServerSession(Session):
         if not self.grant.may_subscribe(payload.topic):
             raise RemoteProtocolError(
                 f"subscribing to topic {payload.topic!r} is not allowed",
-                close_code=CloseCode.WSP_FORBIDDEN_TOPIC)
+                close_code=CloseCode.WSP_FORBIDDEN_TOPIC,
+            )
         return [ev.SubscribeRequested(payload.topic, payload.from_offset, payload.epoch)]
 
     def _on_unsubscribe(self, msg: Message, now: float) -> list[ev.Event]:
@@ -801,8 +870,9 @@ class ServerSession(Session):
     def subscribed(self, topic: str, epoch: int, next_offset: int, now: float) -> None:
         self._send(Subscribed(topic, epoch, next_offset), now)
 
-    def continuity_lost(self, topic: str, epoch: int, requested: int, available: int,
-                        now: float) -> None:
+    def continuity_lost(
+        self, topic: str, epoch: int, requested: int, available: int, now: float
+    ) -> None:
         self._send(ContinuityLost(topic, epoch, requested, available), now)
 
     def deliver(self, topic: str, epoch: int, offset: int, data: bytes, now: float) -> None:
@@ -851,13 +921,26 @@ class TopicCursor:
 class ClientSession(Session):
     """The client's side: handshake, resume, topic cursors and exactly-once delivery."""
 
-    __slots__ = ("_hb_interval", "_sent_hello", "client_id", "client_nonce", "credentials",
-                 "cursors", "server_nonce", "subscriptions")
+    __slots__ = (
+        "_hb_interval",
+        "_sent_hello",
+        "client_id",
+        "client_nonce",
+        "credentials",
+        "cursors",
+        "server_nonce",
+        "subscriptions",
+    )
 
     is_client = True
 
-    def __init__(self, credentials: Credentials | None = None,
-                 config: SessionConfig | None = None, *, client_id: str = "") -> None:
+    def __init__(
+        self,
+        credentials: Credentials | None = None,
+        config: SessionConfig | None = None,
+        *,
+        client_id: str = "",
+    ) -> None:
         super().__init__(config)
         self.credentials = credentials or Credentials()
         self.client_id = client_id
@@ -880,8 +963,9 @@ class ClientSession(Session):
         if self.state is not State.HANDSHAKING:
             transition(self.state, Event.CHALLENGE)
         if self._sent_hello:
-            raise RemoteProtocolError("Challenge after the Handshake was sent",
-                                      close_code=CloseCode.PROTOCOL_ERROR)
+            raise RemoteProtocolError(
+                "Challenge after the Handshake was sent", close_code=CloseCode.PROTOCOL_ERROR
+            )
         self._go(Event.CHALLENGE)
         challenge: Challenge = msg.payload  # type: ignore[assignment]
         self.server_nonce = challenge.nonce
@@ -890,21 +974,29 @@ class ClientSession(Session):
         if method not in challenge.methods:
             raise AuthenticationError(
                 f"the server does not accept {method!r} authentication "
-                f"(it accepts {', '.join(challenge.methods) or 'nothing'})")
+                f"(it accepts {', '.join(challenge.methods) or 'nothing'})"
+            )
         resuming = bool(self.resume_token) and self.session_id != 0
-        self._send(Handshake(
-            capabilities=self.config.capabilities,
-            client_id=self.client_id or None,
-            auth=method,
-            token=creds.token if method == "jwt" else None,
-            client_nonce=self.client_nonce,
-            resume_token=self.resume_token if resuming else None,
-            last_received=self.recv_seq if resuming else None,
-        ), now)
+        self._send(
+            Handshake(
+                capabilities=self.config.capabilities,
+                client_id=self.client_id or None,
+                auth=method,
+                token=creds.token if method == "jwt" else None,
+                client_nonce=self.client_nonce,
+                resume_token=self.resume_token if resuming else None,
+                last_received=self.recv_seq if resuming else None,
+            ),
+            now,
+        )
         if method == "hmac":
             assert creds.secret is not None
-            self._send(Authenticate(
-                "hmac", client_proof(creds.secret, challenge.nonce, self.client_nonce)), now)
+            self._send(
+                Authenticate(
+                    "hmac", client_proof(creds.secret, challenge.nonce, self.client_nonce)
+                ),
+                now,
+            )
         self._sent_hello = True
         return []
 
@@ -912,23 +1004,31 @@ class ClientSession(Session):
         if self.state is not State.HANDSHAKING:
             transition(self.state, Event.ACCEPT)
         if not self._sent_hello:
-            raise RemoteProtocolError("HandshakeResponse before the Handshake",
-                                      close_code=CloseCode.PROTOCOL_ERROR)
+            raise RemoteProtocolError(
+                "HandshakeResponse before the Handshake", close_code=CloseCode.PROTOCOL_ERROR
+            )
         answer: HandshakeResponse = msg.payload  # type: ignore[assignment]
         keys = None
         if self.credentials.method == "hmac":
             assert self.credentials.secret is not None
-            verify_server_proof(self.credentials.secret, self.server_nonce, self.client_nonce,
-                                answer.server_proof or b"")
-            keys = derive_session_keys(self.credentials.secret, self.server_nonce,
-                                       self.client_nonce)
+            verify_server_proof(
+                self.credentials.secret,
+                self.server_nonce,
+                self.client_nonce,
+                answer.server_proof or b"",
+            )
+            keys = derive_session_keys(
+                self.credentials.secret, self.server_nonce, self.client_nonce
+            )
         self._go(Event.AUTH_OK)
         self._go(Event.ACCEPT)
         granted = tuple(answer.capabilities)
         stray = set(granted) - set(self.config.capabilities)
         if stray:
-            raise RemoteProtocolError(f"server granted capabilities never offered: "
-                                      f"{sorted(stray)}", close_code=CloseCode.WSP_UNNEGOTIATED)
+            raise RemoteProtocolError(
+                f"server granted capabilities never offered: {sorted(stray)}",
+                close_code=CloseCode.WSP_UNNEGOTIATED,
+            )
         resumed = bool(answer.resumed) and answer.session_id == self.session_id
         self._set_session(granted, keys)
         if answer.window:
@@ -944,7 +1044,8 @@ class ClientSession(Session):
             if last > self.send_seq:
                 raise RemoteProtocolError(
                     f"resume claims {last} received, only {self.send_seq} were sent",
-                    close_code=CloseCode.PROTOCOL_ERROR)
+                    close_code=CloseCode.PROTOCOL_ERROR,
+                )
             self._drop_acked(last)
             self.resume_token = answer.resume_token or self.resume_token
             self._install_ciphers()
@@ -971,7 +1072,8 @@ class ClientSession(Session):
 
         self._ciphers = (
             Cipher(self.keys.client_to_server, counter_nonces(b"wspc", self.send_seq << 24)),
-            Cipher(self.keys.server_to_client))
+            Cipher(self.keys.server_to_client),
+        )
         self._seal = Flags.ENCRYPTED
 
     # -------------------------------------------------------------- client API
@@ -1002,8 +1104,9 @@ class ClientSession(Session):
         """Queue a Request (not sequenced: the caller re-issues it after a reconnect)."""
         if self.state is not State.ACTIVE:
             transition(self.state, Event.MESSAGE, Origin.LOCAL)
-        self.outbox.append(Message(Request(request_id, method, data), 0, self.session_id, 0,
-                                   self._seal))
+        self.outbox.append(
+            Message(Request(request_id, method, data), 0, self.session_id, 0, self._seal)
+        )
 
     # -------------------------------------------------------------- client messages
     def _on_deliver(self, msg: Message, now: float) -> list[ev.Event]:
@@ -1011,20 +1114,26 @@ class ClientSession(Session):
         cursor = self.cursors.get(p.topic)
         if cursor is None:
             if p.topic not in self.subscriptions:
-                raise RemoteProtocolError(f"Deliver for topic {p.topic!r} never subscribed",
-                                          close_code=CloseCode.PROTOCOL_ERROR)
-            raise RemoteProtocolError(f"Deliver for {p.topic!r} before Subscribed",
-                                      close_code=CloseCode.PROTOCOL_ERROR)
+                raise RemoteProtocolError(
+                    f"Deliver for topic {p.topic!r} never subscribed",
+                    close_code=CloseCode.PROTOCOL_ERROR,
+                )
+            raise RemoteProtocolError(
+                f"Deliver for {p.topic!r} before Subscribed", close_code=CloseCode.PROTOCOL_ERROR
+            )
         if p.epoch != cursor.epoch:
             raise RemoteProtocolError(
                 f"Deliver of {p.topic!r} in epoch {p.epoch}, expected {cursor.epoch} "
-                "(an epoch change needs ContinuityLost)", close_code=CloseCode.PROTOCOL_ERROR)
+                "(an epoch change needs ContinuityLost)",
+                close_code=CloseCode.PROTOCOL_ERROR,
+            )
         if p.offset <= cursor.last:
             return []  # a replayed duplicate
         if p.offset != cursor.last + 1:
             raise RemoteProtocolError(
-                f"gap in {p.topic!r}: offset {p.offset} after {cursor.last} "
-                "without ContinuityLost", close_code=CloseCode.PROTOCOL_ERROR)
+                f"gap in {p.topic!r}: offset {p.offset} after {cursor.last} without ContinuityLost",
+                close_code=CloseCode.PROTOCOL_ERROR,
+            )
         cursor.last = p.offset
         return [ev.Delivery(p.topic, p.epoch, p.offset, p.data)]
 
@@ -1038,8 +1147,7 @@ class ClientSession(Session):
     def _on_continuity_lost(self, msg: Message, now: float) -> list[ev.Event]:
         p: ContinuityLost = msg.payload  # type: ignore[assignment]
         self.cursors[p.topic] = TopicCursor(p.epoch, max(0, p.first_available - 1))
-        return [ev.ContinuityLostNotice(p.topic, p.epoch, p.requested_offset,
-                                        p.first_available)]
+        return [ev.ContinuityLostNotice(p.topic, p.epoch, p.requested_offset, p.first_available)]
 
     def _on_response(self, msg: Message, now: float) -> list[ev.Event]:
         p: Response = msg.payload  # type: ignore[assignment]

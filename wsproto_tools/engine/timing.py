@@ -28,7 +28,11 @@ class RttEstimator:
     K = 4
 
     def __init__(
-        self, *, initial_rto: float = 1.0, min_rto: float = 0.2, max_rto: float = 60.0,
+        self,
+        *,
+        initial_rto: float = 1.0,
+        min_rto: float = 0.2,
+        max_rto: float = 60.0,
         granularity: float = 0.001,
     ) -> None:
         self.min_rto = min_rto
@@ -62,7 +66,11 @@ class Backoff:
     """Exponential back-off with full jitter; ``rand()`` returns a float in [0, 1)."""
 
     def __init__(
-        self, rand: Callable[[], float], *, base: float = 0.1, cap: float = 30.0,
+        self,
+        rand: Callable[[], float],
+        *,
+        base: float = 0.1,
+        cap: float = 30.0,
         max_attempts: int | None = None,
     ) -> None:
         if base <= 0 or cap < base:

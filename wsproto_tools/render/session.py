@@ -56,5 +56,9 @@ def event_line(name: str, fields: dict[str, Any]) -> str:
 
 
 def lost_fields(item: ContinuityLostNotice) -> dict[str, Any]:
-    return {"topic": item.topic, "epoch": item.epoch, "requested": item.requested,
-            "available": item.available}
+    return {
+        "topic": item.topic,
+        "epoch": item.epoch,
+        "requested": item.requested,
+        "available": item.available,
+    }

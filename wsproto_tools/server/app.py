@@ -106,12 +106,13 @@ class ServerConfig:
         if self.no_auth and (self.secret or self.jwt_key):
             raise ConfigError("--no-auth cannot be combined with a secret or a JWT key")
         if not self.no_auth and not (self.secret or self.jwt_key):
-            raise ConfigError("authentication is on: give a secret or a JWT key, "
-                              "or ask for --no-auth")
-        verifier = (JwtVerifier(self.jwt_key, audience=self.jwt_audience)
-                    if self.jwt_key else None)
-        return ServerAuth(secret=self.secret or None, jwt=verifier,
-                          token_key=self.token_key or os.urandom(32))
+            raise ConfigError(
+                "authentication is on: give a secret or a JWT key, or ask for --no-auth"
+            )
+        verifier = JwtVerifier(self.jwt_key, audience=self.jwt_audience) if self.jwt_key else None
+        return ServerAuth(
+            secret=self.secret or None, jwt=verifier, token_key=self.token_key or os.urandom(32)
+        )
 
 
 class Conn:
@@ -119,8 +120,9 @@ class Conn:
 
     __slots__ = ("batch", "bucket", "closing", "ready", "session", "topics", "version", "ws")
 
-    def __init__(self, ws: ServerConnection, session: ServerSession, version: int,
-                 bucket: TokenBucket | None) -> None:
+    def __init__(
+        self, ws: ServerConnection, session: ServerSession, version: int, bucket: TokenBucket | None
+    ) -> None:
         self.ws = ws
         self.session = session
         self.version = version
@@ -143,14 +145,19 @@ class WspServer:
             window=config.window,
             resume_lifetime=config.resume_lifetime,
             capabilities=config.capabilities,
-            limits=Limits(max_message=config.max_message_size,
-                          max_decompressed=config.max_message_size,
-                          max_bin_len=config.max_message_size),
+            limits=Limits(
+                max_message=config.max_message_size,
+                max_decompressed=config.max_message_size,
+                max_bin_len=config.max_message_size,
+            ),
         )
         self.epoch = int.from_bytes(os.urandom(4), "big") | 1
-        self.broker: Broker = broker or MemoryBroker(epoch=self.epoch, history=config.history,
-                                                     max_age=config.history_age,
-                                                     max_topics=config.max_topics)
+        self.broker: Broker = broker or MemoryBroker(
+            epoch=self.epoch,
+            history=config.history,
+            max_age=config.history_age,
+            max_topics=config.max_topics,
+        )
         self.broker.set_listener(self._on_topic_message)
         self._memory = self.broker if isinstance(self.broker, MemoryBroker) else None
         self.metrics = Metrics()
@@ -170,7 +177,9 @@ class WspServer:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self._server = await serve(
-            self._handler, self.config.host, self.config.port,
+            self._handler,
+            self.config.host,
+            self.config.port,
             select_subprotocol=self._select_subprotocol,
             max_size=self.config.max_message_size,
             ping_interval=None,
@@ -196,15 +205,20 @@ class WspServer:
                 await self._sweeper
         if self._server is not None:
             self._server.close(close_connections=False)
-            await asyncio.gather(*(c.ws.close(CloseCode.GOING_AWAY,
-                                              "server shutting down; reconnect and resume")
-                                   for c in list(self.conns)), return_exceptions=True)
+            await asyncio.gather(
+                *(
+                    c.ws.close(CloseCode.GOING_AWAY, "server shutting down; reconnect and resume")
+                    for c in list(self.conns)
+                ),
+                return_exceptions=True,
+            )
             await self._server.wait_closed()
         await self.broker.close()
 
     @staticmethod
-    def _select_subprotocol(connection: ServerConnection,
-                            offered: Sequence[str]) -> Subprotocol | None:
+    def _select_subprotocol(
+        connection: ServerConnection, offered: Sequence[str]
+    ) -> Subprotocol | None:
         """The client's first wsp version we speak; None lets the handler explain."""
         for name in offered:
             if name in SUBPROTOCOLS:
@@ -220,12 +234,17 @@ class WspServer:
             self.metrics.connections = len(self.conns)
             self.metrics.sessions = len(self.sessions)
             body = self.metrics.render().encode()
-            headers = Headers([("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
-                               ("Content-Length", str(len(body)))])
+            headers = Headers(
+                [
+                    ("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                ]
+            )
             return Response(200, "OK", headers, body)
         if "upgrade" not in request.headers.get("Connection", "").lower():
-            return connection.respond(http.HTTPStatus.NOT_FOUND,
-                                      "wsp: WebSocket endpoint; GET /healthz, /metrics\n")
+            return connection.respond(
+                http.HTTPStatus.NOT_FOUND, "wsp: WebSocket endpoint; GET /healthz, /metrics\n"
+            )
         return None
 
     # ------------------------------------------------------------------ connections
@@ -233,20 +252,35 @@ class WspServer:
         cfg = self.config
         self.metrics.connections_total += 1
         if len(self.conns) >= cfg.max_connections:
-            await self._close(None, ws, WspError(
-                f"too many connections (limit {cfg.max_connections})",
-                close_code=CloseCode.WSP_TOO_MANY_CONNECTIONS))
+            await self._close(
+                None,
+                ws,
+                WspError(
+                    f"too many connections (limit {cfg.max_connections})",
+                    close_code=CloseCode.WSP_TOO_MANY_CONNECTIONS,
+                ),
+            )
             return
         if cfg.origins is not None:
             origin = ws.request.headers.get("Origin") if ws.request else None
             if origin not in cfg.origins:
-                await self._close(None, ws, WspError(f"origin {origin!r} is not allowed",
-                                                     close_code=CloseCode.WSP_ORIGIN_REFUSED))
+                await self._close(
+                    None,
+                    ws,
+                    WspError(
+                        f"origin {origin!r} is not allowed", close_code=CloseCode.WSP_ORIGIN_REFUSED
+                    ),
+                )
                 return
         version = version_of(ws)
         if version is None:
-            await self._close(None, ws, RemoteProtocolError(
-                "no wsp subprotocol: offer Sec-WebSocket-Protocol wsp.v2 or wsp.v1"))
+            await self._close(
+                None,
+                ws,
+                RemoteProtocolError(
+                    "no wsp subprotocol: offer Sec-WebSocket-Protocol wsp.v2 or wsp.v1"
+                ),
+            )
             return
         now = clock()
         session = ServerSession(self.auth, self.session_config)
@@ -266,8 +300,10 @@ class WspServer:
                     while conn.session.state is not State.ACTIVE:
                         await self._process(conn, await ws.recv())
             except TimeoutError:
-                raise WspError(f"handshake not finished within {cfg.handshake_timeout:g} s",
-                               close_code=CloseCode.WSP_HANDSHAKE_TIMEOUT) from None
+                raise WspError(
+                    f"handshake not finished within {cfg.handshake_timeout:g} s",
+                    close_code=CloseCode.WSP_HANDSHAKE_TIMEOUT,
+                ) from None
             while not conn.closing:
                 await self._process(conn, await ws.recv())
             await ws.close(CloseCode.NORMAL, conn.session.close_reason or "")
@@ -296,9 +332,14 @@ class WspServer:
             ws.on_lost = None
         except TimeoutError:
             conn.closing = True
-            await self._close(conn.session, ws, WspError(
-                f"handshake not finished within {self.config.handshake_timeout:g} s",
-                close_code=CloseCode.WSP_HANDSHAKE_TIMEOUT))
+            await self._close(
+                conn.session,
+                ws,
+                WspError(
+                    f"handshake not finished within {self.config.handshake_timeout:g} s",
+                    close_code=CloseCode.WSP_HANDSHAKE_TIMEOUT,
+                ),
+            )
             return
         await ws.wait_closed()
 
@@ -322,12 +363,16 @@ class WspServer:
             if conn.closing:  # the peer sent Close
                 self._spawn(conn.ws.close(CloseCode.NORMAL, conn.session.close_reason or ""))
         ready = conn.ready
-        if ready is not None and not ready.done() and (
-                conn.session.state is State.ACTIVE or conn.closing):
+        if (
+            ready is not None
+            and not ready.done()
+            and (conn.session.state is State.ACTIVE or conn.closing)
+        ):
             ready.set_result(None)
 
-    async def _close(self, session: ServerSession | None, ws: ServerConnection,
-                     error: WspError) -> None:
+    async def _close(
+        self, session: ServerSession | None, ws: ServerConnection, error: WspError
+    ) -> None:
         self.metrics.closes[int(error.close_code)] += 1
         log.info("closing %s: %s (%s)", ws.remote_address, error, int(error.close_code))
         with contextlib.suppress(ConnectionClosed):
@@ -356,21 +401,26 @@ class WspServer:
             if write_now(conn.ws, chunk):
                 self.metrics.bytes_out += len(chunk)
 
-    def _process_now(self, conn: Conn, data: bytes | str,
-                     deferred: list[ev.Event] | None = None) -> None:
+    def _process_now(
+        self, conn: Conn, data: bytes | str, deferred: list[ev.Event] | None = None
+    ) -> None:
         """Feed one WebSocket message to the engine and act on its events.
 
         Broker calls that must be awaited (a networked broker) go to ``deferred``.
         """
         now = clock()
         if type(data) is str:
-            raise RemoteProtocolError("text frame: wsp messages travel in binary frames",
-                                      close_code=CloseCode.UNSUPPORTED_DATA)
+            raise RemoteProtocolError(
+                "text frame: wsp messages travel in binary frames",
+                close_code=CloseCode.UNSUPPORTED_DATA,
+            )
         bucket = conn.bucket
         if bucket is not None and not bucket.take(now):
             self.metrics.rate_limited += 1
-            raise WspError(f"rate limit exceeded ({self.config.rate:g} messages/s)",
-                           close_code=CloseCode.WSP_RATE_LIMITED)
+            raise WspError(
+                f"rate limit exceeded ({self.config.rate:g} messages/s)",
+                close_code=CloseCode.WSP_RATE_LIMITED,
+            )
         self.metrics.bytes_in += len(data)
         session = conn.session
         events = session.receive_data(data, now)  # type: ignore[arg-type]
@@ -409,8 +459,9 @@ class WspServer:
                 await self.broker.publish(event.topic, event.data, now)
             else:
                 request: ev.SubscribeRequested = event  # type: ignore[assignment]
-                answer = await self.broker.subscribe(request.topic, request.from_offset,
-                                                     request.epoch, now)
+                answer = await self.broker.subscribe(
+                    request.topic, request.from_offset, request.epoch, now
+                )
                 self._subscribed(conn, request, answer, now)
         self._finish(conn)
 
@@ -430,8 +481,9 @@ class WspServer:
         elif kind is ev.SubscribeRequested:
             assert self._memory is not None
             request: ev.SubscribeRequested = event  # type: ignore[assignment]
-            answer = self._memory.subscribe_now(request.topic, request.from_offset,
-                                                request.epoch, now)
+            answer = self._memory.subscribe_now(
+                request.topic, request.from_offset, request.epoch, now
+            )
             self._subscribed(conn, request, answer, now)
         elif kind is ev.UnsubscribeRequested:
             topic = event.topic  # type: ignore[attr-defined]
@@ -461,8 +513,9 @@ class WspServer:
             if holder is not None and holder is not conn:
                 self._detach(holder)
                 holder.closing = True
-                self._spawn(holder.ws.close(CloseCode.NORMAL,
-                                            "session resumed on another connection"))
+                self._spawn(
+                    holder.ws.close(CloseCode.NORMAL, "session resumed on another connection")
+                )
             old.adopt(fresh, event.last_received, now)
             conn.session = old
         else:
@@ -474,14 +527,16 @@ class WspServer:
         conn.batch = "batch" in session.capabilities
         self.attached[session.session_id] = conn
 
-    def _subscribed(self, conn: Conn, event: ev.SubscribeRequested, answer: SubscribeAnswer,
-                    now: float) -> None:
+    def _subscribed(
+        self, conn: Conn, event: ev.SubscribeRequested, answer: SubscribeAnswer, now: float
+    ) -> None:
         session = conn.session
         if answer.lost is not None:
             self.metrics.continuity_lost += 1
             lost = answer.lost
-            session.continuity_lost(event.topic, lost.epoch, lost.requested + 1,
-                                    lost.available, now)
+            session.continuity_lost(
+                event.topic, lost.epoch, lost.requested + 1, lost.available, now
+            )
         session.subscribed(event.topic, answer.epoch, answer.next_offset, now)
         if answer.replay:
             self.metrics.replays += 1
@@ -536,21 +591,25 @@ class WspServer:
             self._slow_consumer(conn)
 
     @staticmethod
-    def _encode_items(topic: str, items: list[tuple[int, Entry]], version: int,
-                      batch: bool) -> list[bytes]:
+    def _encode_items(
+        topic: str, items: list[tuple[int, Entry]], version: int, batch: bool
+    ) -> list[bytes]:
         if batch:
             out: list[bytes] = []
             for start in range(0, len(items), BATCH_ITEMS):
-                messages = tuple(Message(Deliver(topic, epoch, e.offset, e.data))
-                                 for epoch, e in items[start:start + BATCH_ITEMS])
+                messages = tuple(
+                    Message(Deliver(topic, epoch, e.offset, e.data))
+                    for epoch, e in items[start : start + BATCH_ITEMS]
+                )
                 out.append(encode(Message(Batch(messages)), version=version))
             return out
         out = []
         for epoch, entry in items:
             wire = entry.wire.get(version)
             if wire is None:
-                wire = entry.wire[version] = encode_delivery(topic, epoch, entry.offset,
-                                                             entry.data, version)
+                wire = entry.wire[version] = encode_delivery(
+                    topic, epoch, entry.offset, entry.data, version
+                )
             out.append(wire)
         return out
 
@@ -560,8 +619,10 @@ class WspServer:
         conn.closing = True
         for topic in conn.topics or ():
             self.subscribers.get(topic, {}).pop(conn, None)
-        error = WspError(f"slow consumer: more than {self.config.max_buffer} bytes unsent; "
-                         "resume to continue", close_code=CloseCode.WSP_SLOW_CONSUMER)
+        error = WspError(
+            f"slow consumer: more than {self.config.max_buffer} bytes unsent; resume to continue",
+            close_code=CloseCode.WSP_SLOW_CONSUMER,
+        )
         self._spawn(self._close(conn.session, conn.ws, error))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

@@ -32,8 +32,9 @@ class Broker(Protocol):
 
     async def publish(self, topic: str, data: bytes, now: float) -> Entry: ...
 
-    async def subscribe(self, topic: str, from_offset: int | None, epoch: int | None,
-                        now: float) -> SubscribeAnswer: ...
+    async def subscribe(
+        self, topic: str, from_offset: int | None, epoch: int | None, now: float
+    ) -> SubscribeAnswer: ...
 
     async def close(self) -> None: ...
 
@@ -41,8 +42,14 @@ class Broker(Protocol):
 class MemoryBroker:
     """Topics in this process's memory (bounded history per topic)."""
 
-    def __init__(self, *, epoch: int, history: int = 1000,
-                 max_age: float | None = None, max_topics: int = 100_000) -> None:
+    def __init__(
+        self,
+        *,
+        epoch: int,
+        history: int = 1000,
+        max_age: float | None = None,
+        max_topics: int = 100_000,
+    ) -> None:
         self.hub = Hub(epoch=epoch, history=history, max_age=max_age, max_topics=max_topics)
         self._listener: Listener | None = None
 
@@ -59,12 +66,14 @@ class MemoryBroker:
     async def publish(self, topic: str, data: bytes, now: float) -> Entry:
         return self.publish_now(topic, data, now)
 
-    def subscribe_now(self, topic: str, from_offset: int | None, epoch: int | None,
-                      now: float) -> SubscribeAnswer:
+    def subscribe_now(
+        self, topic: str, from_offset: int | None, epoch: int | None, now: float
+    ) -> SubscribeAnswer:
         return self.hub.subscribe(topic, from_offset, epoch, now)
 
-    async def subscribe(self, topic: str, from_offset: int | None, epoch: int | None,
-                        now: float) -> SubscribeAnswer:
+    async def subscribe(
+        self, topic: str, from_offset: int | None, epoch: int | None, now: float
+    ) -> SubscribeAnswer:
         return self.subscribe_now(topic, from_offset, epoch, now)
 
     async def close(self) -> None:

@@ -42,41 +42,78 @@ class Metrics:
     def render(self) -> str:
         lines: list[str] = []
 
-        def metric(name: str, kind: str, help_text: str,
-                   samples: list[tuple[str, float]]) -> None:
+        def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
             lines.append(f"# HELP wsp_{name} {help_text}")
             lines.append(f"# TYPE wsp_{name} {kind}")
             for labels, value in samples:
-                lines.append(f"wsp_{name}{labels} {value:g}" if isinstance(value, float)
-                             else f"wsp_{name}{labels} {value}")
+                lines.append(
+                    f"wsp_{name}{labels} {value:g}"
+                    if isinstance(value, float)
+                    else f"wsp_{name}{labels} {value}"
+                )
 
         metric("connections", "gauge", "Open WebSocket connections.", [("", self.connections)])
-        metric("sessions", "gauge", "Sessions held (attached or resumable).",
-               [("", self.sessions)])
-        metric("connections_total", "counter", "Connections accepted.",
-               [("", self.connections_total)])
-        metric("messages_in_total", "counter", "wsp messages received, by type.",
-               [(f'{{type="{k}"}}', v) for k, v in sorted(self.messages_in.items())])
-        metric("messages_out_total", "counter", "wsp messages sent, by type.",
-               [(f'{{type="{k}"}}', v) for k, v in sorted(self.messages_out.items())])
-        metric("bytes_in_total", "counter", "WebSocket payload bytes received.",
-               [("", self.bytes_in)])
-        metric("bytes_out_total", "counter", "WebSocket payload bytes sent.",
-               [("", self.bytes_out)])
-        metric("replays_total", "counter", "Subscribes answered with a replay.",
-               [("", self.replays)])
-        metric("replayed_messages_total", "counter", "Messages sent again from history.",
-               [("", self.replayed_messages)])
-        metric("continuity_lost_total", "counter", "ContinuityLost answers.",
-               [("", self.continuity_lost)])
-        metric("retransmits_total", "counter", "Messages retransmitted after an RTO.",
-               [("", self.retransmits)])
-        metric("auth_rejected_total", "counter", "Handshakes refused for credentials.",
-               [("", self.auth_rejected)])
-        metric("rate_limited_total", "counter", "Connections closed by the rate limit.",
-               [("", self.rate_limited)])
-        metric("closes_total", "counter", "Connections closed by the server, by close code.",
-               [(f'{{code="{k}"}}', v) for k, v in sorted(self.closes.items())])
+        metric("sessions", "gauge", "Sessions held (attached or resumable).", [("", self.sessions)])
+        metric(
+            "connections_total", "counter", "Connections accepted.", [("", self.connections_total)]
+        )
+        metric(
+            "messages_in_total",
+            "counter",
+            "wsp messages received, by type.",
+            [(f'{{type="{k}"}}', v) for k, v in sorted(self.messages_in.items())],
+        )
+        metric(
+            "messages_out_total",
+            "counter",
+            "wsp messages sent, by type.",
+            [(f'{{type="{k}"}}', v) for k, v in sorted(self.messages_out.items())],
+        )
+        metric(
+            "bytes_in_total", "counter", "WebSocket payload bytes received.", [("", self.bytes_in)]
+        )
+        metric(
+            "bytes_out_total", "counter", "WebSocket payload bytes sent.", [("", self.bytes_out)]
+        )
+        metric(
+            "replays_total", "counter", "Subscribes answered with a replay.", [("", self.replays)]
+        )
+        metric(
+            "replayed_messages_total",
+            "counter",
+            "Messages sent again from history.",
+            [("", self.replayed_messages)],
+        )
+        metric(
+            "continuity_lost_total",
+            "counter",
+            "ContinuityLost answers.",
+            [("", self.continuity_lost)],
+        )
+        metric(
+            "retransmits_total",
+            "counter",
+            "Messages retransmitted after an RTO.",
+            [("", self.retransmits)],
+        )
+        metric(
+            "auth_rejected_total",
+            "counter",
+            "Handshakes refused for credentials.",
+            [("", self.auth_rejected)],
+        )
+        metric(
+            "rate_limited_total",
+            "counter",
+            "Connections closed by the rate limit.",
+            [("", self.rate_limited)],
+        )
+        metric(
+            "closes_total",
+            "counter",
+            "Connections closed by the server, by close code.",
+            [(f'{{code="{k}"}}', v) for k, v in sorted(self.closes.items())],
+        )
         lines.append("# HELP wsp_rtt_seconds Heartbeat round-trip times.")
         lines.append("# TYPE wsp_rtt_seconds histogram")
         total = 0

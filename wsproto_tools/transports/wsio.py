@@ -47,10 +47,16 @@ clock = time.time
 
 #: Close codes that end a connection but not its session: the peer reconnects and
 #: resumes (no wsp Close is sent, so the session stays resumable).
-RESUMABLE_CODES = frozenset({
-    CloseCode.GOING_AWAY, CloseCode.TRY_AGAIN_LATER, CloseCode.SERVICE_RESTART,
-    CloseCode.WSP_RATE_LIMITED, CloseCode.WSP_SLOW_CONSUMER, CloseCode.WSP_HEARTBEAT_TIMEOUT,
-})
+RESUMABLE_CODES = frozenset(
+    {
+        CloseCode.GOING_AWAY,
+        CloseCode.TRY_AGAIN_LATER,
+        CloseCode.SERVICE_RESTART,
+        CloseCode.WSP_RATE_LIMITED,
+        CloseCode.WSP_SLOW_CONSUMER,
+        CloseCode.WSP_HEARTBEAT_TIMEOUT,
+    }
+)
 
 
 class DirectMixin:
@@ -102,8 +108,7 @@ class DirectMixin:
         if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
             if event.fin:
                 data = bytes(event.data)
-                self._deliver(data.decode("utf-8", "replace") if opcode is Opcode.TEXT
-                              else data)
+                self._deliver(data.decode("utf-8", "replace") if opcode is Opcode.TEXT else data)
             else:
                 self._parts = [bytes(event.data)]
                 self._text = opcode is Opcode.TEXT
