@@ -273,39 +273,29 @@ def _one_uint(cls: type[Payload]) -> _OneUint | None:
 _ONE_UINT: dict[type[Payload], _OneUint | None] = {}
 
 
-def _decode_one_uint(cls: type[Payload], data: bytes, limits: Limits) -> Payload | None:
-    """``data`` decoded by the fast form of ``cls``, or None when it does not apply."""
-    form = _ONE_UINT.get(cls, False)
-    if form is False:
-        form = _ONE_UINT[cls] = _one_uint(cls)
-    if form is None or not data.startswith(form.prefix) or limits.max_map_len < 1:  # type: ignore[union-attr]
-        return None
-    pos = len(form.prefix)  # type: ignore[union-attr]
-    if pos - 2 > limits.max_str_len:
-        return None
-    size = len(data) - pos
-    if size == 1:
-        value = data[pos]
-        if value >= 0x80:
-            return None
-    elif size > 1 and _UINT_SIZES.get(data[pos]) == size - 1:
-        value = int.from_bytes(data[pos + 1 :], "big")
-    else:
-        return None
-    payload = _new(cls)
-    form.setter(payload, value)  # type: ignore[union-attr]
-    for setter, default in form.defaults:  # type: ignore[union-attr]
-        setter(payload, default)
-    return payload
-
-
 def decode_fields(
     cls: type[Payload], data: bytes, offset: int, limits: Limits
 ) -> Payload:
     """Decode a structured payload of type ``cls``; ``offset`` is its place in the message."""
-    fast = _decode_one_uint(cls, data, limits)
-    if fast is not None:
-        return fast
+    form = _ONE_UINT.get(cls, False)
+    if form is False:
+        form = _ONE_UINT[cls] = _one_uint(cls)
+    if form is not None and data.startswith(form.prefix):  # type: ignore[union-attr]
+        # {name: uint}, read without msgpack when the limits allow what msgpack would
+        pos = len(form.prefix)  # type: ignore[union-attr]
+        size = len(data) - pos
+        if size == 1:
+            number = data[pos] if data[pos] < 0x80 else -1
+        elif size > 1 and _UINT_SIZES.get(data[pos]) == size - 1:
+            number = int.from_bytes(data[pos + 1 :], "big")
+        else:
+            number = -1
+        if number >= 0 and limits.max_map_len >= 1 and pos - 2 <= limits.max_str_len:
+            payload = _new(cls)
+            form.setter(payload, number)  # type: ignore[union-attr]
+            for setter, default in form.defaults:  # type: ignore[union-attr]
+                setter(payload, default)
+            return payload
     try:
         obj = msgpack.unpackb(
             data,

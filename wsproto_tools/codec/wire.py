@@ -67,8 +67,13 @@ _set_timestamp = vars(Message)["timestamp"].__set__
 _set_flags = vars(Message)["flags"].__set__
 _set_data = vars(BinaryData)["data"].__set__
 _set_text = vars(TextData)["text"].__set__
+_set_messages = vars(Batch)["messages"].__set__
 _NO_FLAGS = Flags.NONE
 _ACK = Flags.ACK_REQUESTED
+_MSGPACK = PayloadKind.MSGPACK
+_BINARY = PayloadKind.BINARY
+_BATCH = PayloadKind.BATCH
+_TEXT = PayloadKind.TEXT
 
 
 def _message(payload: Payload, sequence: int, session_id: int, timestamp: int,
@@ -409,7 +414,29 @@ def _decode_v2(data: bytes, limits: Limits, cipher: Cipher | None, nested: bool)
         timestamp, pos = read_varint(data, pos, _U64, "timestamp")
         if not timestamp:
             raise DecodeError("timestamp 0 must be left out (T bit clear)", offset=start)
-    return _finish(data, pos, code, sequence, session_id, timestamp, head & _FLAG_MASK,
+    flags = head & _FLAG_MASK
+    if not flags & (_COMPRESSED | _ENCRYPTED):
+        # _finish and _payload for a payload as it is on the wire (hot path)
+        spec = TYPES.get(code)
+        if spec is not None:
+            kind = spec.kind
+            if kind is _MSGPACK:
+                payload: Payload = decode_fields(spec.cls, data[pos:], pos, limits)
+            elif kind is _BINARY:
+                payload = _binary(data[pos:])
+            elif kind is _TEXT:
+                try:
+                    payload = _text(data[pos:].decode("utf-8"))
+                except UnicodeDecodeError:  # _payload reports it
+                    payload = _payload(code, data[pos:], pos, False, limits, cipher, 2, nested)
+            elif kind is _BATCH and not nested:
+                payload = _decode_batch(data[pos:], pos, False, limits, cipher, 2)
+            else:
+                payload = _payload(code, data[pos:], pos, False, limits, cipher, 2, nested)
+        else:
+            payload = Unknown(code, data[pos:])
+        return _message(payload, sequence, session_id, timestamp, _FLAGS[flags])
+    return _finish(data, pos, code, sequence, session_id, timestamp, flags,
                    limits, cipher, 2, nested)
 
 
@@ -495,11 +522,15 @@ def _decode_batch(
                 f"Batch has more than {limits.max_batch_items} messages",
                 offset=start if transformed else start + pos,
             )
-        try:
-            length, item_start = read_varint(body, pos, size, "batch item length")
-        except DecodeError as error:
-            raise _shift(error, start, transformed,
-                         f"batch item {len(items)}") from None
+        length = body[pos]
+        if length < 0x80:
+            item_start = pos + 1
+        else:
+            try:
+                length, item_start = read_varint(body, pos, size, "batch item length")
+            except DecodeError as error:
+                raise _shift(error, start, transformed,
+                             f"batch item {len(items)}") from None
         if length == 0:
             raise DecodeError(f"batch item {len(items)} is empty",
                               offset=start if transformed else start + pos)
@@ -515,7 +546,9 @@ def _decode_batch(
             raise _shift(error, start if transformed else start + item_start, transformed,
                          f"batch item {len(items)}") from None
         pos = end
-    return Batch(tuple(items))
+    batch: Batch = _new(Batch)
+    _set_messages(batch, tuple(items))
+    return batch
 
 
 def _shift(error: DecodeError, base: int, transformed: bool, where: str) -> DecodeError:
