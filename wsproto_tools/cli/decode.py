@@ -104,6 +104,9 @@ class Printer:
         self.warnings_shown = 0
         self._out: IO[str] = env.stdout
         self._lines: list[str] = []
+        #: pieces of the NDJSON lines waiting to be written, and how many lines
+        self._parts: list[str] = []
+        self._count = 0
         self._doc_messages: list[dict[str, Any]] = []
         self._doc_warnings: list[dict[str, Any]] = []
         self._header_done = False
@@ -120,6 +123,7 @@ class Printer:
 
     def events(self, events: list[Any]) -> None:
         message_cls = self._message_cls
+        write_line = self._line.write
         accept = self.accept if self.accept.active else None
         add = self.stats.add
         mode = self.mode
@@ -131,11 +135,11 @@ class Printer:
                 if event.violations:
                     self.violations += 1
                 if mode == "ndjson":
-                    lines = self._lines
-                    lines.append(self._line(event))
+                    write_line(event, self._parts)
+                    self._count += 1
                     if self.numbers is not None:
                         self.numbers.append(event.number)
-                    if len(lines) >= 1024:
+                    if self._count >= 1024:
                         self.flush()
                 elif mode == "json":
                     self._doc_messages.append(self._record(event, with_hex=self.show_hex))
@@ -181,6 +185,10 @@ class Printer:
             console.print(Text(hexdump(event.msg.payload)), style="dim")
 
     def flush(self) -> None:
+        if self._parts:
+            self._out.write("".join(self._parts))
+            self._parts = []
+            self._count = 0
         if self._lines:
             self._lines.append("")
             self._out.write("\n".join(self._lines))

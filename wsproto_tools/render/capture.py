@@ -147,14 +147,33 @@ class MessageLines:
             self._simple[cls] = found
         return found  # type: ignore[return-value]
 
-    def _payload(self, payload: Any) -> str:
+    def _payload(self, payload: Any, out: list[str], whole: bytes, whole_hex: str) -> None:
+        """Append the JSON of ``payload``; ``whole``/``whole_hex`` are the WebSocket
+        payload and its hex, reused when a BinaryData's bytes end it."""
         ptype = type(payload)
         if ptype is self._binary_cls:
-            return '{"hex":"' + payload.data.hex() + '"}'
+            data = payload.data
+            size = len(data)
+            if size and whole_hex and size <= len(whole) and whole.endswith(data):
+                out.append('{"hex":"')
+                out.append(whole_hex[len(whole_hex) - 2 * size :])
+                out.append('"}')
+            else:
+                out.append('{"hex":"' + data.hex() + '"}')
+            return
         if ptype is self._text_cls:
-            return '{"text":' + _quote(payload.text) + "}"
+            out.append('{"text":' + _quote(payload.text) + "}")
+            return
         if ptype is self._batch_cls:
-            return '{"messages":[' + ",".join(self.wsp(None, m) for m in payload.messages) + "]}"
+            out.append('{"messages":[')
+            first = True
+            for item in payload.messages:
+                if not first:
+                    out.append(",")
+                first = False
+                self._wsp(None, item, out, whole, whole_hex)
+            out.append("]}")
+            return
         names = self._simple_fields(ptype)
         if names is not None:
             parts = []
@@ -170,15 +189,23 @@ class MessageLines:
                 elif vtype is bool:
                     parts.append(key + ("true" if value else "false"))
                 else:  # not what the codec decodes: let the encoder judge it
-                    return self._dumps({
+                    out.append(self._dumps({
                         name: getattr(payload, name) for name, _ in names
                         if getattr(payload, name) is not None
-                    })
-            return "{" + ",".join(parts) + "}"
-        return self._dumps(self._payload_to_json(payload))
+                    }))
+                    return
+            out.append("{" + ",".join(parts) + "}")
+            return
+        out.append(self._dumps(self._payload_to_json(payload)))
 
     def wsp(self, version: int | None, msg: Any) -> str:
         """The ``wsp`` object of a message (``version`` None: a batch item, no key)."""
+        out: list[str] = []
+        self._wsp(version, msg, out, b"", "")
+        return "".join(out)
+
+    def _wsp(self, version: int | None, msg: Any, out: list[str], whole: bytes,
+             whole_hex: str) -> None:
         payload = msg.payload
         ptype = type(payload)
         flags = msg.flags
@@ -199,12 +226,22 @@ class MessageLines:
             )
             if len(self._heads) < 4096:
                 self._heads[key] = head
-        return (
+        out.append(
             f'{head}{msg.sequence},"session_id":{msg.session_id},'
-            f'"timestamp":{msg.timestamp},"payload":{self._payload(payload)}}}'
+            f'"timestamp":{msg.timestamp},"payload":'
         )
+        self._payload(payload, out, whole, whole_hex)
+        out.append("}")
 
     def __call__(self, item: CapturedMessage) -> str:
+        out: list[str] = []
+        self.write(item, out)
+        out.pop()  # the newline
+        return "".join(out)
+
+    def write(self, item: CapturedMessage, out: list[str]) -> None:
+        """Append the line of ``item`` to ``out`` in pieces, newline included
+        (``"".join(out)`` is the text; big hex strings are copied only there)."""
         msg = item.msg
         opcode = msg.opcode
         head = self._opcodes.get(opcode)
@@ -212,39 +249,46 @@ class MessageLines:
             head = f'"opcode":"reserved-0x{opcode:X}","length":'
         payload = msg.payload
         text = msg.text
+        out.append(
+            f'{{"ts":{item.ts!r},"conn":{item.conn},'
+            f'"direction":"{item.direction}",{head}{len(payload)},'
+            f'"compressed":{"true" if msg.compressed else "false"},'
+        )
+        hexed = ""
         if opcode == _TEXT and text is not None:
-            body = ('"text":' + _quote(text) + ',"hex":"' + payload.hex() + '"' if self.with_hex
-                    else '"text":' + _quote(text))
+            out.append('"text":' + _quote(text))
+            if self.with_hex:
+                out.append(',"hex":"' + payload.hex() + '"')
         else:
-            body = '"hex":"' + payload.hex() + '"'
+            hexed = payload.hex()
+            out.append('"hex":"')
+            out.append(hexed)
+            out.append('"')
         if opcode == 8:
-            body += (
+            out.append(
                 f',"close_code":{"null" if msg.close_code is None else msg.close_code}'
                 ',"close_reason":'
                 + ("null" if msg.close_reason is None else _quote(msg.close_reason))
             )
         violations = item.violations
+        out.append(',"violations":["' + '","'.join(violations) + '"]' if violations
+                   else ',"violations":[]')
         wsp = item.wsp
-        if wsp is None:
-            tail = ""
-        elif type(wsp) is tuple:
-            tail = ',"wsp":' + self.wsp(wsp[0], wsp[1])
-        else:
-            tail = ',"wsp":' + self._dumps({"error": wsp})
+        if wsp is not None:
+            if type(wsp) is tuple:
+                out.append(',"wsp":')
+                self._wsp(wsp[0], wsp[1], out, payload, hexed)
+            else:
+                out.append(',"wsp":' + self._dumps({"error": wsp}))
         if item.session:
-            tail += ',"session":' + self._dumps(session_findings(item))
-        tail += f',"packet":{item.number}'
+            out.append(',"session":' + self._dumps(session_findings(item)))
+        tail = f',"packet":{item.number}'
         if msg.frames != 1:
             tail += f',"frames":{msg.frames}'
         if item.note is not None:
             tail += ',"note":' + _quote(item.note)
-        return (
-            f'{{"ts":{item.ts!r},"conn":{item.conn},'
-            f'"direction":"{item.direction}",{head}{len(payload)},'
-            f'"compressed":{"true" if msg.compressed else "false"},{body},"violations":'
-            + ('["' + '","'.join(violations) + '"]' if violations else "[]")
-            + tail + "}"
-        )
+        out.append(tail + "}")
+        out.append("\n")
 
 
 def connection_record(conn: Connection) -> dict[str, Any]:
