@@ -34,6 +34,8 @@ from wsproto_tools.exceptions import CaptureError, NotACapture
 
 #: The largest packet record accepted (bigger ones mean a corrupt file).
 MAX_RECORD = 16 * 1024 * 1024
+#: Bytes read at a time from a classic pcap stream.
+_BLOCK = 1 << 20
 
 _PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
@@ -93,6 +95,13 @@ class _Prefixed:
             return head
         return self._raw.read(n)
 
+    def read1(self, n: int) -> bytes:
+        """At most ``n`` bytes, from one read of the underlying stream when it can."""
+        if self._prefix:
+            return self.read(min(n, len(self._prefix)))
+        read1 = getattr(self._raw, "read1", None)
+        return read1(n) if read1 is not None else self._raw.read(n)
+
     def readable(self) -> bool:
         return True
 
@@ -124,18 +133,19 @@ class PacketReader:
         self.info = CaptureInfo()
         self._warn: Warn = warn or (lambda number, message: None)
         head = _read_exact(stream.read, 4)
-        source: IO[bytes] | _Prefixed = _Prefixed(head, stream)
+        source = _Prefixed(head, stream)
         if head[:2] == _GZIP:
             self.info.compressed = True
             # GzipFile buffers by itself; a BufferedReader on top would lose the
             # last good bytes of a truncated file while trying to fill itself
-            gz = gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[arg-type]
+            gz = gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[call-overload]
             try:
                 head = _read_exact(gz.read, 4)
             except (OSError, EOFError, zlib.error) as error:
                 raise NotACapture(f"gzip data is corrupt: {error}") from None
-            source = _Prefixed(head, gz)  # type: ignore[arg-type]
+            source = _Prefixed(head, gz)
         self._read = source.read
+        self._read1 = source.read1
         source.read(4)  # the magic, already looked at
         if head in _PCAP_MAGICS:
             self.info.format = "pcap"
@@ -166,37 +176,59 @@ class PacketReader:
         linktype = network & 0x0FFFFFFF
         self.info.linktypes.add(linktype)
         rec = struct.Struct(order + "IIII")
-        unpack = rec.unpack
+        unpack_from = rec.unpack_from
         limit = max(snaplen, 262144) if snaplen else MAX_RECORD
         limit = min(limit, MAX_RECORD)
         info = self.info
         number = 0
         nbytes = 24
+        # Records are cut out of blocks of up to 1 MiB (one read call per block,
+        # not two per packet); ``read1`` returns what a pipe has, so a live
+        # stream (``tcpdump -w - | wsp decode -``) is not held back.
+        read1 = self._read1
+
+        def refill(block: bytes, pos: int, need: int) -> bytes:
+            """``block[pos:]`` and at least ``need`` bytes in all, or less at the end."""
+            chunks = [block[pos:]]
+            have = len(chunks[0])
+            while have < need:
+                got = read1(max(_BLOCK, need - have))
+                if not got:
+                    break
+                chunks.append(got)
+                have += len(got)
+            return b"".join(chunks)
+
+        block = b""
+        pos = 0
         while True:
-            header = read(16)
-            if len(header) < 16:
-                header = header + _read_exact(read, 16 - len(header)) if header else header
-                if not header:
+            if len(block) - pos < 16:
+                block = refill(block, pos, 16)
+                pos = 0
+                if len(block) < 16:
+                    if block:
+                        self._warn(number + 1, "capture is truncated inside a record header")
                     break
-                if len(header) < 16:
-                    self._warn(number + 1, "capture is truncated inside a record header")
-                    break
-            sec, frac, incl, _orig = unpack(header)
+            sec, frac, incl, _orig = unpack_from(block, pos)
             if incl > limit:
                 self._warn(
                     number + 1,
                     f"corrupt record header (captured length {incl} > {limit}); stopped reading",
                 )
                 break
-            data = read(incl)
-            if len(data) < incl:
-                data += _read_exact(read, incl - len(data))
-                if len(data) < incl:
+            end = pos + 16 + incl
+            if end > len(block):
+                block = refill(block, pos, 16 + incl)
+                pos = 0
+                end = 16 + incl
+                if end > len(block):
                     self._warn(
                         number + 1,
-                        f"capture is truncated: record has {len(data)} of {incl} bytes",
+                        f"capture is truncated: record has {len(block) - 16} of {incl} bytes",
                     )
                     break
+            data = block[pos + 16 : end]
+            pos = end
             number += 1
             nbytes += 16 + incl
             info.packets = number
