@@ -127,7 +127,11 @@ def fuzz(
 
     Case ids follow Autobahn|Testsuite. By default every case except the
     performance area 9 runs; --cases '1.*,2.*,3.*,4.*,5.*,6.*,7.*,10.*' is the
-    247-case core without compression.
+    247-case core without compression. See docs/fuzz.md.
+
+    Exit status: 0 no case failed; 1 a case FAILED, or its close verdict is
+    FAILED, WRONG CODE or UNCLEAN; 2 usage error; 4 the server cannot be
+    reached or does not upgrade.
     """
     from wsproto_tools.fuzz.catalog import select_cases
     from wsproto_tools.fuzz.runner import RunOptions
