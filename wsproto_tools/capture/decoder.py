@@ -365,9 +365,12 @@ class CaptureDecoder:
             else:
                 other.acked = ack
         if payload:
-            items = flow.segment(seq, payload)
-            if items:
-                self._deliver(state, index, items, number, ts, events)
+            if state.sides[index].mode == _FRAMES and flow.in_order(seq, payload):
+                self._frames(state, index, payload, number, ts, events)
+            else:
+                items = flow.segment(seq, payload)
+                if items:
+                    self._deliver(state, index, items, number, ts, events)
         if flags & (FIN | RST):
             flow.fin = True
             if flags & RST or state.flows[1 - index].fin:
@@ -740,30 +743,38 @@ class CaptureDecoder:
         """Ack latency (a sequenced message until the peer's Acknowledge covers it)
         and wsp retransmissions (a sequence number the session already sent, on
         this connection or an earlier one)."""
-        payload = message.payload
-        if message.sequence and type(payload) in _SEQUENCED:
+        ptype = type(message.payload)
+        if ptype in _SEQUENCED:
+            sequence = message.sequence
+            if not sequence:
+                return
             key = (message.session_id, client)
-            highest = self._highest_sent.get(key, 0)
-            if message.sequence <= highest:
+            highest_sent = self._highest_sent
+            if sequence <= highest_sent.get(key, 0):
                 conn.wsp_retransmissions += 1
             else:
-                if len(self._highest_sent) >= _MAX_PENDING_ACKS:
-                    self._highest_sent.clear()
-                self._highest_sent[key] = message.sequence
+                if len(highest_sent) >= _MAX_PENDING_ACKS:
+                    highest_sent.clear()
+                highest_sent[key] = sequence
             pending = state.pending_acks[0 if client else 1]
             if len(pending) < _MAX_PENDING_ACKS:
-                pending.setdefault(message.sequence, ts)
-        elif type(payload) is Acknowledge:
+                pending.setdefault(sequence, ts)
+        elif ptype is Acknowledge:
             pending = state.pending_acks[1 if client else 0]
-            upto = payload.sequence
+            if not pending:
+                return
+            upto = message.payload.sequence
             # sequences arrive in increasing order: the covered ones are at the front
-            while pending:
-                seq = next(iter(pending))
+            covered = []
+            for seq in pending:
                 if seq > upto:
                     break
+                covered.append(seq)
+            latencies = conn.ack_latencies
+            for seq in covered:
                 sent = pending.pop(seq)
-                if len(conn.ack_latencies) < _MAX_PENDING_ACKS:
-                    conn.ack_latencies.append(ts - sent)
+                if len(latencies) < _MAX_PENDING_ACKS:
+                    latencies.append(ts - sent)
 
     def _session(self, state: _Conn, item: CapturedMessage, message: Any) -> None:
         """Follow the wsp session: the engine's observer, ack latency, unacked."""

@@ -95,6 +95,21 @@ class Flow:
             self._skip_hole(out)
         return out
 
+    def in_order(self, seq: int, payload: bytes) -> bool:
+        """Take a segment that starts exactly at the next expected byte while
+        nothing waits out of order (the common case); False, untouched, else.
+
+        When True the segment is the stream's next data, as :meth:`segment`
+        would have returned it (``[payload]``).
+        """
+        if seq != self.next_seq or self._pending:
+            return False
+        stats = self.stats
+        stats.segments += 1
+        stats.bytes += len(payload)
+        self.next_seq = (seq + len(payload)) % _MOD
+        return True
+
     def ack_seen(self, ack: int) -> list[int | bytes]:
         """The peer acknowledged up to ``ack``; a hole it covers is permanent."""
         if self.acked is None or (ack - self.acked) % _MOD < _HALF:
