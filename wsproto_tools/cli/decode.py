@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["Printer", "decode", "filter_options", "make_filter"]
 
 import array
+import contextlib
 import heapq
 import json
 import os
@@ -359,29 +360,50 @@ def _worker(
 
 
 def _merge_lines(folder: str, count: int, out: IO[str]) -> None:
-    """Write the workers' NDJSON lines in packet order."""
+    """Write the workers' NDJSON lines in packet order.
 
-    def numbered(index: int) -> Any:
-        with (
-            open(os.path.join(folder, f"{index}.numbers"), "rb") as numbers,
-            open(os.path.join(folder, f"{index}.ndjson"), encoding="utf-8") as lines,
-        ):
-            while True:
-                chunk = numbers.read(8 * 4096)
-                if not chunk:
-                    return
-                values = array.array("Q")
-                values.frombytes(chunk)
-                for value in values:
-                    yield value, index, lines.readline()
+    The lines stay bytes (no decoding and encoding again) and are merged by
+    ``heapq.merge`` over C-level iterators: ``zip`` of each worker's packet
+    numbers and its file's lines.
+    """
+    import itertools
 
-    batch: list[str] = []
-    for _, _, line in heapq.merge(*(numbered(i) for i in range(count))):
-        batch.append(line)
-        if len(batch) >= 4096:
-            out.write("".join(batch))
-            batch = []
-    out.write("".join(batch))
+    def numbers_of(stream: IO[bytes]) -> Any:
+        while True:
+            chunk = stream.read(8 * 8192)
+            if not chunk:
+                return
+            values = array.array("Q")
+            values.frombytes(chunk)
+            yield values
+
+    with contextlib.ExitStack() as stack:
+        streams = []
+        for index in range(count):
+            numbers = stack.enter_context(
+                open(os.path.join(folder, f"{index}.numbers"), "rb")
+            )
+            lines = stack.enter_context(
+                open(os.path.join(folder, f"{index}.ndjson"), "rb", buffering=1 << 20)
+            )
+            streams.append(zip(
+                itertools.chain.from_iterable(numbers_of(numbers)),
+                itertools.repeat(index),
+                lines,
+                strict=False,
+            ))
+        merged = heapq.merge(*streams)
+        binary = getattr(out, "buffer", None)
+        if binary is not None:
+            out.flush()
+        while True:
+            batch = b"".join([line for _, _, line in itertools.islice(merged, 4096)])
+            if not batch:
+                break
+            if binary is not None:
+                binary.write(batch)
+            else:
+                out.write(batch.decode("utf-8"))
 
 
 def run_parallel(
