@@ -125,6 +125,9 @@ class MessageLines:
         self._simple: dict[type, tuple[tuple[str, str], ...] | bool | None] = {}
         self._heads: dict[tuple[int | None, Any, Any], str] = {}
         self._coded = (Unknown, Sealed)
+        #: the last capture time and its repr (the messages of a packet share it)
+        self._ts: Any = None
+        self._ts_text = ""
         self._payload_to_json = payload_to_json
         self._opcodes = {
             op: f'"opcode":"{name}","length":' for op, name in OPCODE_NAMES.items()
@@ -249,8 +252,12 @@ class MessageLines:
             head = f'"opcode":"reserved-0x{opcode:X}","length":'
         payload = msg.payload
         text = msg.text
+        ts = item.ts
+        if ts is not self._ts:
+            self._ts = ts
+            self._ts_text = repr(ts)
         out.append(
-            f'{{"ts":{item.ts!r},"conn":{item.conn},'
+            f'{{"ts":{self._ts_text},"conn":{item.conn},'
             f'"direction":"{item.direction}",{head}{len(payload)},'
             f'"compressed":{"true" if msg.compressed else "false"},'
         )
