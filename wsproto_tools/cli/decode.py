@@ -100,6 +100,8 @@ class Printer:
         self.mode = mode  # "ndjson", "json", "table", "stats"
         self.show_hex = show_hex
         self.accept = accept
+        #: the filter, or None when it lets everything through (checked once)
+        self._accept = accept if accept.active else None
         self.stats = CaptureStats()
         self.violations = 0
         self.warnings_shown = 0
@@ -125,7 +127,7 @@ class Printer:
     def events(self, events: list[Any]) -> None:
         message_cls = self._message_cls
         write_line = self._line.write
-        accept = self.accept if self.accept.active else None
+        accept = self._accept
         add = self.stats.add
         mode = self.mode
         for event in events:
