@@ -20,7 +20,11 @@ the decoder's session observer follows valid sessions.
 Peak memory (max RSS of each decoding process) is printed for the whole large
 file and for its first tenth, to show that memory does not grow with the file.
 tshark comes from Debian's ``tshark`` package; without it the ratio is skipped.
-Needs root (tcpdump). Usage: ``python benchmarks/decode.py [--messages N] [--mb M]``.
+Each tool's wall time and CPU time (user + system, from ``wait4``) are printed;
+``--repeat N`` runs the tools N times in turn and keeps each one's best, which
+is fairer on a machine shared with other jobs (the load average is printed).
+Needs root (tcpdump). Usage: ``python benchmarks/decode.py [--messages N] [--mb M]
+[--keep DIR [--reuse]] [--repeat N]``.
 """
 
 from __future__ import annotations
@@ -65,8 +69,19 @@ class Tcpdump:
     def __init__(self, path: Path, port: int) -> None:
         self.path = path
         self.proc = subprocess.Popen(
-            ["tcpdump", "-i", "lo", "-n", "-s", "0", "-B", "262144", "-w", str(path),
-             f"tcp port {port}"],
+            [
+                "tcpdump",
+                "-i",
+                "lo",
+                "-n",
+                "-s",
+                "0",
+                "-B",
+                "262144",
+                "-w",
+                str(path),
+                f"tcp port {port}",
+            ],
             stderr=subprocess.PIPE,
         )
         assert self.proc.stderr is not None
@@ -82,12 +97,14 @@ class Tcpdump:
         return err.decode(errors="replace").strip().replace("\n", "; ")
 
 
-async def client_session(url: str, texts: list[str], binaries: list[bytes],
-                         compression: str | None) -> None:
+async def client_session(
+    url: str, texts: list[str], binaries: list[bytes], compression: str | None
+) -> None:
     """One wsp session (the engine's ClientSession) sending ``texts`` / ``binaries``."""
     session = ClientSession(Credentials(), SessionConfig(window=4096))
-    ws = await connect(url, subprotocols=["wsp.v2"], compression=compression,
-                       ping_interval=None, max_size=None)
+    ws = await connect(
+        url, subprotocols=["wsp.v2"], compression=compression, ping_interval=None, max_size=None
+    )
     session.connection_made(time.time(), version=2, nonce=os.urandom(16))
     active = asyncio.Event()
     room = asyncio.Event()
@@ -127,24 +144,39 @@ async def client_session(url: str, texts: list[str], binaries: list[bytes],
     await asyncio.wait_for(task, 10)
 
 
-async def traffic(port: int, texts: list[str], binaries: list[bytes],
-                  compression: str | None) -> None:
+async def traffic(
+    port: int, texts: list[str], binaries: list[bytes], compression: str | None
+) -> None:
     """CONNECTIONS wsp sessions send the messages between them to a wsp server."""
-    server = WspServer(ServerConfig(port=port, no_auth=True, compression=compression is not None,
-                                    rate=0, heartbeat_interval=60, max_message_size=1 << 22))
+    server = WspServer(
+        ServerConfig(
+            port=port,
+            no_auth=True,
+            compression=compression is not None,
+            rate=0,
+            heartbeat_interval=60,
+            max_message_size=1 << 22,
+        )
+    )
     await server.start()
     try:
         url = f"ws://127.0.0.1:{port}/bench"
-        await asyncio.wait_for(asyncio.gather(*(
-            client_session(url, texts[i::CONNECTIONS], binaries[i::CONNECTIONS], compression)
-            for i in range(CONNECTIONS)
-        )), 600)
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    client_session(
+                        url, texts[i::CONNECTIONS], binaries[i::CONNECTIONS], compression
+                    )
+                    for i in range(CONNECTIONS)
+                )
+            ),
+            600,
+        )
     finally:
         await server.shutdown()
 
 
-def record(path: Path, texts: list[str], binaries: list[bytes],
-           compression: str | None) -> str:
+def record(path: Path, texts: list[str], binaries: list[bytes], compression: str | None) -> str:
     port = pick_port()
     dump = Tcpdump(path, port)
     try:
@@ -162,11 +194,11 @@ def kilobyte_payloads(megabytes: int) -> list[bytes]:
     """1 KB wsp messages: 1,017 bytes of data plus the (at most 7-byte) v2 header."""
     rng = random.Random(7)
     block = bytes(rng.getrandbits(8) for _ in range(1 << 16))
-    return [block[(i * 997) % (len(block) - 1024):][:1017] for i in range(megabytes * 1024)]
+    return [block[(i * 997) % (len(block) - 1024) :][:1017] for i in range(megabytes * 1024)]
 
 
-def timed(cmd: list[str]) -> tuple[float, int, int]:
-    """Wall time, peak RSS (KiB) and output lines of ``cmd``."""
+def timed(cmd: list[str]) -> tuple[float, int, int, float]:
+    """Wall time, peak RSS (KiB), output lines and CPU time (user + system) of ``cmd``."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL)
@@ -177,7 +209,7 @@ def timed(cmd: list[str]) -> tuple[float, int, int]:
             raise SystemExit(f"{cmd[0]} failed with status {proc.returncode}")
         out.seek(0)
         lines = sum(chunk.count(b"\n") for chunk in iter(lambda: out.read(1 << 20), b""))
-    return elapsed, int(usage.ru_maxrss), lines
+    return elapsed, int(usage.ru_maxrss), lines, usage.ru_utime + usage.ru_stime
 
 
 def wsp_cmd(path: Path, *extra: str) -> list[str]:
@@ -186,30 +218,66 @@ def wsp_cmd(path: Path, *extra: str) -> list[str]:
 
 
 def tshark_cmd(path: Path) -> list[str]:
-    return ["tshark", "-r", str(path), "-Y", "websocket", "-T", "fields",
-            "-e", "websocket.opcode", "-e", "websocket.payload.text", "-e", "data.data"]
+    return [
+        "tshark",
+        "-r",
+        str(path),
+        "-Y",
+        "websocket",
+        "-T",
+        "fields",
+        "-e",
+        "websocket.opcode",
+        "-e",
+        "websocket.payload.text",
+        "-e",
+        "data.data",
+    ]
 
 
-def compare(name: str, path: Path, expected: int) -> dict[str, Any]:
+def compare(name: str, path: Path, expected: int, repeat: int = 1) -> dict[str, Any]:
+    """Time wsp (one process, then ``-j 0``) and tshark on ``path``, each ``repeat`` times
+    in turn; the best of each is kept (the machine may be shared)."""
     size = path.stat().st_size
-    wsp_time, wsp_rss, wsp_lines = timed(wsp_cmd(path))
-    result: dict[str, Any] = {"name": name, "size": size, "wsp": wsp_time, "wsp_rss": wsp_rss}
-    print(f"{name}: {size / 1e6:.1f} MB, {expected} messages sent")
-    print(f"  wsp decode --ndjson: {wsp_time:.2f} s ({size / wsp_time / 1e6:.1f} MB/s, "
-          f"{expected / wsp_time:,.0f} msg/s), {wsp_lines} lines, "
-          f"peak RSS {wsp_rss / 1024:.0f} MiB")
-    par_time, _, _ = timed(wsp_cmd(path, "-j", "0"))
-    result["wsp_parallel"] = par_time
-    print(f"  wsp decode --ndjson -j 0 (one process per core): {par_time:.2f} s")
-    if shutil.which("tshark") is None:
+    load = os.getloadavg()[0]
+    wsp_runs, par_runs, ts_runs = [], [], []
+    have_tshark = shutil.which("tshark") is not None
+    for _ in range(repeat):
+        wsp_runs.append(timed(wsp_cmd(path)))
+        par_runs.append(timed(wsp_cmd(path, "-j", "0")))
+        if have_tshark:
+            ts_runs.append(timed(tshark_cmd(path)))
+
+    def best(runs: list[tuple[float, int, int, float]]) -> tuple[float, int, int, float]:
+        return (min(r[0] for r in runs), max(r[1] for r in runs), runs[0][2],
+                min(r[3] for r in runs))
+
+    wsp_time, wsp_rss, wsp_lines, wsp_cpu = best(wsp_runs)
+    par_time, _, _, par_cpu = best(par_runs)
+    result: dict[str, Any] = {"name": name, "size": size, "wsp": wsp_time, "wsp_rss": wsp_rss,
+                              "wsp_cpu": wsp_cpu, "wsp_parallel": par_time, "load": load}
+    print(f"{name}: {size / 1e6:.1f} MB, {expected} messages sent "
+          f"(load average {load:.2f}; best of {repeat})")
+    print(
+        f"  wsp decode --ndjson: {wsp_time:.2f} s ({size / wsp_time / 1e6:.1f} MB/s, "
+        f"{expected / wsp_time:,.0f} msg/s), CPU {wsp_cpu:.2f} s, {wsp_lines} lines, "
+        f"peak RSS {wsp_rss / 1024:.0f} MiB"
+    )
+    print(f"  wsp decode --ndjson -j 0 (one process per core): {par_time:.2f} s "
+          f"(CPU {par_cpu:.2f} s)")
+    if not have_tshark:
         print("  tshark: not installed (Debian package 'tshark'); ratio skipped")
         return result
-    ts_time, ts_rss, ts_lines = timed(tshark_cmd(path))
-    result.update(tshark=ts_time, ratio=ts_time / wsp_time)
-    print(f"  tshark -Y websocket:  {ts_time:.2f} s ({size / ts_time / 1e6:.1f} MB/s), "
-          f"{ts_lines} lines, peak RSS {ts_rss / 1024:.0f} MiB")
-    print(f"  throughput ratio wsp/tshark: {ts_time / wsp_time:.2f}x "
-          f"(with -j 0: {ts_time / par_time:.2f}x)")
+    ts_time, ts_rss, ts_lines, ts_cpu = best(ts_runs)
+    result.update(tshark=ts_time, tshark_cpu=ts_cpu, ratio=ts_time / wsp_time)
+    print(
+        f"  tshark -Y websocket:  {ts_time:.2f} s ({size / ts_time / 1e6:.1f} MB/s), "
+        f"CPU {ts_cpu:.2f} s, {ts_lines} lines, peak RSS {ts_rss / 1024:.0f} MiB"
+    )
+    print(
+        f"  throughput ratio wsp/tshark: {ts_time / wsp_time:.2f}x "
+        f"(with -j 0: {ts_time / par_time:.2f}x; CPU time: {ts_cpu / wsp_cpu:.2f}x)"
+    )
     return result
 
 
@@ -218,10 +286,19 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--mb", type=int, default=50)
     parser.add_argument("--keep", type=Path, help="Keep the captures in this directory.")
-    parser.add_argument("--reuse", action="store_true",
-                        help="With --keep: time the captures already there, record nothing.")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="With --keep: time the captures already there, record nothing.",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="Time each tool this many times, in turn, and keep the best (a shared machine).",
+    )
     args = parser.parse_args()
-    if shutil.which("tcpdump") is None:
+    if shutil.which("tcpdump") is None and not args.reuse:
         raise SystemExit("tcpdump is needed to record the captures (Debian package 'tcpdump')")
     load = os.getloadavg()[0]
     print(f"load average before the run: {load:.2f} on {os.cpu_count()} cores")
@@ -235,14 +312,18 @@ def main() -> None:
             print("  tcpdump:", record(small, small_texts(args.messages), [], "deflate"))
             print(f"recording {args.mb} MB of 1 KB messages ...")
             print("  tcpdump:", record(big, [], kilobyte_payloads(args.mb), None))
-        results = [compare("small", small, args.messages),
-                   compare("1k", big, args.mb * 1024)]
+        results = [
+            compare("small", small, args.messages, args.repeat),
+            compare("1k", big, args.mb * 1024, args.repeat),
+        ]
         head = folder / "1k-first-tenth.pcap"
         with big.open("rb") as src, head.open("wb") as dst:
             dst.write(src.read(big.stat().st_size // 10))
-        _, rss_head, _ = timed(wsp_cmd(head))
-        print(f"peak RSS of wsp decode: {rss_head / 1024:.0f} MiB for the first tenth of the 1k "
-              f"file, {results[1]['wsp_rss'] / 1024:.0f} MiB for all of it")
+        _, rss_head, _, _ = timed(wsp_cmd(head))
+        print(
+            f"peak RSS of wsp decode: {rss_head / 1024:.0f} MiB for the first tenth of the 1k "
+            f"file, {results[1]['wsp_rss'] / 1024:.0f} MiB for all of it"
+        )
 
 
 if __name__ == "__main__":
