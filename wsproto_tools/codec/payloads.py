@@ -14,6 +14,7 @@ from typing import Any
 
 import msgpack
 
+from wsproto_tools.codec.fastpath import decode_body, encode_body
 from wsproto_tools.codec.limits import Limits
 from wsproto_tools.codec.schema import DeltaCopy, FieldSpec, Kind, Payload, payload_fields
 from wsproto_tools.exceptions import CloseCode, DecodeError, LimitExceeded, LocalProtocolError
@@ -132,6 +133,9 @@ def _check_value(value: Any, where: str, depth: int) -> None:
 
 def encode_fields(payload: Payload) -> bytes:
     """The msgpack map for a structured payload."""
+    fast = encode_body(payload)  # plain fields, compiled (codec/fastpath.py)
+    if fast is not None:
+        return fast
     cls = type(payload)
     out: dict[str, Any] = {}
     for name, fspec in _fields(cls):
@@ -296,6 +300,9 @@ def decode_fields(
             for setter, default in form.defaults:  # type: ignore[union-attr]
                 setter(payload, default)
             return payload
+    fast = decode_body(cls, data, limits)  # plain fields, compiled (codec/fastpath.py)
+    if fast is not None:
+        return fast
     try:
         obj = msgpack.unpackb(
             data,

@@ -17,6 +17,7 @@ import struct
 
 from wsproto_tools.codec.compression import compress, decompress
 from wsproto_tools.codec.crypto import OVERHEAD, Cipher
+from wsproto_tools.codec.fastpath import decode_v2, encode_v2
 from wsproto_tools.codec.limits import DEFAULT_LIMITS, Limits
 from wsproto_tools.codec.payloads import decode_fields, encode_fields
 from wsproto_tools.codec.schema import (
@@ -200,6 +201,10 @@ def encode(msg: Message, *, version: int = 2, cipher: Cipher | None = None) -> b
             if sequence < 0x80:
                 return bytes((head, tbyte, sequence)) + tail
             return bytes((head, tbyte, (sequence & 0x7F) | 0x80, sequence >> 7)) + tail
+    if version == 2:
+        wire = encode_v2(msg)  # plain msgpack payloads, compiled (codec/fastpath.py)
+        if wire is not None:
+            return wire
     body = _body(payload, version, cipher)
     sequence = msg.sequence
     session_id = msg.session_id
@@ -361,6 +366,10 @@ def decode(
                                     0, flags)
                 except UnicodeDecodeError:
                     pass  # the general path reports it
+        else:
+            fast = decode_v2(data, limits)  # plain msgpack payloads (codec/fastpath.py)
+            if fast is not None:
+                return fast
     if version is None:
         version = detect_version(data)
     if version == 2:
@@ -371,6 +380,9 @@ def decode(
 
 
 def _decode_v2(data: bytes, limits: Limits, cipher: Cipher | None, nested: bool) -> Message:
+    fast = decode_v2(data, limits)  # plain msgpack payloads, compiled (codec/fastpath.py)
+    if fast is not None:
+        return fast
     size = len(data)
     if not size:
         raise DecodeError("empty message", offset=0)

@@ -1,0 +1,136 @@
+"""The compiled fast paths (codec/fastpath.py) agree with the general path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wsproto_tools.codec import (
+    Acknowledge,
+    Deliver,
+    Flags,
+    Limits,
+    Message,
+    Publish,
+    Request,
+    Response,
+    decode,
+    encode,
+    fastpath,
+    payloads,
+    wire,
+)
+from wsproto_tools.exceptions import DecodeError, LocalProtocolError
+
+from .strategies import simple_messages
+
+FAST = settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+
+
+@contextmanager
+def general_only() -> Iterator[None]:
+    """The codec with its fast paths switched off."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(wire, "encode_v2", lambda msg: None)
+        patch.setattr(wire, "decode_v2", lambda data, limits: None)
+        patch.setattr(payloads, "encode_body", lambda payload: None)
+        patch.setattr(payloads, "decode_body", lambda cls, data, limits: None)
+        yield
+
+
+def general_encode(msg: Message, version: int = 2) -> bytes | type[Exception]:
+    with general_only():
+        try:
+            return encode(msg, version=version)
+        except LocalProtocolError as error:
+            return type(error)
+
+
+@FAST
+@given(simple_messages)
+def test_encode_v2_gives_the_general_bytes(msg: Message) -> None:
+    fast = fastpath.encode_v2(msg)
+    if fast is not None:
+        assert fast == general_encode(msg)
+        assert encode(msg) == fast
+
+
+@FAST
+@given(simple_messages)
+def test_encode_body_gives_the_general_bytes(msg: Message) -> None:
+    body = fastpath.encode_body(msg.payload)
+    if body is not None:
+        with general_only():
+            assert body == payloads.encode_fields(msg.payload)
+
+
+@FAST
+@given(simple_messages)
+def test_decode_v2_gives_the_general_message(msg: Message) -> None:
+    data = general_encode(msg)
+    if not isinstance(data, bytes):
+        return
+    fast = fastpath.decode_v2(data, Limits())
+    if fast is not None:
+        with general_only():
+            assert fast == decode(data) == msg
+        assert type(fast.flags) is Flags
+
+
+@FAST
+@given(simple_messages, st.data())
+def test_mutated_messages_decode_alike_or_fail_alike(msg: Message, data: st.DataObject) -> None:
+    wire_bytes = general_encode(msg)
+    if not isinstance(wire_bytes, bytes) or len(wire_bytes) < 2:
+        return
+    buf = bytearray(wire_bytes)
+    for _ in range(data.draw(st.integers(1, 3))):
+        buf[data.draw(st.integers(0, len(buf) - 1))] = data.draw(st.integers(0, 255))
+    mutated = bytes(buf)
+    fast = fastpath.decode_v2(mutated, Limits())  # never raises
+    with general_only():
+        try:
+            general: Message | None = decode(mutated)
+        except DecodeError:
+            general = None
+    if fast is not None:
+        assert fast == general
+    try:
+        assert decode(mutated) == general
+    except DecodeError:
+        assert general is None
+
+
+PLAIN = [
+    Message(Request(7, "echo", b"x" * 64), 0, 123456789012345),
+    Message(Response(7, b"x" * 1024), 0, 123456789012345),
+    Message(Publish("news", b"hi", 3), 200, 5, flags=Flags.ACK_REQUESTED),
+    Message(Deliver("news", 3791813717, 12, b"hi")),
+    Message(Acknowledge(70000), 0, 1 << 62),
+]
+
+
+@pytest.mark.parametrize("msg", PLAIN, ids=lambda m: m.type_name)
+def test_the_hot_messages_take_the_fast_paths(msg: Message) -> None:
+    data = fastpath.encode_v2(msg)
+    assert data is not None and data == general_encode(msg)
+    assert fastpath.decode_v2(data, Limits()) == msg
+
+
+def test_what_the_fast_paths_leave_to_the_general_path() -> None:
+    assert fastpath.encode_v2(Message(Publish("nachrichtën", b"x"))) is None  # not ASCII
+    assert fastpath.encode_v2(Message(Publish("t", b"x"), timestamp=5)) is None
+    assert fastpath.encode_v2(Message(Publish("t", b"x"), flags=Flags.COMPRESSED)) is None
+    assert fastpath.encode_v2(Message(Publish("t", bytearray(b"x")))) is None  # type: ignore[arg-type]
+    body = msgpack.packb({"id": 1, "data": b"", "status": 0, "later": 1})
+    assert fastpath.decode_body(Response, body, Limits()) is None  # a key it does not know
+    body = msgpack.packb({"id": 1, "data": None})
+    assert fastpath.decode_body(Response, body, Limits()) is None  # nil for an optional field
+    body = msgpack.packb({"id": 1, "data": b"x" * 100})
+    assert fastpath.decode_body(Response, body, Limits(max_bin_len=10)) is None
+    assert fastpath.decode_body(Response, b"\x81\xa2id", Limits()) is None  # truncated

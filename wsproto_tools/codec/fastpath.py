@@ -1,0 +1,324 @@
+"""Compiled fast paths for the msgpack payloads of a live session.
+
+A session's hot messages (Request, Response, Publish, Deliver, Acknowledge,
+Subscribed...) are msgpack maps of plain fields (uint, str, bin, bool). For each
+payload class whose fields are all plain, this module compiles, from the field
+declarations in :mod:`.schema` (the one description of the wire format; nothing
+here names a field by hand), an encoder and a decoder that skip the general
+per-field machinery of :mod:`.payloads`:
+
+* :func:`encode_body` -- the msgpack map of a payload, the same bytes as
+  ``payloads.encode_fields``;
+* :func:`decode_body` -- a payload from its msgpack map, the same object as
+  ``payloads.decode_fields``, built without the dataclass ``__init__``;
+* :func:`encode_v2` and :func:`decode_v2` -- a whole v2 message (header and
+  body) without a timestamp, COMPRESSED or ENCRYPTED, as ``wire.encode`` writes
+  it and ``wire.decode`` reads it.
+
+Each returns ``None`` for anything out of the ordinary (a value of another type,
+a non-ASCII string, a key the class does not know, malformed msgpack...): the
+general path then gives the same result or reports the problem.
+``tests/codec/test_fastpath.py`` checks that both paths agree.
+"""
+
+from __future__ import annotations
+
+__all__ = ["decode_body", "decode_v2", "encode_body", "encode_v2"]
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from wsproto_tools.codec.limits import Limits
+from wsproto_tools.codec.schema import (
+    PAYLOAD_CLASSES,
+    V2_HAS_SESSION,
+    V2_MARKER,
+    Flags,
+    Kind,
+    Message,
+    Payload,
+    PayloadKind,
+    payload_fields,
+    v2_type_byte,
+)
+from wsproto_tools.codec.varint import read_varint, write_varint
+from wsproto_tools.exceptions import DecodeError
+
+_U32 = 0xFFFFFFFF
+_U64 = (1 << 64) - 1
+_ACK = Flags.ACK_REQUESTED
+
+#: One packer for every body: ``pack`` runs in C without calling back into
+#: Python for the exact types the encoders let through, so it is never re-entered.
+_pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_unpackb = msgpack.unpackb
+
+#: Field kinds the compiled forms handle, and the check each value must pass to be
+#: written as it is (``v`` is the value). Anything else takes the general path.
+_ENCODE_CHECKS = {
+    Kind.UINT: "type({v}) is int and 0 <= {v} <= U64",
+    Kind.STR: "type({v}) is str and {v}.isascii()",
+    Kind.BYTES: "type({v}) is bytes",
+    Kind.BOOL: "type({v}) is bool",
+}
+#: What a decoded value must be to be taken as it is.
+_DECODE_CHECKS = {
+    Kind.UINT: "type({v}) is int and {v} >= 0",
+    Kind.STR: "type({v}) is str",
+    Kind.BYTES: "type({v}) is bytes",
+    Kind.BOOL: "type({v}) is bool",
+}
+
+
+def _compile(cls: type[Payload]) -> tuple[Callable[..., Any], Callable[..., Any]] | None:
+    """An (encoder, decoder) pair for ``cls``, or None when a field is not plain."""
+    fields = payload_fields(cls)
+    declared = dataclasses.fields(cls)  # type: ignore[arg-type]
+    if not fields or len(fields) != len(declared):
+        return None
+    for (_, fspec), dfield in zip(fields, declared, strict=True):
+        if fspec.kind not in _ENCODE_CHECKS:
+            return None
+        if fspec.optional and dfield.default is dataclasses.MISSING:
+            return None  # a default_factory: leave it to the dataclass
+    names = [name for name, _ in fields]
+    scope: dict[str, Any] = {
+        "U64": _U64,
+        "pack": _pack,
+        "new": object.__new__,
+        "cls": cls,
+        "setters": [vars(cls)[name].__set__ for name in names],
+        "defaults": [dfield.default for dfield in declared],
+    }
+    # encoder: required fields first in a literal, then the optional ones in order
+    # (dataclass fields with defaults follow those without, so this is declaration
+    # order, as the general path writes it).
+    lines = ["def encode(p):"]
+    literal: list[str] = []
+    tail: list[str] = []
+    for i, (name, fspec) in enumerate(fields):
+        check = _ENCODE_CHECKS[fspec.kind].format(v=f"v{i}")
+        lines.append(f"    v{i} = p.{name}")
+        if fspec.optional:
+            tail.append(f"    if v{i} is not None:")
+            tail.append(f"        if not ({check}):")
+            tail.append("            return None")
+            tail.append(f"        d[{name!r}] = v{i}")
+        else:
+            if tail:
+                return None  # a required field after an optional one: keep the general path
+            lines.append(f"    if not ({check}):")
+            lines.append("        return None")
+            literal.append(f"{name!r}: v{i}")
+    lines.append("    d = {" + ", ".join(literal) + "}")
+    lines.extend(tail)
+    lines.append("    return pack(d)")
+    # decoder: every known key checked; absent optional fields get their default;
+    # any other key (or a nil value) sends the map to the general path.
+    dec = ["def decode(obj):", "    n = 0"]
+    for i, (name, fspec) in enumerate(fields):
+        check = _DECODE_CHECKS[fspec.kind].format(v=f"v{i}")
+        dec.append(f"    v{i} = obj.get({name!r})")
+        if fspec.optional:
+            dec.append(f"    if v{i} is None:")
+            dec.append(f"        v{i} = defaults[{i}]")
+            dec.append(f"    elif {check}:")
+            dec.append("        n += 1")
+            dec.append("    else:")
+            dec.append("        return None")
+        else:
+            dec.append(f"    if not ({check}):")
+            dec.append("        return None")
+            dec.append("    n += 1")
+    dec.append("    if len(obj) != n:")
+    dec.append("        return None")
+    dec.append("    p = new(cls)")
+    for i in range(len(fields)):
+        dec.append(f"    setters[{i}](p, v{i})")
+    dec.append("    return p")
+    exec("\n".join(lines) + "\n\n" + "\n".join(dec), scope)  # the code built above, from the schema
+    return scope["encode"], scope["decode"]
+
+
+_ENCODERS: dict[type[Payload], Callable[[Any], bytes | None]] = {}
+_DECODERS: dict[type[Payload], Callable[[dict[str, Any]], Payload | None]] = {}
+#: payload class -> its v2 type byte(s)
+_V2_TYPES: dict[type[Payload], bytes] = {}
+for _cls in PAYLOAD_CLASSES:
+    if _cls.KIND is not PayloadKind.MSGPACK:
+        continue
+    _forms = _compile(_cls)
+    if _forms is None:
+        continue
+    _ENCODERS[_cls], _DECODERS[_cls] = _forms
+    _one = v2_type_byte(_cls.TYPE)
+    _V2_TYPES[_cls] = (
+        bytes((_one,)) if _one is not None else b"\xc0" + _cls.TYPE.to_bytes(2, "little")
+    )
+del _cls, _forms, _one
+
+
+def encode_body(payload: Payload) -> bytes | None:
+    """The msgpack map of ``payload`` by its compiled form, or None (general path)."""
+    encoder = _ENCODERS.get(type(payload))
+    return None if encoder is None else encoder(payload)
+
+
+#: id(Limits) -> (the Limits, the keyword arguments of ``msgpack.unpackb`` that
+#: enforce them); by identity, as hashing a Limits costs more than the lookup saves.
+_UNPACK_ARGS: dict[int, tuple[Limits, dict[str, Any]]] = {}
+
+
+def _unpack_args(limits: Limits) -> dict[str, Any]:
+    found = _UNPACK_ARGS.get(id(limits))
+    if found is not None and found[0] is limits:
+        return found[1]
+    args = {
+        "raw": False,
+        "use_list": False,
+        "strict_map_key": True,
+        "max_str_len": limits.max_str_len,
+        "max_bin_len": limits.max_bin_len,
+        "max_array_len": limits.max_array_len,
+        "max_map_len": limits.max_map_len,
+        "max_ext_len": limits.max_bin_len,
+    }
+    if len(_UNPACK_ARGS) >= 64:
+        _UNPACK_ARGS.clear()
+    _UNPACK_ARGS[id(limits)] = (limits, args)
+    return args
+
+
+def decode_body(cls: type[Payload], data: bytes, limits: Limits) -> Payload | None:
+    """``cls`` from its msgpack map by the compiled form, or None (general path)."""
+    decoder = _DECODERS.get(cls)
+    if decoder is None:
+        return None
+    try:
+        obj = _unpackb(data, **_unpack_args(limits))
+    except ValueError:  # msgpack's errors (and bad UTF-8): the general path reports
+        return None
+    if type(obj) is not dict:
+        return None
+    return decoder(obj)
+
+
+#: session id -> its varint (a session's id is in most of the headers it writes)
+_SESSION_VARINTS: dict[int, bytes] = {}
+_SEQUENCES = tuple(bytes((i,)) for i in range(128))
+
+
+def encode_v2(msg: Message) -> bytes | None:
+    """A v2 message with a compiled payload form and no timestamp or transform
+    flags (only ACK_REQUESTED); None for anything else (general path)."""
+    payload = msg.payload
+    encoder = _ENCODERS.get(type(payload))
+    if encoder is None or msg.timestamp:
+        return None
+    flags = msg.flags
+    if flags is _ACK:
+        head = V2_MARKER | 0x04
+    elif not flags:
+        head = V2_MARKER
+    else:
+        return None
+    sequence = msg.sequence
+    if type(sequence) is not int:
+        return None
+    if 0 <= sequence < 0x80:
+        seq = _SEQUENCES[sequence]
+    elif 0x80 <= sequence <= _U32:
+        seq = write_varint(sequence)
+    else:
+        return None
+    body = encoder(payload)
+    if body is None:
+        return None
+    session_id = msg.session_id
+    if type(session_id) is not int:
+        return None
+    if not session_id:
+        return bytes((head,)) + _V2_TYPES[type(payload)] + seq + body
+    sid = _SESSION_VARINTS.get(session_id)
+    if sid is None:
+        if not 0 < session_id <= _U64:
+            return None
+        if len(_SESSION_VARINTS) >= 1024:
+            _SESSION_VARINTS.clear()
+        sid = _SESSION_VARINTS[session_id] = write_varint(session_id)
+    return bytes((head | V2_HAS_SESSION,)) + _V2_TYPES[type(payload)] + seq + sid + body
+
+
+#: v2 type byte -> payload class, for the compiled classes with a one-byte type
+_V2_CLASSES: dict[int, type[Payload]] = {
+    code[0]: cls for cls, code in _V2_TYPES.items() if len(code) == 1
+}
+#: v2 first bytes that decode_v2 reads: marker 01, no timestamp, reserved bit clear,
+#: no COMPRESSED/ENCRYPTED; bit 5 (session) and bit 2 (ACK_REQUESTED) are free.
+_PLAIN_HEAD_MASK = 0xDB
+_FLAGS_BY_HEAD = (Flags.NONE, _ACK)
+_new = object.__new__
+_set_payload = vars(Message)["payload"].__set__
+_set_sequence = vars(Message)["sequence"].__set__
+_set_session = vars(Message)["session_id"].__set__
+_set_timestamp = vars(Message)["timestamp"].__set__
+_set_flags = vars(Message)["flags"].__set__
+#: the session id read last: (its varint, its value)
+_last_session: tuple[bytes, int] = (b"", 0)
+
+
+def decode_v2(data: bytes, limits: Limits) -> Message | None:
+    """A v2 message whose payload has a compiled form, with no timestamp or
+    transform flags; None for anything else (the general path decodes or reports).
+
+    The caller has checked the message size against ``limits``.
+    """
+    global _last_session
+    size = len(data)
+    if size < 3 or data[0] & _PLAIN_HEAD_MASK != V2_MARKER:
+        return None
+    head = data[0]
+    cls = _V2_CLASSES.get(data[1])
+    if cls is None:
+        return None
+    sequence = data[2]
+    pos = 3
+    if sequence >= 0x80:
+        try:
+            sequence, pos = read_varint(data, 2, _U32, "sequence")
+        except DecodeError:
+            return None
+    session_id = 0
+    if head & V2_HAS_SESSION:
+        last, value = _last_session
+        if last and data.startswith(last, pos):
+            session_id = value
+            pos += len(last)
+        else:
+            try:
+                session_id, end = read_varint(data, pos, _U64, "session_id")
+            except DecodeError:
+                return None
+            if not session_id:
+                return None
+            _last_session = (data[pos:end], session_id)
+            pos = end
+    try:  # decode_body, inlined
+        obj = _unpackb(data[pos:], **_unpack_args(limits))
+    except ValueError:
+        return None
+    if type(obj) is not dict:
+        return None
+    payload = _DECODERS[cls](obj)
+    if payload is None:
+        return None
+    msg: Message = _new(Message)
+    _set_payload(msg, payload)
+    _set_sequence(msg, sequence)
+    _set_session(msg, session_id)
+    _set_timestamp(msg, 0)
+    _set_flags(msg, _FLAGS_BY_HEAD[(head >> 2) & 1])
+    return msg
