@@ -161,189 +161,196 @@ class PacketReader:
             )
 
     def __iter__(self) -> Iterator[RawPacket]:
-        try:
-            yield from self._iter
-        except (EOFError, OSError, zlib.error) as error:
-            self._warn(self.info.packets + 1, f"stopped reading: {error}")
+        return self._iter
+
+    def _stopped(self, error: Exception) -> None:
+        self._warn(self.info.packets + 1, f"stopped reading: {error}")
 
     def _pcap(self, magic: bytes) -> Iterator[RawPacket]:
-        read = self._read
-        order, unit = _PCAP_MAGICS[magic]
-        rest = _read_exact(read, 20)
-        if len(rest) < 20:
-            raise NotACapture("pcap file header is truncated")
-        _vmaj, _vmin, _zone, _sig, snaplen, network = struct.unpack(order + "HHiIII", rest)
-        linktype = network & 0x0FFFFFFF
-        self.info.linktypes.add(linktype)
-        rec = struct.Struct(order + "IIII")
-        unpack_from = rec.unpack_from
-        limit = max(snaplen, 262144) if snaplen else MAX_RECORD
-        limit = min(limit, MAX_RECORD)
-        info = self.info
-        number = 0
-        nbytes = 24
-        # Records are cut out of blocks of up to 1 MiB (one read call per block,
-        # not two per packet); ``read1`` returns what a pipe has, so a live
-        # stream (``tcpdump -w - | wsp decode -``) is not held back.
-        read1 = self._read1
+        try:
+            read = self._read
+            order, unit = _PCAP_MAGICS[magic]
+            rest = _read_exact(read, 20)
+            if len(rest) < 20:
+                raise NotACapture("pcap file header is truncated")
+            _vmaj, _vmin, _zone, _sig, snaplen, network = struct.unpack(order + "HHiIII", rest)
+            linktype = network & 0x0FFFFFFF
+            self.info.linktypes.add(linktype)
+            rec = struct.Struct(order + "IIII")
+            unpack_from = rec.unpack_from
+            limit = max(snaplen, 262144) if snaplen else MAX_RECORD
+            limit = min(limit, MAX_RECORD)
+            info = self.info
+            number = 0
+            nbytes = 24
+            # Records are cut out of blocks of up to 1 MiB (one read call per block,
+            # not two per packet); ``read1`` returns what a pipe has, so a live
+            # stream (``tcpdump -w - | wsp decode -``) is not held back.
+            read1 = self._read1
 
-        def refill(block: bytes, pos: int, need: int) -> bytes:
-            """``block[pos:]`` and at least ``need`` bytes in all, or less at the end."""
-            chunks = [block[pos:]]
-            have = len(chunks[0])
-            while have < need:
-                got = read1(max(_BLOCK, need - have))
-                if not got:
-                    break
-                chunks.append(got)
-                have += len(got)
-            return b"".join(chunks)
+            def refill(block: bytes, pos: int, need: int) -> bytes:
+                """``block[pos:]`` and at least ``need`` bytes in all, or less at the end."""
+                chunks = [block[pos:]]
+                have = len(chunks[0])
+                while have < need:
+                    got = read1(max(_BLOCK, need - have))
+                    if not got:
+                        break
+                    chunks.append(got)
+                    have += len(got)
+                return b"".join(chunks)
 
-        block = b""
-        pos = 0
-        while True:
-            if len(block) - pos < 16:
-                block = refill(block, pos, 16)
-                pos = 0
-                if len(block) < 16:
-                    if block:
-                        self._warn(number + 1, "capture is truncated inside a record header")
-                    break
-            sec, frac, incl, _orig = unpack_from(block, pos)
-            if incl > limit:
-                self._warn(
-                    number + 1,
-                    f"corrupt record header (captured length {incl} > {limit}); stopped reading",
-                )
-                break
-            end = pos + 16 + incl
-            if end > len(block):
-                block = refill(block, pos, 16 + incl)
-                pos = 0
-                end = 16 + incl
-                if end > len(block):
+            block = b""
+            pos = 0
+            while True:
+                if len(block) - pos < 16:
+                    block = refill(block, pos, 16)
+                    pos = 0
+                    if len(block) < 16:
+                        if block:
+                            self._warn(number + 1, "capture is truncated inside a record header")
+                        break
+                sec, frac, incl, _orig = unpack_from(block, pos)
+                if incl > limit:
                     self._warn(
                         number + 1,
-                        f"capture is truncated: record has {len(block) - 16} of {incl} bytes",
+                        f"corrupt record header (captured length {incl} > {limit}); "
+                        "stopped reading",
                     )
                     break
-            data = block[pos + 16 : end]
-            pos = end
-            number += 1
-            nbytes += 16 + incl
-            info.packets = number
-            info.bytes_read = nbytes
-            yield (number, sec + frac * unit, linktype, data)
+                end = pos + 16 + incl
+                if end > len(block):
+                    block = refill(block, pos, 16 + incl)
+                    pos = 0
+                    end = 16 + incl
+                    if end > len(block):
+                        self._warn(
+                            number + 1,
+                            f"capture is truncated: record has {len(block) - 16} of {incl} bytes",
+                        )
+                        break
+                data = block[pos + 16 : end]
+                pos = end
+                number += 1
+                nbytes += 16 + incl
+                info.packets = number
+                info.bytes_read = nbytes
+                yield (number, sec + frac * unit, linktype, data)
+        except (EOFError, OSError, zlib.error) as error:
+            self._stopped(error)
 
     def _pcapng(self) -> Iterator[RawPacket]:
-        read = self._read
-        info = self.info
-        number = 0
-        order = "<"
-        interfaces: list[tuple[int, float, float]] = []  # (linktype, unit, offset)
-        first = True
-        nbytes = 0
-        btype_n = 0
-        epb = struct.Struct("<IIIII")
-        while True:
-            if first:
-                head = _PCAPNG_SHB + _read_exact(read, 8)
-                if len(head) < 12:
-                    raise NotACapture("pcapng section header is truncated")
-            else:
-                head = _read_exact(read, 8)
-                if not head:
-                    break
-                if len(head) < 8:
-                    self._warn(number + 1, "capture is truncated inside a block header")
-                    break
-                if head[:4] == _PCAPNG_SHB:
-                    head += _read_exact(read, 4)
-            is_shb = head[:4] == _PCAPNG_SHB
-            if is_shb:
-                bom = head[8:12]
-                if bom == b"\x4d\x3c\x2b\x1a":
-                    order = "<"
-                elif bom == b"\x1a\x2b\x3c\x4d":
-                    order = ">"
-                elif first:
-                    raise NotACapture("pcapng byte-order magic is wrong")
-                else:
-                    self._warn(number + 1, "corrupt pcapng section header; stopped reading")
-                    break
-                epb = struct.Struct(order + "IIIII")
-                interfaces = []
-                btype_n = 0x0A0D0D0A
-            else:
-                btype_n = struct.unpack(order + "I", head[:4])[0]
-            (total,) = struct.unpack(order + "I", head[4:8])
-            if total < 12 or total % 4 or total > MAX_RECORD + 64 or (is_shb and total < 28):
+        try:
+            read = self._read
+            info = self.info
+            number = 0
+            order = "<"
+            interfaces: list[tuple[int, float, float]] = []  # (linktype, unit, offset)
+            first = True
+            nbytes = 0
+            btype_n = 0
+            epb = struct.Struct("<IIIII")
+            while True:
                 if first:
-                    raise NotACapture("pcapng section header has a bad length")
-                self._warn(
-                    number + 1, f"corrupt pcapng block header (length {total}); stopped reading"
-                )
-                break
-            first = False
-            remaining = total - len(head)
-            rest = _read_exact(read, remaining)
-            if len(rest) < remaining:
-                self._warn(number + 1, "capture is truncated inside a block")
-                break
-            nbytes += total
-            info.bytes_read = nbytes
-            if is_shb:
-                continue
-            body = rest[:-4]
-            if btype_n == 6:  # enhanced packet block
-                if len(body) < 20:
-                    self._warn(number + 1, "enhanced packet block is too short")
+                    head = _PCAPNG_SHB + _read_exact(read, 8)
+                    if len(head) < 12:
+                        raise NotACapture("pcapng section header is truncated")
+                else:
+                    head = _read_exact(read, 8)
+                    if not head:
+                        break
+                    if len(head) < 8:
+                        self._warn(number + 1, "capture is truncated inside a block header")
+                        break
+                    if head[:4] == _PCAPNG_SHB:
+                        head += _read_exact(read, 4)
+                is_shb = head[:4] == _PCAPNG_SHB
+                if is_shb:
+                    bom = head[8:12]
+                    if bom == b"\x4d\x3c\x2b\x1a":
+                        order = "<"
+                    elif bom == b"\x1a\x2b\x3c\x4d":
+                        order = ">"
+                    elif first:
+                        raise NotACapture("pcapng byte-order magic is wrong")
+                    else:
+                        self._warn(number + 1, "corrupt pcapng section header; stopped reading")
+                        break
+                    epb = struct.Struct(order + "IIIII")
+                    interfaces = []
+                    btype_n = 0x0A0D0D0A
+                else:
+                    btype_n = struct.unpack(order + "I", head[:4])[0]
+                (total,) = struct.unpack(order + "I", head[4:8])
+                if total < 12 or total % 4 or total > MAX_RECORD + 64 or (is_shb and total < 28):
+                    if first:
+                        raise NotACapture("pcapng section header has a bad length")
+                    self._warn(
+                        number + 1, f"corrupt pcapng block header (length {total}); stopped reading"
+                    )
+                    break
+                first = False
+                remaining = total - len(head)
+                rest = _read_exact(read, remaining)
+                if len(rest) < remaining:
+                    self._warn(number + 1, "capture is truncated inside a block")
+                    break
+                nbytes += total
+                info.bytes_read = nbytes
+                if is_shb:
                     continue
-                iface, high, low, caplen, _orig = epb.unpack_from(body)
-                if iface >= len(interfaces):
-                    self._warn(number + 1, f"packet names unknown interface {iface}")
-                    continue
-                linktype, unit, offset = interfaces[iface]
-                data = body[20 : 20 + caplen]
-                number += 1
-                info.packets = number
-                yield Packet(number, ((high << 32) | low) * unit + offset, linktype, data)
-            elif btype_n == 3:  # simple packet block
-                if not interfaces or len(body) < 4:
-                    continue
-                (orig,) = struct.unpack_from(order + "I", body)
-                number += 1
-                info.packets = number
-                yield Packet(number, 0.0, interfaces[0][0], body[4 : 4 + orig])
-            elif btype_n == 2:  # obsolete packet block
-                if len(body) < 20:
-                    continue
-                iface, _drops, high, low, caplen, _orig = struct.unpack_from(
-                    order + "HHIIII", body
-                )
-                if iface >= len(interfaces):
-                    continue
-                linktype, unit, offset = interfaces[iface]
-                number += 1
-                info.packets = number
-                yield Packet(
-                    number,
-                    ((high << 32) | low) * unit + offset,
-                    linktype,
-                    body[20 : 20 + caplen],
-                )
-            elif btype_n == 1:  # interface description block
-                if len(body) < 8:
-                    self._warn(number + 1, "interface description block is too short")
-                    continue
-                (linktype,) = struct.unpack_from(order + "H", body)
-                unit, offset = _idb_options(body[8:], order)
-                interfaces.append((linktype, unit, offset))
-                info.linktypes.add(linktype)
-            elif btype_n == 5:  # interface statistics block
-                dropped = _isb_dropped(body, order)
-                if dropped is not None:
-                    info.dropped = (info.dropped or 0) + dropped
+                body = rest[:-4]
+                if btype_n == 6:  # enhanced packet block
+                    if len(body) < 20:
+                        self._warn(number + 1, "enhanced packet block is too short")
+                        continue
+                    iface, high, low, caplen, _orig = epb.unpack_from(body)
+                    if iface >= len(interfaces):
+                        self._warn(number + 1, f"packet names unknown interface {iface}")
+                        continue
+                    linktype, unit, offset = interfaces[iface]
+                    data = body[20 : 20 + caplen]
+                    number += 1
+                    info.packets = number
+                    yield Packet(number, ((high << 32) | low) * unit + offset, linktype, data)
+                elif btype_n == 3:  # simple packet block
+                    if not interfaces or len(body) < 4:
+                        continue
+                    (orig,) = struct.unpack_from(order + "I", body)
+                    number += 1
+                    info.packets = number
+                    yield Packet(number, 0.0, interfaces[0][0], body[4 : 4 + orig])
+                elif btype_n == 2:  # obsolete packet block
+                    if len(body) < 20:
+                        continue
+                    iface, _drops, high, low, caplen, _orig = struct.unpack_from(
+                        order + "HHIIII", body
+                    )
+                    if iface >= len(interfaces):
+                        continue
+                    linktype, unit, offset = interfaces[iface]
+                    number += 1
+                    info.packets = number
+                    yield Packet(
+                        number,
+                        ((high << 32) | low) * unit + offset,
+                        linktype,
+                        body[20 : 20 + caplen],
+                    )
+                elif btype_n == 1:  # interface description block
+                    if len(body) < 8:
+                        self._warn(number + 1, "interface description block is too short")
+                        continue
+                    (linktype,) = struct.unpack_from(order + "H", body)
+                    unit, offset = _idb_options(body[8:], order)
+                    interfaces.append((linktype, unit, offset))
+                    info.linktypes.add(linktype)
+                elif btype_n == 5:  # interface statistics block
+                    dropped = _isb_dropped(body, order)
+                    if dropped is not None:
+                        info.dropped = (info.dropped or 0) + dropped
+        except (EOFError, OSError, zlib.error) as error:
+            self._stopped(error)
 
 
 def _options(data: bytes, order: str) -> Iterator[tuple[int, bytes]]:

@@ -40,12 +40,13 @@ class Flow:
     were not captured) that precedes the next data.
     """
 
-    __slots__ = ("_pending", "_pending_bytes", "acked", "fin", "next_seq", "stats")
+    __slots__ = ("_pending", "acked", "fin", "next_seq", "pending_bytes", "stats")
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
         self._pending: dict[int, bytes] = {}
-        self._pending_bytes = 0
+        #: bytes of out-of-order data waiting for a hole to be filled
+        self.pending_bytes = 0
         self.acked: int | None = None
         self.fin = False
         self.stats = FlowStats()
@@ -55,7 +56,7 @@ class Flow:
         if self.next_seq is None or not self.stats.bytes:
             self.next_seq = (seq + 1) % _MOD
             self._pending.clear()
-            self._pending_bytes = 0
+            self.pending_bytes = 0
 
     def segment(self, seq: int, payload: bytes) -> list[int | bytes]:
         """Take one segment's payload starting at sequence number ``seq``."""
@@ -89,9 +90,9 @@ class Flow:
         old = self._pending.get(seq)
         if old is None or len(old) < len(payload):
             self._pending[seq] = payload
-            self._pending_bytes += len(payload) - (len(old) if old else 0)
+            self.pending_bytes += len(payload) - (len(old) if old else 0)
         out = []
-        if self._pending_bytes > MAX_PENDING or self._hole_acked():
+        if self.pending_bytes > MAX_PENDING or self._hole_acked():
             self._skip_hole(out)
         return out
 
@@ -126,10 +127,6 @@ class Flow:
             self._skip_hole(out)
         return out
 
-    @property
-    def pending_bytes(self) -> int:
-        return self._pending_bytes
-
     def _hole_acked(self) -> bool:
         nxt = self.next_seq
         if self.acked is None or nxt is None:
@@ -161,7 +158,7 @@ class Flow:
                 data = pending[seq]
                 if rel == 0 or rel >= _HALF:
                     del pending[seq]
-                    self._pending_bytes -= len(data)
+                    self.pending_bytes -= len(data)
                     behind = 0 if rel == 0 else _MOD - rel
                     if behind < len(data):
                         piece = data[behind:]
