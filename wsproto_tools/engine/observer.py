@@ -170,7 +170,13 @@ class SessionObserver:
             for item in message.payload.messages:
                 self._one(direction, item, ts, out, side)
         else:
-            self._silence(direction, ts, message, out, side)
+            last = side.last_ts
+            timeout = self.heartbeat_timeout
+            if (timeout is None or last is None or self.state is not _ACTIVE
+                    or ts - last <= timeout):
+                side.last_ts = ts  # _silence, with nothing to report
+            else:
+                self._silence(direction, ts, message, out, side)
             self._one(direction, message, ts, out, side)
         if out:
             self.findings += len(out)
