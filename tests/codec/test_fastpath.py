@@ -134,3 +134,13 @@ def test_what_the_fast_paths_leave_to_the_general_path() -> None:
     body = msgpack.packb({"id": 1, "data": b"x" * 100})
     assert fastpath.decode_body(Response, body, Limits(max_bin_len=10)) is None
     assert fastpath.decode_body(Response, b"\x81\xa2id", Limits()) is None  # truncated
+
+
+def test_constructor_builds_what_the_dataclass_init_builds() -> None:
+    make_message = fastpath.constructor(Message)
+    make_publish = fastpath.constructor(Publish)
+    built = make_message(make_publish("t", b"x", 3), 9, 5, 0, Flags.ACK_REQUESTED)
+    assert built == Message(Publish("t", b"x", 3), 9, 5, 0, Flags.ACK_REQUESTED)
+    assert hash(built.payload) == hash(Publish("t", b"x", 3))
+    with pytest.raises(TypeError):
+        make_publish("t", b"x")  # every field is given

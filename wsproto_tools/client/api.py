@@ -139,6 +139,9 @@ class Inbox(Generic[T]):
 
     async def get(self) -> T:
         """The next item; raise :class:`ClientClosed` when the client closed."""
+        items = self.items
+        if items and items[0] is not None and self._paused is None:
+            return items.popleft()  # type: ignore[return-value]
         item = await self._next()
         if item is None:
             self.items.appendleft(None)
@@ -575,7 +578,7 @@ class Client:
             await self._ready_to_send()  # the slow path: wait for a session or window room
         self._next_publish += 1
         session.publish(topic, data, clock(), publish_id=self._next_publish)
-        future = self._track(session.unacked[session.send_seq][0].payload)
+        future = self._track(session.outbox[-1].payload)
         if len(session.outbox) >= FLUSH_AT:
             self._flush()  # keep the server busy while we go on publishing
         return future

@@ -48,6 +48,7 @@ from typing import ClassVar
 
 from wsproto_tools.codec import decode, encode
 from wsproto_tools.codec.crypto import Cipher
+from wsproto_tools.codec.fastpath import constructor
 from wsproto_tools.codec.limits import Limits
 from wsproto_tools.codec.schema import (
     Acknowledge,
@@ -168,6 +169,17 @@ class Credentials:
 
 def _us(now: float) -> int:
     return int(now * 1_000_000)
+
+
+# Positional constructors for the hot path (the dataclass __init__ costs twice as much).
+_MESSAGE = constructor(Message)
+_PUBLISH = constructor(Publish)
+_REQUEST = constructor(Request)
+_RESPONSE = constructor(Response)
+_DELIVERY = constructor(ev.Delivery)
+_PUBLISH_RECEIVED = constructor(ev.PublishReceived)
+_REQUEST_RECEIVED = constructor(ev.RequestReceived)
+_REPLY = constructor(ev.Reply)
 
 
 class Session:
@@ -300,7 +312,7 @@ class Session:
         self, payload: Payload, now: float, flags: Flags = Flags.NONE, *, stamp: bool = False
     ) -> Message:
         """Queue an unsequenced message (``stamp``: with the header timestamp)."""
-        msg = Message(
+        msg = _MESSAGE(
             payload,
             0,
             self.session_id,
@@ -319,7 +331,9 @@ class Session:
             body = getattr(payload, "data", None) or getattr(payload, "text", "")
             if isinstance(body, bytes | str) and len(body) >= COMPRESS_MIN:
                 flags = flags | Flags.COMPRESSED
-        msg = Message(payload, seq, self.session_id, 0, flags | self._seal if self._seal else flags)
+        if self._seal:
+            flags = flags | self._seal
+        msg = _MESSAGE(payload, seq, self.session_id, 0, flags)
         self.unacked[seq] = (msg, now, False)
         self.outbox.append(msg)
         return seq
@@ -507,16 +521,22 @@ class Session:
                 close_code=CloseCode.PROTOCOL_ERROR,
             )
         unacked = self.unacked
+        if not unacked:
+            return []
+        first = next(iter(unacked))
+        if first > seq:
+            return []
         acked: list[Payload] = []
         sample: float | None = None
-        while unacked:
-            first = next(iter(unacked))
-            if first > seq:
-                break
-            sent, sent_at, again = unacked.pop(first)
-            acked.append(sent.payload)
-            if not again:
-                sample = sent_at
+        pop = unacked.pop
+        # keys are consecutive sequence numbers in order (sent in order, dropped
+        # from the front), so the acknowledged ones are first..seq
+        for number in range(first, seq + 1):
+            entry = pop(number, None)
+            if entry is not None:
+                acked.append(entry[0].payload)
+                if not entry[2]:
+                    sample = entry[1]
         if not acked:
             return []
         if sample is not None:
@@ -845,7 +865,7 @@ class ServerSession(Session):
             ids[pid] = None
             if len(ids) > PUBLISH_ID_MEMORY:
                 ids.popitem(last=False)
-        return [ev.PublishReceived(payload.topic, payload.data, pid, msg.sequence)]
+        return [_PUBLISH_RECEIVED(payload.topic, payload.data, pid, msg.sequence)]
 
     def _on_subscribe(self, msg: Message, now: float) -> list[ev.Event]:
         payload: Subscribe = msg.payload  # type: ignore[assignment]
@@ -862,10 +882,10 @@ class ServerSession(Session):
 
     def _on_request(self, msg: Message, now: float) -> list[ev.Event]:
         payload: Request = msg.payload  # type: ignore[assignment]
-        return [ev.RequestReceived(payload.id, payload.method, payload.data)]
+        return [_REQUEST_RECEIVED(payload.id, payload.method, payload.data)]
 
     def respond(self, request_id: int, data: bytes, now: float, status: int = 0) -> None:
-        self._send(Response(request_id, data, int(status)), now)
+        self._send(_RESPONSE(request_id, data, int(status)), now)
 
     def subscribed(self, topic: str, epoch: int, next_offset: int, now: float) -> None:
         self._send(Subscribed(topic, epoch, next_offset), now)
@@ -1079,7 +1099,7 @@ class ClientSession(Session):
     # -------------------------------------------------------------- client API
     def publish(self, topic: str, data: bytes, now: float, publish_id: int | None = None) -> int:
         """Queue a Publish; returns its sequence number (acknowledged by ``Acked``)."""
-        return self._send_sequenced(Publish(topic, data, publish_id), now, Flags.ACK_REQUESTED)
+        return self._send_sequenced(_PUBLISH(topic, data, publish_id), now, Flags.ACK_REQUESTED)
 
     def subscribe(self, topic: str, now: float) -> None:
         """Subscribe (again) to ``topic``; a known cursor asks for what was missed."""
@@ -1105,7 +1125,7 @@ class ClientSession(Session):
         if self.state is not State.ACTIVE:
             transition(self.state, Event.MESSAGE, Origin.LOCAL)
         self.outbox.append(
-            Message(Request(request_id, method, data), 0, self.session_id, 0, self._seal)
+            _MESSAGE(_REQUEST(request_id, method, data), 0, self.session_id, 0, self._seal)
         )
 
     # -------------------------------------------------------------- client messages
@@ -1135,7 +1155,7 @@ class ClientSession(Session):
                 close_code=CloseCode.PROTOCOL_ERROR,
             )
         cursor.last = p.offset
-        return [ev.Delivery(p.topic, p.epoch, p.offset, p.data)]
+        return [_DELIVERY(p.topic, p.epoch, p.offset, p.data)]
 
     def _on_subscribed(self, msg: Message, now: float) -> list[ev.Event]:
         p: Subscribed = msg.payload  # type: ignore[assignment]
@@ -1151,7 +1171,7 @@ class ClientSession(Session):
 
     def _on_response(self, msg: Message, now: float) -> list[ev.Event]:
         p: Response = msg.payload  # type: ignore[assignment]
-        return [ev.Reply(p.id, p.data, p.status)]
+        return [_REPLY(p.id, p.data, p.status)]
 
 
 ClientSession.HANDLERS = {
