@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from wsproto_tools.codec import (
     Acknowledge,
+    Batch,
     Deliver,
     Flags,
     Limits,
@@ -144,3 +145,26 @@ def test_constructor_builds_what_the_dataclass_init_builds() -> None:
     assert hash(built.payload) == hash(Publish("t", b"x", 3))
     with pytest.raises(TypeError):
         make_publish("t", b"x")  # every field is given
+
+
+@FAST
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 1 << 64 - 1), st.integers(0, 1 << 40), st.binary(max_size=300)),
+        min_size=1,
+        max_size=20,
+    ),
+    st.text(max_size=20),
+)
+def test_fan_out_encoders_give_the_general_bytes(
+    items: list[tuple[int, int, bytes]], topic: str
+) -> None:
+    encode_deliver = fastpath.message_encoder(Deliver)
+    assert encode_deliver is not None
+    wires = [encode_deliver(topic, epoch, offset, data) for epoch, offset, data in items]
+    messages = [Message(Deliver(topic, epoch, offset, data)) for epoch, offset, data in items]
+    if not topic.isascii():
+        assert wires == [None] * len(wires)  # left to the general path
+        return
+    assert wires == [general_encode(m) for m in messages]
+    assert fastpath.batch_v2(wires) == general_encode(Message(Batch(tuple(messages))))  # type: ignore[arg-type]

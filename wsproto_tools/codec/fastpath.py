@@ -15,6 +15,8 @@ per-field machinery of :mod:`.payloads`:
   (payloads, :class:`~.schema.Message`, engine events) that sets the slots
   directly, without the dataclass ``__init__`` and its ``object.__setattr__``
   per field;
+* :func:`message_encoder` and :func:`batch_v2` -- a topic fan-out's messages
+  and their Batch, encoded from field values without building messages;
 * :func:`encode_v2` and :func:`decode_v2` -- a whole v2 message (header and
   body) without a timestamp, COMPRESSED or ENCRYPTED, as ``wire.encode`` writes
   it and ``wire.decode`` reads it.
@@ -27,10 +29,18 @@ general path then gives the same result or reports the problem.
 
 from __future__ import annotations
 
-__all__ = ["constructor", "decode_body", "decode_v2", "encode_body", "encode_v2"]
+__all__ = [
+    "batch_v2",
+    "constructor",
+    "decode_body",
+    "decode_v2",
+    "encode_body",
+    "encode_v2",
+    "message_encoder",
+]
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import msgpack
@@ -40,6 +50,7 @@ from wsproto_tools.codec.schema import (
     PAYLOAD_CLASSES,
     V2_HAS_SESSION,
     V2_MARKER,
+    Batch,
     Flags,
     Kind,
     Message,
@@ -56,6 +67,8 @@ T = TypeVar("T")
 _U32 = 0xFFFFFFFF
 _U64 = (1 << 64) - 1
 _ACK = Flags.ACK_REQUESTED
+#: the one-byte varints
+_SEQUENCES = tuple(bytes((i,)) for i in range(128))
 
 #: One packer for every body: ``pack`` runs in C without calling back into
 #: Python for the exact types the encoders let through, so it is never re-entered.
@@ -79,8 +92,11 @@ _DECODE_CHECKS = {
 }
 
 
-def _compile(cls: type[Payload]) -> tuple[Callable[..., Any], Callable[..., Any]] | None:
-    """An (encoder, decoder) pair for ``cls``, or None when a field is not plain."""
+def _compile(
+    cls: type[Payload],
+) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]] | None:
+    """(encoder, encoder from positional values, decoder) for ``cls``, or None when a
+    field is not plain."""
     fields = payload_fields(cls)
     declared = dataclasses.fields(cls)  # type: ignore[arg-type]
     if not fields or len(fields) != len(declared):
@@ -102,12 +118,12 @@ def _compile(cls: type[Payload]) -> tuple[Callable[..., Any], Callable[..., Any]
     # encoder: required fields first in a literal, then the optional ones in order
     # (dataclass fields with defaults follow those without, so this is declaration
     # order, as the general path writes it).
-    lines = ["def encode(p):"]
+    loads = [f"    v{i} = p.{name}" for i, name in enumerate(names)]
+    lines: list[str] = []
     literal: list[str] = []
     tail: list[str] = []
     for i, (name, fspec) in enumerate(fields):
         check = _ENCODE_CHECKS[fspec.kind].format(v=f"v{i}")
-        lines.append(f"    v{i} = p.{name}")
         if fspec.optional:
             tail.append(f"    if v{i} is not None:")
             tail.append(f"        if not ({check}):")
@@ -122,6 +138,8 @@ def _compile(cls: type[Payload]) -> tuple[Callable[..., Any], Callable[..., Any]
     lines.append("    d = {" + ", ".join(literal) + "}")
     lines.extend(tail)
     lines.append("    return pack(d)")
+    args = ", ".join(f"v{i}" for i in range(len(names)))
+    enc = ["def encode(p):", *loads, *lines, "", f"def values({args}):", *lines]
     # decoder: every known key checked; absent optional fields get their default;
     # any other key (or a nil value) sends the map to the general path.
     dec = ["def decode(obj):", "    n = 0"]
@@ -145,8 +163,8 @@ def _compile(cls: type[Payload]) -> tuple[Callable[..., Any], Callable[..., Any]
     for i in range(len(fields)):
         dec.append(f"    setters[{i}](p, v{i})")
     dec.append("    return p")
-    exec("\n".join(lines) + "\n\n" + "\n".join(dec), scope)  # the code built above, from the schema
-    return scope["encode"], scope["decode"]
+    exec("\n".join(enc) + "\n\n" + "\n".join(dec), scope)  # the code built above, from the schema
+    return scope["encode"], scope["values"], scope["decode"]
 
 
 def constructor(cls: type[T]) -> Callable[..., T]:
@@ -167,6 +185,7 @@ def constructor(cls: type[T]) -> Callable[..., T]:
 
 
 _ENCODERS: dict[type[Payload], Callable[[Any], bytes | None]] = {}
+_VALUES: dict[type[Payload], Callable[..., bytes | None]] = {}
 _DECODERS: dict[type[Payload], Callable[[dict[str, Any]], Payload | None]] = {}
 #: payload class -> its v2 type byte(s)
 _V2_TYPES: dict[type[Payload], bytes] = {}
@@ -176,12 +195,43 @@ for _cls in PAYLOAD_CLASSES:
     _forms = _compile(_cls)
     if _forms is None:
         continue
-    _ENCODERS[_cls], _DECODERS[_cls] = _forms
+    _ENCODERS[_cls], _VALUES[_cls], _DECODERS[_cls] = _forms
     _one = v2_type_byte(_cls.TYPE)
     _V2_TYPES[_cls] = (
         bytes((_one,)) if _one is not None else b"\xc0" + _cls.TYPE.to_bytes(2, "little")
     )
 del _cls, _forms, _one
+
+
+def message_encoder(cls: type[Payload]) -> Callable[..., bytes | None] | None:
+    """For a compiled class, ``encode(*field_values)``: the v2 bytes of
+    ``Message(cls(*field_values))`` (sequence 0, no session id, no flags; every
+    field given, in order), or None from it when the general path must decide.
+    None when ``cls`` has no compiled form."""
+    values = _VALUES.get(cls)
+    if values is None:
+        return None
+    head = bytes((V2_MARKER,)) + _V2_TYPES[cls] + _SEQUENCES[0]
+
+    def encode(*field_values: Any) -> bytes | None:
+        body = values(*field_values)
+        return None if body is None else head + body
+
+    return encode
+
+
+_BATCH_HEAD = bytes((V2_MARKER,)) + bytes((v2_type_byte(Batch.TYPE) or 0,)) + b"\x00"
+
+
+def batch_v2(items: Sequence[bytes]) -> bytes:
+    """The v2 bytes of a Batch (sequence 0, no session id, no flags) of the
+    already encoded v2 messages ``items`` (none of them a Batch)."""
+    parts = [_BATCH_HEAD]
+    for item in items:
+        size = len(item)
+        parts.append(_SEQUENCES[size] if size < 0x80 else write_varint(size))
+        parts.append(item)
+    return b"".join(parts)
 
 
 def encode_body(payload: Payload) -> bytes | None:
@@ -231,7 +281,6 @@ def decode_body(cls: type[Payload], data: bytes, limits: Limits) -> Payload | No
 
 #: session id -> its varint (a session's id is in most of the headers it writes)
 _SESSION_VARINTS: dict[int, bytes] = {}
-_SEQUENCES = tuple(bytes((i,)) for i in range(128))
 
 
 def encode_v2(msg: Message) -> bytes | None:

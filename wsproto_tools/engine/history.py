@@ -19,7 +19,8 @@ from wsproto_tools.exceptions import ConfigError
 
 
 class Entry:
-    """One message of a topic. ``wire`` caches its encoding per wire version."""
+    """One message of a topic. ``wire`` caches its encoding per wire version
+    (made on first use: a batched fan-out does not need it)."""
 
     __slots__ = ("binary", "data", "offset", "timestamp", "wire")
 
@@ -28,7 +29,7 @@ class Entry:
         self.timestamp = timestamp
         self.data = data
         self.binary = binary
-        self.wire: dict[int, bytes] = {}
+        self.wire: dict[int, bytes] | None = None
 
     def __repr__(self) -> str:
         return f"Entry(offset={self.offset}, {len(self.data)} bytes)"

@@ -39,16 +39,18 @@ __all__ = [
     "ServerSession",
     "Session",
     "SessionConfig",
+    "encode_delivery",
+    "encode_delivery_batch",
 ]
 
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from wsproto_tools.codec import decode, encode
 from wsproto_tools.codec.crypto import Cipher
-from wsproto_tools.codec.fastpath import constructor
+from wsproto_tools.codec.fastpath import batch_v2, constructor, message_encoder
 from wsproto_tools.codec.limits import Limits
 from wsproto_tools.codec.schema import (
     Acknowledge,
@@ -87,6 +89,7 @@ from wsproto_tools.engine.auth import (
     verify_client_proof,
     verify_server_proof,
 )
+from wsproto_tools.engine.history import Entry
 from wsproto_tools.engine.keys import (
     ResumeClaims,
     SessionKeys,
@@ -924,9 +927,33 @@ ServerSession.HANDLERS = {
 }
 
 
+#: Deliver's compiled v2 encoder (one that always defers to encode() if it had none)
+_DELIVER_V2: Callable[..., bytes | None] = message_encoder(Deliver) or (lambda *values: None)
+
+
 def encode_delivery(topic: str, epoch: int, offset: int, data: bytes, version: int) -> bytes:
     """A Deliver encoded once for every subscriber of that version (sequence 0, no session)."""
+    if version == 2:
+        wire = _DELIVER_V2(topic, epoch, offset, data)
+        if wire is not None:
+            return wire
     return encode(Message(Deliver(topic, epoch, offset, data)), version=version)
+
+
+def encode_delivery_batch(topic: str, items: Sequence[tuple[int, Entry]], version: int) -> bytes:
+    """Several (epoch, entry) of one topic as one Batch of Deliver, encoded once for
+    every subscriber of that version that negotiated batching."""
+    if version == 2:
+        wires: list[bytes] = []
+        for epoch, entry in items:
+            wire = _DELIVER_V2(topic, epoch, entry.offset, entry.data)
+            if wire is None:
+                break
+            wires.append(wire)
+        else:
+            return batch_v2(wires)
+    messages = tuple(Message(Deliver(topic, epoch, e.offset, e.data)) for epoch, e in items)
+    return encode(Message(Batch(messages)), version=version)
 
 
 # ====================================================================== client

@@ -30,7 +30,6 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State as WsState
 from websockets.typing import Subprotocol
 
-from wsproto_tools.codec import Batch, Deliver, Message, encode
 from wsproto_tools.codec.limits import Limits
 from wsproto_tools.engine import events as ev
 from wsproto_tools.engine.auth import JwtVerifier
@@ -42,6 +41,7 @@ from wsproto_tools.engine.session import (
     ServerSession,
     SessionConfig,
     encode_delivery,
+    encode_delivery_batch,
 )
 from wsproto_tools.engine.states import State
 from wsproto_tools.engine.timing import TokenBucket
@@ -595,19 +595,18 @@ class WspServer:
         topic: str, items: list[tuple[int, Entry]], version: int, batch: bool
     ) -> list[bytes]:
         if batch:
-            out: list[bytes] = []
-            for start in range(0, len(items), BATCH_ITEMS):
-                messages = tuple(
-                    Message(Deliver(topic, epoch, e.offset, e.data))
-                    for epoch, e in items[start : start + BATCH_ITEMS]
-                )
-                out.append(encode(Message(Batch(messages)), version=version))
-            return out
+            return [
+                encode_delivery_batch(topic, items[start : start + BATCH_ITEMS], version)
+                for start in range(0, len(items), BATCH_ITEMS)
+            ]
         out = []
         for epoch, entry in items:
-            wire = entry.wire.get(version)
+            cache = entry.wire
+            if cache is None:
+                cache = entry.wire = {}
+            wire = cache.get(version)
             if wire is None:
-                wire = entry.wire[version] = encode_delivery(
+                wire = cache[version] = encode_delivery(
                     topic, epoch, entry.offset, entry.data, version
                 )
             out.append(wire)
