@@ -5,8 +5,6 @@ from __future__ import annotations
 __all__ = ["Printer", "decode", "filter_options", "make_filter"]
 
 import array
-import contextlib
-import heapq
 import json
 import os
 import re
@@ -299,162 +297,238 @@ def run_decoder(
 
 
 class _NumberedPrinter(Printer):
-    """A worker's printer: NDJSON lines to a file, their packet numbers to another."""
+    """A worker's printer: batches of NDJSON lines, with their packet numbers, sent
+    to the parent through ``pipe`` (see :func:`run_parallel`)."""
 
-    def __init__(self, env: Environment, numbers: IO[bytes], **kwargs: Any) -> None:
+    def __init__(self, env: Environment, pipe: Any, **kwargs: Any) -> None:
         super().__init__(env, **kwargs)
-        self._numbers_out = numbers
+        self._pipe = pipe
         self.numbers = array.array("Q")
         self.collected: list[tuple[int, str]] = []
+        #: every line with a packet number up to this one has been sent
+        self.watermark = 0
+        #: whether this worker reports the warnings about the file itself
+        self.shared_warnings = True
 
     def warning(self, number: int, message: str) -> None:
-        self.stats.warnings += 1
-        if len(self.collected) < MAX_WARNINGS_SHOWN:
-            self.collected.append((number, message))
+        if self.shared_warnings or message.startswith("connection "):
+            # every worker reads the whole file: only the first one reports its damage
+            self.stats.warnings += 1
+            if len(self.collected) < MAX_WARNINGS_SHOWN:
+                self.collected.append((number, message))
 
     def flush(self) -> None:
+        lines = "".join(self._parts).encode()
+        self._parts = []
+        self._count = 0
+        numbers = b""
         if self.numbers:
-            self.numbers.tofile(self._numbers_out)
-            self.numbers = array.array("Q")
-        super().flush()
+            # the lines of a packet come together: all before the last one are sent
+            self.watermark = max(self.watermark, self.numbers[-1] - 1)
+            numbers = self.numbers.tobytes()
+        self._pipe.send(("lines", numbers, lines, self.watermark))
+        self.numbers = array.array("Q")
 
 
 def _worker(
     path: str,
     index: int,
     count: int,
-    folder: str,
     options: dict[str, Any],
     accept: Any,
     progress: Any,
-    result: Any,
+    pipe: Any,
 ) -> None:
     from wsproto_tools.capture import CaptureDecoder, PacketReader
 
-    with (
-        open(os.path.join(folder, f"{index}.ndjson"), "w", encoding="utf-8") as lines,
-        open(os.path.join(folder, f"{index}.numbers"), "wb") as numbers,
-        open(path, "rb", buffering=1 << 20) as stream,
-    ):
-        env = Environment(stdout=lines)
+    with open(path, "rb", buffering=1 << 20) as stream:
         printer = _NumberedPrinter(
-            env, numbers, mode=options["mode"], show_hex=options["show_hex"], accept=accept
+            Environment(), pipe, mode=options["mode"], show_hex=options["show_hex"],
+            accept=accept,
         )
+        printer.shared_warnings = index == 0
         decoder = CaptureDecoder(
             ws_ports=options["ws_ports"], max_message=options["max_message"], shard=(index, count)
         )
-        tick = None
-        if index == 0:
-            tell = stream.tell
+        tell = stream.tell
 
-            def tick() -> None:
+        def tick() -> None:
+            # every 1,024 packets: tell the parent how far this share has got, so
+            # the other shares' lines can be written meanwhile (a later line of
+            # this share has at least the current packet's number)
+            if index == 0:
                 progress.value = tell()
+            printer.watermark = max(0, decoder.packets - 1)
+            printer.flush()
 
         outcome = run_decoder(PacketReader(stream, printer.warning), printer, decoder,
                               progress=tick)
         printer.flush()
     outcome.connections = [c for c in outcome.connections if decoder.owns(c.id)]
-    outcome.warnings = printer.collected if index == 0 else [
-        w for w in printer.collected if w[1].startswith("connection ")
-    ]
-    result.send(outcome)
-    result.close()
+    outcome.warnings = printer.collected
+    pipe.send(("done", outcome))
+    pipe.close()
 
 
-def _merge_lines(folder: str, count: int, out: IO[str]) -> None:
-    """Write the workers' NDJSON lines in packet order.
+#: Line batches the parent holds per worker before it stops reading that worker.
+_MAX_QUEUED = 16
 
-    The lines stay bytes (no decoding and encoding again) and are merged by
-    ``heapq.merge`` over C-level iterators: ``zip`` of each worker's packet
-    numbers and its file's lines.
+
+class _Merger:
+    """Writes the workers' lines in packet order as soon as the order is known.
+
+    A worker's lines come in packet order; a line is written once every other
+    worker is done, has sent a later line, or has reported (its watermark) that
+    it has no earlier one. Ties go to the lower worker index, as one process
+    would have written them (connections in order). Lines stay bytes.
     """
-    import itertools
 
-    def numbers_of(stream: IO[bytes]) -> Any:
-        while True:
-            chunk = stream.read(8 * 8192)
-            if not chunk:
-                return
+    def __init__(self, count: int, out: IO[str] | None) -> None:
+        self.count = count
+        self.queues: list[list[tuple[array.array[int], list[bytes], int]]] = [
+            [] for _ in range(count)
+        ]
+        self.watermarks = [0] * count
+        self.done = [False] * count
+        self.out = out
+        self.binary = getattr(out, "buffer", None) if out is not None else None
+        self.wrote = False
+
+    def add(self, index: int, numbers: bytes, lines: bytes, watermark: int) -> None:
+        self.watermarks[index] = watermark
+        if numbers:
             values = array.array("Q")
-            values.frombytes(chunk)
-            yield values
+            values.frombytes(numbers)
+            self.queues[index].append((values, lines.split(b"\n"), 0))
 
-    with contextlib.ExitStack() as stack:
-        streams = []
-        for index in range(count):
-            numbers = stack.enter_context(
-                open(os.path.join(folder, f"{index}.numbers"), "rb")
-            )
-            lines = stack.enter_context(
-                open(os.path.join(folder, f"{index}.ndjson"), "rb", buffering=1 << 20)
-            )
-            streams.append(zip(
-                itertools.chain.from_iterable(numbers_of(numbers)),
-                itertools.repeat(index),
-                lines,
-                strict=False,
-            ))
-        merged = heapq.merge(*streams)
-        binary = getattr(out, "buffer", None)
-        if binary is not None:
-            out.flush()
+    def _write(self, data: bytes) -> None:
+        if self.out is None:
+            return
+        if not self.wrote:
+            self.wrote = True
+            if self.binary is not None:
+                self.out.flush()
+        if self.binary is not None:
+            self.binary.write(data)
+        else:
+            self.out.write(data.decode("utf-8"))
+
+    def drain(self) -> None:
+        """Write every line whose place in the order is known."""
+        import bisect
+
+        queues = self.queues
+        count = self.count
+        inf = 1 << 64
         while True:
-            batch = b"".join([line for _, _, line in itertools.islice(merged, 4096)])
-            if not batch:
-                break
-            if binary is not None:
-                binary.write(batch)
+            best = -1
+            head = inf
+            for j in range(count):
+                if queues[j]:
+                    values, _, offset = queues[j][0]
+                    if values[offset] < head:
+                        best, head = j, values[offset]
+            if best < 0:
+                return
+            bound = inf + 1
+            for j in range(count):
+                if j == best:
+                    continue
+                if queues[j]:
+                    values, _, offset = queues[j][0]
+                    limit = values[offset] + (1 if best < j else 0)
+                elif self.done[j]:
+                    continue
+                else:
+                    limit = self.watermarks[j] + 1
+                bound = min(bound, limit)
+            values, lines, offset = queues[best][0]
+            end = bisect.bisect_left(values, bound, offset)
+            if end <= offset:
+                return  # waiting for another worker
+            self._write(b"\n".join(lines[offset:end]) + b"\n")
+            if end >= len(values):
+                queues[best].pop(0)
             else:
-                out.write(batch.decode("utf-8"))
+                queues[best][0] = (values, lines, end)
 
 
 def run_parallel(
     env: Environment, path: str, jobs: int, options: dict[str, Any], accept: Any,
     show_progress: bool, size: int,
 ) -> Outcome:
-    """Decode ``path`` with ``jobs`` processes, each owning a share of the connections."""
+    """Decode ``path`` with ``jobs`` processes, each owning a share of the connections.
+
+    Each worker reads the whole file and decodes its connections; its lines come
+    back through a pipe in batches and are written in capture order as soon as
+    that order is known (streamed, and the parent holds at most
+    ``_MAX_QUEUED`` batches per worker: a worker that is ahead waits).
+    """
     import multiprocessing
-    import tempfile
+    from multiprocessing.connection import wait
 
     ctx = multiprocessing.get_context("fork")
     progress = ctx.Value("q", 0, lock=False)
-    with tempfile.TemporaryDirectory(prefix="wsp-decode-") as folder:
-        workers = []
-        for index in range(jobs):
-            receive, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(
-                target=_worker,
-                args=(path, index, jobs, folder, options, accept, progress, send),
-                daemon=True,
-            )
-            proc.start()
-            send.close()
-            workers.append((proc, receive))
-        outcomes: list[Outcome] = []
-        bar = _progress(env, size) if show_progress else None
-        try:
+    workers = []
+    for index in range(jobs):
+        receive, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(
+            target=_worker,
+            args=(path, index, jobs, options, accept, progress, send),
+            daemon=True,
+        )
+        proc.start()
+        send.close()
+        workers.append((proc, receive))
+    merger = _Merger(jobs, env.stdout if options["mode"] == "ndjson" else None)
+    outcomes: list[Outcome | None] = [None] * jobs
+    bar = _progress(env, size) if show_progress else None
+    try:
+        if bar is not None:
+            bar.start()
+            task = bar.add_task("decoding", total=size)
+        while not all(merger.done):
+            readable = [
+                pipe for i, (_, pipe) in enumerate(workers)
+                if not merger.done[i] and len(merger.queues[i]) < _MAX_QUEUED
+            ]
+            ready = wait(readable, 0.1) if readable else []
             if bar is not None:
-                bar.start()
-                task = bar.add_task("decoding", total=size)
-            for proc, receive in workers:
-                while not receive.poll(0.1):
-                    if bar is not None:
-                        bar.update(task, completed=progress.value)
-                    if not proc.is_alive() and not receive.poll(0):
-                        raise CaptureDecodeFailed(f"decoding worker exited with {proc.exitcode}")
-                outcomes.append(receive.recv())
-                proc.join()
-        finally:
-            if bar is not None:
-                bar.stop()
-            for proc, _ in workers:
-                if proc.is_alive():
-                    proc.terminate()
-        if options["mode"] == "ndjson":
-            _merge_lines(folder, jobs, env.stdout)
+                bar.update(task, completed=progress.value)
+            for conn in ready:
+                index = next(i for i, (_, r) in enumerate(workers) if r is conn)
+                try:
+                    message = workers[index][1].recv()
+                except EOFError:
+                    proc = workers[index][0]
+                    proc.join(1)
+                    raise CaptureDecodeFailed(
+                        f"decoding worker exited with {proc.exitcode}"
+                    ) from None
+                if message[0] == "lines":
+                    merger.add(index, *message[1:])
+                else:
+                    outcomes[index] = message[1]
+                    merger.done[index] = True
+            merger.drain()
+        merger.drain()
+        for proc, _ in workers:
+            proc.join()
+    except CaptureDecodeFailed:
+        if merger.wrote:  # lines were written: decoding again would repeat them
+            fail("a decoding worker died; the output is incomplete", ExitStatus.BAD_INPUT)
+        raise
+    finally:
+        if bar is not None:
+            bar.stop()
+        for proc, _ in workers:
+            if proc.is_alive():
+                proc.terminate()
     first = outcomes[0]
-    connections = sorted((c for o in outcomes for c in o.connections), key=lambda c: c.id)
-    for other in outcomes[1:]:
+    assert first is not None
+    done = [o for o in outcomes if o is not None]
+    connections = sorted((c for o in done for c in o.connections), key=lambda c: c.id)
+    for other in done[1:]:
         first.stats.merge(other.stats)
         first.violations += other.violations
         first.warnings.extend(other.warnings)
