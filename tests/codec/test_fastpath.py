@@ -28,7 +28,7 @@ from wsproto_tools.codec import (
 )
 from wsproto_tools.exceptions import DecodeError, LocalProtocolError
 
-from .strategies import simple_messages
+from .strategies import messages, simple_messages
 
 FAST = settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 
@@ -38,7 +38,7 @@ def general_only() -> Iterator[None]:
     """The codec with its fast paths switched off."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(wire, "encode_v2", lambda msg: None)
-        patch.setattr(wire, "decode_v2", lambda data, limits: None)
+        patch.setattr(wire, "decode_v2", lambda *args: None)
         patch.setattr(payloads, "encode_body", lambda payload: None)
         patch.setattr(payloads, "decode_body", lambda cls, data, limits: None)
         yield
@@ -71,7 +71,7 @@ def test_encode_body_gives_the_general_bytes(msg: Message) -> None:
 
 
 @FAST
-@given(simple_messages)
+@given(messages)
 def test_decode_v2_gives_the_general_message(msg: Message) -> None:
     data = general_encode(msg)
     if not isinstance(data, bytes):
@@ -84,7 +84,7 @@ def test_decode_v2_gives_the_general_message(msg: Message) -> None:
 
 
 @FAST
-@given(simple_messages, st.data())
+@given(messages, st.data())
 def test_mutated_messages_decode_alike_or_fail_alike(msg: Message, data: st.DataObject) -> None:
     wire_bytes = general_encode(msg)
     if not isinstance(wire_bytes, bytes) or len(wire_bytes) < 2:
@@ -105,6 +105,15 @@ def test_mutated_messages_decode_alike_or_fail_alike(msg: Message, data: st.Data
         assert decode(mutated) == general
     except DecodeError:
         assert general is None
+
+
+def test_a_batch_of_plain_messages_takes_the_fast_path_and_a_nested_batch_does_not() -> None:
+    items = tuple(Message(Deliver("news", 1, offset, b"x")) for offset in range(1, 40))
+    data = encode(Message(Batch(items), 0, 77))
+    assert fastpath.decode_v2(data, Limits()) == Message(Batch(items), 0, 77)
+    assert fastpath.decode_v2(data, Limits(max_batch_items=10)) is None
+    with pytest.raises(DecodeError):
+        decode(bytes.fromhex("4087000340870000"[:14]))  # a Batch in a Batch
 
 
 PLAIN = [
@@ -168,3 +177,5 @@ def test_fan_out_encoders_give_the_general_bytes(
         return
     assert wires == [general_encode(m) for m in messages]
     assert fastpath.batch_v2(wires) == general_encode(Message(Batch(tuple(messages))))  # type: ignore[arg-type]
+    with_session = Message(Batch(tuple(messages)), 0, 1 << 40)
+    assert fastpath.batch_v2(wires, 1 << 40) == general_encode(with_session)  # type: ignore[arg-type]

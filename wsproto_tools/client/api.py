@@ -71,6 +71,7 @@ FATAL_CODES = {
 Item = ev.Delivery | ev.ContinuityLostNotice
 #: Queued messages that are written at once, without waiting for the loop to turn.
 FLUSH_AT = 64
+_DELIVERY = ev.Delivery
 
 
 class ClientClosed(ConnectionFailed):
@@ -410,8 +411,14 @@ class Client:
         try:
             if type(data) is str:
                 raise WspError("text frame from the server", close_code=CloseCode.UNSUPPORTED_DATA)
+            subscriptions = self.subscriptions
             for event in self.session.receive_data(data, clock()):  # type: ignore[arg-type]
-                self._on_event(event)
+                if type(event) is _DELIVERY:  # the hot case, as in _on_event
+                    sub = subscriptions.get(event.topic)  # type: ignore[attr-defined]
+                    if sub is not None:
+                        sub._push(event, ws)
+                else:
+                    self._on_event(event)
             self._flush()
         except WspError as error:
             self._conn_error = error
@@ -577,10 +584,15 @@ class Client:
         ):
             await self._ready_to_send()  # the slow path: wait for a session or window room
         self._next_publish += 1
-        session.publish(topic, data, clock(), publish_id=self._next_publish)
-        future = self._track(session.outbox[-1].payload)
-        if len(session.outbox) >= FLUSH_AT:
+        session.publish(topic, data, clock(), self._next_publish)
+        outbox = session.outbox
+        payload = outbox[-1].payload
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[id(payload)] = (payload, future)  # as _track does
+        if len(outbox) >= FLUSH_AT:
             self._flush()  # keep the server busy while we go on publishing
+        elif not self._flush_scheduled:
+            self._schedule_flush()
         return future
 
     async def publish(self, topic: str, data: bytes | str, *, timeout: float | None = 30.0) -> None:

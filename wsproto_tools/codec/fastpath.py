@@ -223,10 +223,13 @@ def message_encoder(cls: type[Payload]) -> Callable[..., bytes | None] | None:
 _BATCH_HEAD = bytes((V2_MARKER,)) + bytes((v2_type_byte(Batch.TYPE) or 0,)) + b"\x00"
 
 
-def batch_v2(items: Sequence[bytes]) -> bytes:
-    """The v2 bytes of a Batch (sequence 0, no session id, no flags) of the
-    already encoded v2 messages ``items`` (none of them a Batch)."""
-    parts = [_BATCH_HEAD]
+def batch_v2(items: Sequence[bytes], session_id: int = 0) -> bytes:
+    """The v2 bytes of a Batch (sequence 0, no flags) of the already encoded v2
+    messages ``items`` (none of them a Batch)."""
+    if session_id:
+        parts = [bytes((_BATCH_HEAD[0] | V2_HAS_SESSION,)) + _BATCH_HEAD[1:], _varint(session_id)]
+    else:
+        parts = [_BATCH_HEAD]
     for item in items:
         size = len(item)
         parts.append(_SEQUENCES[size] if size < 0x80 else write_varint(size))
@@ -283,6 +286,15 @@ def decode_body(cls: type[Payload], data: bytes, limits: Limits) -> Payload | No
 _SESSION_VARINTS: dict[int, bytes] = {}
 
 
+def _varint(session_id: int) -> bytes:
+    found = _SESSION_VARINTS.get(session_id)
+    if found is None:
+        if len(_SESSION_VARINTS) >= 1024:
+            _SESSION_VARINTS.clear()
+        found = _SESSION_VARINTS[session_id] = write_varint(session_id)
+    return found
+
+
 def encode_v2(msg: Message) -> bytes | None:
     """A v2 message with a compiled payload form and no timestamp or transform
     flags (only ACK_REQUESTED); None for anything else (general path)."""
@@ -314,13 +326,9 @@ def encode_v2(msg: Message) -> bytes | None:
         return None
     if not session_id:
         return bytes((head,)) + _V2_TYPES[type(payload)] + seq + body
-    sid = _SESSION_VARINTS.get(session_id)
-    if sid is None:
-        if not 0 < session_id <= _U64:
-            return None
-        if len(_SESSION_VARINTS) >= 1024:
-            _SESSION_VARINTS.clear()
-        sid = _SESSION_VARINTS[session_id] = write_varint(session_id)
+    if not 0 < session_id <= _U64:
+        return None
+    sid = _varint(session_id)
     return bytes((head | V2_HAS_SESSION,)) + _V2_TYPES[type(payload)] + seq + sid + body
 
 
@@ -338,13 +346,16 @@ _set_sequence = vars(Message)["sequence"].__set__
 _set_session = vars(Message)["session_id"].__set__
 _set_timestamp = vars(Message)["timestamp"].__set__
 _set_flags = vars(Message)["flags"].__set__
+_set_messages = vars(Batch)["messages"].__set__
+_BATCH_BYTE = v2_type_byte(Batch.TYPE)
 #: the session id read last: (its varint, its value)
 _last_session: tuple[bytes, int] = (b"", 0)
 
 
-def decode_v2(data: bytes, limits: Limits) -> Message | None:
-    """A v2 message whose payload has a compiled form, with no timestamp or
-    transform flags; None for anything else (the general path decodes or reports).
+def decode_v2(data: bytes, limits: Limits, nested: bool = False) -> Message | None:
+    """A v2 message whose payload has a compiled form (or, unless ``nested`` in a
+    Batch, a Batch of such messages), with no timestamp or transform flags; None
+    for anything else (the general path decodes or reports).
 
     The caller has checked the message size against ``limits``.
     """
@@ -354,7 +365,7 @@ def decode_v2(data: bytes, limits: Limits) -> Message | None:
         return None
     head = data[0]
     cls = _V2_CLASSES.get(data[1])
-    if cls is None:
+    if cls is None and (nested or data[1] != _BATCH_BYTE):
         return None
     sequence = data[2]
     pos = 3
@@ -378,13 +389,17 @@ def decode_v2(data: bytes, limits: Limits) -> Message | None:
                 return None
             _last_session = (data[pos:end], session_id)
             pos = end
-    try:  # decode_body, inlined
-        obj = _unpackb(data[pos:], **_unpack_args(limits))
-    except ValueError:
-        return None
-    if type(obj) is not dict:
-        return None
-    payload = _DECODERS[cls](obj)
+    payload: Payload | None
+    if cls is None:
+        payload = _batch(data, pos, limits)
+    else:
+        try:  # decode_body, inlined
+            obj = _unpackb(data[pos:], **_unpack_args(limits))
+        except ValueError:
+            return None
+        if type(obj) is not dict:
+            return None
+        payload = _DECODERS[cls](obj)
     if payload is None:
         return None
     msg: Message = _new(Message)
@@ -394,3 +409,32 @@ def decode_v2(data: bytes, limits: Limits) -> Message | None:
     _set_timestamp(msg, 0)
     _set_flags(msg, _FLAGS_BY_HEAD[(head >> 2) & 1])
     return msg
+
+
+def _batch(data: bytes, pos: int, limits: Limits) -> Batch | None:
+    """The items of a Batch from ``pos`` on, each decodable by :func:`decode_v2`."""
+    items: list[Message] = []
+    size = len(data)
+    limit = limits.max_batch_items
+    while pos < size:
+        if len(items) >= limit:
+            return None
+        length = data[pos]
+        if length < 0x80:
+            pos += 1
+        else:
+            try:
+                length, pos = read_varint(data, pos, size, "batch item length")
+            except DecodeError:
+                return None
+        end = pos + length
+        if not length or end > size:
+            return None
+        item = decode_v2(data[pos:end], limits, True)
+        if item is None:
+            return None
+        items.append(item)
+        pos = end
+    batch: Batch = _new(Batch)
+    _set_messages(batch, tuple(items))
+    return batch

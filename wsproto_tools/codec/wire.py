@@ -380,7 +380,7 @@ def decode(
 
 
 def _decode_v2(data: bytes, limits: Limits, cipher: Cipher | None, nested: bool) -> Message:
-    fast = decode_v2(data, limits)  # plain msgpack payloads, compiled (codec/fastpath.py)
+    fast = decode_v2(data, limits, nested)  # plain msgpack payloads (codec/fastpath.py)
     if fast is not None:
         return fast
     size = len(data)

@@ -50,7 +50,7 @@ from typing import ClassVar
 
 from wsproto_tools.codec import decode, encode
 from wsproto_tools.codec.crypto import Cipher
-from wsproto_tools.codec.fastpath import batch_v2, constructor, message_encoder
+from wsproto_tools.codec.fastpath import batch_v2, constructor, encode_v2, message_encoder
 from wsproto_tools.codec.limits import Limits
 from wsproto_tools.codec.schema import (
     Acknowledge,
@@ -433,8 +433,20 @@ class Session:
             if len(group) == 1:
                 out.append(self.encode(group[0]))
             else:
-                out.append(self.encode(Message(Batch(tuple(group)), 0, self.session_id)))
+                out.append(self._encode_batch(group))
         return out
+
+    def _encode_batch(self, group: list[Message]) -> bytes:
+        if self.version == 2 and self._ciphers is None:
+            wires: list[bytes] = []
+            for msg in group:
+                wire = encode_v2(msg)
+                if wire is None:
+                    break
+                wires.append(wire)
+            else:
+                return batch_v2(wires, self.session_id)  # the same bytes as below
+        return self.encode(_MESSAGE(Batch(tuple(group)), 0, self.session_id, 0, Flags.NONE))
 
     # ------------------------------------------------------------------ receiving
     def receive_data(self, data: bytes, now: float) -> list[ev.Event]:
