@@ -24,9 +24,11 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
+from dataclasses import dataclass
 
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
+
+from wsproto_tools.client import Client, Subscription
 
 SECRET = b"bench-secret"
 SIZES = (64, 1024)
@@ -81,40 +83,52 @@ async def child(role: str) -> AsyncIterator[int]:
 
 
 # ---------------------------------------------------------------- measurements
+#
+# Each side keeps one connection for a whole test; the test is a series of rounds,
+# and in each round both sides run the same block (wsp first in even rounds, bare
+# first in odd ones), so the two see the same background load, block by block.
 
 
-async def bare_round_trips(port: int, size: int, count: int) -> float:
-    async with connect(f"ws://127.0.0.1:{port}", compression=None, ping_interval=None) as ws:
-        payload = os.urandom(size)
-        for _ in range(200):
-            await ws.send(payload)
-            await ws.recv()
-        start = time.perf_counter()
-        for _ in range(count):
-            await ws.send(payload)
-            await ws.recv()
-        return count / (time.perf_counter() - start)
+Block = Callable[[], Awaitable[float]]
 
 
-async def wsp_round_trips(port: int, size: int, count: int) -> float:
-    from wsproto_tools.client import Client
-
-    async with Client(f"ws://127.0.0.1:{port}", secret=SECRET) as client:
-        payload = os.urandom(size)
-        for _ in range(200):
-            await client.echo(payload)
-        start = time.perf_counter()
-        for _ in range(count):
-            await client.echo(payload)
-        return count / (time.perf_counter() - start)
-
-
-async def bare_pipelined(port: int, size: int, count: int) -> float:
+@contextlib.asynccontextmanager
+async def bare_connection(port: int) -> AsyncIterator[ClientConnection]:
     async with connect(
         f"ws://127.0.0.1:{port}", compression=None, ping_interval=None, max_queue=None
     ) as ws:
-        payload = os.urandom(size)
+        yield ws
 
+
+@contextlib.asynccontextmanager
+async def wsp_client(port: int, queue_size: int = 10_000) -> AsyncIterator[Client]:
+    async with Client(f"ws://127.0.0.1:{port}", secret=SECRET, queue_size=queue_size) as client:
+        yield client
+
+
+def bare_round_trips(ws: ClientConnection, payload: bytes, count: int) -> Block:
+    async def block() -> float:
+        start = time.perf_counter()
+        for _ in range(count):
+            await ws.send(payload)
+            await ws.recv()
+        return count / (time.perf_counter() - start)
+
+    return block
+
+
+def wsp_round_trips(client: Client, payload: bytes, count: int) -> Block:
+    async def block() -> float:
+        start = time.perf_counter()
+        for _ in range(count):
+            await client.echo(payload)
+        return count / (time.perf_counter() - start)
+
+    return block
+
+
+def bare_pipelined(ws: ClientConnection, payload: bytes, count: int) -> Block:
+    async def block() -> float:
         async def receive() -> None:
             for _ in range(count):
                 await ws.recv()
@@ -126,15 +140,14 @@ async def bare_pipelined(port: int, size: int, count: int) -> float:
         await receiver
         return count / (time.perf_counter() - start)
 
+    return block
 
-async def wsp_pipelined(port: int, size: int, count: int) -> float:
-    from wsproto_tools.client import Client
 
-    topic = f"bench-{os.urandom(6).hex()}"  # a fresh topic: no history to replay
-    async with Client(f"ws://127.0.0.1:{port}", secret=SECRET, queue_size=count + 10) as client:
-        subscription = await client.subscribe(topic)
-        payload = os.urandom(size)
+def wsp_pipelined(client: Client, subscription: Subscription, payload: bytes, count: int) -> Block:
+    """Publish ``count`` messages on a topic the client subscribes to; the block
+    ends when the application has received every one of them."""
 
+    async def block() -> float:
         async def receive() -> None:
             for _ in range(count):
                 await subscription.get()
@@ -142,15 +155,15 @@ async def wsp_pipelined(port: int, size: int, count: int) -> float:
         start = time.perf_counter()
         receiver = asyncio.create_task(receive())
         for _ in range(count):
-            await client.publish_nowait(topic, payload)
+            await client.publish_nowait(subscription.topic, payload)
         await receiver
         return count / (time.perf_counter() - start)
+
+    return block
 
 
 async def paced_p99(port: int, size: int, seconds: float, rate: float, wsp: bool) -> float:
     """p99 round trip (seconds) of requests sent at ``rate`` per second."""
-    from wsproto_tools.client import Client
-
     payload = os.urandom(size)
     samples: list[float] = []
     count = int(seconds * rate)
@@ -178,68 +191,107 @@ async def paced_p99(port: int, size: int, seconds: float, rate: float, wsp: bool
     return statistics.quantiles(samples, n=100)[98]
 
 
-async def best(
-    rounds: int,
-    ours: Callable[[], Awaitable[float]],
-    theirs: Callable[[], Awaitable[float]],
-    *,
-    lower: bool = False,
-) -> tuple[float, float, float]:
-    """Alternate the two measurements ``rounds`` times.
+@dataclass
+class Result:
+    ours: list[float]
+    theirs: list[float]
 
-    Returns each side's best and the median of the per-round ratios (paired
-    rounds see the same background load, so their ratio is the steadier figure).
-    """
-    pick = min if lower else max
-    a: list[float] = []
-    b: list[float] = []
-    for _ in range(rounds):
-        a.append(await ours())
-        b.append(await theirs())
-    return pick(a), pick(b), statistics.median(x / y for x, y in zip(a, b, strict=True))
+    @property
+    def ratios(self) -> list[float]:
+        return [a / b for a, b in zip(self.ours, self.theirs, strict=True)]
+
+    def summary(self) -> tuple[float, float, float, float, float]:
+        """Median of each side, then the median and quartiles of the paired ratios."""
+        ratios = sorted(self.ratios)
+        q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        return (
+            statistics.median(self.ours),
+            statistics.median(self.theirs),
+            statistics.median(ratios),
+            q1,
+            q3,
+        )
+
+
+async def alternate(rounds: int, ours: Block, theirs: Block) -> Result:
+    """``rounds`` paired blocks, alternating which side goes first."""
+    result = Result([], [])
+    for i in range(rounds):
+        if i % 2:
+            b = await theirs()
+            a = await ours()
+        else:
+            a = await ours()
+            b = await theirs()
+        result.ours.append(a)
+        result.theirs.append(b)
+    return result
+
+
+def load() -> str:
+    """The 1-minute load average (other jobs on the machine share its cores)."""
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
+
+
+def row(size: int, test: str, result: Result, target: str, scale: float = 1.0) -> None:
+    ours, theirs, ratio, q1, q3 = result.summary()
+    print(
+        f"{size:>6} {test:<34} {ours * scale:>12,.{3 if scale != 1 else 0}f} "
+        f"{theirs * scale:>12,.{3 if scale != 1 else 0}f} {ratio:>6.2f}x "
+        f"({q1:.2f}-{q3:.2f}) {target:<8} load {load()}"
+    )
 
 
 async def main(quick: bool) -> None:
-    trips = 1000 if quick else 2000
-    piped = 3000 if quick else 10_000
-    paced = 1.0 if quick else 2.0
-    rounds = 3 if quick else 7
+    trips = 1000
+    piped = 10_000
+    rounds = 5 if quick else 15
+    paced, paced_rounds = (1.0, 3) if quick else (2.0, 5)
     print(
         f"echo benchmark: loopback, servers in child processes, python "
-        f"{sys.version.split()[0]}; {rounds} alternating rounds: best rate of each, "
-        f"median of the paired ratios"
+        f"{sys.version.split()[0]}, {os.cpu_count()} cores, load {load()}; (a) and (b): "
+        f"{rounds} rounds of paired blocks ({trips:,} round trips, {piped:,} messages) "
+        f"on one connection per side, wsp and bare taking turns to go first; rates are "
+        f"each side's median, the ratio is the median of the paired ratios (quartiles "
+        f"in brackets)"
     )
     async with child("wsp") as wp, child("bare") as bp:
-        print(f"{'size':>6} {'test':<34} {'wsp':>12} {'bare':>12} {'ratio':>7} target")
+        print(
+            f"{'size':>6} {'test':<34} {'wsp':>12} {'bare':>12} {'ratio':>7} "
+            f"{'quartiles':<11} target"
+        )
         for size in SIZES:
-            ours, theirs, ratio = await best(
-                rounds,
-                partial(wsp_round_trips, wp, size, trips),
-                partial(bare_round_trips, bp, size, trips),
-            )
-            print(
-                f"{size:>6} {'(a) awaited round trips /s':<34} {ours:>12,.0f} "
-                f"{theirs:>12,.0f} {ratio:>6.2f}x >= 0.8x"
-            )
-            ours, theirs, ratio = await best(
-                rounds,
-                partial(wsp_pipelined, wp, size, piped),
-                partial(bare_pipelined, bp, size, piped),
-            )
-            print(
-                f"{size:>6} {'(b) pipelined deliveries /s':<34} {ours:>12,.0f} "
-                f"{theirs:>12,.0f} {ratio:>6.2f}x >= 1.0x"
-            )
-            ours, theirs, ratio = await best(
-                rounds,
-                partial(paced_p99, wp, size, paced, 1000, True),
-                partial(paced_p99, bp, size, paced, 1000, False),
-                lower=True,
-            )
-            print(
-                f"{size:>6} {'(c) p99 round trip at 1,000/s (ms)':<34} {ours * 1e3:>12.3f} "
-                f"{theirs * 1e3:>12.3f} {ratio:>6.2f}x < 5 ms"
-            )
+            payload = os.urandom(size)
+            async with wsp_client(wp) as client, bare_connection(bp) as ws:
+                ours = wsp_round_trips(client, payload, trips)
+                theirs = bare_round_trips(ws, payload, trips)
+                await alternate(1, ours, theirs)  # warm-up
+                row(
+                    size,
+                    "(a) awaited round trips /s",
+                    await alternate(rounds, ours, theirs),
+                    ">= 0.8x",
+                )
+            async with wsp_client(wp, queue_size=piped + 10) as client, bare_connection(bp) as ws:
+                topic = f"bench-{os.urandom(6).hex()}"  # a fresh topic: no history to replay
+                subscription = await client.subscribe(topic)
+                ours = wsp_pipelined(client, subscription, payload, piped)
+                theirs = bare_pipelined(ws, payload, piped)
+                await alternate(1, ours, theirs)  # warm-up
+                row(
+                    size,
+                    "(b) pipelined deliveries /s",
+                    await alternate(rounds, ours, theirs),
+                    ">= 1.0x",
+                )
+            p99 = Result([], [])
+            for i in range(paced_rounds):
+                sides = [(p99.ours, wp, True), (p99.theirs, bp, False)]
+                for samples, port, wsp in sides if i % 2 == 0 else reversed(sides):
+                    samples.append(await paced_p99(port, size, paced, 1000, wsp))
+            # lower is better here: a ratio above 1 means wsp's p99 is the longer one
+            row(size, "(c) p99 round trip at 1,000/s (ms)", p99, "< 5 ms", scale=1e3)
 
 
 if __name__ == "__main__":
