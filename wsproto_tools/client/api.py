@@ -414,7 +414,7 @@ class Client:
             subscriptions = self.subscriptions
             for event in self.session.receive_data(data, clock()):  # type: ignore[arg-type]
                 if type(event) is _DELIVERY:  # the hot case, as in _on_event
-                    sub = subscriptions.get(event.topic)  # type: ignore[attr-defined]
+                    sub = subscriptions.get(event.topic)
                     if sub is not None:
                         sub._push(event, ws)
                 else:

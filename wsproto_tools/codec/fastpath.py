@@ -249,8 +249,10 @@ _UNPACK_ARGS: dict[int, tuple[Limits, dict[str, Any]]] = {}
 
 
 def _unpack_args(limits: Limits) -> dict[str, Any]:
+    global _last_args
     found = _UNPACK_ARGS.get(id(limits))
     if found is not None and found[0] is limits:
+        _last_args = found
         return found[1]
     args = {
         "raw": False,
@@ -264,8 +266,12 @@ def _unpack_args(limits: Limits) -> dict[str, Any]:
     }
     if len(_UNPACK_ARGS) >= 64:
         _UNPACK_ARGS.clear()
-    _UNPACK_ARGS[id(limits)] = (limits, args)
+    _UNPACK_ARGS[id(limits)] = _last_args = (limits, args)
     return args
+
+
+#: the Limits used last and their arguments (a session decodes with one Limits)
+_last_args: tuple[Limits | None, dict[str, Any]] = (None, {})
 
 
 def decode_body(cls: type[Payload], data: bytes, limits: Limits) -> Payload | None:
@@ -393,8 +399,10 @@ def decode_v2(data: bytes, limits: Limits, nested: bool = False) -> Message | No
     if cls is None:
         payload = _batch(data, pos, limits)
     else:
+        cached = _last_args
+        args = cached[1] if cached[0] is limits else _unpack_args(limits)
         try:  # decode_body, inlined
-            obj = _unpackb(data[pos:], **_unpack_args(limits))
+            obj = _unpackb(data[pos:], **args)
         except ValueError:
             return None
         if type(obj) is not dict:
