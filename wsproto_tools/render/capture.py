@@ -22,6 +22,7 @@ __all__ = [
 
 import contextlib
 import json
+import operator
 from datetime import UTC, datetime
 from json.encoder import encode_basestring as _quote
 from typing import Any
@@ -125,6 +126,8 @@ class MessageLines:
         self._simple: dict[type, tuple[tuple[str, str], ...] | bool | None] = {}
         self._heads: dict[tuple[int | None, Any, Any], str] = {}
         self._coded = (Unknown, Sealed)
+        #: simple payload class -> (first field, the other fields, all of them unset)
+        self._rest: dict[type, tuple[Any, Any, tuple[None, ...]]] = {}
         #: the last capture time and its repr (the messages of a packet share it)
         self._ts: Any = None
         self._ts_text = ""
@@ -147,6 +150,14 @@ class MessageLines:
                 if fields and all(spec.kind in plain for _, spec in fields)
                 else None
             )
+            if found is not None and len(found) > 1:
+                others = [name for name, _ in found[1:]]
+                self._rest[cls] = (
+                    operator.attrgetter(found[0][0]),
+                    operator.attrgetter(*others) if len(others) > 1
+                    else lambda payload, _get=operator.attrgetter(others[0]): (_get(payload),),
+                    (None,) * len(others),
+                )
             self._simple[cls] = found
         return found  # type: ignore[return-value]
 
@@ -179,6 +190,15 @@ class MessageLines:
             return
         names = self._simple_fields(ptype)
         if names is not None:
+            rest = self._rest.get(ptype)
+            if rest is not None:
+                # the common shape: the first field an int, the others unset
+                # (an Acknowledge of a sequence number)
+                first, others, unset = rest
+                value = first(payload)
+                if type(value) is int and others(payload) == unset:
+                    out.append("{" + names[0][1] + int.__repr__(value) + "}")
+                    return
             parts = []
             for name, key in names:
                 value = getattr(payload, name)
