@@ -179,3 +179,18 @@ def test_fan_out_encoders_give_the_general_bytes(
     assert fastpath.batch_v2(wires) == general_encode(Message(Batch(tuple(messages))))  # type: ignore[arg-type]
     with_session = Message(Batch(tuple(messages)), 0, 1 << 40)
     assert fastpath.batch_v2(wires, 1 << 40) == general_encode(with_session)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x40\x44\x80",  # a sequence cut short
+        b"\x40\x44\x80\x00\x80",  # a sequence that is not minimal
+        b"\x40\x87\x00\x80\x00",  # a batch item length that is not minimal
+        b"\x40\x87\x00\x85\x01\x40",  # a batch item longer than the rest
+    ],
+)
+def test_malformed_varints_are_left_to_the_general_path(data: bytes) -> None:
+    assert fastpath.decode_v2(data, Limits()) is None
+    with pytest.raises(DecodeError):
+        decode(data)

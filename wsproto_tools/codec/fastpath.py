@@ -232,7 +232,12 @@ def batch_v2(items: Sequence[bytes], session_id: int = 0) -> bytes:
         parts = [_BATCH_HEAD]
     for item in items:
         size = len(item)
-        parts.append(_SEQUENCES[size] if size < 0x80 else write_varint(size))
+        if size < 0x80:
+            parts.append(_SEQUENCES[size])
+        elif size < 0x4000:
+            parts.append(bytes(((size & 0x7F) | 0x80, size >> 7)))
+        else:
+            parts.append(write_varint(size))
         parts.append(item)
     return b"".join(parts)
 
@@ -320,7 +325,9 @@ def encode_v2(msg: Message) -> bytes | None:
         return None
     if 0 <= sequence < 0x80:
         seq = _SEQUENCES[sequence]
-    elif 0x80 <= sequence <= _U32:
+    elif 0x80 <= sequence < 0x4000:
+        seq = bytes(((sequence & 0x7F) | 0x80, sequence >> 7))
+    elif 0x4000 <= sequence <= _U32:
         seq = write_varint(sequence)
     else:
         return None
@@ -376,10 +383,14 @@ def decode_v2(data: bytes, limits: Limits, nested: bool = False) -> Message | No
     sequence = data[2]
     pos = 3
     if sequence >= 0x80:
-        try:
-            sequence, pos = read_varint(data, 2, _U32, "sequence")
-        except DecodeError:
-            return None
+        if size > 3 and 0 < data[3] < 0x80:  # two bytes, minimal
+            sequence = (sequence & 0x7F) | (data[3] << 7)
+            pos = 4
+        else:
+            try:
+                sequence, pos = read_varint(data, 2, _U32, "sequence")
+            except DecodeError:
+                return None
     session_id = 0
     if head & V2_HAS_SESSION:
         last, value = _last_session
@@ -430,6 +441,9 @@ def _batch(data: bytes, pos: int, limits: Limits) -> Batch | None:
         length = data[pos]
         if length < 0x80:
             pos += 1
+        elif pos + 1 < size and 0 < data[pos + 1] < 0x80:  # two bytes, minimal
+            length = (length & 0x7F) | (data[pos + 1] << 7)
+            pos += 2
         else:
             try:
                 length, pos = read_varint(data, pos, size, "batch item length")
