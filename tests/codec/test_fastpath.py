@@ -122,6 +122,8 @@ PLAIN = [
     Message(Publish("news", b"hi", 3), 200, 5, flags=Flags.ACK_REQUESTED),
     Message(Deliver("news", 3791813717, 12, b"hi")),
     Message(Acknowledge(70000), 0, 1 << 62),
+    Message(Publish("news", b"hi", 3), 20000, 5, flags=Flags.ACK_REQUESTED),
+    Message(Publish("news", b"hi", 3), 3_000_000, 5, flags=Flags.ACK_REQUESTED),
 ]
 
 
@@ -185,6 +187,8 @@ def test_fan_out_encoders_give_the_general_bytes(
     "data",
     [
         b"\x40\x44\x80",  # a sequence cut short
+        b"\x40\x44\x80\x80",  # three bytes cut short
+        b"\x40\x44\x80\x80\x00\x80",  # three bytes, not minimal
         b"\x40\x44\x80\x00\x80",  # a sequence that is not minimal
         b"\x40\x87\x00\x80\x00",  # a batch item length that is not minimal
         b"\x40\x87\x00\x85\x01\x40",  # a batch item longer than the rest

@@ -327,7 +327,9 @@ def encode_v2(msg: Message) -> bytes | None:
         seq = _SEQUENCES[sequence]
     elif 0x80 <= sequence < 0x4000:
         seq = bytes(((sequence & 0x7F) | 0x80, sequence >> 7))
-    elif 0x4000 <= sequence <= _U32:
+    elif 0x4000 <= sequence < 0x200000:
+        seq = bytes(((sequence & 0x7F) | 0x80, ((sequence >> 7) & 0x7F) | 0x80, sequence >> 14))
+    elif 0x200000 <= sequence <= _U32:
         seq = write_varint(sequence)
     else:
         return None
@@ -383,9 +385,13 @@ def decode_v2(data: bytes, limits: Limits, nested: bool = False) -> Message | No
     sequence = data[2]
     pos = 3
     if sequence >= 0x80:
-        if size > 3 and 0 < data[3] < 0x80:  # two bytes, minimal
-            sequence = (sequence & 0x7F) | (data[3] << 7)
+        second = data[3] if size > 3 else 0
+        if 0 < second < 0x80:  # two bytes, minimal
+            sequence = (sequence & 0x7F) | (second << 7)
             pos = 4
+        elif second >= 0x80 and size > 4 and 0 < data[4] < 0x80:  # three bytes
+            sequence = (sequence & 0x7F) | ((second & 0x7F) << 7) | (data[4] << 14)
+            pos = 5
         else:
             try:
                 sequence, pos = read_varint(data, 2, _U32, "sequence")
