@@ -50,7 +50,13 @@ from typing import ClassVar
 
 from wsproto_tools.codec import decode, encode
 from wsproto_tools.codec.crypto import Cipher
-from wsproto_tools.codec.fastpath import batch_v2, constructor, encode_v2, message_encoder
+from wsproto_tools.codec.fastpath import (
+    batch_v2,
+    constructor,
+    decode_v2,
+    encode_v2,
+    message_encoder,
+)
 from wsproto_tools.codec.limits import Limits
 from wsproto_tools.codec.schema import (
     Acknowledge,
@@ -454,8 +460,14 @@ class Session:
     # ------------------------------------------------------------------ receiving
     def receive_data(self, data: bytes, now: float) -> list[ev.Event]:
         """Decode one whole WebSocket message and process it."""
-        cipher = self._ciphers[1] if self._ciphers is not None else None
-        msg = decode(data, limits=self.config.limits, cipher=cipher)
+        limits = self.config.limits
+        if self._ciphers is None:
+            fast = None
+            if self.version == 2 and type(data) is bytes and len(data) <= limits.max_message:
+                fast = decode_v2(data, limits)  # what decode() would do first, fewer layers
+            msg = fast or decode(data, limits=limits)
+        else:
+            msg = decode(data, limits=limits, cipher=self._ciphers[1])
         return self.receive(msg, now)
 
     def receive(self, msg: Message, now: float) -> list[ev.Event]:
