@@ -412,14 +412,16 @@ class Client:
             if type(data) is str:
                 raise WspError("text frame from the server", close_code=CloseCode.UNSUPPORTED_DATA)
             subscriptions = self.subscriptions
-            for event in self.session.receive_data(data, clock()):  # type: ignore[arg-type]
+            session = self.session
+            for event in session.receive_data(data, clock()):  # type: ignore[arg-type]
                 if type(event) is _DELIVERY:  # the hot case, as in _on_event
                     sub = subscriptions.get(event.topic)
                     if sub is not None:
                         sub._push(event, ws)
                 else:
                     self._on_event(event)
-            self._flush()
+            if session.outbox or session.ack_pending:  # anything to answer (acks...)
+                self._flush()
         except WspError as error:
             self._conn_error = error
             if ws is not None:
