@@ -198,3 +198,27 @@ def test_malformed_varints_are_left_to_the_general_path(data: bytes) -> None:
     assert fastpath.decode_v2(data, Limits()) is None
     with pytest.raises(DecodeError):
         decode(data)
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [Limits(max_bin_len=10), Limits(max_str_len=3), Limits(max_map_len=2), Limits(max_array_len=4)],
+    ids=["bin", "str", "map", "array"],
+)
+def test_tight_limits_are_kept_by_the_fast_path(limits: Limits) -> None:
+    data = encode(Message(Response(7, b"x" * 50), 0, 5))
+    fast = fastpath.decode_v2(data, limits)
+    with general_only():
+        try:
+            general: Message | None = decode(data, limits=limits)
+        except DecodeError:
+            general = None
+    assert fast == general
+    data = encode(Message(Publish("news", b"x"), 3, 5))
+    fast = fastpath.decode_v2(data, limits)
+    with general_only():
+        try:
+            general = decode(data, limits=limits)
+        except DecodeError:
+            general = None
+    assert fast == general

@@ -250,7 +250,7 @@ def encode_body(payload: Payload) -> bytes | None:
 
 #: id(Limits) -> (the Limits, the keyword arguments of ``msgpack.unpackb`` that
 #: enforce them); by identity, as hashing a Limits costs more than the lookup saves.
-_UNPACK_ARGS: dict[int, tuple[Limits, dict[str, Any]]] = {}
+_UNPACK_ARGS: dict[int, tuple[Limits, dict[str, Any], int]] = {}
 
 
 def _unpack_args(limits: Limits) -> dict[str, Any]:
@@ -271,12 +271,17 @@ def _unpack_args(limits: Limits) -> dict[str, Any]:
     }
     if len(_UNPACK_ARGS) >= 64:
         _UNPACK_ARGS.clear()
-    _UNPACK_ARGS[id(limits)] = _last_args = (limits, args)
+    # bodies up to this size need no explicit bounds (see decode_v2)
+    small = min(
+        limits.max_str_len, limits.max_bin_len, limits.max_array_len, 2 * limits.max_map_len
+    )
+    _UNPACK_ARGS[id(limits)] = _last_args = (limits, args, small)
     return args
 
 
-#: the Limits used last and their arguments (a session decodes with one Limits)
-_last_args: tuple[Limits | None, dict[str, Any]] = (None, {})
+#: the Limits used last, their arguments and their "small body" size (a session
+#: decodes with one Limits)
+_last_args: tuple[Limits | None, dict[str, Any], int] = (None, {}, -1)
 
 
 def decode_body(cls: type[Payload], data: bytes, limits: Limits) -> Payload | None:
@@ -417,9 +422,17 @@ def decode_v2(data: bytes, limits: Limits, nested: bool = False) -> Message | No
         payload = _batch(data, pos, limits)
     else:
         cached = _last_args
-        args = cached[1] if cached[0] is limits else _unpack_args(limits)
-        try:  # decode_body, inlined
-            obj = _unpackb(data[pos:], **args)
+        if cached[0] is not limits:
+            _unpack_args(limits)
+            cached = _last_args
+        args = cached[1]
+        # decode_body, inlined. A body of at most cached[2] bytes cannot break the
+        # limits (no string, bin or array is longer than the input, no map has more
+        # entries than half of it) and msgpack's other defaults (str, strict keys)
+        # are ours, so it is unpacked without arguments; lists instead of tuples
+        # only matter to values the decoders refuse anyway.
+        try:
+            obj = _unpackb(data[pos:]) if size - pos <= cached[2] else _unpackb(data[pos:], **args)
         except ValueError:
             return None
         if type(obj) is not dict:
