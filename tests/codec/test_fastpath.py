@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from wsproto_tools.codec import (
     Acknowledge,
     Batch,
+    BinaryData,
     Deliver,
     Flags,
     Limits,
@@ -20,6 +21,7 @@ from wsproto_tools.codec import (
     Publish,
     Request,
     Response,
+    TextData,
     decode,
     encode,
     fastpath,
@@ -222,3 +224,20 @@ def test_tight_limits_are_kept_by_the_fast_path(limits: Limits) -> None:
         except DecodeError:
             general = None
     assert fast == general
+
+
+def test_a_batch_mixing_raw_and_msgpack_messages_stays_on_the_fast_path() -> None:
+    items = (
+        Message(Acknowledge(5), 0, 77),
+        Message(BinaryData(b"x" * 64), 1, 77, 0, Flags.ACK_REQUESTED),
+        Message(TextData("héllo"), 2, 77),
+        Message(Publish("news", b"hi", 3), 3, 77, 0, Flags.ACK_REQUESTED),
+    )
+    data = encode(Message(Batch(items), 0, 77))
+    assert fastpath.decode_v2(data, Limits()) == Message(Batch(items), 0, 77)
+    bad_text = encode(Message(Batch((Message(BinaryData(b"\xff"), 1, 77),)), 0, 77))
+    assert bad_text[6] == 0x42  # the item's type byte: BinaryData ...
+    bad_text = bad_text[:6] + b"\x41" + bad_text[7:]  # ... becomes TextData, not UTF-8
+    assert fastpath.decode_v2(bad_text, Limits()) is None
+    with pytest.raises(DecodeError):
+        decode(bad_text)

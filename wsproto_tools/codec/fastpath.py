@@ -51,11 +51,13 @@ from wsproto_tools.codec.schema import (
     V2_HAS_SESSION,
     V2_MARKER,
     Batch,
+    BinaryData,
     Flags,
     Kind,
     Message,
     Payload,
     PayloadKind,
+    TextData,
     payload_fields,
     v2_type_byte,
 )
@@ -367,15 +369,23 @@ _set_session = vars(Message)["session_id"].__set__
 _set_timestamp = vars(Message)["timestamp"].__set__
 _set_flags = vars(Message)["flags"].__set__
 _set_messages = vars(Batch)["messages"].__set__
+_set_data = vars(BinaryData)["data"].__set__
+_set_text = vars(TextData)["text"].__set__
 _BATCH_BYTE = v2_type_byte(Batch.TYPE)
+#: the raw payloads (bytes, UTF-8 text) read here too, so that a Batch mixing them
+#: with msgpack messages stays on this path
+for _raw in (BinaryData, TextData):
+    _V2_CLASSES[v2_type_byte(_raw.TYPE) or 0] = _raw
+del _raw
 #: the session id read last: (its varint, its value)
 _last_session: tuple[bytes, int] = (b"", 0)
 
 
 def decode_v2(data: bytes, limits: Limits, nested: bool = False) -> Message | None:
-    """A v2 message whose payload has a compiled form (or, unless ``nested`` in a
-    Batch, a Batch of such messages), with no timestamp or transform flags; None
-    for anything else (the general path decodes or reports).
+    """A v2 message whose payload has a compiled form or is BinaryData or TextData
+    (or, unless ``nested`` in a Batch, a Batch of such messages), with no timestamp
+    or transform flags; None for anything else (the general path decodes or
+    reports).
 
     The caller has checked the message size against ``limits``.
     """
@@ -420,6 +430,16 @@ def decode_v2(data: bytes, limits: Limits, nested: bool = False) -> Message | No
     payload: Payload | None
     if cls is None:
         payload = _batch(data, pos, limits)
+    elif cls is BinaryData:
+        payload = _new(BinaryData)
+        _set_data(payload, data[pos:])
+    elif cls is TextData:
+        try:
+            text = data[pos:].decode("utf-8")
+        except UnicodeDecodeError:
+            return None  # the general path reports where
+        payload = _new(TextData)
+        _set_text(payload, text)
     else:
         cached = _last_args
         if cached[0] is not limits:
