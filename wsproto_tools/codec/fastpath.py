@@ -45,6 +45,15 @@ from typing import Any, TypeVar
 
 import msgpack
 
+from wsproto_tools.codec.construct import new as _new
+from wsproto_tools.codec.construct import set_data as _set_data
+from wsproto_tools.codec.construct import set_flags as _set_flags
+from wsproto_tools.codec.construct import set_messages as _set_messages
+from wsproto_tools.codec.construct import set_payload as _set_payload
+from wsproto_tools.codec.construct import set_sequence as _set_sequence
+from wsproto_tools.codec.construct import set_session as _set_session
+from wsproto_tools.codec.construct import set_text as _set_text
+from wsproto_tools.codec.construct import set_timestamp as _set_timestamp
 from wsproto_tools.codec.limits import Limits
 from wsproto_tools.codec.schema import (
     PAYLOAD_CLASSES,
@@ -362,15 +371,6 @@ _V2_CLASSES: dict[int, type[Payload]] = {
 #: no COMPRESSED/ENCRYPTED; bit 5 (session) and bit 2 (ACK_REQUESTED) are free.
 _PLAIN_HEAD_MASK = 0xDB
 _FLAGS_BY_HEAD = (Flags.NONE, _ACK)
-_new = object.__new__
-_set_payload = vars(Message)["payload"].__set__
-_set_sequence = vars(Message)["sequence"].__set__
-_set_session = vars(Message)["session_id"].__set__
-_set_timestamp = vars(Message)["timestamp"].__set__
-_set_flags = vars(Message)["flags"].__set__
-_set_messages = vars(Batch)["messages"].__set__
-_set_data = vars(BinaryData)["data"].__set__
-_set_text = vars(TextData)["text"].__set__
 _BATCH_BYTE = v2_type_byte(Batch.TYPE)
 #: the raw payloads (bytes, UTF-8 text) read here too, so that a Batch mixing them
 #: with msgpack messages stays on this path

@@ -16,6 +16,15 @@ import re
 import struct
 
 from wsproto_tools.codec.compression import compress, decompress
+from wsproto_tools.codec.construct import new as _new
+from wsproto_tools.codec.construct import set_data as _set_data
+from wsproto_tools.codec.construct import set_flags as _set_flags
+from wsproto_tools.codec.construct import set_messages as _set_messages
+from wsproto_tools.codec.construct import set_payload as _set_payload
+from wsproto_tools.codec.construct import set_sequence as _set_sequence
+from wsproto_tools.codec.construct import set_session as _set_session
+from wsproto_tools.codec.construct import set_text as _set_text
+from wsproto_tools.codec.construct import set_timestamp as _set_timestamp
 from wsproto_tools.codec.crypto import OVERHEAD, Cipher
 from wsproto_tools.codec.fastpath import decode_v2, encode_v2
 from wsproto_tools.codec.limits import DEFAULT_LIMITS, Limits
@@ -60,15 +69,6 @@ _V1_UNPACK = _V1.unpack_from
 _FLAGS = tuple(Flags(i) for i in range(8))
 _SEQ_ONE_BYTE = tuple(bytes((i,)) for i in range(128))
 
-_new = object.__new__
-_set_payload = vars(Message)["payload"].__set__
-_set_sequence = vars(Message)["sequence"].__set__
-_set_session = vars(Message)["session_id"].__set__
-_set_timestamp = vars(Message)["timestamp"].__set__
-_set_flags = vars(Message)["flags"].__set__
-_set_data = vars(BinaryData)["data"].__set__
-_set_text = vars(TextData)["text"].__set__
-_set_messages = vars(Batch)["messages"].__set__
 _NO_FLAGS = Flags.NONE
 _ACK = Flags.ACK_REQUESTED
 _MSGPACK = PayloadKind.MSGPACK
