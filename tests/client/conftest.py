@@ -1,4 +1,4 @@
-"""Real servers on 127.0.0.1 and a TCP proxy that can reset connections mid-frame."""
+"""A TCP proxy on 127.0.0.1 that can reset connections mid-frame."""
 
 from __future__ import annotations
 
@@ -11,27 +11,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-
-from wsproto_tools.server import ServerConfig, WspServer
-
-SECRET = b"client-secret"
-
-
-@contextlib.asynccontextmanager
-async def running(**overrides: Any) -> AsyncIterator[WspServer]:
-    settings: dict[str, Any] = {"port": 0, "secret": SECRET}
-    settings.update(overrides)
-    server = WspServer(ServerConfig(**settings))
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.shutdown()
-
-
-@pytest.fixture
-def serve() -> Callable[..., Any]:
-    return running
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:

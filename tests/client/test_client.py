@@ -11,7 +11,7 @@ from wsproto_tools.client import Client, ClientClosed
 from wsproto_tools.codec import BinaryData, TextData
 from wsproto_tools.exceptions import AuthenticationError, ConfigError, ConnectionFailed
 
-SECRET = b"client-secret"
+SECRET = b"test-secret"  # the serve fixture's (tests/conftest.py)
 
 
 def url(server: Any) -> str:

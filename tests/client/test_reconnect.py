@@ -9,7 +9,7 @@ from typing import Any
 from wsproto_tools.client import Client
 from wsproto_tools.engine.events import ContinuityLostNotice, Delivery
 
-SECRET = b"client-secret"
+SECRET = b"test-secret"  # the serve fixture's (tests/conftest.py)
 MESSAGES = 2000
 
 

@@ -1,4 +1,4 @@
-"""Real servers on 127.0.0.1 with OS-assigned ports."""
+"""Fixtures shared by the test packages: a real wsp server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from wsproto_tools.server import ServerConfig, WspServer
 
+#: The secret the ``serve`` fixture's servers are configured with.
 SECRET = b"test-secret"
 
 
@@ -27,5 +28,5 @@ async def running(**overrides: Any) -> AsyncIterator[WspServer]:
 
 @pytest.fixture
 def serve() -> Callable[..., Any]:
-    """``async with serve(**config) as server:`` a started WspServer."""
+    """``async with serve(**config) as server:`` a started WspServer (port 0)."""
     return running
