@@ -104,9 +104,9 @@ class Printer:
         self.violations = 0
         self.warnings_shown = 0
         self._out: IO[str] = env.stdout
+        #: the byte stream under stdout (NDJSON is written as UTF-8 bytes), if any
+        self._bytes_out: IO[bytes] | None = getattr(env.stdout, "buffer", None)
         self._lines: list[str] = []
-        #: pieces of the NDJSON lines waiting to be written, and how many lines
-        self._parts: list[str] = []
         self._count = 0
         self._doc_messages: list[dict[str, Any]] = []
         self._doc_warnings: list[dict[str, Any]] = []
@@ -114,17 +114,18 @@ class Printer:
         #: packet number of each NDJSON line, when a parallel run must merge them.
         self.numbers: array.array[int] | None = None
         from wsproto_tools.capture import CapturedMessage, CaptureWarning
-        from wsproto_tools.render.capture import MessageLines, message_record
+        from wsproto_tools.render.capture import LineBuffer, message_record
 
         self._message_cls = CapturedMessage
         self._warning_cls = CaptureWarning
         self._record = message_record
-        self._line = MessageLines(with_hex=show_hex)
+        #: the NDJSON lines waiting to be written
+        self._buffer = LineBuffer(with_hex=show_hex)
         self._dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
     def events(self, events: list[Any]) -> None:
         message_cls = self._message_cls
-        write_line = self._line.write
+        write_line = self._buffer.write
         accept = self._accept
         add = self.stats.add
         mode = self.mode
@@ -136,7 +137,7 @@ class Printer:
                 if event.violations:
                     self.violations += 1
                 if mode == "ndjson":
-                    write_line(event, self._parts)
+                    write_line(event)
                     self._count += 1
                     if self.numbers is not None:
                         self.numbers.append(event.number)
@@ -186,14 +187,15 @@ class Printer:
             console.print(Text(hexdump(event.msg.payload)), style="dim")
 
     def flush(self) -> None:
-        if self._parts:
-            self._out.write("".join(self._parts))
-            self._parts = []
+        self._flush_text()
+        if self._buffer.size:
             self._count = 0
-        if self._lines:
-            self._lines.append("")
-            self._out.write("\n".join(self._lines))
-            self._lines = []
+            data = self._buffer.take()
+            if self._bytes_out is not None:
+                self._out.flush()  # whatever went through the text layer comes first
+                self._bytes_out.write(data)
+            else:
+                self._out.write(data.decode("utf-8", "surrogateescape"))
 
     def finish(self, connections: list[Any], summary: dict[str, Any]) -> None:
         from wsproto_tools.render.capture import connection_record, summary_view
@@ -218,6 +220,15 @@ class Printer:
         if self.mode != "json" and hidden > 0:
             click.echo(f"wsp: {hidden} more warnings not shown", err=True)
         self._out.flush()
+        if self._bytes_out is not None:
+            self._bytes_out.flush()
+
+    def _flush_text(self) -> None:
+        """Move the waiting text lines into the byte buffer."""
+        if self._lines:
+            self._lines.append("")
+            self._buffer.text("\n".join(self._lines))
+            self._lines = []
 
 
 def _progress(env: Environment, total: int) -> Any:
@@ -318,8 +329,8 @@ class _NumberedPrinter(Printer):
                 self.collected.append((number, message))
 
     def flush(self) -> None:
-        lines = "".join(self._parts).encode()
-        self._parts = []
+        self._flush_text()
+        lines = self._buffer.take()
         self._count = 0
         numbers = b""
         if self.numbers:

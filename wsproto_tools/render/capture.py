@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "HEADER",
+    "LineBuffer",
     "MessageLines",
     "connection_record",
     "hexdump",
@@ -23,6 +24,8 @@ __all__ = [
 import contextlib
 import json
 import operator
+import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from json.encoder import encode_basestring as _quote
 from typing import Any
@@ -221,6 +224,39 @@ class MessageLines:
             return
         out.append(self._dumps(self._payload_to_json(payload)))
 
+    def payload_text(self, payload: Any) -> str:
+        """The JSON of a wsp payload (what the ``payload`` key holds)."""
+        out: list[str] = []
+        self._payload(payload, out, b"", "")
+        return "".join(out)
+
+    def c_writer(self, limit: int = 1 << 30) -> Any:
+        """The C writer of these lines (``render/_lines.c``), or None when it was not
+        built or ``WSP_PURE_PYTHON`` is set."""
+        if os.environ.get("WSP_PURE_PYTHON"):
+            return None
+        try:
+            from wsproto_tools.render._lines import LineWriter
+        except ImportError:
+            return None
+
+        def simple(cls: type) -> tuple[tuple[str, bytes], ...] | None:
+            names = self._simple_fields(cls)
+            return None if names is None else tuple((n, k.encode()) for n, k in names)
+
+        return LineWriter(
+            {op: head.encode() for op, head in self._opcodes.items()},
+            dict(self._names),
+            tuple(self._flags[bits].encode() for bits in range(8)),
+            simple,
+            self._binary_cls,
+            self._text_cls,
+            self._batch_cls,
+            self.payload_text,
+            self.with_hex,
+            limit,
+        )
+
     def wsp(self, version: int | None, msg: Any) -> str:
         """The ``wsp`` object of a message (``version`` None: a batch item, no key)."""
         out: list[str] = []
@@ -316,6 +352,50 @@ class MessageLines:
             tail += ',"note":' + _quote(item.note)
         out.append(tail + "}")
         out.append("\n")
+
+
+class LineBuffer:
+    """NDJSON lines of messages gathered as UTF-8 bytes: by the C writer when it was
+    built, else (and for the rare shapes it leaves alone) by :class:`MessageLines`.
+
+    ``write(item)`` adds a message's line, ``text(s)`` adds text as it is,
+    ``take()`` returns what was gathered and starts again.
+    """
+
+    def __init__(self, *, with_hex: bool = False) -> None:
+        self.lines = MessageLines(with_hex=with_hex)
+        self._c = self.lines.c_writer()
+        self._parts: list[str] = []
+        self.accelerated = self._c is not None
+        self.write: Callable[[CapturedMessage], None] = (
+            self._write_c if self._c is not None else self._write_py
+        )
+
+    def _write_c(self, item: CapturedMessage) -> None:
+        c = self._c
+        if not c.write(item):
+            c.append((self.lines(item) + "\n").encode("utf-8", "surrogateescape"))
+
+    def _write_py(self, item: CapturedMessage) -> None:
+        self.lines.write(item, self._parts)
+
+    def text(self, text: str) -> None:
+        if self._c is not None:
+            self._c.append(text.encode("utf-8", "surrogateescape"))
+        else:
+            self._parts.append(text)
+
+    @property
+    def size(self) -> int:
+        """Bytes (or, on the Python path, pieces) waiting."""
+        return int(self._c.size) if self._c is not None else len(self._parts)
+
+    def take(self) -> bytes:
+        if self._c is not None:
+            return bytes(self._c.take())
+        data = "".join(self._parts).encode("utf-8", "surrogateescape")
+        self._parts = []
+        return data
 
 
 def connection_record(conn: Connection) -> dict[str, Any]:

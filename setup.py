@@ -1,0 +1,18 @@
+"""The optional C speedups; everything else is in pyproject.toml.
+
+Each extension is optional: without a C compiler the package installs and runs
+on its pure-Python code paths (``WSP_PURE_PYTHON=1`` forces them at run time).
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "wsproto_tools.render._lines",
+            ["wsproto_tools/render/_lines.c"],
+            optional=True,
+            extra_compile_args=["-O2", "-Wall", "-Wno-unused-label"],
+        ),
+    ]
+)
