@@ -41,6 +41,7 @@ def general_only() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(wire, "encode_v2", lambda msg: None)
         patch.setattr(wire, "decode_v2", lambda *args: None)
+        patch.setattr(wire, "_c_decode_v2", None)
         patch.setattr(payloads, "encode_body", lambda payload: None)
         patch.setattr(payloads, "decode_body", lambda cls, data, limits: None)
         yield
@@ -198,8 +199,63 @@ def test_fan_out_encoders_give_the_general_bytes(
 )
 def test_malformed_varints_are_left_to_the_general_path(data: bytes) -> None:
     assert fastpath.decode_v2(data, Limits()) is None
+    assert c_decode(data, Limits()) is None
     with pytest.raises(DecodeError):
         decode(data)
+
+
+def c_decode(data: bytes, limits: Limits) -> Message | None:
+    """The C fast path (codec/_fast.c), built whatever WSP_PURE_PYTHON says."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("WSP_PURE_PYTHON", raising=False)
+        decoder = fastpath._c_decoder()
+    assert decoder is not None, "the C decoder was not built (setup.py, a C compiler)"
+    return decoder(data, limits, limits.max_batch_items)
+
+
+def same(a: Message | None, b: Message | None) -> None:
+    """Equal, and equal in the types of what they hold (flags, payload classes)."""
+    assert a == b
+    if a is not None and b is not None:
+        assert type(a.flags) is type(b.flags)
+        assert type(a.payload) is type(b.payload)
+        assert type(a.sequence) is type(b.sequence) is int
+
+
+@FAST
+@given(messages, st.data())
+def test_c_fast_path_decodes_as_the_python_one(msg: Message, data: st.DataObject) -> None:
+    wire_bytes = general_encode(msg)
+    if not isinstance(wire_bytes, bytes) or len(wire_bytes) < 2:
+        return
+    limits = Limits(max_batch_items=data.draw(st.sampled_from([2, 1000])))
+    same(c_decode(wire_bytes, limits), fastpath.decode_v2(wire_bytes, limits))
+    buf = bytearray(wire_bytes)
+    for _ in range(data.draw(st.integers(1, 3))):
+        buf[data.draw(st.integers(0, len(buf) - 1))] = data.draw(st.integers(0, 255))
+    mutated = bytes(buf)
+    same(c_decode(mutated, limits), fastpath.decode_v2(mutated, limits))
+
+
+@pytest.mark.parametrize("msg", PLAIN, ids=lambda m: m.type_name)
+def test_c_fast_path_reads_the_hot_messages(msg: Message) -> None:
+    data = fastpath.encode_v2(msg)
+    assert data is not None
+    same(c_decode(data, Limits()), msg)
+
+
+def test_c_fast_path_on_hand_written_bytes() -> None:
+    # TextData "hi", ACK_REQUESTED, sequence 300 (AC 02), session 5
+    assert c_decode(bytes.fromhex("6441ac02056869"), Limits()) == Message(
+        TextData("hi"), 300, 5, flags=Flags.ACK_REQUESTED
+    )
+    # BinaryData 00ff, sequence 1, no session
+    assert c_decode(bytes.fromhex("40420100ff"), Limits()) == Message(BinaryData(b"\x00\xff"), 1)
+    assert c_decode(bytes.fromhex("404101ff"), Limits()) is None  # text that is not UTF-8
+    # a session id of 2^64-1 (ten bytes) and one more (refused)
+    top = bytes.fromhex("6042" + "00" + "ff" * 9 + "01")
+    assert c_decode(top, Limits()) == Message(BinaryData(b""), 0, (1 << 64) - 1)
+    assert c_decode(bytes.fromhex("6042" + "00" + "ff" * 9 + "02"), Limits()) is None
 
 
 @pytest.mark.parametrize(

@@ -499,3 +499,50 @@ def _batch(data: bytes, pos: int, limits: Limits) -> Batch | None:
     batch: Batch = _new(Batch)
     _set_messages(batch, tuple(items))
     return batch
+
+
+def _msgpack_payload(cls: type[Payload], body: bytes, limits: Limits) -> Payload | None:
+    """``cls`` from its msgpack body, as :func:`decode_v2` reads it (for the C path)."""
+    cached = _last_args
+    if cached[0] is not limits:
+        _unpack_args(limits)
+        cached = _last_args
+    try:
+        obj = _unpackb(body) if len(body) <= cached[2] else _unpackb(body, **cached[1])
+    except ValueError:
+        return None
+    if type(obj) is not dict:
+        return None
+    return _DECODERS[cls](obj)
+
+
+def _c_decoder() -> Callable[[bytes, Limits, int], Message | None] | None:
+    """``decode(data, limits, max_batch_items)``: :func:`decode_v2` (not nested) in C
+    (``codec/_fast.c``), or None when it was not built or ``WSP_PURE_PYTHON`` is set."""
+    import os
+
+    if os.environ.get("WSP_PURE_PYTHON"):
+        return None
+    try:
+        from wsproto_tools.codec._fast import FastDecoder
+    except ImportError:
+        return None
+    slots = vars(Message)
+    fast = FastDecoder(
+        dict(_V2_CLASSES),
+        _BATCH_BYTE,
+        Message,
+        tuple(slots[name] for name in ("payload", "sequence", "session_id", "timestamp",
+                                       "flags")),
+        _FLAGS_BY_HEAD,
+        BinaryData,
+        TextData,
+        Batch,
+        (vars(BinaryData)["data"], vars(TextData)["text"], vars(Batch)["messages"]),
+        _msgpack_payload,
+    )
+    return fast.decode
+
+
+#: the C form of :func:`decode_v2` for whole messages, or None
+c_decode_v2 = _c_decoder()

@@ -26,6 +26,7 @@ from wsproto_tools.codec.construct import set_session as _set_session
 from wsproto_tools.codec.construct import set_text as _set_text
 from wsproto_tools.codec.construct import set_timestamp as _set_timestamp
 from wsproto_tools.codec.crypto import OVERHEAD, Cipher
+from wsproto_tools.codec.fastpath import c_decode_v2 as _c_decode_v2
 from wsproto_tools.codec.fastpath import decode_v2, encode_v2
 from wsproto_tools.codec.limits import DEFAULT_LIMITS, Limits
 from wsproto_tools.codec.payloads import decode_fields, encode_fields
@@ -333,8 +334,13 @@ def decode(
             offset=limits.max_message,
         )
     head = data[0] if data else 0
-    if (version is None or version == 2) and (head == 0x40 or head == 0x60 or head == 0x44
-                                              or head == 0x64):
+    if _c_decode_v2 is not None:
+        if (version is None or version == 2) and head & 0xDB == 0x40:
+            fast = _c_decode_v2(data, limits, limits.max_batch_items)
+            if fast is not None:
+                return fast
+    elif (version is None or version == 2) and (head == 0x40 or head == 0x60 or head == 0x44
+                                                or head == 0x64):
         # Hot path: v2 data message, no COMPRESSED/ENCRYPTED/timestamp, sequence < 2^14.
         size = len(data)
         tbyte = data[1] if size > 2 else 0

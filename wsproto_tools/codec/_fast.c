@@ -1,0 +1,420 @@
+/* The v2 decode fast path of codec/fastpath.py (decode_v2), in C.
+ *
+ * FastDecoder.decode(data, limits) returns the same Message as the Python
+ * decode_v2 for the messages that path reads (no timestamp, no COMPRESSED or
+ * ENCRYPTED flag, a payload that is BinaryData, TextData, a compiled msgpack
+ * class or a Batch of such), and None for anything else: the general path then
+ * decodes or reports the error.  msgpack bodies are handed to a Python callable
+ * (the compiled decoders and the Limits stay in one place).  Objects are built
+ * as the Python path builds them: allocated without __init__, slots set through
+ * their descriptors.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *classes;      /* dict: v2 type byte -> payload class (one-byte types) */
+    int batch_byte;
+    PyTypeObject *message_cls;
+    PyObject *set_payload, *set_sequence, *set_session, *set_timestamp, *set_flags;
+    PyObject *flags;        /* (Flags.NONE, Flags.ACK_REQUESTED) */
+    PyObject *binary_cls, *text_cls, *batch_cls;
+    PyObject *set_data, *set_text, *set_messages;
+    PyObject *msgpack_payload; /* callable(cls, body, limits) -> payload or None */
+    PyObject *zero;
+} FastDecoder;
+
+#define V2_PLAIN_MASK 0xDB
+#define V2_MARKER 0x40
+#define V2_HAS_SESSION 0x20
+#define U32_MAX 0xFFFFFFFFull
+
+/* read_varint of codec/varint.py: minimal LEB128 of at most max_bits' worth of
+ * shifts and at most max_value; 0 on success, -1 when the Python reader raises. */
+static int
+read_varint(const unsigned char *data, Py_ssize_t size, Py_ssize_t *pos, int max_bits,
+            unsigned long long max_value, unsigned long long *out)
+{
+    Py_ssize_t p = *pos;
+    if (p >= size)
+        return -1;
+    unsigned int byte = data[p];
+    if (byte < 0x80) {
+        *out = byte;
+        *pos = p + 1;
+        return byte <= max_value ? 0 : -1;
+    }
+    unsigned long long value = byte & 0x7F;
+    int shift = 7;
+    p++;
+    for (;;) {
+        if (p >= size)
+            return -1;
+        byte = data[p++];
+        if (byte < 0x80) {
+            if (shift >= 64 || (shift > 0 && (unsigned long long)byte > (~0ull >> shift)))
+                return -1; /* beyond 64 bits: beyond any max_value here */
+            value |= (unsigned long long)byte << shift;
+            break;
+        }
+        value |= (unsigned long long)(byte & 0x7F) << shift;
+        shift += 7;
+        if (shift >= max_bits)
+            return -1;
+    }
+    if (byte == 0 || value > max_value)
+        return -1;
+    *out = value;
+    *pos = p;
+    return 0;
+}
+
+static int
+bit_length(unsigned long long value)
+{
+    int bits = 0;
+    while (value) {
+        bits++;
+        value >>= 1;
+    }
+    return bits;
+}
+
+static int
+set_slot(PyObject *descr, PyObject *obj, PyObject *value)
+{
+    return Py_TYPE(descr)->tp_descr_set(descr, obj, value);
+}
+
+static PyObject *
+new_of(PyObject *cls)
+{
+    PyTypeObject *type = (PyTypeObject *)cls;
+    return type->tp_alloc(type, 0);
+}
+
+static PyObject *decode_one(FastDecoder *f, const unsigned char *data, Py_ssize_t size,
+                            PyObject *limits, Py_ssize_t max_items, int nested);
+
+static PyObject *
+decode_batch(FastDecoder *f, const unsigned char *data, Py_ssize_t size, Py_ssize_t pos,
+             PyObject *limits, Py_ssize_t max_items)
+{
+    PyObject *items = PyList_New(0);
+    if (items == NULL)
+        return NULL;
+    int size_bits = bit_length((unsigned long long)size);
+    while (pos < size) {
+        if (PyList_GET_SIZE(items) >= max_items)
+            goto none;
+        unsigned long long length;
+        if (read_varint(data, size, &pos, size_bits, (unsigned long long)size, &length) < 0)
+            goto none;
+        if (!length || pos + (Py_ssize_t)length > size)
+            goto none;
+        PyObject *item = decode_one(f, data + pos, (Py_ssize_t)length, limits, max_items, 1);
+        if (item == NULL)
+            goto error;
+        if (item == Py_None) {
+            Py_DECREF(item);
+            goto none;
+        }
+        int rc = PyList_Append(items, item);
+        Py_DECREF(item);
+        if (rc < 0)
+            goto error;
+        pos += (Py_ssize_t)length;
+    }
+    PyObject *tuple = PyList_AsTuple(items);
+    Py_DECREF(items);
+    if (tuple == NULL)
+        return NULL;
+    PyObject *batch = new_of(f->batch_cls);
+    if (batch == NULL || set_slot(f->set_messages, batch, tuple) < 0) {
+        Py_XDECREF(batch);
+        Py_DECREF(tuple);
+        return NULL;
+    }
+    Py_DECREF(tuple);
+    return batch;
+none:
+    Py_DECREF(items);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(items);
+    return NULL;
+}
+
+static PyObject *
+decode_one(FastDecoder *f, const unsigned char *data, Py_ssize_t size, PyObject *limits,
+           Py_ssize_t max_items, int nested)
+{
+    if (size < 3 || (data[0] & V2_PLAIN_MASK) != V2_MARKER)
+        Py_RETURN_NONE;
+    unsigned int head = data[0];
+    PyObject *key = PyLong_FromLong(data[1]);
+    if (key == NULL)
+        return NULL;
+    PyObject *cls = PyDict_GetItemWithError(f->classes, key); /* borrowed */
+    Py_DECREF(key);
+    if (cls == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        if (nested || data[1] != f->batch_byte)
+            Py_RETURN_NONE;
+    }
+    Py_ssize_t pos = 2;
+    unsigned long long sequence, session_id = 0;
+    if (read_varint(data, size, &pos, 32, U32_MAX, &sequence) < 0)
+        Py_RETURN_NONE;
+    if (head & V2_HAS_SESSION) {
+        if (read_varint(data, size, &pos, 64, ~0ull, &session_id) < 0 || !session_id)
+            Py_RETURN_NONE;
+    }
+    PyObject *payload;
+    if (cls == NULL) {
+        payload = decode_batch(f, data, size, pos, limits, max_items);
+    }
+    else if (cls == f->binary_cls) {
+        PyObject *bytes = PyBytes_FromStringAndSize((const char *)data + pos, size - pos);
+        if (bytes == NULL)
+            return NULL;
+        payload = new_of(cls);
+        if (payload != NULL && set_slot(f->set_data, payload, bytes) < 0)
+            Py_CLEAR(payload);
+        Py_DECREF(bytes);
+    }
+    else if (cls == f->text_cls) {
+        PyObject *text = PyUnicode_DecodeUTF8((const char *)data + pos, size - pos, "strict");
+        if (text == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+                return NULL;
+            PyErr_Clear();
+            Py_RETURN_NONE; /* the general path reports where */
+        }
+        payload = new_of(cls);
+        if (payload != NULL && set_slot(f->set_text, payload, text) < 0)
+            Py_CLEAR(payload);
+        Py_DECREF(text);
+    }
+    else {
+        PyObject *body = PyBytes_FromStringAndSize((const char *)data + pos, size - pos);
+        if (body == NULL)
+            return NULL;
+        PyObject *args[] = {cls, body, limits};
+        payload = PyObject_Vectorcall(f->msgpack_payload, args, 3, NULL);
+        Py_DECREF(body);
+    }
+    if (payload == NULL || payload == Py_None)
+        return payload;
+
+    PyObject *msg = NULL, *seq = NULL, *sid = NULL;
+    seq = PyLong_FromUnsignedLongLong(sequence);
+    sid = session_id ? PyLong_FromUnsignedLongLong(session_id) : Py_NewRef(f->zero);
+    if (seq == NULL || sid == NULL)
+        goto error;
+    msg = new_of((PyObject *)f->message_cls);
+    if (msg == NULL)
+        goto error;
+    if (set_slot(f->set_payload, msg, payload) < 0 || set_slot(f->set_sequence, msg, seq) < 0
+        || set_slot(f->set_session, msg, sid) < 0
+        || set_slot(f->set_timestamp, msg, f->zero) < 0
+        || set_slot(f->set_flags, msg, PyTuple_GET_ITEM(f->flags, (head >> 2) & 1)) < 0)
+        goto error;
+    Py_DECREF(payload);
+    Py_DECREF(seq);
+    Py_DECREF(sid);
+    return msg;
+error:
+    Py_XDECREF(msg);
+    Py_DECREF(payload);
+    Py_XDECREF(seq);
+    Py_XDECREF(sid);
+    return NULL;
+}
+
+static PyObject *
+FastDecoder_decode(FastDecoder *f, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "decode(data, limits, max_batch_items)");
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "data must be bytes");
+        return NULL;
+    }
+    Py_ssize_t max_items = PyLong_AsSsize_t(args[2]);
+    if (max_items == -1 && PyErr_Occurred())
+        return NULL;
+    return decode_one(f, (const unsigned char *)PyBytes_AS_STRING(args[0]),
+                      PyBytes_GET_SIZE(args[0]), args[1], max_items, 0);
+}
+
+static int
+FastDecoder_init(FastDecoder *f, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"classes", "batch_byte", "message_cls", "message_slots", "flags",
+                            "binary_cls", "text_cls", "batch_cls", "payload_slots",
+                            "msgpack_payload", NULL};
+    PyObject *classes, *message_cls, *message_slots, *flags, *binary_cls, *text_cls,
+        *batch_cls, *payload_slots, *msgpack_payload;
+    int batch_byte;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!iO!O!O!OOOO!O", names, &PyDict_Type,
+                                     &classes, &batch_byte, &PyType_Type, &message_cls,
+                                     &PyTuple_Type, &message_slots, &PyTuple_Type, &flags,
+                                     &binary_cls, &text_cls, &batch_cls, &PyTuple_Type,
+                                     &payload_slots, &msgpack_payload))
+        return -1;
+    if (PyTuple_GET_SIZE(message_slots) != 5 || PyTuple_GET_SIZE(payload_slots) != 3
+        || PyTuple_GET_SIZE(flags) != 2) {
+        PyErr_SetString(PyExc_ValueError, "5 message slots, 3 payload slots, 2 flags");
+        return -1;
+    }
+    for (int i = 0; i < 5; i++) {
+        PyObject *d = PyTuple_GET_ITEM(message_slots, i);
+        if (Py_TYPE(d)->tp_descr_set == NULL) {
+            PyErr_SetString(PyExc_TypeError, "slots are data descriptors");
+            return -1;
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        PyObject *d = PyTuple_GET_ITEM(payload_slots, i);
+        if (Py_TYPE(d)->tp_descr_set == NULL) {
+            PyErr_SetString(PyExc_TypeError, "slots are data descriptors");
+            return -1;
+        }
+    }
+    if (!PyType_Check(binary_cls) || !PyType_Check(text_cls) || !PyType_Check(batch_cls)) {
+        PyErr_SetString(PyExc_TypeError, "payload classes are types");
+        return -1;
+    }
+    PyObject *value;
+    Py_ssize_t pos = 0;
+    PyObject *key;
+    while (PyDict_Next(classes, &pos, &key, &value)) {
+        if (!PyType_Check(value)) {
+            PyErr_SetString(PyExc_TypeError, "classes maps to types");
+            return -1;
+        }
+    }
+#define KEEP(field, obj) Py_XSETREF(f->field, Py_NewRef(obj))
+    KEEP(classes, classes);
+    f->batch_byte = batch_byte;
+    Py_XSETREF(f->message_cls, (PyTypeObject *)Py_NewRef(message_cls));
+    KEEP(set_payload, PyTuple_GET_ITEM(message_slots, 0));
+    KEEP(set_sequence, PyTuple_GET_ITEM(message_slots, 1));
+    KEEP(set_session, PyTuple_GET_ITEM(message_slots, 2));
+    KEEP(set_timestamp, PyTuple_GET_ITEM(message_slots, 3));
+    KEEP(set_flags, PyTuple_GET_ITEM(message_slots, 4));
+    KEEP(flags, flags);
+    KEEP(binary_cls, binary_cls);
+    KEEP(text_cls, text_cls);
+    KEEP(batch_cls, batch_cls);
+    KEEP(set_data, PyTuple_GET_ITEM(payload_slots, 0));
+    KEEP(set_text, PyTuple_GET_ITEM(payload_slots, 1));
+    KEEP(set_messages, PyTuple_GET_ITEM(payload_slots, 2));
+    KEEP(msgpack_payload, msgpack_payload);
+#undef KEEP
+    PyObject *zero = PyLong_FromLong(0);
+    if (zero == NULL)
+        return -1;
+    Py_XSETREF(f->zero, zero);
+    return 0;
+}
+
+static int
+FastDecoder_traverse(FastDecoder *f, visitproc visit, void *arg)
+{
+    Py_VISIT(f->classes);
+    Py_VISIT(f->message_cls);
+    Py_VISIT(f->set_payload);
+    Py_VISIT(f->set_sequence);
+    Py_VISIT(f->set_session);
+    Py_VISIT(f->set_timestamp);
+    Py_VISIT(f->set_flags);
+    Py_VISIT(f->flags);
+    Py_VISIT(f->binary_cls);
+    Py_VISIT(f->text_cls);
+    Py_VISIT(f->batch_cls);
+    Py_VISIT(f->set_data);
+    Py_VISIT(f->set_text);
+    Py_VISIT(f->set_messages);
+    Py_VISIT(f->msgpack_payload);
+    return 0;
+}
+
+static int
+FastDecoder_clear(FastDecoder *f)
+{
+    Py_CLEAR(f->classes);
+    Py_CLEAR(f->message_cls);
+    Py_CLEAR(f->set_payload);
+    Py_CLEAR(f->set_sequence);
+    Py_CLEAR(f->set_session);
+    Py_CLEAR(f->set_timestamp);
+    Py_CLEAR(f->set_flags);
+    Py_CLEAR(f->flags);
+    Py_CLEAR(f->binary_cls);
+    Py_CLEAR(f->text_cls);
+    Py_CLEAR(f->batch_cls);
+    Py_CLEAR(f->set_data);
+    Py_CLEAR(f->set_text);
+    Py_CLEAR(f->set_messages);
+    Py_CLEAR(f->msgpack_payload);
+    Py_CLEAR(f->zero);
+    return 0;
+}
+
+static void
+FastDecoder_dealloc(FastDecoder *f)
+{
+    PyObject_GC_UnTrack(f);
+    FastDecoder_clear(f);
+    Py_TYPE(f)->tp_free((PyObject *)f);
+}
+
+static PyMethodDef FastDecoder_methods[] = {
+    {"decode", (PyCFunction)(void (*)(void))FastDecoder_decode, METH_FASTCALL,
+     "decode(data, limits, max_batch_items): a Message, or None for the general path."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject FastDecoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wsproto_tools.codec._fast.FastDecoder",
+    .tp_doc = "The v2 decode fast path in C (see codec/fastpath.py).",
+    .tp_basicsize = sizeof(FastDecoder),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)FastDecoder_init,
+    .tp_dealloc = (destructor)FastDecoder_dealloc,
+    .tp_traverse = (traverseproc)FastDecoder_traverse,
+    .tp_clear = (inquiry)FastDecoder_clear,
+    .tp_methods = FastDecoder_methods,
+};
+
+static struct PyModuleDef fast_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "wsproto_tools.codec._fast",
+    .m_doc = "The wsp v2 decode fast path, in C.",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__fast(void)
+{
+    if (PyType_Ready(&FastDecoderType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&fast_module);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObject(module, "FastDecoder", Py_NewRef(&FastDecoderType)) < 0) {
+        Py_DECREF(&FastDecoderType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
