@@ -371,7 +371,7 @@ _V2_CLASSES: dict[int, type[Payload]] = {
 #: no COMPRESSED/ENCRYPTED; bit 5 (session) and bit 2 (ACK_REQUESTED) are free.
 _PLAIN_HEAD_MASK = 0xDB
 _FLAGS_BY_HEAD = (Flags.NONE, _ACK)
-_BATCH_BYTE = v2_type_byte(Batch.TYPE)
+_BATCH_BYTE = v2_type_byte(Batch.TYPE) or 0
 #: the raw payloads (bytes, UTF-8 text) read here too, so that a Batch mixing them
 #: with msgpack messages stays on this path
 for _raw in (BinaryData, TextData):
