@@ -17,6 +17,7 @@ setup(
         Extension(
             "wsproto_tools.render._lines",
             ["wsproto_tools/render/_lines.c"],
+            depends=["wsproto_tools/_cslots.h"],
             optional=True,
             extra_compile_args=["-O2", "-Wall", "-Wno-unused-label"],
         ),

@@ -12,6 +12,8 @@
 #include <Python.h>
 #include <string.h>
 
+#include "../_cslots.h"
+
 typedef struct {
     PyObject_HEAD
     char *buf;
@@ -20,6 +22,7 @@ typedef struct {
     Py_ssize_t limit;         /* the buffer never grows past this (bytes) */
     PyObject *opcode_heads;   /* dict: opcode -> bytes '"opcode":"text","length":' */
     PyObject *type_names;     /* dict: type code -> str */
+    PyObject *type_codes;     /* dict: payload class -> its type code (the fixed ones) */
     PyObject *flag_lists;     /* tuple of 8 bytes: the JSON list of each flag value */
     PyObject *simple;         /* dict: payload class -> tuple of (name, b'"name":') or None */
     PyObject *simple_fn;      /* callable(cls) -> that tuple or None */
@@ -101,34 +104,34 @@ put_hex(LineWriter *w, const unsigned char *data, Py_ssize_t size)
 static int
 put_int(LineWriter *w, PyObject *value)
 {
-    char digits[24];
-    int n;
     if (!PyLong_Check(value) || PyBool_Check(value))
         return FALLBACK;
+    if (reserve(w, 21) < 0)
+        return FAILED;
     int overflow = 0;
     long long small = PyLong_AsLongLongAndOverflow(value, &overflow);
     if (small == -1 && PyErr_Occurred())
         return FAILED;
     if (overflow == 0) {
-        n = snprintf(digits, sizeof digits, "%lld", small);
+        w->len += format_i64(w->buf + w->len, small);
+        return 0;
     }
-    else {
-        unsigned long long big = PyLong_AsUnsignedLongLong(value);
-        if (big == (unsigned long long)-1 && PyErr_Occurred()) {
-            PyErr_Clear();
-            return FALLBACK;
-        }
-        n = snprintf(digits, sizeof digits, "%llu", big);
+    unsigned long long big = PyLong_AsUnsignedLongLong(value);
+    if (big == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return FALLBACK;
     }
-    return put(w, digits, n);
+    w->len += format_u64(w->buf + w->len, big);
+    return 0;
 }
 
 static int
 put_ssize(LineWriter *w, Py_ssize_t value)
 {
-    char digits[24];
-    int n = snprintf(digits, sizeof digits, "%zd", value);
-    return put(w, digits, n);
+    if (reserve(w, 21) < 0)
+        return FAILED;
+    w->len += format_i64(w->buf + w->len, (long long)value);
+    return 0;
 }
 
 /* A str as a JSON string, as json's encode_basestring (ensure_ascii off) writes it. */
@@ -194,7 +197,7 @@ put_raw_str(LineWriter *w, PyObject *text)
 /* getattr(obj, name) into *out (a new reference); FAILED with the error set. */
 #define GET(out, obj, name)                  \
     do {                                     \
-        (out) = PyObject_GetAttr((obj), (name)); \
+        (out) = SLOT_GET((obj), (name));    \
         if ((out) == NULL)                   \
             goto error;                      \
     } while (0)
@@ -220,7 +223,7 @@ put_simple_payload(LineWriter *w, PyObject *payload, PyObject *fields)
     Py_ssize_t count = PyTuple_GET_SIZE(fields);
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *pair = PyTuple_GET_ITEM(fields, i);
-        value = PyObject_GetAttr(payload, PyTuple_GET_ITEM(pair, 0));
+        value = PyObject_GetAttr(payload, PyTuple_GET_ITEM(pair, 0)); /* varied names */
         if (value == NULL) {
             rc = FAILED;
             goto done;
@@ -258,7 +261,7 @@ put_payload(LineWriter *w, PyObject *payload, int depth)
     PyObject *value = NULL;
     PyTypeObject *cls = Py_TYPE(payload);
     if ((PyObject *)cls == w->binary_cls) {
-        value = PyObject_GetAttr(payload, s_data);
+        value = SLOT_GET(payload, s_data);
         if (value == NULL)
             return FAILED;
         if (!PyBytes_CheckExact(value)) {
@@ -272,7 +275,7 @@ put_payload(LineWriter *w, PyObject *payload, int depth)
         goto done;
     }
     if ((PyObject *)cls == w->text_cls) {
-        value = PyObject_GetAttr(payload, s_text);
+        value = SLOT_GET(payload, s_text);
         if (value == NULL)
             return FAILED;
         CHECK(PUT_LITERAL(w, "{\"text\":"));
@@ -283,7 +286,7 @@ put_payload(LineWriter *w, PyObject *payload, int depth)
     if ((PyObject *)cls == w->batch_cls) {
         if (depth > 4)
             return FALLBACK;
-        value = PyObject_GetAttr(payload, s_messages);
+        value = SLOT_GET(payload, s_messages);
         if (value == NULL)
             return FAILED;
         if (!PyTuple_Check(value)) {
@@ -335,7 +338,13 @@ put_wsp(LineWriter *w, PyObject *version, PyObject *message, int depth)
     PyObject *payload = NULL, *flags = NULL, *code = NULL, *value = NULL;
     GET(payload, message, s_payload);
     GET(flags, message, s_flags);
-    GET(code, payload, s_type_code);
+    code = PyDict_GetItemWithError(w->type_codes, (PyObject *)Py_TYPE(payload));
+    if (code != NULL)
+        Py_INCREF(code);
+    else if (PyErr_Occurred())
+        goto error;
+    else
+        GET(code, payload, s_type_code); /* Unknown, Sealed: the code is their own */
     if (!PyLong_Check(flags) || !PyLong_Check(code)) {
         rc = FALLBACK;
         goto done;
@@ -619,15 +628,16 @@ LineWriter_size(LineWriter *w, void *Py_UNUSED(closure))
 static int
 LineWriter_init(LineWriter *w, PyObject *args, PyObject *kwargs)
 {
-    static char *names[] = {"opcode_heads", "type_names", "flag_lists", "simple_fn",
+    static char *names[] = {"opcode_heads", "type_names", "type_codes", "flag_lists", "simple_fn",
                             "binary_cls", "text_cls", "batch_cls", "payload_json",
                             "with_hex", "limit", NULL};
-    PyObject *heads, *type_names, *flag_lists, *simple_fn, *binary_cls, *text_cls,
+    PyObject *heads, *type_names, *type_codes, *flag_lists, *simple_fn, *binary_cls, *text_cls,
         *batch_cls, *payload_json;
     int with_hex = 0;
     Py_ssize_t limit = (Py_ssize_t)1 << 30;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!OOOOO|pn", names, &PyDict_Type,
-                                     &heads, &PyDict_Type, &type_names, &PyTuple_Type,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!O!OOOOO|pn", names, &PyDict_Type,
+                                     &heads, &PyDict_Type, &type_names, &PyDict_Type,
+                                     &type_codes, &PyTuple_Type,
                                      &flag_lists, &simple_fn, &binary_cls, &text_cls,
                                      &batch_cls, &payload_json, &with_hex, &limit))
         return -1;
@@ -652,6 +662,7 @@ LineWriter_init(LineWriter *w, PyObject *args, PyObject *kwargs)
 #define KEEP(field, obj) Py_INCREF(obj); Py_XSETREF(w->field, obj)
     KEEP(opcode_heads, heads);
     KEEP(type_names, type_names);
+    KEEP(type_codes, type_codes);
     KEEP(flag_lists, flag_lists);
     KEEP(simple_fn, simple_fn);
     KEEP(binary_cls, binary_cls);
@@ -669,6 +680,7 @@ LineWriter_traverse(LineWriter *w, visitproc visit, void *arg)
 {
     Py_VISIT(w->opcode_heads);
     Py_VISIT(w->type_names);
+    Py_VISIT(w->type_codes);
     Py_VISIT(w->flag_lists);
     Py_VISIT(w->simple);
     Py_VISIT(w->simple_fn);
@@ -685,6 +697,7 @@ LineWriter_clear(LineWriter *w)
 {
     Py_CLEAR(w->opcode_heads);
     Py_CLEAR(w->type_names);
+    Py_CLEAR(w->type_codes);
     Py_CLEAR(w->flag_lists);
     Py_CLEAR(w->simple);
     Py_CLEAR(w->simple_fn);

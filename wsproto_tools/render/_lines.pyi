@@ -6,6 +6,7 @@ class LineWriter:
         self,
         opcode_heads: dict[int, bytes],
         type_names: dict[int, str],
+        type_codes: dict[type, int],
         flag_lists: tuple[bytes, ...],
         simple_fn: Callable[[type], tuple[tuple[str, bytes], ...] | None],
         binary_cls: type,

@@ -244,9 +244,19 @@ class MessageLines:
             names = self._simple_fields(cls)
             return None if names is None else tuple((n, k.encode()) for n, k in names)
 
+        import inspect
+
+        from wsproto_tools.codec import TYPES, Payload
+
+        plain_code = inspect.getattr_static(Payload, "type_code")
+        codes = {
+            spec.cls: spec.cls.TYPE for spec in TYPES.values()
+            if inspect.getattr_static(spec.cls, "type_code") is plain_code
+        }
         return LineWriter(
             {op: head.encode() for op, head in self._opcodes.items()},
             dict(self._names),
+            codes,
             tuple(self._flags[bits].encode() for bits in range(8)),
             simple,
             self._binary_cls,
