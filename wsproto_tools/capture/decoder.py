@@ -671,6 +671,20 @@ class CaptureDecoder:
         parser = side.parser
         assembler = side.assembler
         assert parser is not None and assembler is not None
+        start = 0
+        while True:
+            found = assembler.scan(parser, data, start)  # the common frames, in C
+            if found is None:
+                break
+            messages, start, failed = found
+            for msg in messages:
+                self._emit(state, index, msg, number, ts, events)
+            if not failed or start >= len(data):
+                break
+        if start:
+            if start >= len(data):
+                return
+            data = data[start:]
         try:
             frames = parser.feed_raw(data)
         except FrameError as error:

@@ -13,11 +13,12 @@ __all__ = ["VIOLATIONS", "MessageAssembler", "WsMessage"]
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from wsproto_tools.exceptions import FrameError
 from wsproto_tools.ws.close import parse_close
 from wsproto_tools.ws.deflate import DeflateContext
-from wsproto_tools.ws.frames import Opcode, RawFrame, RawTuple
+from wsproto_tools.ws.frames import FrameParser, Opcode, RawFrame, RawTuple
 
 #: Every violation code the assembler reports, with what it means.
 VIOLATIONS: dict[str, str] = {
@@ -218,12 +219,7 @@ class MessageAssembler:
                     try:
                         payload = deflate.decompress(payload)  # type: ignore[union-attr]
                     except FrameError as error:
-                        failed = "message-too-big" if error.close_code == 1009 else "deflate-error"
-                        yield self._complete(
-                            _Partial(opcode, True, [payload], len(payload), 1, wire_length,
-                                     [failed]),
-                            inflated=True,
-                        )
+                        yield self.inflate_failed(opcode, payload, wire_length, error)
                         continue
                 if opcode == 1:
                     try:
@@ -240,6 +236,39 @@ class MessageAssembler:
                 b0 & 0x0F, payload, bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20),
                 bool(b0 & 0x10), mask, wire_length, minimal,
             ))
+
+    def inflate_failed(
+        self, opcode: int, payload: bytes, wire_length: int, error: FrameError
+    ) -> WsMessage:
+        """The message of one whole compressed frame that did not inflate."""
+        failed = "message-too-big" if error.close_code == 1009 else "deflate-error"
+        return self._complete(
+            _Partial(opcode, True, [payload], len(payload), 1, wire_length, [failed]),
+            inflated=True,
+        )
+
+    def scan(
+        self, parser: FrameParser, data: bytes, start: int
+    ) -> tuple[list[WsMessage], int, bool] | None:
+        """The messages of the common frames at the front of ``data[start:]``, read in C.
+
+        None when the C reader was not built or cannot be used now (``parser``
+        holds part of a frame, a fragmented message is open, or this side sent
+        a close). Else ``(messages, position reached, stopped after a failed
+        inflation)``: the frames from that position on go through
+        ``parser.feed_raw`` and :meth:`receive_raw`, and the messages are the
+        ones those would give. After a failed inflation the caller may replace
+        :attr:`deflate` before scanning on.
+        """
+        if (_scan is None or self._partial is not None or self._closed or parser.buffered
+                or type(data) is not bytes):
+            return None
+        deflate = self.deflate
+        return _scan(
+            data, start, self.sender == "client",
+            None if deflate is None else deflate.decompress,
+            parser.max_payload, self.max_message_size, self.inflate_failed,
+        )
 
     def finish(self) -> list[WsMessage]:
         """The connection ended: flush a message left unfinished, flagged."""
@@ -318,3 +347,23 @@ class MessageAssembler:
             code,
             reason,
         )
+
+
+def _load_scan() -> Any:
+    """The C frame reader (``ws/_scan.c``), or None when it was not built or
+    ``WSP_PURE_PYTHON`` is set."""
+    import os
+
+    if os.environ.get("WSP_PURE_PYTHON"):
+        return None
+    try:
+        from wsproto_tools.ws import _scan as module
+    except ImportError:
+        return None
+    module.configure(
+        WsMessage, tuple(vars(WsMessage)[name] for name in WsMessage.__slots__), FrameError
+    )
+    return module.scan
+
+
+_scan = _load_scan()
