@@ -7,7 +7,9 @@ __all__ = ["Printer", "decode", "filter_options", "make_filter"]
 import array
 import json
 import os
+import pickle
 import re
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -337,7 +339,10 @@ class _NumberedPrinter(Printer):
             # the lines of a packet come together: all before the last one are sent
             self.watermark = max(self.watermark, self.numbers[-1] - 1)
             numbers = self.numbers.tobytes()
-        self._pipe.send(("lines", numbers, lines, self.watermark))
+        # one message, no pickling: tag, watermark, size of the numbers, numbers, lines
+        self._pipe.send_bytes(
+            b"L" + _LINES_HEAD.pack(self.watermark, len(numbers)) + numbers + lines
+        )
         self.numbers = array.array("Q")
 
 
@@ -377,12 +382,16 @@ def _worker(
         printer.flush()
     outcome.connections = [c for c in outcome.connections if decoder.owns(c.id)]
     outcome.warnings = printer.collected
-    pipe.send(("done", outcome))
+    pipe.send_bytes(b"D" + pickle.dumps(outcome))
     pipe.close()
 
 
 #: Line batches the parent holds per worker before it stops reading that worker.
 _MAX_QUEUED = 16
+
+
+#: a worker's batch of lines: b"L", then its watermark and the size of the numbers
+_LINES_HEAD = struct.Struct("<QQ")
 
 
 class _Merger:
@@ -391,12 +400,15 @@ class _Merger:
     A worker's lines come in packet order; a line is written once every other
     worker is done, has sent a later line, or has reported (its watermark) that
     it has no earlier one. Ties go to the lower worker index, as one process
-    would have written them (connections in order). Lines stay bytes.
+    would have written them (connections in order). Lines stay bytes: a batch is
+    kept as the message received, and runs of its lines are written as slices.
     """
 
     def __init__(self, count: int, out: IO[str] | None) -> None:
         self.count = count
-        self.queues: list[list[tuple[array.array[int], list[bytes], int]]] = [
+        #: per worker: batches of (packet numbers, the message, index of the next
+        #: line, offset of the next line in the message)
+        self.queues: list[list[tuple[array.array[int], bytes, int, int]]] = [
             [] for _ in range(count)
         ]
         self.watermarks = [0] * count
@@ -405,14 +417,17 @@ class _Merger:
         self.binary = getattr(out, "buffer", None) if out is not None else None
         self.wrote = False
 
-    def add(self, index: int, numbers: bytes, lines: bytes, watermark: int) -> None:
+    def add(self, index: int, message: bytes) -> None:
+        """Take a worker's ``L`` message (see ``_NumberedPrinter.flush``)."""
+        watermark, size = _LINES_HEAD.unpack_from(message, 1)
         self.watermarks[index] = watermark
-        if numbers:
+        if size:
+            start = 1 + _LINES_HEAD.size
             values = array.array("Q")
-            values.frombytes(numbers)
-            self.queues[index].append((values, lines.split(b"\n"), 0))
+            values.frombytes(message[start : start + size])
+            self.queues[index].append((values, message, 0, start + size))
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | memoryview) -> None:
         if self.out is None:
             return
         if not self.wrote:
@@ -436,7 +451,7 @@ class _Merger:
             head = inf
             for j in range(count):
                 if queues[j]:
-                    values, _, offset = queues[j][0]
+                    values, _, offset, _ = queues[j][0]
                     if values[offset] < head:
                         best, head = j, values[offset]
             if best < 0:
@@ -446,22 +461,27 @@ class _Merger:
                 if j == best:
                     continue
                 if queues[j]:
-                    values, _, offset = queues[j][0]
+                    values, _, offset, _ = queues[j][0]
                     limit = values[offset] + (1 if best < j else 0)
                 elif self.done[j]:
                     continue
                 else:
                     limit = self.watermarks[j] + 1
                 bound = min(bound, limit)
-            values, lines, offset = queues[best][0]
+            values, message, offset, first = queues[best][0]
             end = bisect.bisect_left(values, bound, offset)
             if end <= offset:
                 return  # waiting for another worker
-            self._write(b"\n".join(lines[offset:end]) + b"\n")
             if end >= len(values):
+                self._write(memoryview(message)[first:])
                 queues[best].pop(0)
             else:
-                queues[best][0] = (values, lines, end)
+                find = message.index
+                last = first
+                for _ in range(end - offset):
+                    last = find(b"\n", last) + 1
+                self._write(memoryview(message)[first:last])
+                queues[best][0] = (values, message, end, last)
 
 
 def run_parallel(
@@ -509,17 +529,17 @@ def run_parallel(
             for conn in ready:
                 index = next(i for i, (_, r) in enumerate(workers) if r is conn)
                 try:
-                    message = workers[index][1].recv()
+                    message = workers[index][1].recv_bytes()
                 except EOFError:
                     proc = workers[index][0]
                     proc.join(1)
                     raise CaptureDecodeFailed(
                         f"decoding worker exited with {proc.exitcode}"
                     ) from None
-                if message[0] == "lines":
-                    merger.add(index, *message[1:])
+                if message[:1] == b"L":
+                    merger.add(index, message)
                 else:
-                    outcomes[index] = message[1]
+                    outcomes[index] = pickle.loads(message[1:])  # from our own worker
                     merger.done[index] = True
             merger.drain()
         merger.drain()
