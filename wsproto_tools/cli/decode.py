@@ -437,7 +437,7 @@ class _Merger:
         if self.binary is not None:
             self.binary.write(data)
         else:
-            self.out.write(data.decode("utf-8"))
+            self.out.write(bytes(data).decode("utf-8"))
 
     def drain(self) -> None:
         """Write every line whose place in the order is known."""
