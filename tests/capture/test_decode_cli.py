@@ -108,3 +108,18 @@ def test_session_summary_has_ack_latency_and_nothing_unacked() -> None:
     assert summary["session_findings"].get("auth-proof:unchecked", 0) >= 1
     conns = [r for r in records if r.get("record") == "connection"]
     assert [c["subprotocol"] for c in conns] == ["wsp.v2"] * 3
+
+
+def test_parallel_output_to_a_file_and_a_pipe(tmp_path: Path) -> None:
+    """-j 2 writes gathered slices straight to the descriptor (a file, a pipe)."""
+    path = str(CAPTURES / "wsp-session-v2.pcap")
+    command = [sys.executable, "-c", ENTRY, "decode", "--ndjson"]
+    piped = [subprocess.run([*command, "-j", str(jobs), path], capture_output=True,
+                            timeout=60) for jobs in (1, 2)]
+    assert piped[0].returncode == piped[1].returncode == 0
+    assert piped[0].stdout == piped[1].stdout
+    target = tmp_path / "out.ndjson"
+    with target.open("wb") as out:
+        subprocess.run([*command, "-j", "2", path], stdout=out, timeout=60, check=True)
+    assert target.read_bytes() == piped[0].stdout
+    assert len(messages(piped[0].stdout.decode())) > 40

@@ -34,8 +34,9 @@ from typing import Any
 from wsproto_tools.capture.net import ACK, FIN, RST, SYN, NotTcp, format_addr, tcp_segment
 from wsproto_tools.capture.reader import RawPacket
 from wsproto_tools.capture.tcp import Flow
-from wsproto_tools.codec import Acknowledge, Batch
+from wsproto_tools.codec import DEFAULT_LIMITS, Acknowledge, Batch
 from wsproto_tools.codec import decode as codec_decode
+from wsproto_tools.codec.fastpath import c_decode_v2
 from wsproto_tools.engine.observer import Direction, SessionObserver
 from wsproto_tools.engine.session import SEQUENCED
 from wsproto_tools.exceptions import FrameError, HandshakeError, WspError
@@ -300,6 +301,11 @@ class CaptureDecoder:
         self.last_ts = 0.0
         self._warned_linktypes: set[int] = set()
         self._codec_decode = codec_decode
+        #: the codec's C fast path for v2 (None: not built), its limits and their bounds
+        self._fast_v2 = c_decode_v2
+        self._limits = DEFAULT_LIMITS
+        self._max_wsp = DEFAULT_LIMITS.max_message
+        self._max_items = DEFAULT_LIMITS.max_batch_items
         #: (session id, sent by the client) -> highest sequence number seen
         self._highest_sent: dict[tuple[int, bool], int] = {}
 
@@ -740,7 +746,12 @@ class CaptureDecoder:
         captured = CapturedMessage(number, ts, conn.id, sender, msg, violations, note)
         if msg.opcode == 2 and note is None and self.decode_wsp:
             version = conn.wsp_version
-            if version is not None or payload[:2] == _V1_MAGIC:
+            fast = self._fast_v2
+            if (version == 2 and fast is not None and len(payload) <= self._max_wsp
+                    and (decoded := fast(payload, self._limits, self._max_items)) is not None):
+                captured.wsp = (2, decoded)
+                self._session(state, captured, decoded)
+            elif version is not None or payload[:2] == _V1_MAGIC:
                 try:
                     decoded = self._codec_decode(payload, version=version)
                 except WspError as error:

@@ -128,6 +128,8 @@ class Printer:
     def events(self, events: list[Any]) -> None:
         message_cls = self._message_cls
         write_line = self._buffer.write
+        fast_line = self._buffer.fast
+        fallback = self._buffer.fallback
         accept = self._accept
         add = self.stats.add
         mode = self.mode
@@ -139,7 +141,10 @@ class Printer:
                 if event.violations:
                     self.violations += 1
                 if mode == "ndjson":
-                    write_line(event)
+                    if fast_line is None:
+                        write_line(event)
+                    elif not fast_line(event):
+                        fallback(event)
                     self._count += 1
                     if self.numbers is not None:
                         self.numbers.append(event.number)
@@ -441,6 +446,40 @@ class _Merger:
 
     def drain(self) -> None:
         """Write every line whose place in the order is known."""
+        pieces: list[memoryview] = []
+        self._order(pieces)
+        if not pieces:
+            return
+        fd = self._fd()
+        if fd is None:
+            self._write(b"".join(pieces))
+            return
+        for start in range(0, len(pieces), 512):  # gathered writes, no copy
+            chunk = pieces[start : start + 512]
+            done = os.writev(fd, chunk)
+            total = sum(len(piece) for piece in chunk)
+            if done < total:  # a short write (a pipe): the rest as one buffer
+                rest = b"".join(chunk)[done:]
+                while rest:
+                    rest = rest[os.write(fd, rest) :]
+
+    def _fd(self) -> int | None:
+        """The file descriptor under the output, flushed, when it can take writev."""
+        if self.binary is None or not hasattr(os, "writev"):
+            return None
+        try:
+            fd = self.binary.fileno()
+        except (AttributeError, OSError, ValueError):
+            return None
+        if not self.wrote:
+            self.wrote = True
+            assert self.out is not None
+            self.out.flush()
+        self.binary.flush()
+        return fd
+
+    def _order(self, pieces: list[memoryview]) -> None:
+        """Append to ``pieces`` the runs of lines whose place is known, in order."""
         import bisect
 
         queues = self.queues
@@ -473,14 +512,14 @@ class _Merger:
             if end <= offset:
                 return  # waiting for another worker
             if end >= len(values):
-                self._write(memoryview(message)[first:])
+                pieces.append(memoryview(message)[first:])
                 queues[best].pop(0)
             else:
                 find = message.index
                 last = first
                 for _ in range(end - offset):
                     last = find(b"\n", last) + 1
-                self._write(memoryview(message)[first:last])
+                pieces.append(memoryview(message)[first:last])
                 queues[best][0] = (values, message, end, last)
 
 

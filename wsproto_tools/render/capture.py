@@ -380,11 +380,19 @@ class LineBuffer:
         self.write: Callable[[CapturedMessage], None] = (
             self._write_c if self._c is not None else self._write_py
         )
+        #: ``fast(item) -> bool``: the C writer's own method, for callers that call
+        #: :meth:`fallback` when it returns False (one call less per line); or None
+        self.fast: Callable[[CapturedMessage], bool] | None = (
+            None if self._c is None else self._c.write
+        )
 
     def _write_c(self, item: CapturedMessage) -> None:
-        c = self._c
-        if not c.write(item):
-            c.append((self.lines(item) + "\n").encode("utf-8", "surrogateescape"))
+        if not self._c.write(item):
+            self.fallback(item)
+
+    def fallback(self, item: CapturedMessage) -> None:
+        """Add the line of ``item`` by the Python writer (a shape the C one left)."""
+        self._c.append((self.lines(item) + "\n").encode("utf-8", "surrogateescape"))
 
     def _write_py(self, item: CapturedMessage) -> None:
         self.lines.write(item, self._parts)
