@@ -9,6 +9,12 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
+            "wsproto_tools.capture._net",
+            ["wsproto_tools/capture/_net.c"],
+            optional=True,
+            extra_compile_args=["-O2", "-Wall"],
+        ),
+        Extension(
             "wsproto_tools.ws._scan",
             ["wsproto_tools/ws/_scan.c"],
             optional=True,

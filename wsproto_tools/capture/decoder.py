@@ -31,7 +31,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wsproto_tools.capture.net import ACK, FIN, RST, SYN, NotTcp, format_addr, tcp_segment
+from wsproto_tools.capture.net import (
+    ACK,
+    FIN,
+    RST,
+    SYN,
+    NotTcp,
+    fast_segment,
+    format_addr,
+    tcp_segment,
+)
 from wsproto_tools.capture.reader import RawPacket
 from wsproto_tools.capture.tcp import Flow
 from wsproto_tools.codec import DEFAULT_LIMITS, Acknowledge, Batch
@@ -301,6 +310,7 @@ class CaptureDecoder:
         self.last_ts = 0.0
         self._warned_linktypes: set[int] = set()
         self._codec_decode = codec_decode
+        self._fast_segment = fast_segment
         #: the codec's C fast path for v2 (None: not built), its limits and their bounds
         self._fast_v2 = c_decode_v2
         self._limits = DEFAULT_LIMITS
@@ -325,7 +335,9 @@ class CaptureDecoder:
         self.last_ts = ts
         events: list[Any] = []
         try:
-            seg = tcp_segment(linktype, data)
+            seg = None if self._fast_segment is None else self._fast_segment(linktype, data)
+            if seg is None:
+                seg = tcp_segment(linktype, data)
         except NotTcp as error:
             self.damaged_packets += 1
             events.append(CaptureWarning(number, f"packet skipped: {error}"))

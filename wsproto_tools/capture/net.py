@@ -18,13 +18,14 @@ __all__ = [
     "SUPPORTED_LINKTYPES",
     "NotTcp",
     "Segment",
+    "fast_segment",
     "format_addr",
     "tcp_segment",
 ]
 
 import ipaddress
 import struct
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
@@ -163,6 +164,25 @@ def tcp_segment(linktype: int, data: bytes) -> Segment | None:
     if end > len(data):
         end = len(data)  # snapped capture: keep what is there
     return (src, sport, dst, dport, seq, ack, flags, data[t + hlen : end])  # type: ignore[return-value]
+
+
+def _load_fast() -> Any:
+    """``segment(linktype, data)``: :func:`tcp_segment` for the common packets, in C
+    (``capture/_net.c``; None for anything it leaves to :func:`tcp_segment`), or
+    None when it was not built or ``WSP_PURE_PYTHON`` is set."""
+    import os
+
+    if os.environ.get("WSP_PURE_PYTHON"):
+        return None
+    try:
+        from wsproto_tools.capture._net import segment
+    except ImportError:
+        return None
+    return segment
+
+
+#: the C form of :func:`tcp_segment` for the common packets, or None
+fast_segment = _load_fast()
 
 
 def format_addr(addr: bytes, port: int) -> str:

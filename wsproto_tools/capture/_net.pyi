@@ -1,0 +1,3 @@
+def segment(
+    linktype: int, data: bytes
+) -> tuple[bytes, int, bytes, int, int, int, int, bytes] | None: ...
