@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import msgpack
 import pytest
@@ -210,7 +211,7 @@ def c_decode(data: bytes, limits: Limits) -> Message | None:
         patch.delenv("WSP_PURE_PYTHON", raising=False)
         decoder = fastpath._c_decoder()
     assert decoder is not None, "the C decoder was not built (setup.py, a C compiler)"
-    return decoder(data, limits, limits.max_batch_items)
+    return decoder(data, limits, limits.max_batch_items, fastpath.small_body(limits))
 
 
 def same(a: Message | None, b: Message | None) -> None:
@@ -297,3 +298,47 @@ def test_a_batch_mixing_raw_and_msgpack_messages_stays_on_the_fast_path() -> Non
     assert fastpath.decode_v2(bad_text, Limits()) is None
     with pytest.raises(DecodeError):
         decode(bad_text)
+
+
+map_values = st.one_of(
+    st.integers(0, 127), st.integers(128, (1 << 64) - 1), st.integers(-(1 << 63), -1),
+    st.text(max_size=40), st.binary(max_size=300), st.booleans(), st.none(),
+    st.floats(allow_nan=False), st.lists(st.integers(0, 3), max_size=2),
+)
+#: values of each compiled field kind, short and long (str8/16, bin8/16, uint8-64)
+KIND_VALUES = {
+    "UINT": st.integers(0, 127) | st.integers(0, (1 << 64) - 1),
+    "STR": st.text(max_size=5) | st.text(min_size=32, max_size=300),
+    "BYTES": st.binary(max_size=5) | st.binary(min_size=256, max_size=300),
+    "BOOL": st.booleans(),
+}
+
+
+@FAST
+@given(st.sampled_from(sorted(fastpath._DECODERS, key=lambda c: c.__name__)), st.data())
+def test_c_reads_plain_msgpack_bodies_as_python(cls: type, data: st.DataObject) -> None:
+    """Maps of the class's fields, mostly right, sometimes not (absent, nil, a wrong
+    kind, a repeated or unknown key, bytes after the map), read by the C reader and
+    by the compiled Python decoders."""
+    entries: list[tuple[str, Any]] = []
+    for name, fspec in fastpath.payload_fields(cls):
+        choice = data.draw(st.integers(0, 9))
+        if choice <= 6:
+            entries.append((name, data.draw(KIND_VALUES[fspec.kind.name])))
+        elif choice == 7:
+            entries.append((name, data.draw(map_values)))
+        elif choice == 8:
+            entries.append((name, None))
+    if data.draw(st.integers(0, 9)) == 0:
+        entries.append((data.draw(st.sampled_from(["x", entries[0][0] if entries else "y"])),
+                        data.draw(map_values)))
+    entries = data.draw(st.permutations(entries))
+    packer = msgpack.Packer(use_bin_type=True)
+    body = packer.pack_map_header(len(entries)) + b"".join(
+        packer.pack(key) + packer.pack(value) for key, value in entries
+    )
+    if data.draw(st.integers(0, 19)) == 0:
+        body += b"\x00"  # extra data after the map
+    message = bytes((0x40,)) + fastpath._V2_TYPES[cls] + b"\x05" + body
+    for limits in (Limits(), Limits(max_str_len=8, max_bin_len=8)):
+        same(c_decode(message, limits), fastpath.decode_v2(message, limits))

@@ -45,7 +45,7 @@ from wsproto_tools.capture.reader import RawPacket
 from wsproto_tools.capture.tcp import Flow
 from wsproto_tools.codec import DEFAULT_LIMITS, Acknowledge, Batch
 from wsproto_tools.codec import decode as codec_decode
-from wsproto_tools.codec.fastpath import c_decode_v2
+from wsproto_tools.codec.fastpath import c_decode_v2, small_body
 from wsproto_tools.engine.observer import Direction, SessionObserver
 from wsproto_tools.engine.session import SEQUENCED
 from wsproto_tools.exceptions import FrameError, HandshakeError, WspError
@@ -316,6 +316,7 @@ class CaptureDecoder:
         self._limits = DEFAULT_LIMITS
         self._max_wsp = DEFAULT_LIMITS.max_message
         self._max_items = DEFAULT_LIMITS.max_batch_items
+        self._small = small_body(DEFAULT_LIMITS)
         #: (session id, sent by the client) -> highest sequence number seen
         self._highest_sent: dict[tuple[int, bool], int] = {}
 
@@ -760,7 +761,8 @@ class CaptureDecoder:
             version = conn.wsp_version
             fast = self._fast_v2
             if (version == 2 and fast is not None and len(payload) <= self._max_wsp
-                    and (decoded := fast(payload, self._limits, self._max_items)) is not None):
+                    and (decoded := fast(payload, self._limits, self._max_items, self._small))
+                    is not None):
                 captured.wsp = (2, decoded)
                 self._session(state, captured, decoded)
             elif version is not None or payload[:2] == _V1_MAGIC:

@@ -12,6 +12,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct {
     PyObject_HEAD
@@ -23,8 +24,15 @@ typedef struct {
     PyObject *binary_cls, *text_cls, *batch_cls;
     PyObject *set_data, *set_text, *set_messages;
     PyObject *msgpack_payload; /* callable(cls, body, limits) -> payload or None */
+    PyObject *specs;        /* dict: class -> ((name bytes, kind, optional, default, slot), ...) */
     PyObject *zero;
 } FastDecoder;
+
+/* Field kinds of the compiled msgpack payloads (codec/fastpath.py). */
+enum { K_UINT = 0, K_STR = 1, K_BYTES = 2, K_BOOL = 3 };
+#define MAX_FIELDS 16
+static PyObject DELEGATE_OBJECT; /* a sentinel address, never a real object */
+#define DELEGATE (&DELEGATE_OBJECT)
 
 #define V2_PLAIN_MASK 0xDB
 #define V2_MARKER 0x40
@@ -96,11 +104,144 @@ new_of(PyObject *cls)
 }
 
 static PyObject *decode_one(FastDecoder *f, const unsigned char *data, Py_ssize_t size,
-                            PyObject *limits, Py_ssize_t max_items, int nested);
+                            PyObject *limits, Py_ssize_t max_items, Py_ssize_t small,
+                            int nested);
+
+/* The payload of class ``cls`` from the msgpack map ``body`` when the map is
+ * plain: str keys naming each field at most once, values of each field's exact
+ * kind, required fields present, nothing after the map.  DELEGATE for anything
+ * else (the Python decoder then decides, nil values and duplicate keys
+ * included); NULL with an exception on failure. */
+static PyObject *
+plain_payload(PyObject *cls, PyObject *spec, const unsigned char *body, Py_ssize_t size)
+{
+    Py_ssize_t nfields = PyTuple_GET_SIZE(spec);
+    if (nfields > MAX_FIELDS || size < 1)
+        return DELEGATE;
+    PyObject *values[MAX_FIELDS] = {NULL};
+    PyObject *result = DELEGATE;
+    Py_ssize_t pos = 0, count;
+    unsigned int b = body[pos++];
+    if (b >= 0x80 && b <= 0x8F)
+        count = b & 0x0F;
+    else if (b == 0xDE && size >= 3) {
+        count = (body[1] << 8) | body[2];
+        pos = 3;
+    }
+    else
+        return DELEGATE;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (pos >= size)
+            goto done;
+        unsigned int k = body[pos++];
+        Py_ssize_t klen;
+        if (k >= 0xA0 && k <= 0xBF)
+            klen = k & 0x1F;
+        else if (k == 0xD9 && pos < size)
+            klen = body[pos++];
+        else
+            goto done;
+        if (pos + klen > size)
+            goto done;
+        Py_ssize_t field = -1;
+        for (Py_ssize_t j = 0; j < nfields; j++) {
+            PyObject *name = PyTuple_GET_ITEM(PyTuple_GET_ITEM(spec, j), 0);
+            if (PyBytes_GET_SIZE(name) == klen
+                && memcmp(PyBytes_AS_STRING(name), body + pos, (size_t)klen) == 0) {
+                field = j;
+                break;
+            }
+        }
+        pos += klen;
+        if (field < 0 || values[field] != NULL || pos >= size)
+            goto done; /* an unknown or repeated key */
+        long kind = PyLong_AsLong(PyTuple_GET_ITEM(PyTuple_GET_ITEM(spec, field), 1));
+        unsigned int v = body[pos++];
+        PyObject *value = NULL;
+        if (kind == K_UINT) {
+            unsigned long long n;
+            Py_ssize_t width = v == 0xCC ? 1 : v == 0xCD ? 2 : v == 0xCE ? 4 : v == 0xCF ? 8 : 0;
+            if (v < 0x80)
+                n = v;
+            else if (width && pos + width <= size) {
+                n = 0;
+                for (Py_ssize_t w = 0; w < width; w++)
+                    n = (n << 8) | body[pos + w];
+                pos += width;
+            }
+            else
+                goto done;
+            value = PyLong_FromUnsignedLongLong(n);
+        }
+        else if (kind == K_STR || kind == K_BYTES) {
+            Py_ssize_t len;
+            if (kind == K_STR && v >= 0xA0 && v <= 0xBF)
+                len = v & 0x1F;
+            else if ((kind == K_STR ? v == 0xD9 : v == 0xC4) && pos + 1 <= size)
+                len = body[pos++];
+            else if ((kind == K_STR ? v == 0xDA : v == 0xC5) && pos + 2 <= size) {
+                len = (body[pos] << 8) | body[pos + 1];
+                pos += 2;
+            }
+            else
+                goto done;
+            if (pos + len > size)
+                goto done;
+            if (kind == K_STR) {
+                value = PyUnicode_DecodeUTF8((const char *)body + pos, len, "strict");
+                if (value == NULL) {
+                    if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+                        goto error;
+                    PyErr_Clear();
+                    goto done;
+                }
+            }
+            else
+                value = PyBytes_FromStringAndSize((const char *)body + pos, len);
+            pos += len;
+        }
+        else if (kind == K_BOOL && (v == 0xC2 || v == 0xC3))
+            value = Py_NewRef(v == 0xC3 ? Py_True : Py_False);
+        else
+            goto done;
+        if (value == NULL)
+            goto error;
+        values[field] = value;
+    }
+    if (pos != size)
+        goto done;
+    for (Py_ssize_t j = 0; j < nfields; j++) {
+        if (values[j] == NULL) {
+            PyObject *item = PyTuple_GET_ITEM(spec, j);
+            if (!PyObject_IsTrue(PyTuple_GET_ITEM(item, 2)))
+                goto done; /* a required field is missing */
+            values[j] = Py_NewRef(PyTuple_GET_ITEM(item, 3));
+        }
+    }
+    PyObject *payload = new_of(cls);
+    if (payload == NULL)
+        goto error;
+    for (Py_ssize_t j = 0; j < nfields; j++) {
+        if (set_slot(PyTuple_GET_ITEM(PyTuple_GET_ITEM(spec, j), 4), payload, values[j]) < 0) {
+            Py_DECREF(payload);
+            goto error;
+        }
+    }
+    result = payload;
+    goto done;
+error:
+    result = NULL;
+done:
+    for (Py_ssize_t j = 0; j < nfields; j++)
+        Py_XDECREF(values[j]);
+    return result;
+}
+
+
 
 static PyObject *
 decode_batch(FastDecoder *f, const unsigned char *data, Py_ssize_t size, Py_ssize_t pos,
-             PyObject *limits, Py_ssize_t max_items)
+             PyObject *limits, Py_ssize_t max_items, Py_ssize_t small)
 {
     PyObject *items = PyList_New(0);
     if (items == NULL)
@@ -114,7 +255,8 @@ decode_batch(FastDecoder *f, const unsigned char *data, Py_ssize_t size, Py_ssiz
             goto none;
         if (!length || pos + (Py_ssize_t)length > size)
             goto none;
-        PyObject *item = decode_one(f, data + pos, (Py_ssize_t)length, limits, max_items, 1);
+        PyObject *item =
+            decode_one(f, data + pos, (Py_ssize_t)length, limits, max_items, small, 1);
         if (item == NULL)
             goto error;
         if (item == Py_None) {
@@ -149,7 +291,7 @@ error:
 
 static PyObject *
 decode_one(FastDecoder *f, const unsigned char *data, Py_ssize_t size, PyObject *limits,
-           Py_ssize_t max_items, int nested)
+           Py_ssize_t max_items, Py_ssize_t small, int nested)
 {
     if (size < 3 || (data[0] & V2_PLAIN_MASK) != V2_MARKER)
         Py_RETURN_NONE;
@@ -175,7 +317,7 @@ decode_one(FastDecoder *f, const unsigned char *data, Py_ssize_t size, PyObject 
     }
     PyObject *payload;
     if (cls == NULL) {
-        payload = decode_batch(f, data, size, pos, limits, max_items);
+        payload = decode_batch(f, data, size, pos, limits, max_items, small);
     }
     else if (cls == f->binary_cls) {
         PyObject *bytes = PyBytes_FromStringAndSize((const char *)data + pos, size - pos);
@@ -200,12 +342,20 @@ decode_one(FastDecoder *f, const unsigned char *data, Py_ssize_t size, PyObject 
         Py_DECREF(text);
     }
     else {
-        PyObject *body = PyBytes_FromStringAndSize((const char *)data + pos, size - pos);
-        if (body == NULL)
+        payload = DELEGATE;
+        PyObject *spec = PyDict_GetItemWithError(f->specs, cls); /* borrowed */
+        if (spec == NULL && PyErr_Occurred())
             return NULL;
-        PyObject *args[] = {cls, body, limits};
-        payload = PyObject_Vectorcall(f->msgpack_payload, args, 3, NULL);
-        Py_DECREF(body);
+        if (spec != NULL && size - pos <= small)
+            payload = plain_payload(cls, spec, data + pos, size - pos);
+        if (payload == DELEGATE) {
+            PyObject *body = PyBytes_FromStringAndSize((const char *)data + pos, size - pos);
+            if (body == NULL)
+                return NULL;
+            PyObject *args[] = {cls, body, limits};
+            payload = PyObject_Vectorcall(f->msgpack_payload, args, 3, NULL);
+            Py_DECREF(body);
+        }
     }
     if (payload == NULL || payload == Py_None)
         return payload;
@@ -238,8 +388,8 @@ error:
 static PyObject *
 FastDecoder_decode(FastDecoder *f, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "decode(data, limits, max_batch_items)");
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "decode(data, limits, max_batch_items, small)");
         return NULL;
     }
     if (!PyBytes_Check(args[0])) {
@@ -247,10 +397,11 @@ FastDecoder_decode(FastDecoder *f, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_ssize_t max_items = PyLong_AsSsize_t(args[2]);
-    if (max_items == -1 && PyErr_Occurred())
+    Py_ssize_t small = PyLong_AsSsize_t(args[3]);
+    if ((max_items == -1 || small == -1) && PyErr_Occurred())
         return NULL;
     return decode_one(f, (const unsigned char *)PyBytes_AS_STRING(args[0]),
-                      PyBytes_GET_SIZE(args[0]), args[1], max_items, 0);
+                      PyBytes_GET_SIZE(args[0]), args[1], max_items, small, 0);
 }
 
 static int
@@ -258,15 +409,15 @@ FastDecoder_init(FastDecoder *f, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"classes", "batch_byte", "message_cls", "message_slots", "flags",
                             "binary_cls", "text_cls", "batch_cls", "payload_slots",
-                            "msgpack_payload", NULL};
+                            "msgpack_payload", "specs", NULL};
     PyObject *classes, *message_cls, *message_slots, *flags, *binary_cls, *text_cls,
-        *batch_cls, *payload_slots, *msgpack_payload;
+        *batch_cls, *payload_slots, *msgpack_payload, *specs;
     int batch_byte;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!iO!O!O!OOOO!O", names, &PyDict_Type,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!iO!O!O!OOOO!OO!", names, &PyDict_Type,
                                      &classes, &batch_byte, &PyType_Type, &message_cls,
                                      &PyTuple_Type, &message_slots, &PyTuple_Type, &flags,
                                      &binary_cls, &text_cls, &batch_cls, &PyTuple_Type,
-                                     &payload_slots, &msgpack_payload))
+                                     &payload_slots, &msgpack_payload, &PyDict_Type, &specs))
         return -1;
     if (PyTuple_GET_SIZE(message_slots) != 5 || PyTuple_GET_SIZE(payload_slots) != 3
         || PyTuple_GET_SIZE(flags) != 2) {
@@ -294,6 +445,24 @@ FastDecoder_init(FastDecoder *f, PyObject *args, PyObject *kwargs)
     PyObject *value;
     Py_ssize_t pos = 0;
     PyObject *key;
+    while (PyDict_Next(specs, &pos, &key, &value)) {
+        if (!PyType_Check(key) || !PyTuple_Check(value)) {
+            PyErr_SetString(PyExc_TypeError, "specs maps classes to tuples");
+            return -1;
+        }
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(value); j++) {
+            PyObject *item = PyTuple_GET_ITEM(value, j);
+            if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 5
+                || !PyBytes_Check(PyTuple_GET_ITEM(item, 0))
+                || !PyLong_Check(PyTuple_GET_ITEM(item, 1))
+                || Py_TYPE(PyTuple_GET_ITEM(item, 4))->tp_descr_set == NULL) {
+                PyErr_SetString(PyExc_TypeError,
+                                "a field spec is (name bytes, kind, optional, default, slot)");
+                return -1;
+            }
+        }
+    }
+    pos = 0;
     while (PyDict_Next(classes, &pos, &key, &value)) {
         if (!PyType_Check(value)) {
             PyErr_SetString(PyExc_TypeError, "classes maps to types");
@@ -317,6 +486,7 @@ FastDecoder_init(FastDecoder *f, PyObject *args, PyObject *kwargs)
     KEEP(set_text, PyTuple_GET_ITEM(payload_slots, 1));
     KEEP(set_messages, PyTuple_GET_ITEM(payload_slots, 2));
     KEEP(msgpack_payload, msgpack_payload);
+    KEEP(specs, specs);
 #undef KEEP
     PyObject *zero = PyLong_FromLong(0);
     if (zero == NULL)
@@ -343,6 +513,7 @@ FastDecoder_traverse(FastDecoder *f, visitproc visit, void *arg)
     Py_VISIT(f->set_text);
     Py_VISIT(f->set_messages);
     Py_VISIT(f->msgpack_payload);
+    Py_VISIT(f->specs);
     return 0;
 }
 
@@ -364,6 +535,7 @@ FastDecoder_clear(FastDecoder *f)
     Py_CLEAR(f->set_text);
     Py_CLEAR(f->set_messages);
     Py_CLEAR(f->msgpack_payload);
+    Py_CLEAR(f->specs);
     Py_CLEAR(f->zero);
     return 0;
 }
@@ -378,7 +550,8 @@ FastDecoder_dealloc(FastDecoder *f)
 
 static PyMethodDef FastDecoder_methods[] = {
     {"decode", (PyCFunction)(void (*)(void))FastDecoder_decode, METH_FASTCALL,
-     "decode(data, limits, max_batch_items): a Message, or None for the general path."},
+     "decode(data, limits, max_batch_items, small): a Message, or None for the general "
+     "path (msgpack bodies up to small bytes need no explicit limits)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -516,9 +516,37 @@ def _msgpack_payload(cls: type[Payload], body: bytes, limits: Limits) -> Payload
     return _DECODERS[cls](obj)
 
 
-def _c_decoder() -> Callable[[bytes, Limits, int], Message | None] | None:
-    """``decode(data, limits, max_batch_items)``: :func:`decode_v2` (not nested) in C
-    (``codec/_fast.c``), or None when it was not built or ``WSP_PURE_PYTHON`` is set."""
+def small_body(limits: Limits) -> int:
+    """The size up to which a msgpack body cannot break ``limits`` (see decode_v2)."""
+    cached = _last_args
+    if cached[0] is not limits:
+        _unpack_args(limits)
+        cached = _last_args
+    return cached[2]
+
+
+#: the compiled field kinds, as the C decoder numbers them
+_C_KINDS = {Kind.UINT: 0, Kind.STR: 1, Kind.BYTES: 2, Kind.BOOL: 3}
+
+
+def _c_specs() -> dict[type, tuple[tuple[bytes, int, bool, Any, Any], ...]]:
+    """Per compiled class, each field as ``(name, kind, optional, default, slot)``."""
+    specs = {}
+    for cls in _DECODERS:
+        declared = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        specs[cls] = tuple(
+            (name.encode(), _C_KINDS[fspec.kind], fspec.optional,
+             None if declared[name].default is dataclasses.MISSING else declared[name].default,
+             vars(cls)[name])
+            for name, fspec in payload_fields(cls)
+        )
+    return specs
+
+
+def _c_decoder() -> Callable[[bytes, Limits, int, int], Message | None] | None:
+    """``decode(data, limits, max_batch_items, small_body(limits))``: :func:`decode_v2`
+    (not nested) in C (``codec/_fast.c``), or None when it was not built or
+    ``WSP_PURE_PYTHON`` is set. Plain msgpack bodies are read in C too."""
     import os
 
     if os.environ.get("WSP_PURE_PYTHON"):
@@ -540,6 +568,7 @@ def _c_decoder() -> Callable[[bytes, Limits, int], Message | None] | None:
         Batch,
         (vars(BinaryData)["data"], vars(TextData)["text"], vars(Batch)["messages"]),
         _msgpack_payload,
+        _c_specs(),
     )
     return fast.decode
 

@@ -27,7 +27,7 @@ from wsproto_tools.codec.construct import set_text as _set_text
 from wsproto_tools.codec.construct import set_timestamp as _set_timestamp
 from wsproto_tools.codec.crypto import OVERHEAD, Cipher
 from wsproto_tools.codec.fastpath import c_decode_v2 as _c_decode_v2
-from wsproto_tools.codec.fastpath import decode_v2, encode_v2
+from wsproto_tools.codec.fastpath import decode_v2, encode_v2, small_body
 from wsproto_tools.codec.limits import DEFAULT_LIMITS, Limits
 from wsproto_tools.codec.payloads import decode_fields, encode_fields
 from wsproto_tools.codec.schema import (
@@ -336,7 +336,7 @@ def decode(
     head = data[0] if data else 0
     if _c_decode_v2 is not None:
         if (version is None or version == 2) and head & 0xDB == 0x40:
-            fast = _c_decode_v2(data, limits, limits.max_batch_items)
+            fast = _c_decode_v2(data, limits, limits.max_batch_items, small_body(limits))
             if fast is not None:
                 return fast
     elif (version is None or version == 2) and (head == 0x40 or head == 0x60 or head == 0x44
