@@ -31,6 +31,11 @@ typedef struct {
     PyObject *batch_cls;
     PyObject *payload_json;   /* callable(payload) -> str: the JSON of any other payload */
     int with_hex;
+    /* the WebSocket payload of the line being written and where its hex lies in
+     * the buffer (-1: not written), reused for a BinaryData that ends it */
+    const unsigned char *whole;
+    Py_ssize_t whole_size;
+    Py_ssize_t whole_hex;
     PyObject *last_ts;        /* the last capture time and its repr (UTF-8 bytes) */
     PyObject *last_ts_text;
 } LineWriter;
@@ -45,6 +50,8 @@ static PyObject *s_ts, *s_conn, *s_direction, *s_msg, *s_violations, *s_wsp, *s_
 #define FAILED -1  /* an exception is set */
 
 static const char HEX[] = "0123456789abcdef";
+/* the two hex digits of each byte value, as they lie in memory */
+static char HEX_PAIRS[256][2];
 
 static int
 reserve(LineWriter *w, Py_ssize_t extra)
@@ -92,10 +99,8 @@ put_hex(LineWriter *w, const unsigned char *data, Py_ssize_t size)
     if (reserve(w, 2 * size) < 0)
         return FAILED;
     char *out = w->buf + w->len;
-    for (Py_ssize_t i = 0; i < size; i++) {
-        out[2 * i] = HEX[data[i] >> 4];
-        out[2 * i + 1] = HEX[data[i] & 0x0F];
-    }
+    for (Py_ssize_t i = 0; i < size; i++)
+        memcpy(out + 2 * i, HEX_PAIRS[data[i]], 2);
     w->len += 2 * size;
     return 0;
 }
@@ -269,8 +274,18 @@ put_payload(LineWriter *w, PyObject *payload, int depth)
             goto done;
         }
         CHECK(PUT_LITERAL(w, "{\"hex\":\""));
-        CHECK(put_hex(w, (const unsigned char *)PyBytes_AS_STRING(value),
-                      PyBytes_GET_SIZE(value)));
+        Py_ssize_t size = PyBytes_GET_SIZE(value);
+        const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(value);
+        if (w->whole_hex >= 0 && size <= w->whole_size
+            && memcmp(w->whole + w->whole_size - size, data, (size_t)size) == 0) {
+            /* the same bytes end the payload: copy their hex (already written) */
+            CHECK(reserve(w, 2 * size));
+            memcpy(w->buf + w->len, w->buf + w->whole_hex + 2 * (w->whole_size - size),
+                   (size_t)(2 * size));
+            w->len += 2 * size;
+        }
+        else
+            CHECK(put_hex(w, data, size));
         CHECK(PUT_LITERAL(w, "\"}"));
         goto done;
     }
@@ -405,6 +420,7 @@ static int
 write_item(LineWriter *w, PyObject *item)
 {
     int rc = 0;
+    w->whole_hex = -1;
     PyObject *msg = NULL, *opcode = NULL, *payload = NULL, *text = NULL, *value = NULL;
     PyObject *wsp = NULL;
     GET(msg, item, s_msg);
@@ -491,6 +507,9 @@ write_item(LineWriter *w, PyObject *item)
     }
     else {
         CHECK(PUT_LITERAL(w, "\"hex\":\""));
+        w->whole = bytes;
+        w->whole_size = size;
+        w->whole_hex = w->len;
         CHECK(put_hex(w, bytes, size));
         CHECK(PUT_LITERAL(w, "\""));
     }
@@ -759,6 +778,10 @@ static struct PyModuleDef lines_module = {
 PyMODINIT_FUNC
 PyInit__lines(void)
 {
+    for (int i = 0; i < 256; i++) {
+        HEX_PAIRS[i][0] = HEX[i >> 4];
+        HEX_PAIRS[i][1] = HEX[i & 0x0F];
+    }
 #define INTERN(var, text)                          \
     if ((var = PyUnicode_InternFromString(text)) == NULL) \
         return NULL
