@@ -6,6 +6,7 @@ bytes must equal the Python writer's text byte for byte, and parse to the record
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -19,6 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsproto_tools.capture import CaptureDecoder, CapturedMessage, open_capture
+from wsproto_tools.codec import encode
+from wsproto_tools.exceptions import WspError
 from wsproto_tools.render.capture import LineBuffer, MessageLines, message_record
 from wsproto_tools.ws import WsMessage
 
@@ -119,6 +122,13 @@ def captured(draw: Any) -> CapturedMessage:
     choice = draw(st.integers(0, 2))
     if choice == 1:
         wsp = (draw(st.sampled_from([1, 2])), draw(wsp_messages))
+        if draw(st.booleans()):  # the payload is the message (its BinaryData ends it)
+            try:
+                payload = encode(wsp[1], version=wsp[0])
+            except WspError:
+                pass
+            else:
+                msg = dataclasses.replace(msg, opcode=2, payload=payload, text=None)
     elif choice == 2:
         wsp = "wsp decode failed: " + draw(texts)
     return CapturedMessage(
