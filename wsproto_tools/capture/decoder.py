@@ -47,7 +47,7 @@ from wsproto_tools.codec import DEFAULT_LIMITS, Acknowledge, Batch
 from wsproto_tools.codec import decode as codec_decode
 from wsproto_tools.codec.fastpath import c_decode_v2, small_body
 from wsproto_tools.engine.observer import Direction, SessionObserver
-from wsproto_tools.engine.session import SEQUENCED
+from wsproto_tools.engine.vocabulary import SEQUENCED
 from wsproto_tools.exceptions import FrameError, HandshakeError, WspError
 from wsproto_tools.ws import (
     DeflateContext,

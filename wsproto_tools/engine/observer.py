@@ -49,8 +49,8 @@ from wsproto_tools.codec.schema import (
     Subscribed,
     Unknown,
 )
-from wsproto_tools.engine.session import KNOWN_CAPABILITIES, SEQUENCED
 from wsproto_tools.engine.states import Event, IllegalTransition, State, transition
+from wsproto_tools.engine.vocabulary import KNOWN_CAPABILITIES, SEQUENCED
 from wsproto_tools.exceptions import CloseCode
 
 #: rule id -> what it checks (docs/protocol.md, "Session protocol", lists them).

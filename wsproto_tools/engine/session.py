@@ -105,6 +105,7 @@ from wsproto_tools.engine.keys import (
 )
 from wsproto_tools.engine.states import Event, Origin, State, transition
 from wsproto_tools.engine.timing import AdaptiveWindow, RttEstimator
+from wsproto_tools.engine.vocabulary import DEFAULT_CAPABILITIES, KNOWN_CAPABILITIES
 from wsproto_tools.exceptions import (
     AuthenticationError,
     CloseCode,
@@ -113,11 +114,6 @@ from wsproto_tools.exceptions import (
     WspError,
 )
 
-#: Capabilities this implementation understands.
-DEFAULT_CAPABILITIES: tuple[str, ...] = ("ack", "batch", "pubsub")
-KNOWN_CAPABILITIES = frozenset({"ack", "batch", "pubsub", "compress", "encrypt", "delta"})
-#: Message classes that travel in the sequenced, acknowledged stream.
-SEQUENCED: tuple[type[Payload], ...] = (Publish, TextData, BinaryData, DeltaUpdate, Error)
 #: Messages allowed before the session is accepted (the handshake itself).
 HANDSHAKE_TYPES = (Challenge, Handshake, Authenticate, HandshakeResponse, Close)
 PUBLISH_ID_MEMORY = 4096
