@@ -9,6 +9,13 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
+            "wsproto_tools.capture._tally",
+            ["wsproto_tools/capture/_tally.c"],
+            depends=["wsproto_tools/_cslots.h"],
+            optional=True,
+            extra_compile_args=["-O2", "-Wall"],
+        ),
+        Extension(
             "wsproto_tools.capture._net",
             ["wsproto_tools/capture/_net.c"],
             optional=True,

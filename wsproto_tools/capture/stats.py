@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["OPCODE_NAMES", "CaptureStats", "opcode_name", "percentiles"]
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,8 @@ class CaptureStats:
     warnings: int = 0
     _pings: dict[tuple[int, str, bytes], float] = field(default_factory=dict)
     ping_rtt: list[float] = field(default_factory=list)
+    #: the C counter of :meth:`counter`, whose counts :meth:`settle` folds in
+    _tally: Any = field(default=None, repr=False, compare=False)
 
     def add(self, item: CapturedMessage) -> None:
         msg = item.msg
@@ -89,17 +92,49 @@ class CaptureStats:
                 self.types[type(wsp[1].payload)] += 1
             else:
                 self.wsp_errors += 1
-        if opcode == 9:
+        if opcode == 9 or opcode == 10:
+            self._control(item)
+
+    def _control(self, item: CapturedMessage) -> None:
+        """Match pongs to pings (round-trip times)."""
+        payload = item.msg.payload
+        if item.msg.opcode == 9:
             if len(self._pings) < _MAX_SAMPLES:
-                self._pings[(item.conn, item.direction, msg.payload)] = item.ts
-        elif opcode == 10:
+                self._pings[(item.conn, item.direction, payload)] = item.ts
+        else:
             other = "server" if item.direction == "client" else "client"
-            sent = self._pings.pop((item.conn, other, msg.payload), None)
+            sent = self._pings.pop((item.conn, other, payload), None)
             if sent is not None and len(self.ping_rtt) < _MAX_SAMPLES:
                 self.ping_rtt.append(item.ts - sent)
 
+    def counter(self) -> Callable[[CapturedMessage], None]:
+        """:meth:`add`, in C when it was built (``capture/_tally.c``): its integer
+        counts wait there until :meth:`settle` (which summary, merge and pickling
+        call) folds them into these fields."""
+        if self._tally is None:
+            self._tally = _new_tally(self)
+            if self._tally is None:
+                return self.add
+        return self._tally.add
+
+    def settle(self) -> None:
+        """Fold the counts waiting in the C counter into the fields."""
+        if self._tally is None:
+            return
+        counts = self._tally.take()
+        for name, value in zip(_COUNTED, counts, strict=False):
+            setattr(self, name, getattr(self, name) + value)
+        opcodes = counts[len(_COUNTED) :]
+        self.opcodes = [a + b for a, b in zip(self.opcodes, opcodes, strict=True)]
+
+    def __getstate__(self) -> dict[str, Any]:
+        self.settle()
+        return {**self.__dict__, "_tally": None}
+
     def merge(self, other: CaptureStats) -> None:
         """Add the counts of ``other`` (a worker's share of the same capture)."""
+        self.settle()
+        other.settle()
         self.messages += other.messages
         self.opcodes = [a + b for a, b in zip(self.opcodes, other.opcodes, strict=True)]
         self.from_client += other.from_client
@@ -113,6 +148,7 @@ class CaptureStats:
 
     @property
     def by_opcode(self) -> dict[str, int]:
+        self.settle()
         return {opcode_name(op): n for op, n in enumerate(self.opcodes) if n}
 
     @property
@@ -131,6 +167,7 @@ class CaptureStats:
         dropped: int | None = None,
     ) -> dict[str, Any]:
         """The JSON-ready summary (the ``summary`` record of ``--ndjson``)."""
+        self.settle()
         kinds = Counter(c.kind for c in connections)
         ws = [c for c in connections if c.kind == "websocket"]
         handshake = [c.handshake_latency for c in ws if c.handshake_latency is not None]
@@ -184,3 +221,24 @@ class CaptureStats:
             "retransmissions": sum(c.retransmissions for c in ws),
             "warnings": self.warnings,
         }
+
+
+#: the integer fields the C counter keeps, in its order (then the 16 opcodes)
+_COUNTED = (
+    "messages", "from_client", "wire_bytes", "payload_bytes", "compressed_wire",
+    "compressed_plain", "plain_wire", "plain_payload", "undecoded", "wsp_messages",
+    "wsp_errors",
+)
+
+
+def _new_tally(stats: CaptureStats) -> Any:
+    """A C counter feeding ``stats``, or None (not built, or ``WSP_PURE_PYTHON``)."""
+    import os
+
+    if os.environ.get("WSP_PURE_PYTHON"):
+        return None
+    try:
+        from wsproto_tools.capture._tally import Tally
+    except ImportError:
+        return None
+    return Tally(stats.types, stats.violations, stats._control)

@@ -131,7 +131,7 @@ class Printer:
         fast_line = self._buffer.fast
         fallback = self._buffer.fallback
         accept = self._accept
-        add = self.stats.add
+        add = self.stats.counter()
         mode = self.mode
         for event in events:
             if type(event) is message_cls:

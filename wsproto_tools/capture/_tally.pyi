@@ -1,0 +1,9 @@
+from collections.abc import Callable
+from typing import Any
+
+class Tally:
+    def __init__(
+        self, types: dict[Any, int], violations: dict[str, int], on_control: Callable[[Any], None]
+    ) -> None: ...
+    def add(self, item: Any) -> None: ...
+    def take(self) -> tuple[int, ...]: ...
