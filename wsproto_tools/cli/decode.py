@@ -197,12 +197,11 @@ class Printer:
         self._flush_text()
         if self._buffer.size:
             self._count = 0
-            data = self._buffer.take()
             if self._bytes_out is not None:
                 self._out.flush()  # whatever went through the text layer comes first
-                self._bytes_out.write(data)
+                self._buffer.write_to(self._bytes_out.write)
             else:
-                self._out.write(data.decode("utf-8", "surrogateescape"))
+                self._out.write(self._buffer.take().decode("utf-8", "surrogateescape"))
 
     def finish(self, connections: list[Any], summary: dict[str, Any]) -> None:
         from wsproto_tools.render.capture import connection_record, summary_view

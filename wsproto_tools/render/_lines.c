@@ -639,6 +639,35 @@ LineWriter_take(LineWriter *w, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
+LineWriter_write_to(LineWriter *w, PyObject *write)
+{
+    /* write(view of the buffer), then the buffer starts again empty: no copy */
+    if (w->len == 0)
+        Py_RETURN_NONE;
+    PyObject *view = PyMemoryView_FromMemory(w->buf, w->len, PyBUF_READ);
+    if (view == NULL)
+        return NULL;
+    PyObject *result = PyObject_CallOneArg(write, view);
+    PyObject *released = PyObject_CallMethod(view, "release", NULL);
+    Py_DECREF(view);
+    if (result == NULL) {
+        Py_XDECREF(released);
+        return NULL; /* the buffer is kept: nothing is lost */
+    }
+    Py_DECREF(result);
+    if (released == NULL)
+        return NULL; /* write kept a view of it */
+    Py_DECREF(released);
+    w->len = 0;
+    if (w->cap > (1 << 22)) {
+        PyMem_Free(w->buf);
+        w->buf = NULL;
+        w->cap = 0;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 LineWriter_size(LineWriter *w, void *Py_UNUSED(closure))
 {
     return PyLong_FromSsize_t(w->len);
@@ -745,6 +774,8 @@ static PyMethodDef LineWriter_methods[] = {
     {"append", (PyCFunction)LineWriter_append, METH_O, "Append bytes as they are."},
     {"take", (PyCFunction)LineWriter_take, METH_NOARGS,
      "The bytes written so far; the buffer starts again empty."},
+    {"write_to", (PyCFunction)LineWriter_write_to, METH_O,
+     "write_to(write): call write() with a view of the buffer (not kept), then empty it."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -408,6 +408,13 @@ class LineBuffer:
         """Bytes (or, on the Python path, pieces) waiting."""
         return int(self._c.size) if self._c is not None else len(self._parts)
 
+    def write_to(self, write: Callable[[memoryview], object]) -> None:
+        """``write`` what was gathered (without a copy when in C), and start again."""
+        if self._c is not None:
+            self._c.write_to(write)
+        else:
+            write(memoryview(self.take()))
+
     def take(self) -> bytes:
         if self._c is not None:
             return bytes(self._c.take())
