@@ -9,6 +9,12 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
+            "wsproto_tools.capture._pcap",
+            ["wsproto_tools/capture/_pcap.c"],
+            optional=True,
+            extra_compile_args=["-O2", "-Wall"],
+        ),
+        Extension(
             "wsproto_tools.capture._tally",
             ["wsproto_tools/capture/_tally.c"],
             depends=["wsproto_tools/_cslots.h"],

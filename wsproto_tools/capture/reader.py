@@ -28,7 +28,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from wsproto_tools.exceptions import CaptureError, NotACapture
 
@@ -202,7 +202,19 @@ class PacketReader:
 
             block = b""
             pos = 0
+            split = _split
+            big = order == ">"
             while True:
+                if split is not None:
+                    # the whole records of the block, in C; the rest as below
+                    packets, end = split(block, pos, big, unit, linktype, limit, number)
+                    if packets:
+                        number += len(packets)
+                        nbytes += end - pos
+                        pos = end
+                        info.packets = number
+                        info.bytes_read = nbytes
+                        yield from packets
                 if len(block) - pos < 16:
                     block = refill(block, pos, 16)
                     pos = 0
@@ -420,3 +432,20 @@ def open_capture(
             stream.close()
 
     return reader, close
+
+
+def _load_split() -> Any:
+    """The C record splitter (``capture/_pcap.c``), or None when it was not built or
+    ``WSP_PURE_PYTHON`` is set."""
+    import os
+
+    if os.environ.get("WSP_PURE_PYTHON"):
+        return None
+    try:
+        from wsproto_tools.capture._pcap import split
+    except ImportError:
+        return None
+    return split
+
+
+_split = _load_split()

@@ -1,0 +1,3 @@
+def split(
+    block: bytes, pos: int, big_endian: bool, unit: float, linktype: int, limit: int, number: int
+) -> tuple[list[tuple[int, float, int, bytes]], int]: ...
