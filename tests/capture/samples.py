@@ -21,6 +21,19 @@ def samples() -> list[tuple[str, Path, dict[str, Any]]]:
     return out
 
 
+def sample_messages(path: Path) -> list[Any]:
+    """Every CapturedMessage of the capture at ``path``, decoded to the end."""
+    from wsproto_tools.capture import CaptureDecoder, CapturedMessage, open_capture
+
+    reader, close = open_capture(str(path))
+    decoder = CaptureDecoder()
+    try:
+        events = [e for p in reader for e in decoder.packet(p)] + decoder.finish()
+    finally:
+        close()
+    return [e for e in events if isinstance(e, CapturedMessage)]
+
+
 def _subset_problems(where: str, want: Any, have: Any) -> list[str]:
     if isinstance(want, dict):
         if not isinstance(have, dict):

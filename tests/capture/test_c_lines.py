@@ -19,13 +19,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsproto_tools.capture import CaptureDecoder, CapturedMessage, open_capture
+from wsproto_tools.capture import CapturedMessage
 from wsproto_tools.codec import encode
 from wsproto_tools.exceptions import WspError
 from wsproto_tools.render.capture import LineBuffer, MessageLines, message_record
 from wsproto_tools.ws import WsMessage
 
-from .samples import samples
+from .samples import sample_messages, samples
 
 _spec = importlib.util.spec_from_file_location(
     "wsp_codec_strategies", Path(__file__).parent.parent / "codec" / "strategies.py"
@@ -83,17 +83,10 @@ def test_pure_python_switch_gives_the_same_output() -> None:
 def test_every_sample_message() -> None:
     taken = checked = 0
     for _, path, _ in samples():
-        reader, close = open_capture(str(path))
-        decoder = CaptureDecoder()
-        try:
-            events = [e for p in reader for e in decoder.packet(p)] + decoder.finish()
-        finally:
-            close()
-        for event in events:
-            if isinstance(event, CapturedMessage):
-                for with_hex in (False, True):
-                    taken += check(event, with_hex)
-                    checked += 1
+        for event in sample_messages(path):
+            for with_hex in (False, True):
+                taken += check(event, with_hex)
+                checked += 1
     assert taken > 0.8 * checked  # all but session findings (rare, left to Python)
 
 

@@ -10,11 +10,10 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from wsproto_tools.capture import CaptureDecoder, CapturedMessage, open_capture
 from wsproto_tools.cli.main import cli
 from wsproto_tools.render.capture import MessageLines, message_record
 
-from .samples import CAPTURES, samples
+from .samples import CAPTURES, sample_messages, samples
 
 BASIC = CAPTURES / "ws-basic.pcap"
 SESSION = CAPTURES / "wsp-session-v2.pcap"
@@ -84,17 +83,10 @@ def test_fast_lines_equal_records() -> None:
     for with_hex in (False, True):
         lines = MessageLines(with_hex=with_hex)
         for _, path, _ in samples():
-            reader, close = open_capture(str(path))
-            decoder = CaptureDecoder()
-            try:
-                events = [e for p in reader for e in decoder.packet(p)] + decoder.finish()
-            finally:
-                close()
-            for event in events:
-                if isinstance(event, CapturedMessage):
-                    assert json.loads(lines(event)) == json.loads(
-                        json.dumps(message_record(event, with_hex=with_hex))
-                    )
+            for event in sample_messages(path):
+                assert json.loads(lines(event)) == json.loads(
+                    json.dumps(message_record(event, with_hex=with_hex))
+                )
 
 
 def test_session_summary_has_ack_latency_and_nothing_unacked() -> None:

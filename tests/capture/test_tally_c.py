@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsproto_tools.capture import CaptureDecoder, CapturedMessage, CaptureStats, open_capture
+from wsproto_tools.capture import CapturedMessage, CaptureStats
 from wsproto_tools.capture import stats as stats_module
 
-from .samples import samples
+from .samples import sample_messages, samples
 from .test_c_lines import captured
 
 
@@ -39,12 +39,7 @@ def fields(stats: CaptureStats) -> dict[str, Any]:
 
 def test_every_sample() -> None:
     for _, path, _ in samples():
-        reader, close = open_capture(str(path))
-        decoder = CaptureDecoder()
-        try:
-            items = [e for p in reader for e in decoder.packet(p) if isinstance(e, CapturedMessage)]
-        finally:
-            close()
+        items = sample_messages(path)
         python = CaptureStats()
         fast, add = c_stats()
         for item in items:

@@ -27,6 +27,8 @@ import ipaddress
 import struct
 from typing import Any, NamedTuple
 
+from wsproto_tools import native
+
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
@@ -169,16 +171,9 @@ def tcp_segment(linktype: int, data: bytes) -> Segment | None:
 def _load_fast() -> Any:
     """``segment(linktype, data)``: :func:`tcp_segment` for the common packets, in C
     (``capture/_net.c``; None for anything it leaves to :func:`tcp_segment`), or
-    None when it was not built or ``WSP_PURE_PYTHON`` is set."""
-    import os
-
-    if os.environ.get("WSP_PURE_PYTHON"):
-        return None
-    try:
-        from wsproto_tools.capture._net import segment
-    except ImportError:
-        return None
-    return segment
+    None (see :mod:`..native`)."""
+    module = native.load("capture._net")
+    return None if module is None else module.segment
 
 
 #: the C form of :func:`tcp_segment` for the common packets, or None

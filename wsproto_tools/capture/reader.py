@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, NamedTuple
 
+from wsproto_tools import native
 from wsproto_tools.exceptions import CaptureError, NotACapture
 
 #: The largest packet record accepted (bigger ones mean a corrupt file).
@@ -435,17 +436,9 @@ def open_capture(
 
 
 def _load_split() -> Any:
-    """The C record splitter (``capture/_pcap.c``), or None when it was not built or
-    ``WSP_PURE_PYTHON`` is set."""
-    import os
-
-    if os.environ.get("WSP_PURE_PYTHON"):
-        return None
-    try:
-        from wsproto_tools.capture._pcap import split
-    except ImportError:
-        return None
-    return split
+    """The C record splitter (``capture/_pcap.c``), or None (see :mod:`..native`)."""
+    module = native.load("capture._pcap")
+    return None if module is None else module.split
 
 
 _split = _load_split()

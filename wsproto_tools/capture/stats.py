@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from wsproto_tools import native
 from wsproto_tools.capture.decoder import CapturedMessage, Connection
 
 OPCODE_NAMES = {
@@ -232,13 +233,6 @@ _COUNTED = (
 
 
 def _new_tally(stats: CaptureStats) -> Any:
-    """A C counter feeding ``stats``, or None (not built, or ``WSP_PURE_PYTHON``)."""
-    import os
-
-    if os.environ.get("WSP_PURE_PYTHON"):
-        return None
-    try:
-        from wsproto_tools.capture._tally import Tally
-    except ImportError:
-        return None
-    return Tally(stats.types, stats.violations, stats._control)
+    """A C counter feeding ``stats``, or None (see :mod:`..native`)."""
+    module = native.load("capture._tally")
+    return None if module is None else module.Tally(stats.types, stats.violations, stats._control)

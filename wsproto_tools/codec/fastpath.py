@@ -45,6 +45,7 @@ from typing import Any, TypeVar
 
 import msgpack
 
+from wsproto_tools import native
 from wsproto_tools.codec.construct import new as _new
 from wsproto_tools.codec.construct import set_data as _set_data
 from wsproto_tools.codec.construct import set_flags as _set_flags
@@ -546,17 +547,13 @@ def _c_specs() -> dict[type, tuple[tuple[bytes, int, bool, Any, Any], ...]]:
 def _c_decoder() -> Callable[[bytes, Limits, int, int], Message | None] | None:
     """``decode(data, limits, max_batch_items, small_body(limits))``: :func:`decode_v2`
     (not nested) in C (``codec/_fast.c``), or None when it was not built or
-    ``WSP_PURE_PYTHON`` is set. Plain msgpack bodies are read in C too."""
-    import os
-
-    if os.environ.get("WSP_PURE_PYTHON"):
-        return None
-    try:
-        from wsproto_tools.codec._fast import FastDecoder
-    except ImportError:
+    ``WSP_PURE_PYTHON`` is set (see :mod:`..native`). Plain msgpack bodies are read
+    in C too."""
+    module = native.load("codec._fast")
+    if module is None:
         return None
     slots = vars(Message)
-    fast = FastDecoder(
+    fast = module.FastDecoder(
         dict(_V2_CLASSES),
         _BATCH_BYTE,
         Message,

@@ -24,12 +24,12 @@ __all__ = [
 import contextlib
 import json
 import operator
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from json.encoder import encode_basestring as _quote
 from typing import Any
 
+from wsproto_tools import native
 from wsproto_tools.capture.decoder import CapturedMessage, Connection
 from wsproto_tools.capture.stats import OPCODE_NAMES, opcode_name
 from wsproto_tools.render.message import message_to_json
@@ -232,12 +232,9 @@ class MessageLines:
 
     def c_writer(self, limit: int = 1 << 30) -> Any:
         """The C writer of these lines (``render/_lines.c``), or None when it was not
-        built or ``WSP_PURE_PYTHON`` is set."""
-        if os.environ.get("WSP_PURE_PYTHON"):
-            return None
-        try:
-            from wsproto_tools.render._lines import LineWriter
-        except ImportError:
+        built or ``WSP_PURE_PYTHON`` is set (see :mod:`..native`)."""
+        module = native.load("render._lines")
+        if module is None:
             return None
 
         def simple(cls: type) -> tuple[tuple[str, bytes], ...] | None:
@@ -253,7 +250,7 @@ class MessageLines:
             spec.cls: spec.cls.TYPE for spec in TYPES.values()
             if inspect.getattr_static(spec.cls, "type_code") is plain_code
         }
-        return LineWriter(
+        return module.LineWriter(
             {op: head.encode() for op, head in self._opcodes.items()},
             dict(self._names),
             codes,

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from wsproto_tools import native
 from wsproto_tools.exceptions import FrameError
 from wsproto_tools.ws.close import parse_close
 from wsproto_tools.ws.deflate import DeflateContext
@@ -350,15 +351,9 @@ class MessageAssembler:
 
 
 def _load_scan() -> Any:
-    """The C frame reader (``ws/_scan.c``), or None when it was not built or
-    ``WSP_PURE_PYTHON`` is set."""
-    import os
-
-    if os.environ.get("WSP_PURE_PYTHON"):
-        return None
-    try:
-        from wsproto_tools.ws import _scan as module
-    except ImportError:
+    """The C frame reader (``ws/_scan.c``), or None (see :mod:`..native`)."""
+    module = native.load("ws._scan")
+    if module is None:
         return None
     module.configure(
         WsMessage, tuple(vars(WsMessage)[name] for name in WsMessage.__slots__), FrameError
