@@ -17,7 +17,7 @@ def test_each_speedup_is_built_and_the_switch_turns_it_off(
     monkeypatch.delenv(native.SWITCH, raising=False)
     module = native.load(name)
     assert module is not None, f"wsproto_tools.{name} was not built (setup.py, a C compiler)"
-    assert module.__file__ is not None and module.__file__.endswith(".so")
+    assert module.__file__ is not None and module.__file__.endswith((".so", ".pyd"))
     monkeypatch.setenv(native.SWITCH, "1")
     assert native.load(name) is None
 
