@@ -97,7 +97,7 @@ opcodes = st.sampled_from([0, 1, 2, 8, 9, 10, 3, 0xB])
 @st.composite
 def captured(draw: Any) -> CapturedMessage:
     opcode = draw(opcodes)
-    payload = draw(st.binary(max_size=40))
+    payload = draw(st.binary(max_size=40) | st.binary(min_size=16, max_size=600))
     text = draw(st.none() | texts) if opcode == 1 else None
     msg = WsMessage(
         opcode,
