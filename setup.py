@@ -9,6 +9,13 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
+            "wsproto_tools.capture._acks",
+            ["wsproto_tools/capture/_acks.c"],
+            depends=["wsproto_tools/_cslots.h"],
+            optional=True,
+            extra_compile_args=["-O2", "-Wall"],
+        ),
+        Extension(
             "wsproto_tools.capture._pcap",
             ["wsproto_tools/capture/_pcap.c"],
             optional=True,

@@ -6,8 +6,8 @@ import pytest
 
 from wsproto_tools import native
 
-BUILT = ["capture._net", "capture._pcap", "capture._tally", "codec._fast", "render._lines",
-         "ws._scan"]
+BUILT = ["capture._acks", "capture._net", "capture._pcap", "capture._tally", "codec._fast",
+         "render._lines", "ws._scan"]
 
 
 @pytest.mark.parametrize("name", BUILT)

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from wsproto_tools.capture.acks import new_tracker
 from wsproto_tools.capture.net import (
     ACK,
     FIN,
@@ -43,11 +44,10 @@ from wsproto_tools.capture.net import (
 )
 from wsproto_tools.capture.reader import RawPacket
 from wsproto_tools.capture.tcp import Flow
-from wsproto_tools.codec import DEFAULT_LIMITS, Acknowledge, Batch
+from wsproto_tools.codec import DEFAULT_LIMITS
 from wsproto_tools.codec import decode as codec_decode
 from wsproto_tools.codec.fastpath import c_decode_v2, small_body
 from wsproto_tools.engine.observer import Direction, SessionObserver
-from wsproto_tools.engine.vocabulary import SEQUENCED
 from wsproto_tools.exceptions import FrameError, HandshakeError, WspError
 from wsproto_tools.ws import (
     DeflateContext,
@@ -195,12 +195,12 @@ class _Conn:
     __slots__ = (
         "a_is_client",
         "a_name",
+        "acks",
         "b_name",
         "conn",
         "ended",
         "flows",
         "observer",
-        "pending_acks",
         "request_ts",
         "sides",
         "skip",
@@ -221,8 +221,8 @@ class _Conn:
         self.skip = False
         self.ended = False
         self.observer: Any = None
-        #: per sender: sequence -> capture time, waiting for the peer's Acknowledge
-        self.pending_acks: tuple[dict[int, float], dict[int, float]] = ({}, {})
+        #: ack latency and retransmissions (capture/acks.py), from the first wsp message
+        self.acks: Any = None
 
 
 def plausible_frames(data: bytes, masked: bool | None, *, strong: bool) -> bool | None:
@@ -776,55 +776,14 @@ class CaptureDecoder:
                     self._session(state, captured, decoded)
         events.append(captured)
 
-    def _acks(
-        self, state: _Conn, conn: Connection, client: bool, message: Any, ts: float
-    ) -> None:
-        """Ack latency (a sequenced message until the peer's Acknowledge covers it)
-        and wsp retransmissions (a sequence number the session already sent, on
-        this connection or an earlier one)."""
-        ptype = type(message.payload)
-        if ptype in _SEQUENCED:
-            sequence = message.sequence
-            if not sequence:
-                return
-            key = (message.session_id, client)
-            highest_sent = self._highest_sent
-            if sequence <= highest_sent.get(key, 0):
-                conn.wsp_retransmissions += 1
-            else:
-                if len(highest_sent) >= _MAX_PENDING_ACKS:
-                    highest_sent.clear()
-                highest_sent[key] = sequence
-            pending = state.pending_acks[0 if client else 1]
-            if len(pending) < _MAX_PENDING_ACKS:
-                pending.setdefault(sequence, ts)
-        elif ptype is Acknowledge:
-            pending = state.pending_acks[1 if client else 0]
-            if not pending:
-                return
-            upto = message.payload.sequence
-            # sequences arrive in increasing order: the covered ones are at the front
-            covered = []
-            for seq in pending:
-                if seq > upto:
-                    break
-                covered.append(seq)
-            latencies = conn.ack_latencies
-            for seq in covered:
-                sent = pending.pop(seq)
-                if len(latencies) < _MAX_PENDING_ACKS:
-                    latencies.append(ts - sent)
-
     def _session(self, state: _Conn, item: CapturedMessage, message: Any) -> None:
         """Follow the wsp session: the engine's observer, ack latency, unacked."""
         conn = state.conn
         client = item.direction == "client"
-        payload = message.payload
-        if type(payload) is Batch:
-            for inner in payload.messages:
-                self._acks(state, conn, client, inner, item.ts)
-        else:
-            self._acks(state, conn, client, message, item.ts)
+        acks = state.acks
+        if acks is None:
+            acks = state.acks = new_tracker(self._highest_sent, conn.ack_latencies)
+        acks.feed(message, client, item.ts)
         if not conn.handshake:
             if not conn.notes or conn.notes[-1] != _NO_OBSERVER:
                 conn.notes.append(_NO_OBSERVER)
@@ -873,7 +832,9 @@ class CaptureDecoder:
                     self._emit(state, index, msg, number, ts, events)
         conn = state.conn
         conn.retransmissions = sum(f.stats.retransmitted for f in state.flows)
-        conn.unacked = sum(len(p) for p in state.pending_acks)
+        if state.acks is not None:
+            conn.unacked = state.acks.unacked
+            conn.wsp_retransmissions = state.acks.retransmissions
         if state.observer is not None:
             for finding in state.observer.finish(ts):
                 key = f"{finding.rule}:{finding.verdict.value}"
@@ -889,14 +850,12 @@ class CaptureDecoder:
         if conn.kind == "unknown":
             conn.kind = "other"
         state.observer = None
-        state.pending_acks = ({}, {})
+        state.acks = None
         state.sides = (_Side(), _Side())
         state.flows = (Flow(), Flow())
 
 
 _SUPPORTED = frozenset({0, 1, 12, 14, 101, 108, 113, 276, 228, 229})
-_SEQUENCED = frozenset(SEQUENCED)
-_MAX_PENDING_ACKS = 100_000
 _NO_OBSERVER = "session checks skipped: the capture starts after the wsp handshake"
 #: Bytes a client may send after its upgrade request, held until the response.
 _MAX_HELD = 1024 * 1024
