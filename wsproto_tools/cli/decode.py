@@ -124,6 +124,30 @@ class Printer:
         #: the NDJSON lines waiting to be written
         self._buffer = LineBuffer(with_hex=show_hex)
         self._dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        if mode == "ndjson" and self._accept is None and self._buffer.fast is not None:
+            # the common case, one call per packet: everything bound once
+            self._add = self.stats.counter()
+            self._line = self._buffer.fast
+            self._fallback = self._buffer.fallback
+            self.events = self._ndjson  # type: ignore[method-assign]
+
+    def _ndjson(self, events: list[Any]) -> None:
+        """:meth:`events` for ``--ndjson`` with no filter and the C line writer."""
+        message_cls = self._message_cls
+        for event in events:
+            if type(event) is message_cls:
+                self._add(event)
+                if event.violations:
+                    self.violations += 1
+                if not self._line(event):
+                    self._fallback(event)
+                self._count += 1
+                if self.numbers is not None:
+                    self.numbers.append(event.number)
+            elif type(event) is self._warning_cls:
+                self.warning(event.number, event.message)
+        if self._count >= 1024:
+            self.flush()
 
     def events(self, events: list[Any]) -> None:
         message_cls = self._message_cls
