@@ -20,6 +20,7 @@ the decoder's session observer follows valid sessions.
 Peak memory (max RSS of each decoding process) is printed for the whole large
 file and for its first tenth, to show that memory does not grow with the file.
 tshark comes from Debian's ``tshark`` package; without it the ratio is skipped.
+The pure-Python paths (``WSP_PURE_PYTHON=1``: no C speedups) are timed too.
 Each tool's wall time and CPU time (user + system, from ``wait4``) are printed,
 with its output sent to ``/dev/null`` (both tools alike; the lines each writes
 are counted in an untimed run first, which also warms the page cache);
@@ -199,12 +200,13 @@ def kilobyte_payloads(megabytes: int) -> list[bytes]:
     return [block[(i * 997) % (len(block) - 1024) :][:1017] for i in range(megabytes * 1024)]
 
 
-def timed(cmd: list[str]) -> tuple[float, int, float]:
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, float]:
     """Wall time, peak RSS (KiB) and CPU time (user + system) of ``cmd``, its output
     thrown away (``/dev/null``: the figure is the decoder's, not this machine's page
     cache; the output itself is counted by :func:`count_lines`, untimed)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=None if env is None else {**os.environ, **env})
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -253,13 +255,14 @@ def compare(name: str, path: Path, expected: int, repeat: int = 1) -> dict[str, 
     in turn; the best of each is kept (the machine may be shared)."""
     size = path.stat().st_size
     load = os.getloadavg()[0]
-    wsp_runs, par_runs, ts_runs = [], [], []
+    wsp_runs, par_runs, ts_runs, pure_runs = [], [], [], []
     have_tshark = shutil.which("tshark") is not None
     wsp_lines = count_lines(wsp_cmd(path))
     ts_lines = count_lines(tshark_cmd(path)) if have_tshark else 0
     for _ in range(repeat):
         wsp_runs.append(timed(wsp_cmd(path)))
         par_runs.append(timed(wsp_cmd(path, "-j", "0")))
+        pure_runs.append(timed(wsp_cmd(path), {"WSP_PURE_PYTHON": "1"}))
         if have_tshark:
             ts_runs.append(timed(tshark_cmd(path)))
 
@@ -268,8 +271,10 @@ def compare(name: str, path: Path, expected: int, repeat: int = 1) -> dict[str, 
 
     wsp_time, wsp_rss, wsp_cpu = best(wsp_runs)
     par_time, _, par_cpu = best(par_runs)
+    pure_time, _, _ = best(pure_runs)
     result: dict[str, Any] = {"name": name, "size": size, "wsp": wsp_time, "wsp_rss": wsp_rss,
-                              "wsp_cpu": wsp_cpu, "wsp_parallel": par_time, "load": load}
+                              "wsp_cpu": wsp_cpu, "wsp_parallel": par_time, "wsp_pure": pure_time,
+                              "load": load}
     print(f"{name}: {size / 1e6:.1f} MB, {expected} messages sent "
           f"(load average {load:.2f}; best of {repeat})")
     print(
@@ -279,6 +284,8 @@ def compare(name: str, path: Path, expected: int, repeat: int = 1) -> dict[str, 
     )
     print(f"  wsp decode --ndjson -j 0 (one process per core): {par_time:.2f} s "
           f"(CPU {par_cpu:.2f} s)")
+    print(f"  wsp decode --ndjson without the C speedups (WSP_PURE_PYTHON=1): "
+          f"{pure_time:.2f} s")
     if not have_tshark:
         print("  tshark: not installed (Debian package 'tshark'); ratio skipped")
         return result
