@@ -115,3 +115,55 @@ def test_parallel_output_to_a_file_and_a_pipe(tmp_path: Path) -> None:
         subprocess.run([*command, "-j", "2", path], stdout=out, timeout=60, check=True)
     assert target.read_bytes() == piped[0].stdout
     assert len(messages(piped[0].stdout.decode())) > 40
+
+
+def test_json_document_holds_what_ndjson_streams(tmp_path: Path) -> None:
+    """--json streams its messages into the document: the same objects as --ndjson."""
+    for path in (BASIC, SESSION):
+        doc = json.loads(run("--json", str(path)).stdout)
+        records = [json.loads(line) for line in run("--ndjson", str(path)).stdout.splitlines()]
+        assert doc["messages"] == [r for r in records if "record" not in r]
+        assert doc["connections"] == [r for r in records if r.get("record") == "connection"]
+        assert doc["summary"] == records[-1]
+        assert doc["warnings"] == []
+    empty = tmp_capture([], tmp_path)
+    doc = json.loads(run("--json", str(empty)).stdout)
+    assert doc["messages"] == [] and doc["summary"]["messages"] == 0
+
+
+def tmp_capture(frames: list[bytes], folder: Path) -> Path:
+    """A raw-IP pcap of one TCP connection 10.0.0.1:80 -> 10.0.0.2:5000 carrying ``frames``
+    (server frames, so ``--ws-port 80`` decodes it without a handshake)."""
+    import struct
+
+    from wsproto_tools.capture.writer import pcap_bytes
+
+    packets = []
+    seq = 1000
+    for i, frame in enumerate(frames):
+        tcp = struct.pack("!HHIIBBHHH", 80, 5000, seq, 1, 5 << 4, 0x18, 65535, 0, 0)
+        total = 20 + len(tcp) + len(frame)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, i & 0xFFFF, 0, 64, 6, 0,
+                         bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+        packets.append((1_700_000_000 + i / 1000, ip + tcp + frame))
+        seq += len(frame)
+    path = folder / "frames.pcap"
+    path.write_bytes(pcap_bytes(packets, linktype=101))
+    return path
+
+
+def test_a_reader_that_goes_away_stops_wsp_quietly(tmp_path: Path) -> None:
+    """``wsp decode ... | head -1``: status 0, nothing on stderr (no traceback)."""
+    frame = b"\x81\x7e\x04\x00" + b"x" * 1024  # 1 KB text frames from the server
+    path = tmp_capture([frame] * 4000, tmp_path)
+    for mode in ("--ndjson", "--json", "--hex"):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", ENTRY, "decode", mode, "--ws-port", "80", str(path)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline()
+        proc.stdout.close()
+        assert proc.wait(timeout=60) == 0, mode
+        assert proc.stderr.read() == b"", mode
+        proc.stderr.close()

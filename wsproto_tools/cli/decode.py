@@ -25,6 +25,8 @@ PROGRESS_MIN_BYTES = 4 * 1024 * 1024
 PARALLEL_MIN_BYTES = 4 * 1024 * 1024
 #: Warnings printed one by one before they are only counted.
 MAX_WARNINGS_SHOWN = 50
+#: warnings listed in a --json document (the rest are counted in warnings_omitted)
+MAX_JSON_WARNINGS = 10_000
 
 _OPCODES = ("text", "binary", "ping", "pong", "close", "continuation")
 
@@ -110,17 +112,17 @@ class Printer:
         self._bytes_out: IO[bytes] | None = getattr(env.stdout, "buffer", None)
         self._lines: list[str] = []
         self._count = 0
-        self._doc_messages: list[dict[str, Any]] = []
+        #: --json: whether the document was begun (its messages are streamed)
+        self._json_started = False
         self._doc_warnings: list[dict[str, Any]] = []
         self._header_done = False
         #: packet number of each NDJSON line, when a parallel run must merge them.
         self.numbers: array.array[int] | None = None
         from wsproto_tools.capture import CapturedMessage, CaptureWarning
-        from wsproto_tools.render.capture import LineBuffer, message_record
+        from wsproto_tools.render.capture import LineBuffer
 
         self._message_cls = CapturedMessage
         self._warning_cls = CaptureWarning
-        self._record = message_record
         #: the NDJSON lines waiting to be written
         self._buffer = LineBuffer(with_hex=show_hex)
         self._dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -175,7 +177,10 @@ class Printer:
                     if self._count >= 1024:
                         self.flush()
                 elif mode == "json":
-                    self._doc_messages.append(self._record(event, with_hex=self.show_hex))
+                    write_line(event)  # the same object, streamed into the document
+                    self._count += 1
+                    if self._count >= 1024:
+                        self.flush()
                 elif mode == "table":
                     self._row(event)
             elif type(event) is self._warning_cls:
@@ -184,7 +189,8 @@ class Printer:
     def warning(self, number: int, message: str) -> None:
         self.stats.warnings += 1
         if self.mode == "json":
-            self._doc_warnings.append({"packet": number, "message": message})
+            if len(self._doc_warnings) < MAX_JSON_WARNINGS:
+                self._doc_warnings.append({"packet": number, "message": message})
             return
         if self.warnings_shown < MAX_WARNINGS_SHOWN:
             self.warnings_shown += 1
@@ -219,6 +225,9 @@ class Printer:
 
     def flush(self) -> None:
         self._flush_text()
+        if self.mode == "json":
+            self._flush_json()
+            return
         if self._buffer.size:
             self._count = 0
             if self._bytes_out is not None:
@@ -237,13 +246,17 @@ class Printer:
             self._lines.append(self._dumps(summary))
             self.flush()
         elif self.mode == "json":
-            doc = {
+            self._flush_json()
+            rest: dict[str, Any] = {
                 "connections": [connection_record(c) for c in shown],
-                "messages": self._doc_messages,
                 "warnings": self._doc_warnings,
-                "summary": summary,
             }
-            self._out.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
+            if self.stats.warnings > len(self._doc_warnings):
+                rest["warnings_omitted"] = self.stats.warnings - len(self._doc_warnings)
+            rest["summary"] = summary
+            text = json.dumps(rest, ensure_ascii=False, indent=2)  # "{\n  ...\n}"
+            head = b"\n  ],\n" if self._json_started else b'{\n  "messages": [],\n'
+            self._write_bytes(head + text[2:].encode("utf-8", "surrogateescape") + b"\n")
         else:
             self.env.console.print(summary_view(summary, connections))
         hidden = self.stats.warnings - self.warnings_shown
@@ -252,6 +265,23 @@ class Printer:
         self._out.flush()
         if self._bytes_out is not None:
             self._bytes_out.flush()
+
+    def _flush_json(self) -> None:
+        """Write the message lines waiting as elements of the document's array."""
+        if not self._buffer.size:
+            return
+        self._count = 0
+        lines = self._buffer.take()[:-1].split(b"\n")
+        head = b",\n    " if self._json_started else b'{\n  "messages": [\n    '
+        self._json_started = True
+        self._write_bytes(head + b",\n    ".join(lines))
+
+    def _write_bytes(self, data: bytes) -> None:
+        if self._bytes_out is not None:
+            self._out.flush()  # whatever went through the text layer comes first
+            self._bytes_out.write(data)
+        else:
+            self._out.write(data.decode("utf-8", "surrogateescape"))
 
     def _flush_text(self) -> None:
         """Move the waiting text lines into the byte buffer."""
@@ -647,7 +677,8 @@ def _jobs(requested: int, size: int, file: str, mode: str) -> int:
 @click.command("decode")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @filter_options
-@click.option("--json", "as_json", is_flag=True, help="One JSON document at the end.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON document (its messages streamed as they are decoded).")
 @click.option("--stats", "stats_only", is_flag=True, help="Only the summary.")
 @click.option(
     "--max-message", type=int, default=16 * 1024 * 1024, show_default=True,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["Environment", "fail", "guarded"]
+__all__ = ["Environment", "fail", "guarded", "output_closed"]
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +36,9 @@ class Environment:
         """A rich Console on stdout (imported lazily)."""
         from rich.console import Console
 
-        return Console(file=self.stdout, highlight=False)
+        console = Console(file=self.stdout, highlight=False)
+        console.on_broken_pipe = output_closed  # type: ignore[method-assign]
+        return console
 
     @functools.cached_property
     def err_console(self) -> Any:
@@ -51,6 +54,17 @@ def fail(message: str, status: ExitStatus) -> NoReturn:
     sys.exit(int(status))
 
 
+def output_closed() -> NoReturn:
+    """The reader of stdout went away (``wsp decode --ndjson F | head``): stop quietly,
+    with status 0, as a pipeline expects."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more reaches the closed pipe
+    except (OSError, ValueError, AttributeError):
+        pass
+    sys.exit(int(ExitStatus.OK))
+
+
 def guarded(func: Callable[P, R]) -> Callable[P, R]:
     """Turn the package's errors into one line on stderr and a documented exit status."""
 
@@ -61,6 +75,8 @@ def guarded(func: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             click.echo("wsp: interrupted", err=True)
             sys.exit(int(ExitStatus.INTERRUPTED))
+        except BrokenPipeError:
+            output_closed()
         except (WspError, OSError, UnicodeDecodeError) as error:
             fail(str(error) or type(error).__name__, status_for(error))
 

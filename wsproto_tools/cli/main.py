@@ -73,3 +73,7 @@ def main(argv: list[str] | None = None) -> Any:
     except KeyboardInterrupt:
         click.echo("wsp: interrupted", err=True)
         sys.exit(130)
+    except BrokenPipeError:
+        from wsproto_tools.cli.env import output_closed
+
+        output_closed()

@@ -677,12 +677,19 @@ LineWriter_write_to(LineWriter *w, PyObject *write)
     if (view == NULL)
         return NULL;
     PyObject *result = PyObject_CallOneArg(write, view);
+    if (result == NULL) {
+        /* the buffer is kept: nothing is lost; the view is let go, the error kept */
+        PyObject *type, *value, *trace;
+        PyErr_Fetch(&type, &value, &trace);
+        PyObject *released = PyObject_CallMethod(view, "release", NULL);
+        Py_XDECREF(released);
+        Py_DECREF(view);
+        PyErr_Clear();
+        PyErr_Restore(type, value, trace);
+        return NULL;
+    }
     PyObject *released = PyObject_CallMethod(view, "release", NULL);
     Py_DECREF(view);
-    if (result == NULL) {
-        Py_XDECREF(released);
-        return NULL; /* the buffer is kept: nothing is lost */
-    }
     Py_DECREF(result);
     if (released == NULL)
         return NULL; /* write kept a view of it */
