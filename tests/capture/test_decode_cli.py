@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from wsproto_tools.cli.main import cli
@@ -167,3 +168,22 @@ def test_a_reader_that_goes_away_stops_wsp_quietly(tmp_path: Path) -> None:
         assert proc.wait(timeout=60) == 0, mode
         assert proc.stderr.read() == b"", mode
         proc.stderr.close()
+
+
+@pytest.mark.parametrize("color", ["", "1"])
+def test_table_rows_written_as_text_match_rich(color: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table's rows, written as text, are what rich printed (cropping, styles)."""
+    from wsproto_tools.cli import decode
+
+    monkeypatch.setenv("COLUMNS", "100")
+    if color:
+        monkeypatch.setenv("FORCE_COLOR", color)
+    else:
+        monkeypatch.delenv("FORCE_COLOR", raising=False)
+    for _, path, _ in samples():
+        outputs = []
+        for fast in (True, False):
+            monkeypatch.setattr(decode.Printer, "fast_table", fast)
+            outputs.append([run(*extra, str(path)).stdout for extra in ([], ["--hex"])])
+        assert outputs[0] == outputs[1], path.name
+    assert ("\x1b[" in outputs[0][0]) == bool(color)

@@ -112,6 +112,9 @@ class Printer:
         self._bytes_out: IO[bytes] | None = getattr(env.stdout, "buffer", None)
         self._lines: list[str] = []
         self._count = 0
+        #: table rows waiting (text, styled), and the ANSI codes of each style
+        self._rows: list[str] = []
+        self._ansi: dict[str, tuple[str, ...]] = {}
         #: --json: whether the document was begun (its messages are streamed)
         self._json_started = False
         self._doc_warnings: list[dict[str, Any]] = []
@@ -132,6 +135,20 @@ class Printer:
             self._line = self._buffer.fast
             self._fallback = self._buffer.fallback
             self.events = self._ndjson  # type: ignore[method-assign]
+        elif mode == "stats" and self._accept is None:
+            self._add = self.stats.counter()
+            self.events = self._count_only  # type: ignore[method-assign]
+
+    def _count_only(self, events: list[Any]) -> None:
+        """:meth:`events` for ``--stats`` with no filter."""
+        message_cls = self._message_cls
+        for event in events:
+            if type(event) is message_cls:
+                self._add(event)
+                if event.violations:
+                    self.violations += 1
+            elif type(event) is self._warning_cls:
+                self.warning(event.number, event.message)
 
     def _ndjson(self, events: list[Any]) -> None:
         """:meth:`events` for ``--ndjson`` with no filter and the C line writer."""
@@ -197,34 +214,80 @@ class Printer:
             self.flush()
             click.echo(f"wsp: warning: packet {number}: {message}", err=True)
 
+    #: table rows written as text, not through rich (same output; rich per row costs
+    #: about 150 µs); rows rich must lay out (wide or control characters) still go there
+    fast_table = True
+
     def _row(self, event: Any) -> None:
         from wsproto_tools.render.capture import HEADER, hexdump, message_row, pretty_json
 
         console = self.env.console
         if not self._header_done:
             self._header_done = True
+            self._rows_flush()
             console.print(
                 f"[bold]{HEADER[0]:<15} {HEADER[1]:>4} {HEADER[2]:<3} {HEADER[3]:<22} "
                 f"{HEADER[4]:>7}  {HEADER[5]}[/bold]"
             )
         when, conn, arrow, kind, size, summary = message_row(event)
         style = "red" if event.violations else ("yellow" if event.note else "")
-        from rich.text import Text
-
-        line = Text(f"{when:<15} {conn:>4} {arrow:<3} {kind:<22} {size:>7}  {summary}", style)
-        console.print(line, no_wrap=True, overflow="ellipsis", crop=True)
+        self._table_line(f"{when:<15} {conn:>4} {arrow:<3} {kind:<22} {size:>7}  {summary}",
+                         style)
         if event.violations:
-            console.print(Text(f"{'':>20}violations: {', '.join(event.violations)}", "red"))
+            self._table_line(f"{'':>20}violations: {', '.join(event.violations)}", "red")
         text = event.msg.text
+        extra: list[tuple[str, str]] = []
         if text is not None and event.wsp is None:
             pretty = pretty_json(text)
             if pretty is not None and "\n" in pretty:
-                console.print(Text(pretty), style="cyan")
+                extra.append((pretty, "cyan"))
         if self.show_hex and event.msg.payload:
-            console.print(Text(hexdump(event.msg.payload)), style="dim")
+            extra.append((hexdump(event.msg.payload), "dim"))
+        if extra:
+            from rich.text import Text
+
+            self._rows_flush()
+            for block, block_style in extra:
+                console.print(Text(block), style=block_style)
+
+    def _table_line(self, line: str, style: str) -> None:
+        """One row, cropped to the console's width as rich would (with an ellipsis)."""
+        console = self.env.console
+        if not self.fast_table or not line.isprintable() or not (
+            line.isascii() or _cell_len(line) == len(line)  # one cell a character
+        ):
+            from rich.text import Text
+
+            self._rows_flush()
+            console.print(Text(line, style), no_wrap=True, overflow="ellipsis", crop=True)
+            return
+        width = console.width
+        if len(line) > width:
+            line = line[: width - 1] + "…"
+        if style and console.color_system is not None and not console.no_color:
+            styles = self._ansi
+            if style not in styles:
+                from rich.color import ColorSystem
+                from rich.style import Style
+
+                system = ColorSystem[console.color_system.upper()]
+                styles[style] = tuple(Style.parse(style).render("\0", color_system=system)
+                                      .split("\0"))
+            before, after = styles[style]
+            line = before + line + after
+        self._rows.append(line)
+        if len(self._rows) >= 512:
+            self._rows_flush()
+
+    def _rows_flush(self) -> None:
+        if self._rows:
+            self._rows.append("")
+            self.env.console.file.write("\n".join(self._rows))
+            self._rows = []
 
     def flush(self) -> None:
         self._flush_text()
+        self._rows_flush()
         if self.mode == "json":
             self._flush_json()
             return
@@ -258,6 +321,7 @@ class Printer:
             head = b"\n  ],\n" if self._json_started else b'{\n  "messages": [],\n'
             self._write_bytes(head + text[2:].encode("utf-8", "surrogateescape") + b"\n")
         else:
+            self._rows_flush()
             self.env.console.print(summary_view(summary, connections))
         hidden = self.stats.warnings - self.warnings_shown
         if self.mode != "json" and hidden > 0:
@@ -289,6 +353,12 @@ class Printer:
             self._lines.append("")
             self._buffer.text("\n".join(self._lines))
             self._lines = []
+
+
+def _cell_len(text: str) -> int:
+    from rich.cells import cell_len
+
+    return cell_len(text)
 
 
 def _progress(env: Environment, total: int) -> Any:
