@@ -442,23 +442,7 @@ def decode_v2(data: bytes, limits: Limits, nested: bool = False) -> Message | No
         payload = _new(TextData)
         _set_text(payload, text)
     else:
-        cached = _last_args
-        if cached[0] is not limits:
-            _unpack_args(limits)
-            cached = _last_args
-        args = cached[1]
-        # decode_body, inlined. A body of at most cached[2] bytes cannot break the
-        # limits (no string, bin or array is longer than the input, no map has more
-        # entries than half of it) and msgpack's other defaults (str, strict keys)
-        # are ours, so it is unpacked without arguments; lists instead of tuples
-        # only matter to values the decoders refuse anyway.
-        try:
-            obj = _unpackb(data[pos:]) if size - pos <= cached[2] else _unpackb(data[pos:], **args)
-        except ValueError:
-            return None
-        if type(obj) is not dict:
-            return None
-        payload = _DECODERS[cls](obj)
+        payload = _msgpack_payload(cls, data[pos:], limits)
     if payload is None:
         return None
     msg: Message = _new(Message)
@@ -502,12 +486,25 @@ def _batch(data: bytes, pos: int, limits: Limits) -> Batch | None:
     return batch
 
 
-def _msgpack_payload(cls: type[Payload], body: bytes, limits: Limits) -> Payload | None:
-    """``cls`` from its msgpack body, as :func:`decode_v2` reads it (for the C path)."""
+def _cached_args(limits: Limits) -> tuple[Limits | None, dict[str, Any], int]:
+    """``(limits, msgpack's arguments that enforce them, the small-body size)``."""
     cached = _last_args
     if cached[0] is not limits:
         _unpack_args(limits)
         cached = _last_args
+    return cached
+
+
+def _msgpack_payload(cls: type[Payload], body: bytes, limits: Limits) -> Payload | None:
+    """``cls`` from its msgpack body (:func:`decode_v2`'s reading, also the C path's).
+
+    A body of at most the small-body size cannot break the limits (no string, bin
+    or array is longer than the input, no map has more entries than half of it)
+    and msgpack's other defaults (str, strict keys) are ours, so it is unpacked
+    without arguments; lists instead of tuples only matter to values the decoders
+    refuse anyway.
+    """
+    cached = _cached_args(limits)
     try:
         obj = _unpackb(body) if len(body) <= cached[2] else _unpackb(body, **cached[1])
     except ValueError:
@@ -519,11 +516,7 @@ def _msgpack_payload(cls: type[Payload], body: bytes, limits: Limits) -> Payload
 
 def small_body(limits: Limits) -> int:
     """The size up to which a msgpack body cannot break ``limits`` (see decode_v2)."""
-    cached = _last_args
-    if cached[0] is not limits:
-        _unpack_args(limits)
-        cached = _last_args
-    return cached[2]
+    return _cached_args(limits)[2]
 
 
 #: the compiled field kinds, as the C decoder numbers them
