@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -30,3 +32,43 @@ async def running(**overrides: Any) -> AsyncIterator[WspServer]:
 def serve() -> Callable[..., Any]:
     """``async with serve(**config) as server:`` a started WspServer (port 0)."""
     return running
+
+
+@dataclasses.dataclass(frozen=True)
+class TlsFiles:
+    """A private CA and a certificate for 127.0.0.1/localhost/::1, as PEM files."""
+
+    cafile: str
+    certfile: str
+    keyfile: str
+    other_cafile: str  # a CA that did not sign the certificate
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.certfile, self.keyfile)
+        return context
+
+    def client_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.cafile)
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """Certificates made for this run by trustme (never committed keys)."""
+    import trustme
+
+    folder = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost", "::1")
+    other = trustme.CA()
+    files = TlsFiles(
+        str(folder / "ca.pem"), str(folder / "cert.pem"), str(folder / "key.pem"),
+        str(folder / "other-ca.pem"),
+    )
+    ca.cert_pem.write_to_path(files.cafile)
+    cert.cert_chain_pems[0].write_to_path(files.certfile)
+    for pem in cert.cert_chain_pems[1:]:
+        pem.write_to_path(files.certfile, append=True)
+    cert.private_key_pem.write_to_path(files.keyfile)
+    other.cert_pem.write_to_path(files.other_cafile)
+    return files

@@ -270,7 +270,11 @@ class Printer:
                 from rich.color import ColorSystem
                 from rich.style import Style
 
-                system = ColorSystem[console.color_system.upper()]
+                # console.color_system is "standard", "256", "truecolor" or "windows"
+                system = {
+                    "standard": ColorSystem.STANDARD, "256": ColorSystem.EIGHT_BIT,
+                    "truecolor": ColorSystem.TRUECOLOR, "windows": ColorSystem.WINDOWS,
+                }[console.color_system]
                 styles[style] = tuple(Style.parse(style).render("\0", color_system=system)
                                       .split("\0"))
             before, after = styles[style]

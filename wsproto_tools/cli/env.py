@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-__all__ = ["Environment", "fail", "guarded", "output_closed"]
+__all__ = [
+    "Environment",
+    "fail",
+    "guarded",
+    "output_closed",
+    "run_async",
+    "stop_on_sigterm",
+]
 
+import asyncio
 import functools
 import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import IO, Any, NoReturn, ParamSpec, TypeVar
 
@@ -18,6 +27,7 @@ from wsproto_tools.exceptions import WspError
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 @dataclass
@@ -81,3 +91,47 @@ def guarded(func: Callable[P, R]) -> Callable[P, R]:
             fail(str(error) or type(error).__name__, status_for(error))
 
     return wrapper
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM stop a command as Ctrl-C does (summaries printed, files flushed).
+
+    Also in a backgrounded script, where SIGINT is ignored and SIGTERM is the
+    only way left to stop a command gracefully.
+    """
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _terminated)
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; SIGTERM, like Ctrl-C, cancels it and then raises
+    KeyboardInterrupt (which ``guarded`` turns into status 130)."""
+
+    async def main() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        stopped = False
+
+        def on_signal() -> None:
+            nonlocal stopped
+            stopped = True
+            task.cancel()
+
+        previous = signal.getsignal(signal.SIGTERM)
+        loop.add_signal_handler(signal.SIGTERM, on_signal)
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            if stopped:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, previous)
+
+    return asyncio.run(main())

@@ -68,6 +68,9 @@ def cli(ctx: click.Context) -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point."""
+    from wsproto_tools.cli.env import stop_on_sigterm
+
+    stop_on_sigterm()
     try:
         return cli.main(args=argv, prog_name="wsp")
     except KeyboardInterrupt:

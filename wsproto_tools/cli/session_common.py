@@ -4,17 +4,17 @@ from __future__ import annotations
 
 __all__ = ["client_options", "make_options", "run_async"]
 
-import asyncio
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-T = TypeVar("T")
+from wsproto_tools.cli.env import run_async
+from wsproto_tools.cli.params import tls_client_options
 
 
 def client_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--secret/--token (WSP_SECRET/WSP_TOKEN), --wire-version, back-off settings."""
+    """--secret/--token (WSP_SECRET/WSP_TOKEN), --wire-version, back-off, --cafile/--insecure."""
     options = [
         click.option(
             "--secret",
@@ -62,7 +62,7 @@ def client_options(func: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    return tls_client_options(func)
 
 
 def make_options(
@@ -73,6 +73,8 @@ def make_options(
     backoff_base: float,
     backoff_cap: float,
     seed: int | None,
+    cafile: str | None = None,
+    insecure: bool = False,
     **extra: Any,
 ) -> Any:
     """A ClientOptions from the shared options (imports the client lazily)."""
@@ -88,10 +90,7 @@ def make_options(
         backoff_base=backoff_base,
         backoff_cap=backoff_cap,
         seed=seed,
+        cafile=cafile,
+        insecure=insecure,
         **extra,
     )
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine; Ctrl-C becomes KeyboardInterrupt for ``guarded``."""
-    return asyncio.run(coro)

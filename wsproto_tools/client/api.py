@@ -96,6 +96,8 @@ class ClientOptions:
     max_message_size: int = 1 << 20
     seed: int | None = None
     client_id: str = ""
+    cafile: str | None = None  # wss://: trust these CAs besides the system's
+    insecure: bool = False  # wss://: do not verify the certificate
     extra: dict[str, Any] = field(default_factory=dict)
 
 
