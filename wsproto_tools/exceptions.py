@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = [
     "AuthenticationError",
     "CaptureError",
+    "CaptureUnreadable",
     "CloseCode",
     "ConfigError",
     "ConnectionFailed",
@@ -129,6 +130,10 @@ class ConnectionFailed(WspError):
 
 class CaptureError(WspError):
     """A capture file is damaged in a way that stops reading."""
+
+
+class CaptureUnreadable(CaptureError):
+    """The capture file or stream could not be read (an I/O error)."""
 
 
 class NotACapture(CaptureError):

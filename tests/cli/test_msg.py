@@ -129,7 +129,6 @@ def test_bad_input_is_one_line_and_exit_3(message: str, says: str) -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ("--type", "Nope"),
         ("--type", "Subscribe", "--payload-json", "{bad json"),
         ("--type", "Subscribe", "--payload-json", '{"topic": 5}'),
         ("--type", "Subscribe", "--payload-json", '{"topic": "t", "nope": 1}'),
@@ -153,6 +152,14 @@ def test_usage_errors_exit_2() -> None:
     assert run("decode", "--raw", "4042").exit_code == 2
     missing = run("encode", "--type", "BinaryData")
     assert missing.exit_code == 2 and "needs --data" in missing.stderr
+    unknown = run("encode", "--type", "Nope")
+    assert unknown.exit_code == 2 and "unknown message type 'Nope'" in unknown.stderr
+
+
+def test_unknown_type_names_get_a_suggestion() -> None:
+    typo = run("encode", "--type", "TxtData", "--text", "hi")
+    assert typo.exit_code == 2
+    assert "did you mean TextData?" in typo.stderr
 
 
 WSP = [sys.executable, "-c", "from wsproto_tools.cli.main import main; main()"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 __all__ = ["Printer", "decode", "filter_options", "make_filter"]
 
 import array
+import errno
+import io
 import json
 import os
 import pickle
@@ -12,12 +14,15 @@ import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from wsproto_tools.cli.env import Environment, fail, guarded
 from wsproto_tools.cli.status import ExitStatus
+
+if TYPE_CHECKING:
+    from wsproto_tools.exceptions import CaptureUnreadable
 
 #: Files larger than this get a progress bar (on a terminal).
 PROGRESS_MIN_BYTES = 4 * 1024 * 1024
@@ -68,7 +73,11 @@ def make_filter(
     grep: str | None,
 ) -> Any:
     from wsproto_tools.capture import MessageFilter
+    from wsproto_tools.cli.params import check_names
+    from wsproto_tools.codec.schema import TYPES
 
+    check_names(types, [spec.name for spec in TYPES.values()] + ["Unknown"], "--type",
+                "wsp message type")
     try:
         pattern = re.compile(grep) if grep else None
     except re.error as error:
@@ -748,8 +757,33 @@ def _jobs(requested: int, size: int, file: str, mode: str) -> int:
     return requested
 
 
+class _NamedReader(io.BufferedReader):
+    """A capture file whose read errors name it ("cannot read F: Input/output error")."""
+
+    def __init__(self, raw: io.FileIO, name: str, buffer_size: int) -> None:
+        super().__init__(raw, buffer_size)
+        self.path = name
+
+    def _failed(self, error: OSError) -> CaptureUnreadable:
+        from wsproto_tools.exceptions import CaptureUnreadable
+
+        return CaptureUnreadable(f"cannot read {self.path}: {error.strerror or error}")
+
+    def read(self, size: int | None = -1) -> bytes:
+        try:
+            return super().read(size)
+        except OSError as error:
+            raise self._failed(error) from None
+
+    def read1(self, size: int = -1) -> bytes:
+        try:
+            return super().read1(size)
+        except OSError as error:
+            raise self._failed(error) from None
+
+
 @click.command("decode")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("file", type=click.Path(allow_dash=True))
 @filter_options
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON document (its messages streamed as they are decoded).")
@@ -796,7 +830,7 @@ def decode(
     if sum((ndjson, as_json, stats_only)) > 1:
         raise click.UsageError("--ndjson, --json and --stats exclude each other")
     from wsproto_tools.capture import CaptureDecoder, PacketReader
-    from wsproto_tools.exceptions import CaptureError
+    from wsproto_tools.exceptions import CaptureError, CaptureUnreadable
 
     accept = make_filter(conns, direction, opcodes, types, topic, grep)
     mode = "ndjson" if ndjson else "json" if as_json else "stats" if stats_only else "table"
@@ -808,7 +842,9 @@ def decode(
         size = 0
     else:
         try:
-            stream = open(file, "rb", buffering=1 << 20)  # noqa: SIM115
+            if os.path.isdir(file):
+                raise IsADirectoryError(errno.EISDIR, "is a directory, not a capture")
+            stream = _NamedReader(io.FileIO(file, "rb"), file, 1 << 20)
             size = os.fstat(stream.fileno()).st_size
         except OSError as error:
             fail(f"cannot open {file}: {error.strerror}", ExitStatus.BAD_INPUT)
@@ -826,7 +862,8 @@ def decode(
             # fail early, in this process, on input that is not a capture
             reader = PacketReader(stream, printer.warning)
         except CaptureError as error:
-            fail(f"{file}: {error}", ExitStatus.BAD_INPUT)
+            fail(str(error) if isinstance(error, CaptureUnreadable) else f"{file}: {error}",
+                 ExitStatus.BAD_INPUT)
         if jobs > 1:
             options = {"mode": mode, "show_hex": show_hex, "ws_ports": ws_ports,
                        "max_message": max_message}

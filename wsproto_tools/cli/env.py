@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "Environment",
+    "describe",
     "fail",
     "guarded",
     "output_closed",
@@ -75,6 +76,20 @@ def output_closed() -> NoReturn:
     sys.exit(int(ExitStatus.OK))
 
 
+def describe(error: BaseException) -> str:
+    """One line for an error: an OSError names its file and says why, without "[Errno N]"."""
+    if isinstance(error, OSError) and not isinstance(error, WspError):
+        from wsproto_tools.transports.tls import describe_ssl_error
+
+        tls = describe_ssl_error(error)
+        if tls is not None:
+            return tls
+        why = error.strerror or str(error) or type(error).__name__
+        names = [str(n) for n in (error.filename, error.filename2) if n is not None]
+        return f"{' -> '.join(names)}: {why}" if names else why
+    return str(error) or type(error).__name__
+
+
 def guarded(func: Callable[P, R]) -> Callable[P, R]:
     """Turn the package's errors into one line on stderr and a documented exit status."""
 
@@ -88,7 +103,7 @@ def guarded(func: Callable[P, R]) -> Callable[P, R]:
         except BrokenPipeError:
             output_closed()
         except (WspError, OSError, UnicodeDecodeError) as error:
-            fail(str(error) or type(error).__name__, status_for(error))
+            fail(describe(error), status_for(error))
 
     return wrapper
 

@@ -17,6 +17,7 @@ import click
 
 from wsproto_tools import __version__
 from wsproto_tools.cli.env import Environment
+from wsproto_tools.cli.status import ExitStatus
 
 # name -> ("module:attribute", one-line help). Only commands that work are listed.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -44,7 +45,23 @@ class LazyGroup(click.Group):
         module_name, attribute = target[0].split(":")
         module = importlib.import_module(f"wsproto_tools.cli.{module_name}")
         command: click.Command = getattr(module, attribute)
+        from wsproto_tools.cli.examples import add_examples
+
+        add_examples(command, cmd_name)
+        if isinstance(command, click.Group):
+            for sub_name, sub_command in command.commands.items():
+                add_examples(sub_command, f"{cmd_name} {sub_name}")
         return command
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if args and name not in COMMANDS and not name.startswith("-"):
+            from wsproto_tools.cli.params import did_you_mean
+
+            ctx.fail(f"no such command {name!r}{did_you_mean(name, sorted(COMMANDS))}")
+        return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
@@ -72,11 +89,25 @@ def main(argv: list[str] | None = None) -> Any:
 
     stop_on_sigterm()
     try:
-        return cli.main(args=argv, prog_name="wsp")
-    except KeyboardInterrupt:
+        status = cli.main(args=argv, prog_name="wsp", standalone_mode=False)
+    except click.UsageError as error:
+        # one line, as every other error: "wsp: error: ... (see 'wsp decode --help')"
+        hint = ""
+        if error.ctx is not None:
+            hint = f" (see '{error.ctx.command_path} --help')"
+        click.echo(f"wsp: error: {error.format_message()}{hint}", err=True)
+        sys.exit(int(ExitStatus.USAGE))
+    except click.FileError as error:
+        click.echo(f"wsp: error: {error.format_message()}", err=True)
+        sys.exit(int(ExitStatus.BAD_INPUT))
+    except click.ClickException as error:
+        click.echo(f"wsp: error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
+    except (KeyboardInterrupt, click.Abort):
         click.echo("wsp: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(int(ExitStatus.INTERRUPTED))
     except BrokenPipeError:
         from wsproto_tools.cli.env import output_closed
 
         output_closed()
+    sys.exit(status if isinstance(status, int) else 0)

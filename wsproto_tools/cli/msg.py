@@ -119,8 +119,14 @@ def encode(
         try:
             code = int(type_name, 0)
         except ValueError:
-            names = ", ".join(spec.name for spec in TYPES.values())
-            fail(f"unknown message type {type_name!r} (known: {names})", ExitStatus.BAD_INPUT)
+            from wsproto_tools.cli.params import did_you_mean
+
+            known = [spec.name for spec in TYPES.values()]
+            raise click.BadParameter(
+                f"unknown message type {type_name!r}{did_you_mean(type_name, known)} "
+                f"(known: {', '.join(known)}, or a type code such as 0x0105)",
+                param_hint="--type",
+            ) from None
         if not 0 <= code <= 0xFFFF:
             fail(f"type code {type_name} is outside 0..0xFFFF", ExitStatus.BAD_INPUT)
         if code in TYPES:

@@ -9,7 +9,9 @@ from __future__ import annotations
 __all__ = [
     "LISTEN_PORT",
     "WS_URL",
+    "check_names",
     "client_ssl",
+    "did_you_mean",
     "server_ssl",
     "tls_client_options",
     "tls_server_options",
@@ -110,3 +112,24 @@ def server_ssl(certfile: str | None, keyfile: str | None) -> ssl.SSLContext | No
             raise click.UsageError("--keyfile needs --certfile")
         return None
     return server_context(certfile, keyfile)
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    """``"; did you mean X?"`` for the closest choice (case-insensitive), or ``""``."""
+    import difflib
+
+    lowered = {choice.lower(): choice for choice in choices}
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return f"; did you mean {lowered[close[0]]}?" if close else ""
+
+
+def check_names(values: tuple[str, ...], choices: list[str], option: str, what: str) -> None:
+    """Refuse names that are not ``choices`` (case-insensitive), suggesting the closest."""
+    known = {choice.lower() for choice in choices}
+    for value in values:
+        if value.lower() not in known:
+            raise click.BadParameter(
+                f"unknown {what} {value!r}{did_you_mean(value, choices)} "
+                f"(known: {', '.join(choices)})",
+                param_hint=option,
+            )

@@ -491,6 +491,28 @@ def pretty_json(text: str, max_lines: int = 12) -> str | None:
     return "\n".join(lines)
 
 
+def _readable_bytes(payload: Any, fields: dict[str, Any]) -> None:
+    """Show bytes fields that hold printable text as that text (the preview is for people)."""
+    from wsproto_tools.codec.schema import BinaryData, Kind, Unknown, payload_fields
+    from wsproto_tools.render.message import printable_text
+
+    ptype = type(payload)
+    if ptype is BinaryData or ptype is Unknown:
+        text = printable_text(payload.data)
+        if text is not None:
+            fields.pop("hex", None)
+            fields["text"] = text
+        return
+    if not isinstance(fields, dict) or "messages" in fields or "encrypted" in fields:
+        return
+    for name, fspec in payload_fields(ptype):
+        value = getattr(payload, name, None)
+        if fspec.kind is Kind.BYTES and isinstance(value, bytes):
+            text = printable_text(value)
+            if text is not None:
+                fields[name] = text
+
+
 def payload_preview(item: CapturedMessage, width: int = 80) -> str:
     """One line saying what a message holds: wsp fields, JSON, text or hex + ASCII."""
     msg = item.msg
@@ -501,7 +523,9 @@ def payload_preview(item: CapturedMessage, width: int = 80) -> str:
         if isinstance(wsp, str):
             return wsp[:width]
         as_json = message_to_json(wsp[1], wsp[0])
-        fields = json.dumps(as_json.get("payload", {}), ensure_ascii=False, separators=(",", ":"))
+        payload = as_json.get("payload", {})
+        _readable_bytes(wsp[1].payload, payload)
+        fields = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         return f"seq={as_json['sequence']} {fields}"[:width]
     if msg.opcode == 8:
         if msg.close_code is None:
@@ -541,28 +565,43 @@ def message_row(item: CapturedMessage) -> tuple[str, str, str, str, str, str]:
 
 def summary_view(summary: dict[str, Any], connections: list[Connection]) -> Any:
     """A rich renderable of the summary and the WebSocket connections."""
+    from rich import box
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
-    conn_table = Table(title="Connections", title_justify="left")
-    for col in ("conn", "client", "server", "kind", "subprotocol", "deflate", "msgs", "notes"):
-        conn_table.add_column(col)
-    for conn in connections:
-        if conn.kind not in ("websocket", "refused"):
-            continue
+    # Compact: addresses and ports are never cut, the other columns give way first;
+    # deflate parameters go to the notes, which fold.
+    conn_table = Table(title="Connections", title_justify="left", box=box.SIMPLE_HEAD,
+                       pad_edge=False, collapse_padding=True)
+    shown = [c for c in connections if c.kind in ("websocket", "refused")]
+    widest = max([len(c.client) for c in shown] + [len(c.server) for c in shown] + [6])
+    for col in ("conn", "client", "server", "kind", "proto", "deflate", "msgs"):
+        if col in ("client", "server"):
+            conn_table.add_column(col, no_wrap=True, min_width=widest)
+        else:
+            conn_table.add_column(col, no_wrap=True)
+    # notes (and deflate parameters) under the table, one wrapped line per connection
+    conn_notes = Text()
+    for conn in shown:
         client, server = conn.stats
+        notes = list(conn.notes)
+        params = conn.deflate.header_value().removeprefix("permessage-deflate").strip("; ") \
+            if conn.deflate else ""
+        if params:
+            notes.insert(0, f"deflate: {params}")
         conn_table.add_row(
             str(conn.id),
             conn.client,
             conn.server,
             conn.kind,
             conn.subprotocol or "-",
-            conn.deflate.header_value().replace("permessage-deflate", "yes")
-            if conn.deflate
-            else "-",
+            "yes" if conn.deflate else "-",
             f"{client.messages}/{server.messages}",
-            "; ".join(conn.notes) or "",
         )
+        if notes:
+            conn_notes.append(f" {conn.id}: ", style="bold")
+            conn_notes.append("; ".join(notes) + "\n")
     table = Table(title="Summary", title_justify="left", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
@@ -618,4 +657,7 @@ def summary_view(summary: dict[str, Any], connections: list[Connection]) -> Any:
         rows.append(("dropped by capture", str(summary["dropped"])))
     for what, value in rows:
         table.add_row(what, value)
+    if conn_notes:
+        conn_notes.rstrip()
+        return Group(conn_table, conn_notes, Text(), table)
     return Group(conn_table, table)

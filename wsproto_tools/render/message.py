@@ -1,14 +1,69 @@
-"""Views of one wsp message: a JSON-ready dict and a rich renderable."""
+"""Views of one wsp message: a JSON-ready dict, a human view of its payload, and a
+rich renderable that lists every field."""
 
 from __future__ import annotations
 
-__all__ = ["message_table", "message_to_json"]
+__all__ = ["human_payload", "message_table", "message_to_json", "printable_text"]
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from wsproto_tools.codec import Message
 from wsproto_tools.codec.jsonform import message_to_json
+from wsproto_tools.codec.schema import (
+    BinaryData,
+    Kind,
+    Payload,
+    Sealed,
+    Unknown,
+    payload_fields,
+)
+
+#: Bytes shown with their hex next to their text when no longer than this.
+HEX_BESIDE_TEXT = 32
+
+
+def printable_text(data: bytes) -> str | None:
+    """The text of ``data`` when it is UTF-8 with printable characters only, else None."""
+    if not data:
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if text.isprintable() else None
+
+
+def _bytes_value(data: bytes) -> str:
+    text = printable_text(data)
+    if text is None:
+        return data.hex()
+    shown = json.dumps(text, ensure_ascii=False)
+    if len(data) <= HEX_BESIDE_TEXT:
+        return f"{shown} (hex {data.hex()})"
+    return f"{shown} ({len(data)} bytes)"
+
+
+def human_payload(payload: Payload) -> dict[str, str]:
+    """Each payload field as people read it: printable bytes as text, the rest as JSON
+    (hex for other bytes). The JSON form (``message_to_json``) stays hex throughout."""
+    ptype = type(payload)
+    if ptype is BinaryData or ptype is Unknown:
+        return {"data": _bytes_value(payload.data)}  # type: ignore[attr-defined]
+    if ptype is Sealed:
+        return {"encrypted": f"{len(payload.data)} bytes"}  # type: ignore[attr-defined]
+    out: dict[str, str] = {}
+    fields = payload_fields(ptype) if ptype is not Unknown else ()
+    for name, fspec in fields:
+        value = getattr(payload, name)
+        if value is None:
+            continue
+        if fspec.kind is Kind.BYTES and isinstance(value, bytes):
+            out[name] = _bytes_value(value)
+        elif isinstance(value, str):
+            out[name] = value
+    return out
 
 
 def _header_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
@@ -26,30 +81,57 @@ def _header_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def message_table(msg: Message, version: int | None = None, size: int | None = None) -> Any:
-    """A rich Table listing every header field and the payload's fields."""
-    from rich.table import Table
-    from rich.text import Text
-
-    data = message_to_json(msg, version)
-    title = f"wsp message ({size} bytes)" if size is not None else "wsp message"
-    table = Table(title=title, show_header=False, title_justify="left", box=None)
-    table.add_column("field", style="bold cyan", no_wrap=True)
-    table.add_column("value", overflow="fold")
-    for name, value in _header_rows(data):
-        table.add_row(name, Text(value))
+def _rows(msg: Message, data: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = _header_rows(data)
     payload = data["payload"]
     if not payload:
-        table.add_row("payload", Text("(empty)"))
+        rows.append(("payload", "(empty)"))
     if data["type"] == "Batch":
         for index, item in enumerate(payload["messages"]):
             flags = f" [{', '.join(item['flags'])}]" if item["flags"] else ""
             summary = json.dumps(item["payload"], ensure_ascii=False)
-            table.add_row(f"item {index}", Text(
-                f"{item['type']} (0x{item['type_code']:04X}) seq {item['sequence']}"
-                f"{flags} {summary}"))
-        return table
+            rows.append((f"item {index}", f"{item['type']} (0x{item['type_code']:04X}) "
+                                          f"seq {item['sequence']}{flags} {summary}"))
+        return rows
+    human = human_payload(msg.payload)
     for key, value in payload.items():
-        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        table.add_row(f"payload.{key}", Text(shown))
-    return table
+        if key == "hex" and "data" in human:
+            rows.append(("payload.data", human["data"]))
+        elif key in human:
+            rows.append((f"payload.{key}", human[key]))
+        else:
+            shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            rows.append((f"payload.{key}", shown))
+    return rows
+
+
+class _FieldList:
+    """``name  value`` lines: long values fold under themselves at the console's
+    width; no line carries trailing spaces."""
+
+    def __init__(self, title: str, rows: list[tuple[str, str]]) -> None:
+        self.title = title
+        self.rows = rows
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
+        from rich.text import Text
+
+        yield Text(self.title, style="italic")
+        width = max(len(name) for name, _ in self.rows)
+        room = max(16, options.max_width - width - 3)
+        for name, value in self.rows:
+            pieces = [value[i : i + room] for i in range(0, len(value), room)] or [""]
+            if not console.is_terminal:
+                pieces = [value]  # nothing is cut or folded for a pipe
+            for number, piece in enumerate(pieces):
+                line = Text(" ")
+                line.append(f"{name if number == 0 else '':<{width}}", style="bold cyan")
+                line.append("  " + piece)
+                yield line
+
+
+def message_table(msg: Message, version: int | None = None, size: int | None = None) -> Any:
+    """A rich renderable listing every header field and the payload's fields."""
+    data = message_to_json(msg, version)
+    title = f"wsp message ({size} bytes)" if size is not None else "wsp message"
+    return _FieldList(title, _rows(msg, data))
