@@ -87,8 +87,12 @@ async def test_first_connection_refused_is_a_connection_error(serve: Any) -> Non
         ):
             pass
     with pytest.raises(ConfigError, match="not a WebSocket URL"):
-        async with Client("http://127.0.0.1:1/", secret=SECRET):
+        async with Client("ftp://127.0.0.1:1/", secret=SECRET):
             pass
+    with pytest.raises(ConfigError, match=r"HTTP URL; did you mean ws://127\.0\.0\.1:1/\?"):
+        Client("http://127.0.0.1:1/", secret=SECRET)
+    with pytest.raises(ConfigError, match="port out of range"):
+        Client("ws://127.0.0.1:70000/", secret=SECRET)
 
 
 async def test_auth_refusal_is_not_retried(serve: Any) -> None:

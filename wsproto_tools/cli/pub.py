@@ -10,12 +10,13 @@ import sys
 import click
 
 from wsproto_tools.cli.env import fail, guarded
+from wsproto_tools.cli.params import WS_URL, client_ssl
 from wsproto_tools.cli.session_common import client_options, make_options, run_async
 from wsproto_tools.cli.status import ExitStatus
 
 
 @click.command()
-@click.argument("url")
+@click.argument("url", type=WS_URL)
 @click.argument("topic")
 @click.argument("messages", nargs=-1)
 @click.option("--hex", "as_hex", is_flag=True, help="MESSAGEs (or stdin lines) are hex bytes.")
@@ -41,8 +42,25 @@ def pub(
 ) -> None:
     """Publish each MESSAGE to TOPIC (or each stdin line with '-').
 
-    Exits 0 only when every message was acknowledged by the server; 1 when some
-    were not.
+    URL is ws://HOST[:PORT][/PATH] or wss://… (TLS: the certificate is verified
+    against the system's CAs, plus --cafile; --insecure skips the check).
+
+    \b
+    Exit status:
+      0  every message was acknowledged by the server
+      1  some were not acknowledged within --timeout
+      2  usage error (e.g. a URL that is not ws:// or wss://, a port out of range)
+      3  bad input (--hex MESSAGE that is not hex)
+      4  cannot connect (refused, unknown host, TLS certificate), connection
+         lost, or the server refused the publish (e.g. 1008: an invalid topic)
+      5  credentials refused (4001), topic forbidden (4003), origin refused (4010)
+      130  interrupted (Ctrl-C or SIGTERM)
+
+    \b
+    Examples:
+      wsp pub ws://127.0.0.1:8765 news hello world
+      printf 'a\\nb\\n' | wsp pub ws://127.0.0.1:8765 news -
+      wsp pub --cafile ca.pem wss://example.net/ws news --hex 00ff
     """
     import json
 
@@ -66,13 +84,16 @@ def pub(
         else:
             payloads.append(line.encode("utf-8"))
     options = make_options(**opts)  # type: ignore[arg-type]
+    options.ssl_context = client_ssl(url, options.cafile, options.insecure)
 
     async def run() -> tuple[int, int]:
         async with Client(url, options) as client:
             futures = [await client.publish_nowait(topic, p) for p in payloads]
             done, _ = await asyncio.wait(futures, timeout=timeout) if futures else (set(), set())
-            acked = sum(1 for f in done if f.exception() is None)
-            return acked, len(payloads)
+            failures = [f.exception() for f in done if f.exception() is not None]
+            if failures:  # refused by the server or the connection ended: say why
+                raise client.error or failures[0]  # type: ignore[misc]
+            return len(done), len(payloads)
 
     acked, total = run_async(run())
     if as_json:

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from wsproto_tools.cli.env import fail, guarded
+from wsproto_tools.cli.params import LISTEN_PORT, server_ssl, tls_server_options
 from wsproto_tools.cli.status import ExitStatus
 
 
@@ -22,8 +23,8 @@ from wsproto_tools.cli.status import ExitStatus
     "--port",
     default=8765,
     show_default=True,
-    type=int,
-    help="Port to listen on (0: any free port).",
+    type=LISTEN_PORT,
+    help="Port to listen on, 0-65535 (0: any free port).",
 )
 @click.option(
     "--secret",
@@ -114,6 +115,7 @@ from wsproto_tools.cli.status import ExitStatus
     "--origin", "origins", multiple=True, help="Allowed Origin header (repeatable; default: any)."
 )
 @click.option("--deflate", is_flag=True, help="Offer permessage-deflate (RFC 7692).")
+@tls_server_options
 @guarded
 def serve(
     host: str,
@@ -137,17 +139,33 @@ def serve(
     max_buffer: int,
     origins: tuple[str, ...],
     deflate: bool,
+    certfile: str | None,
+    keyfile: str | None,
 ) -> None:
     """Run the reference wsp server (pub/sub, echo, /healthz, /metrics).
 
     Authentication is on by default: with neither --secret, WSP_SECRET nor
     --jwt-key, a secret is generated and printed with a command to connect.
-    SIGINT/SIGTERM shut down gracefully: clients are told to reconnect (1001).
+    With --certfile (and --keyfile, unless the key is in the same file) it serves
+    wss://, and /healthz and /metrics over https. SIGINT/SIGTERM shut down
+    gracefully: clients are told to reconnect (1001).
+
+    \b
+    Exit status: 0 after a graceful shutdown; 2 bad options (a port out of
+    0-65535, --keyfile without --certfile); 3 a certificate or key that cannot be
+    loaded; 4 the port cannot be bound.
+
+    \b
+    Examples:
+      wsp serve --port 0 --no-auth
+      WSP_SECRET=s3cret wsp serve --host 0.0.0.0 --port 8765
+      wsp serve --certfile cert.pem --keyfile key.pem   # wss://
     """
     from wsproto_tools.server import ServerConfig, WspServer
 
     if no_auth and (secret or jwt_key):
         fail("--no-auth cannot be combined with --secret/WSP_SECRET or --jwt-key", ExitStatus.USAGE)
+    context = server_ssl(certfile, keyfile)
     generated = None
     if not no_auth and not secret and jwt_key is None:
         generated = secret = secrets.token_urlsafe(24)
@@ -173,12 +191,13 @@ def serve(
         max_buffer=max_buffer,
         origins=origins or None,
         compression=deflate,
+        ssl=context,
     )
     server = WspServer(config)
 
     async def run() -> None:
         await server.start()
-        url = f"ws://{host}:{server.port}"
+        url = server.url
         methods = ", ".join(server.auth.methods)
         click.echo(
             f"wsp serve: listening on {url} (auth: {methods}; GET /healthz, /metrics)", err=True

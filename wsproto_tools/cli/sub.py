@@ -12,11 +12,12 @@ from typing import Any
 import click
 
 from wsproto_tools.cli.env import guarded
+from wsproto_tools.cli.params import WS_URL, client_ssl
 from wsproto_tools.cli.session_common import client_options, make_options, run_async
 
 
 @click.command()
-@click.argument("url")
+@click.argument("url", type=WS_URL)
 @click.argument("topics", nargs=-1, required=True)
 @click.option(
     "--json",
@@ -37,10 +38,29 @@ def sub(
 
     Connection losses are repaired by reconnecting (back-off with full jitter) and
     resuming; if the server's history no longer covers a gap, a continuity_lost
-    event says which offsets are gone.
+    event says which offsets are gone. A refusal by the server (an invalid or
+    forbidden topic, refused credentials) ends the command with the server's
+    reason. URL is ws://… or wss://… (see --cafile, --insecure).
+
+    \b
+    Exit status:
+      0  --count deliveries were printed
+      2  usage error (e.g. a URL that is not ws:// or wss://, a port out of range)
+      4  cannot connect (refused, unknown host, TLS certificate), gave up
+         reconnecting (--max-attempts), or the server refused the subscription
+         or ended the session (e.g. 1008: an invalid topic)
+      5  credentials refused (4001), topic forbidden (4003), origin refused (4010)
+      130  interrupted (Ctrl-C or SIGTERM)
+
+    \b
+    Examples:
+      wsp sub ws://127.0.0.1:8765 news
+      wsp sub ws://127.0.0.1:8765 news chat --json --count 10
+      wsp sub --cafile ca.pem wss://example.net/ws news
     """
     from wsproto_tools.client import Client
     from wsproto_tools.engine.events import ContinuityLostNotice, Delivery
+    from wsproto_tools.exceptions import ConnectionFailed, WspError
     from wsproto_tools.render.session import (
         delivery_json,
         delivery_line,
@@ -58,17 +78,30 @@ def sub(
         out.flush()
 
     options = make_options(**opts)  # type: ignore[arg-type]
+    options.ssl_context = client_ssl(url, options.cafile, options.insecure)
 
     async def run() -> None:
         client = Client(url, options, on_event=emit)
+        tasks: list[asyncio.Task[None]] = []
+        failures: list[WspError] = []
         try:
             await client.connect()
             merged: asyncio.Queue[Any] = asyncio.Queue(1024)
 
             async def forward(topic: str) -> None:
-                subscription = await client.subscribe(topic)
-                async for item in subscription:
-                    await merged.put(item)
+                try:
+                    subscription = await client.subscribe(topic)
+                    async for item in subscription:
+                        await merged.put(item)
+                except TimeoutError:
+                    failures.append(
+                        ConnectionFailed(
+                            f"the server did not confirm the subscription to {topic!r} "
+                            f"within {options.open_timeout:g} s"
+                        )
+                    )
+                except WspError as error:  # refused (client.error says why) or closed
+                    failures.append(error)
                 await merged.put(None)
 
             tasks = [asyncio.create_task(forward(t)) for t in topics]
@@ -89,11 +122,13 @@ def sub(
                     out.flush()
                 elif isinstance(item, ContinuityLostNotice):
                     pass  # already reported through on_event
+            if count is None or seen < count:
+                error = client.error or (failures[0] if failures else None)
+                if error is not None:
+                    raise error
+        finally:
             for task in tasks:
                 task.cancel()
-            if client.error is not None and (count is None or seen < count):
-                raise client.error
-        finally:
             await client.close()
 
     run_async(run())

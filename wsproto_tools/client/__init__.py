@@ -1,5 +1,11 @@
 """The wsp client library (see :mod:`wsproto_tools.client.api`)."""
 
-from wsproto_tools.client.api import Client, ClientClosed, ClientOptions, Subscription
+from wsproto_tools.client.api import (
+    Client,
+    ClientClosed,
+    ClientOptions,
+    ServerRefused,
+    Subscription,
+)
 
-__all__ = ["Client", "ClientClosed", "ClientOptions", "Subscription"]
+__all__ = ["Client", "ClientClosed", "ClientOptions", "ServerRefused", "Subscription"]

@@ -11,24 +11,30 @@ default), then the session is resumed with its token: unacknowledged messages
 are sent again, topics are re-subscribed from the last offset delivered, so the
 application sees every topic message exactly once and in order — or a
 :class:`~wsproto_tools.engine.events.ContinuityLostNotice` saying what is gone.
-Authentication refusals (4001) and forbidden topics (4003) are not retried.
+Authentication refusals (4001), forbidden topics (4003) and refused origins
+(4010) are not retried and raise :class:`AuthenticationError`; a session the
+server ended (a wsp Close, or a refusal such as 1008 or 1009) raises
+:class:`ServerRefused` with the server's reason; a ``wss://`` certificate that
+fails verification raises :class:`ConnectionFailed` at once (it cannot heal).
 """
 
 from __future__ import annotations
 
-__all__ = ["Client", "ClientClosed", "ClientOptions", "Subscription"]
+__all__ = ["Client", "ClientClosed", "ClientOptions", "ServerRefused", "Subscription"]
 
 import asyncio
 import contextlib
 import logging
 import random
+import socket
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, InvalidURI
 from websockets.typing import Subprotocol
 
 from wsproto_tools.codec import SUBPROTOCOLS, BinaryData, Payload, TextData
@@ -49,7 +55,9 @@ from wsproto_tools.exceptions import (
     ConnectionFailed,
     WspError,
 )
+from wsproto_tools.transports.tls import client_context, describe_ssl_error, parse_ws_url
 from wsproto_tools.transports.wsio import (
+    RESUMABLE_CODES,
     DirectClientConnection,
     DirectMixin,
     clock,
@@ -68,6 +76,19 @@ FATAL_CODES = {
     int(CloseCode.WSP_ORIGIN_REFUSED): AuthenticationError,
 }
 
+#: Close codes that refuse what the client sent: reconnecting would only repeat it.
+REFUSED_CODES = frozenset(
+    {
+        int(CloseCode.PROTOCOL_ERROR),
+        int(CloseCode.UNSUPPORTED_DATA),
+        int(CloseCode.INVALID_DATA),
+        int(CloseCode.POLICY_VIOLATION),
+        int(CloseCode.MESSAGE_TOO_BIG),
+        int(CloseCode.MANDATORY_EXTENSION),
+        int(CloseCode.WSP_UNNEGOTIATED),
+    }
+)
+
 Item = ev.Delivery | ev.ContinuityLostNotice
 #: Queued messages that are written at once, without waiting for the loop to turn.
 FLUSH_AT = 64
@@ -76,6 +97,45 @@ _DELIVERY = ev.Delivery
 
 class ClientClosed(ConnectionFailed):
     """The client was closed, or gave up reconnecting."""
+
+
+class ServerRefused(ConnectionFailed):
+    """The server ended the session (a wsp Close) or refused what was sent (1008,
+    1009...): reconnecting cannot help. ``close_code`` and ``reason`` are the server's."""
+
+    def __init__(self, message: str, *, close_code: int | None = None, reason: str = "") -> None:
+        super().__init__(message, close_code=close_code)
+        self.reason = reason
+
+
+def refusal(code: int, reason: str, what: str = "server closed the connection") -> WspError:
+    """The error for a server's refusal with ``code`` (auth/forbidden: AuthenticationError)."""
+    text = f"{what}: {reason or 'no reason given'} ({code})"
+    kind = FATAL_CODES.get(code)
+    if kind is not None:
+        return kind(text, close_code=code)
+    return ServerRefused(text, close_code=code, reason=reason)
+
+
+def connect_failure(error: BaseException, timeout: float, secure: bool = False) -> str:
+    """Why a connection attempt failed, in a few words (never empty)."""
+    tls = describe_ssl_error(error)
+    if tls is not None:
+        return tls
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused (is the server running on that port?)"
+    if isinstance(error, ConnectionResetError | ConnectionAbortedError):
+        hint = " (does it serve TLS? for a plain server use ws://)" if secure else ""
+        return f"connection reset by the server{hint}"
+    if isinstance(error, socket.gaierror):
+        return f"host not found ({error.strerror or error})"
+    if isinstance(error, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(error, InvalidMessage) and not secure:
+        return f"{error} (is it a wss:// server?)"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror[0].lower() + error.strerror[1:]
+    return str(error) or type(error).__name__
 
 
 @dataclass
@@ -98,6 +158,7 @@ class ClientOptions:
     client_id: str = ""
     cafile: str | None = None  # wss://: trust these CAs besides the system's
     insecure: bool = False  # wss://: do not verify the certificate
+    ssl_context: ssl.SSLContext | None = None  # wss://: use this context (cafile/insecure unused)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -187,6 +248,10 @@ class Client:
         o = self.options
         if o.version not in (1, 2):
             raise ConfigError("wire version must be 1 or 2")
+        self.secure = parse_ws_url(url).secure
+        self.ssl: ssl.SSLContext | None = None
+        if self.secure:
+            self.ssl = o.ssl_context or client_context(o.cafile, o.insecure)
         self.on_event = on_event
         self.session = ClientSession(
             Credentials(secret=o.secret, token=o.token),
@@ -278,6 +343,7 @@ class Client:
     def _fail_all(self, error: WspError) -> None:
         if self.error is None:
             self.error = error
+        error = self.error  # the first cause is the one worth reporting
         for _, fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(error)
@@ -314,6 +380,7 @@ class Client:
         attempts_left = o.connect_attempts
         names = SUBPROTOCOLS if o.version == 2 else tuple(reversed(SUBPROTOCOLS))
         offered = [Subprotocol(name) for name in names]
+        tls: dict[str, Any] = {"ssl": self.ssl} if self.secure else {}
         try:
             while not self._closing:
                 try:
@@ -328,17 +395,19 @@ class Client:
                         max_queue=64,
                         proxy=None,
                         create_connection=DirectClientConnection,
+                        **tls,
                     )
                 except (OSError, InvalidHandshake, TimeoutError, InvalidURI) as error:
                     if isinstance(error, InvalidURI):
                         raise ConfigError(f"not a WebSocket URL: {self.url}") from None
+                    why = connect_failure(error, o.open_timeout, self.secure)
+                    if isinstance(error, ssl.SSLCertVerificationError):  # it cannot heal
+                        raise ConnectionFailed(f"cannot connect to {self.url}: {why}") from None
                     if first:
                         attempts_left -= 1
                         if attempts_left <= 0:
-                            raise ConnectionFailed(
-                                f"cannot connect to {self.url}: {error}"
-                            ) from None
-                    await self._pause(f"connect failed: {error}")
+                            raise ConnectionFailed(f"cannot connect to {self.url}: {why}") from None
+                    await self._pause(f"connect failed: {why}")
                     continue
                 self.connections += 1
                 try:
@@ -402,7 +471,7 @@ class Client:
                     session.closed()
                 else:
                     session.connection_lost(clock())
-            if not self._closing and self._ready.is_set():
+            if not self._closing and self._ready.is_set() and self.error is None:
                 self._emit("disconnected")
 
     def _on_message(self, data: bytes | str) -> None:
@@ -430,10 +499,14 @@ class Client:
                 self._spawn(close_for(self.session, ws, error))
 
     def _closed_by_server(self, code: int | None, reason: str) -> None:
-        if code in FATAL_CODES and not self._closing:
-            raise FATAL_CODES[code](
-                f"server closed the connection: {reason} ({code})", close_code=code
-            )
+        if self.error is not None and not self._closing:
+            raise self.error  # the server's wsp Close said why; that is the report
+        if (
+            code is not None
+            and not self._closing
+            and (code in FATAL_CODES or code in REFUSED_CODES)
+        ):
+            raise refusal(code, reason)
         if code is not None and code not in (1000, 1001, 1006):
             self._emit("closed", code=code, reason=reason)
         if code == 1000 and self.session.state is State.CLOSING and self._closing:
@@ -521,13 +594,23 @@ class Client:
         elif kind is ev.PeerError:
             err: ev.PeerError = event  # type: ignore[assignment]
             self._emit("error", code=err.code, message=err.message)
+            self._refused_message(err)
         elif kind is ev.PeerClosed:
             closed: ev.PeerClosed = event  # type: ignore[assignment]
-            if closed.code in FATAL_CODES:
-                self.error = FATAL_CODES[closed.code](
-                    f"server closed the session: {closed.reason} ({closed.code})",
-                    close_code=closed.code,
-                )
+            if not self._closing and self.error is None and closed.code not in RESUMABLE_CODES:
+                # the server ended the session: nothing is resumed after this
+                self.error = refusal(closed.code, closed.reason, "server closed the session")
+
+    def _refused_message(self, err: ev.PeerError) -> None:
+        """An Error that names one of our publishes (``ref_sequence``) fails its future."""
+        if err.ref_sequence is None:
+            return
+        entry = self.session.unacked.get(err.ref_sequence)
+        if entry is None:
+            return
+        waiting = self._waiting.pop(id(entry[0].payload), None)
+        if waiting is not None and not waiting[1].done():
+            waiting[1].set_exception(refusal(err.code, err.message, "server refused the message"))
 
     # ------------------------------------------------------------------ writing
     def _flush(self) -> None:

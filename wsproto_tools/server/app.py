@@ -17,6 +17,7 @@ import contextlib
 import http
 import logging
 import os
+import ssl
 from collections import Counter
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -96,6 +97,7 @@ class ServerConfig:
     max_buffer: int = 4 << 20  # a subscriber with more unsent bytes is a slow consumer
     origins: tuple[str, ...] | None = None
     compression: bool = False
+    ssl: ssl.SSLContext | None = None  # serve wss:// (and https:// for /healthz, /metrics)
     window: int = 1024
     capabilities: tuple[str, ...] = (*DEFAULT_CAPABILITIES, "compress", "encrypt")
     sweep_interval: float = 0.5
@@ -174,6 +176,15 @@ class WspServer:
         self.stats_in: Counter[str] = self.metrics.messages_in
         self.stats_out: Counter[str] = self.metrics.messages_out
 
+    @property
+    def url(self) -> str:
+        """The address clients connect to: ``ws://`` or, with a TLS context, ``wss://``."""
+        host = self.config.host
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "wss" if self.config.ssl is not None else "ws"
+        return f"{scheme}://{host}:{self.port}"
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self._server = await serve(
@@ -188,6 +199,7 @@ class WspServer:
             close_timeout=self.config.close_timeout,
             create_connection=DirectServerConnection if self._memory is not None else None,
             max_queue=64,
+            ssl=self.config.ssl,
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
