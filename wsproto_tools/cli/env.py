@@ -31,6 +31,10 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 
+#: The console width when stdout is not a terminal (and COLUMNS is not set).
+PIPE_WIDTH = 100_000
+
+
 @dataclass
 class Environment:
     """Streams and terminal facts; rich consoles are made only when asked for."""
@@ -47,7 +51,9 @@ class Environment:
         """A rich Console on stdout (imported lazily)."""
         from rich.console import Console
 
-        console = Console(file=self.stdout, highlight=False)
+        # Through a pipe or into a file nothing is cut: no width unless COLUMNS sets one.
+        width = None if self.stdout_isatty or os.environ.get("COLUMNS") else PIPE_WIDTH
+        console = Console(file=self.stdout, highlight=False, width=width)
         console.on_broken_pipe = output_closed  # type: ignore[method-assign]
         return console
 

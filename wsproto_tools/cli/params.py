@@ -1,7 +1,8 @@
 """Click parameter types and option groups shared by several commands.
 
 URLs and ports are checked while the command line is parsed, so a wrong one is a
-usage error (status 2) with one line naming it, never a traceback later.
+usage error (status 2) with one line naming it, never a traceback later. Files are
+checked when they are opened: missing, unreadable or a directory is bad input (3).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def tls_client_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
             "--cafile",
-            type=click.Path(exists=True, dir_okay=False, readable=True),
+            type=click.Path(),
             envvar="WSP_CAFILE",
             help="Trust the CA certificates in this PEM file (wss://), besides the "
             "system's. Env: WSP_CAFILE.",
@@ -72,13 +73,13 @@ def tls_server_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
             "--certfile",
-            type=click.Path(exists=True, dir_okay=False, readable=True),
+            type=click.Path(),
             envvar="WSP_CERTFILE",
             help="Serve wss:// with this PEM certificate chain. Env: WSP_CERTFILE.",
         ),
         click.option(
             "--keyfile",
-            type=click.Path(exists=True, dir_okay=False, readable=True),
+            type=click.Path(),
             envvar="WSP_KEYFILE",
             help="The certificate's private key (PEM), if not in --certfile. Env: WSP_KEYFILE.",
         ),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 __all__ = ["WsUrl", "client_context", "describe_ssl_error", "parse_ws_url", "server_context"]
 
+import errno
+import os
 import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -64,6 +66,8 @@ def parse_ws_url(url: str) -> WsUrl:
 def client_context(cafile: str | None = None, insecure: bool = False) -> ssl.SSLContext:
     """A client context: the system's CAs (plus ``cafile``), or no verification."""
     try:
+        if cafile is not None and os.path.isdir(cafile):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", cafile)
         context = ssl.create_default_context(cafile=cafile)
     except (OSError, ssl.SSLError) as error:
         raise ConfigError(
@@ -80,14 +84,20 @@ def server_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
+        for name in (certfile, keyfile):
+            if name is not None and os.path.isdir(name):
+                raise IsADirectoryError(errno.EISDIR, "is a directory", name)
         context.load_cert_chain(certfile, keyfile)
     except FileNotFoundError as error:
         raise ConfigError(f"{error.filename or certfile}: no such file") from None
+    except IsADirectoryError as error:
+        raise ConfigError(f"{error.filename}: is a directory, not a PEM file") from None
     except (OSError, ssl.SSLError) as error:
         names = certfile if keyfile is None else f"{certfile} and {keyfile}"
-        raise ConfigError(
-            f"cannot load the certificate and key from {names}: {_reason(error)}"
-        ) from None
+        why = _reason(error) if not isinstance(error, ssl.SSLError) or error.reason else (
+            "no PEM certificate with its matching private key found"
+        )
+        raise ConfigError(f"cannot load the certificate and key from {names}: {why}") from None
     return context
 
 
