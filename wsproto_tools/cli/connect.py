@@ -1,172 +1,187 @@
-"""``wsp connect URL``: an interactive wsp session (commands from stdin)."""
+"""``wsp connect URL``: a WebSocket client for any server, and a wsp session for wsp servers.
+
+The connection offers the wsp subprotocols (``wsp.v2, wsp.v1``) beside the user's
+``--subprotocol`` values: when the server selects a wsp one, the session speaks wsp
+(:mod:`~wsproto_tools.cli.connect_wsp`); otherwise, or with ``--raw``, it is a plain
+WebSocket client (:mod:`~wsproto_tools.cli.connect_plain`). See ``docs/connect.md``.
+"""
 
 from __future__ import annotations
 
-__all__ = ["HELP", "connect"]
+__all__ = ["connect"]
 
-import asyncio
-import json
-import shlex
+import os
 import sys
-import threading
-import time
 from typing import Any
 
 import click
 
-from wsproto_tools.cli.env import guarded
-from wsproto_tools.cli.session_common import client_options, make_options, run_async
+from wsproto_tools.cli.env import guarded, run_async
+from wsproto_tools.cli.params import WS_URL, client_ssl
+from wsproto_tools.cli.session_common import client_options, make_options
 
-HELP = """commands:
-  text TEXT...         send a TextData message (the server echoes it)
-  binary HEX | hex HEX send a BinaryData message given as hex
-  sub TOPIC            subscribe; deliveries are shown as they arrive
-  unsub TOPIC          unsubscribe
-  pub TOPIC TEXT...    publish and wait for the acknowledgment
-  echo TEXT...         the server's echo request, with its round-trip time
-  ping                 a Heartbeat probe, with its round-trip time
-  help                 this text
-  quit                 close the session and exit"""
+
+def _headers(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    from wsproto_tools.client.plain import parse_header
+    from wsproto_tools.exceptions import ConfigError
+
+    try:
+        return tuple(parse_header(value) for value in values)
+    except ConfigError as error:
+        raise click.BadParameter(str(error), ctx, param) from None
 
 
 @click.command()
-@click.argument("url")
-@click.option("--json", "as_json", is_flag=True, help="Print NDJSON instead of text lines.")
+@click.argument("url", type=WS_URL)
+@click.option(
+    "-H",
+    "--header",
+    "headers",
+    multiple=True,
+    metavar='"NAME: VALUE"',
+    callback=_headers,
+    help="Add this header to the opening handshake (repeatable).",
+)
+@click.option(
+    "--subprotocol",
+    "subprotocols",
+    multiple=True,
+    metavar="NAME",
+    help="Offer this subprotocol (repeatable); wsp.v2 and wsp.v1 are offered too unless --raw.",
+)
+@click.option("--origin", metavar="URL", help="Send this Origin header.")
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Plain WebSocket even if the server speaks wsp (offer only --subprotocol values).",
+)
+@click.option(
+    "--binary",
+    is_flag=True,
+    help="Plain mode: each input line is hex, sent as a binary message.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print NDJSON records instead of text lines.")
+@click.option(
+    "--ping-interval",
+    type=click.FloatRange(min=0),
+    default=20.0,
+    show_default=True,
+    metavar="S",
+    help="Plain mode: keepalive Ping every S seconds (0: none).",
+)
+@click.option(
+    "--max-size",
+    type=click.IntRange(min=0),
+    default=1 << 20,
+    show_default=True,
+    metavar="B",
+    help="Plain mode: largest message accepted, in bytes (0: no limit).",
+)
+@click.option("--no-deflate", is_flag=True, help="Plain mode: do not offer permessage-deflate.")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    metavar="S",
+    help="At the end of piped input, wait S seconds for replies before closing.",
+)
 @client_options
 @guarded
-def connect(url: str, as_json: bool, **opts: object) -> None:
-    """Open an interactive session with a wsp server.
+def connect(
+    url: str,
+    headers: tuple[tuple[str, str], ...],
+    subprotocols: tuple[str, ...],
+    origin: str | None,
+    raw: bool,
+    binary: bool,
+    as_json: bool,
+    ping_interval: float,
+    max_size: int,
+    no_deflate: bool,
+    wait: float,
+    **opts: Any,
+) -> None:
+    """Talk to a WebSocket server: a line is a message, a message is a line.
 
-    Reads commands from the terminal (or from stdin when it is not a terminal;
-    the session closes at the end of input). Type 'help' for the commands.
+    If the server selects a wsp subprotocol, each line is a wsp command (type
+    'help'); otherwise each line is a text message (hex for a binary one with
+    --binary) and each message received is printed on its own line (binary as
+    hex). At a terminal: a prompt with line editing and history, and /ping,
+    /close CODE REASON, /help, /quit. From a pipe: lines until the end of input,
+    then a normal close. The server's close code and reason go to stderr.
+
+    \b
+    Examples:
+      wsp connect wss://echo.example.org/ -H "Authorization: Bearer $TOKEN"
+      printf 'hello\\nworld\\n' | wsp connect ws://127.0.0.1:9000/chat --json
+      echo 48656c6c6f | wsp connect --raw --binary ws://127.0.0.1:9000/
+      wsp connect ws://127.0.0.1:8765 --secret "$WSP_SECRET"
+
+    Exit status: 0 closed normally (end of input, /quit, Ctrl-D, Ctrl-C at the
+    prompt, or the server closed with 1000); 2 usage; 3 a bad hex line; 4 cannot
+    connect, handshake refused, TLS certificate failure, or the server closed
+    with another code or the connection was lost; 5 wsp authentication refused;
+    130 interrupted (Ctrl-C or SIGTERM without a prompt).
     """
-    from wsproto_tools.client import Client
-    from wsproto_tools.codec import TextData
-    from wsproto_tools.engine.events import ContinuityLostNotice, Delivery
-    from wsproto_tools.render.session import data_fields, delivery_json, delivery_line
+    from wsproto_tools.cli.connect_term import (
+        LineSource,
+        Output,
+        PipeSource,
+        PromptSource,
+        interactive_terminal,
+    )
+    from wsproto_tools.client.plain import PlainOptions, PlainSession
+    from wsproto_tools.codec import SUBPROTOCOLS
 
-    interactive = sys.stdin.isatty()
-    start = time.monotonic()
+    wsp_options = make_options(**opts)
+    ssl_context = client_ssl(url, opts.get("cafile"), bool(opts.get("insecure")))
+    interactive = interactive_terminal()
+    colour = interactive and not as_json and "NO_COLOR" not in os.environ
+    out = Output(as_json=as_json, colour=colour)
+    names = SUBPROTOCOLS if wsp_options.version == 2 else tuple(reversed(SUBPROTOCOLS))
+    offered = tuple(dict.fromkeys((*subprotocols, *(() if raw else names))))
+    session = PlainSession(
+        url,
+        PlainOptions(
+            headers=headers,
+            subprotocols=offered,
+            origin=origin,
+            ping_interval=ping_interval or None,
+            ping_timeout=ping_interval or None,
+            max_size=max_size or None,
+            deflate=not no_deflate,
+            ssl=ssl_context,
+        ),
+    )
+    source: LineSource = PromptSource("> ", colour) if interactive else PipeSource()
 
-    def show(kind: str, text: str, fields: dict[str, Any] | None = None) -> None:
-        stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
-        if as_json:
-            record = {"ts": round(time.time(), 6), "kind": kind, **(fields or {})}
-            if "text" not in record and text:
-                record["text"] = text
-            click.echo(json.dumps(record))
-        else:
-            click.echo(f"{stamp} {kind:<9} {text}")
+    async def main() -> int:
+        await session.open()
+        chosen = session.subprotocol
+        screen = source.screen()
+        if chosen in SUBPROTOCOLS and not raw:
+            from wsproto_tools.cli.connect_wsp import run_wsp
 
-    def on_event(name: str, fields: dict[str, Any]) -> None:
-        show(
-            "event",
-            f"{name} " + " ".join(f"{k}={v}" for k, v in fields.items()),
-            {"event": name, **fields},
-        )
+            await session.close()  # the wsp client opens its own connection
+            with screen:
+                if interactive:
+                    out.note(f"connected to {url} (wsp, {chosen}); type 'help', Ctrl-D to quit")
+                return await run_wsp(url, wsp_options, source, out, wait=wait)
+        from wsproto_tools.cli.connect_plain import run_plain
 
-    options = make_options(**opts)  # type: ignore[arg-type]
-
-    async def watch(client: Client) -> None:
-        while True:
-            payload = await client.data.get()
-            if isinstance(payload, TextData):
-                show("text", payload.text, {"data": payload.text})
-            else:
-                show("binary", payload.data.hex(), data_fields(payload.data))
-
-    async def follow(client: Client, topic: str) -> None:
-        subscription = await client.subscribe(topic)
-        show("sub", f"subscribed to {topic}", {"topic": topic})
-        async for item in subscription:
-            if isinstance(item, Delivery):
-                show("deliver", delivery_line(item), delivery_json(item))
-            elif isinstance(item, ContinuityLostNotice):
-                pass  # shown through on_event
-
-    def stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str]:
-        """Lines of stdin from a daemon thread ('' at the end): Ctrl-C never waits for it."""
-        lines: asyncio.Queue[str] = asyncio.Queue()
-
-        def read() -> None:
-            while True:
-                line = sys.stdin.readline()
-                loop.call_soon_threadsafe(lines.put_nowait, line)
-                if not line:
-                    return
-
-        threading.Thread(target=read, name="wsp-connect-stdin", daemon=True).start()
-        return lines
-
-    async def run() -> None:
-        loop = asyncio.get_running_loop()
-        async with Client(url, options, on_event=on_event) as client:
-            lines = stdin_lines(loop)
-            tasks = {"": asyncio.create_task(watch(client))}
+        if not raw and (wsp_options.secret or wsp_options.token):
+            out.note("the server selected no wsp subprotocol: plain WebSocket, credentials unused")
+        with screen:
             if interactive:
-                click.echo(f"connected to {url}; type 'help' for commands", err=True)
-            while True:
-                line = await lines.get()
-                if not line:
-                    break
-                try:
-                    words = shlex.split(line)
-                except ValueError as error:
-                    show("error", f"cannot parse: {error}")
-                    continue
-                if not words:
-                    continue
-                verb, args = words[0].lower(), words[1:]
-                rest = " ".join(args)
-                try:
-                    if verb in ("quit", "exit"):
-                        break
-                    if verb == "help":
-                        click.echo(HELP)
-                    elif verb == "text" and args:
-                        await client.send_text(rest)
-                        show("sent", f"text {rest}")
-                    elif verb in ("binary", "hex") and args:
-                        data = bytes.fromhex("".join(args))
-                        await client.send_binary(data)
-                        show("sent", f"binary {data.hex()}")
-                    elif verb == "sub" and len(args) == 1:
-                        if args[0] not in tasks:
-                            tasks[args[0]] = asyncio.create_task(follow(client, args[0]))
-                            await client.subscribe(args[0])
-                    elif verb == "unsub" and len(args) == 1:
-                        await client.unsubscribe(args[0])
-                        task = tasks.pop(args[0], None)
-                        if task is not None:
-                            task.cancel()
-                        show("unsub", f"unsubscribed from {args[0]}", {"topic": args[0]})
-                    elif verb == "pub" and len(args) >= 2:
-                        await client.publish(args[0], " ".join(args[1:]))
-                        show("ack", f"published to {args[0]}", {"topic": args[0]})
-                    elif verb == "echo":
-                        t0 = time.perf_counter()
-                        reply = await client.echo(rest.encode())
-                        rtt = (time.perf_counter() - t0) * 1000
-                        show(
-                            "echo",
-                            f"{reply.decode(errors='replace')} ({rtt:.2f} ms)",
-                            {"data": reply.decode(errors="replace"), "rtt_ms": round(rtt, 3)},
-                        )
-                    elif verb == "ping":
-                        rtt = await client.ping() * 1000
-                        show("pong", f"rtt {rtt:.2f} ms", {"rtt_ms": round(rtt, 3)})
-                    else:
-                        show(
-                            "error", f"unknown or incomplete command {line.strip()!r}; type 'help'"
-                        )
-                except ValueError as error:
-                    show("error", str(error))
-                except TimeoutError:
-                    show("error", f"{verb}: no answer in time")
-            await asyncio.sleep(0.05)  # let late deliveries print
-            for task in tasks.values():
-                task.cancel()
-        if interactive:
-            click.echo(f"closed after {time.monotonic() - start:.1f} s", err=True)
+                details = [f"subprotocol {chosen}"] if chosen else []
+                details += session.extensions
+                extra = f" ({', '.join(details)})" if details else ""
+                out.note(f"connected to {url}{extra}; type /help, Ctrl-D to quit")
+            return await run_plain(session, source, out, binary=binary, wait=wait)
 
-    run_async(run())
+    status = run_async(main())
+    if status:
+        sys.exit(status)
