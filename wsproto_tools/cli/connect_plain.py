@@ -10,12 +10,11 @@ from __future__ import annotations
 __all__ = ["PLAIN_HELP", "run_plain"]
 
 import asyncio
-import contextlib
 import shlex
 import time
 from typing import Any
 
-from wsproto_tools.cli.connect_term import LineSource, Output, parse_hex_line
+from wsproto_tools.cli.connect_term import LineSource, Output, parse_hex_line, stop_reading
 from wsproto_tools.cli.status import ExitStatus
 from wsproto_tools.client.plain import CloseInfo, Direction, Message, PlainSession
 from wsproto_tools.exceptions import ConnectionFailed, DecodeError
@@ -162,14 +161,12 @@ async def run_plain(
         return True
 
     interrupted = False
+    reading: asyncio.Future[str | None] | None = None
     try:
         while True:
             reading = asyncio.ensure_future(source.read())
             done, _ = await asyncio.wait({reading, receiver}, return_when=asyncio.FIRST_COMPLETED)
             if reading not in done:  # the connection ended first
-                reading.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reading
                 break
             line = reading.result()
             if line is None:  # end of input, Ctrl-D or Ctrl-C at the prompt
@@ -193,6 +190,7 @@ async def run_plain(
                 out.error(str(error))
     except asyncio.CancelledError:
         interrupted = True  # Ctrl-C outside the prompt, or SIGTERM
+    await stop_reading(reading)
     info = session.close_info
     if info is None:
         info = await session.close(*close_with)

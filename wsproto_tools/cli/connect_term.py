@@ -17,6 +17,7 @@ __all__ = [
     "history_path",
     "interactive_terminal",
     "parse_hex_line",
+    "stop_reading",
 ]
 
 import asyncio
@@ -99,6 +100,14 @@ class LineSource(Protocol):
     def screen(self) -> contextlib.AbstractContextManager[None]:
         """The block within which the session prints."""
         ...
+
+
+async def stop_reading(reading: asyncio.Future[str | None] | None) -> None:
+    """Stop reading input (the prompt gives the terminal back)."""
+    if reading is not None and not reading.done():
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
 
 
 class PipeSource:

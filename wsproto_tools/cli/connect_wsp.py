@@ -11,7 +11,7 @@ import shlex
 import time
 from typing import Any
 
-from wsproto_tools.cli.connect_term import LineSource, Output, parse_hex_line
+from wsproto_tools.cli.connect_term import LineSource, Output, parse_hex_line, stop_reading
 from wsproto_tools.cli.status import ExitStatus
 from wsproto_tools.client import Client, ClientClosed, ClientOptions
 from wsproto_tools.codec import TextData
@@ -145,14 +145,12 @@ async def run_wsp(
 
     watcher = asyncio.create_task(watch(), name="wsp-connect-watch")
     interrupted = False
+    reading: asyncio.Future[str | None] | None = None
     try:
         while True:
             reading = asyncio.ensure_future(source.read())
             done, _ = await asyncio.wait({reading, watcher}, return_when=asyncio.FIRST_COMPLETED)
             if reading not in done:  # the client ended (a fatal close, gave up reconnecting)
-                reading.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reading
                 break
             line = reading.result()
             if line is None:
@@ -176,6 +174,7 @@ async def run_wsp(
                 raise
     except asyncio.CancelledError:
         interrupted = True
+    await stop_reading(reading)
     failure = client.error  # set before our close() only when the client failed
     for task in (*tasks.values(), watcher):
         task.cancel()

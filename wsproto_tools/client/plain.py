@@ -125,11 +125,19 @@ def parse_header(text: str) -> tuple[str, str]:
     return name, value.strip()
 
 
-def _first_line(body: bytes | None, limit: int = 160) -> str:
+def _first_line(body: bytes | bytearray | None, limit: int = 160) -> str:
     """The first line of an HTTP error body, shortened: often the server's reason."""
     text = (body or b"")[:4096].decode("utf-8", "replace").strip()
     line = text.splitlines()[0].strip() if text else ""
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _os_reason(error: OSError) -> str:
+    """"Connection refused", "Name or service not known"... without asyncio's wording."""
+    errno = error.errno
+    if isinstance(errno, int) and errno > 0:
+        return os.strerror(errno)
+    return error.strerror or str(error) or type(error).__name__
 
 
 class PlainSession:
@@ -183,9 +191,7 @@ class PlainSession:
                 f"cannot connect to {self.url}: no answer within {o.open_timeout:g} s"
             ) from None
         except OSError as error:
-            why = describe_ssl_error(error) or (
-                os.strerror(error.errno) if isinstance(error.errno, int) else str(error)
-            )
+            why = describe_ssl_error(error) or _os_reason(error)
             raise ConnectionFailed(f"cannot connect to {self.url}: {why}") from None
 
     @property
