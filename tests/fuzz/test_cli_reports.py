@@ -117,8 +117,11 @@ def test_unreachable_server_exits_4() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["wss://127.0.0.1:1/"], "wss://"),
-        (["http://127.0.0.1:1/"], "expected ws://"),
+        (["http://127.0.0.1:1/"], "HTTP URL"),
+        (["ftp://127.0.0.1:1/"], "not a WebSocket URL"),
+        (["ws://127.0.0.1:99999/"], "port out of range"),
+        (["--serve", "--port", "99999"], "99999"),
+        (["--serve", "--cafile", "pyproject.toml"], "--cafile"),
         ([], "either URL"),
         (["ws://127.0.0.1:1/", "--cases", "99.*"], "no case matches"),
     ],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl as ssl_module
 import subprocess
 import sys
 from pathlib import Path
@@ -26,19 +27,29 @@ from wsproto_tools.fuzz.serve import FuzzServer, choose_deflate_answer
 from .expected import CORE, INFORMATIONAL
 
 
-async def _harness(base: str, agent: str, *, limit: int = 1000) -> int:
-    async with connect(f"{base}/getCaseCount") as ws:
+async def _harness(
+    base: str,
+    agent: str,
+    *,
+    limit: int = 1000,
+    update: bool = True,
+    ssl: ssl_module.SSLContext | None = None,
+) -> int:
+    """Autobahn's client loop: count, run each case echoing, then /updateReports."""
+    extra = {"ssl": ssl} if ssl is not None else {}
+    async with connect(f"{base}/getCaseCount", **extra) as ws:
         count = int(await ws.recv())
     for index in range(1, min(count, limit) + 1):
         with contextlib.suppress(WebSocketException, OSError):
             async with asyncio.timeout(30):
                 async with connect(
-                    f"{base}/runCase?case={index}&agent={agent}", max_size=2**25
+                    f"{base}/runCase?case={index}&agent={agent}", max_size=2**25, **extra
                 ) as ws:
                     async for message in ws:
                         await ws.send(message)
-    async with connect(f"{base}/updateReports?agent={agent}"):
-        pass
+    if update:
+        async with connect(f"{base}/updateReports?agent={agent}", **extra):
+            pass
     return count
 
 

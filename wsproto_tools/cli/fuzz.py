@@ -1,43 +1,42 @@
 """``wsp fuzz``: RFC 6455 / RFC 7692 conformance fuzzing of a server or a client.
 
 Exit status: 0 when no case failed; 1 when a case's verdict is FAILED or its
-close verdict is FAILED, WRONG CODE or UNCLEAN; 2 usage error; 4 the server
-cannot be reached or does not upgrade; 130 interrupted.
+close verdict is FAILED, WRONG CODE or UNCLEAN; 2 usage error; 3 unreadable
+certificate or key files; 4 the server cannot be reached, its TLS certificate
+is refused, or it does not upgrade; 130 interrupted (Ctrl-C or SIGTERM: the
+reports of the cases that finished are written first).
 """
 
 from __future__ import annotations
 
 __all__ = ["fuzz"]
 
-import asyncio
 import datetime as dt
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
-from wsproto_tools.cli.env import Environment, fail, guarded
+from wsproto_tools.cli.env import Environment, fail, guarded, run_async
+from wsproto_tools.cli.params import (
+    LISTEN_PORT,
+    WS_URL,
+    client_ssl,
+    server_ssl,
+    tls_client_options,
+    tls_server_options,
+)
 from wsproto_tools.cli.status import ExitStatus
 
-
-def _parse_url(url: str) -> tuple[str, int, str]:
-    parts = urlsplit(url)
-    if parts.scheme == "wss":
-        raise click.BadParameter("wss:// is not supported; fuzz a ws:// endpoint", param_hint="URL")
-    if parts.scheme != "ws" or not parts.hostname:
-        raise click.BadParameter(f"expected ws://HOST:PORT/PATH, got {url!r}", param_hint="URL")
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    return parts.hostname, parts.port or 80, path
+#: Without a terminal on stderr, one progress line at most this often (seconds).
+PIPE_PROGRESS_EVERY = 30.0
 
 
 @click.command("fuzz")
-@click.argument("url", required=False)
+@click.argument("url", required=False, type=WS_URL)
 @click.option(
     "--suite",
     type=click.Choice(["rfc6455"]),
@@ -53,7 +52,7 @@ def _parse_url(url: str) -> tuple[str, int, str]:
 @click.option("--host", default="127.0.0.1", show_default=True, help="--serve: address to bind.")
 @click.option(
     "--port",
-    type=int,
+    type=LISTEN_PORT,
     default=9001,
     show_default=True,
     help="--serve: port to listen on (0: any free port).",
@@ -103,6 +102,8 @@ def _parse_url(url: str) -> tuple[str, int, str]:
 @click.option(
     "--exit-after-report", is_flag=True, help="--serve: stop after the first /updateReports."
 )
+@tls_client_options
+@tls_server_options
 @click.pass_obj
 @guarded
 def fuzz(
@@ -122,22 +123,52 @@ def fuzz(
     html_report: Path | None,
     as_json: bool,
     exit_after_report: bool,
+    cafile: str | None,
+    insecure: bool,
+    certfile: str | None,
+    keyfile: str | None,
 ) -> None:
     """Run conformance cases against an echo server at URL, or (--serve) a client.
 
-    Case ids follow Autobahn|Testsuite. By default every case except the
-    performance area 9 runs; --cases '1.*,2.*,3.*,4.*,5.*,6.*,7.*,10.*' is the
-    247-case core without compression. See docs/fuzz.md.
+    URL is ws://HOST[:PORT]/PATH or wss://… (TLS: the certificate is checked
+    against the system's CAs, plus --cafile; --insecure skips the check).
+    --serve --certfile F --keyfile F serves wss:// to the client under test.
 
-    Exit status: 0 no case failed; 1 a case FAILED, or its close verdict is
-    FAILED, WRONG CODE or UNCLEAN; 2 usage error; 4 the server cannot be
-    reached or does not upgrade.
+    Case ids follow Autobahn|Testsuite. By default every case except the
+    performance area 9 runs (463 cases, a few minutes); --cases
+    '1.*,2.*,3.*,4.*,5.*,6.*,7.*,10.*' is the 247-case core without
+    compression. On a terminal a progress bar on stderr shows the cases done,
+    the failures so far and an estimate of the time left. Ctrl-C (or SIGTERM)
+    stops the run and still writes the reports of the cases that finished.
+    See docs/fuzz.md.
+
+    \b
+    Exit status:
+      0  no case failed
+      1  a case FAILED, or its close verdict is FAILED, WRONG CODE or UNCLEAN
+      2  usage error (bad URL, port out of range, no case selected)
+      3  the --cafile, --certfile or --keyfile cannot be loaded
+      4  the server cannot be reached, its TLS certificate is refused, or it
+         does not upgrade
+      130  interrupted (Ctrl-C or SIGTERM), after writing the reports of the
+         cases that finished
+
+    \b
+    Examples:
+      wsp fuzz ws://127.0.0.1:9001/ --exclude '12.*,13.*' --json-report fuzz.json
+      wsp fuzz wss://echo.example.net/ --cafile ca.pem --cases '1.*,2.*,7.*'
+      wsp fuzz --serve --port 9001 --certfile cert.pem --keyfile key.pem --exit-after-report
     """
     from wsproto_tools.fuzz.catalog import select_cases
     from wsproto_tools.fuzz.runner import RunOptions
 
     if serve == bool(url):
         raise click.UsageError("give either URL (test a server) or --serve (test a client)")
+    ctx = click.get_current_context()
+    if serve and (_given(ctx, "cafile") or insecure):
+        raise click.UsageError("--cafile/--insecure are for wss:// URLs, not for --serve")
+    if not serve and (_given(ctx, "certfile") or _given(ctx, "keyfile")):
+        raise click.UsageError("--certfile/--keyfile are for --serve, not for a URL")
     cases = select_cases(include, exclude, perf=perf)
     if not cases:
         raise click.UsageError("no case matches --cases/--exclude")
@@ -148,11 +179,20 @@ def fuzz(
     }  # fmt: skip
     writer = _ReportWriter(env, json_report, html_report, as_json, meta)
     if serve:
-        status = _serve(env, cases, options, host, port, writer, exit_after_report)
+        context = server_ssl(certfile, keyfile)
+        status = _serve(env, cases, options, host, port, context, writer, exit_after_report)
     else:
         assert url is not None
-        status = _client(env, cases, options, url, writer)
+        status = _client(env, cases, options, url, client_ssl(url, cafile, insecure), writer)
     sys.exit(int(status))
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the option was given on the command line (not by its environment variable)."""
+    from click.core import ParameterSource
+
+    source = ctx.get_parameter_source(name)
+    return ctx.params.get(name) is not None and source is not ParameterSource.ENVIRONMENT
 
 
 class _ReportWriter:
@@ -170,11 +210,26 @@ class _ReportWriter:
         self.as_json = as_json
         self.meta = meta
 
-    def write(self, results: list[Any], mode: str, target: str, started: str, secs: float) -> int:
+    def write(
+        self,
+        results: list[Any],
+        mode: str,
+        target: str,
+        started: str,
+        secs: float,
+        interrupted_of: int | None = None,
+    ) -> int:
+        """Write every report asked for; returns how many cases failed."""
         from wsproto_tools.fuzz.report import build_report
 
         report = build_report(
-            results, mode=mode, target=target, started=started, duration=secs, options=self.meta
+            results,
+            mode=mode,
+            target=target,
+            started=started,
+            duration=secs,
+            options=self.meta,
+            interrupted_of=interrupted_of,
         )
         if self.json_path is not None:
             self.json_path.write_text(json.dumps(report, indent=1) + "\n")
@@ -184,75 +239,202 @@ class _ReportWriter:
             self.html_path.write_text(render_html(report), encoding="utf-8")
         if self.as_json:
             self.env.stdout.write(json.dumps(report) + "\n")
+            self.env.stdout.flush()
         else:
-            from wsproto_tools.render.fuzz import problems_table, summary_table
-
-            self.env.console.print(summary_table(report))
-            problems = problems_table(report)
-            if problems is not None:
-                self.env.console.print(problems)
-            failed = report["summary"]["failed"]
-            self.env.console.print(
-                f"{report['summary']['cases']} cases in {secs:.2f} s: "
-                + ("no case failed" if not failed else f"[bold red]{failed} failed[/]")
-            )
+            self._tables(report, secs)
         failed_cases: int = report["summary"]["failed"]
         return failed_cases
+
+    def _tables(self, report: dict[str, Any], secs: float) -> None:
+        from wsproto_tools.render.fuzz import problems_table, summary, summary_table
+
+        console = self.env.console
+        if console.is_terminal:
+            console.print(summary(report))
+            problems = problems_table(report)
+            if problems is not None:
+                console.print(problems)
+        else:
+            # No terminal: nothing is cut, every table is printed at its own width.
+            table = summary_table(report)
+            _print_uncut(console, table, _natural_width(console, table))
+            problems = problems_table(report)
+            if problems is not None:
+                _print_uncut(console, problems, min(_natural_width(console, problems), 240))
+        failed = report["summary"]["failed"]
+        console.print(
+            f"{report['summary']['cases']} cases in {secs:.2f} s: "
+            + ("no case failed" if not failed else f"[bold red]{failed} failed[/]")
+        )
+
+
+def _print_uncut(console: Any, renderable: Any, width: int) -> None:
+    """Print at ``width`` columns, without the padding rich adds at the ends of lines."""
+    import io
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    wide = Console(
+        file=buffer,
+        width=width,
+        highlight=False,
+        force_terminal=console.is_terminal,
+        color_system=console.color_system,
+    )
+    wide.print(renderable)
+    console.file.write("".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines()))
+
+
+def _natural_width(console: Any, renderable: Any) -> int:
+    options = console.options.update_width(10_000)
+    return max(int(console.measure(renderable, options=options).maximum), console.width)
 
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _progress(env: Environment) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _clock(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    minutes, secs = divmod(seconds, 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[last]}"),
-        console=env.err_console,
-        transient=True,
-    )
+
+class _Progress:
+    """Cases done of the total, failures so far and the time left, on stderr.
+
+    On a terminal: a rich progress bar (removed when the run ends). Otherwise
+    one plain line at most every :data:`PIPE_PROGRESS_EVERY` seconds, so a
+    short run prints nothing and a CI log still shows a long run moving.
+    """
+
+    def __init__(self, env: Environment, total: int, label: str = "fuzz") -> None:
+        self.env = env
+        self.total = total
+        self.label = label
+        self.done = 0
+        self.failed = 0
+        self.begin = time.monotonic()
+        self.last_line = self.begin
+        self.live: Any = None
+        self.task: Any = None
+        if bool(getattr(env.stderr, "isatty", lambda: False)()):
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.live = Progress(
+                TextColumn(label),
+                BarColumn(bar_width=20),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[failed]}"),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[last]}"),
+                console=env.err_console,
+                transient=True,
+            )
+            self.task = self.live.add_task(label, total=total, failed="· 0 failed ·", last="")
+
+    def __enter__(self) -> _Progress:
+        if self.live is not None:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+    def print(self, line: str) -> None:
+        """A line on stderr, above the bar when there is one."""
+        if self.live is not None:
+            self.live.console.print(line, markup=False, highlight=False)
+        else:
+            click.echo(line, err=True)
+
+    def advance(self, result: Any) -> None:
+        self.done += 1
+        self.failed += bool(result.failed)
+        if self.live is not None:
+            style = "bold red" if self.failed else "green"
+            self.live.update(
+                self.task,
+                advance=1,
+                failed=f"· [{style}]{self.failed} failed[/] ·",
+                last=f"{result.case.id} {result.behavior.value}",
+            )
+            return
+        now = time.monotonic()
+        if now - self.last_line >= PIPE_PROGRESS_EVERY and self.done < self.total:
+            self.last_line = now
+            left = (now - self.begin) / self.done * (self.total - self.done)
+            click.echo(
+                f"wsp fuzz: {self.label}: {self.done} of {self.total} cases, "
+                f"{self.failed} failed, about {_clock(left)} left",
+                err=True,
+            )
+
+
+def _interrupted(done: int, total: int) -> None:
+    click.echo(f"wsp: interrupted after {done} of {total} cases", err=True)
+    sys.exit(int(ExitStatus.INTERRUPTED))
 
 
 def _client(
-    env: Environment, cases: list[Any], options: Any, url: str, writer: _ReportWriter
+    env: Environment,
+    cases: list[Any],
+    options: Any,
+    url: str,
+    context: Any,
+    writer: _ReportWriter,
 ) -> ExitStatus:
     from wsproto_tools.exceptions import ConnectionFailed, HandshakeError
     from wsproto_tools.fuzz.runner import run_against_server
     from wsproto_tools.transports.raw import open_raw_websocket
+    from wsproto_tools.transports.tls import parse_ws_url
 
-    host, port, path = _parse_url(url)
+    target = parse_ws_url(url)
+    host, port, path = target.host, target.port, target.resource
 
     async def preflight() -> None:
-        conn = await open_raw_websocket(host, port, path, timeout=options.timeout)
+        conn = await open_raw_websocket(
+            host, port, path, timeout=options.timeout, ssl=context, host_header=target.host_header
+        )
         await conn.wait_closed(0.5)
 
     try:
-        asyncio.run(preflight())
-    except (ConnectionFailed, HandshakeError) as error:
+        run_async(preflight())
+    except ConnectionFailed as error:
+        fail(str(error), ExitStatus.NETWORK)
+    except HandshakeError as error:
         fail(f"{url}: {error}", ExitStatus.NETWORK)
     started = _now()
     begin = time.monotonic()
-    with _progress(env) as progress:
-        task = progress.add_task("fuzzing", total=len(cases), last="")
-        failures = 0
+    finished: list[Any] = []
+    stopped = False
+    try:
+        with _Progress(env, len(cases)) as progress:
 
-        def on_result(result: Any) -> None:
-            nonlocal failures
-            failures += result.failed
-            progress.update(
-                task,
-                advance=1,
-                last=f"{result.case.id} {result.behavior.value}"
-                + (f" · {failures} failed" if failures else ""),
-            )
+            def on_result(result: Any) -> None:
+                finished.append(result)
+                progress.advance(result)
 
-        results = asyncio.run(run_against_server(cases, host, port, path, options, on_result))
-    failed = writer.write(results, "client", url, started, time.monotonic() - begin)
+            run_async(run_against_server(cases, host, port, path, options, on_result, ssl=context))
+    except KeyboardInterrupt:
+        stopped = True
+    secs = time.monotonic() - begin
+    if stopped:
+        writer.write(finished, "client", url, started, secs, interrupted_of=len(cases))
+        _interrupted(len(finished), len(cases))
+    failed = writer.write(finished, "client", url, started, secs)
     return ExitStatus.PROBLEMS_FOUND if failed else ExitStatus.OK
 
 
@@ -262,6 +444,7 @@ def _serve(
     options: Any,
     host: str,
     port: int,
+    context: Any,
     writer: _ReportWriter,
     exit_after_report: bool,
 ) -> ExitStatus:
@@ -269,23 +452,41 @@ def _serve(
 
     started = _now()
     begin = time.monotonic()
-    state = {"failed": 0}
+    state: dict[str, Any] = {"failed": 0, "agent": None, "written": {}}
+    progress: dict[str, _Progress] = {}
+    terminal = bool(getattr(env.stderr, "isatty", lambda: False)())
+
+    def stop_progress() -> None:
+        for bar in progress.values():
+            bar.stop()
+        progress.clear()
 
     def on_result(agent: str, result: Any) -> None:
+        state["agent"] = agent
+        bar = progress.get(agent)
+        if bar is None:
+            stop_progress()
+            bar = progress[agent] = _Progress(env, len(cases), label=agent)
+            bar.__enter__()
         mark = "FAILED" if result.failed else "ok"
-        click.echo(
-            f"{agent} {result.case.id}: {result.behavior.value} / {result.close.value} ({mark})",
-            err=True,
-        )
+        if not terminal or result.failed:
+            bar.print(
+                f"{agent} {result.case.id}: {result.behavior.value} / {result.close.value} ({mark})"
+            )
+        bar.advance(result)
 
     def on_update(agent: str, results: list[Any]) -> None:
+        stop_progress()
+        state["written"][agent] = len(results)
         state["failed"] = writer.write(results, "serve", agent, started, time.monotonic() - begin)
 
+    server = FuzzServer(cases, options, on_result=on_result, on_update_reports=on_update)
+
     async def main() -> None:
-        server = FuzzServer(cases, options, on_result=on_result, on_update_reports=on_update)
-        bound = await server.start(host, port)
+        bound = await server.start(host, port, ssl=context)
+        scheme = "wss" if context is not None else "ws"
         click.echo(
-            f"wsp fuzz: serving {len(cases)} cases on ws://{host}:{bound} "
+            f"wsp fuzz: serving {len(cases)} cases on {scheme}://{host}:{bound} "
             "(/getCaseCount, /runCase?case=N&agent=A, /updateReports?agent=A)",
             err=True,
         )
@@ -294,9 +495,34 @@ def _serve(
             if exit_after_report:
                 await server.reports_updated.wait()
             else:
+                import asyncio
+
                 await asyncio.Event().wait()
         finally:
             await server.close()
 
-    asyncio.run(main())
+    try:
+        run_async(main())
+    except KeyboardInterrupt:
+        stop_progress()
+        agent = state["agent"]
+        if agent is None:
+            raise
+        results = server.agent_results(agent)
+        if state["written"].get(agent) != len(results):
+            secs = time.monotonic() - begin
+            writer.write(results, "serve", agent, started, secs, interrupted_of=len(cases))
+        unwritten = sorted(
+            other
+            for other, found in server.results.items()
+            if other != agent and state["written"].get(other) != len(found)
+        )
+        if unwritten:
+            click.echo(
+                f"wsp fuzz: reports written for agent {agent} only, not for "
+                + ", ".join(unwritten),
+                err=True,
+            )
+        _interrupted(len(results), len(cases))
+    stop_progress()
     return ExitStatus.PROBLEMS_FOUND if state["failed"] else ExitStatus.OK

@@ -86,12 +86,20 @@ def build_report(
     started: str,
     duration: float,
     options: dict[str, Any],
+    interrupted_of: int | None = None,
 ) -> dict[str, Any]:
-    """The whole report object for ``results``."""
+    """The whole report object for ``results``.
+
+    ``interrupted_of`` is the number of cases selected when the run was stopped
+    before they all finished: the report then says so (``interrupted``).
+    """
     ordered = sorted(results, key=lambda r: r.case.key)
     areas: dict[int, list[CaseResult]] = {}
     for result in ordered:
         areas.setdefault(result.case.top, []).append(result)
+    extra: dict[str, Any] = {}
+    if interrupted_of is not None:
+        extra["interrupted"] = {"finished": len(ordered), "selected": interrupted_of}
     return {
         "report_version": REPORT_VERSION,
         "tool": "wsp fuzz",
@@ -100,6 +108,7 @@ def build_report(
         "target": target,
         "started": started,
         "duration": round(duration, 3),
+        **extra,
         "options": options,
         "summary": _counts(ordered),
         "areas": [

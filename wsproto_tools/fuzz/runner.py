@@ -18,6 +18,7 @@ __all__ = ["RunOptions", "drive", "run_against_server", "run_case"]
 import asyncio
 import base64
 import random
+import ssl as _ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -515,14 +516,22 @@ def failed_result(case: Case, message: str, duration: float) -> CaseResult:
     )
 
 
-async def run_case(case: Case, host: str, port: int, path: str, options: RunOptions) -> CaseResult:
-    """Connect to an echo server, upgrade, run ``case``, judge it."""
+async def run_case(
+    case: Case,
+    host: str,
+    port: int,
+    path: str,
+    options: RunOptions,
+    *,
+    ssl: _ssl.SSLContext | None = None,
+) -> CaseResult:
+    """Connect to an echo server (over TLS with ``ssl``), upgrade, run ``case``, judge it."""
     start = time.monotonic()
     rng = random.Random(f"key:{options.seed}:{case.id}")
     key = base64.b64encode(rng.randbytes(16)).decode()
     try:
         conn = await open_raw_websocket(
-            host, port, path, extensions=case.offer, key=key, timeout=options.timeout
+            host, port, path, extensions=case.offer, key=key, timeout=options.timeout, ssl=ssl
         )
     except (ConnectionFailed, HandshakeError) as error:
         return failed_result(case, str(error), time.monotonic() - start)
@@ -536,8 +545,15 @@ async def run_against_server(
     path: str,
     options: RunOptions,
     on_result: Callable[[CaseResult], None] | None = None,
+    *,
+    ssl: _ssl.SSLContext | None = None,
 ) -> list[CaseResult]:
-    """Run ``cases`` against an echo server, ``options.jobs`` at a time, in id order."""
+    """Run ``cases`` against an echo server, ``options.jobs`` at a time, in id order.
+
+    ``on_result`` is called as each case finishes. When the run is cancelled
+    (Ctrl-C), the cases still running are dropped: only finished cases have
+    been handed to ``on_result``.
+    """
     semaphore = asyncio.Semaphore(max(1, options.jobs))
     # Long cases first so that parallel runs end together.
     order = sorted(range(len(cases)), key=lambda i: -_weight(cases[i]))
@@ -545,7 +561,7 @@ async def run_against_server(
 
     async def one(index: int) -> None:
         async with semaphore:
-            result = await run_case(cases[index], host, port, path, options)
+            result = await run_case(cases[index], host, port, path, options, ssl=ssl)
         results[index] = result
         if on_result is not None:
             on_result(result)

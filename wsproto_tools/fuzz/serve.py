@@ -21,6 +21,7 @@ __all__ = ["FuzzServer", "choose_deflate_answer"]
 import asyncio
 import contextlib
 import json
+import ssl as _ssl
 import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
@@ -88,9 +89,20 @@ class FuzzServer:
         self.reports_updated = asyncio.Event()
         self._server: asyncio.Server | None = None
 
-    async def start(self, host: str = "127.0.0.1", port: int = 9001) -> int:
-        """Listen on ``host:port`` (0: any free port); returns the port."""
-        self._server = await asyncio.start_server(self._handle, host, port)
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 9001, *, ssl: _ssl.SSLContext | None = None
+    ) -> int:
+        """Listen on ``host:port`` (0: any free port), over TLS with ``ssl``; returns the port."""
+        if ssl is None:
+            self._server = await asyncio.start_server(self._handle, host, port)
+        else:
+            self._server = await asyncio.start_server(
+                self._handle,
+                host,
+                port,
+                ssl=ssl,
+                ssl_handshake_timeout=max(self.options.timeout, 0.1),
+            )
         sockname = self._server.sockets[0].getsockname()
         return int(sockname[1])
 

@@ -7,10 +7,12 @@ file and the HTML page always say the same thing.
 
 from __future__ import annotations
 
-__all__ = ["VERDICT_STYLES", "problems_table", "summary_table"]
+__all__ = ["LEGEND", "VERDICT_STYLES", "problems_table", "summary", "summary_table"]
 
 from typing import Any
 
+from rich import box
+from rich.console import Console, ConsoleOptions, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -25,13 +27,25 @@ VERDICT_STYLES = {
 }
 _BEHAVIORS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED")
 _CLOSES = ("WRONG CODE", "UNCLEAN", "FAILED")
-_SHORT = {
+#: Header labels of the wide table (the behaviour verdicts, then the close verdicts).
+_WIDE = {
     "NON-STRICT": "NON-STRICT",
     "INFORMATIONAL": "INFO",
     "UNIMPLEMENTED": "UNIMPL",
-    "WRONG CODE": "close: WRONG CODE",
-    "UNCLEAN": "close: UNCLEAN",
 }
+#: Header labels of the narrow table, explained by :data:`LEGEND` under it.
+_NARROW = {
+    "NON-STRICT": "N-S",
+    "INFORMATIONAL": "INFO",
+    "UNIMPLEMENTED": "UNIM",
+    "FAILED": "FAIL",
+}
+_NARROW_CLOSE = {"WRONG CODE": "C:CODE", "UNCLEAN": "C:UNCL", "FAILED": "C:FAIL"}
+#: What the narrow table's abbreviations stand for.
+LEGEND = (
+    "N-S non-strict · INFO informational · UNIM unimplemented · FAIL failed; "
+    "close verdicts: C:CODE wrong code · C:UNCL unclean · C:FAIL failed"
+)
 
 
 def _cell(count: int, verdict: str) -> Text:
@@ -40,15 +54,29 @@ def _cell(count: int, verdict: str) -> Text:
     return Text(str(count), style=VERDICT_STYLES.get(verdict, ""))
 
 
-def summary_table(report: dict[str, Any]) -> Table:
-    """Cases per area and verdict, with the close problems and a total row."""
-    table = Table(title=f"wsp fuzz --suite rfc6455 · {report['target']}", title_justify="left")
-    table.add_column("Area", no_wrap=True)
-    table.add_column("Cases", justify="right")
+def summary_table(report: dict[str, Any], *, narrow: bool = False) -> Table:
+    """Cases per area and verdict, with the close problems and a total row.
+
+    The wide table spells the verdicts out (about 140 columns); the narrow one
+    (``narrow=True``) fits 80 columns with abbreviated headers, which
+    :data:`LEGEND` explains, and area names that wrap between words.
+    """
+    table = Table(
+        title=f"wsp fuzz --suite rfc6455 · {report['target']}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD if narrow else box.HEAVY_HEAD,
+        show_edge=not narrow,
+        pad_edge=not narrow,
+        collapse_padding=narrow,
+    )
+    table.add_column("Area", no_wrap=not narrow, overflow="fold", min_width=14 if narrow else None)
+    table.add_column("Cases", justify="right", no_wrap=True)
     for verdict in _BEHAVIORS:
-        table.add_column(_SHORT.get(verdict, verdict), justify="right")
+        label = (_NARROW if narrow else _WIDE).get(verdict, verdict)
+        table.add_column(label, justify="right", no_wrap=True)
     for verdict in _CLOSES:
-        table.add_column(_SHORT.get(verdict, f"close: {verdict}"), justify="right")
+        label = _NARROW_CLOSE[verdict] if narrow else f"close: {verdict}"
+        table.add_column(label, justify="right", no_wrap=True)
     rows = [*report["areas"], {"area": "Total", "area_number": None, **report["summary"]}]
     for row in rows:
         label = row["area"] if row["area_number"] is None else f"{row['area_number']} {row['area']}"
@@ -60,6 +88,30 @@ def summary_table(report: dict[str, Any]) -> Table:
             end_section=row is rows[-2],
         )
     return table
+
+
+class _Summary:
+    """The wide summary table where it fits the width, else the narrow one and its legend."""
+
+    def __init__(self, report: dict[str, Any]) -> None:
+        self.report = report
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Any:
+        wide = summary_table(self.report)
+        natural = console.measure(wide, options=options.update_width(10_000)).maximum
+        if natural <= options.max_width:
+            yield wide
+        else:
+            yield Group(summary_table(self.report, narrow=True), Text(LEGEND, style="dim"))
+
+
+def summary(report: dict[str, Any]) -> RenderableType:
+    """The summary for a terminal of any width: nothing is cut at 80 columns.
+
+    To print it uncut where there is no terminal, print :func:`summary_table`
+    at its own width (``console.measure(table).maximum``).
+    """
+    return _Summary(report)
 
 
 def _event(event: dict[str, Any]) -> str:

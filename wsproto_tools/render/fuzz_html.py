@@ -97,6 +97,12 @@ def render_html(report: dict[str, Any]) -> str:
     details = "".join(_case_block(c) for c in report["cases"])
     summary = report["summary"]
     status = "no case failed" if summary["failed"] == 0 else f"{summary['failed']} cases failed"
+    stopped = report.get("interrupted")
+    if stopped:
+        status += (
+            f" (interrupted after {stopped['finished']} of {stopped['selected']} cases:"
+            " only the finished cases are reported)"
+        )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>wsp fuzz report — {escape(report['target'])}</title>"

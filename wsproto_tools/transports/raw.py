@@ -32,9 +32,11 @@ import base64
 import contextlib
 import os
 import socket
+import ssl as _ssl
 from collections.abc import Callable
 
 from wsproto_tools.exceptions import ConnectionFailed, HandshakeError
+from wsproto_tools.transports.tls import describe_ssl_error
 from wsproto_tools.ws import (
     UpgradeRequest,
     UpgradeResponse,
@@ -156,22 +158,49 @@ async def open_raw_websocket(
     subprotocols: tuple[str, ...] = (),
     key: str | None = None,
     timeout: float = 5.0,
+    ssl: _ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    host_header: str | None = None,
 ) -> RawWebSocket:
     """Connect to ``host:port``, upgrade ``path`` and return the raw connection.
 
-    ``extensions`` is the ``Sec-WebSocket-Extensions`` offer, if any. Raises
-    :class:`ConnectionFailed` when the TCP connection cannot be made and
-    :class:`HandshakeError` when the server does not switch protocols properly.
+    ``extensions`` is the ``Sec-WebSocket-Extensions`` offer, if any. With
+    ``ssl`` the connection is TLS (``wss://``); the certificate is checked
+    against ``server_hostname`` (default: ``host``). ``host_header`` is the
+    ``Host`` header (default: ``host``, with the port unless it is the
+    scheme's default). Raises :class:`ConnectionFailed` when the TCP
+    connection or the TLS handshake fails (a certificate problem is named as
+    such) and :class:`HandshakeError` when the server does not switch
+    protocols properly.
     """
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
-    except (OSError, TimeoutError) as error:
+            if ssl is None:
+                reader, writer = await asyncio.open_connection(host, port)
+            else:
+                reader, writer = await asyncio.open_connection(
+                    host,
+                    port,
+                    ssl=ssl,
+                    server_hostname=server_hostname or host,
+                    ssl_handshake_timeout=max(timeout, 0.1),
+                )
+    except _ssl.SSLError as error:
+        raise ConnectionFailed(
+            f"cannot connect to {host}:{port}: {describe_ssl_error(error)}"
+        ) from None
+    except TimeoutError:
+        raise ConnectionFailed(
+            f"cannot connect to {host}:{port}: no connection within {timeout:g} s"
+        ) from None
+    except OSError as error:
         raise ConnectionFailed(f"cannot connect to {host}:{port}: {error}") from None
     _nodelay(writer)
     if key is None:
         key = base64.b64encode(os.urandom(16)).decode()
-    host_header = host if port in (80, 443) else f"{host}:{port}"
+    if host_header is None:
+        name = f"[{host}]" if ":" in host else host
+        host_header = name if port == (443 if ssl is not None else 80) else f"{name}:{port}"
     request_bytes = build_request(
         host_header, path, key, subprotocols=subprotocols, extensions=extensions
     )
