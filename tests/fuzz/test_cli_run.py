@@ -209,7 +209,7 @@ def test_interrupted_run_reports_the_finished_cases(signum: int, tmp_path: Path)
     assert [c["id"] for c in report["cases"]] == [f"1.1.{n}" for n in range(1, finished + 1)]
     assert all((c["verdict"], c["close_verdict"]) == ("OK", "OK") for c in report["cases"])
     assert f"interrupted after {finished} of 8 cases" in html_path.read_text()
-    assert "Total" in out and f"{finished} cases in" in out
+    assert "Total" in out and f"{finished} of 8 cases (interrupted) in" in out
 
 
 def test_interrupted_serve_mode_reports_the_finished_cases(tmp_path: Path) -> None:
@@ -387,3 +387,9 @@ def test_serve_over_tls(tmp_path: Path, tls_files: Any) -> None:
     assert [c["id"] for c in data["cases"]] == [f"1.1.{n}" for n in range(1, 9)] + ["2.1", "7.7.1"]
     assert all((c["verdict"], c["close_verdict"]) == ("OK", "OK") for c in data["cases"])
     assert json.loads(out)["summary"]["failed"] == 0
+
+
+def test_wss_to_a_plain_server_is_one_line_and_status_4(echo_port: int) -> None:
+    done = _run("fuzz", f"wss://127.0.0.1:{echo_port}/", "--cases", "1.1.1", timeout=30)
+    assert done.returncode == 4, done.stderr
+    assert "TLS handshake" in _one_line(done.stderr)

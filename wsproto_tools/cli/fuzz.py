@@ -262,8 +262,12 @@ class _ReportWriter:
             if problems is not None:
                 _print_uncut(console, problems, min(_natural_width(console, problems), 240))
         failed = report["summary"]["failed"]
+        count = f"{report['summary']['cases']} cases"
+        stopped = report.get("interrupted")
+        if stopped:
+            count = f"{stopped['finished']} of {stopped['selected']} cases (interrupted)"
         console.print(
-            f"{report['summary']['cases']} cases in {secs:.2f} s: "
+            f"{count} in {secs:.2f} s: "
             + ("no case failed" if not failed else f"[bold red]{failed} failed[/]")
         )
 
@@ -452,7 +456,8 @@ def _serve(
 
     started = _now()
     begin = time.monotonic()
-    state: dict[str, Any] = {"failed": 0, "agent": None, "written": {}}
+    state: dict[str, Any] = {"failed": 0, "agent": None}
+    unwritten: set[str] = set()  # agents with results that no report holds yet
     progress: dict[str, _Progress] = {}
     terminal = bool(getattr(env.stderr, "isatty", lambda: False)())
 
@@ -463,6 +468,7 @@ def _serve(
 
     def on_result(agent: str, result: Any) -> None:
         state["agent"] = agent
+        unwritten.add(agent)
         bar = progress.get(agent)
         if bar is None:
             stop_progress()
@@ -477,7 +483,7 @@ def _serve(
 
     def on_update(agent: str, results: list[Any]) -> None:
         stop_progress()
-        state["written"][agent] = len(results)
+        unwritten.discard(agent)
         state["failed"] = writer.write(results, "serve", agent, started, time.monotonic() - begin)
 
     server = FuzzServer(cases, options, on_result=on_result, on_update_reports=on_update)
@@ -506,21 +512,15 @@ def _serve(
     except KeyboardInterrupt:
         stop_progress()
         agent = state["agent"]
-        if agent is None:
-            raise
+        if agent is None or agent not in unwritten:
+            raise  # nothing run, or every result is already in a report (/updateReports)
         results = server.agent_results(agent)
-        if state["written"].get(agent) != len(results):
-            secs = time.monotonic() - begin
-            writer.write(results, "serve", agent, started, secs, interrupted_of=len(cases))
-        unwritten = sorted(
-            other
-            for other, found in server.results.items()
-            if other != agent and state["written"].get(other) != len(found)
-        )
-        if unwritten:
+        secs = time.monotonic() - begin
+        writer.write(results, "serve", agent, started, secs, interrupted_of=len(cases))
+        others = sorted(unwritten - {agent})
+        if others:
             click.echo(
-                f"wsp fuzz: reports written for agent {agent} only, not for "
-                + ", ".join(unwritten),
+                f"wsp fuzz: reports written for agent {agent} only, not for " + ", ".join(others),
                 err=True,
             )
         _interrupted(len(results), len(cases))

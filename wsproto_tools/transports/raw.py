@@ -194,7 +194,11 @@ async def open_raw_websocket(
             f"cannot connect to {host}:{port}: no connection within {timeout:g} s"
         ) from None
     except OSError as error:
-        raise ConnectionFailed(f"cannot connect to {host}:{port}: {error}") from None
+        reason = str(error) or type(error).__name__
+        if ssl is not None and isinstance(error, ConnectionError) and not str(error):
+            # what asyncio raises when the peer hangs up on the ClientHello
+            reason = "the server closed the connection during the TLS handshake (not TLS?)"
+        raise ConnectionFailed(f"cannot connect to {host}:{port}: {reason}") from None
     _nodelay(writer)
     if key is None:
         key = base64.b64encode(os.urandom(16)).decode()
