@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from wsproto_tools.cli.env import guarded, run_async
 from wsproto_tools.cli.params import WS_URL, client_ssl
@@ -137,6 +138,11 @@ def connect(
     from wsproto_tools.codec import SUBPROTOCOLS
 
     wsp_options = make_options(**opts)
+    ctx = click.get_current_context()
+    given_credentials = any(
+        opts.get(name) and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+        for name in ("secret", "token")
+    )
     ssl_context = client_ssl(url, opts.get("cafile"), bool(opts.get("insecure")))
     interactive = interactive_terminal()
     colour = interactive and not as_json and "NO_COLOR" not in os.environ
@@ -172,7 +178,7 @@ def connect(
                 return await run_wsp(url, wsp_options, source, out, wait=wait)
         from wsproto_tools.cli.connect_plain import run_plain
 
-        if not raw and (wsp_options.secret or wsp_options.token):
+        if not raw and given_credentials:
             out.note("the server selected no wsp subprotocol: plain WebSocket, credentials unused")
         with screen:
             if interactive:

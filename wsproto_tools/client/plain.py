@@ -10,7 +10,8 @@ It wraps the websockets library's asyncio client (RFC 6455, permessage-deflate
 from RFC 7692 when negotiated) and turns its errors into the package's
 :class:`~wsproto_tools.exceptions.ConnectionFailed`, each said in one line: a
 refused handshake names the HTTP status, a TLS failure says it was the
-certificate and why (:func:`~wsproto_tools.transports.tls.describe_ssl_error`).
+certificate and why (in the wsp client's words:
+:func:`~wsproto_tools.client.api.connect_failure`).
 ``wsp connect`` uses it when the server selects no wsp subprotocol, or with ``--raw``.
 """
 
@@ -28,7 +29,6 @@ __all__ = [
 
 import asyncio
 import contextlib
-import os
 import ssl
 import time
 from dataclasses import dataclass
@@ -38,6 +38,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidHandshake,
+    InvalidMessage,
     InvalidStatus,
     InvalidURI,
 )
@@ -45,8 +46,8 @@ from websockets.protocol import State as WsState
 from websockets.typing import Origin, Subprotocol
 
 from wsproto_tools import __version__
+from wsproto_tools.client.api import connect_failure
 from wsproto_tools.exceptions import CloseCode, ConfigError, ConnectionFailed
-from wsproto_tools.transports.tls import describe_ssl_error
 
 #: The User-Agent header sent unless the caller gives one (``-H "User-Agent: …"``).
 USER_AGENT = f"wsp/{__version__}"
@@ -132,14 +133,6 @@ def _first_line(body: bytes | bytearray | None, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _os_reason(error: OSError) -> str:
-    """"Connection refused", "Name or service not known"... without asyncio's wording."""
-    errno = error.errno
-    if isinstance(errno, int) and errno > 0:
-        return os.strerror(errno)
-    return error.strerror or str(error) or type(error).__name__
-
-
 class PlainSession:
     """One WebSocket connection, messages in both directions, nothing on top."""
 
@@ -184,15 +177,11 @@ class PlainSession:
                 f"HTTP {response.status_code} {response.reason_phrase}"
                 + (f" ({said})" if said else "")
             ) from None
+        except (OSError, TimeoutError, InvalidMessage) as error:
+            why = connect_failure(error, o.open_timeout, secure)
+            raise ConnectionFailed(f"cannot connect to {self.url}: {why}") from None
         except InvalidHandshake as error:
             raise ConnectionFailed(f"{self.url}: WebSocket handshake failed: {error}") from None
-        except TimeoutError:
-            raise ConnectionFailed(
-                f"cannot connect to {self.url}: no answer within {o.open_timeout:g} s"
-            ) from None
-        except OSError as error:
-            why = describe_ssl_error(error) or _os_reason(error)
-            raise ConnectionFailed(f"cannot connect to {self.url}: {why}") from None
 
     @property
     def subprotocol(self) -> str | None:
