@@ -258,7 +258,7 @@ def test_help_has_examples_and_exit_status(env: dict[str, str]) -> None:
     done = connect("--help", env=env)
     assert done.returncode == 0
     assert "Examples:" in done.stdout and "Exit status:" in done.stdout
-    assert "  wsp connect wss://echo.example.org/ -H" in done.stdout  # not rewrapped
+    assert "  wsp connect wss://example.org/ws -H" in done.stdout  # not rewrapped
 
 
 # ---------------------------------------------------------------------- at a terminal

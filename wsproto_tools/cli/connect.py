@@ -115,17 +115,22 @@ def connect(
     then a normal close. The server's close code and reason go to stderr.
 
     \b
-    Examples:
-      wsp connect wss://echo.example.org/ -H "Authorization: Bearer $TOKEN"
-      printf 'hello\\nworld\\n' | wsp connect ws://127.0.0.1:9000/chat --json
-      echo 48656c6c6f | wsp connect --raw --binary ws://127.0.0.1:9000/
-      wsp connect ws://127.0.0.1:8765 --secret "$WSP_SECRET"
+    Exit status:
+      0  closed normally: end of input, /quit, /close, Ctrl-D or Ctrl-C at
+         the prompt, or the server closed with 1000
+      2  usage error (e.g. a URL that is not ws:// or wss://, a bad -H)
+      3  bad input (a --binary line that is not hex; the session closes)
+      4  cannot connect (refused, unknown host, TLS certificate), the server
+         refused the handshake (HTTP status), the server closed with another
+         code than 1000, or the connection was lost
+      5  wsp credentials refused (4001), origin refused (4010)
+      130  interrupted (Ctrl-C or SIGTERM without a prompt), after a clean close
 
-    Exit status: 0 closed normally (end of input, /quit, Ctrl-D, Ctrl-C at the
-    prompt, or the server closed with 1000); 2 usage; 3 a bad hex line; 4 cannot
-    connect, handshake refused, TLS certificate failure, or the server closed
-    with another code or the connection was lost; 5 wsp authentication refused;
-    130 interrupted (Ctrl-C or SIGTERM without a prompt).
+    \b
+    Examples:
+      printf 'hello\\nworld\\n' | wsp connect ws://127.0.0.1:9001/ --json
+      wsp connect wss://example.org/ws -H "Authorization: Bearer $TOKEN" --subprotocol chat
+      echo 48656c6c6f | wsp connect --raw --binary ws://127.0.0.1:9001/
     """
     from wsproto_tools.cli.connect_term import (
         LineSource,
