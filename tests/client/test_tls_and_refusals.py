@@ -56,7 +56,7 @@ async def test_certificate_failure_is_reported_once_and_not_retried(
                 on_event=lambda name, fields: events.append(name),
             ):
                 pass
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 8  # retries would take far longer
     message = str(info.value)
     assert message.startswith(f"cannot connect to {server.url}: TLS certificate verification")
     assert "unable to get local issuer certificate" in message
