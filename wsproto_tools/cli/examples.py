@@ -8,6 +8,9 @@ from __future__ import annotations
 
 __all__ = ["EXAMPLES", "add_examples"]
 
+import re
+import textwrap
+
 import click
 
 #: command path (as typed after ``wsp``) -> (command line, what it does)
@@ -59,7 +62,7 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "fuzz": (
         ("wsp fuzz ws://127.0.0.1:9001 --exclude '12.*,13.*'", "an echo server, fast cases"),
-        ("wsp fuzz ws://127.0.0.1:9001 --cases '1.*,2.*' --json report.json", "a JSON report"),
+        ("wsp fuzz ws://127.0.0.1:9001 --cases '1.*,2.*' --json-report r.json", "a JSON report"),
         ("wsp fuzz --serve --port 9001", "fuzz a client that connects here"),
     ),
 }
@@ -67,6 +70,14 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
 
 def add_examples(command: click.Command, path: str) -> None:
     """Append the examples of ``path`` to ``command``'s help (once, unless it has its own)."""
+    help_text = command.help or ""
+    own = re.search(r"\n[ \t]*\x08[ \t]*\n[ \t]*Examples:", help_text)
+    if own is not None and not command.epilog:
+        # the command's own examples go last, after the options, as git's do
+        tail = textwrap.dedent(help_text[own.start() + 1 :].expandtabs())
+        command.epilog = tail.strip()
+        command.help = help_text[: own.start()].rstrip()
+        return
     rows = EXAMPLES.get(path)
     if not rows or "Examples:" in (command.help or "") or (command.epilog or ""):
         return

@@ -111,3 +111,7 @@ def main(argv: list[str] | None = None) -> Any:
 
         output_closed()
     sys.exit(status if isinstance(status, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
