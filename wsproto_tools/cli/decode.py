@@ -124,6 +124,8 @@ class Printer:
         #: table rows waiting (text, styled), and the ANSI codes of each style
         self._rows: list[str] = []
         self._ansi: dict[str, tuple[str, ...]] = {}
+        #: the console's width while a batch of rows is written (0: read it again)
+        self._width = 0
         #: --json: whether the document was begun (its messages are streamed)
         self._json_started = False
         self._doc_warnings: list[dict[str, Any]] = []
@@ -226,6 +228,8 @@ class Printer:
     #: table rows written as text, not through rich (same output; rich per row costs
     #: about 150 µs); rows rich must lay out (wide or control characters) still go there
     fast_table = True
+    #: a character outside the common rows' (which rich lays out one cell a character)
+    _uncommon = re.compile("[^ -~→←⏎…]").search
 
     def _row(self, event: Any) -> None:
         from wsproto_tools.render.capture import HEADER, hexdump, message_row, pretty_json
@@ -262,15 +266,18 @@ class Printer:
     def _table_line(self, line: str, style: str) -> None:
         """One row, cropped to the console's width as rich would (with an ellipsis)."""
         console = self.env.console
-        if not self.fast_table or not line.isprintable() or not (
-            line.isascii() or _cell_len(line) == len(line)  # one cell a character
-        ):
+        # the common row (printable ASCII, arrows, ⏎ and …) is one cell a character
+        if not self.fast_table or (self._uncommon(line) is not None and (
+            not line.isprintable() or _cell_len(line) != len(line)
+        )):
             from rich.text import Text
 
             self._rows_flush()
             console.print(Text(line, style), no_wrap=True, overflow="ellipsis", crop=True)
             return
-        width = console.width
+        width = self._width
+        if not width:  # read once a batch of rows (it asks the terminal)
+            width = self._width = console.width
         if len(line) > width:
             line = line[: width - 1] + "…"
         if style and console.color_system is not None and not console.no_color:
@@ -293,6 +300,7 @@ class Printer:
             self._rows_flush()
 
     def _rows_flush(self) -> None:
+        self._width = 0
         if self._rows:
             self._rows.append("")
             self.env.console.file.write("\n".join(self._rows))
@@ -783,7 +791,7 @@ class _NamedReader(io.BufferedReader):
 
 
 @click.command("decode")
-@click.argument("file", type=click.Path(allow_dash=True))
+@click.argument("file", type=click.Path(allow_dash=True, readable=False))
 @filter_options
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON document (its messages streamed as they are decoded).")

@@ -52,7 +52,7 @@ def tls_client_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
             "--cafile",
-            type=click.Path(),
+            type=click.Path(readable=False),
             envvar="WSP_CAFILE",
             help="Trust the CA certificates in this PEM file (wss://), besides the "
             "system's. Env: WSP_CAFILE.",
@@ -73,13 +73,13 @@ def tls_server_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
             "--certfile",
-            type=click.Path(),
+            type=click.Path(readable=False),
             envvar="WSP_CERTFILE",
             help="Serve wss:// with this PEM certificate chain. Env: WSP_CERTFILE.",
         ),
         click.option(
             "--keyfile",
-            type=click.Path(),
+            type=click.Path(readable=False),
             envvar="WSP_KEYFILE",
             help="The certificate's private key (PEM), if not in --certfile. Env: WSP_KEYFILE.",
         ),

@@ -17,6 +17,16 @@ from wsproto_tools.cli.params import LISTEN_PORT, server_ssl, tls_server_options
 from wsproto_tools.cli.status import ExitStatus
 
 
+def _read_key(path: Path) -> bytes:
+    try:
+        key = path.read_bytes().strip()
+    except OSError as error:
+        fail(f"--jwt-key {path}: {error.strerror or error}", ExitStatus.BAD_INPUT)
+    if not key:
+        fail(f"--jwt-key {path}: the file is empty", ExitStatus.BAD_INPUT)
+    return key
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
@@ -34,7 +44,7 @@ from wsproto_tools.cli.status import ExitStatus
 )
 @click.option(
     "--jwt-key",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(readable=False, path_type=Path),
     help="JWT verification key: a PEM public key (RS256/ES256) or a file holding the HS256 secret.",
 )
 @click.option("--jwt-audience", metavar="AUD", help="Required JWT 'aud' claim.")
@@ -173,7 +183,7 @@ def serve(
         host=host,
         port=port,
         secret=secret.encode() if secret else None,
-        jwt_key=jwt_key.read_bytes().strip() if jwt_key else None,
+        jwt_key=_read_key(jwt_key) if jwt_key else None,
         jwt_audience=jwt_audience,
         no_auth=no_auth,
         token_key=token_key.encode() if token_key else None,
