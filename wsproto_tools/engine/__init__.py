@@ -1,4 +1,4 @@
-"""The sans-I/O session engine (DESIGN.md section 3).
+"""The sans-I/O session engine (docs/architecture.md, "The session").
 
 No sockets, no clock, no randomness: time (``now``) and nonces are arguments.
 

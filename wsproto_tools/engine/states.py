@@ -1,6 +1,6 @@
 """The session state machine: everything that affects the state lives here.
 
-DESIGN.md section 3. A *session* can outlive one connection::
+docs/architecture.md, "The session". A *session* can outlive one connection::
 
     Connecting -> Handshaking -> Authenticated -> Active -> (Reconnecting)
                -> Closing -> Closed
