@@ -110,6 +110,31 @@ def test_a_bad_hex_line_is_named_in_our_words(echo: EchoServer, env: dict[str, s
     assert echo.connections[0].messages == [b"\x0a\x0b"]  # nothing after the bad line
 
 
+def test_a_line_that_is_not_utf8_is_named(echo: EchoServer, env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [WSP, "connect", echo.url],
+        input=b"fine\n\xff\xfe\n",
+        capture_output=True,
+        timeout=20,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 3
+    assert done.stderr.decode().splitlines() == [
+        "wsp: error: line 2: not UTF-8 (byte 1 is 0xff); send bytes with --binary and hex lines"
+    ]
+    assert echo.connections[0].messages == ["fine"]
+
+
+def test_max_size_closes_with_1009(echo: EchoServer, env: dict[str, str]) -> None:
+    done = connect(echo.url, "--max-size", "4", "--no-deflate", stdin="0123456789\n", env=env)
+    assert done.returncode == 4
+    assert done.stderr.splitlines() == [
+        "wsp: the connection was closed: 1009 frame with 10 bytes exceeds limit of 4 bytes"
+    ]
+    assert echo.connections[0].closed.wait(5) and echo.connections[0].close_code == 1009
+
+
 def test_json_records_have_direction_opcode_and_time(echo: EchoServer, env: dict[str, str]) -> None:
     before = time.time()
     done = connect(echo.url, "--json", stdin="héllo\n", env=env)

@@ -168,12 +168,12 @@ async def run_plain(
             done, _ = await asyncio.wait({reading, receiver}, return_when=asyncio.FIRST_COMPLETED)
             if reading not in done:  # the connection ended first
                 break
-            line = reading.result()
-            if line is None:  # end of input, Ctrl-D or Ctrl-C at the prompt
-                if not source.interactive and wait > 0:
-                    await asyncio.wait({receiver}, timeout=wait)  # replies still in flight
-                break
             try:
+                line = reading.result()
+                if line is None:  # end of input, Ctrl-D or Ctrl-C at the prompt
+                    if not source.interactive and wait > 0:
+                        await asyncio.wait({receiver}, timeout=wait)  # replies in flight
+                    break
                 if source.interactive:
                     if not await command(line):
                         break

@@ -111,41 +111,75 @@ async def stop_reading(reading: asyncio.Future[str | None] | None) -> None:
 
 
 class PipeSource:
-    """Lines of stdin, read by a daemon thread (the end of input is None)."""
+    """Lines of stdin, read by a daemon thread (the end of input is None).
+
+    Lines are decoded as UTF-8 here, so a line that is not says so (DecodeError
+    naming the line) instead of reaching the connection.
+    """
 
     interactive = False
 
     def __init__(self) -> None:
         self.number = 0  # lines read so far
-        self._lines: asyncio.Queue[str | None] | None = None
-
-    def _start(self) -> asyncio.Queue[str | None]:
-        loop = asyncio.get_running_loop()
-        lines: asyncio.Queue[str | None] = asyncio.Queue()
-
-        def pump() -> None:
-            try:
-                for raw in sys.stdin:
-                    loop.call_soon_threadsafe(lines.put_nowait, raw)
-            except (OSError, ValueError, UnicodeDecodeError):
-                pass
-            with contextlib.suppress(RuntimeError):  # the loop is already closed
-                loop.call_soon_threadsafe(lines.put_nowait, None)
-
-        threading.Thread(target=pump, name="wsp-connect-stdin", daemon=True).start()
-        return lines
+        self._lines: asyncio.Queue[bytes | None] | None = None
 
     def screen(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
 
+    def _start(self) -> asyncio.Queue[bytes | None]:
+        loop = asyncio.get_running_loop()
+        lines: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        def put(item: bytes | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(lines.put_nowait, item)
+
+        def pump() -> None:
+            # os.read, not sys.stdin: a daemon thread blocked in a buffered read holds
+            # its lock, and the interpreter aborts when it exits meanwhile.
+            try:
+                fd = sys.stdin.fileno()
+            except (AttributeError, OSError, ValueError):
+                put(None)
+                return
+            partial: list[bytes] = []  # the line being read, in pieces (long lines stay linear)
+            while True:
+                try:
+                    chunk = os.read(fd, 1 << 16)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                *complete, rest = chunk.split(b"\n")
+                if complete:
+                    complete[0] = b"".join(partial) + complete[0]
+                    partial.clear()
+                    for line in complete:
+                        put(line + b"\n")
+                if rest:
+                    partial.append(rest)
+            if partial:
+                put(b"".join(partial))
+            put(None)
+
+        threading.Thread(target=pump, name="wsp-connect-stdin", daemon=True).start()
+        return lines
+
     async def read(self) -> str | None:
         if self._lines is None:
             self._lines = self._start()
-        line = await self._lines.get()
-        if line is None:
+        raw = await self._lines.get()
+        if raw is None:
             self._lines.put_nowait(None)  # the end stays the end
             return None
         self.number += 1
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DecodeError(
+                f"line {self.number}: not UTF-8 (byte {error.start + 1} is "
+                f"0x{raw[error.start]:02x}); send bytes with --binary and hex lines"
+            ) from None
         return line.removesuffix("\n").removesuffix("\r")
 
 

@@ -152,12 +152,13 @@ async def run_wsp(
             done, _ = await asyncio.wait({reading, watcher}, return_when=asyncio.FIRST_COMPLETED)
             if reading not in done:  # the client ended (a fatal close, gave up reconnecting)
                 break
-            line = reading.result()
-            if line is None:
-                if not source.interactive and wait > 0:
-                    await asyncio.wait({watcher}, timeout=wait)  # late deliveries
-                break
+            line = None
             try:
+                line = reading.result()
+                if line is None:
+                    if not source.interactive and wait > 0:
+                        await asyncio.wait({watcher}, timeout=wait)  # late deliveries
+                    break
                 if not await command(line):
                     break
             except DecodeError as error:
@@ -167,7 +168,7 @@ async def run_wsp(
             except ValueError as error:
                 show("error", str(error))
             except TimeoutError:
-                show("error", f"{line.split()[0]}: no answer in time")
+                show("error", f"{(line or '?').split()[0]}: no answer in time")
             except ConnectionFailed:
                 if client.error is not None:
                     break  # the client ended: raised below
