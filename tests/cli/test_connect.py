@@ -247,6 +247,27 @@ def test_wss_with_a_private_ca(tls_files: Any, env: dict[str, str]) -> None:
         assert "--insecure" in insecure.stderr and "not verified" in insecure.stderr
 
 
+def test_wss_to_a_wsp_server(tls_files: Any, env: dict[str, str]) -> None:
+    proc = subprocess.Popen(
+        [WSP, "serve", "--port", "0", "--secret", SECRET, "--certfile", tls_files.certfile,
+         "--keyfile", tls_files.keyfile],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        match = re.search(r"listening on (wss://\S+)", proc.stderr.readline())
+        assert match
+        url = match.group(1)
+        done = connect(
+            url, "--cafile", tls_files.cafile, "--secret", SECRET, stdin="text sealed\n", env=env
+        )
+        assert done.returncode == 0, done.stderr
+        assert re.search(r"text +sealed", done.stdout)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 # ---------------------------------------------------------------------- wsp servers
 
 
@@ -363,6 +384,19 @@ def test_server_close_at_the_prompt_is_status_4(echo: EchoServer, env: dict[str,
         term.close()
     no_crash(term.text)
     assert "the server closed the connection: 4000 bye" in term.text
+
+
+def test_sigterm_at_the_prompt_closes_cleanly(echo: EchoServer, env: dict[str, str]) -> None:
+    term = terminal(env, echo.url)
+    try:
+        term.expect(PROMPT)
+        term.proc.send_signal(signal.SIGTERM)
+        assert term.wait(10) == 0
+    finally:
+        term.close()
+    no_crash(term.text)
+    assert "closed: 1000" in term.text
+    assert echo.connections[0].closed.wait(5) and echo.connections[0].close_code == 1000
 
 
 def test_wsp_session_at_a_terminal(wsp_server: str, env: dict[str, str]) -> None:
