@@ -285,6 +285,28 @@ def test_a_wsp_server_still_gets_wsp(wsp_server: str, env: dict[str, str]) -> No
     assert bad.returncode == 3 and "line 1: not hex: 'g' at digit 2" in bad.stdout
 
 
+def test_origin_and_headers_reach_a_wsp_server(env: dict[str, str], tmp_path: Path) -> None:
+    """A server that allows one Origin (4010 for others) is the oracle: the wsp session
+    carries --origin, not only the first, plain connection."""
+    proc = subprocess.Popen(
+        [WSP, "serve", "--port", "0", "--secret", SECRET, "--origin", "https://app.example"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    assert proc.stderr is not None
+    try:
+        url = proc.stderr.readline().split("listening on ")[1].split()[0]
+        allowed = connect(url, "--origin", "https://app.example", "-H", "X-Api-Key: k",
+                          "--secret", SECRET, stdin="text hi\n", env=env)
+        assert allowed.returncode == 0, allowed.stderr
+        assert "hi" in allowed.stdout
+        refused = connect(url, "--origin", "https://evil.example", "--secret", SECRET,
+                          stdin="text hi\n", env=env)
+        assert refused.returncode in (4, 5), refused.stderr
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def test_raw_forces_plain_websocket_on_a_wsp_server(wsp_server: str, env: dict[str, str]) -> None:
     refused = connect(wsp_server, "--raw", stdin="hello\n", env=env)
     assert refused.returncode == 4

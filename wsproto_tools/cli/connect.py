@@ -177,6 +177,9 @@ def connect(
             from wsproto_tools.cli.connect_wsp import run_wsp
 
             await session.close()  # the wsp client opens its own connection
+            wsp_options.headers = headers
+            wsp_options.origin = origin
+            wsp_options.ssl_context = ssl_context
             with screen:
                 if interactive:
                     out.note(f"connected to {url} (wsp, {chosen}); type 'help', Ctrl-D to quit")

@@ -35,7 +35,7 @@ from typing import Any, Generic, TypeVar
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, InvalidURI
-from websockets.typing import Subprotocol
+from websockets.typing import Origin, Subprotocol
 
 from wsproto_tools.codec import SUBPROTOCOLS, BinaryData, Payload, TextData
 from wsproto_tools.codec.limits import Limits
@@ -156,6 +156,8 @@ class ClientOptions:
     max_message_size: int = 1 << 20
     seed: int | None = None
     client_id: str = ""
+    headers: tuple[tuple[str, str], ...] = ()  # extra HTTP headers of every handshake
+    origin: str | None = None  # the Origin header of every handshake
     cafile: str | None = None  # wss://: trust these CAs besides the system's
     insecure: bool = False  # wss://: do not verify the certificate
     ssl_context: ssl.SSLContext | None = None  # wss://: use this context (cafile/insecure unused)
@@ -395,6 +397,8 @@ class Client:
                         max_queue=64,
                         proxy=None,
                         create_connection=DirectClientConnection,
+                        additional_headers=list(o.headers) or None,
+                        origin=Origin(o.origin) if o.origin else None,
                         **tls,
                     )
                 except (OSError, InvalidHandshake, TimeoutError, InvalidURI) as error:
