@@ -71,6 +71,8 @@ def doc_commands() -> list[tuple[str, str]]:
                     continue
                 if line.startswith(("pip ", "python ", "cd ", "export ")) or "pip install" in line:
                     continue
+                if re.search(r"wss?://(?!127\.0\.0\.1|localhost|\[::1\])", line):
+                    continue  # tests send traffic to loopback only
                 found.append((f"{doc.name}:{first + offset}", line))
     return found
 
@@ -143,7 +145,8 @@ def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 def localize(command: str, peers: dict[str, str]) -> str:
     command = command.replace("127.0.0.1:8765", f"127.0.0.1:{peers['server']}")
     command = re.sub(r"(--serve\b.*--port )9001", r"\g<1>0", command)
-    command = command.replace("127.0.0.1:9001", f"127.0.0.1:{peers['echo']}")
+    for echo_port in ("9001", "9000"):
+        command = command.replace(f"127.0.0.1:{echo_port}", f"127.0.0.1:{peers['echo']}")
     command = re.sub(r"\s*&\s*$", "", command)
     if re.search(r"wsp serve\b", command) and "--port" not in command:
         command = command.replace("wsp serve", "wsp serve --port 0")
