@@ -7,20 +7,29 @@ packets go through the same :class:`~wsproto_tools.capture.decoder.CaptureDecode
 as a file's.
 
 On a loopback interface the kernel shows every packet twice, once outgoing and
-once incoming: the outgoing copy is dropped. Drops are read from the kernel's
-own counters (``PACKET_STATISTICS``).
+once incoming: the kernel is asked not to queue the outgoing copy
+(``PACKET_IGNORE_OUTGOING``, Linux 4.20 and later; on older kernels it is read and
+dropped here). Drops are read from the kernel's own counters
+(``PACKET_STATISTICS``).
+
+Stopping loses nothing that was captured: :meth:`LiveCapture.freeze` attaches a
+filter that lets no more packets in, and :meth:`LiveCapture.backlog` then reads
+what the socket still holds (what a slow reader had not read yet);
+:meth:`LiveCapture.discard` counts (and hands on) the rest without decoding it,
+when the backlog must not be decoded.
 """
 
 from __future__ import annotations
 
 __all__ = ["LiveCapture", "TapStats", "bpf_for"]
 
+import ctypes
 import logging
 import select
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,12 +39,24 @@ from wsproto_tools.exceptions import CaptureError
 _SOL_PACKET = 263
 _PACKET_STATISTICS = 6
 _PACKET_OUTGOING = 4
+_PACKET_IGNORE_OUTGOING = 23
 _SO_RCVBUFFORCE = 33
+_SO_ATTACH_FILTER = 26
+_SO_DETACH_FILTER = 27
+_BPF_RET_K = 0x06
+#: ``struct sock_filter``: one classic BPF instruction
+_INSN = struct.Struct("HBBI")
+#: ``ret #0``: no packet is kept
+_DROP_ALL = _INSN.pack(_BPF_RET_K, 0, 0, 0)
+#: Bytes kept of each packet (the most recvmsg reads).
+SNAPLEN = 262144
 _SCM_TIMESTAMPNS = 35
 _ARPHRD_TO_LINKTYPE = {1: 1, 772: 1, 65534: 101, 776: 1, 280: 1}
 _TIMESPEC = struct.Struct("@qq")
 #: Kernel receive buffer asked for (root may exceed rmem_max).
 RECEIVE_BUFFER = 64 * 1024 * 1024
+#: Most packets read in one go before the caller gets them.
+BATCH = 4096
 
 
 @dataclass
@@ -44,6 +65,7 @@ class TapStats:
 
     received: int = 0
     kept: int = 0
+    #: loopback's outgoing copies read and dropped here (0 when the kernel skips them)
     duplicates: int = 0
     kernel_packets: int = 0
     kernel_drops: int = 0
@@ -59,6 +81,32 @@ def bpf_for(port: int | None, bpf: str | None) -> str | None:
     return " and ".join(parts) or None
 
 
+def _compile(bpf: str, iface: str) -> bytes:
+    """The BPF program of the expression ``bpf`` (libpcap compiles it, through scapy),
+    keeping whole packets: libpcap's ``ret`` gives the snapshot length it was told
+    (scapy says 65,535), and loopback's packets can be longer (65,549 bytes)."""
+    from scapy.arch.common import compile_filter, free_filter
+
+    compiled = compile_filter(bpf, iface)
+    try:
+        raw = ctypes.string_at(compiled.bf_insns, compiled.bf_len * _INSN.size)
+    finally:
+        free_filter(compiled)
+    program = bytearray()
+    for code, jt, jf, k in _INSN.iter_unpack(raw):
+        if code == _BPF_RET_K and k:
+            k = SNAPLEN
+        program += _INSN.pack(code, jt, jf, k)
+    return bytes(program)
+
+
+def _attach(sock: socket.socket, program: bytes) -> None:
+    """Attach the classic BPF ``program`` (``struct sock_filter`` array) to ``sock``."""
+    code = ctypes.create_string_buffer(program, len(program))
+    fprog = struct.pack("HP", len(program) // _INSN.size, ctypes.addressof(code))
+    sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+
+
 class LiveCapture:
     """Reads packets from ``iface`` until stopped; see the module docstring."""
 
@@ -72,12 +120,15 @@ class LiveCapture:
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # scapy warns that it cannot name lo's link type
         try:
-            self._scapy: Any = L2ListenSocket(iface=iface, filter=bpf)
-        except Scapy_Exception as error:
+            program = None if bpf is None else _compile(bpf, iface)
+            self._scapy: Any = L2ListenSocket(iface=iface)
+        except ImportError as error:
             raise CaptureError(
                 f"cannot set the capture filter on {iface} ({error}); the tap needs libpcap "
                 "(Debian: libpcap0.8) or tcpdump to compile BPF filters"
             ) from None
+        except Scapy_Exception as error:
+            raise CaptureError(f"cannot set the capture filter on {iface}: {error}") from None
         except (OSError, ValueError) as error:
             reason = getattr(error, "strerror", None) or error
             raise CaptureError(f"cannot capture on {iface}: {reason}") from None
@@ -86,17 +137,39 @@ class LiveCapture:
         self.iface = iface
         sock: socket.socket = self._scapy.ins
         self._sock = sock
+        sock.setblocking(False)
+        # As libpcap does: nothing in, what came before the filter thrown away, the filter.
+        _attach(sock, _DROP_ALL)
+        while True:
+            try:
+                sock.recv(1)
+            except BlockingIOError:
+                break
         try:
             sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, RECEIVE_BUFFER)
         except OSError:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-        sock.setblocking(False)
+        if program is None:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_DETACH_FILTER, 0)
+        else:
+            _attach(sock, program)
         hatype = sock.getsockname()[3]
         self.linktype = _ARPHRD_TO_LINKTYPE.get(hatype, 1)
         self.loopback = hatype == 772
+        #: whether the kernel itself leaves out loopback's outgoing copies
+        self.skips_outgoing = False
+        if self.loopback:
+            try:
+                sock.setsockopt(_SOL_PACKET, _PACKET_IGNORE_OUTGOING, 1)
+                self.skips_outgoing = True
+            except OSError:  # before Linux 4.20: they are dropped as they are read
+                pass
         self.stats = TapStats()
-        # Reading the statistics resets them: what scapy's socket setup dropped
-        # (its receive buffer is 0 until it is bound) is not the capture's loss.
+        #: whether :meth:`freeze` was called (no more packets come in)
+        self.frozen = False
+        self._number = 0
+        # Reading the statistics resets them: what was dropped before the filter
+        # was attached (scapy binds with a receive buffer of 0) is not the capture's loss.
         sock.getsockopt(_SOL_PACKET, _PACKET_STATISTICS, 8)
 
     def _read_kernel_stats(self) -> None:
@@ -110,35 +183,26 @@ class LiveCapture:
         self._read_kernel_stats()
         return self.stats.kernel_packets, self.stats.kernel_drops
 
-    def packets(
-        self, *, duration: float | None = None, stop: Any = None
-    ) -> Iterator[RawPacket]:
-        """Yield packets as ``(number, ts, linktype, data)`` until ``duration`` or ``stop()``."""
-        sock = self._sock
-        recvmsg = sock.recvmsg
+    def _read(self, limit: int = BATCH) -> list[RawPacket]:
+        """The packets waiting in the socket, at most ``limit`` of them (no waiting)."""
+        recvmsg = self._sock.recvmsg
         linktype = self.linktype
-        loopback = self.loopback
+        skip = self.loopback  # also the copies queued before the kernel skipped them
         stats = self.stats
-        deadline = None if duration is None else time.monotonic() + duration
-        number = 0
         unpack = _TIMESPEC.unpack_from
-        while True:
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            if stop is not None and stop():
-                return
-            ready, _, _ = select.select([sock], [], [], 0.1)
-            if not ready:
-                continue
-            for _ in range(4096):
+        number = self._number
+        batch: list[RawPacket] = []
+        append = batch.append
+        try:
+            for _ in range(limit):
                 try:
-                    data, ancdata, _flags, address = recvmsg(262144, 256)
+                    data, ancdata, _flags, address = recvmsg(SNAPLEN, 256)
                 except BlockingIOError:
                     break
                 except InterruptedError:
                     continue
                 stats.received += 1
-                if loopback and address[2] == _PACKET_OUTGOING:
+                if skip and address[2] == _PACKET_OUTGOING:
                     stats.duplicates += 1
                     continue
                 ts = 0.0
@@ -149,8 +213,66 @@ class LiveCapture:
                 if not ts:
                     ts = time.time()
                 number += 1
-                stats.kept += 1
-                yield (number, ts, linktype, data)
+                append((number, ts, linktype, data))
+        finally:  # also when a signal interrupts the read: what was read is counted
+            stats.kept += number - self._number
+            self._number = number
+        return batch
+
+    def batches(
+        self,
+        *,
+        duration: float | None = None,
+        stop: Callable[[], bool] | None = None,
+        idle: float = 0.05,
+    ) -> Iterator[list[RawPacket]]:
+        """Yield the packets read at each wake-up, as ``(number, ts, linktype, data)``
+        lists, until ``duration`` seconds have passed or ``stop()`` says so; an empty
+        list after ``idle`` seconds without packets (time to flush the output)."""
+        sock = self._sock
+        deadline = None if duration is None else time.monotonic() + duration
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            if stop is not None and stop():
+                return
+            wait = idle
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            ready, _, _ = select.select([sock], [], [], wait)
+            yield self._read() if ready else []
+
+    def packets(
+        self, *, duration: float | None = None, stop: Callable[[], bool] | None = None
+    ) -> Iterator[RawPacket]:
+        """Yield packets as ``(number, ts, linktype, data)`` until ``duration`` or ``stop()``."""
+        for batch in self.batches(duration=duration, stop=stop):
+            yield from batch
+
+    def freeze(self) -> None:
+        """Let no more packets in: what the socket holds now is the rest of the capture."""
+        if self.frozen:
+            return
+        _attach(self._sock, _DROP_ALL)
+        self.frozen = True
+
+    def backlog(self) -> Iterator[list[RawPacket]]:
+        """After :meth:`freeze`: the packets still waiting in the socket, in batches."""
+        self.freeze()
+        while batch := self._read():
+            yield batch
+
+    def discard(self, keep: Callable[[RawPacket], Any] | None = None) -> int:
+        """After :meth:`freeze`: read the packets still waiting without decoding them,
+        handing each to ``keep`` (to save it); how many there were."""
+        self.freeze()
+        count = 0
+        while batch := self._read():
+            count += len(batch)
+            if keep is not None:
+                for pkt in batch:
+                    keep(pkt)
+        return count
 
     def close(self) -> None:
         self._scapy.close()

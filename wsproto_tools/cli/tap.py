@@ -5,19 +5,67 @@ from __future__ import annotations
 __all__ = ["tap"]
 
 import contextlib
+import signal
 import time
+from collections.abc import Iterator
 from typing import IO, Any
 
 import click
 
 from wsproto_tools.cli.decode import Outcome, Printer, filter_options, make_filter
-from wsproto_tools.cli.env import Environment, guarded
+from wsproto_tools.cli.env import Environment, fail, guarded
 from wsproto_tools.cli.status import ExitStatus
+
+#: Output is written at least this often (seconds) while packets keep coming.
+FLUSH_EVERY = 0.05
+#: A backlog this large (packets) at the end is announced on stderr.
+BACKLOG_NOTE = 10_000
+
+
+class Stopper:
+    """SIGINT and SIGTERM while the tap captures. The first stops the capture (what
+    was captured is still decoded), the second stops the decoding (what is left is
+    counted, and saved with ``-w``), a third interrupts. A signal that was ignored
+    (SIGINT in a backgrounded script) stays ignored."""
+
+    def __init__(self) -> None:
+        self.signals = 0
+
+    def requested(self) -> bool:
+        return self.signals > 0
+
+    @property
+    def hard(self) -> bool:
+        return self.signals > 1
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.signals += 1
+        if self.signals > 2:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        previous: dict[signal.Signals, Any] = {}
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                current = signal.getsignal(sig)
+                if current is signal.SIG_IGN:
+                    continue
+                signal.signal(sig, self._handler)
+                previous[sig] = signal.SIG_DFL if current is None else current
+        except ValueError:  # not the main thread: Ctrl-C raises as usual
+            pass
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 @click.command("tap")
 @click.option("-i", "--interface", "iface", required=True, help="Interface to capture on (lo).")
-@click.option("--port", type=int, help="Only TCP port N (and treat it as a WebSocket port).")
+@click.option("--port", type=click.IntRange(0, 65535),
+              help="Only TCP port N (and treat it as a WebSocket port).")
 @click.option("--bpf", help="A BPF filter expression (tcpdump syntax), ANDed with --port.")
 @click.option(
     "-w", "--write", "write", type=click.Path(dir_okay=False), help="Also save to FILE.pcapng."
@@ -50,9 +98,11 @@ def tap(
     """Capture on IFACE and print WebSocket (and wsp) messages as they are decoded.
 
     Needs root (or CAP_NET_RAW) and libpcap or tcpdump for BPF filters. On
-    loopback the outgoing copy of each packet is dropped. Ends after --count
-    messages, --duration seconds or Ctrl-C (exit status 0), then prints the summary with the
-    packets the kernel dropped.
+    loopback the outgoing copy of each packet is left out. Ends after --count
+    messages, --duration seconds, Ctrl-C or SIGTERM (exit status 0); the packets
+    already captured then are still decoded (Ctrl-C again: they are only counted,
+    "N packets captured but not decoded"). Then the summary, with the packets the
+    kernel dropped.
 
     Exit status: 0 ok; 1 with --strict when violations were found; 3 the
     interface cannot be captured on.
@@ -69,36 +119,73 @@ def tap(
         ports.add(port)
     capture = LiveCapture(iface, bpf_for(port, bpf))
     decoder = CaptureDecoder(ws_ports=ports)
+    stopper = Stopper()
     seen = 0
+    not_decoded = 0
+    last_flush = time.monotonic()
 
-    def enough() -> bool:
-        return count is not None and seen >= count
+    def decode(batch: list[Any]) -> bool:
+        """Decode (and save) one batch of packets; True when --count is reached."""
+        nonlocal seen, last_flush
+        packet = decoder.packet
+        handle = printer.events
+        for pkt in batch:
+            if writer is not None:
+                writer.write(pkt[1], pkt[3])
+            events = packet(pkt)
+            if events:
+                handle(events)
+                if count is not None:
+                    seen += sum(1 for e in events if type(e) is CapturedMessage and accept(e))
+                    if seen >= count:
+                        return True
+        now = time.monotonic()
+        if not batch or now - last_flush >= FLUSH_EVERY:
+            printer.flush()
+            env.stdout.flush()
+            last_flush = now
+        return False
+
+    def save(pkt: Any) -> None:
+        if writer is not None:
+            writer.write(pkt[1], pkt[3])
 
     started = time.time()
     out: IO[bytes] | None = None
     writer = None
     try:
         if write:
-            out = open(write, "wb")  # noqa: SIM115
+            try:
+                out = open(write, "wb")  # noqa: SIM115
+            except OSError as error:
+                fail(f"cannot write {write}: {error.strerror or error}", ExitStatus.BAD_INPUT)
             writer = PcapngWriter(out, capture.linktype, name=iface)
         if not quiet:
             filt = bpf_for(port, bpf) or "everything"
             click.echo(f"wsp: tapping {iface} ({filt}); Ctrl-C to stop", err=True)
-        try:
-            for pkt in capture.packets(duration=duration, stop=enough):
-                if writer is not None:
-                    writer.write(pkt[1], pkt[3])
-                events = decoder.packet(pkt)
-                if events:
-                    seen += sum(1 for e in events if type(e) is CapturedMessage and accept(e))
-                    printer.events(events)
-                    if ndjson:
-                        printer.flush()
-                        env.stdout.flush()
-                if enough():
+        with stopper.installed():
+            counted = False
+            for batch in capture.batches(duration=duration, stop=stopper.requested):
+                if decode(batch):
+                    counted = True
                     break
-        except KeyboardInterrupt:
-            pass  # Ctrl-C is the ordinary way to stop a tap
+            capture.freeze()  # no more packets in: the rest is what was captured
+            if not counted:
+                kernel_packets, kernel_drops = capture.kernel_counters()
+                waiting = kernel_packets - kernel_drops - capture.stats.received
+                if waiting >= BACKLOG_NOTE and not quiet:
+                    click.echo(f"wsp: decoding the {waiting} packets already captured; "
+                               "Ctrl-C again to skip them", err=True)
+                for batch in capture.backlog():
+                    if stopper.hard:  # the rest is counted (and saved), not decoded
+                        if writer is not None:
+                            for pkt in batch:
+                                save(pkt)
+                        not_decoded = len(batch) + capture.discard(
+                            None if writer is None else save)
+                        break
+                    if decode(batch):
+                        break
         printer.events(decoder.finish())
         kernel_packets, kernel_drops = capture.kernel_counters()
         if writer is not None:
@@ -123,9 +210,12 @@ def tap(
         dropped=kernel_drops,
     )
     summary["kernel_packets"] = kernel_packets
+    summary["not_decoded"] = not_decoded
     summary["loopback_duplicates"] = stats.duplicates
     printer.finish(outcome.connections, summary)
     with contextlib.suppress(OSError):
         env.stdout.flush()
+    if not_decoded:
+        click.echo(f"wsp: {not_decoded} packets captured but not decoded", err=True)
     if strict and outcome.violations:
         raise SystemExit(int(ExitStatus.PROBLEMS_FOUND))
