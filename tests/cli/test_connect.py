@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +17,8 @@ import pytest
 
 from .connect_echo import EchoServer
 from .connect_pty import Terminal
+from .processes import WSP, start_server, stop
 
-WSP = os.path.join(os.path.dirname(sys.executable), "wsp")
 SECRET = "connect-secret"
 #: the greeting, then the prompt (its trailing space may be drawn as a cursor move)
 PROMPT = r"connected to .*Ctrl-D to quit\s*>"
@@ -59,23 +58,11 @@ def echo() -> Iterator[EchoServer]:
 @pytest.fixture(scope="module")
 def wsp_server() -> Iterator[str]:
     """``wsp serve`` on a free port; its URL."""
-    base = {k: v for k, v in os.environ.items() if k not in ("WSP_SECRET", "WSP_TOKEN")}
-    proc = subprocess.Popen(
-        [WSP, "serve", "--port", "0", "--secret", SECRET],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=base,
-    )
-    assert proc.stderr is not None
-    line = proc.stderr.readline()
-    match = re.search(r"listening on (ws://\S+)", line)
-    assert match, line
+    proc, url, _ = start_server("--secret", SECRET)
     try:
-        yield match.group(1)
+        yield url
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
 
 
 # ---------------------------------------------------------------------- plain, piped
@@ -285,16 +272,11 @@ def test_a_wsp_server_still_gets_wsp(wsp_server: str, env: dict[str, str]) -> No
     assert bad.returncode == 3 and "line 1: not hex: 'g' at digit 2" in bad.stdout
 
 
-def test_origin_and_headers_reach_a_wsp_server(env: dict[str, str], tmp_path: Path) -> None:
+def test_origin_and_headers_reach_a_wsp_server(env: dict[str, str]) -> None:
     """A server that allows one Origin (4010 for others) is the oracle: the wsp session
     carries --origin, not only the first, plain connection."""
-    proc = subprocess.Popen(
-        [WSP, "serve", "--port", "0", "--secret", SECRET, "--origin", "https://app.example"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
-    )
-    assert proc.stderr is not None
+    proc, url, _ = start_server("--secret", SECRET, "--origin", "https://app.example")
     try:
-        url = proc.stderr.readline().split("listening on ")[1].split()[0]
         allowed = connect(url, "--origin", "https://app.example", "-H", "X-Api-Key: k",
                           "--secret", SECRET, stdin="text hi\n", env=env)
         assert allowed.returncode == 0, allowed.stderr
@@ -303,8 +285,7 @@ def test_origin_and_headers_reach_a_wsp_server(env: dict[str, str], tmp_path: Pa
                           stdin="text hi\n", env=env)
         assert refused.returncode in (4, 5), refused.stderr
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
 
 
 def test_raw_forces_plain_websocket_on_a_wsp_server(wsp_server: str, env: dict[str, str]) -> None:

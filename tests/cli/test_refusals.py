@@ -7,12 +7,9 @@ traceback and never a hang (every run has a timeout guard).
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,55 +17,18 @@ from typing import Any
 import jwt
 import pytest
 
-WSP = os.path.join(os.path.dirname(sys.executable), "wsp")
+from .processes import WSP, clean_env, start_server, stop, wsp
+
 SECRET = "refusal-secret"
-
-
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WSP_")}
-    env.update(extra or {})
-    return env
-
-
-def wsp(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> Any:
-    return subprocess.run(
-        [WSP, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=clean_env(env),
-        check=False,
-    )
-
-
-def start_server(*args: str) -> tuple[Any, str]:
-    proc = subprocess.Popen(
-        [WSP, "serve", "--port", "0", *args],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=clean_env(),
-    )
-    assert proc.stderr is not None
-    lines = []
-    for _ in range(10):
-        line = proc.stderr.readline()
-        lines.append(line)
-        if "listening on" in line or not line:
-            break
-    match = re.search(r"listening on (wss?://\S+)", "".join(lines))
-    assert match, lines
-    return proc, match.group(1)
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    proc, url = start_server("--secret", SECRET)
+    proc, url, _ = start_server("--secret", SECRET)
     try:
         yield url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        assert stop(proc) == 0
 
 
 def one_error(done: Any) -> str:
@@ -160,7 +120,7 @@ def test_refused_credentials_are_status_5(server: str, command: str) -> None:
 def jwt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     key = tmp_path_factory.mktemp("jwt") / "hs256.key"
     key.write_text("jwt-test-key-of-32-bytes-or-more!!")
-    proc, url = start_server("--jwt-key", str(key))
+    proc, url, _ = start_server("--jwt-key", str(key))
     token = jwt.encode(
         {"wsp": {"pub": ["public.*"], "sub": ["public.*"]}},
         Path(key).read_bytes().strip(),

@@ -6,66 +6,22 @@ Certificates are made for the run by trustme (the ``tls_files`` fixture).
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
 import ssl
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-WSP = os.path.join(os.path.dirname(sys.executable), "wsp")
-
-
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WSP_")}
-    env.update(extra or {})
-    return env
-
-
-def wsp(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> Any:
-    return subprocess.run(
-        [WSP, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=clean_env(env),
-        check=False,
-    )
-
-
-def start_server(*args: str, env: dict[str, str] | None = None) -> tuple[Any, str, str]:
-    proc = subprocess.Popen(
-        [WSP, "serve", "--port", "0", "--no-auth", *args],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=clean_env(env),
-    )
-    assert proc.stderr is not None
-    lines = []
-    for _ in range(10):
-        line = proc.stderr.readline()
-        lines.append(line)
-        if "listening on" in line or not line:
-            break
-    match = re.search(r"listening on (wss?://\S+)", "".join(lines))
-    assert match, lines
-    return proc, match.group(1), "".join(lines)
-
-
-def stop(proc: Any) -> None:
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=10) == 0
+from .processes import WSP, clean_env, start_server, stop, wsp
 
 
 @pytest.fixture
 def tls_server(tls_files: Any) -> Iterator[str]:
-    proc, url, _ = start_server("--certfile", tls_files.certfile, "--keyfile", tls_files.keyfile)
+    proc, url, _ = start_server(
+        "--no-auth", "--certfile", tls_files.certfile, "--keyfile", tls_files.keyfile
+    )
     try:
         yield url
     finally:
@@ -90,7 +46,7 @@ def test_serve_with_a_certificate_listens_on_wss_and_answers_https(
 
 def test_certificate_from_the_environment(tls_files: Any) -> None:
     proc, url, _ = start_server(
-        env={"WSP_CERTFILE": tls_files.certfile, "WSP_KEYFILE": tls_files.keyfile}
+        "--no-auth", env={"WSP_CERTFILE": tls_files.certfile, "WSP_KEYFILE": tls_files.keyfile}
     )
     try:
         assert url.startswith("wss://")

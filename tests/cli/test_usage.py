@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -18,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from .terminal import BIN, CRASH_MARKERS, environment
+from .processes import WSP, start_server, stop
+from .terminal import CRASH_MARKERS, environment
 
-WSP = str(Path(BIN) / "wsp")
 SECRET = "right-secret"
 
 
@@ -34,22 +33,11 @@ def _closed_port() -> int:
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """A real `wsp serve` with a secret; yields its URL."""
-    proc = subprocess.Popen(
-        [WSP, "serve", "--port", "0", "--secret", SECRET],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        env=environment(),
-    )
-    assert proc.stderr is not None
-    line = proc.stderr.readline().decode()
+    proc, url, _ = start_server("--secret", SECRET)
     try:
-        assert "listening on ws://" in line, line
-        yield line.split("listening on ")[1].split()[0]
+        yield url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 @pytest.fixture(scope="module")
