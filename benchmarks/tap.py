@@ -3,20 +3,25 @@
 A bounded traffic generator on 127.0.0.1 -- a WebSocket client sending N small
 masked text frames, one TCP segment each (``TCP_NODELAY``), at a set rate, to a
 server that completes the upgrade and reads everything -- runs while ``wsp tap -i
-lo --port P`` (a real subprocess, table mode or ``--ndjson``, output to a file)
-and ``tcpdump -i lo -w F port P`` capture the same traffic. tcpdump's file,
-decoded by ``wsp decode --ndjson``, is the oracle: packets and messages on the
-wire. For each mode and rate it prints what the tap decoded, what it reported as
-not decoded and dropped, how long it took after the traffic ended to finish (its
-backlog), and its CPU time; and what tcpdump captured and dropped.
+lo --port P`` (a real subprocess: the table in a pseudo-terminal of 200 columns
+that a thread reads, as a terminal would; ``--ndjson`` to a file) and ``tcpdump
+-i lo -w F port P`` capture the same traffic. tcpdump's file, decoded by ``wsp
+decode --ndjson``, is the oracle: packets and messages on the wire. For each mode
+and rate it prints what the tap decoded, what it reported as not decoded and
+dropped, how long it took to finish after the traffic ended, and its CPU time;
+and what tcpdump captured and dropped.
 
-The tap runs with ``--duration`` (the traffic's length plus a second), so the
-backlog it has not decoded when the time is up shows as the time it takes to
-finish. Needs root (the tap and tcpdump). Usage: ``python benchmarks/tap.py
-[--rates 10000,20000,40000,0] [--seconds 5] [--modes table,ndjson]``.
+The tap is stopped with SIGTERM as soon as the traffic ends: a backlog (what it
+had captured but not decoded yet) shows as the time it then takes to finish
+(decoding it, writing the summary, exiting); "kept up" is under 0.5 s with
+nothing lost. A rate of 0 sends as fast as the sender can (the segments then
+coalesce: fewer, larger packets). Needs root (the tap and tcpdump). Usage::
 
-A rate of 0 sends as fast as the sender can. ``tests/capture/test_tap.py``
-imports :class:`Traffic`, :class:`Tcpdump` and :class:`Tap` from here.
+    python benchmarks/tap.py [--rates 10000,20000,40000,0] [--seconds 5] \
+        [--modes table,ndjson] [--json]
+
+``tests/capture/test_tap.py`` imports :class:`Traffic`, :class:`Tcpdump` and
+:class:`Tap` from here.
 """
 
 from __future__ import annotations
@@ -211,16 +216,21 @@ class Tap:
     """``wsp tap -i lo --port PORT ...`` as a subprocess. Its stdout goes to the file
     ``out``, or with ``terminal=True`` to a pseudo-terminal (200 columns, 256 colours,
     as a user sees the table) that a thread reads into ``out`` as fast as it can;
-    stderr goes to ``out`` + ``.err``."""
+    stderr goes to ``out`` + ``.err``. ``read_delay``: the terminal pauses this long
+    between reads (a slow terminal)."""
 
-    def __init__(self, port: int, out: Path, *extra: str, terminal: bool = False) -> None:
+    def __init__(
+        self, port: int, out: Path, *extra: str, terminal: bool = False,
+        read_delay: float = 0.0, env: dict[str, str] | None = None,
+    ) -> None:
         self.out_path = out
         self.err_path = out.with_name(out.name + ".err")
         self._out: IO[bytes] = open(out, "wb", buffering=0)  # noqa: SIM115
         self._err: IO[bytes] = open(self.err_path, "wb")  # noqa: SIM115
         self._reader: threading.Thread | None = None
         stdout: Any = self._out
-        env = {**os.environ, "COLUMNS": "200", "LINES": "50"}
+        self.read_delay = read_delay
+        env = {**os.environ, "COLUMNS": "200", "LINES": "50", **(env or {})}
         if terminal:
             import fcntl
             import pty
@@ -254,6 +264,8 @@ class Tap:
         """The terminal's side: everything the tap writes, into the output file."""
         try:
             while True:
+                if self.read_delay:
+                    time.sleep(self.read_delay)
                 try:
                     data = os.read(master, 1 << 16)
                 except OSError:  # EIO: the tap closed the terminal
@@ -298,12 +310,12 @@ def run_mode(mode: str, rate: float, seconds: float, folder: Path) -> dict[str, 
     out = folder / f"tap-{mode}-{int(rate)}.out"
     extra = ["--ndjson"] if mode == "ndjson" else []
     tcpdump = Tcpdump(oracle, port)
-    tap_duration = seconds + 1.5
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    tap = Tap(port, out, "--duration", f"{tap_duration}", *extra, terminal=mode == "table")
-    tap_started = time.monotonic()
+    tap = Tap(port, out, *extra, terminal=mode == "table")
     time.sleep(0.3)
     sent = traffic.run()
+    traffic_end = time.monotonic()
+    tap.stop(signal.SIGTERM)
     status, err = tap.wait(timeout=seconds + 120)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     dumped = tcpdump.stop()
@@ -314,8 +326,8 @@ def run_mode(mode: str, rate: float, seconds: float, folder: Path) -> dict[str, 
         "tcpdump_captured": dumped["captured"], "tcpdump_dropped": dumped["dropped"],
         "tap_status": status,
         "tap_cpu": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
-        # how long after its --duration the tap took to finish: its backlog
-        "tap_lag": tap.ended - tap_started - tap_duration,
+        # how long after the traffic the tap took to finish: its backlog
+        "tap_lag": tap.ended - traffic_end,
     }
     result.update(tap_counts(mode, tap.output(), err))
     return result
@@ -355,7 +367,7 @@ def report(r: dict[str, Any]) -> None:
         f"for {r['seconds']:.1f} s): tap {r['tap_messages']}/{r['wire_messages']} messages"
         f"{rows}, {r['tap_packets']}/{r['wire_packets']} packets, "
         f"not decoded {r['tap_not_decoded']}, dropped {r['tap_dropped']}, "
-        f"lost {lost}; finished {r['tap_lag']:+.2f} s after its --duration, "
+        f"lost {lost}; finished {r['tap_lag']:.2f} s after the traffic, "
         f"CPU {r['tap_cpu']:.2f} s: {kept}"
     )
     print(f"  {'':<6} tcpdump: {r['tcpdump_captured']} captured, "
@@ -369,17 +381,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--modes", default="table,ndjson")
     parser.add_argument("--json", action="store_true", help="Also print every figure as JSON.")
+    parser.add_argument("--keep", type=Path, help="Keep captures and outputs in DIR.")
     args = parser.parse_args()
     if os.geteuid() != 0 or shutil.which("tcpdump") is None:
         raise SystemExit("needs root and tcpdump")
     print(f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         for rate in [float(r) for r in args.rates.split(",")]:
             label = f"{rate:,.0f} msg/s" if rate else "as fast as the sender can"
             print(f"traffic: {label} for {args.seconds} s")
             for mode in args.modes.split(","):
-                result = run_mode(mode, rate, args.seconds, Path(tmp))
+                result = run_mode(mode, rate, args.seconds, folder)
                 results.append(result)
                 report(result)
     if args.json:

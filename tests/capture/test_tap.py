@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ctypes.util
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -29,7 +30,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
+from wsproto_tools.capture import CapturedMessage
 from wsproto_tools.capture.reader import open_capture
+from wsproto_tools.cli.decode import Printer, make_filter
+from wsproto_tools.cli.env import Environment
+from wsproto_tools.ws.messages import WsMessage
 
 
 def _missing() -> str:
@@ -43,7 +48,7 @@ def _missing() -> str:
     return ", ".join(missing)
 
 
-pytestmark = pytest.mark.skipif(
+needs_tap = pytest.mark.skipif(
     bool(_missing()), reason=f"the tap needs root, libpcap and tcpdump; missing: {_missing()}"
 )
 
@@ -125,6 +130,7 @@ def tap_report(tap: Any, mode: str, err: str) -> dict[str, int]:
             "not_decoded": not_decoded(err), "dropped": counts["dropped by capture"]}
 
 
+@needs_tap
 @pytest.mark.parametrize("mode", ["table", "ndjson"])
 def test_tap_keeps_up_at_10k_packets_per_second(mode: str, tmp_path: Path) -> None:
     """20,000 messages at 10,000 a second (about 14,000 packets/s with the ACKs); the
@@ -158,6 +164,7 @@ def test_tap_keeps_up_at_10k_packets_per_second(mode: str, tmp_path: Path) -> No
         assert got["messages"] == oracle["messages"], (got, rate)
 
 
+@needs_tap
 def test_tap_decodes_the_backlog_when_its_duration_ends(tmp_path: Path) -> None:
     """A tap that fell behind (here: stopped while the traffic ran, past its
     --duration) still decodes everything it had captured."""
@@ -180,6 +187,7 @@ def test_tap_decodes_the_backlog_when_its_duration_ends(tmp_path: Path) -> None:
     assert "already captured" in err  # the backlog was announced
 
 
+@needs_tap
 def test_sigterm_stops_the_tap_as_ctrl_c_does(tmp_path: Path) -> None:
     """Summary printed, the -w file complete (read whole by wsp decode and tcpdump),
     status 0."""
@@ -205,6 +213,33 @@ def test_sigterm_stops_the_tap_as_ctrl_c_does(tmp_path: Path) -> None:
     assert summary["dropped"] == 0  # the kernel's counters, saved in the file
 
 
+@needs_tap
+def test_sigterm_loses_no_row_while_a_slow_terminal_reads(tmp_path: Path) -> None:
+    """SIGTERM while the table waits on a slow terminal: every row arrives, in order.
+    Unbuffered (PYTHONUNBUFFERED=1, as in many containers), stdout is the file itself,
+    and a write the signal interrupts is partial: its rest must be written again."""
+    port = free_port()
+    count = 20_000
+    traffic = bench.Traffic(port, count, 0, limit=10)
+    tap = bench.Tap(port, tmp_path / "tap.out", terminal=True, read_delay=0.0005,
+                    env={"PYTHONUNBUFFERED": "1"})
+    try:
+        traffic.run()
+        time.sleep(0.1)
+        tap.stop(signal.SIGTERM)
+        status, err = tap.wait(timeout=60)
+    finally:
+        if tap.proc.poll() is None:
+            tap.proc.kill()
+    assert status == 0, err
+    text = tap.output()
+    shown = [int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+             if " C→S " in line and "tap message" in line]
+    assert shown == list(range(count))
+    assert table_counts(text)["messages"] == count + 2
+
+
+@needs_tap
 def test_a_second_signal_counts_what_was_not_decoded(tmp_path: Path) -> None:
     """SIGINT then SIGTERM while a backlog waits: it is not decoded but counted
     exactly (tcpdump's count), and still saved with -w."""
@@ -234,6 +269,7 @@ def test_a_second_signal_counts_what_was_not_decoded(tmp_path: Path) -> None:
     assert tcpdump_reads(saved) == dumped["captured"]  # saved all the same
 
 
+@needs_tap
 def test_table_rows_show_as_they_come(tmp_path: Path) -> None:
     """A few messages show within a fraction of a second (rows are written once a read
     batch, or every 50 ms), not when a buffer fills up or the tap ends."""
@@ -286,6 +322,7 @@ def start_tap(port: int, *extra: str) -> subprocess.Popen[str]:
     return proc
 
 
+@needs_tap
 def test_tap_decodes_websockets_traffic_until_count(tmp_path: Path) -> None:
     port = free_port()
     saved = tmp_path / "tap.pcapng"
@@ -315,6 +352,7 @@ def test_tap_decodes_websockets_traffic_until_count(tmp_path: Path) -> None:
         close()
 
 
+@needs_tap
 def test_tap_refuses_an_unknown_interface() -> None:
     result = subprocess.run(
         [sys.executable, "-c", ENTRY, "tap", "-i", "nosuchif0", "--duration", "1"],
@@ -325,6 +363,7 @@ def test_tap_refuses_an_unknown_interface() -> None:
     assert "Traceback" not in result.stderr
 
 
+@needs_tap
 def test_tap_refuses_a_bad_filter_in_one_line() -> None:
     result = subprocess.run(
         [sys.executable, "-c", ENTRY, "tap", "-i", "lo", "--bpf", "tcp porrt 1",
@@ -334,3 +373,40 @@ def test_tap_refuses_a_bad_filter_in_one_line() -> None:
     assert result.returncode == 3
     assert result.stderr.count("\n") == 1 and "filter" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+class PartialFile(io.RawIOBase):
+    """An unbuffered stdout that takes at most 997 bytes a write, as a terminal or a
+    pipe does when a signal interrupts a large write."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        n = min(len(b), 997)
+        self.data += bytes(b[:n])
+        return n
+
+
+@pytest.mark.parametrize("mode", ["table", "ndjson"])
+def test_partial_writes_to_an_unbuffered_stdout_lose_nothing(mode: str) -> None:
+    """PYTHONUNBUFFERED=1 (or python -u): stdout's text layer writes straight to the
+    file and drops what a partial write left; the rows and lines are written whole."""
+    raw = PartialFile()
+    env = Environment(stdout=io.TextIOWrapper(raw, encoding="utf-8", write_through=True))
+    printer = Printer(env, mode=mode, show_hex=False,
+                      accept=make_filter((), None, (), (), None, None))
+    printer.events([
+        CapturedMessage(i, 1e9 + i, 1, "client",
+                        WsMessage(1, b"m %d" % i, text=f"m {i}", wire_length=10), ())
+        for i in range(5000)
+    ])
+    printer.flush()
+    lines = raw.data.decode().splitlines()
+    if mode == "table":
+        assert [line.rsplit(" ", 1)[1] for line in lines[1:]] == [str(i) for i in range(5000)]
+    else:
+        assert [json.loads(line)["text"] for line in lines] == [f"m {i}" for i in range(5000)]

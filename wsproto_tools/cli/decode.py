@@ -303,8 +303,32 @@ class Printer:
         self._width = 0
         if self._rows:
             self._rows.append("")
-            self.env.console.file.write("\n".join(self._rows))
+            text = "\n".join(self._rows)
             self._rows = []
+            out = self.env.console.file
+            if out is not self._out or self._bytes_out is None:
+                out.write(text)
+                return
+            out.flush()  # whatever went through the text layer comes first
+            encoding = getattr(out, "encoding", None) or "utf-8"
+            self._write_all(text.encode(encoding, getattr(out, "errors", None) or "strict"))
+
+    def _write_all(self, data: bytes | memoryview) -> None:
+        """Write all of ``data`` to stdout's byte stream. Unbuffered (PYTHONUNBUFFERED,
+        ``python -u``), that is the file itself, which may take only part of a large
+        write when a signal interrupts it (SIGTERM stopping the tap while a terminal or
+        a pipe is slow to read): the rest is written again, not dropped."""
+        assert self._bytes_out is not None
+        write = self._bytes_out.write
+        view = memoryview(data)
+        while view:
+            written = write(view)
+            if written is None:  # a non-blocking file that is full
+                import select
+
+                select.select([], [self._bytes_out], [], 0.05)
+                continue
+            view = view[written:]
 
     def flush(self) -> None:
         self._flush_text()
@@ -316,7 +340,7 @@ class Printer:
             self._count = 0
             if self._bytes_out is not None:
                 self._out.flush()  # whatever went through the text layer comes first
-                self._buffer.write_to(self._bytes_out.write)
+                self._buffer.write_to(self._write_all)
             else:
                 self._out.write(self._buffer.take().decode("utf-8", "surrogateescape"))
 
@@ -364,7 +388,7 @@ class Printer:
     def _write_bytes(self, data: bytes) -> None:
         if self._bytes_out is not None:
             self._out.flush()  # whatever went through the text layer comes first
-            self._bytes_out.write(data)
+            self._write_all(data)
         else:
             self._out.write(data.decode("utf-8", "surrogateescape"))
 
