@@ -319,11 +319,13 @@ def run_mode(mode: str, rate: float, seconds: float, folder: Path) -> dict[str, 
     status, err = tap.wait(timeout=seconds + 120)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     dumped = tcpdump.stop()
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
     packets, wire_messages = decode_counts(oracle)
     result: dict[str, Any] = {
         "mode": mode, "rate": rate, "sent": sent.messages, "seconds": sent.seconds,
         "wire_packets": packets, "wire_messages": wire_messages,
         "tcpdump_captured": dumped["captured"], "tcpdump_dropped": dumped["dropped"],
+        "tcpdump_cpu": (reaped.ru_utime + reaped.ru_stime) - (after.ru_utime + after.ru_stime),
         "tap_status": status,
         "tap_cpu": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
         # how long after the traffic the tap took to finish: its backlog
@@ -370,8 +372,8 @@ def report(r: dict[str, Any]) -> None:
         f"lost {lost}; finished {r['tap_lag']:.2f} s after the traffic, "
         f"CPU {r['tap_cpu']:.2f} s: {kept}"
     )
-    print(f"  {'':<6} tcpdump: {r['tcpdump_captured']} captured, "
-          f"{r['tcpdump_dropped']} dropped by kernel")
+    print(f"  {'':<6} tcpdump -w: {r['tcpdump_captured']} captured, "
+          f"{r['tcpdump_dropped']} dropped by kernel, CPU {r['tcpdump_cpu']:.2f} s")
 
 
 def main() -> None:

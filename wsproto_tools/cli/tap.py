@@ -153,17 +153,18 @@ def tap(
     started = time.time()
     out: IO[bytes] | None = None
     writer = None
-    try:
-        if write:
-            try:
-                out = open(write, "wb")  # noqa: SIM115
-            except OSError as error:
-                fail(f"cannot write {write}: {error.strerror or error}", ExitStatus.BAD_INPUT)
-            writer = PcapngWriter(out, capture.linktype, name=iface)
-        if not quiet:
-            filt = bpf_for(port, bpf) or "everything"
-            click.echo(f"wsp: tapping {iface} ({filt}); Ctrl-C to stop", err=True)
-        with stopper.installed():
+    # signals stop the capture, then the decoding, until the summary is out
+    with stopper.installed():
+        try:
+            if write:
+                try:
+                    out = open(write, "wb")  # noqa: SIM115
+                except OSError as error:
+                    fail(f"cannot write {write}: {error.strerror or error}", ExitStatus.BAD_INPUT)
+                writer = PcapngWriter(out, capture.linktype, name=iface)
+            if not quiet:
+                filt = bpf_for(port, bpf) or "everything"
+                click.echo(f"wsp: tapping {iface} ({filt}); Ctrl-C to stop", err=True)
             counted = False
             for batch in capture.batches(duration=duration, stop=stopper.requested):
                 if decode(batch):
@@ -186,36 +187,36 @@ def tap(
                         break
                     if decode(batch):
                         break
-        printer.events(decoder.finish())
-        kernel_packets, kernel_drops = capture.kernel_counters()
-        if writer is not None:
-            writer.statistics(time.time(), kernel_packets, kernel_drops)
-    finally:
-        capture.close()
-        if out is not None:
-            out.close()
-    stats = capture.stats
-    outcome = Outcome(
-        printer.stats, decoder.connections, decoder.packets, decoder.tcp_packets,
-        decoder.first_ts if decoder.first_ts is not None else started, decoder.last_ts,
-        f"live:{iface}", kernel_drops, printer.violations,
-    )
-    summary: dict[str, Any] = outcome.stats.summary(
-        outcome.connections,
-        packets=outcome.packets,
-        tcp_packets=outcome.tcp_packets,
-        capture_format=outcome.capture_format,
-        first_ts=outcome.first_ts,
-        last_ts=outcome.last_ts,
-        dropped=kernel_drops,
-    )
-    summary["kernel_packets"] = kernel_packets
-    summary["not_decoded"] = not_decoded
-    summary["loopback_duplicates"] = stats.duplicates
-    printer.finish(outcome.connections, summary)
-    with contextlib.suppress(OSError):
-        env.stdout.flush()
-    if not_decoded:
-        click.echo(f"wsp: {not_decoded} packets captured but not decoded", err=True)
-    if strict and outcome.violations:
-        raise SystemExit(int(ExitStatus.PROBLEMS_FOUND))
+            printer.events(decoder.finish())
+            kernel_packets, kernel_drops = capture.kernel_counters()
+            if writer is not None:
+                writer.statistics(time.time(), kernel_packets, kernel_drops)
+        finally:
+            capture.close()
+            if out is not None:
+                out.close()
+        stats = capture.stats
+        outcome = Outcome(
+            printer.stats, decoder.connections, decoder.packets, decoder.tcp_packets,
+            decoder.first_ts if decoder.first_ts is not None else started, decoder.last_ts,
+            f"live:{iface}", kernel_drops, printer.violations,
+        )
+        summary: dict[str, Any] = outcome.stats.summary(
+            outcome.connections,
+            packets=outcome.packets,
+            tcp_packets=outcome.tcp_packets,
+            capture_format=outcome.capture_format,
+            first_ts=outcome.first_ts,
+            last_ts=outcome.last_ts,
+            dropped=kernel_drops,
+        )
+        summary["kernel_packets"] = kernel_packets
+        summary["not_decoded"] = not_decoded
+        summary["loopback_duplicates"] = stats.duplicates
+        printer.finish(outcome.connections, summary)
+        with contextlib.suppress(OSError):
+            env.stdout.flush()
+        if not_decoded:
+            click.echo(f"wsp: {not_decoded} packets captured but not decoded", err=True)
+        if strict and outcome.violations:
+            raise SystemExit(int(ExitStatus.PROBLEMS_FOUND))
