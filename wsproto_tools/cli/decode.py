@@ -33,6 +33,9 @@ MAX_WARNINGS_SHOWN = 50
 #: warnings listed in a --json document (the rest are counted in warnings_omitted)
 MAX_JSON_WARNINGS = 10_000
 
+#: the characters of a table row before its summary
+ROW_PREFIX = 15 + 1 + 4 + 1 + 3 + 1 + 22 + 1 + 7 + 2
+
 _OPCODES = ("text", "binary", "ping", "pong", "close", "continuation")
 
 
@@ -242,7 +245,9 @@ class Printer:
                 f"[bold]{HEADER[0]:<15} {HEADER[1]:>4} {HEADER[2]:<3} {HEADER[3]:<22} "
                 f"{HEADER[4]:>7}  {HEADER[5]}[/bold]"
             )
-        when, conn, arrow, kind, size, summary = message_row(event)
+        # the summary fills the row: as wide as the terminal, uncut through a pipe
+        room = max(20, (self._width or console.width) - ROW_PREFIX)
+        when, conn, arrow, kind, size, summary = message_row(event, room)
         style = "red" if event.violations else ("yellow" if event.note else "")
         self._table_line(f"{when:<15} {conn:>4} {arrow:<3} {kind:<22} {size:>7}  {summary}",
                          style)

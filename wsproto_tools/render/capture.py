@@ -513,43 +513,51 @@ def _readable_bytes(payload: Any, fields: dict[str, Any]) -> None:
                 fields[name] = text
 
 
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def payload_preview(item: CapturedMessage, width: int = 80) -> str:
-    """One line saying what a message holds: wsp fields, JSON, text or hex + ASCII."""
+    """One line saying what a message holds: wsp fields, JSON, text or hex + ASCII;
+    at most ``width`` characters, ending with "…" when it was cut."""
     msg = item.msg
     if item.note is not None:
         return f"[{item.note}]"
     wsp = item.wsp
     if wsp is not None:
         if isinstance(wsp, str):
-            return wsp[:width]
+            return _cut(wsp, width)
         as_json = message_to_json(wsp[1], wsp[0])
         payload = as_json.get("payload", {})
         _readable_bytes(wsp[1].payload, payload)
         fields = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-        return f"seq={as_json['sequence']} {fields}"[:width]
+        return _cut(f"seq={as_json['sequence']} {fields}", width)
     if msg.opcode == 8:
         if msg.close_code is None:
             return "(no status)"
-        return f"{msg.close_code} {msg.close_reason or ''}".strip()[:width]
+        return _cut(f"{msg.close_code} {msg.close_reason or ''}".strip(), width)
     if msg.text is not None:
         text = msg.text
         stripped = text.lstrip()
         if stripped[:1] in ("{", "["):
             with contextlib.suppress(ValueError):
                 text = json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
-        return text.replace("\n", "⏎")[:width]
+        return _cut(text.replace("\n", "⏎"), width)
     data = msg.payload[: width // 3]
     hexpart = data.hex(" ")
     ascii_part = "".join(chr(b) if 32 <= b < 127 else "." for b in data)
-    return f"{hexpart}  |{ascii_part}|"[: width + 8]
+    more = "…" if len(msg.payload) > len(data) else ""
+    return f"{hexpart}  |{ascii_part}|{more}"
 
 
 #: Column titles of :func:`message_row`.
 HEADER = ("time", "conn", "dir", "type", "size", "summary")
 
 
-def message_row(item: CapturedMessage) -> tuple[str, str, str, str, str, str]:
-    """The table cells of one message."""
+def message_row(
+    item: CapturedMessage, width: int = 80
+) -> tuple[str, str, str, str, str, str]:
+    """The table cells of one message (the summary at most ``width`` characters)."""
     msg = item.msg
     when = datetime.fromtimestamp(item.ts, UTC).strftime("%H:%M:%S.%f")
     arrow = "C→S" if item.direction == "client" else "S→C"
@@ -560,7 +568,8 @@ def message_row(item: CapturedMessage) -> tuple[str, str, str, str, str, str]:
         kind += " (z)"
     if item.violations:
         kind += " !"
-    return (when, str(item.conn), arrow, kind, str(len(msg.payload)), payload_preview(item))
+    summary = payload_preview(item, width)
+    return (when, str(item.conn), arrow, kind, str(len(msg.payload)), summary)
 
 
 def summary_view(summary: dict[str, Any], connections: list[Connection]) -> Any:
@@ -655,6 +664,8 @@ def summary_view(summary: dict[str, Any], connections: list[Connection]) -> Any:
         rows.append(("session checks", counts(summary["session_findings"])))
     if summary.get("dropped") is not None:
         rows.append(("dropped by capture", str(summary["dropped"])))
+    if summary.get("not_decoded"):
+        rows.append(("captured, not decoded", f"{summary['not_decoded']} packets"))
     for what, value in rows:
         table.add_row(what, value)
     if conn_notes:
