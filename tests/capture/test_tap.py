@@ -184,7 +184,8 @@ def test_tap_decodes_the_backlog_when_its_duration_ends(tmp_path: Path) -> None:
     got = tap_report(tap, "ndjson", err)
     assert got["not_decoded"] == 0
     assert got["messages"] == sent.messages + 2 == RATE + 2
-    assert "already captured" in err  # the backlog was announced
+    # (whether the backlog is announced, "decoding the N packets already captured",
+    # depends on how much the first read after SIGCONT takes: not asserted)
 
 
 @needs_tap
