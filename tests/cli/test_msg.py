@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -188,3 +189,17 @@ def test_decode_rich_view_lists_batch_items() -> None:
     assert result.exit_code == 0, result.stderr
     assert "item 0" in result.stdout and "BinaryData (0x0102) seq 1" in result.stdout
     assert "item 1" in result.stdout and '"text": "ok"' in result.stdout
+
+
+def test_decoded_view_for_people() -> None:
+    """No trailing spaces; bytes that are printable text shown as text, with their hex;
+    the JSON form keeps hex."""
+    shown = run("decode", "4042016869")  # v2 BinaryData b"hi", built by hand
+    assert shown.exit_code == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines and all(line == line.rstrip() for line in lines), lines
+    assert any(re.fullmatch(r' payload\.data +"hi" \(hex 6869\)', line) for line in lines), lines
+    as_json = run("decode", "--json", "4042016869")
+    assert json.loads(as_json.stdout)["payload"] == {"hex": "6869"}
+    binary = run("decode", "40420100ff")  # not text: hex only
+    assert any(re.fullmatch(r" payload\.data +00ff", line) for line in binary.stdout.splitlines())
