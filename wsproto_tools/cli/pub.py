@@ -29,6 +29,15 @@ from wsproto_tools.cli.status import ExitStatus
     help="How long to wait for the acknowledgments.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary line.")
+@click.option(
+    "--handshake-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="S",
+    help="Give up a connection attempt whose wsp handshake (TCP connect to "
+    "HandshakeResponse) takes longer.",
+)
 @client_options
 @guarded
 def pub(
@@ -38,6 +47,7 @@ def pub(
     as_hex: bool,
     timeout: float,
     as_json: bool,
+    handshake_timeout: float,
     **opts: object,
 ) -> None:
     """Publish each MESSAGE to TOPIC (or each stdin line with '-').
@@ -51,8 +61,10 @@ def pub(
       1  some were not acknowledged within --timeout
       2  usage error (e.g. a URL that is not ws:// or wss://, a port out of range)
       3  bad input (--hex MESSAGE that is not hex)
-      4  cannot connect (refused, unknown host, TLS certificate), connection
-         lost, or the server refused the publish (e.g. 1008: an invalid topic)
+      4  cannot connect (refused, unknown host, TLS certificate, no wsp
+         handshake answer within --handshake-timeout), connection lost, the
+         server refused the publish (e.g. 1008: an invalid topic) or broke
+         the protocol (e.g. a message over 1 MiB)
       5  credentials refused (4001), topic forbidden (4003), origin refused (4010)
       130  interrupted (Ctrl-C or SIGTERM)
 
@@ -83,7 +95,7 @@ def pub(
                 fail(f"message {number} is not hex: {line[:40]!r}", ExitStatus.BAD_INPUT)
         else:
             payloads.append(line.encode("utf-8"))
-    options = make_options(**opts)  # type: ignore[arg-type]
+    options = make_options(**opts, open_timeout=handshake_timeout)  # type: ignore[arg-type]
     options.ssl_context = client_ssl(url, options.cafile, options.insecure)
 
     async def run() -> tuple[int, int]:

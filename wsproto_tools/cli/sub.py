@@ -29,10 +29,24 @@ from wsproto_tools.cli.session_common import client_options, make_options, run_a
 @click.option(
     "--count", type=click.IntRange(1), default=None, metavar="N", help="Exit after N deliveries."
 )
+@click.option(
+    "--handshake-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="S",
+    help="Give up a connection attempt whose wsp handshake (TCP connect to "
+    "HandshakeResponse) takes longer.",
+)
 @client_options
 @guarded
 def sub(
-    url: str, topics: tuple[str, ...], as_json: bool, count: int | None, **opts: object
+    url: str,
+    topics: tuple[str, ...],
+    as_json: bool,
+    count: int | None,
+    handshake_timeout: float,
+    **opts: object,
 ) -> None:
     """Subscribe to TOPICs and print each delivery, exactly once and in order.
 
@@ -46,9 +60,11 @@ def sub(
     Exit status:
       0  --count deliveries were printed
       2  usage error (e.g. a URL that is not ws:// or wss://, a port out of range)
-      4  cannot connect (refused, unknown host, TLS certificate), gave up
-         reconnecting (--max-attempts), or the server refused the subscription
-         or ended the session (e.g. 1008: an invalid topic)
+      4  cannot connect (refused, unknown host, TLS certificate, no wsp
+         handshake answer within --handshake-timeout), gave up reconnecting
+         (--max-attempts), the server refused the subscription or ended the
+         session (e.g. 1008: an invalid topic), or broke the protocol (e.g. a
+         message over 1 MiB)
       5  credentials refused (4001), topic forbidden (4003), origin refused (4010)
       130  interrupted (Ctrl-C or SIGTERM)
 
@@ -77,7 +93,7 @@ def sub(
             click.echo(event_line(name, fields), err=True)
         out.flush()
 
-    options = make_options(**opts)  # type: ignore[arg-type]
+    options = make_options(**opts, open_timeout=handshake_timeout)  # type: ignore[arg-type]
     options.ssl_context = client_ssl(url, options.cafile, options.insecure)
 
     async def run() -> None:

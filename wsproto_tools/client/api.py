@@ -16,11 +16,27 @@ Authentication refusals (4001), forbidden topics (4003) and refused origins
 server ended (a wsp Close, or a refusal such as 1008 or 1009) raises
 :class:`ServerRefused` with the server's reason; a ``wss://`` certificate that
 fails verification raises :class:`ConnectionFailed` at once (it cannot heal).
+
+Timeouts: ``open_timeout`` (10 s) bounds each connection attempt from the TCP
+connect to the wsp HandshakeResponse (upgrade included): a server that accepts
+the upgrade and then stays silent is a failed attempt ("no wsp handshake answer
+within 10 s"), retried like a refused connection. When the client fails a
+connection itself (the server broke the WebSocket or wsp protocol: a message over
+``max_message_size``, a reserved bit, a Batch over its limits...) it sends its close
+and waits at most :data:`CLOSE_TIMEOUT` for the server's, then aborts the TCP
+connection, and raises :class:`ServerMisbehaved` saying what was wrong.
 """
 
 from __future__ import annotations
 
-__all__ = ["Client", "ClientClosed", "ClientOptions", "ServerRefused", "Subscription"]
+__all__ = [
+    "Client",
+    "ClientClosed",
+    "ClientOptions",
+    "ServerMisbehaved",
+    "ServerRefused",
+    "Subscription",
+]
 
 import asyncio
 import contextlib
@@ -34,7 +50,15 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, InvalidURI
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidURI,
+    PayloadTooBig,
+    ProtocolError,
+)
+from websockets.protocol import State as WsState
 from websockets.typing import Origin, Subprotocol
 
 from wsproto_tools.codec import SUBPROTOCOLS, BinaryData, Payload, TextData
@@ -53,6 +77,7 @@ from wsproto_tools.exceptions import (
     CloseCode,
     ConfigError,
     ConnectionFailed,
+    RemoteProtocolError,
     WspError,
 )
 from wsproto_tools.transports.tls import client_context, describe_ssl_error, parse_ws_url
@@ -92,11 +117,55 @@ REFUSED_CODES = frozenset(
 Item = ev.Delivery | ev.ContinuityLostNotice
 #: Queued messages that are written at once, without waiting for the loop to turn.
 FLUSH_AT = 64
+#: Seconds to wait for the server's close (WebSocket closing handshake) before the
+#: TCP connection is aborted.
+CLOSE_TIMEOUT = 2.0
 _DELIVERY = ev.Delivery
 
 
 class ClientClosed(ConnectionFailed):
     """The client was closed, or gave up reconnecting."""
+
+
+class _NoHandshake(Exception):
+    """The server did not finish the wsp handshake in time (a failed attempt)."""
+
+
+class _Connection(DirectClientConnection):
+    """The client's connection: its close is bounded even when nobody awaits it.
+
+    ``websockets`` enforces the close timeout only inside its own calls (``recv``,
+    ``close``); when it fails a connection from ``data_received`` (an oversized
+    frame, a reserved bit...) the client is not in one, so the deadline is kept
+    here: the TCP connection is aborted if the server has not closed it by then.
+    """
+
+    _overdue: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.close_deadline is not None and self._overdue is None:
+            self._overdue = self.loop.call_at(self.close_deadline, self.abort)
+
+    def abort(self) -> None:
+        """End the TCP connection now (RST), unless it is already gone."""
+        transport = self.transport
+        if transport is not None and not self.connection_lost_waiter.done():
+            transport.abort()
+
+    def hang_up(self, code: int, reason: str) -> None:
+        """Send a close frame (when still open) and abort at once."""
+        if self.protocol.state is WsState.OPEN:
+            with contextlib.suppress(Exception):
+                self.protocol.send_close(code, reason)
+                self.send_data()
+        self.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._overdue is not None:
+            self._overdue.cancel()
+            self._overdue = None
+        super().connection_lost(exc)
 
 
 class ServerRefused(ConnectionFailed):
@@ -106,6 +175,48 @@ class ServerRefused(ConnectionFailed):
     def __init__(self, message: str, *, close_code: int | None = None, reason: str = "") -> None:
         super().__init__(message, close_code=close_code)
         self.reason = reason
+
+
+class ServerMisbehaved(ConnectionFailed, RemoteProtocolError):
+    """The server broke the WebSocket or wsp protocol and the client closed the
+    connection (``close_code`` is the code the client sent): not retried."""
+
+    def __init__(self, message: str, *, close_code: int) -> None:
+        super().__init__(message, close_code=close_code)
+
+
+def _size(n: int) -> str:
+    if n >= 1 << 20 and n % (1 << 20) == 0:
+        return f"{n >> 20} MiB"
+    if n >= 1 << 10 and n % (1 << 10) == 0:
+        return f"{n >> 10} KiB"
+    return f"{n:,} bytes"
+
+
+def misbehaved(error: BaseException, max_size: int) -> ServerMisbehaved | None:
+    """What the server did wrong, when ``error`` says it broke a protocol (else None)."""
+    if isinstance(error, AuthenticationError):
+        return None
+    if isinstance(error, PayloadTooBig):
+        code = int(CloseCode.MESSAGE_TOO_BIG)
+        return ServerMisbehaved(
+            f"the server sent a message larger than {_size(max_size)} ({code})", close_code=code
+        )
+    if isinstance(error, ProtocolError | UnicodeDecodeError):
+        code = int(
+            CloseCode.INVALID_DATA
+            if isinstance(error, UnicodeDecodeError)
+            else CloseCode.PROTOCOL_ERROR
+        )
+        return ServerMisbehaved(
+            f"the server broke the WebSocket protocol: {error} ({code})", close_code=code
+        )
+    if isinstance(error, WspError) and not isinstance(error, ConnectionFailed):
+        code = int(error.close_code)
+        return ServerMisbehaved(
+            f"the server broke the wsp protocol: {error} ({code})", close_code=code
+        )
+    return None
 
 
 def refusal(code: int, reason: str, what: str = "server closed the connection") -> WspError:
@@ -255,26 +366,12 @@ class Client:
         if self.secure:
             self.ssl = o.ssl_context or client_context(o.cafile, o.insecure)
         self.on_event = on_event
-        self.session = ClientSession(
-            Credentials(secret=o.secret, token=o.token),
-            SessionConfig(
-                heartbeat_interval=o.heartbeat_interval,
-                heartbeat_timeout=o.heartbeat_timeout,
-                window=o.window,
-                capabilities=o.capabilities,
-                limits=Limits(
-                    max_message=o.max_message_size,
-                    max_decompressed=o.max_message_size,
-                    max_bin_len=o.max_message_size,
-                ),
-            ),
-            client_id=o.client_id,
-        )
+        self.session = self._new_session()
         self._rng = random.Random(o.seed)
         self.backoff = Backoff(
             self._rng.random, base=o.backoff_base, cap=o.backoff_cap, max_attempts=o.max_attempts
         )
-        self.ws: DirectClientConnection | None = None
+        self.ws: _Connection | None = None
         self.subscriptions: dict[str, Subscription] = {}
         self.data: Inbox[TextData | BinaryData] = Inbox(o.queue_size)
         self._waiting: dict[int, tuple[Payload, asyncio.Future[None]]] = {}
@@ -291,9 +388,28 @@ class Client:
         self._closing = False
         self._tasks: set[asyncio.Future[Any]] = set()
         self._conn_error: WspError | None = None
+        self._accepted_here = False  # the current connection got its HandshakeResponse
         self.error: WspError | None = None
         self.connections = 0
         self.resumes = 0
+
+    def _new_session(self) -> ClientSession:
+        o = self.options
+        return ClientSession(
+            Credentials(secret=o.secret, token=o.token),
+            SessionConfig(
+                heartbeat_interval=o.heartbeat_interval,
+                heartbeat_timeout=o.heartbeat_timeout,
+                window=o.window,
+                capabilities=o.capabilities,
+                limits=Limits(
+                    max_message=o.max_message_size,
+                    max_decompressed=o.max_message_size,
+                    max_bin_len=o.max_message_size,
+                ),
+            ),
+            client_id=o.client_id,
+        )
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Client:
@@ -383,8 +499,10 @@ class Client:
         names = SUBPROTOCOLS if o.version == 2 else tuple(reversed(SUBPROTOCOLS))
         offered = [Subprotocol(name) for name in names]
         tls: dict[str, Any] = {"ssl": self.ssl} if self.secure else {}
+        loop = asyncio.get_running_loop()
         try:
             while not self._closing:
+                started = loop.time()
                 try:
                     ws = await connect(
                         self.url,
@@ -393,10 +511,10 @@ class Client:
                         ping_interval=None,
                         compression=None,
                         open_timeout=o.open_timeout,
-                        close_timeout=2.0,
+                        close_timeout=CLOSE_TIMEOUT,
                         max_queue=64,
                         proxy=None,
-                        create_connection=DirectClientConnection,
+                        create_connection=_Connection,
                         additional_headers=list(o.headers) or None,
                         origin=Origin(o.origin) if o.origin else None,
                         **tls,
@@ -415,8 +533,18 @@ class Client:
                     continue
                 self.connections += 1
                 try:
-                    assert isinstance(ws, DirectClientConnection)
-                    await self._connection(ws)
+                    assert isinstance(ws, _Connection)
+                    await self._connection(ws, started + o.open_timeout)
+                except _NoHandshake:
+                    why = f"no wsp handshake answer within {o.open_timeout:g} s"
+                    if self.session.state is State.CLOSED and not self.session.session_id:
+                        self.session = self._new_session()  # no session yet: start afresh
+                    if first:
+                        attempts_left -= 1
+                        if attempts_left <= 0:
+                            raise ConnectionFailed(f"cannot connect to {self.url}: {why}") from None
+                    await self._pause(f"connect failed: {why}")
+                    continue
                 finally:
                     self.ws = None
                 first = first and not self._ready.is_set()
@@ -439,32 +567,58 @@ class Client:
         self._emit("reconnecting", delay=round(delay, 3), reason=why, attempt=self.backoff.attempt)
         await asyncio.sleep(delay)
 
-    async def _connection(self, ws: DirectClientConnection) -> None:
+    async def _connection(self, ws: _Connection, deadline: float) -> None:
         """Drive the session over one connection until it ends.
 
         Incoming messages are processed synchronously in the protocol callback
         (:meth:`_on_message`); this task waits for the connection to close and
-        decides what its end means.
+        decides what its end means. Unless the HandshakeResponse came by
+        ``deadline`` (loop time), the connection is ended and :class:`_NoHandshake`
+        raised.
         """
         session = self.session
         self.ws = ws
         self._conn_error = None
+        self._accepted_here = False
         now = clock()
         version = version_of(ws)
         if version is None:
             await ws.close(CloseCode.PROTOCOL_ERROR, "no wsp subprotocol selected")
             raise ConnectionFailed("the server selected no wsp subprotocol")
         session.connection_made(now, version=version, nonce=nonce())
+        late: list[bool] = []
+
+        def expire() -> None:
+            if not self._accepted_here and self._conn_error is None:
+                late.append(True)
+                ws.hang_up(
+                    int(CloseCode.WSP_HANDSHAKE_TIMEOUT),
+                    f"no wsp handshake answer within {self.options.open_timeout:g} s",
+                )
+
+        timer = asyncio.get_running_loop().call_at(deadline, expire)
         ws.attach(self._on_message)
         try:
             await ws.wait_closed()
+            timer.cancel()
             error = self._conn_error
             if error is not None:
                 if not isinstance(error, AuthenticationError):
-                    log.warning("protocol error from the server: %s", error)
-                raise error
+                    log.debug("protocol error from the server: %s", error)
+                failure = misbehaved(error, self.options.max_message_size)
+                if failure is None:
+                    raise error
+                raise failure from error
+            parser_exc = ws.protocol.parser_exc  # websockets failed it: the server's fault
+            failed = parser_exc and misbehaved(parser_exc, self.options.max_message_size)
+            if failed and not self._closing:
+                log.debug("protocol error from the server: %s", parser_exc)
+                raise failed from parser_exc
+            if late and not self._closing and self.error is None:
+                raise _NoHandshake
             self._closed_by_server(ws.close_code, ws.close_reason or "")
         finally:
+            timer.cancel()
             ws.on_message = None
             inboxes: list[Inbox[Any]] = [*self.subscriptions.values(), self.data]
             for inbox in inboxes:
@@ -571,6 +725,7 @@ class Client:
                 sub.confirmed.set()
         elif kind is ev.Accepted:
             accepted: ev.Accepted = event  # type: ignore[assignment]
+            self._accepted_here = True
             self.backoff.reset()
             self._window_open.set()
             if self._ready.is_set():

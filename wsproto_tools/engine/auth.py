@@ -18,9 +18,12 @@ from __future__ import annotations
 
 __all__ = [
     "CLIENT_LABEL",
+    "MAX_NONCE",
+    "MIN_NONCE",
     "SERVER_LABEL",
     "Grant",
     "JwtVerifier",
+    "check_server_nonce",
     "client_proof",
     "server_proof",
     "verify_client_proof",
@@ -34,16 +37,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wsproto_tools.exceptions import AuthenticationError, ConfigError
+from wsproto_tools.exceptions import AuthenticationError, CloseCode, ConfigError, HandshakeError
 
 CLIENT_LABEL = b"wsp-auth-v1"
 SERVER_LABEL = b"wsp-server-v1"
 LEEWAY = 0.0
+#: Bounds of a server nonce (Challenge.nonce), in bytes: the MAC input carries its
+#: length in 2 bytes, and nothing needs more than a few dozen random bytes.
+MIN_NONCE = 16
+MAX_NONCE = 256
 
 
 def _mac(label: bytes, secret: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:
     msg = label + len(server_nonce).to_bytes(2, "big") + server_nonce + client_nonce
     return hmac.new(secret, msg, hashlib.sha256).digest()
+
+
+def check_server_nonce(server_nonce: bytes) -> None:
+    """Raise :class:`HandshakeError` (1002) unless a Challenge nonce has 16 to 256 bytes."""
+    if not MIN_NONCE <= len(server_nonce) <= MAX_NONCE:
+        raise HandshakeError(
+            f"Challenge nonce of {len(server_nonce)} bytes ({MIN_NONCE} to {MAX_NONCE} allowed)",
+            close_code=CloseCode.PROTOCOL_ERROR,
+        )
 
 
 def client_proof(secret: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:

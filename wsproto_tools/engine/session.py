@@ -90,6 +90,7 @@ from wsproto_tools.engine import events as ev
 from wsproto_tools.engine.auth import (
     Grant,
     JwtVerifier,
+    check_server_nonce,
     client_proof,
     server_proof,
     verify_client_proof,
@@ -1036,8 +1037,9 @@ class ClientSession(Session):
             raise RemoteProtocolError(
                 "Challenge after the Handshake was sent", close_code=CloseCode.PROTOCOL_ERROR
             )
-        self._go(Event.CHALLENGE)
         challenge: Challenge = msg.payload  # type: ignore[assignment]
+        check_server_nonce(challenge.nonce)  # HandshakeError (1002): 16 to 256 bytes
+        self._go(Event.CHALLENGE)
         self.server_nonce = challenge.nonce
         creds = self.credentials
         method = creds.method
