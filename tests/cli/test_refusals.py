@@ -10,6 +10,7 @@ import json
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,7 @@ def jwt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     key.write_text("jwt-test-key-of-32-bytes-or-more!!")
     proc, url, _ = start_server("--jwt-key", str(key))
     token = jwt.encode(
-        {"wsp": {"pub": ["public.*"], "sub": ["public.*"]}},
+        {"exp": time.time() + 3600, "wsp": {"pub": ["public.*"], "sub": ["public.*"]}},
         Path(key).read_bytes().strip(),
         "HS256",
     )

@@ -367,7 +367,7 @@ def test_jwt_handshake_with_topic_claims(make_pair: Any) -> None:
 
 
 def test_jwt_forbidden_subscribe_and_expired(make_pair: Any) -> None:
-    token = jwt.encode({"wsp": {"sub": []}}, KEY, "HS256")
+    token = jwt.encode({"exp": 2000, "wsp": {"sub": []}}, KEY, "HS256")
     p = make_pair(auth=ServerAuth(jwt=JwtVerifier(KEY)), credentials=Credentials(token=token))
     p.connect()
     p.client.subscribe("any", p.now)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import random
+import time
 from typing import Any
 
 import jwt
@@ -76,13 +77,13 @@ async def test_wrong_secret(serve: Any) -> None:
     ("claims", "key", "reason"),
     [
         ({"exp": 1}, JWT_KEY, "token expired"),
-        ({"nbf": 4_000_000_000}, JWT_KEY, "not valid yet"),
+        ({"nbf": 4_000_000_000, "exp": 4_100_000_000}, JWT_KEY, "not valid yet"),
         ({}, b"f" * 32, "forged or wrong key"),
     ],
 )
 async def test_bad_jwt(serve: Any, claims: dict[str, Any], key: bytes, reason: str) -> None:
     async with serve(secret=None, jwt_key=JWT_KEY) as server:
-        good = jwt.encode({}, JWT_KEY, "HS256")
+        good = jwt.encode({"exp": time.time() + 300}, JWT_KEY, "HS256")
         async with Client(url(server), token=good) as bystander:
             token = jwt.encode(claims, key, "HS256")
             with pytest.raises(AuthenticationError, match=reason) as info:
@@ -94,7 +95,11 @@ async def test_bad_jwt(serve: Any, claims: dict[str, Any], key: bytes, reason: s
 
 async def test_topic_not_allowed_by_claims(serve: Any) -> None:
     async with serve(secret=None, jwt_key=JWT_KEY) as server:
-        token = jwt.encode({"wsp": {"pub": ["public.*"], "sub": ["public.*"]}}, JWT_KEY, "HS256")
+        token = jwt.encode(
+            {"exp": time.time() + 300, "wsp": {"pub": ["public.*"], "sub": ["public.*"]}},
+            JWT_KEY,
+            "HS256",
+        )
         async with Client(url(server), token=token) as bystander:
             await bystander.publish("public.news", b"fine")
             async with Client(url(server), token=token) as bad:

@@ -24,6 +24,13 @@ def _read_key(path: Path) -> bytes:
         fail(f"--jwt-key {path}: {error.strerror or error}", ExitStatus.BAD_INPUT)
     if not key:
         fail(f"--jwt-key {path}: the file is empty", ExitStatus.BAD_INPUT)
+    from wsproto_tools.engine.auth import JwtVerifier
+    from wsproto_tools.exceptions import ConfigError
+
+    try:
+        JwtVerifier(key)  # a PEM key that cannot verify tokens is refused now, not per token
+    except ConfigError as error:
+        fail(f"--jwt-key {path}: {error}", ExitStatus.BAD_INPUT)
     return key
 
 
@@ -48,6 +55,11 @@ def _read_key(path: Path) -> bytes:
     help="JWT verification key: a PEM public key (RS256/ES256) or a file holding the HS256 secret.",
 )
 @click.option("--jwt-audience", metavar="AUD", help="Required JWT 'aud' claim.")
+@click.option(
+    "--jwt-allow-no-exp",
+    is_flag=True,
+    help="Accept JWTs without an 'exp' claim (they never expire; default: refused, 4001).",
+)
 @click.option("--no-auth", is_flag=True, help="Accept clients without credentials.")
 @click.option(
     "--token-key",
@@ -65,11 +77,49 @@ def _read_key(path: Path) -> bytes:
 )
 @click.option("--history-age", type=float, metavar="S", help="Drop history older than S s.")
 @click.option(
+    "--history-bytes",
+    default=64 << 20,
+    show_default=True,
+    type=click.IntRange(0),
+    metavar="B",
+    help="History bytes kept per topic (the oldest messages go first).",
+)
+@click.option(
+    "--history-total",
+    default=256 << 20,
+    show_default=True,
+    type=click.IntRange(0),
+    metavar="B",
+    help="History bytes kept over all topics (the oldest messages of any topic go first).",
+)
+@click.option(
     "--max-topics",
     default=100_000,
     show_default=True,
     type=click.IntRange(1),
     help="More topics are refused (1008).",
+)
+@click.option(
+    "--max-topics-per-session",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Topics one session may make, and subscriptions it may hold; more: 1008.",
+)
+@click.option(
+    "--max-detached",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Disconnected sessions held for resume; the oldest are dropped first.",
+)
+@click.option(
+    "--max-detached-bytes",
+    default=64 << 20,
+    show_default=True,
+    type=click.IntRange(0),
+    metavar="B",
+    help="What disconnected sessions hold, all together; the oldest are dropped first.",
 )
 @click.option("--max-connections", default=10_000, show_default=True, type=click.IntRange(1))
 @click.option(
@@ -119,7 +169,7 @@ def _read_key(path: Path) -> bytes:
     show_default=True,
     type=click.IntRange(1024),
     metavar="B",
-    help="Unsent bytes after which a subscriber is a slow consumer.",
+    help="Output budget per session: unsent plus unacknowledged bytes; over it: 4005.",
 )
 @click.option(
     "--origin", "origins", multiple=True, help="Allowed Origin header (repeatable; default: any)."
@@ -133,11 +183,17 @@ def serve(
     secret: str | None,
     jwt_key: Path | None,
     jwt_audience: str | None,
+    jwt_allow_no_exp: bool,
     no_auth: bool,
     token_key: str | None,
     history: int,
     history_age: float | None,
+    history_bytes: int,
+    history_total: int,
     max_topics: int,
+    max_topics_per_session: int,
+    max_detached: int,
+    max_detached_bytes: int,
     max_connections: int,
     max_message_size: int,
     rate_limit: float,
@@ -185,11 +241,17 @@ def serve(
         secret=secret.encode() if secret else None,
         jwt_key=_read_key(jwt_key) if jwt_key else None,
         jwt_audience=jwt_audience,
+        jwt_allow_no_exp=jwt_allow_no_exp,
         no_auth=no_auth,
         token_key=token_key.encode() if token_key else None,
         history=history,
         history_age=history_age,
+        history_bytes=history_bytes,
+        history_total=history_total,
         max_topics=max_topics,
+        max_topics_per_session=max_topics_per_session,
+        max_detached=max_detached,
+        max_detached_bytes=max_detached_bytes,
         max_connections=max_connections,
         max_message_size=max_message_size,
         rate=rate_limit,

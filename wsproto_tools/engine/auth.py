@@ -92,11 +92,30 @@ def verify_server_proof(
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What an authenticated session may do. ``None`` patterns mean "anything"."""
+    """What an authenticated session may do. ``None`` patterns mean "anything".
+
+    ``method`` and ``subject`` are who authenticated (:attr:`identity`);
+    ``expires_at`` is when the credential stops being valid (a JWT's ``exp``,
+    seconds since the epoch), ``None`` for a shared secret or no authentication.
+    """
 
     subject: str = ""
     publish: tuple[str, ...] | None = None
     subscribe: tuple[str, ...] | None = None
+    method: str = "none"
+    expires_at: float | None = None
+
+    @property
+    def identity(self) -> str:
+        """Who authenticated: ``"hmac"`` (whoever holds the shared secret),
+        ``"jwt:" + sub``, or ``"none"``. A session resumes only for the same one."""
+        if self.method == "jwt":
+            return f"jwt:{self.subject}"
+        return self.method
+
+    def expired(self, now: float) -> bool:
+        """Whether the credential behind this grant has expired at ``now``."""
+        return self.expires_at is not None and now >= self.expires_at
 
     def may_publish(self, topic: str) -> bool:
         return _allowed(self.publish, topic)
@@ -125,7 +144,12 @@ def _patterns(claims: dict[str, Any], name: str) -> tuple[str, ...] | None:
 class JwtVerifier:
     """Checks JWTs (RFC 7519) with a fixed key and algorithm set.
 
-    ``key`` is the HS256 secret (bytes) or a PEM public key for RS256/ES256.
+    ``key`` is the HS256 secret (bytes) or a PEM public key for RS256/ES256:
+    ``BEGIN PUBLIC KEY`` (SubjectPublicKeyInfo), ``BEGIN RSA PUBLIC KEY``
+    (PKCS#1, converted here) or a certificate's key. The key's type fixes the
+    algorithm (RSA: RS256, EC P-256: ES256); any other PEM is a
+    :class:`ConfigError`, so a bad key is refused at start, not at every token.
+    A token must have ``exp`` unless ``require_exp`` is false.
     """
 
     def __init__(
@@ -135,10 +159,14 @@ class JwtVerifier:
         algorithms: Sequence[str] | None = None,
         audience: str | None = None,
         leeway: float = LEEWAY,
+        require_exp: bool = True,
     ) -> None:
-        if algorithms is None:
-            text = key.decode("latin-1") if isinstance(key, bytes) else key
-            algorithms = ("RS256", "ES256") if "BEGIN PUBLIC KEY" in text else ("HS256",)
+        text = key.decode("latin-1") if isinstance(key, bytes) else key
+        if "-----BEGIN " in text:
+            key, key_algorithms = _public_key(text.encode("latin-1"))
+            algorithms = key_algorithms if algorithms is None else algorithms
+        elif algorithms is None:
+            algorithms = ("HS256",)
         unknown = set(algorithms) - {"HS256", "RS256", "ES256"}
         if unknown:
             raise ConfigError(f"unsupported JWT algorithms: {sorted(unknown)}")
@@ -146,6 +174,7 @@ class JwtVerifier:
         self.algorithms = tuple(algorithms)
         self.audience = audience
         self.leeway = leeway
+        self.require_exp = require_exp
 
     def verify(self, token: str, now: float) -> Grant:
         """The grant in ``token``, checked at time ``now`` (seconds since the epoch)."""
@@ -174,8 +203,10 @@ class JwtVerifier:
         except jwt.PyJWTError as error:
             raise AuthenticationError(f"token refused: {error}") from None
         exp = claims.get("exp")
+        if exp is None and self.require_exp:
+            raise AuthenticationError("token has no 'exp' claim (an expiry is required)")
         if exp is not None:
-            if not isinstance(exp, int | float):
+            if not isinstance(exp, int | float) or isinstance(exp, bool):
                 raise AuthenticationError("token claim 'exp' is not a number")
             if now >= exp + self.leeway:
                 raise AuthenticationError("token expired")
@@ -192,4 +223,38 @@ class JwtVerifier:
             subject=str(claims.get("sub", "")),
             publish=_patterns(scope, "pub"),
             subscribe=_patterns(scope, "sub"),
+            method="jwt",
+            expires_at=None if exp is None else float(exp) + self.leeway,
         )
+
+
+def _public_key(pem: bytes) -> tuple[bytes, tuple[str, ...]]:
+    """A PEM public key (SPKI, PKCS#1 or a certificate's) as SPKI PEM, and its algorithm."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if b"PRIVATE KEY-----" in pem:
+        raise ConfigError("this is a private key: give the server the public key only")
+    public: object
+    try:
+        if b"-----BEGIN CERTIFICATE-----" in pem:
+            public = x509.load_pem_x509_certificate(pem).public_key()
+        else:
+            public = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"not a usable PEM public key ({error})") from None
+    if isinstance(public, rsa.RSAPublicKey):
+        algorithms: tuple[str, ...] = ("RS256",)
+    elif isinstance(public, ec.EllipticCurvePublicKey):
+        if not isinstance(public.curve, ec.SECP256R1):
+            raise ConfigError(f"an EC key on {public.curve.name}: ES256 needs P-256 (secp256r1)")
+        algorithms = ("ES256",)
+    else:
+        raise ConfigError(
+            f"unsupported public key type {type(public).__name__}: RSA (RS256) or EC P-256 (ES256)"
+        )
+    spki = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return spki, algorithms

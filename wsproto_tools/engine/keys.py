@@ -7,9 +7,12 @@ when a shared secret authenticated the session (challenge-response): under JWT
 or ``--no-auth`` there is nothing secret to derive from, and the encryption
 capability is not granted.
 
-Resume tokens are ``base64url(msgpack([session_id, issued_at, expires_at])) "."
-base64url(HMAC-SHA256(node_key, body))``: any node that holds the cluster's
-token key can verify one without shared state.
+Resume tokens are ``base64url(msgpack([session_id, issued_at, expires_at,
+identity_tag])) "." base64url(HMAC-SHA256(node_key, body))``: any node that
+holds the cluster's token key can verify one without shared state. The identity
+tag (the first 16 bytes of SHA-256 over the identity that authenticated:
+``hmac``, ``jwt:<sub>`` or ``none``) binds the token to who may present it:
+a connection that authenticated as someone else cannot resume the session.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ __all__ = [
     "ResumeClaims",
     "SessionKeys",
     "derive_session_keys",
+    "identity_tag",
     "issue_resume_token",
     "verify_resume_token",
 ]
@@ -59,6 +63,18 @@ class ResumeClaims:
     session_id: int
     issued_at: float
     expires_at: float
+    identity_tag: bytes = b""
+
+    def belongs_to(self, identity: str) -> bool:
+        """Whether the session was opened by ``identity`` (the same method and subject)."""
+        return bool(self.identity_tag) and hmac.compare_digest(
+            self.identity_tag, identity_tag(identity)
+        )
+
+
+def identity_tag(identity: str) -> bytes:
+    """What a resume token carries of an identity (a digest, not the subject itself)."""
+    return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).digest()[:16]
 
 
 def _b64(data: bytes) -> str:
@@ -69,9 +85,18 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def issue_resume_token(key: bytes, session_id: int, now: float, lifetime: float) -> str:
-    """A token that lets the holder resume ``session_id`` until ``now + lifetime``."""
-    body = msgpack.packb([session_id, now, now + lifetime])
+def issue_resume_token(
+    key: bytes,
+    session_id: int,
+    now: float,
+    lifetime: float,
+    identity: str = "none",
+    not_after: float | None = None,
+) -> str:
+    """A token that lets ``identity`` resume ``session_id`` until ``now + lifetime``,
+    or until ``not_after`` (the credential's own expiry) when that comes first."""
+    expires = now + lifetime if not_after is None else min(now + lifetime, not_after)
+    body = msgpack.packb([session_id, now, expires, identity_tag(identity)])
     tag = hmac.new(key, body, hashlib.sha256).digest()
     return f"{_b64(body)}.{_b64(tag)}"
 
@@ -88,8 +113,9 @@ def verify_resume_token(key: bytes, token: str, now: float) -> ResumeClaims:
     if not hmac.compare_digest(expected, tag):
         raise AuthenticationError("resume token signature does not verify", close_code=code)
     try:
-        session_id, issued, expires = msgpack.unpackb(body)
-        claims = ResumeClaims(int(session_id), float(issued), float(expires))
+        session_id, issued, expires, *rest = msgpack.unpackb(body)
+        tag = rest[0] if rest and isinstance(rest[0], bytes) else b""  # none: bound to nobody
+        claims = ResumeClaims(int(session_id), float(issued), float(expires), tag)
     except (ValueError, TypeError, msgpack.UnpackException):
         raise AuthenticationError("resume token body is malformed", close_code=code) from None
     if now >= claims.expires_at:

@@ -43,7 +43,7 @@ __all__ = [
     "encode_delivery_batch",
 ]
 
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -117,7 +117,9 @@ from wsproto_tools.exceptions import (
 
 #: Messages allowed before the session is accepted (the handshake itself).
 HANDSHAKE_TYPES = (Challenge, Handshake, Authenticate, HandshakeResponse, Close)
-PUBLISH_ID_MEMORY = 4096
+#: Publish ids a session remembers (the largest in-flight window: a client retries
+#: only what is unacknowledged).
+PUBLISH_ID_MEMORY = 1024
 _TRANSFORMS = int(Flags.COMPRESSED | Flags.ENCRYPTED)
 BATCH_ITEMS = 512
 #: Sequenced payloads from this size on are COMPRESSED when "compress" was negotiated.
@@ -177,6 +179,14 @@ def _us(now: float) -> int:
     return int(now * 1_000_000)
 
 
+def _held_size(payload: Payload) -> int:
+    """What a kept sequenced payload is charged: its body's length plus 64 bytes."""
+    body = getattr(payload, "data", None)
+    if body is None:
+        body = getattr(payload, "text", None) or getattr(payload, "message", None) or b""
+    return len(body) + 64
+
+
 # Positional constructors for the hot path (the dataclass __init__ costs twice as much).
 _MESSAGE = constructor(Message)
 _PUBLISH = constructor(Publish)
@@ -198,6 +208,7 @@ class Session:
         "_compress",
         "_seal",
         "ack_pending",
+        "backlog",
         "capabilities",
         "close_code",
         "close_reason",
@@ -205,6 +216,7 @@ class Session:
         "grant",
         "heartbeat_id",
         "heartbeats",
+        "held",
         "keys",
         "last_rx",
         "next_heartbeat",
@@ -238,6 +250,10 @@ class Session:
         # outgoing sequenced stream
         self.send_seq = 0
         self.unacked: dict[int, tuple[Message, float, bool]] = {}  # insertion = seq order
+        #: sequenced messages beyond the window, sent as acknowledgments make room
+        self.backlog: deque[Message] | None = None
+        #: payload bytes of ``unacked`` and ``backlog`` (what the session holds for the peer)
+        self.held = 0
         self.window = AdaptiveWindow(
             initial=min(64, self.config.window), minimum=4, maximum=max(64, self.config.window)
         )
@@ -340,9 +356,33 @@ class Session:
         if self._seal:
             flags = flags | self._seal
         msg = _MESSAGE(payload, seq, self.session_id, 0, flags)
+        self.held += _held_size(payload)
+        backlog = self.backlog
+        if backlog or len(self.unacked) >= min(self.window.size, self.peer_window):
+            if backlog is None:
+                backlog = self.backlog = deque()
+            backlog.append(msg)  # the window is full: sent when acknowledgments make room
+            return seq
         self.unacked[seq] = (msg, now, False)
         self.outbox.append(msg)
         return seq
+
+    def _release(self, now: float) -> None:
+        """Send backlogged sequenced messages while the window has room."""
+        backlog = self.backlog
+        unacked = self.unacked
+        limit = min(self.window.size, self.peer_window)
+        while backlog and len(unacked) < limit:
+            msg = backlog.popleft()
+            flags = (msg.flags & ~Flags.ENCRYPTED) | self._seal
+            fresh = Message(msg.payload, msg.sequence, self.session_id, 0, flags)
+            unacked[msg.sequence] = (fresh, now, False)
+            self.outbox.append(fresh)
+
+    @property
+    def sent_seq(self) -> int:
+        """The highest sequence number actually sent (backlogged ones are not)."""
+        return self.send_seq - len(self.backlog) if self.backlog else self.send_seq
 
     def can_send(self) -> bool:
         """Whether the in-flight window has room for another sequenced message."""
@@ -542,9 +582,9 @@ class Session:
     def _on_ack(self, msg: Message, now: float) -> list[ev.Event]:
         payload: Acknowledge = msg.payload  # type: ignore[assignment]
         seq = payload.sequence
-        if seq > self.send_seq:
+        if seq > self.sent_seq:
             raise RemoteProtocolError(
-                f"Acknowledge of sequence {seq}, but only {self.send_seq} were sent",
+                f"Acknowledge of sequence {seq}, but only {self.sent_seq} were sent",
                 close_code=CloseCode.PROTOCOL_ERROR,
             )
         unacked = self.unacked
@@ -561,7 +601,9 @@ class Session:
         for number in range(first, seq + 1):
             entry = pop(number, None)
             if entry is not None:
-                acked.append(entry[0].payload)
+                kept = entry[0].payload
+                acked.append(kept)
+                self.held -= _held_size(kept)
                 if not entry[2]:
                     sample = entry[1]
         if not acked:
@@ -569,6 +611,8 @@ class Session:
         if sample is not None:
             self.rtt.sample(now - sample)  # Karn: only never-retransmitted messages
         self.window.on_ack(len(acked))
+        if self.backlog and self.state is State.ACTIVE:
+            self._release(now)
         return [ev.Acked(seq, len(acked), tuple(acked))]
 
     def _on_heartbeat(self, msg: Message, now: float) -> list[ev.Event]:
@@ -598,6 +642,8 @@ class Session:
     def _on_window(self, msg: Message, now: float) -> list[ev.Event]:
         payload: WindowUpdate = msg.payload  # type: ignore[assignment]
         self.peer_window = max(1, payload.window)
+        if self.backlog:
+            self._release(now)
         return []
 
     def _on_unknown(self, msg: Message, now: float) -> list[ev.Event]:
@@ -670,7 +716,7 @@ class Session:
             first = next(iter(unacked))
             if first > upto:
                 break
-            del unacked[first]
+            self.held -= _held_size(unacked.pop(first)[0].payload)
 
     def _set_session(self, capabilities: tuple[str, ...], keys: SessionKeys | None) -> None:
         self.capabilities = capabilities
@@ -762,7 +808,7 @@ class ServerSession(Session):
         assert self.auth.secret is not None and hello.client_nonce is not None
         verify_client_proof(self.auth.secret, self.server_nonce, hello.client_nonce, answer.proof)
         keys = derive_session_keys(self.auth.secret, self.server_nonce, hello.client_nonce)
-        return self._authenticated(Grant(), keys, now)
+        return self._authenticated(Grant(method="hmac"), keys, now)
 
     def _authenticated(self, grant: Grant, keys: SessionKeys | None, now: float) -> list[ev.Event]:
         hello = self._hello
@@ -777,6 +823,8 @@ class ServerSession(Session):
                 )
             except AuthenticationError:
                 resume = None  # unknown or expired: a new session is started instead
+            if resume is not None and not resume.belongs_to(grant.identity):
+                resume = None  # another identity's token: a new session, never theirs
         offered = set(hello.capabilities)
         allowed = set(self.config.capabilities)
         if keys is None:
@@ -794,10 +842,20 @@ class ServerSession(Session):
             raise LocalProtocolError("session ids are positive")
         self.session_id = session_id
         self._set_session(self._offered, self._pending_keys)
-        self.resume_token = issue_resume_token(
-            self.auth.token_key, session_id, now, self.config.resume_lifetime
-        ).encode("ascii")
+        self._issue_resume_token(now)
         self._respond_handshake(now, resumed=False)
+
+    def _issue_resume_token(self, now: float) -> None:
+        """A resume token bound to the grant's identity, valid no longer than its credential."""
+        grant = self.grant
+        self.resume_token = issue_resume_token(
+            self.auth.token_key,
+            self.session_id,
+            now,
+            self.config.resume_lifetime,
+            grant.identity,
+            grant.expires_at,
+        ).encode("ascii")
 
     def adopt(self, other: ServerSession, last_received: int, now: float) -> None:
         """Resume this (older) session over ``other``'s freshly authenticated connection.
@@ -808,6 +866,8 @@ class ServerSession(Session):
         """
         if other.state is not State.AUTHENTICATED:
             raise LocalProtocolError("adopt() needs an authenticated connection")
+        if other.grant.identity != self.grant.identity:
+            raise LocalProtocolError("adopt() by a connection of another identity")
         if self.state is State.ACTIVE:
             self.connection_lost(now)
         self._go(Event.OPEN, Origin.LOCAL)
@@ -815,21 +875,26 @@ class ServerSession(Session):
         self.server_nonce = other.server_nonce
         self._hello = other._hello
         self._go(Event.AUTH_OK, Origin.LOCAL)
+        renewed = other.grant.expires_at != self.grant.expires_at
         self.grant = other.grant
         self.last_rx = now
         self.heartbeats.clear()
         self._close_sent = False
         self.outbox = []
         self._set_session(other._offered, other._pending_keys)
-        if last_received > self.send_seq:
+        if last_received > self.sent_seq:
             raise RemoteProtocolError(
-                f"resume claims {last_received} received, only {self.send_seq} were sent",
+                f"resume claims {last_received} received, only {self.sent_seq} were sent",
                 close_code=CloseCode.PROTOCOL_ERROR,
             )
         self._drop_acked(last_received)
         other.state = State.CLOSED
+        if renewed:  # a fresh JWT: the token follows its expiry
+            self._issue_resume_token(now)
         self._respond_handshake(now, resumed=True)
         self._retransmit(now, after=last_received)
+        if self.backlog:
+            self._release(now)
 
     def _respond_handshake(self, now: float, *, resumed: bool) -> None:
         hello = self._hello
@@ -1113,18 +1178,23 @@ class ClientSession(Session):
         self.next_heartbeat = now + self._hb_interval
         if resumed:
             last = answer.last_received or 0
-            if last > self.send_seq:
+            if last > self.sent_seq:
                 raise RemoteProtocolError(
-                    f"resume claims {last} received, only {self.send_seq} were sent",
+                    f"resume claims {last} received, only {self.sent_seq} were sent",
                     close_code=CloseCode.PROTOCOL_ERROR,
                 )
             self._drop_acked(last)
             self.resume_token = answer.resume_token or self.resume_token
             self._install_ciphers()
             self._retransmit(now, after=last)
+            if self.backlog:
+                self._release(now)
         else:
             # A new session: renumber what was never acknowledged and send it again.
             pending = [m for m, _, _ in self.unacked.values()]
+            pending.extend(self.backlog or ())
+            self.backlog = None
+            self.held = 0
             self.session_id = answer.session_id
             self.resume_token = answer.resume_token or b""
             self.send_seq = 0

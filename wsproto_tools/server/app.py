@@ -34,6 +34,7 @@ from websockets.typing import Subprotocol
 from wsproto_tools.codec.limits import Limits
 from wsproto_tools.engine import events as ev
 from wsproto_tools.engine.auth import JwtVerifier
+from wsproto_tools.engine.history import ContinuityLost as HistoryGap
 from wsproto_tools.engine.history import Entry
 from wsproto_tools.engine.hub import SubscribeAnswer
 from wsproto_tools.engine.session import (
@@ -70,6 +71,8 @@ from wsproto_tools.transports.wsio import (
 log = logging.getLogger("wsproto_tools.server")
 #: Deliveries per fan-out Batch (the decoder's default limit is 1024 items).
 BATCH_ITEMS = 256
+#: A replay goes on while the connection's transport holds less than this unsent.
+REPLAY_HIGH = 64 * 1024
 
 
 @dataclass
@@ -81,11 +84,17 @@ class ServerConfig:
     secret: bytes | None = None
     jwt_key: bytes | None = None
     jwt_audience: str | None = None
+    jwt_allow_no_exp: bool = False  # accept JWTs without 'exp' (they never expire)
     no_auth: bool = False
     token_key: bytes | None = None  # signs resume tokens; share it between nodes
     history: int = 1000
     history_age: float | None = None
+    history_bytes: int = 64 << 20  # per topic
+    history_total: int = 256 << 20  # over all topics (the oldest messages go first)
     max_topics: int = 100_000
+    max_topics_per_session: int = 1000  # topics one session makes, and its subscriptions
+    max_detached: int = 10_000  # detached (resumable) sessions; the oldest go first
+    max_detached_bytes: int = 64 << 20  # what detached sessions hold, all together
     max_connections: int = 10_000
     max_message_size: int = 1 << 20
     rate: float = 50_000.0  # WebSocket messages per second per connection (0: no limit)
@@ -94,7 +103,9 @@ class ServerConfig:
     heartbeat_interval: float = 15.0
     heartbeat_timeout: float = 45.0
     resume_lifetime: float = 300.0
-    max_buffer: int = 4 << 20  # a subscriber with more unsent bytes is a slow consumer
+    #: the output budget of a session: unsent bytes in its transport plus the sequenced
+    #: messages it keeps (unacknowledged or waiting for window room); over it: 4005
+    max_buffer: int = 4 << 20
     origins: tuple[str, ...] | None = None
     compression: bool = False
     ssl: ssl.SSLContext | None = None  # serve wss:// (and https:// for /healthz, /metrics)
@@ -111,7 +122,13 @@ class ServerConfig:
             raise ConfigError(
                 "authentication is on: give a secret or a JWT key, or ask for --no-auth"
             )
-        verifier = JwtVerifier(self.jwt_key, audience=self.jwt_audience) if self.jwt_key else None
+        verifier = (
+            JwtVerifier(
+                self.jwt_key, audience=self.jwt_audience, require_exp=not self.jwt_allow_no_exp
+            )
+            if self.jwt_key
+            else None
+        )
         return ServerAuth(
             secret=self.secret or None, jwt=verifier, token_key=self.token_key or os.urandom(32)
         )
@@ -120,7 +137,17 @@ class ServerConfig:
 class Conn:
     """One live WebSocket connection and the session it drives."""
 
-    __slots__ = ("batch", "bucket", "closing", "ready", "session", "topics", "version", "ws")
+    __slots__ = (
+        "batch",
+        "bucket",
+        "closing",
+        "ready",
+        "replays",
+        "session",
+        "topics",
+        "version",
+        "ws",
+    )
 
     def __init__(
         self, ws: ServerConnection, session: ServerSession, version: int, bucket: TokenBucket | None
@@ -133,6 +160,18 @@ class Conn:
         self.batch = False
         self.closing = False
         self.ready: asyncio.Future[None] | None = None
+        #: topics being replayed, paced by what the peer drains (memory broker)
+        self.replays: dict[str, Replay] | None = None
+
+
+class Replay:
+    """Where a paced replay of one topic stands: the next offset to send."""
+
+    __slots__ = ("epoch", "next")
+
+    def __init__(self, epoch: int, next_offset: int) -> None:
+        self.epoch = epoch
+        self.next = next_offset
 
 
 class WspServer:
@@ -159,6 +198,9 @@ class WspServer:
             history=config.history,
             max_age=config.history_age,
             max_topics=config.max_topics,
+            history_bytes=config.history_bytes,
+            history_total=config.history_total,
+            max_per_owner=config.max_topics_per_session,
         )
         self.broker.set_listener(self._on_topic_message)
         self._memory = self.broker if isinstance(self.broker, MemoryBroker) else None
@@ -166,6 +208,11 @@ class WspServer:
         self.conns: set[Conn] = set()
         self.sessions: dict[int, ServerSession] = {}
         self.attached: dict[int, Conn] = {}
+        #: detached (resumable) sessions, oldest first, with what each is charged
+        self.detached: dict[int, int] = {}
+        self.detached_bytes = 0
+        self.replaying: set[Conn] = set()
+        self._topic_sweep = 0.0
         self.subscribers: dict[str, dict[Conn, None]] = {}
         self.pending: dict[str, list[tuple[int, Entry]]] = {}
         self._fanout_scheduled = False
@@ -372,7 +419,7 @@ class WspServer:
                 self.metrics.auth_rejected += 1
             self._spawn(self._close(conn.session, conn.ws, error))
         else:
-            if conn.closing:  # the peer sent Close
+            if conn.closing and conn.session.state is not State.ACTIVE:  # the peer sent Close
                 self._spawn(conn.ws.close(CloseCode.NORMAL, conn.session.close_reason or ""))
         ready = conn.ready
         if (
@@ -392,13 +439,12 @@ class WspServer:
 
     def _detach(self, conn: Conn) -> None:
         self.conns.discard(conn)
+        now = clock()
         for topic in conn.topics or ():
-            subs = self.subscribers.get(topic)
-            if subs is not None:
-                subs.pop(conn, None)
-                if not subs:
-                    del self.subscribers[topic]
+            self._leave(conn, topic, now)
         conn.topics = None
+        conn.replays = None
+        self.replaying.discard(conn)
         session = conn.session
         if self.attached.get(session.session_id) is conn:
             del self.attached[session.session_id]
@@ -406,12 +452,54 @@ class WspServer:
                 session.closed()
                 self.sessions.pop(session.session_id, None)
             else:
-                session.connection_lost(clock())
+                session.connection_lost(now)
+                if session.state is State.RECONNECTING:
+                    self._keep_detached(session)
 
-    def _write(self, conn: Conn) -> None:
-        for chunk in conn.session.data_to_send():
-            if write_now(conn.ws, chunk):
+    def _leave(self, conn: Conn, topic: str, now: float) -> None:
+        """``conn`` no longer subscribes to ``topic``; an idle topic is freed."""
+        subs = self.subscribers.get(topic)
+        if subs is None:
+            return
+        subs.pop(conn, None)
+        if not subs:
+            del self.subscribers[topic]
+            if self._memory is not None:
+                self._memory.hub.release(topic, now)
+
+    def _keep_detached(self, session: ServerSession) -> None:
+        """Hold a detached session for resume, within --max-detached(-bytes):
+        the oldest detached sessions are dropped first."""
+        cost = 2048 + session.held + 128 * len(session.applied_ids or ())
+        sid = session.session_id
+        self.detached_bytes += cost - self.detached.pop(sid, 0)
+        self.detached[sid] = cost
+        cfg = self.config
+        detached = self.detached
+        while detached and (
+            len(detached) > cfg.max_detached or self.detached_bytes > cfg.max_detached_bytes
+        ):
+            oldest = next(iter(detached))
+            self.detached_bytes -= detached.pop(oldest)
+            dropped = self.sessions.pop(oldest, None)
+            if dropped is not None:
+                dropped.expire()
+
+    def _undetach(self, session_id: int) -> None:
+        cost = self.detached.pop(session_id, None)
+        if cost is not None:
+            self.detached_bytes -= cost
+
+    def _write(self, conn: Conn, check: bool = True) -> None:
+        """Write what the engine queued, within the session's output budget
+        (``check=False``: the caller checks the budget itself)."""
+        session = conn.session
+        ws = conn.ws
+        for chunk in session.data_to_send():
+            if write_now(ws, chunk):
                 self.metrics.bytes_out += len(chunk)
+        if check and buffered(ws) + session.held > self.config.max_buffer:
+            self._slow_consumer(conn)
 
     def _process_now(
         self, conn: Conn, data: bytes | str, deferred: list[ev.Event] | None = None
@@ -471,6 +559,7 @@ class WspServer:
                 await self.broker.publish(event.topic, event.data, now)
             else:
                 request: ev.SubscribeRequested = event  # type: ignore[assignment]
+                self._check_subscriptions(conn, request.topic)
                 answer = await self.broker.subscribe(
                     request.topic, request.from_offset, request.epoch, now
                 )
@@ -483,7 +572,12 @@ class WspServer:
         kind = type(event)
         if kind is ev.PublishReceived:
             assert self._memory is not None
-            self._memory.publish_now(event.topic, event.data, now)  # type: ignore[attr-defined]
+            self._memory.publish_now(
+                event.topic,  # type: ignore[attr-defined]
+                event.data,  # type: ignore[attr-defined]
+                now,
+                session.session_id,
+            )
         elif kind is ev.RequestReceived:
             req: ev.RequestReceived = event  # type: ignore[assignment]
             if req.method == "echo":
@@ -493,15 +587,18 @@ class WspServer:
         elif kind is ev.SubscribeRequested:
             assert self._memory is not None
             request: ev.SubscribeRequested = event  # type: ignore[assignment]
+            self._check_subscriptions(conn, request.topic)
             answer = self._memory.subscribe_now(
-                request.topic, request.from_offset, request.epoch, now
+                request.topic, request.from_offset, request.epoch, now, session.session_id, 1
             )
             self._subscribed(conn, request, answer, now)
         elif kind is ev.UnsubscribeRequested:
             topic = event.topic  # type: ignore[attr-defined]
             if conn.topics is not None:
                 conn.topics.discard(topic)
-            self.subscribers.get(topic, {}).pop(conn, None)
+            if conn.replays is not None:
+                conn.replays.pop(topic, None)
+            self._leave(conn, topic, now)
         elif kind is ev.DataReceived:
             payload = event.payload  # type: ignore[attr-defined]
             if hasattr(payload, "text"):
@@ -520,7 +617,12 @@ class WspServer:
     def _attach(self, conn: Conn, event: ev.AuthSucceeded, now: float) -> None:
         fresh = conn.session
         old = self.sessions.get(event.resume.session_id) if event.resume else None
-        if old is not None and old.state in (State.ACTIVE, State.RECONNECTING):
+        if (
+            old is not None
+            and old.state in (State.ACTIVE, State.RECONNECTING)
+            and old.grant.identity == fresh.grant.identity  # resume is bound to who opened it
+            and not old.grant.expired(now)
+        ):
             holder = self.attached.pop(old.session_id, None)
             if holder is not None and holder is not conn:
                 self._detach(holder)
@@ -530,6 +632,7 @@ class WspServer:
                 )
             old.adopt(fresh, event.last_received, now)
             conn.session = old
+            self._undetach(old.session_id)
         else:
             session_id = int.from_bytes(os.urandom(8), "big") >> 1 or 1
             fresh.accept(session_id, now)
@@ -550,15 +653,81 @@ class WspServer:
                 event.topic, lost.epoch, lost.requested + 1, lost.available, now
             )
         session.subscribed(event.topic, answer.epoch, answer.next_offset, now)
-        if answer.replay:
-            self.metrics.replays += 1
-            self.metrics.replayed_messages += len(answer.replay)
-            for entry in answer.replay:
-                session.deliver(event.topic, answer.epoch, entry.offset, entry.data, now)
         if conn.topics is None:
             conn.topics = set()
         conn.topics.add(event.topic)
         self.subscribers.setdefault(event.topic, {})[conn] = None
+        if conn.replays is not None:
+            conn.replays.pop(event.topic, None)
+        if answer.replay:
+            self.metrics.replays += 1
+            if self._memory is None:  # a networked broker's answer: delivered as it is
+                self.metrics.replayed_messages += len(answer.replay)
+                for entry in answer.replay:
+                    session.deliver(event.topic, answer.epoch, entry.offset, entry.data, now)
+                return
+            # paced: read from the history as the peer drains; live messages of the
+            # topic wait in the history until the replay reaches them
+            if conn.replays is None:
+                conn.replays = {}
+            conn.replays[event.topic] = Replay(answer.epoch, answer.replay[0].offset)
+            self.replaying.add(conn)
+            ws = conn.ws
+            if isinstance(ws, DirectMixin) and ws.on_drain is None:
+                ws.on_drain = partial(self._pump, conn)
+            self._pump(conn)
+
+    def _check_subscriptions(self, conn: Conn, topic: str) -> None:
+        limit = self.config.max_topics_per_session
+        topics = conn.topics
+        if topics is not None and len(topics) >= limit and topic not in topics:
+            raise RemoteProtocolError(
+                f"too many subscriptions (limit {limit})", close_code=CloseCode.POLICY_VIOLATION
+            )
+
+    def _pump(self, conn: Conn) -> None:
+        """Go on with ``conn``'s replays while its transport buffer is nearly empty."""
+        replays = conn.replays
+        memory = self._memory
+        if not replays or conn.closing or memory is None:
+            if not replays:
+                self.replaying.discard(conn)
+            return
+        ws = conn.ws
+        session = conn.session
+        topics = memory.hub.topics
+        now = clock()
+        for topic in list(replays):
+            replay = replays[topic]
+            while buffered(ws) < REPLAY_HIGH:
+                log = topics.get(topic)
+                got = (
+                    log.since(replay.epoch, replay.next - 1, now, BATCH_ITEMS)
+                    if log is not None
+                    else []
+                )
+                if isinstance(got, HistoryGap):
+                    assert log is not None
+                    self.metrics.continuity_lost += 1
+                    session.continuity_lost(topic, log.epoch, got.requested + 1, got.available, now)
+                    replay.epoch, replay.next = log.epoch, got.available
+                    continue
+                if not got:
+                    del replays[topic]  # caught up: live fan-out takes over
+                    break
+                size = 0
+                for entry in got:
+                    session.deliver(topic, replay.epoch, entry.offset, entry.data, now)
+                    replay.next = entry.offset + 1
+                    self.metrics.replayed_messages += 1
+                    size += len(entry.data)
+                    if size >= REPLAY_HIGH:
+                        break
+                self._write(conn)
+                if conn.closing:
+                    return
+        if not replays:
+            self.replaying.discard(conn)
 
     # ------------------------------------------------------------------ fan-out
     def _on_topic_message(self, topic: str, epoch: int, entry: Entry) -> None:
@@ -582,11 +751,14 @@ class WspServer:
             for conn in subs:
                 if conn.closing:
                     continue
+                replays = conn.replays
+                if replays is not None and topic in replays:
+                    continue  # the replay reaches these messages in the history
                 session = conn.session
                 if session.encrypted:  # encrypted: per-session keys, per-session encoding
                     for epoch, entry in items:
                         session.deliver(topic, epoch, entry.offset, entry.data, 0.0)
-                    self._write(conn)
+                    self._write(conn, check=False)
                 else:
                     key = (conn.version, conn.batch and len(items) > 1)
                     wire = forms.get(key)
@@ -597,7 +769,7 @@ class WspServer:
                         write_now(ws, chunk)
                         metrics.bytes_out += len(chunk)
                 metrics.messages_out["Deliver"] += len(items)
-                if buffered(conn.ws) > limit:
+                if buffered(conn.ws) + session.held > limit:
                     slow.append(conn)
         for conn in slow:
             self._slow_consumer(conn)
@@ -628,10 +800,12 @@ class WspServer:
         if conn.closing:
             return
         conn.closing = True
+        now = clock()
         for topic in conn.topics or ():
-            self.subscribers.get(topic, {}).pop(conn, None)
+            self._leave(conn, topic, now)
         error = WspError(
-            f"slow consumer: more than {self.config.max_buffer} bytes unsent; resume to continue",
+            f"slow consumer: more than {self.config.max_buffer} bytes unsent or unacknowledged; "
+            "resume to continue",
             close_code=CloseCode.WSP_SLOW_CONSUMER,
         )
         self._spawn(self._close(conn.session, conn.ws, error))
@@ -642,6 +816,12 @@ class WspServer:
         task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------------ timers
+    def _credential_expired(self, conn: Conn) -> None:
+        """The session's JWT passed its ``exp``: the session ends (4001, not resumable)."""
+        conn.closing = True
+        error = AuthenticationError("token expired during the session; connect with a fresh one")
+        self._spawn(self._close(conn.session, conn.ws, error))
+
     async def _sweep(self) -> None:
         """The one timer of the server: heartbeats, RTOs, dead peers, session expiry."""
         interval = self.config.sweep_interval
@@ -650,6 +830,9 @@ class WspServer:
             now = clock()
             for conn in list(self.conns):
                 session = conn.session
+                if session.grant.expired(now) and not conn.closing and session.active:
+                    self._credential_expired(conn)
+                    continue
                 deadline = session.next_deadline()
                 if deadline is None or deadline > now or conn.closing:
                     continue
@@ -662,10 +845,22 @@ class WspServer:
                     self._spawn(self._close(session, conn.ws, error))
                     continue
                 self._write(conn)
+            for conn in list(self.replaying):  # drains the on_drain callback missed
+                self._pump(conn)
             lifetime = self.config.resume_lifetime
             for sid, session in list(self.sessions.items()):
-                if session.state is State.RECONNECTING and now - session.last_rx > lifetime:
+                if session.state is State.RECONNECTING and (
+                    now - session.last_rx > lifetime or session.grant.expired(now)
+                ):
                     session.expire()
                     del self.sessions[sid]
+                    self._undetach(sid)
                 elif session.state is State.CLOSED:
                     del self.sessions[sid]
+                    self._undetach(sid)
+            memory = self._memory
+            if memory is not None and self.config.history_age and now > self._topic_sweep:
+                self._topic_sweep = now + max(5.0, interval)  # aged-out idle topics are freed
+                subscribers = self.subscribers
+                for topic in [t for t in memory.hub.topics if t not in subscribers]:
+                    memory.hub.release(topic, now)
