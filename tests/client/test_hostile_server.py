@@ -25,8 +25,7 @@ from websockets.http11 import Request
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
-from wsproto_tools.client import Client, ClientOptions
-from wsproto_tools.client.api import ServerMisbehaved
+from wsproto_tools.client import Client, ClientOptions, ServerMisbehaved
 from wsproto_tools.codec import BinaryData, Challenge, Message, encode
 from wsproto_tools.codec.fastpath import batch_v2
 from wsproto_tools.engine import events as ev

@@ -4,8 +4,16 @@ from wsproto_tools.client.api import (
     Client,
     ClientClosed,
     ClientOptions,
+    ServerMisbehaved,
     ServerRefused,
     Subscription,
 )
 
-__all__ = ["Client", "ClientClosed", "ClientOptions", "ServerRefused", "Subscription"]
+__all__ = [
+    "Client",
+    "ClientClosed",
+    "ClientOptions",
+    "ServerMisbehaved",
+    "ServerRefused",
+    "Subscription",
+]
