@@ -13,6 +13,17 @@ run of well-formed frames (known opcodes, sane reserved bits and lengths,
 masking consistent with one direction). ``ws_ports`` forces a port to be
 treated as a WebSocket server port. After a gap in the TCP stream, decoding
 resumes at the next segment that starts with a plausible frame header.
+
+Memory is bounded whatever the capture holds: out-of-order data per direction
+(:data:`~.tcp.MAX_PENDING`) and in all (:data:`MAX_PENDING_TOTAL`, the oldest
+holes given up first), the connections followed at once
+(:data:`MAX_CONNECTIONS`, the idlest non-WebSocket ones dropped first), and a
+connection that sees no packet for :data:`IDLE_TIMEOUT` seconds of capture time
+is ended and its state freed. Records of connections that were not WebSocket
+are only counted (:attr:`CaptureDecoder.forgotten`) once they end. With
+:attr:`CaptureDecoder.spill` set, the events of one packet are handed out in
+pieces as they are made, so a packet that releases much data (a hole filled,
+compressed frames) never holds more than about :data:`SPILL_BYTES` of messages.
 """
 
 from __future__ import annotations
@@ -27,7 +38,8 @@ __all__ = [
     "plausible_frames",
 ]
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +55,7 @@ from wsproto_tools.capture.net import (
     tcp_segment,
 )
 from wsproto_tools.capture.reader import RawPacket
-from wsproto_tools.capture.tcp import Flow
+from wsproto_tools.capture.tcp import MAX_PENDING, Flow
 from wsproto_tools.codec import DEFAULT_LIMITS
 from wsproto_tools.codec import decode as codec_decode
 from wsproto_tools.codec.fastpath import c_decode_v2, small_body
@@ -68,6 +80,19 @@ _KNOWN_OPCODES = frozenset({0, 1, 2, 8, 9, 10})
 _UNKNOWN, _HTTP, _FRAMES, _SYNC, _IGNORE = range(5)
 #: Segments of unrecognized data per direction before a connection is given up.
 _DISCOVERY_SEGMENTS = 4
+#: Out-of-order data (see :mod:`.tcp`) held for all connections together.
+MAX_PENDING_TOTAL = 32 * 1024 * 1024
+#: Connections followed at once; past this the idlest one not known to be
+#: WebSocket is ended (or, when all are WebSocket, the idlest of all).
+MAX_CONNECTIONS = 10_000
+#: Seconds of capture time without a packet after which a connection is ended.
+IDLE_TIMEOUT = 300.0
+#: How often (seconds of capture time) connections are checked for idleness.
+_SWEEP_EVERY = 10.0
+#: With a spill function: payload bytes of big messages, and events, held before
+#: the events of a packet are handed out.
+SPILL_BYTES = 4 * 1024 * 1024
+SPILL_EVENTS = 1024
 _V1_MAGIC = b"\xd1\xc0"
 
 
@@ -197,6 +222,7 @@ class _Conn:
         "a_name",
         "acks",
         "b_name",
+        "busy",
         "conn",
         "ended",
         "flows",
@@ -220,6 +246,8 @@ class _Conn:
         self.ws_port = False
         self.skip = False
         self.ended = False
+        #: data was seen (set for another shard's connections; see _busy)
+        self.busy = False
         self.observer: Any = None
         #: ack latency and retransmissions (capture/acks.py), from the first wsp message
         self.acks: Any = None
@@ -300,8 +328,27 @@ class CaptureDecoder:
         self.max_message = max_message
         self.decode_wsp = decode_wsp
         self._flows: dict[tuple[bytes, int, bytes, int], tuple[_Conn, int]] = {}
+        #: connection records (only WebSocket and refused ones once they end)
         self.connections: list[Connection] = []
-        self._conns: list[_Conn] = []
+        #: the number of connections so far (ids)
+        self._next_id = 1
+        #: connections followed now, oldest first (with ended ones, until they expire)
+        self._live: dict[int, tuple[_Conn, tuple[bytes, int, bytes, int]]] = {}
+        #: kinds of the records that were let go (ended, not WebSocket), counted
+        self.forgotten: Counter[str] = Counter()
+        #: flows with out-of-order data, oldest hole first, and their bytes
+        self._holding: dict[Flow, tuple[_Conn, int]] = {}
+        self.pending_total = 0
+        #: the limits' work, for the summary
+        self.holes_given_up = 0
+        self.connections_expired = 0
+        self.connections_evicted = 0
+        self._next_sweep: float | None = None
+        #: ``spill(events)``: called with a packet's events so far when they grow
+        #: large (then emptied); None: everything comes back from :meth:`packet`
+        self.spill: Callable[[list[Any]], None] | None = None
+        self._held = 0
+        self._forget: set[int] = set()
         self.packets = 0
         self.tcp_packets = 0
         self.other_packets = 0
@@ -320,6 +367,15 @@ class CaptureDecoder:
         #: (session id, sent by the client) -> highest sequence number seen
         self._highest_sent: dict[tuple[int, bool], int] = {}
 
+    def limits(self) -> dict[str, Any]:
+        """What the memory limits did, for the summary (see ``CaptureStats.summary``)."""
+        return {
+            "forgotten": dict(self.forgotten),
+            "tcp_holes_given_up": self.holes_given_up,
+            "connections_expired": self.connections_expired,
+            "connections_evicted": self.connections_evicted,
+        }
+
     def owns(self, conn_id: int) -> bool:
         """Whether this decoder's shard decodes connection ``conn_id``."""
         index, count = self.shard
@@ -333,8 +389,12 @@ class CaptureDecoder:
         self.packets += 1
         if self.first_ts is None:
             self.first_ts = ts
+            self._next_sweep = ts + _SWEEP_EVERY
         self.last_ts = ts
         events: list[Any] = []
+        if ts >= self._next_sweep:  # type: ignore[operator]
+            self._next_sweep = ts + _SWEEP_EVERY
+            self._sweep(ts, number, events)
         try:
             seg = None if self._fast_segment is None else self._fast_segment(linktype, data)
             if seg is None:
@@ -360,15 +420,25 @@ class CaptureDecoder:
         key = (src, sport, dst, dport)
         found = self._flows.get(key)
         if found is None or (flags & SYN and not flags & ACK and found[0].conn.closed):
-            found = self._new_conn(key, number, ts)
+            found = self._new_conn(key, number, ts, events)
         state, index = found
-        if state.skip or state.ended:
+        if state.ended:
             return events
         conn = state.conn
         conn.last_ts = ts
+        if state.skip:
+            # another shard's: only what decides which connection a packet belongs
+            # to is followed, the same way in every shard (ids agree)
+            self._skipped(state, index, flags, payload)
+            return events
         flow = state.flows[index]
         if flags & SYN:
-            flow.syn(seq)
+            if flow.pending_bytes:
+                before = flow.pending_bytes
+                flow.syn(seq)
+                self._account(state, index, flow, before, number, ts, events)
+            else:
+                flow.syn(seq)
             if not flags & ACK:
                 state.syn_from = index
                 if state.a_is_client is None:
@@ -378,18 +448,23 @@ class CaptureDecoder:
         if flags & ACK:
             other = state.flows[1 - index]
             if other.pending_bytes:
+                before = other.pending_bytes
                 items = other.ack_seen(ack)
                 if items:
                     self._deliver(state, 1 - index, items, number, ts, events)
+                self._account(state, 1 - index, other, before, number, ts, events)
             else:
                 other.acked = ack
         if payload:
             if state.sides[index].mode == _FRAMES and flow.in_order(seq, payload):
                 self._frames(state, index, payload, number, ts, events)
             else:
+                before = flow.pending_bytes
                 items = flow.segment(seq, payload)
                 if items:
                     self._deliver(state, index, items, number, ts, events)
+                if flow.pending_bytes != before:
+                    self._account(state, index, flow, before, number, ts, events)
         if flags & (FIN | RST):
             flow.fin = True
             if flags & RST or state.flows[1 - index].fin:
@@ -397,12 +472,27 @@ class CaptureDecoder:
                 self._end(state, number, ts, events)
         return events
 
+    @staticmethod
+    def _skipped(state: _Conn, index: int, flags: int, payload: bytes) -> None:
+        if payload:
+            state.busy = True
+        if flags & (FIN | RST):
+            state.flows[index].fin = True
+            if flags & RST or state.flows[1 - index].fin:
+                state.conn.closed = True
+                state.ended = True
+
     def _new_conn(
-        self, key: tuple[bytes, int, bytes, int], number: int, ts: float
+        self, key: tuple[bytes, int, bytes, int], number: int, ts: float, events: list[Any]
     ) -> tuple[_Conn, int]:
         src, sport, dst, dport = key
+        if len(self._live) >= MAX_CONNECTIONS:
+            self._evict(number, ts, events)
+        old = self._flows.get(key)
+        if old is not None:  # a new connection on the ports of one that ended
+            self._drop(old[0])
         conn = Connection(
-            len(self.connections) + 1,
+            self._next_id,
             format_addr(src, sport),
             format_addr(dst, dport),
             ts,
@@ -418,11 +508,124 @@ class CaptureDecoder:
             state.a_is_client = False
             state.ws_port = True
         self._orient(state)
+        self._next_id += 1
         self.connections.append(conn)
-        self._conns.append(state)
+        self._live[conn.id] = (state, key)
         self._flows[key] = (state, 0)
         self._flows[(dst, dport, src, sport)] = (state, 1)
         return state, 0
+
+    # ---------------------------------------------------------------- the limits
+
+    def _account(
+        self, state: _Conn, index: int, flow: Flow, before: int, number: int, ts: float,
+        events: list[Any],
+    ) -> None:
+        """``flow``'s out-of-order data went from ``before`` bytes to what it holds:
+        keep the total, and give up the oldest holes while it is over its limit."""
+        self.pending_total += flow.pending_bytes - before
+        holding = self._holding
+        if flow.pending_bytes:
+            if flow not in holding:
+                holding[flow] = (state, index)
+        else:
+            holding.pop(flow, None)
+        while self.pending_total > MAX_PENDING_TOTAL and holding:
+            oldest = next(iter(holding))
+            owner, side = holding.pop(oldest)
+            self.pending_total -= oldest.pending_bytes
+            items = oldest.flush(forced=True)
+            if items:
+                self._deliver(owner, side, items, number, ts, events)
+
+    def _release(self, state: _Conn) -> None:
+        """Stop counting the out-of-order data of ``state`` (it is ending)."""
+        for flow in state.flows:
+            if self._holding.pop(flow, None) is not None:
+                self.pending_total -= flow.pending_bytes
+
+    def _sweep(self, now: float, number: int, events: list[Any]) -> None:
+        """End the connections that saw no packet for IDLE_TIMEOUT seconds."""
+        horizon = now - IDLE_TIMEOUT
+        idle = [state for state, _ in self._live.values() if state.conn.last_ts < horizon]
+        for state in idle:
+            if not state.ended:
+                if not state.skip:
+                    self.connections_expired += 1
+                    if state.conn.kind == "websocket" and not state.conn.closed:
+                        events.append(CaptureWarning(
+                            number,
+                            f"connection {state.conn.id}: no packet for {IDLE_TIMEOUT:g} s "
+                            "of capture time; ended (a later packet starts a new one)",
+                            state.conn.id,
+                        ))
+                self._end(state, number, now, events)
+            self._drop(state)
+
+    def _evict(self, number: int, ts: float, events: list[Any]) -> None:
+        """Make room for one more connection: drop one that ended, else end the
+        idlest of the oldest few that never carried data, else the oldest.
+
+        It depends only on packets, not on what was decoded, so that every shard
+        of a parallel run takes the same decision (connection ids agree).
+        """
+        live = self._live
+        victim = None
+        oldest = float("inf")
+        busy = []
+        for n, (state, _) in enumerate(live.values()):
+            if state.ended:
+                victim = state
+                break
+            if state.busy or state.flows[0].stats.segments or state.flows[1].stats.segments:
+                busy.append(state.conn.id)
+            elif state.conn.last_ts < oldest:
+                victim, oldest = state, state.conn.last_ts
+            if n >= 64:
+                break
+        if victim is None:
+            victim = next(iter(live.values()))[0]
+        else:  # the busy ones looked at go last, so the next look finds others
+            for conn_id in busy:
+                live[conn_id] = live.pop(conn_id)
+        if not victim.ended:
+            conn = victim.conn
+            if not victim.skip:
+                self.connections_evicted += 1
+                if conn.kind == "websocket" and not conn.closed:
+                    events.append(CaptureWarning(
+                        number,
+                        f"connection {conn.id}: ended to follow a new one (more than "
+                        f"{MAX_CONNECTIONS:,} connections at once; this was the oldest)",
+                        conn.id,
+                    ))
+            self._end(victim, number, ts, events)
+        self._drop(victim)
+
+    def _drop(self, state: _Conn) -> None:
+        """Forget a connection that ended: its flows, and its record unless it is
+        shown (WebSocket, refused)."""
+        conn = state.conn
+        found = self._live.pop(conn.id, None)
+        if found is None:
+            return
+        src, sport, dst, dport = found[1]
+        for key in ((src, sport, dst, dport), (dst, dport, src, sport)):
+            if self._flows.get(key, (None,))[0] is state:
+                del self._flows[key]
+        if conn.kind not in ("websocket", "refused"):
+            if not state.skip:
+                self.forgotten[conn.kind] += 1
+            self._forget.add(conn.id)
+            if len(self._forget) >= 1024:
+                self._compact()
+
+    def _compact(self) -> None:
+        """Take the records let go out of :attr:`connections`."""
+        if self._forget:
+            forget = self._forget
+            self.connections = [c for c in self.connections if c.id not in forget]
+            forget.clear()
 
     # --------------------------------------------------------------- byte stream
 
@@ -458,15 +661,25 @@ class CaptureDecoder:
         conn = state.conn
         conn.tcp_gaps += 1
         conn.tcp_lost_bytes += size
+        flow = state.flows[index]
+        forced = flow.forced
+        if forced:
+            flow.forced = False
+            self.holes_given_up += 1
         side = state.sides[index]
         if side.mode == _IGNORE or conn.kind in ("other", "http", "refused"):
             return
         who = self._sender(state, index) or "one side"
+        if forced:
+            why = (f"given up: out-of-order data over its limit ({MAX_PENDING >> 20} MB a "
+                   f"direction, {MAX_PENDING_TOTAL >> 20} MB in all)")
+        else:
+            why = "TCP gap"
         events.append(
             CaptureWarning(
                 number,
                 f"connection {conn.id}: {size} bytes from the {who} were not captured "
-                "(TCP gap); resynchronizing at the next frame boundary",
+                f"({why}); resynchronizing at the next frame boundary",
                 conn.id,
             )
         )
@@ -775,6 +988,15 @@ class CaptureDecoder:
                     captured.wsp = (1 if payload[0] == 0xD1 else 2, decoded)
                     self._session(state, captured, decoded)
         events.append(captured)
+        spill = self.spill
+        if spill is not None:
+            size = len(payload)
+            if size > 1024:
+                self._held += size
+            if self._held > SPILL_BYTES or len(events) >= SPILL_EVENTS:
+                self._held = 0
+                spill(events[:])
+                events.clear()
 
     def _session(self, state: _Conn, item: CapturedMessage, message: Any) -> None:
         """Follow the wsp session: the engine's observer, ack latency, unacked."""
@@ -810,9 +1032,10 @@ class CaptureDecoder:
         events: list[Any] = []
         number = self.packets
         ts = self.last_ts
-        for state in self._conns:
+        for state, _ in list(self._live.values()):
             if not state.skip and not state.ended:
                 self._end(state, number, ts, events)
+        self._compact()
         return events
 
     def _end(self, state: _Conn, number: int, ts: float, events: list[Any]) -> None:
@@ -822,6 +1045,7 @@ class CaptureDecoder:
         number of connections a long capture has seen come and go.
         """
         state.ended = True
+        self._release(state)
         for index, flow in enumerate(state.flows):
             items = flow.flush()
             if items:
@@ -851,11 +1075,14 @@ class CaptureDecoder:
             conn.kind = "other"
         state.observer = None
         state.acks = None
-        state.sides = (_Side(), _Side())
-        state.flows = (Flow(), Flow())
+        state.sides = _ENDED_SIDES
+        state.flows = _ENDED_FLOWS
 
 
 _SUPPORTED = frozenset({0, 1, 12, 14, 101, 108, 113, 276, 228, 229})
 _NO_OBSERVER = "session checks skipped: the capture starts after the wsp handshake"
 #: Bytes a client may send after its upgrade request, held until the response.
 _MAX_HELD = 1024 * 1024
+#: what an ended connection keeps (nothing: they are never used again)
+_ENDED_SIDES = (_Side(), _Side())
+_ENDED_FLOWS = (Flow(), Flow())

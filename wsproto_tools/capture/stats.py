@@ -166,10 +166,19 @@ class CaptureStats:
         first_ts: float | None,
         last_ts: float,
         dropped: int | None = None,
+        limits: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The JSON-ready summary (the ``summary`` record of ``--ndjson``)."""
+        """The JSON-ready summary (the ``summary`` record of ``--ndjson``).
+
+        ``limits`` is what the decoder's limits did (``CaptureDecoder.limits()``):
+        the kinds of the connection records it let go (counted here with the
+        others), and its counters, which become keys of their own.
+        """
         self.settle()
+        limits = dict(limits or {})
         kinds = Counter(c.kind for c in connections)
+        forgotten = limits.pop("forgotten", {})
+        kinds.update(forgotten)
         ws = [c for c in connections if c.kind == "websocket"]
         handshake = [c.handshake_latency for c in ws if c.handshake_latency is not None]
         acks = [lat for c in ws for lat in c.ack_latencies]
@@ -191,7 +200,7 @@ class CaptureStats:
             "tcp_packets": tcp_packets,
             "dropped": dropped,
             "duration": round(last_ts - first_ts, 6) if first_ts is not None else 0.0,
-            "connections": len(connections),
+            "connections": len(connections) + sum(forgotten.values()),
             "websocket_connections": len(ws),
             "connections_by_kind": dict(sorted(kinds.items())),
             "messages": self.messages,
@@ -221,6 +230,9 @@ class CaptureStats:
             "tcp_lost_bytes": sum(c.tcp_lost_bytes for c in ws),
             "retransmissions": sum(c.retransmissions for c in ws),
             "warnings": self.warnings,
+            "tcp_holes_given_up": limits.get("tcp_holes_given_up", 0),
+            "connections_expired": limits.get("connections_expired", 0),
+            "connections_evicted": limits.get("connections_evicted", 0),
         }
 
 

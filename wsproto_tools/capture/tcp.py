@@ -5,17 +5,27 @@ sequence order: out-of-order segments wait (bounded), retransmissions and
 overlaps are trimmed, and a hole that will never be filled becomes a gap. A
 hole is known to be permanent as soon as the peer acknowledges bytes past it
 (the receiver got them; the capture did not), when the bytes waiting behind
-it exceed :data:`MAX_PENDING`, or when the capture ends.
+it exceed :data:`MAX_PENDING`, or when the capture ends. (The decoder also
+bounds the out-of-order data of all connections together, and gives up the
+oldest holes first when that is exceeded: :meth:`Flow.flush`.)
+
+Waiting segments are charged :data:`SEGMENT_COST` bytes each on top of their
+data (the bookkeeping of a segment), so that a hole followed by many tiny
+segments is bounded too; they are released in sequence order through a heap
+(each segment once, however the holes are filled).
 """
 
 from __future__ import annotations
 
-__all__ = ["MAX_PENDING", "Flow", "FlowStats"]
+__all__ = ["MAX_PENDING", "SEGMENT_COST", "Flow", "FlowStats"]
 
+import heapq
 from dataclasses import dataclass
 
 #: Bytes of out-of-order data held per direction before a hole is given up.
 MAX_PENDING = 4 * 1024 * 1024
+#: What each waiting segment is charged on top of its data (its bookkeeping).
+SEGMENT_COST = 128
 _MOD = 1 << 32
 _HALF = 1 << 31
 
@@ -30,6 +40,8 @@ class FlowStats:
     out_of_order: int = 0
     gaps: int = 0
     lost_bytes: int = 0
+    #: holes given up because the data waiting behind them reached a limit
+    given_up: int = 0
 
 
 class Flow:
@@ -40,13 +52,19 @@ class Flow:
     were not captured) that precedes the next data.
     """
 
-    __slots__ = ("_pending", "acked", "fin", "next_seq", "pending_bytes", "stats")
+    __slots__ = ("_heap", "_pending", "acked", "fin", "forced", "next_seq", "pending_bytes",
+                 "stats")
 
     def __init__(self) -> None:
         self.next_seq: int | None = None
         self._pending: dict[int, bytes] = {}
-        #: bytes of out-of-order data waiting for a hole to be filled
+        #: (offset from the first waiting segment's base, seq) of every waiting segment
+        self._heap: list[tuple[int, int]] = []
+        #: bytes of out-of-order data waiting for a hole to be filled (with
+        #: SEGMENT_COST for each segment)
         self.pending_bytes = 0
+        #: the next gap was made by a limit, not by the capture (read by the decoder)
+        self.forced = False
         self.acked: int | None = None
         self.fin = False
         self.stats = FlowStats()
@@ -56,6 +74,7 @@ class Flow:
         if self.next_seq is None or not self.stats.bytes:
             self.next_seq = (seq + 1) % _MOD
             self._pending.clear()
+            self._heap.clear()
             self.pending_bytes = 0
 
     def segment(self, seq: int, payload: bytes) -> list[int | bytes]:
@@ -87,12 +106,27 @@ class Flow:
             return out
         # a hole before this segment
         stats.out_of_order += 1
-        old = self._pending.get(seq)
-        if old is None or len(old) < len(payload):
-            self._pending[seq] = payload
-            self.pending_bytes += len(payload) - (len(old) if old else 0)
+        pending = self._pending
+        old = pending.get(seq)
+        if old is None:
+            if not pending:
+                self._heap.clear()
+            pending[seq] = payload
+            self.pending_bytes += len(payload) + SEGMENT_COST
+            heap = self._heap
+            # offsets from the first waiting segment's base keep sequence order
+            # across wrap-around (everything waiting is within 2 GiB of it)
+            base = heap[0][1] - heap[0][0] if heap else nxt
+            heapq.heappush(heap, ((seq - base) % _MOD, seq))
+        elif len(old) < len(payload):
+            pending[seq] = payload
+            self.pending_bytes += len(payload) - len(old)
         out = []
-        if self.pending_bytes > MAX_PENDING or self._hole_acked():
+        if self.pending_bytes > MAX_PENDING:
+            self.forced = True
+            self.stats.given_up += 1
+            self._skip_hole(out)
+        elif self._hole_acked():
             self._skip_hole(out)
         return out
 
@@ -120,9 +154,13 @@ class Flow:
             self._skip_hole(out)
         return out
 
-    def flush(self) -> list[int | bytes]:
-        """The capture ended: give up every hole and return what was waiting."""
+    def flush(self, *, forced: bool = False) -> list[int | bytes]:
+        """The capture ended (or, ``forced``, a limit was reached): give up every
+        hole and return what was waiting."""
         out: list[int | bytes] = []
+        if forced and self._pending:
+            self.forced = True
+            self.stats.given_up += 1
         while self._pending:
             self._skip_hole(out)
         return out
@@ -133,10 +171,18 @@ class Flow:
             return False
         return 0 < (self.acked - nxt) % _MOD < _HALF
 
+    def _first(self) -> int:
+        """The sequence number of the earliest waiting segment (pending not empty)."""
+        heap = self._heap
+        pending = self._pending
+        while heap[0][1] not in pending:  # already released
+            heapq.heappop(heap)
+        return heap[0][1]
+
     def _skip_hole(self, out: list[int | bytes]) -> None:
         nxt = self.next_seq
         assert nxt is not None
-        first = min(self._pending, key=lambda s: (s - nxt) % _MOD)
+        first = self._first()
         missing = (first - nxt) % _MOD
         if missing >= _HALF:
             missing = 0
@@ -148,24 +194,30 @@ class Flow:
         self._drain(out)
 
     def _drain(self, out: list[int | bytes]) -> None:
+        """Release the waiting segments that start at or before the next byte."""
         pending = self._pending
-        while pending:
-            nxt = self.next_seq
-            assert nxt is not None
-            progressed = False
-            for seq in list(pending):
-                rel = (seq - nxt) % _MOD
-                data = pending[seq]
-                if rel == 0 or rel >= _HALF:
-                    del pending[seq]
-                    self.pending_bytes -= len(data)
-                    behind = 0 if rel == 0 else _MOD - rel
-                    if behind < len(data):
-                        piece = data[behind:]
-                        out.append(piece)
-                        self.next_seq = (nxt + len(piece)) % _MOD
-                        self.stats.bytes += len(piece)
-                        progressed = True
-                        break
-            if not progressed:
-                return
+        heap = self._heap
+        pop = heapq.heappop
+        nxt = self.next_seq
+        assert nxt is not None
+        while heap:
+            seq = heap[0][1]
+            data = pending.get(seq)
+            if data is None:  # released already (a duplicate entry)
+                pop(heap)
+                continue
+            rel = (seq - nxt) % _MOD
+            if rel and rel < _HALF:
+                break  # a hole before it
+            pop(heap)
+            del pending[seq]
+            self.pending_bytes -= len(data) + SEGMENT_COST
+            behind = 0 if rel == 0 else _MOD - rel
+            if behind < len(data):
+                piece = data[behind:] if behind else data
+                out.append(piece)
+                nxt = (nxt + len(piece)) % _MOD
+                self.stats.bytes += len(piece)
+        self.next_seq = nxt
+        if not pending:
+            heap.clear()

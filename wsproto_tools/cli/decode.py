@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["Printer", "decode", "filter_options", "make_filter"]
 
 import array
+import contextlib
 import errno
 import io
 import json
@@ -32,6 +33,10 @@ PARALLEL_MIN_BYTES = 4 * 1024 * 1024
 MAX_WARNINGS_SHOWN = 50
 #: warnings listed in a --json document (the rest are counted in warnings_omitted)
 MAX_JSON_WARNINGS = 10_000
+#: NDJSON lines waiting are written once there are this many...
+FLUSH_LINES = 1024
+#: ... or this many bytes of them
+FLUSH_BYTES = 1 << 20
 
 #: the characters of a table row before its summary
 ROW_PREFIX = 15 + 1 + 4 + 1 + 3 + 1 + 22 + 1 + 7 + 2
@@ -59,6 +64,11 @@ def filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--hex", "show_hex", is_flag=True, help="Show payloads as hex dumps too."),
         click.option("--ndjson", is_flag=True, help="One JSON object per line, streamed."),
+        click.option(
+            "--max-payload", type=click.IntRange(min=0), default=None, metavar="B",
+            help="Cut longer payloads to their first B bytes in --ndjson/--json "
+            '(with "cut": the bytes left out).',
+        ),
         click.option("--strict", is_flag=True, help="Exit 1 when violations were found."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
     ]
@@ -107,6 +117,7 @@ class Printer:
         mode: str,
         show_hex: bool,
         accept: Any,
+        max_payload: int | None = None,
     ) -> None:
         from wsproto_tools.capture import CaptureStats
 
@@ -141,7 +152,10 @@ class Printer:
         self._message_cls = CapturedMessage
         self._warning_cls = CaptureWarning
         #: the NDJSON lines waiting to be written
-        self._buffer = LineBuffer(with_hex=show_hex)
+        self._buffer = LineBuffer(with_hex=show_hex, max_payload=max_payload)
+        self.max_payload = max_payload
+        #: the C buffer's size, read once a packet (0 without it)
+        self._waiting = self._buffer.c_size or (lambda: 0)
         self._dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         if mode == "ndjson" and self._accept is None and self._buffer.fast is not None:
             # the common case, one call per packet: everything bound once
@@ -179,7 +193,7 @@ class Printer:
                     self.numbers.append(event.number)
             elif type(event) is self._warning_cls:
                 self.warning(event.number, event.message)
-        if self._count >= 1024:
+        if self._count >= FLUSH_LINES or self._waiting() >= FLUSH_BYTES:
             self.flush()
 
     def events(self, events: list[Any]) -> None:
@@ -205,12 +219,12 @@ class Printer:
                     self._count += 1
                     if self.numbers is not None:
                         self.numbers.append(event.number)
-                    if self._count >= 1024:
+                    if self._count >= FLUSH_LINES or self._buffer.size >= FLUSH_BYTES:
                         self.flush()
                 elif mode == "json":
                     write_line(event)  # the same object, streamed into the document
                     self._count += 1
-                    if self._count >= 1024:
+                    if self._count >= FLUSH_LINES or self._buffer.size >= FLUSH_BYTES:
                         self.flush()
                 elif mode == "table":
                     self._row(event)
@@ -349,6 +363,13 @@ class Printer:
             else:
                 self._out.write(self._buffer.take().decode("utf-8", "surrogateescape"))
 
+    def pause(self) -> None:
+        """The input paused: write out everything decoded so far."""
+        self.flush()
+        self._out.flush()
+        if self._bytes_out is not None:
+            self._bytes_out.flush()
+
     def finish(self, connections: list[Any], summary: dict[str, Any]) -> None:
         from wsproto_tools.render.capture import connection_record, summary_view
 
@@ -446,6 +467,8 @@ class Outcome:
     dropped: int | None = None
     violations: int = 0
     warnings: list[tuple[int, str]] = field(default_factory=list)
+    #: the decoder's limits at work (``CaptureDecoder.limits()``), for the summary
+    limits: dict[str, Any] = field(default_factory=dict)
 
 
 def run_decoder(
@@ -484,6 +507,7 @@ def run_decoder(
         info.format + (".gz" if info.compressed else ""),
         info.dropped,
         printer.violations,
+        limits=decoder.limits(),
     )
 
 
@@ -538,12 +562,13 @@ def _worker(
     with open(path, "rb", buffering=1 << 20) as stream:
         printer = _NumberedPrinter(
             Environment(), pipe, mode=options["mode"], show_hex=options["show_hex"],
-            accept=accept,
+            accept=accept, max_payload=options["max_payload"],
         )
         printer.shared_warnings = index == 0
         decoder = CaptureDecoder(
             ws_ports=options["ws_ports"], max_message=options["max_message"], shard=(index, count)
         )
+        decoder.spill = printer.events
         tell = stream.tell
 
         def tick() -> None:
@@ -775,6 +800,7 @@ def run_parallel(
         first.stats.merge(other.stats)
         first.violations += other.violations
         first.warnings.extend(other.warnings)
+        first.limits = merge_limits(first.limits, other.limits)
     first.connections = connections
     first.warnings.sort()
     return first
@@ -792,6 +818,71 @@ def _jobs(requested: int, size: int, file: str, mode: str) -> int:
             return 1
         return max(1, min(os.cpu_count() or 1, 4))
     return requested
+
+
+def merge_limits(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """The limits of two shards' decoders together (counters add up)."""
+    out = dict(a)
+    for key, value in b.items():
+        if isinstance(value, dict):
+            merged = dict(out.get(key, {}))
+            for k, v in value.items():
+                merged[k] = merged.get(k, 0) + v
+            out[key] = merged
+        else:
+            out[key] = out.get(key, 0) + value
+    return out
+
+
+class _PausingInput:
+    """A stream (stdin) read without buffering of its own, that calls ``on_pause``
+    before a read that would wait: what was decoded is written while the input
+    pauses, not at the end or after a thousand lines."""
+
+    def __init__(self, stream: IO[bytes], on_pause: Callable[[], None]) -> None:
+        self._fd = stream.fileno()
+        self._on_pause = on_pause
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+    def _read(self, n: int) -> bytes:
+        import select
+
+        fd = self._fd
+        try:
+            ready = select.select([fd], [], [], 0)[0]
+        except (OSError, ValueError):  # not a file select takes: just read
+            ready = [fd]
+        if not ready:
+            self._on_pause()
+        return os.read(fd, n)
+
+    def read1(self, n: int = -1) -> bytes:
+        return self._read(n if n > 0 else 1 << 16)
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:
+            chunks = []
+            while chunk := self._read(1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        return self._read(n)
+
+
+def _stdin(stream: IO[bytes], on_pause: Callable[[], None]) -> IO[bytes]:
+    """stdin, read through :class:`_PausingInput` when it is a file descriptor."""
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return stream
+    return _PausingInput(stream, on_pause)  # type: ignore[return-value]
 
 
 class _NamedReader(io.BufferedReader):
@@ -848,6 +939,7 @@ def decode(
     ws_ports: tuple[int, ...],
     show_hex: bool,
     ndjson: bool,
+    max_payload: int | None,
     strict: bool,
     quiet: bool,
     as_json: bool,
@@ -872,10 +964,13 @@ def decode(
     accept = make_filter(conns, direction, opcodes, types, topic, grep)
     mode = "ndjson" if ndjson else "json" if as_json else "stats" if stats_only else "table"
 
+    printer = Printer(env, mode=mode, show_hex=show_hex, accept=accept,
+                      max_payload=max_payload)
     if file == "-":
         import sys
 
-        stream: IO[bytes] = sys.stdin.buffer
+        # a stream: what was decoded is written whenever the input pauses
+        stream: IO[bytes] = _stdin(sys.stdin.buffer, printer.pause)
         size = 0
     else:
         try:
@@ -893,7 +988,6 @@ def decode(
         and not (machine_output and not env.stdout_isatty)
     )
     jobs = _jobs(jobs, size, file, mode)
-    printer = Printer(env, mode=mode, show_hex=show_hex, accept=accept)
     try:
         try:
             # fail early, in this process, on input that is not a capture
@@ -903,7 +997,7 @@ def decode(
                  ExitStatus.BAD_INPUT)
         if jobs > 1:
             options = {"mode": mode, "show_hex": show_hex, "ws_ports": ws_ports,
-                       "max_message": max_message}
+                       "max_message": max_message, "max_payload": max_payload}
             try:
                 outcome = run_parallel(env, file, jobs, options, accept, show_progress, size)
             except CaptureDecodeFailed:
@@ -915,6 +1009,7 @@ def decode(
                 printer.violations = outcome.violations
         if jobs == 1:
             decoder = CaptureDecoder(ws_ports=ws_ports, max_message=max_message)
+            decoder.spill = printer.events
             if show_progress:
                 with _progress(env, size) as bar:
                     task = bar.add_task("decoding", total=size)
@@ -925,6 +1020,11 @@ def decode(
                     )
             else:
                 outcome = run_decoder(reader, printer, decoder)
+    except KeyboardInterrupt:
+        # Ctrl-C (or SIGTERM): what was decoded is still written
+        with contextlib.suppress(Exception):
+            printer.pause()
+        raise
     finally:
         if file != "-":
             stream.close()
@@ -936,6 +1036,7 @@ def decode(
         first_ts=outcome.first_ts,
         last_ts=outcome.last_ts,
         dropped=outcome.dropped,
+        limits=outcome.limits,
     )
     printer.finish(outcome.connections, summary)
     if strict and outcome.violations:

@@ -92,6 +92,7 @@ def tap(
     ws_ports: tuple[int, ...],
     show_hex: bool,
     ndjson: bool,
+    max_payload: int | None,
     strict: bool,
     quiet: bool,
 ) -> None:
@@ -113,7 +114,7 @@ def tap(
 
     accept = make_filter(conns, direction, opcodes, types, topic, grep)
     printer = Printer(env, mode="ndjson" if ndjson else "table", show_hex=show_hex,
-                      accept=accept)
+                      accept=accept, max_payload=max_payload)
     ports = set(ws_ports)
     if port is not None:
         ports.add(port)
@@ -124,21 +125,27 @@ def tap(
     not_decoded = 0
     last_flush = time.monotonic()
 
+    def handle(events: list[Any]) -> None:
+        nonlocal seen
+        printer.events(events)
+        if count is not None:
+            seen += sum(1 for e in events if type(e) is CapturedMessage and accept(e))
+
+    # a packet that releases many messages hands them out as they are made
+    decoder.spill = handle
+
     def decode(batch: list[Any]) -> bool:
         """Decode (and save) one batch of packets; True when --count is reached."""
-        nonlocal seen, last_flush
+        nonlocal last_flush
         packet = decoder.packet
-        handle = printer.events
         for pkt in batch:
             if writer is not None:
                 writer.write(pkt[1], pkt[3])
             events = packet(pkt)
             if events:
                 handle(events)
-                if count is not None:
-                    seen += sum(1 for e in events if type(e) is CapturedMessage and accept(e))
-                    if seen >= count:
-                        return True
+            if count is not None and seen >= count:
+                return True
         now = time.monotonic()
         if not batch or now - last_flush >= FLUSH_EVERY:
             printer.flush()
@@ -187,7 +194,7 @@ def tap(
                         break
                     if decode(batch):
                         break
-            printer.events(decoder.finish())
+            handle(decoder.finish())
             kernel_packets, kernel_drops = capture.kernel_counters()
             if writer is not None:
                 writer.statistics(time.time(), kernel_packets, kernel_drops)
@@ -199,7 +206,7 @@ def tap(
         outcome = Outcome(
             printer.stats, decoder.connections, decoder.packets, decoder.tcp_packets,
             decoder.first_ts if decoder.first_ts is not None else started, decoder.last_ts,
-            f"live:{iface}", kernel_drops, printer.violations,
+            f"live:{iface}", kernel_drops, printer.violations, limits=decoder.limits(),
         )
         summary: dict[str, Any] = outcome.stats.summary(
             outcome.connections,
@@ -209,6 +216,7 @@ def tap(
             first_ts=outcome.first_ts,
             last_ts=outcome.last_ts,
             dropped=kernel_drops,
+            limits=outcome.limits,
         )
         summary["kernel_packets"] = kernel_packets
         summary["not_decoded"] = not_decoded

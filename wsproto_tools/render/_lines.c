@@ -20,6 +20,7 @@ typedef struct {
     Py_ssize_t len;
     Py_ssize_t cap;
     Py_ssize_t limit;         /* the buffer never grows past this (bytes) */
+    Py_ssize_t max_payload;   /* longer payloads are cut, by the Python writer (-1: none) */
     PyObject *opcode_heads;   /* dict: opcode -> bytes '"opcode":"text","length":' */
     PyObject *type_names;     /* dict: type code -> str */
     PyObject *type_codes;     /* dict: payload class -> its type code (the fixed ones) */
@@ -474,8 +475,9 @@ write_item(LineWriter *w, PyObject *item)
     if (op == -1 && PyErr_Occurred())
         goto error;
     GET(payload, msg, s_payload);
-    if (!PyBytes_CheckExact(payload)) {
-        rc = FALLBACK;
+    if (!PyBytes_CheckExact(payload)
+        || (w->max_payload >= 0 && PyBytes_GET_SIZE(payload) > w->max_payload)) {
+        rc = FALLBACK; /* a payload to cut: the Python writer cuts it */
         goto done;
     }
 
@@ -714,16 +716,18 @@ LineWriter_init(LineWriter *w, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"opcode_heads", "type_names", "type_codes", "flag_lists", "simple_fn",
                             "binary_cls", "text_cls", "batch_cls", "payload_json",
-                            "with_hex", "limit", NULL};
+                            "with_hex", "limit", "max_payload", NULL};
     PyObject *heads, *type_names, *type_codes, *flag_lists, *simple_fn, *binary_cls, *text_cls,
         *batch_cls, *payload_json;
     int with_hex = 0;
     Py_ssize_t limit = (Py_ssize_t)1 << 30;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!O!OOOOO|pn", names, &PyDict_Type,
+    Py_ssize_t max_payload = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!O!OOOOO|pnn", names, &PyDict_Type,
                                      &heads, &PyDict_Type, &type_names, &PyDict_Type,
                                      &type_codes, &PyTuple_Type,
                                      &flag_lists, &simple_fn, &binary_cls, &text_cls,
-                                     &batch_cls, &payload_json, &with_hex, &limit))
+                                     &batch_cls, &payload_json, &with_hex, &limit,
+                                     &max_payload))
         return -1;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(flag_lists); i++) {
         if (!PyBytes_Check(PyTuple_GET_ITEM(flag_lists, i))) {
@@ -756,6 +760,7 @@ LineWriter_init(LineWriter *w, PyObject *args, PyObject *kwargs)
 #undef KEEP
     w->with_hex = with_hex;
     w->limit = limit;
+    w->max_payload = max_payload;
     return 0;
 }
 

@@ -22,6 +22,7 @@ __all__ = [
 ]
 
 import contextlib
+import functools
 import json
 import operator
 from collections.abc import Callable
@@ -103,7 +104,7 @@ class MessageLines:
     instead of the generic encoder, because ``--ndjson`` writes one per message.
     """
 
-    def __init__(self, *, with_hex: bool = False) -> None:
+    def __init__(self, *, with_hex: bool = False, max_payload: int | None = None) -> None:
         from wsproto_tools.codec import (
             TYPES,
             Batch,
@@ -116,6 +117,8 @@ class MessageLines:
         from wsproto_tools.codec.jsonform import payload_to_json
 
         self.with_hex = with_hex
+        #: payloads longer than this (bytes) are cut, with ``cut``: the bytes left out
+        self.max_payload = max_payload
         self._str = json.JSONEncoder(ensure_ascii=False).encode
         self._dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         self._flags = {
@@ -171,6 +174,10 @@ class MessageLines:
         if ptype is self._binary_cls:
             data = payload.data
             size = len(data)
+            limit = self.max_payload
+            if limit is not None and size > limit:
+                out.append('{"hex":"' + data[:limit].hex() + f'","cut":{size - limit}}}')
+                return
             if size and whole_hex and size <= len(whole) and whole.endswith(data):
                 out.append('{"hex":"')
                 out.append(whole_hex[len(whole_hex) - 2 * size :])
@@ -179,7 +186,14 @@ class MessageLines:
                 out.append('{"hex":"' + data.hex() + '"}')
             return
         if ptype is self._text_cls:
-            out.append('{"text":' + _quote(payload.text) + "}")
+            text = payload.text
+            limit = self.max_payload
+            if limit is not None and len(text) * 4 > limit:
+                short, cut = _cut_text(text, limit)
+                if cut:
+                    out.append('{"text":' + _quote(short) + f',"cut":{cut}}}')
+                    return
+            out.append('{"text":' + _quote(text) + "}")
             return
         if ptype is self._batch_cls:
             out.append('{"messages":[')
@@ -262,6 +276,7 @@ class MessageLines:
             self.payload_text,
             self.with_hex,
             limit,
+            -1 if self.max_payload is None else self.max_payload,
         )
 
     def wsp(self, version: int | None, msg: Any) -> str:
@@ -299,6 +314,19 @@ class MessageLines:
         self._payload(payload, out, whole, whole_hex)
         out.append("}")
 
+    def _cut(self, opcode: int, payload: bytes, text: str | None, limit: int,
+             out: list[str]) -> None:
+        """``text``/``hex`` of the first ``limit`` bytes of ``payload``, and ``cut``."""
+        if opcode == _TEXT and text is not None:
+            short, cut = _cut_text(text, limit)
+            out.append('"text":' + _quote(short))
+            if self.with_hex:
+                out.append(',"hex":"' + payload[: len(payload) - cut].hex() + '"')
+        else:
+            cut = len(payload) - limit
+            out.append('"hex":"' + payload[:limit].hex() + '"')
+        out.append(f',"cut":{cut}')
+
     def __call__(self, item: CapturedMessage) -> str:
         out: list[str] = []
         self.write(item, out)
@@ -325,7 +353,10 @@ class MessageLines:
             f'"compressed":{"true" if msg.compressed else "false"},'
         )
         hexed = ""
-        if opcode == _TEXT and text is not None:
+        limit = self.max_payload
+        if limit is not None and len(payload) > limit:
+            self._cut(opcode, payload, text, limit, out)
+        elif opcode == _TEXT and text is not None:
             out.append('"text":' + _quote(text))
             if self.with_hex:
                 out.append(',"hex":"' + payload.hex() + '"')
@@ -361,6 +392,16 @@ class MessageLines:
         out.append("\n")
 
 
+def _cut_text(text: str, limit: int) -> tuple[str, int]:
+    """The longest start of ``text`` that is at most ``limit`` bytes of UTF-8 (whole
+    characters), and the number of bytes left out."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text, 0
+    short = data[:limit].decode("utf-8", "ignore")
+    return short, len(data) - len(short.encode("utf-8", "surrogatepass"))
+
+
 class LineBuffer:
     """NDJSON lines of messages gathered as UTF-8 bytes: by the C writer when it was
     built, else (and for the rare shapes it leaves alone) by :class:`MessageLines`.
@@ -369,10 +410,16 @@ class LineBuffer:
     ``take()`` returns what was gathered and starts again.
     """
 
-    def __init__(self, *, with_hex: bool = False) -> None:
-        self.lines = MessageLines(with_hex=with_hex)
+    def __init__(self, *, with_hex: bool = False, max_payload: int | None = None) -> None:
+        self.lines = MessageLines(with_hex=with_hex, max_payload=max_payload)
         self._c = self.lines.c_writer()
         self._parts: list[str] = []
+        #: characters waiting on the Python path
+        self._chars = 0
+        #: ``c_size()``: the bytes waiting in the C buffer (one C call), or None
+        self.c_size: Callable[[], int] | None = (
+            None if self._c is None else functools.partial(type(self._c).size.__get__, self._c)
+        )
         self.accelerated = self._c is not None
         self.write: Callable[[CapturedMessage], None] = (
             self._write_c if self._c is not None else self._write_py
@@ -392,18 +439,22 @@ class LineBuffer:
         self._c.append((self.lines(item) + "\n").encode("utf-8", "surrogateescape"))
 
     def _write_py(self, item: CapturedMessage) -> None:
-        self.lines.write(item, self._parts)
+        parts = self._parts
+        start = len(parts)
+        self.lines.write(item, parts)
+        self._chars += sum(map(len, parts[start:]))
 
     def text(self, text: str) -> None:
         if self._c is not None:
             self._c.append(text.encode("utf-8", "surrogateescape"))
         else:
             self._parts.append(text)
+            self._chars += len(text)
 
     @property
     def size(self) -> int:
-        """Bytes (or, on the Python path, pieces) waiting."""
-        return int(self._c.size) if self._c is not None else len(self._parts)
+        """Bytes (or, on the Python path, characters) waiting."""
+        return int(self._c.size) if self._c is not None else self._chars
 
     def write_to(self, write: Callable[[memoryview], object]) -> None:
         """``write`` what was gathered (without a copy when in C), and start again."""
@@ -417,6 +468,7 @@ class LineBuffer:
             return bytes(self._c.take())
         data = "".join(self._parts).encode("utf-8", "surrogateescape")
         self._parts = []
+        self._chars = 0
         return data
 
 
