@@ -218,8 +218,8 @@ def serve(
 
     \b
     Exit status: 0 after a graceful shutdown; 2 bad options (a port out of
-    0-65535, --keyfile without --certfile); 3 a certificate or key that cannot be
-    loaded; 4 the port cannot be bound.
+    0-65535, --keyfile without --certfile); 3 a certificate or key, or a
+    --jwt-key file, that cannot be loaded or used; 4 the port cannot be bound.
 
     \b
     Examples:

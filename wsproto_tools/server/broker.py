@@ -49,16 +49,28 @@ class MemoryBroker:
         history: int = 1000,
         max_age: float | None = None,
         max_topics: int = 100_000,
+        history_bytes: int | None = None,
+        history_total: int | None = None,
+        max_per_owner: int | None = None,
     ) -> None:
-        self.hub = Hub(epoch=epoch, history=history, max_age=max_age, max_topics=max_topics)
+        self.hub = Hub(
+            epoch=epoch,
+            history=history,
+            max_age=max_age,
+            max_topics=max_topics,
+            history_bytes=history_bytes,
+            history_total=history_total,
+            max_per_owner=max_per_owner,
+        )
         self._listener: Listener | None = None
 
     def set_listener(self, listener: Listener) -> None:
         self._listener = listener
 
-    def publish_now(self, topic: str, data: bytes, now: float) -> Entry:
-        """The synchronous form the server uses on its hot path."""
-        entry = self.hub.publish(topic, data, now)
+    def publish_now(self, topic: str, data: bytes, now: float, owner: int = 0) -> Entry:
+        """The synchronous form the server uses on its hot path (``owner``: the
+        publishing session, charged with the topic if this makes it)."""
+        entry = self.hub.publish(topic, data, now, owner=owner)
         if self._listener is not None:
             self._listener(topic, self.hub.topics[topic].epoch, entry)
         return entry
@@ -67,9 +79,15 @@ class MemoryBroker:
         return self.publish_now(topic, data, now)
 
     def subscribe_now(
-        self, topic: str, from_offset: int | None, epoch: int | None, now: float
+        self,
+        topic: str,
+        from_offset: int | None,
+        epoch: int | None,
+        now: float,
+        owner: int = 0,
+        limit: int | None = None,
     ) -> SubscribeAnswer:
-        return self.hub.subscribe(topic, from_offset, epoch, now)
+        return self.hub.subscribe(topic, from_offset, epoch, now, owner=owner, limit=limit)
 
     async def subscribe(
         self, topic: str, from_offset: int | None, epoch: int | None, now: float

@@ -71,11 +71,14 @@ class DirectMixin:
     1,024) and handed over by it. The handler must not raise; it can call
     :meth:`pause_reading` for backpressure. Fragmented
     messages are reassembled here (``websockets`` enforces ``max_size``).
-    ``on_lost`` is called once the TCP connection is gone.
+    ``on_lost`` is called once the TCP connection is gone, ``on_drain`` each time
+    the transport's write buffer drained below its low-water mark after it had
+    gone over the high-water mark (to pace output by what the peer reads).
     """
 
     on_message: Callable[[bytes | str], None] | None = None
     on_lost: Callable[[], None] | None = None
+    on_drain: Callable[[], None] | None = None
     _parts: list[bytes] | None = None
     _text = False
     _early: list[bytes | str] | None = None
@@ -129,6 +132,12 @@ class DirectMixin:
         callback = self.on_lost
         if callback is not None:
             self.on_lost = None
+            callback()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()  # type: ignore[misc]
+        callback = self.on_drain
+        if callback is not None:
             callback()
 
     def pause_reading(self) -> None:
