@@ -17,7 +17,7 @@ resumes at the next segment that starts with a plausible frame header.
 Memory is bounded whatever the capture holds: out-of-order data per direction
 (:data:`~.tcp.MAX_PENDING`) and in all (:data:`MAX_PENDING_TOTAL`, the oldest
 holes given up first), the connections followed at once
-(:data:`MAX_CONNECTIONS`, the idlest non-WebSocket ones dropped first), and a
+(:data:`MAX_CONNECTIONS`, the oldest that never carried data dropped first), and a
 connection that sees no packet for :data:`IDLE_TIMEOUT` seconds of capture time
 is ended and its state freed. Records of connections that were not WebSocket
 are only counted (:attr:`CaptureDecoder.forgotten`) once they end. With
@@ -38,7 +38,7 @@ __all__ = [
     "plausible_frames",
 ]
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,8 +82,8 @@ _UNKNOWN, _HTTP, _FRAMES, _SYNC, _IGNORE = range(5)
 _DISCOVERY_SEGMENTS = 4
 #: Out-of-order data (see :mod:`.tcp`) held for all connections together.
 MAX_PENDING_TOTAL = 32 * 1024 * 1024
-#: Connections followed at once; past this the idlest one not known to be
-#: WebSocket is ended (or, when all are WebSocket, the idlest of all).
+#: Connections followed at once; past this the oldest one that never carried data
+#: is ended (or, when all did, the oldest of all).
 MAX_CONNECTIONS = 10_000
 #: Seconds of capture time without a packet after which a connection is ended.
 IDLE_TIMEOUT = 300.0
@@ -333,7 +333,11 @@ class CaptureDecoder:
         #: the number of connections so far (ids)
         self._next_id = 1
         #: connections followed now, oldest first (with ended ones, until they expire)
-        self._live: dict[int, tuple[_Conn, tuple[bytes, int, bytes, int]]] = {}
+        #: (an OrderedDict: a plain dict is slow to walk from its front after many
+        #: deletions there)
+        self._live: OrderedDict[int, tuple[_Conn, tuple[bytes, int, bytes, int]]] = (
+            OrderedDict()
+        )
         #: kinds of the records that were let go (ended, not WebSocket), counted
         self.forgotten: Counter[str] = Counter()
         #: flows with out-of-order data, oldest hole first, and their bytes
@@ -563,31 +567,30 @@ class CaptureDecoder:
             self._drop(state)
 
     def _evict(self, number: int, ts: float, events: list[Any]) -> None:
-        """Make room for one more connection: drop one that ended, else end the
-        idlest of the oldest few that never carried data, else the oldest.
+        """Make room for one more connection: of the oldest, drop the first that
+        ended or end the first that never carried data (the busy ones looked at
+        go last, so that the next look finds others); else end the oldest.
 
         It depends only on packets, not on what was decoded, so that every shard
         of a parallel run takes the same decision (connection ids agree).
         """
         live = self._live
         victim = None
-        oldest = float("inf")
         busy = []
         for n, (state, _) in enumerate(live.values()):
-            if state.ended:
+            if state.ended or not (
+                state.busy or state.flows[0].stats.segments or state.flows[1].stats.segments
+            ):
                 victim = state
                 break
-            if state.busy or state.flows[0].stats.segments or state.flows[1].stats.segments:
-                busy.append(state.conn.id)
-            elif state.conn.last_ts < oldest:
-                victim, oldest = state, state.conn.last_ts
+            busy.append(state.conn.id)
             if n >= 64:
                 break
         if victim is None:
             victim = next(iter(live.values()))[0]
-        else:  # the busy ones looked at go last, so the next look finds others
+        else:
             for conn_id in busy:
-                live[conn_id] = live.pop(conn_id)
+                live.move_to_end(conn_id)
         if not victim.ended:
             conn = victim.conn
             if not victim.skip:
