@@ -674,15 +674,21 @@ class CaptureDecoder:
             return
         who = self._sender(state, index) or "one side"
         if forced:
-            why = (f"given up: out-of-order data over its limit ({MAX_PENDING >> 20} MB a "
-                   f"direction, {MAX_PENDING_TOTAL >> 20} MB in all)")
+            text = (
+                f"connection {conn.id}: gave up waiting for {size} bytes from the {who} "
+                f"(out-of-order data over its limit: {MAX_PENDING >> 20} MB a direction, "
+                f"{MAX_PENDING_TOTAL >> 20} MB in all); resynchronizing at the next frame "
+                "boundary"
+            )
         else:
-            why = "TCP gap"
+            text = (
+                f"connection {conn.id}: {size} bytes from the {who} were not captured "
+                "(TCP gap); resynchronizing at the next frame boundary"
+            )
         events.append(
             CaptureWarning(
                 number,
-                f"connection {conn.id}: {size} bytes from the {who} were not captured "
-                f"({why}); resynchronizing at the next frame boundary",
+                text,
                 conn.id,
             )
         )
