@@ -319,3 +319,37 @@ async def test_detached_bytes_are_capped(serve: Any) -> None:
         assert server.detached_bytes <= 300_000
         held = sum(s.held for s in server.sessions.values())
         assert 0 < held <= 300_000
+
+
+def test_hub_frees_idle_topics_with_a_new_epoch() -> None:
+    """A freed topic that had given out offsets comes back in another epoch (old
+    offsets are never taken for new ones); owners are charged while it exists."""
+    from wsproto_tools.engine.history import ContinuityLost
+    from wsproto_tools.engine.hub import Hub
+
+    hub = Hub(epoch=5, history=0, max_per_owner=2)
+    hub.publish("a", b"x", 0.0, owner=7)
+    hub.topic("b", 7)
+    with pytest.raises(Exception, match="limit 2"):
+        hub.topic("c", 7)
+    assert hub.release("a", 0.0) and hub.release("b", 0.0)
+    assert not hub.topics and not hub.owned
+    again = hub.topic("a", 7)
+    assert again.epoch != 5 and again.last_offset == 0
+    answer = hub.subscribe("a", 2, 5, 0.0)  # a cursor of the old incarnation
+    assert isinstance(answer.lost, ContinuityLost)
+
+
+def test_hub_history_total_drops_the_oldest_of_any_topic() -> None:
+    from wsproto_tools.engine.hub import Hub
+
+    hub = Hub(epoch=1, history=100, history_bytes=60, history_total=100)
+    for n in range(10):
+        hub.publish("old" if n < 5 else "new", bytes(10), float(n))
+    assert hub.total == 100 and [len(t.entries) for t in hub.topics.values()] == [5, 5]
+    hub.publish("new", bytes(10), 10.0)
+    assert hub.topics["old"].first_available == 2 and hub.total == 100
+    for n in range(20):
+        hub.publish("new", bytes(10), 11.0 + n)
+    assert hub.topics["new"].bytes == 60 and hub.total == sum(t.bytes for t in hub.topics.values())
+    assert hub.total <= 100
