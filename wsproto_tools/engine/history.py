@@ -89,9 +89,16 @@ class TopicLog:
         """Add a message; returns its entry (with its new offset)."""
         self.last_offset += 1
         entry = Entry(self.last_offset, now, data, binary)
-        self.entries.append(entry)
-        self.bytes += len(data)
-        self.trim(now)
+        entries = self.entries
+        entries.append(entry)
+        size = self.bytes = self.bytes + len(data)
+        max_bytes = self.max_bytes
+        if (
+            len(entries) > self.max_count
+            or (max_bytes is not None and size > max_bytes)
+            or self.max_age is not None
+        ):
+            self.trim(now)
         return entry
 
     def trim(self, now: float) -> None:

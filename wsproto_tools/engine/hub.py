@@ -128,16 +128,23 @@ class Hub:
     def publish(
         self, topic: str, data: bytes, now: float, *, binary: bool = True, owner: int = 0
     ) -> Entry:
-        log = self.topic(topic, owner)
+        log = self.topics.get(topic) or self.topic(topic, owner)
         before = log.bytes
         entry = log.append(data, binary, now)
-        self.total += log.bytes - before
+        total = self.total = self.total + log.bytes - before
         cap = self.history_total
         if cap is not None:
             order = self._order
-            if log.entries and log.entries[-1] is entry:
+            if log.bytes:  # retained (a message trimmed at once leaves nothing)
                 order.append((log, entry.offset))
-            if self.total > cap:
+            # forget the pairs of messages trimmed by their own topic (mostly in front)
+            while order:
+                first_log, first_offset = order[0]
+                kept = first_log.entries
+                if kept and kept[0].offset <= first_offset:
+                    break
+                order.popleft()
+            if total > cap:
                 self._shrink(cap)
             if len(order) >= self._compact_at:
                 self._compact()
@@ -149,8 +156,10 @@ class Hub:
         topics = self.topics
         while self.total > cap and order:
             log, offset = order.popleft()
+            if topics.get(log.topic) is not log:
+                continue
             entries = log.entries
-            if entries and entries[0].offset == offset and topics.get(log.topic) is log:
+            while entries and entries[0].offset <= offset:
                 self.total -= len(entries[0].data)
                 log.drop_first()
 
@@ -161,7 +170,7 @@ class Hub:
         self._order = deque(
             (log, offset)
             for log, offset in self._order
-            if topics.get(log.topic) is log and log.entries and offset >= log.entries[0].offset
+            if log.entries and offset >= log.entries[0].offset and topics.get(log.topic) is log
         )
         self._compact_at = max(1024, 2 * len(self._order))
 

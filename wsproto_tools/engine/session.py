@@ -252,7 +252,8 @@ class Session:
         self.unacked: dict[int, tuple[Message, float, bool]] = {}  # insertion = seq order
         #: sequenced messages beyond the window, sent as acknowledgments make room
         self.backlog: deque[Message] | None = None
-        #: payload bytes of ``unacked`` and ``backlog`` (what the session holds for the peer)
+        #: what a server session keeps for its peer: unacknowledged and backlogged
+        #: messages, each charged its payload length + 64 (clients: not counted)
         self.held = 0
         self.window = AdaptiveWindow(
             initial=min(64, self.config.window), minimum=4, maximum=max(64, self.config.window)
@@ -356,6 +357,10 @@ class Session:
         if self._seal:
             flags = flags | self._seal
         msg = _MESSAGE(payload, seq, self.session_id, 0, flags)
+        if self.is_client:  # the client's API waits for window room; nothing to charge
+            self.unacked[seq] = (msg, now, False)
+            self.outbox.append(msg)
+            return seq
         self.held += _held_size(payload)
         backlog = self.backlog
         if backlog or len(self.unacked) >= min(self.window.size, self.peer_window):
@@ -596,6 +601,7 @@ class Session:
         acked: list[Payload] = []
         sample: float | None = None
         pop = unacked.pop
+        charged = not self.is_client  # see _send_sequenced
         # keys are consecutive sequence numbers in order (sent in order, dropped
         # from the front), so the acknowledged ones are first..seq
         for number in range(first, seq + 1):
@@ -603,7 +609,8 @@ class Session:
             if entry is not None:
                 kept = entry[0].payload
                 acked.append(kept)
-                self.held -= _held_size(kept)
+                if charged:
+                    self.held -= _held_size(kept)
                 if not entry[2]:
                     sample = entry[1]
         if not acked:
@@ -716,7 +723,9 @@ class Session:
             first = next(iter(unacked))
             if first > upto:
                 break
-            self.held -= _held_size(unacked.pop(first)[0].payload)
+            payload = unacked.pop(first)[0].payload
+            if not self.is_client:
+                self.held -= _held_size(payload)
 
     def _set_session(self, capabilities: tuple[str, ...], keys: SessionKeys | None) -> None:
         self.capabilities = capabilities
