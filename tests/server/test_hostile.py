@@ -64,7 +64,7 @@ async def test_a_client_that_never_reads_is_cut_at_its_budget(kind: str) -> None
         await asyncio.sleep(0.5)
         after = served.status()
     assert mb(peak["VmHWM"] - base["VmRSS"]) < 12, (base, peak)
-    assert mb(after["VmRSS"] - base["VmRSS"]) < 6, (base, after)
+    assert mb(after["VmRSS"] - base["VmRSS"]) < 10, (base, after)
 
 
 async def test_sequenced_answers_respect_the_window(serve: Any) -> None:

@@ -859,7 +859,8 @@ class WspServer:
                     del self.sessions[sid]
                     self._undetach(sid)
             memory = self._memory
-            if memory is not None and self.config.history_age and now > self._topic_sweep:
+            aging = self.config.history_age or self.config.history == 0
+            if memory is not None and aging and now > self._topic_sweep:
                 self._topic_sweep = now + max(5.0, interval)  # aged-out idle topics are freed
                 subscribers = self.subscribers
                 for topic in [t for t in memory.hub.topics if t not in subscribers]:
