@@ -347,7 +347,7 @@ class CaptureDecoder:
         self.holes_given_up = 0
         self.connections_expired = 0
         self.connections_evicted = 0
-        self._next_sweep: float | None = None
+        self._next_sweep = float("-inf")
         #: ``spill(events)``: called with a packet's events so far when they grow
         #: large (then emptied); None: everything comes back from :meth:`packet`
         self.spill: Callable[[list[Any]], None] | None = None
@@ -393,10 +393,9 @@ class CaptureDecoder:
         self.packets += 1
         if self.first_ts is None:
             self.first_ts = ts
-            self._next_sweep = ts + _SWEEP_EVERY
         self.last_ts = ts
         events: list[Any] = []
-        if ts >= self._next_sweep:  # type: ignore[operator]
+        if ts >= self._next_sweep:
             self._next_sweep = ts + _SWEEP_EVERY
             self._sweep(ts, number, events)
         try:
@@ -642,7 +641,10 @@ class CaptureDecoder:
         events: list[Any],
     ) -> None:
         side = state.sides[index]
+        spill = self.spill
         for item in items:
+            if spill is not None and len(events) >= SPILL_EVENTS:
+                self._spill(events)  # what a filled hole releases: in pieces
             if isinstance(item, int):
                 self._gap(state, index, item, number, ts, events)
                 continue
@@ -997,15 +999,19 @@ class CaptureDecoder:
                     captured.wsp = (1 if payload[0] == 0xD1 else 2, decoded)
                     self._session(state, captured, decoded)
         events.append(captured)
-        spill = self.spill
-        if spill is not None:
-            size = len(payload)
-            if size > 1024:
-                self._held += size
-            if self._held > SPILL_BYTES or len(events) >= SPILL_EVENTS:
-                self._held = 0
-                spill(events[:])
-                events.clear()
+        if len(payload) > 1024 and self.spill is not None:
+            # big messages are handed out every SPILL_BYTES (small ones: _deliver)
+            self._held += len(payload)
+            if self._held > SPILL_BYTES:
+                self._spill(events)
+
+    def _spill(self, events: list[Any]) -> None:
+        """Hand out the events so far (see :attr:`spill`) and empty ``events``."""
+        assert self.spill is not None
+        self._held = 0
+        if events:
+            self.spill(events[:])
+            events.clear()
 
     def _session(self, state: _Conn, item: CapturedMessage, message: Any) -> None:
         """Follow the wsp session: the engine's observer, ack latency, unacked."""

@@ -154,8 +154,8 @@ class Printer:
         #: the NDJSON lines waiting to be written
         self._buffer = LineBuffer(with_hex=show_hex, max_payload=max_payload)
         self.max_payload = max_payload
-        #: the C buffer's size, read once a packet (0 without it)
-        self._waiting = self._buffer.c_size or (lambda: 0)
+        #: the C line buffer (its size is read once a packet), or None
+        self._c_lines = self._buffer._c
         self._dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         if mode == "ndjson" and self._accept is None and self._buffer.fast is not None:
             # the common case, one call per packet: everything bound once
@@ -193,7 +193,7 @@ class Printer:
                     self.numbers.append(event.number)
             elif type(event) is self._warning_cls:
                 self.warning(event.number, event.message)
-        if self._count >= FLUSH_LINES or self._waiting() >= FLUSH_BYTES:
+        if self._count >= FLUSH_LINES or self._c_lines.size >= FLUSH_BYTES:
             self.flush()
 
     def events(self, events: list[Any]) -> None:

@@ -22,7 +22,6 @@ __all__ = [
 ]
 
 import contextlib
-import functools
 import json
 import operator
 from collections.abc import Callable
@@ -416,10 +415,7 @@ class LineBuffer:
         self._parts: list[str] = []
         #: characters waiting on the Python path
         self._chars = 0
-        #: ``c_size()``: the bytes waiting in the C buffer (one C call), or None
-        self.c_size: Callable[[], int] | None = (
-            None if self._c is None else functools.partial(type(self._c).size.__get__, self._c)
-        )
+
         self.accelerated = self._c is not None
         self.write: Callable[[CapturedMessage], None] = (
             self._write_c if self._c is not None else self._write_py
