@@ -413,7 +413,7 @@ class LineBuffer:
         self.lines = MessageLines(with_hex=with_hex, max_payload=max_payload)
         self._c = self.lines.c_writer()
         self._parts: list[str] = []
-        #: characters waiting on the Python path
+        #: characters waiting on the Python path (an estimate)
         self._chars = 0
 
         self.accelerated = self._c is not None
@@ -435,10 +435,9 @@ class LineBuffer:
         self._c.append((self.lines(item) + "\n").encode("utf-8", "surrogateescape"))
 
     def _write_py(self, item: CapturedMessage) -> None:
-        parts = self._parts
-        start = len(parts)
-        self.lines.write(item, parts)
-        self._chars += sum(map(len, parts[start:]))
+        self.lines.write(item, self._parts)
+        # about what the line holds (its payload as hex, the rest), for the flush
+        self._chars += 2 * len(item.msg.payload) + 256
 
     def text(self, text: str) -> None:
         if self._c is not None:
@@ -449,7 +448,7 @@ class LineBuffer:
 
     @property
     def size(self) -> int:
-        """Bytes (or, on the Python path, characters) waiting."""
+        """Bytes waiting (on the Python path, an estimate)."""
         return int(self._c.size) if self._c is not None else self._chars
 
     def write_to(self, write: Callable[[memoryview], object]) -> None:
