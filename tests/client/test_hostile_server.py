@@ -170,7 +170,8 @@ async def run_wsp(*args: str, timeout: float = 30) -> tuple[int, str, str, float
     env = {k: v for k, v in os.environ.items() if k not in ("WSP_SECRET", "WSP_TOKEN")}
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        WSP, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+        WSP, *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env,
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -185,12 +186,12 @@ async def run_wsp(*args: str, timeout: float = 30) -> tuple[int, str, str, float
 # ---------------------------------------------------------------- 7. handshake timeout
 
 
-@pytest.mark.parametrize("command", ["pub", "sub"])
+@pytest.mark.parametrize("command", ["pub", "sub", "connect"])
 async def test_silent_server_after_upgrade_ends_with_handshake_timeout(
     hostile: Any, command: str
 ) -> None:
     server = await hostile("silent")
-    args = [server.url, "news"] + (["hello"] if command == "pub" else [])
+    args = [server.url] + {"pub": ["news", "hello"], "sub": ["news"], "connect": []}[command]
     status, out, err, elapsed = await run_wsp(
         command, *args, "--secret", "s", "--handshake-timeout", "0.5", timeout=20
     )

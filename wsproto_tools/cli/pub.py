@@ -29,15 +29,6 @@ from wsproto_tools.cli.status import ExitStatus
     help="How long to wait for the acknowledgments.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary line.")
-@click.option(
-    "--handshake-timeout",
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="S",
-    help="Give up a connection attempt whose wsp handshake (TCP connect to "
-    "HandshakeResponse) takes longer.",
-)
 @client_options
 @guarded
 def pub(
@@ -47,7 +38,6 @@ def pub(
     as_hex: bool,
     timeout: float,
     as_json: bool,
-    handshake_timeout: float,
     **opts: object,
 ) -> None:
     """Publish each MESSAGE to TOPIC (or each stdin line with '-').
@@ -95,7 +85,7 @@ def pub(
                 fail(f"message {number} is not hex: {line[:40]!r}", ExitStatus.BAD_INPUT)
         else:
             payloads.append(line.encode("utf-8"))
-    options = make_options(**opts, open_timeout=handshake_timeout)  # type: ignore[arg-type]
+    options = make_options(**opts)  # type: ignore[arg-type]
     options.ssl_context = client_ssl(url, options.cafile, options.insecure)
 
     async def run() -> tuple[int, int]:

@@ -283,6 +283,9 @@ def serve(
             click.echo(f"    {generated}", err=True)
             click.echo("    connect with:", err=True)
             click.echo(f"    WSP_SECRET={generated} wsp sub {url} demo", err=True)
+            if url.startswith("wss://"):
+                click.echo("    (add --cafile CA.pem when a private CA signed the certificate)",
+                           err=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

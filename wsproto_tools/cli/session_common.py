@@ -14,7 +14,7 @@ from wsproto_tools.cli.params import tls_client_options
 
 
 def client_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--secret/--token (WSP_SECRET/WSP_TOKEN), --wire-version, back-off, --cafile/--insecure."""
+    """--secret/--token (WSP_SECRET/WSP_TOKEN), --wire-version, back-off, TLS, handshake timeout."""
     options = [
         click.option(
             "--secret",
@@ -59,6 +59,15 @@ def client_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Largest reconnect delay ceiling.",
         ),
         click.option("--seed", type=int, default=None, help="Seed for the back-off jitter."),
+        click.option(
+            "--handshake-timeout",
+            default=10.0,
+            show_default=True,
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="S",
+            help="Give up a connection attempt whose wsp handshake (TCP connect to "
+            "HandshakeResponse) takes longer.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -75,6 +84,7 @@ def make_options(
     seed: int | None,
     cafile: str | None = None,
     insecure: bool = False,
+    handshake_timeout: float = 10.0,
     **extra: Any,
 ) -> Any:
     """A ClientOptions from the shared options (imports the client lazily)."""
@@ -92,5 +102,6 @@ def make_options(
         seed=seed,
         cafile=cafile,
         insecure=insecure,
+        open_timeout=handshake_timeout,
         **extra,
     )

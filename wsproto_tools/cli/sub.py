@@ -29,15 +29,6 @@ from wsproto_tools.cli.session_common import client_options, make_options, run_a
 @click.option(
     "--count", type=click.IntRange(1), default=None, metavar="N", help="Exit after N deliveries."
 )
-@click.option(
-    "--handshake-timeout",
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="S",
-    help="Give up a connection attempt whose wsp handshake (TCP connect to "
-    "HandshakeResponse) takes longer.",
-)
 @client_options
 @guarded
 def sub(
@@ -45,7 +36,6 @@ def sub(
     topics: tuple[str, ...],
     as_json: bool,
     count: int | None,
-    handshake_timeout: float,
     **opts: object,
 ) -> None:
     """Subscribe to TOPICs and print each delivery, exactly once and in order.
@@ -93,7 +83,7 @@ def sub(
             click.echo(event_line(name, fields), err=True)
         out.flush()
 
-    options = make_options(**opts, open_timeout=handshake_timeout)  # type: ignore[arg-type]
+    options = make_options(**opts)  # type: ignore[arg-type]
     options.ssl_context = client_ssl(url, options.cafile, options.insecure)
 
     async def run() -> None:
