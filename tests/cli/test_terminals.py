@@ -4,18 +4,11 @@ terminal's own colour codes, and narrow terminals keep what matters."""
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pytest
 
-from .terminal import ROOT, run_in_terminal
-
-#: what a terminal of each colour system is sent for the red of a flagged row
-RED = {
-    "none": None,
-    "8": "\x1b[31m",
-    "256": "\x1b[38;5;9m",  # rich's 256-colour form of "red"... or the standard one
-    "truecolor": "\x1b[",
-}
+from .terminal import ROOT, environment, run_in_terminal
 
 
 @pytest.mark.parametrize("colours", ["none", "8", "256", "truecolor"])
@@ -43,11 +36,7 @@ def test_addresses_are_not_cut_at_80_columns() -> None:
     assert all(len(line) <= 80 for line in run.output.splitlines())
 
 
-def test_nothing_is_cut_through_a_pipe(tmp_path: object) -> None:
-    import subprocess
-
-    from .terminal import environment
-
+def test_nothing_is_cut_through_a_pipe() -> None:
     done = subprocess.run(["wsp", "decode", "captures/wsp-session-v2.pcap"], cwd=ROOT,
                           capture_output=True, text=True, env=environment(), timeout=60,
                           check=False)

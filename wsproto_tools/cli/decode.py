@@ -6,7 +6,6 @@ __all__ = ["Printer", "decode", "filter_options", "make_filter"]
 
 import array
 import contextlib
-import errno
 import io
 import json
 import os
@@ -973,9 +972,9 @@ def decode(
         stream: IO[bytes] = _stdin(sys.stdin.buffer, printer.pause)
         size = 0
     else:
+        if os.path.isdir(file):
+            fail(f"cannot open {file}: is a directory, not a capture", ExitStatus.BAD_INPUT)
         try:
-            if os.path.isdir(file):
-                raise IsADirectoryError(errno.EISDIR, "is a directory, not a capture")
             stream = _NamedReader(io.FileIO(file, "rb"), file, 1 << 20)
             size = os.fstat(stream.fileno()).st_size
         except OSError as error:

@@ -12,7 +12,6 @@ __all__ = [
     "stop_on_sigterm",
 ]
 
-import asyncio
 import functools
 import os
 import signal
@@ -131,6 +130,7 @@ def stop_on_sigterm() -> None:
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; SIGTERM, like Ctrl-C, cancels it and then raises
     KeyboardInterrupt (which ``guarded`` turns into status 130)."""
+    import asyncio  # not at import time: `wsp --help` and the sync commands do without
 
     async def main() -> T:
         task = asyncio.current_task()

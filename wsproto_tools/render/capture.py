@@ -32,7 +32,8 @@ from typing import Any
 from wsproto_tools import native
 from wsproto_tools.capture.decoder import CapturedMessage, Connection
 from wsproto_tools.capture.stats import OPCODE_NAMES, opcode_name
-from wsproto_tools.render.message import message_to_json
+from wsproto_tools.codec.schema import BinaryData, Kind, Unknown, payload_fields
+from wsproto_tools.render.message import message_to_json, printable_text
 
 _TEXT = 1
 
@@ -540,9 +541,6 @@ def pretty_json(text: str, max_lines: int = 12) -> str | None:
 
 def _readable_bytes(payload: Any, fields: dict[str, Any]) -> None:
     """Show bytes fields that hold printable text as that text (the preview is for people)."""
-    from wsproto_tools.codec.schema import BinaryData, Kind, Unknown, payload_fields
-    from wsproto_tools.render.message import printable_text
-
     ptype = type(payload)
     if ptype is BinaryData or ptype is Unknown:
         text = printable_text(payload.data)

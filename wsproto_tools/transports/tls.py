@@ -8,7 +8,6 @@ from __future__ import annotations
 
 __all__ = ["WsUrl", "client_context", "describe_ssl_error", "parse_ws_url", "server_context"]
 
-import errno
 import os
 import ssl
 from dataclasses import dataclass
@@ -65,9 +64,9 @@ def parse_ws_url(url: str) -> WsUrl:
 
 def client_context(cafile: str | None = None, insecure: bool = False) -> ssl.SSLContext:
     """A client context: the system's CAs (plus ``cafile``), or no verification."""
+    if cafile is not None and os.path.isdir(cafile):
+        raise ConfigError(f"--cafile {cafile}: is a directory, not a PEM file")
     try:
-        if cafile is not None and os.path.isdir(cafile):
-            raise IsADirectoryError(errno.EISDIR, "is a directory", cafile)
         context = ssl.create_default_context(cafile=cafile)
     except (OSError, ssl.SSLError) as error:
         raise ConfigError(
@@ -83,15 +82,13 @@ def server_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
     """A server context with one certificate chain (``keyfile`` may be inside ``certfile``)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    for name in (certfile, keyfile):
+        if name is not None and os.path.isdir(name):
+            raise ConfigError(f"{name}: is a directory, not a PEM file")
     try:
-        for name in (certfile, keyfile):
-            if name is not None and os.path.isdir(name):
-                raise IsADirectoryError(errno.EISDIR, "is a directory", name)
         context.load_cert_chain(certfile, keyfile)
     except FileNotFoundError as error:
         raise ConfigError(f"{error.filename or certfile}: no such file") from None
-    except IsADirectoryError as error:
-        raise ConfigError(f"{error.filename}: is a directory, not a PEM file") from None
     except (OSError, ssl.SSLError) as error:
         names = certfile if keyfile is None else f"{certfile} and {keyfile}"
         why = _reason(error) if not isinstance(error, ssl.SSLError) or error.reason else (
