@@ -1,4 +1,5 @@
-"""Fixtures shared by the test packages: a real wsp server on 127.0.0.1."""
+"""Fixtures shared by the test packages: a real wsp server and a real ``websockets``
+echo server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -32,6 +33,27 @@ async def running(**overrides: Any) -> AsyncIterator[WspServer]:
 def serve() -> Callable[..., Any]:
     """``async with serve(**config) as server:`` a started WspServer (port 0)."""
     return running
+
+
+@contextlib.asynccontextmanager
+async def echo_server(**kwargs: Any) -> AsyncIterator[int]:
+    """A ``websockets`` asyncio echo server on 127.0.0.1 (port 0); yields its port."""
+    from websockets.asyncio.server import ServerConnection
+    from websockets.asyncio.server import serve as ws_serve
+
+    async def echo(ws: ServerConnection) -> None:
+        with contextlib.suppress(Exception):
+            async for message in ws:
+                await ws.send(message)
+
+    async with ws_serve(echo, "127.0.0.1", 0, max_size=None, **kwargs) as server:
+        yield int(next(iter(server.sockets)).getsockname()[1])
+
+
+@pytest.fixture
+def websockets_echo() -> Callable[..., Any]:
+    """``async with websockets_echo(**serve_kwargs) as port:`` the library's echo server."""
+    return echo_server
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,12 @@
-"""The raw-wire transport on real sockets (127.0.0.1, OS-assigned ports)."""
+"""The raw-wire transport (transports/raw.py) on real sockets (127.0.0.1, OS-assigned ports).
+
+``websockets_echo`` is the library's echo server (tests/conftest.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -10,10 +14,8 @@ from wsproto_tools.exceptions import ConnectionFailed, HandshakeError
 from wsproto_tools.transports.raw import accept_raw_websocket, open_raw_websocket
 from wsproto_tools.ws import FrameParser, encode_frame
 
-from .servers import websockets_echo
 
-
-async def test_client_sends_arbitrary_bytes_and_reads_raw() -> None:
+async def test_client_sends_arbitrary_bytes_and_reads_raw(websockets_echo: Any) -> None:
     async with websockets_echo() as port:
         conn = await open_raw_websocket("127.0.0.1", port, "/", timeout=2)
         assert conn.role == "client" and conn.response is not None and conn.response.is_upgrade
@@ -43,7 +45,7 @@ async def test_client_sends_arbitrary_bytes_and_reads_raw() -> None:
         await conn.wait_closed()
 
 
-async def test_offer_and_negotiated_extension() -> None:
+async def test_offer_and_negotiated_extension(websockets_echo: Any) -> None:
     async with websockets_echo() as port:
         conn = await open_raw_websocket(
             "127.0.0.1", port, "/x", extensions="permessage-deflate; client_max_window_bits"
@@ -52,7 +54,7 @@ async def test_offer_and_negotiated_extension() -> None:
         await conn.wait_closed()
 
 
-async def test_refused_and_non_websocket_peers() -> None:
+async def test_refused_and_non_websocket_peers(websockets_echo: Any) -> None:
     async with websockets_echo() as port:
         pass
     with pytest.raises(ConnectionFailed):
