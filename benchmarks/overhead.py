@@ -412,10 +412,7 @@ class Window:
 
 async def connect(proxy: Proxy, version: int) -> tuple[Client, Link]:
     before = len(proxy.links)
-    client = Client(
-        f"ws://127.0.0.1:{proxy.port}", secret=SECRET.encode(), version=version,
-        queue_size=100_000,
-    )
+    client = Client(f"ws://127.0.0.1:{proxy.port}", secret=SECRET.encode(), version=version)
     await client.connect()
     assert len(proxy.links) == before + 1, "one proxied connection per client"
     negotiated = client.session.version
