@@ -5,10 +5,21 @@ The engine is sans-I/O; this module is where its bytes meet a live
 and where its nonces come from (``os.urandom``).
 
 Writes are synchronous (:func:`write_now`): the engine's output is handed to the
-transport at once, like :func:`websockets.asyncio.server.broadcast` does, and
+transport at once through :func:`websockets.asyncio.server.broadcast`, and
 backpressure is read from the transport's buffer (:func:`buffered`) instead of
 awaited per message — a slow reader is detected and cut instead of stalling
 everyone else.
+
+What of ``websockets`` this module relies on: its public API (``broadcast``,
+``Connection.state``, ``subprotocol``, ``close``, the ``create_connection``
+subclass hook) and, beyond it, two things its documentation does not promise:
+``Connection.process_event`` (overridden by :class:`DirectMixin` to hand messages
+to the engine inside ``data_received``, without a task wake-up per message: the
+speed of the server and the client rests on it) and ``Connection.transport``
+(the asyncio transport, read for its write-buffer size and to pause reading).
+pyproject.toml therefore pins the ``websockets`` versions tested, and
+tests/transports/test_wsio.py fails loudly if either disappears or stops being
+used as relied on here.
 """
 
 from __future__ import annotations
@@ -31,12 +42,12 @@ __all__ = [
 import os
 import time
 from collections.abc import Callable
-from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.connection import Connection
-from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
 from websockets.protocol import State as WsState
 
 from wsproto_tools.codec import SUBPROTOCOLS, subprotocol_version
@@ -59,7 +70,7 @@ RESUMABLE_CODES = frozenset(
 )
 
 
-class DirectMixin:
+class DirectMixin(Connection):
     """Hands each complete data message to a handler from ``data_received``.
 
     The default ``websockets`` path queues messages for ``recv()``, so every
@@ -103,9 +114,10 @@ class DirectMixin:
         elif len(self._early) < 1024:
             self._early.append(data)
 
-    def process_event(self, event: object) -> None:
+    def process_event(self, event: Event) -> None:
+        # Not public in websockets (pinned in pyproject.toml; tests/transports/test_wsio.py)
         if type(event) is not Frame:  # the opening handshake
-            super().process_event(event)  # type: ignore[misc]
+            super().process_event(event)
             return
         opcode = event.opcode
         if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
@@ -125,29 +137,29 @@ class DirectMixin:
                 data = b"".join(parts)
                 self._deliver(data.decode("utf-8", "replace") if self._text else data)
         else:
-            super().process_event(event)  # type: ignore[misc]
+            super().process_event(event)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)  # type: ignore[misc]
+        super().connection_lost(exc)
         callback = self.on_lost
         if callback is not None:
             self.on_lost = None
             callback()
 
     def resume_writing(self) -> None:
-        super().resume_writing()  # type: ignore[misc]
+        super().resume_writing()
         callback = self.on_drain
         if callback is not None:
             callback()
 
     def pause_reading(self) -> None:
-        transport: Any = self.transport  # type: ignore[attr-defined]
-        if transport is not None and not transport.is_closing():
+        transport = self.transport  # set by connection_made (not public in websockets)
+        if not transport.is_closing():
             transport.pause_reading()
 
     def resume_reading(self) -> None:
-        transport: Any = self.transport  # type: ignore[attr-defined]
-        if transport is not None and not transport.is_closing():
+        transport = self.transport
+        if not transport.is_closing():
             transport.resume_reading()
 
 
@@ -171,18 +183,25 @@ def version_of(conn: Connection) -> int | None:
 
 
 def write_now(conn: Connection, data: bytes) -> bool:
-    """Frame and hand ``data`` to the transport now; False when the connection is not open."""
-    if conn.protocol.state is not WsState.OPEN or conn.send_in_progress is not None:
+    """Frame and hand ``data`` to the transport now; False when the connection is not open.
+
+    ``broadcast`` to one connection is websockets' public synchronous write; with
+    ``raise_exceptions`` it reports what it skipped (a fragmented message being
+    sent, a failed write) instead of logging it, and that is a False here.
+    """
+    if conn.state is not WsState.OPEN:
         return False
-    conn.protocol.send_binary(data)
-    conn.send_data()
+    try:
+        broadcast((conn,), data, raise_exceptions=True)
+    except ExceptionGroup:
+        return False
     return True
 
 
 def buffered(conn: Connection) -> int:
     """Bytes written but not yet accepted by the kernel."""
-    transport: Any = conn.transport
-    return int(transport.get_write_buffer_size()) if transport is not None else 0
+    # Connection.transport is not public in websockets (pinned in pyproject.toml)
+    return conn.transport.get_write_buffer_size()
 
 
 def flush(session: Session, conn: Connection) -> int:
