@@ -1,0 +1,360 @@
+"""Checklist rules 6-21 (the handshake, authentication, capabilities, encryption,
+resume and session ids): the server's duties against the reference server on raw
+frames, the client's duties against ``wsproto_tools.client`` and a raw server,
+and what only an observer sees against ``SessionObserver``."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+from typing import Any
+
+import jwt
+import pytest
+
+from .wire import (
+    AUTHENTICATE,
+    CHALLENGE,
+    CLOSE,
+    ENCRYPTED,
+    HANDSHAKE_RESPONSE,
+    PUBLISH,
+    SECRET,
+    SUBSCRIBE,
+    TEXT,
+    Closed,
+    Msg,
+    Peer,
+    assert_closed,
+    authenticate,
+    challenged,
+    client_closes,
+    client_proof,
+    connect,
+    handshake,
+    hello,
+    serve_handshake,
+    session,
+)
+
+JWT_KEY = b"conformance-jwt-key-of-32-bytes!"
+
+
+def token(sub: str = "alice", key: bytes = JWT_KEY, **claims: Any) -> str:
+    body: dict[str, Any] = {"sub": sub, "exp": int(time.time()) + 300}
+    body.update(claims)
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, key, "HS256")
+
+
+async def echoed(peer: Peer, text: bytes, seq: int) -> Msg:
+    """Send TextData ``seq`` and return the server's echo of it (S.4)."""
+    await peer.send(TEXT, text, seq=seq)
+    msg = await peer.expect(TEXT)
+    assert msg.payload == text
+    return msg
+
+
+# ---------------------------------------------------------------- rule 6
+async def test_rule_06_challenge_first(wsp_server: Any) -> None:
+    # the server speaks first, unsolicited, whatever the method
+    configs: list[tuple[dict[str, Any], list[str]]] = [
+        ({}, ["hmac"]),
+        ({"secret": None, "jwt_key": JWT_KEY}, ["jwt"]),
+        ({"secret": None, "no_auth": True}, ["none"]),
+    ]
+    for config, methods in configs:
+        async with wsp_server(**config) as port:
+            peer = await connect(port)
+            first = await peer.recv()
+            assert isinstance(first, Msg) and first.code == CHALLENGE, first
+            assert 16 <= len(first.body["nonce"]) <= 256
+            assert first.body.get("methods") == methods
+            await peer.drop()
+    # a Handshake before the Challenge is a violation (the observer's view)
+    from wsproto_tools.codec.schema import Handshake, Message
+    from wsproto_tools.engine.observer import Direction, SessionObserver
+
+    observer = SessionObserver()
+    early = Message(Handshake(capabilities=("ack",), auth="none", client_nonce=os.urandom(16)))
+    findings = observer.feed(Direction.CLIENT_TO_SERVER, early, 0.0)
+    assert [getattr(f, "rule_id", None) for f in findings] == [6], findings
+    assert findings[0].close_code == 1002
+
+
+# ---------------------------------------------------------------- rule 7 (the client's duty)
+@pytest.mark.parametrize("size", [8, 15, 257])
+async def test_rule_07_nonce_size(size: int) -> None:
+    async def script(peer: Peer) -> tuple[Closed, list[Msg]]:
+        await peer.send(CHALLENGE, {"nonce": os.urandom(size), "methods": ["hmac"]})
+        return await peer.closed()
+
+    closed, before = await client_closes(script)
+    assert closed.code == 1002, (closed, before)
+    assert all(m.code != AUTHENTICATE for m in before), "a proof was computed"
+    assert all(m.body["code"] == 1002 for m in before if m.code == CLOSE)
+
+
+# ---------------------------------------------------------------- rule 8
+async def test_rule_08_one_handshake(wsp_server: Any) -> None:
+    async with wsp_server() as port:
+        peer = await challenged(port)
+        await peer.send_many([hello(peer), hello(peer)])
+        await assert_closed(peer, 1002)
+
+
+# ---------------------------------------------------------------- rule 9
+@pytest.mark.parametrize("auth", ["absent", "none", "jwt", "kerberos"])
+async def test_rule_09_auth_method(wsp_server: Any, auth: str) -> None:
+    async with wsp_server() as port:  # a shared secret only: methods ["hmac"]
+        peer = await challenged(port)
+        assert peer.seen[0].body["methods"] == ["hmac"]  # type: ignore[union-attr]
+        fields: dict[str, Any] = {"token": token()} if auth == "jwt" else {}
+        await peer.send_many([hello(peer, auth=None if auth == "absent" else auth, **fields)])
+        await assert_closed(peer, 4001)
+
+
+# ---------------------------------------------------------------- rule 10
+async def test_rule_10_capability_known(wsp_server: Any) -> None:
+    async with wsp_server() as port:
+        peer = await challenged(port)
+        await peer.send_many(
+            [hello(peer, capabilities=("ack", "teleport")), authenticate(peer)]
+        )
+        await assert_closed(peer, 4007)
+
+
+# ---------------------------------------------------------------- rule 11
+@pytest.mark.parametrize("case", ["before-handshake", "with-jwt", "with-none"])
+async def test_rule_11_authenticate_order(wsp_server: Any, case: str) -> None:
+    if case == "before-handshake":
+        async with wsp_server() as port:
+            peer = await challenged(port)
+            peer.client_nonce = os.urandom(16)
+            await peer.send_many([authenticate(peer), hello(peer)])
+            await assert_closed(peer, 1002)
+        return
+    if case == "with-jwt":
+        config: dict[str, Any] = {"jwt_key": JWT_KEY}
+        first: dict[str, Any] = {"auth": "jwt", "token": token()}
+    else:
+        config = {"secret": None, "no_auth": True}
+        first = {"auth": "none"}
+    async with wsp_server(**config) as port:
+        peer = await challenged(port)
+        await peer.send_many([hello(peer, **first), authenticate(peer)])
+        await assert_closed(peer, 4001)
+
+
+# ---------------------------------------------------------------- rule 12
+@pytest.mark.parametrize("case", ["wrong-secret", "short-client-nonce", "truncated-proof"])
+async def test_rule_12_hmac_proof(wsp_server: Any, case: str) -> None:
+    async with wsp_server() as port:
+        peer = await challenged(port)
+        if case == "wrong-secret":
+            out = [hello(peer), authenticate(peer, b"not-the-secret")]
+        elif case == "short-client-nonce":
+            out = [hello(peer, client_nonce=os.urandom(8)), authenticate(peer)]
+        else:
+            first = hello(peer)
+            proof = client_proof(SECRET, peer.nonce, peer.client_nonce)[:16]
+            out = [first, peer.wire(AUTHENTICATE, {"method": "hmac", "proof": proof})]
+        await peer.send_many(out)
+        before = await assert_closed(peer, 4001)
+        assert all(m.code != HANDSHAKE_RESPONSE for m in before)
+
+
+# ---------------------------------------------------------------- rule 13
+@pytest.mark.parametrize(
+    "case", ["forged", "no-exp", "expired", "not-yet-valid", "expires-during-session"]
+)
+async def test_rule_13_jwt(wsp_server: Any, case: str) -> None:
+    now = time.time()
+    tokens = {
+        "forged": token(key=b"another-key-another-key-another!"),
+        "no-exp": token(exp=None),
+        "expired": token(exp=int(now) - 30),
+        "not-yet-valid": token(nbf=int(now) + 60),
+        "expires-during-session": token(exp=math.ceil(now) + 1),
+    }
+    async with wsp_server(secret=None, jwt_key=JWT_KEY) as port:
+        peer = await challenged(port)
+        if case != "expires-during-session":
+            await peer.send_many([hello(peer, auth="jwt", token=tokens[case])])
+            before = await assert_closed(peer, 4001)
+            assert all(m.code != HANDSHAKE_RESPONSE for m in before)
+            return
+        answer = await handshake(peer, auth="jwt", token=tokens[case])
+        assert not answer["resumed"]
+        # the sweeper runs every 0.05 s here; exp is at most 2 s away
+        await assert_closed(peer, 4001, timeout=3.5)
+
+
+# ---------------------------------------------------------------- rule 14 (the client's duty)
+@pytest.mark.parametrize("proof", ["wrong", "missing"])
+async def test_rule_14_server_proof(proof: str) -> None:
+    async def script(peer: Peer) -> tuple[Closed, list[Msg]]:
+        await serve_handshake(peer, proof=proof)
+        return await peer.closed()
+
+    closed, before = await client_closes(script)
+    assert closed.code == 4001, (closed, before)
+    assert all(m.body["code"] == 4001 for m in before if m.code == CLOSE)
+
+
+# ---------------------------------------------------------------- rule 15 (the client's duty)
+@pytest.mark.parametrize("grant", ["delta", "teleport"])
+async def test_rule_15_capability_granted(grant: str) -> None:
+    async def script(peer: Peer) -> tuple[Closed, list[Msg]]:
+        await serve_handshake(peer, grant=("ack", grant))
+        return await peer.closed()
+
+    # the client offers its defaults (ack, batch, pubsub): never delta, never teleport
+    closed, before = await client_closes(script)
+    assert closed.code == 4007, (closed, before)
+    assert all(m.body["code"] == 4007 for m in before if m.code == CLOSE)
+
+
+# ---------------------------------------------------------------- rule 16
+@pytest.mark.parametrize(
+    "case", ["publish", "text", "subscribe", "text-between-handshake-and-authenticate"]
+)
+async def test_rule_16_not_yet_active(wsp_server: Any, case: str) -> None:
+    async with wsp_server() as port:
+        peer = await challenged(port)
+        early = {
+            "publish": [peer.wire(PUBLISH, {"topic": "t", "data": b"x", "id": 1}, seq=1)],
+            "text": [peer.wire(TEXT, b"hi", seq=1)],
+            "subscribe": [peer.wire(SUBSCRIBE, {"topic": "t"})],
+            "text-between-handshake-and-authenticate": [
+                hello(peer), peer.wire(TEXT, b"hi", seq=1), authenticate(peer)
+            ],
+        }[case]
+        await peer.send_many(early)
+        before = await assert_closed(peer, 1008)
+        assert all(m.code != HANDSHAKE_RESPONSE for m in before)
+
+
+# ---------------------------------------------------------------- rule 17
+@pytest.mark.parametrize("side", ["server-silent", "server-no-authenticate", "client"])
+async def test_rule_17_handshake_timeout(wsp_server: Any, side: str) -> None:
+    if side == "client":
+        async def script(peer: Peer) -> tuple[Closed, list[Msg]]:
+            return await peer.closed()  # upgraded, then not a word
+
+        started = time.monotonic()
+        closed, before = await client_closes(script, open_timeout=0.3)
+        assert closed.code == 4002, (closed, before)
+        assert time.monotonic() - started < 1.5
+        return
+    async with wsp_server(handshake_timeout=0.3) as port:
+        peer = await challenged(port)
+        if side == "server-no-authenticate":
+            await peer.send_many([hello(peer)])
+        started = time.monotonic()
+        # S.7 names no wsp Close for 4002; one, if sent, must say 4002
+        await assert_closed(peer, 4002, wsp_close=None)
+        assert time.monotonic() - started < 1.0
+
+
+# ---------------------------------------------------------------- rule 18
+def check_sealed_stream(messages: list[Msg], start: int = 0) -> int:
+    """Every server message is ENCRYPTED, with nonces wsps || 0, 1, 2...;
+    returns the next counter."""
+    counter = start
+    for msg in messages:
+        assert msg.flags & ENCRYPTED, f"in clear after encryption began: {msg}"
+        assert msg.nonce[:4] == b"wsps", msg.nonce
+        assert int.from_bytes(msg.nonce[4:], "little") == counter, (msg.nonce, counter)
+        counter += 1
+    return counter
+
+
+@pytest.mark.parametrize("case", ["fresh", "resume"])
+async def test_rule_18_encrypted_after_response(wsp_server: Any, case: str) -> None:
+    caps = ("ack", "pubsub", "encrypt")
+    async with wsp_server() as port:
+        peer, answer = await session(port, capabilities=caps)  # asserts: response in clear
+        assert "encrypt" in answer["capabilities"]
+        if case == "resume":
+            old_id, old_token = peer.session_id, peer.resume_token
+            await peer.drop()
+            await asyncio.sleep(0.05)
+            peer = await challenged(port)
+            answer = await handshake(
+                peer, capabilities=caps, resume_token=old_token, last_received=0
+            )
+            assert answer["resumed"] is True and answer["session_id"] == old_id
+            assert peer.outgoing is not None and peer.outgoing.counter == 0
+        # under this connection's keys: the server opens ours, we open its echo
+        await peer.send(TEXT, b"sealed", seq=1)
+        echo = await peer.expect(TEXT)
+        assert echo.payload == b"sealed"
+        after = [m for m in peer.seen if isinstance(m, Msg)]
+        after = after[after.index(answer["_msg"]) + 1 :]
+        check_sealed_stream(after)
+        # a message in clear after encryption began
+        await peer.send(TEXT, b"clear", seq=2, seal=False)
+        before = await assert_closed(peer, 4007)
+        check_sealed_stream(before, start=len(after))
+
+
+# ---------------------------------------------------------------- rule 19
+async def test_rule_19_resume_token(wsp_server: Any) -> None:
+    async with wsp_server(jwt_key=JWT_KEY) as port:
+        peer, answer = await session(port)
+        held = (peer.session_id, peer.resume_token)
+        assert isinstance(answer["resume_token"], bytes), "resume_token is not a msgpack bin"
+        await peer.drop()
+        await asyncio.sleep(0.05)
+
+        async def resume(token_bytes: bytes, **kw: Any) -> dict[str, Any]:
+            again = await challenged(port)
+            reply = await handshake(again, resume_token=token_bytes, last_received=0, **kw)
+            # not an error: the session goes on (data is echoed)
+            await echoed(again, b"still here", 1)
+            await again.drop()
+            await asyncio.sleep(0.05)
+            return reply
+
+        forged = held[1][:-1] + bytes((held[1][-1] ^ 0x01,))
+        for bad in (os.urandom(40), forged, b""):
+            reply = await resume(bad)
+            assert reply["resumed"] is False, bad
+            assert reply["session_id"] != held[0]
+        # another identity's resume (a JWT subject) starts a new session too
+        reply = await resume(held[1], auth="jwt", token=token("mallory"))
+        assert reply["resumed"] is False and reply["session_id"] != held[0]
+        # the token sent back byte for byte resumes the session
+        reply = await resume(held[1])
+        assert reply["resumed"] is True and reply["session_id"] == held[0]
+
+
+# ---------------------------------------------------------------- rule 20
+async def test_rule_20_resume_last_received(wsp_server: Any) -> None:
+    async with wsp_server() as port:
+        peer, _ = await session(port)
+        await echoed(peer, b"one", 1)  # the server has sent exactly one sequenced message
+        held = (peer.session_id, peer.resume_token)
+        await peer.drop()
+        await asyncio.sleep(0.05)
+        peer = await challenged(port)
+        await peer.send_many(
+            [hello(peer, resume_token=held[1], last_received=5), authenticate(peer)]
+        )
+        await assert_closed(peer, 1002)
+
+
+# ---------------------------------------------------------------- rule 21
+async def test_rule_21_session_id(wsp_server: Any) -> None:
+    async with wsp_server() as port:
+        peer, _ = await session(port)
+        # the id of the session itself is accepted
+        await peer.send(TEXT, b"mine", seq=1, session_id=peer.session_id)
+        assert (await peer.expect(TEXT)).payload == b"mine"
+        # v2 senders leave it out: no server message has S set
+        assert all(m.session_id == 0 for m in peer.seen if isinstance(m, Msg)), peer.seen
+        await peer.send(TEXT, b"other", seq=2, session_id=peer.session_id ^ 0x5A5A)
+        await assert_closed(peer, 1002)
+
