@@ -100,3 +100,30 @@ async def test_server_side_accept_and_bytes_after_the_head() -> None:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
         writer.close()
+
+
+async def test_a_wrong_accept_key_is_refused() -> None:
+    """RFC 6455 4.1: the client fails the connection when Sec-WebSocket-Accept is not
+    the one of its key (here: the RFC example's accept, for a different key)."""
+
+    async def wrong_accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+        )
+        await writer.drain()
+        await reader.read()
+
+    server = await asyncio.start_server(wrong_accept, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(HandshakeError, match="wrong Sec-WebSocket-Accept"):
+            await open_raw_websocket("127.0.0.1", port, "/", key="AQIDBAUGBwgJCgsMDQ4PEA==",
+                                     timeout=2)
+        conn = await open_raw_websocket(  # the key the RFC example's accept belongs to
+            "127.0.0.1", port, "/", key="dGhlIHNhbXBsZSBub25jZQ==", timeout=2
+        )
+        assert conn.response is not None and conn.response.accept == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        conn.close()
+        await conn.wait_closed()
