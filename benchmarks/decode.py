@@ -48,7 +48,8 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
-from wsproto_tools.engine.session import ClientSession, Credentials, SessionConfig
+from wsproto_tools.engine.client_session import ClientSession
+from wsproto_tools.engine.session import Credentials, SessionConfig
 from wsproto_tools.engine.states import State
 from wsproto_tools.server import ServerConfig, WspServer
 

@@ -34,7 +34,7 @@ def raise_fd_limit() -> None:
 
 def frame_size(size: int) -> int:
     """Bytes of one encoded Deliver of a ``size``-byte message (the broadcast frame)."""
-    from wsproto_tools.engine.session import encode_delivery
+    from wsproto_tools.server.fanout import encode_delivery
 
     return len(encode_delivery(TOPIC, 1 << 31, 1000, bytes(size), 2))
 

@@ -116,7 +116,8 @@ async def attacker(url: str, *, read: bool = False) -> tuple[Any, Any]:
     Returns (connection, ClientSession)."""
     from websockets.asyncio.client import connect
 
-    from wsproto_tools.engine.session import ClientSession, Credentials
+    from wsproto_tools.engine.client_session import ClientSession
+    from wsproto_tools.engine.session import Credentials
 
     host, port = url.rsplit("/", 1)[-1].split(":")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

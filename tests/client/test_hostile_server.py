@@ -29,7 +29,9 @@ from wsproto_tools.client import Client, ClientOptions, ServerMisbehaved
 from wsproto_tools.codec import BinaryData, Challenge, Message, encode
 from wsproto_tools.codec.fastpath import batch_v2
 from wsproto_tools.engine import events as ev
-from wsproto_tools.engine.session import ClientSession, Credentials, ServerAuth, ServerSession
+from wsproto_tools.engine.client_session import ClientSession
+from wsproto_tools.engine.server_session import ServerSession
+from wsproto_tools.engine.session import Credentials, ServerAuth
 from wsproto_tools.exceptions import ConnectionFailed, HandshakeError, RemoteProtocolError
 
 WSP = os.path.join(os.path.dirname(sys.executable), "wsp")

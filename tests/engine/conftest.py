@@ -13,15 +13,11 @@ import pytest
 
 from wsproto_tools.codec import Message, decode
 from wsproto_tools.engine import events as ev
+from wsproto_tools.engine.client_session import ClientSession
 from wsproto_tools.engine.hub import Hub
 from wsproto_tools.engine.observer import Direction
-from wsproto_tools.engine.session import (
-    ClientSession,
-    Credentials,
-    ServerAuth,
-    ServerSession,
-    SessionConfig,
-)
+from wsproto_tools.engine.server_session import ServerSession
+from wsproto_tools.engine.session import Credentials, ServerAuth, SessionConfig
 
 TOKEN_KEY = b"t" * 32
 

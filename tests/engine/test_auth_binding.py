@@ -13,7 +13,8 @@ from wsproto_tools.codec import Handshake, Message
 from wsproto_tools.engine import events as ev
 from wsproto_tools.engine.auth import Grant, JwtVerifier
 from wsproto_tools.engine.keys import _b64, issue_resume_token, verify_resume_token
-from wsproto_tools.engine.session import ServerAuth, ServerSession
+from wsproto_tools.engine.server_session import ServerSession
+from wsproto_tools.engine.session import ServerAuth
 from wsproto_tools.exceptions import AuthenticationError, ConfigError
 
 NOW = 1_700_000_000.0

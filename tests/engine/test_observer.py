@@ -214,7 +214,7 @@ def test_deliveries_offsets_and_continuity() -> None:
     ]  # epoch change unannounced
     found = observe(log)
     assert [v.rule for v in found] == ["deliver"] * 4
-    assert "before Subscribed" in found[0].message
+    assert "never subscribed" in found[0].message
     assert "again" in found[1].message and "jumped" in found[2].message
     assert "epoch" in found[3].message
 

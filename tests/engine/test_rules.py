@@ -34,3 +34,9 @@ def test_every_rule_that_closes_names_a_documented_close_code() -> None:
         if line.code and line.code != 400:
             assert str(line.code) in codes, (rule, line.code)
             assert str(line.code) in line.text or rule in (Rule.HEADER,), rule
+
+
+def test_the_state_table_in_the_spec_is_the_engine_s() -> None:
+    from wsproto_tools.engine.states import states_table
+
+    assert _block("states") == states_table()

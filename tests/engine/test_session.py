@@ -32,13 +32,10 @@ from wsproto_tools.codec import (
 )
 from wsproto_tools.engine import events as ev
 from wsproto_tools.engine.auth import JwtVerifier
-from wsproto_tools.engine.session import (
-    ClientSession,
-    Credentials,
-    ServerAuth,
-    ServerSession,
-    SessionConfig,
-)
+from wsproto_tools.engine.client_session import ClientSession
+from wsproto_tools.engine.rules import Rule
+from wsproto_tools.engine.server_session import ServerSession
+from wsproto_tools.engine.session import Credentials, ServerAuth, SessionConfig
 from wsproto_tools.engine.states import (
     LocalIllegalTransition,
     RemoteIllegalTransition,
@@ -236,20 +233,55 @@ def test_challenge_twice_and_response_before_handshake_are_illegal() -> None:
     c.connection_made(0.0, nonce=N2)
     with pytest.raises(RemoteProtocolError, match="HandshakeResponse before the Handshake"):
         c.receive(msg(HandshakeResponse(1)), 0.0)
+    c = ClientSession(Credentials(secret=b"s"))
+    c.connection_made(0.0, nonce=N2)
     c.receive(msg(Challenge(N1, ("hmac",))), 0.0)
     with pytest.raises(RemoteProtocolError, match="Challenge after the Handshake was sent"):
         c.receive(msg(Challenge(N1, ("hmac",))), 0.0)
 
 
-def test_challenge_when_active_is_illegal(make_pair: Any) -> None:
+def test_a_protocol_error_fails_the_session_until_it_closes() -> None:
+    c = ClientSession(Credentials(secret=b"s"))
+    c.connection_made(0.0, nonce=N2)
+    with pytest.raises(RemoteProtocolError):
+        c.receive(msg(HandshakeResponse(1)), 0.0)
+    assert c.state is State.ERROR
+    with pytest.raises(LocalProtocolError, match="the session failed"):
+        c.receive(msg(Challenge(N1, ("hmac",))), 0.0)
+    with pytest.raises(LocalIllegalTransition):
+        c.heartbeat(0.0)
+    c.close(1002, "bad", 0.0)
+    assert c.state is State.CLOSING
+    assert [type(m.payload).__name__ for m in c.messages_to_send()] == ["Close"]
+    c.closed()
+    assert c.state is State.CLOSED
+
+
+def test_a_failed_established_session_stays_resumable(make_pair: Any) -> None:
     p = make_pair()
     p.connect()
-    with pytest.raises(RemoteIllegalTransition, match="accept is not allowed in state active"):
-        p.client.receive(msg(HandshakeResponse(1)), p.now)
-    with pytest.raises(RemoteIllegalTransition, match="auth_ok is not allowed in state active"):
-        p.server.receive(msg(Authenticate("hmac", b"")), p.now)
-    with pytest.raises(RemoteIllegalTransition, match="challenge is not allowed in state active"):
-        p.client.receive(msg(Challenge(N1, ("hmac",))), p.now)
+    with pytest.raises(RemoteProtocolError):
+        p.server.receive(msg(Deliver("t", 1, 1, b"")), p.now)
+    assert p.server.state is State.ERROR
+    p.server.connection_lost(p.now)
+    assert p.server.state is State.RECONNECTING
+
+
+@pytest.mark.parametrize(
+    ("side", "message", "error"),
+    [
+        ("client", HandshakeResponse(1), "accept is not allowed in state active"),
+        ("server", Authenticate("hmac", b""), "auth_ok is not allowed in state active"),
+        ("client", Challenge(N1, ("hmac",)), "challenge is not allowed in state active"),
+    ],
+)
+def test_handshake_messages_when_active_are_illegal(
+    make_pair: Any, side: str, message: Any, error: str
+) -> None:
+    p = make_pair()
+    p.connect()
+    with pytest.raises(RemoteIllegalTransition, match=error):
+        getattr(p, side).receive(msg(message), p.now)
 
 
 def test_server_only_messages_from_a_client_are_refused(make_pair: Any) -> None:
@@ -434,6 +466,8 @@ def test_unnegotiated_flags_and_batch_are_refused(make_pair: Any) -> None:
     assert info.value.close_code == CloseCode.WSP_UNNEGOTIATED
     from wsproto_tools.codec import Batch
 
+    p = make_pair(config=SessionConfig(capabilities=("ack",)))
+    p.connect()
     with pytest.raises(RemoteProtocolError, match="batch"):
         p.server.receive(msg(Batch((msg(TextData("x"), 1),))), p.now)
 
@@ -509,7 +543,7 @@ def test_sequence_gap_is_a_protocol_error(make_pair: Any) -> None:
 def test_ack_of_unsent_sequence_is_a_protocol_error(make_pair: Any) -> None:
     p = make_pair()
     p.connect()
-    with pytest.raises(RemoteProtocolError, match="only 0 were sent"):
+    with pytest.raises(RemoteProtocolError, match="sent only 0"):
         p.client.receive(msg(Acknowledge(4)), p.now)
 
 
@@ -565,8 +599,9 @@ def test_heartbeats_measure_rtt_and_silence_is_fatal(make_pair: Any) -> None:
     assert answer.payload == Heartbeat(1, True)
     events = p.client.receive(answer, p.now + 0.01)
     assert events == [ev.HeartbeatAnswered(1, pytest.approx(0.01))]
-    with pytest.raises(RemoteProtocolError, match="probe 7 never sent"):
+    with pytest.raises(RemoteProtocolError, match="probe 7, which the client never sent"):
         p.client.receive(msg(Heartbeat(7, True)), p.now)
+    assert p.client.state is State.ERROR
     # the server hears nothing for the timeout: dead peer, 4006
     with pytest.raises(RemoteProtocolError, match="no message from the peer") as info:
         p.server.on_timer(p.now + 3.5)
@@ -664,13 +699,22 @@ def test_deliver_gap_or_unsubscribed_topic_is_a_protocol_error(make_pair: Any) -
     p.connect()
     with pytest.raises(RemoteProtocolError, match="never subscribed"):
         p.client.receive(msg(Deliver("x", 7, 1, b"")), p.now)
-    p.client.subscribe("t", p.now)
-    p.pump()
-    p.client.receive(msg(Deliver("t", 7, 1, b"")), p.now)
-    assert p.client.receive(msg(Deliver("t", 7, 1, b"")), p.now) == []  # duplicate
-    with pytest.raises(RemoteProtocolError, match="gap in 't': offset 3 after 1"):
+
+    def subscribed() -> Any:
+        p = make_pair()
+        p.connect()
+        p.client.subscribe("t", p.now)
+        p.pump()
+        p.client.receive(msg(Deliver("t", 7, 1, b"")), p.now)
+        assert p.client.receive(msg(Deliver("t", 7, 1, b"")), p.now) == []  # duplicate
+        return p
+
+    p = subscribed()
+    with pytest.raises(RemoteProtocolError, match="'t' jumped from offset 1 to 3") as info:
         p.client.receive(msg(Deliver("t", 7, 3, b"")), p.now)
-    with pytest.raises(RemoteProtocolError, match="epoch 8"):
+    assert info.value.rule == Rule.DELIVER_ORDER
+    p = subscribed()
+    with pytest.raises(RemoteProtocolError, match="from epoch 7 to 8"):
         p.client.receive(msg(Deliver("t", 8, 2, b"")), p.now)
 
 

@@ -19,7 +19,8 @@ from websockets.asyncio.client import connect
 
 from wsproto_tools.codec import Batch, BinaryData, Deliver, Flags, Message, Publish, decode, encode
 from wsproto_tools.codec.limits import Limits
-from wsproto_tools.engine.session import ClientSession, Credentials
+from wsproto_tools.engine.client_session import ClientSession
+from wsproto_tools.engine.session import Credentials
 
 _PATH = Path(__file__).parents[2] / "benchmarks" / "hostile.py"
 _SPEC = importlib.util.spec_from_file_location("hostile_bench", _PATH)

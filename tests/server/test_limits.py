@@ -13,11 +13,12 @@ from typing import Any
 import jwt
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from wsproto_tools.client import Client
 from wsproto_tools.codec import Message, Publish, encode
-from wsproto_tools.engine.session import ClientSession, Credentials
+from wsproto_tools.engine.client_session import ClientSession
+from wsproto_tools.engine.session import Credentials
 from wsproto_tools.exceptions import AuthenticationError, CloseCode
 
 SECRET = b"test-secret"
@@ -202,9 +203,14 @@ async def test_garbage_instead_of_http(serve: Any) -> None:
 
 async def test_no_subprotocol_and_origin_and_max_connections(serve: Any) -> None:
     async with serve() as server:
-        async with connect(url(server)) as ws:
-            code, reason = await closed_with(ws)
-        assert code == 1002 and "wsp.v2" in reason
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url(server)):
+                pass
+        response = refused.value.response
+        assert response.status_code == 400 and b"wsp.v2" in response.body
+        with pytest.raises(InvalidStatus):
+            async with connect(url(server), subprotocols=["chat"]):  # type: ignore[list-item]
+                pass
     async with serve(origins=("https://ok.example",), max_connections=2) as server:
         async with connect(
             url(server),

@@ -28,7 +28,8 @@ from websockets.exceptions import ConnectionClosed
 
 from wsproto_tools.client import Client
 from wsproto_tools.codec import HandshakeResponse, decode
-from wsproto_tools.engine.session import ClientSession, Credentials
+from wsproto_tools.engine.client_session import ClientSession
+from wsproto_tools.engine.session import Credentials
 from wsproto_tools.exceptions import AuthenticationError
 
 SECRET = b"test-secret"

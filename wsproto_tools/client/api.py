@@ -61,15 +61,11 @@ from websockets.exceptions import (
 from websockets.protocol import State as WsState
 from websockets.typing import Origin, Subprotocol
 
-from wsproto_tools.codec import SUBPROTOCOLS, BinaryData, Payload, TextData
+from wsproto_tools.codec import SUBPROTOCOLS, BinaryData, DeltaUpdate, Payload, TextData
 from wsproto_tools.codec.limits import Limits
 from wsproto_tools.engine import events as ev
-from wsproto_tools.engine.session import (
-    DEFAULT_CAPABILITIES,
-    ClientSession,
-    Credentials,
-    SessionConfig,
-)
+from wsproto_tools.engine.client_session import ClientSession
+from wsproto_tools.engine.session import DEFAULT_CAPABILITIES, Credentials, SessionConfig
 from wsproto_tools.engine.states import State
 from wsproto_tools.engine.timing import Backoff
 from wsproto_tools.exceptions import (
@@ -690,75 +686,84 @@ class Client:
 
     # ------------------------------------------------------------------ events
     def _on_event(self, event: ev.Event) -> None:
-        kind = type(event)
-        if kind is ev.Delivery:
-            sub = self.subscriptions.get(event.topic)  # type: ignore[attr-defined]
-            if sub is not None:
-                sub._push(event, self.ws)  # type: ignore[arg-type]
-        elif kind is ev.Acked:
-            for payload in event.payloads:  # type: ignore[attr-defined]
-                entry = self._waiting.pop(id(payload), None)
-                if entry is not None and not entry[1].done():
-                    entry[1].set_result(None)
-            if self.session.can_send():
-                self._window_open.set()
-        elif kind is ev.Reply:
-            reply: ev.Reply = event  # type: ignore[assignment]
-            pending = self._requests.pop(reply.id, None)
-            if pending is not None and not pending[2].done():
-                pending[2].set_result(reply)
-        elif kind is ev.ContinuityLostNotice:
-            lost: ev.ContinuityLostNotice = event  # type: ignore[assignment]
-            self._emit(
-                "continuity_lost",
-                topic=lost.topic,
-                epoch=lost.epoch,
-                requested=lost.requested,
-                available=lost.available,
-            )
-            sub = self.subscriptions.get(lost.topic)
-            if sub is not None:
-                sub._push(lost, self.ws)
-        elif kind is ev.SubscriptionConfirmed:
-            sub = self.subscriptions.get(event.topic)  # type: ignore[attr-defined]
-            if sub is not None:
-                sub.confirmed.set()
-        elif kind is ev.Accepted:
-            accepted: ev.Accepted = event  # type: ignore[assignment]
-            self._accepted_here = True
-            self.backoff.reset()
+        handler = _EVENT_HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, event)
+
+    def _on_delivery(self, event: ev.Delivery) -> None:
+        sub = self.subscriptions.get(event.topic)
+        if sub is not None:
+            sub._push(event, self.ws)
+
+    def _on_acked(self, event: ev.Acked) -> None:
+        for payload in event.payloads:
+            entry = self._waiting.pop(id(payload), None)
+            if entry is not None and not entry[1].done():
+                entry[1].set_result(None)
+        if self.session.can_send():
             self._window_open.set()
-            if self._ready.is_set():
-                if accepted.resumed:
-                    self.resumes += 1
-                self._emit(
-                    "resumed" if accepted.resumed else "reconnected", session=accepted.session_id
-                )
-            else:
-                self._ready.set()
-                self._emit(
-                    "connected",
-                    session=accepted.session_id,
-                    capabilities=list(accepted.capabilities),
-                )
-            now = clock()
-            for rid, (method, data, _) in self._requests.items():
-                self.session.request(rid, method, data, now)
-        elif kind is ev.HeartbeatAnswered:
-            fut = self._pings.pop(event.id, None)  # type: ignore[attr-defined]
-            if fut is not None and not fut.done():
-                fut.set_result(event.rtt)  # type: ignore[attr-defined]
-        elif kind is ev.DataReceived:
-            self.data._push(event.payload, self.ws)  # type: ignore[attr-defined]
-        elif kind is ev.PeerError:
-            err: ev.PeerError = event  # type: ignore[assignment]
-            self._emit("error", code=err.code, message=err.message)
-            self._refused_message(err)
-        elif kind is ev.PeerClosed:
-            closed: ev.PeerClosed = event  # type: ignore[assignment]
-            if not self._closing and self.error is None and closed.code not in RESUMABLE_CODES:
-                # the server ended the session: nothing is resumed after this
-                self.error = refusal(closed.code, closed.reason, "server closed the session")
+
+    def _on_reply(self, reply: ev.Reply) -> None:
+        pending = self._requests.pop(reply.id, None)
+        if pending is not None and not pending[2].done():
+            pending[2].set_result(reply)
+
+    def _on_continuity_lost(self, lost: ev.ContinuityLostNotice) -> None:
+        self._emit(
+            "continuity_lost",
+            topic=lost.topic,
+            epoch=lost.epoch,
+            requested=lost.requested,
+            available=lost.available,
+        )
+        sub = self.subscriptions.get(lost.topic)
+        if sub is not None:
+            sub._push(lost, self.ws)
+
+    def _on_subscription_confirmed(self, event: ev.SubscriptionConfirmed) -> None:
+        sub = self.subscriptions.get(event.topic)
+        if sub is not None:
+            sub.confirmed.set()
+
+    def _on_accepted(self, accepted: ev.Accepted) -> None:
+        self._accepted_here = True
+        self.backoff.reset()
+        self._window_open.set()
+        if self._ready.is_set():
+            if accepted.resumed:
+                self.resumes += 1
+            self._emit(
+                "resumed" if accepted.resumed else "reconnected", session=accepted.session_id
+            )
+        else:
+            self._ready.set()
+            self._emit(
+                "connected",
+                session=accepted.session_id,
+                capabilities=list(accepted.capabilities),
+            )
+        now = clock()
+        for rid, (method, data, _) in self._requests.items():
+            self.session.request(rid, method, data, now)
+
+    def _on_heartbeat_answered(self, event: ev.HeartbeatAnswered) -> None:
+        fut = self._pings.pop(event.id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(event.rtt)
+
+    def _on_data(self, event: ev.DataReceived) -> None:
+        payload = event.payload
+        if not isinstance(payload, DeltaUpdate):  # deltas are the application's (none arrive today)
+            self.data._push(payload, self.ws)
+
+    def _on_peer_error(self, err: ev.PeerError) -> None:
+        self._emit("error", code=err.code, message=err.message)
+        self._refused_message(err)
+
+    def _on_peer_closed(self, closed: ev.PeerClosed) -> None:
+        if not self._closing and self.error is None and closed.code not in RESUMABLE_CODES:
+            # the server ended the session: nothing is resumed after this
+            self.error = refusal(closed.code, closed.reason, "server closed the session")
 
     def _refused_message(self, err: ev.PeerError) -> None:
         """An Error that names one of our publishes (``ref_sequence``) fails its future."""
@@ -922,3 +927,18 @@ class Client:
         self._schedule_flush()
         async with asyncio.timeout(timeout):
             return await fut
+
+
+#: engine event -> what the client does with it
+_EVENT_HANDLERS: dict[type[ev.Event], Callable[[Client, Any], None]] = {
+    ev.Delivery: Client._on_delivery,
+    ev.Acked: Client._on_acked,
+    ev.Reply: Client._on_reply,
+    ev.ContinuityLostNotice: Client._on_continuity_lost,
+    ev.SubscriptionConfirmed: Client._on_subscription_confirmed,
+    ev.Accepted: Client._on_accepted,
+    ev.HeartbeatAnswered: Client._on_heartbeat_answered,
+    ev.DataReceived: Client._on_data,
+    ev.PeerError: Client._on_peer_error,
+    ev.PeerClosed: Client._on_peer_closed,
+}

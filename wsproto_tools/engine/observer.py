@@ -49,11 +49,30 @@ from wsproto_tools.codec.schema import (
     Subscribed,
     Unknown,
 )
-from wsproto_tools.engine.states import Event, IllegalTransition, State, transition
+from wsproto_tools.engine.rules import (
+    Rule,
+    broken,
+    check_ack,
+    check_ack_forward,
+    check_answer_time,
+    check_batch,
+    check_capabilities_known,
+    check_deliver,
+    check_direction,
+    check_flags,
+    check_granted,
+    check_sequence,
+    check_session_id,
+    check_silence,
+    unknown_probe,
+)
+from wsproto_tools.engine.rules import Verdict as RuleVerdict
+from wsproto_tools.engine.states import Event, IllegalTransition, State, Stateful
 from wsproto_tools.engine.vocabulary import KNOWN_CAPABILITIES, SEQUENCED
 from wsproto_tools.exceptions import CloseCode
 
-#: rule id -> what it checks (docs/protocol.md, "Session protocol", lists them).
+#: rule family -> what it checks (docs/protocol.md S.8); each finding also carries
+#: the checklist number of the rule it broke (``rule_id``, S.9).
 RULES: dict[str, str] = {
     "state": "A message the session state does not allow (engine/states.py table).",
     "handshake-order": "Challenge, then Handshake (+ Authenticate for hmac), then "
@@ -64,7 +83,7 @@ RULES: dict[str, str] = {
     "capability": "Capabilities granted that were never offered, or unknown ones.",
     "flag": "COMPRESSED/ENCRYPTED flags or Batch without the negotiated capability.",
     "encrypted": "Encrypted payloads (unchecked without the session keys).",
-    "session-id": "A header session id other than the session's after the handshake.",
+    "session-id": "A non-zero header session id other than the session's after the handshake.",
     "sequence": "Sequenced messages numbered 1, 2, 3... per direction, no gaps.",
     "ack": "Acknowledge never covers a sequence that was not sent, never goes back.",
     "heartbeat": "Every reply answers a probe; every probe is answered in time.",
@@ -104,6 +123,7 @@ class Violation:
     sequence: int
     verdict: Verdict = Verdict.VIOLATION
     close_code: int = CloseCode.PROTOCOL_ERROR
+    rule_id: int = 0  # the checklist line (docs/protocol.md S.9)
 
     @property
     def culprit(self) -> str:
@@ -126,11 +146,11 @@ class _Side:
 C2S, S2C = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
 
 
-class SessionObserver:
+class SessionObserver(Stateful):
     """Follows one connection of a wsp session; :meth:`feed` returns findings."""
 
     def __init__(self, *, heartbeat_timeout: float | None = None) -> None:
-        self.state = State.CONNECTING
+        self._start()
         self.heartbeat_timeout = heartbeat_timeout
         self.sides = {C2S: _Side(probes={}), S2C: _Side(probes={})}
         # the same two objects, reached without hashing an Enum (hot path)
@@ -154,20 +174,13 @@ class SessionObserver:
         """Judge one message sent in ``direction`` at capture time ``ts`` (seconds)."""
         out: list[Violation] = []
         side = self._c2s if direction is C2S else self._s2c
-        if type(message.payload) is Batch:
-            if "batch" not in self.capabilities:
-                out.append(
-                    self._v(
-                        "flag",
-                        "Batch without the batch capability",
-                        direction,
-                        ts,
-                        message,
-                        CloseCode.WSP_UNNEGOTIATED,
-                    )
-                )
+        batch = message.payload
+        if type(batch) is Batch:
+            found = check_batch(self.capabilities)
+            if found is not None:
+                self._broke(found, direction, ts, message, out)
             self._silence(direction, ts, message, out, side)
-            for item in message.payload.messages:
+            for item in batch.messages:
                 self._one(direction, item, ts, out, side)
         else:
             last = side.last_ts
@@ -200,6 +213,7 @@ class SessionObserver:
                             "Heartbeat",
                             0,
                             close_code=CloseCode.WSP_HEARTBEAT_TIMEOUT,
+                            rule_id=int(Rule.HEARTBEAT_ANSWER),
                         )
                     )
         self.findings += len(out)
@@ -215,12 +229,23 @@ class SessionObserver:
         msg: Message,
         code: int = CloseCode.PROTOCOL_ERROR,
         verdict: Verdict = Verdict.VIOLATION,
+        rule_id: int = 0,
     ) -> Violation:
-        return Violation(rule, text, direction, ts, msg.type_name, msg.sequence, verdict, int(code))
+        return Violation(
+            rule, text, direction, ts, msg.type_name, msg.sequence, verdict, int(code), rule_id
+        )
+
+    def _broke(
+        self, found: RuleVerdict, d: Direction, ts: float, msg: Message, out: list[Violation]
+    ) -> None:
+        """Record a verdict of the rule book as a violation."""
+        rule = found.rule
+        out.append(self._v(rule.slug, found.message, d, ts, msg, found.close_code,
+                           Verdict.VIOLATION, int(rule)))
 
     def _unchecked(
         self,
-        rule: str,
+        rule: Rule,
         text: str,
         direction: Direction,
         ts: float,
@@ -228,53 +253,47 @@ class SessionObserver:
         out: list[Violation],
         *,
         once: bool = True,
+        family: str = "",
     ) -> None:
-        key = f"{rule}:{direction.value}"
+        family = family or rule.slug
+        key = f"{family}:{direction.value}"
         if once and key in self._unchecked_once:
             return
         self._unchecked_once.add(key)
-        out.append(self._v(rule, text, direction, ts, msg, CloseCode.NORMAL, Verdict.UNCHECKED))
+        out.append(
+            self._v(family, text, direction, ts, msg, CloseCode.NORMAL, Verdict.UNCHECKED,
+                    int(rule))
+        )
 
     def _step(
         self, event: Event, direction: Direction, ts: float, msg: Message, out: list[Violation]
     ) -> bool:
         try:
-            self.state = transition(self.state, event)
+            self._go(event)
         except IllegalTransition as error:
-            out.append(
-                self._v(
-                    "state",
-                    f"{msg.type_name} from the {direction.sender}: {error}",
-                    direction,
-                    ts,
-                    msg,
-                    error.close_code,
-                )
+            rule = Rule.NOT_YET_ACTIVE if error.close_code == CloseCode.POLICY_VIOLATION else (
+                Rule.STATE
+            )
+            self._broke(
+                broken(rule, f"{msg.type_name} from the {direction.sender}: {error}",
+                       error.close_code),
+                direction, ts, msg, out,
             )
             return False
         return True
 
+    def _opened(self) -> None:
+        """The connection was up before its first message."""
+        if self.state is State.CONNECTING:
+            self._go(Event.OPEN)
+
     def _silence(
         self, direction: Direction, ts: float, msg: Message, out: list[Violation], side: _Side
     ) -> None:
-        timeout = self.heartbeat_timeout
-        if (
-            timeout is not None
-            and side.last_ts is not None
-            and self.state is State.ACTIVE
-            and ts - side.last_ts > timeout
-        ):
-            out.append(
-                self._v(
-                    "silence",
-                    f"the {direction.sender} was silent for "
-                    f"{ts - side.last_ts:.1f} s (timeout {timeout:g} s)",
-                    direction,
-                    ts,
-                    msg,
-                    CloseCode.WSP_HEARTBEAT_TIMEOUT,
-                )
-            )
+        if side.last_ts is not None and self.state is State.ACTIVE:
+            found = check_silence(ts - side.last_ts, self.heartbeat_timeout, direction.sender)
+            if found is not None and ts - side.last_ts > (self.heartbeat_timeout or 0):
+                self._broke(found, direction, ts, msg, out)
         side.last_ts = ts
 
     # ------------------------------------------------------------------ one message
@@ -299,37 +318,38 @@ class SessionObserver:
                 else:
                     self._sequence(d, msg, ts, out)
                 return
-            if ptype is Acknowledge:
-                seq = payload.sequence  # type: ignore[attr-defined]
+            if type(payload) is Acknowledge:
+                seq = payload.sequence
                 other = self._s2c if d is C2S else self._c2s
                 if seq > other.sent_seq or seq < side.ack_sent:
-                    self._ack(d, msg, ts, out)
+                    self._ack(d, msg, payload, ts, out)
                 elif seq > side.ack_sent:
                     side.ack_sent = seq
                 return
-        if self.state is State.CONNECTING:
-            self.state = State.HANDSHAKING  # the connection was up before its first message
+        self._opened()
         if side.closed and type(payload) is not Close:
             out.append(
                 self._v(
-                    "after-close", f"{msg.type_name} after the {d.sender} sent Close", d, ts, msg
+                    "after-close", f"{msg.type_name} after the {d.sender} sent Close", d, ts, msg,
+                    rule_id=int(Rule.AFTER_CLOSE),
                 )
             )
             return
-        self._flags(d, msg, ts, out)
-        if self.state is State.ACTIVE and msg.session_id not in (0, self.session_id):
-            out.append(
-                self._v(
-                    "session-id",
-                    f"header session id {msg.session_id}, the session is {self.session_id}",
-                    d,
-                    ts,
-                    msg,
-                )
-            )
-        handler = _HANDLERS.get(type(payload))
+        if flags:
+            found = check_flags(flags, self.capabilities)
+            if found is not None:
+                self._broke(found, d, ts, msg, out)
+        if self.state is State.ACTIVE and msg.session_id:
+            found = check_session_id(msg.session_id, self.session_id)
+            if found is not None:
+                self._broke(found, d, ts, msg, out)
+        wrong_side = check_direction(ptype, d is S2C)
+        if wrong_side is not None and ptype not in _ORDER_CHECKED:
+            self._broke(wrong_side, d, ts, msg, out)
+            return
+        handler = _HANDLERS.get(ptype)
         if handler is not None:
-            handler(self, d, msg, ts, out)
+            handler(self, d, msg, payload, ts, out)
             return
         if type(payload) is Unknown:
             out.append(
@@ -341,6 +361,7 @@ class SessionObserver:
                     msg,
                     CloseCode.UNSUPPORTED_DATA,
                     Verdict.UNCHECKED,
+                    int(Rule.UNKNOWN_TYPE),
                 )
             )
             return
@@ -349,7 +370,7 @@ class SessionObserver:
             return
         if type(payload) is Sealed:
             self._unchecked(
-                "encrypted",
+                Rule.DECRYPTION,
                 "encrypted payloads cannot be checked without the session keys",
                 d,
                 ts,
@@ -362,92 +383,55 @@ class SessionObserver:
         if isinstance(payload, SEQUENCED):
             self._sequence(d, msg, ts, out)
 
-    def _flags(self, d: Direction, msg: Message, ts: float, out: list[Violation]) -> None:
-        flags = msg.flags
-        if flags & Flags.COMPRESSED and "compress" not in self.capabilities:
-            out.append(
-                self._v(
-                    "flag",
-                    "COMPRESSED without the compress capability",
-                    d,
-                    ts,
-                    msg,
-                    CloseCode.WSP_UNNEGOTIATED,
-                )
-            )
-        if flags & Flags.ENCRYPTED and "encrypt" not in self.capabilities:
-            out.append(
-                self._v(
-                    "flag",
-                    "ENCRYPTED without the encrypt capability",
-                    d,
-                    ts,
-                    msg,
-                    CloseCode.WSP_UNNEGOTIATED,
-                )
-            )
-
     def _sequence(self, d: Direction, msg: Message, ts: float, out: list[Violation]) -> None:
         side = self.sides[d]
         seq = msg.sequence
         if seq == side.sent_seq + 1:
             side.sent_seq = seq
-        elif seq == 0:
-            out.append(
-                self._v("sequence", f"{msg.type_name} without a sequence number", d, ts, msg)
-            )
-        elif seq > side.sent_seq + 1:
-            out.append(
-                self._v(
-                    "sequence", f"sequence gap: expected {side.sent_seq + 1}, got {seq}", d, ts, msg
-                )
-            )
+            return
+        found = check_sequence(seq, side.sent_seq)
+        if found is None:
+            return  # a retransmission, which is allowed
+        self._broke(found, d, ts, msg, out)
+        if seq > side.sent_seq:
             side.sent_seq = seq
-        # seq <= sent_seq: a retransmission, which is allowed
 
     # ------------------------------------------------------------------ handlers
-    def _challenge(self, d: Direction, msg: Message, ts: float, out: list[Violation]) -> None:
+    def _challenge(self, d: Direction, msg: Message, payload: Challenge, ts: float,
+                   out: list[Violation]) -> None:
         if d is not S2C:
-            out.append(self._v("handshake-order", "Challenge from the client", d, ts, msg))
+            self._broke(broken(Rule.DIRECTION, "Challenge from the client"), d, ts, msg, out)
             return
         if self.challenged:
-            out.append(self._v("handshake-order", "a second Challenge", d, ts, msg))
+            self._broke(broken(Rule.HANDSHAKE_ONCE, "a second Challenge"), d, ts, msg, out)
             return
         if self._step(Event.CHALLENGE, d, ts, msg, out):
             self.challenged = True
 
-    def _handshake(self, d: Direction, msg: Message, ts: float, out: list[Violation]) -> None:
-        hello: Handshake = msg.payload  # type: ignore[assignment]
+    def _handshake(self, d: Direction, msg: Message, hello: Handshake, ts: float,
+                   out: list[Violation]) -> None:
         if d is not C2S:
-            out.append(self._v("handshake-order", "Handshake from the server", d, ts, msg))
+            self._broke(broken(Rule.DIRECTION, "Handshake from the server"), d, ts, msg, out)
             return
         if self.hello is not None and self.state is State.HANDSHAKING:
-            out.append(self._v("handshake-order", "a second Handshake", d, ts, msg))
+            self._broke(broken(Rule.HANDSHAKE_ONCE, "a second Handshake"), d, ts, msg, out)
             return
         if not self._step(Event.HANDSHAKE, d, ts, msg, out):
             return
         if not self.challenged:
-            out.append(
-                self._v("handshake-order", "Handshake before the server's Challenge", d, ts, msg)
+            self._broke(
+                broken(Rule.CHALLENGE_FIRST, "Handshake before the server's Challenge"),
+                d, ts, msg, out,
             )
         self.hello = hello
         self.offered = tuple(hello.capabilities)
         self.auth = hello.auth or "none"
-        unknown = sorted(set(hello.capabilities) - KNOWN_CAPABILITIES)
-        if unknown:
-            out.append(
-                self._v(
-                    "capability",
-                    f"unknown capabilities offered: {unknown}",
-                    d,
-                    ts,
-                    msg,
-                    CloseCode.WSP_UNNEGOTIATED,
-                )
-            )
+        found = check_capabilities_known(self.offered, KNOWN_CAPABILITIES)
+        if found is not None:
+            self._broke(found, d, ts, msg, out)
         if hello.resume_token:
             self._unchecked(
-                "resume-token",
+                Rule.RESUME_TOKEN,
                 "resume token signature needs the server's token key",
                 d,
                 ts,
@@ -459,7 +443,8 @@ class SessionObserver:
             self.sides[S2C].acked = hello.last_received or 0
         if self.auth == "jwt" and hello.token:
             self._unchecked(
-                "auth-proof", "JWT signature needs the verification key", d, ts, msg, out
+                Rule.JWT, "JWT signature needs the verification key", d, ts, msg, out,
+                family="auth-proof",
             )
             self._token_time(hello.token, d, ts, msg, out)
 
@@ -471,111 +456,73 @@ class SessionObserver:
         try:
             claims = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as error:
-            out.append(
-                self._v(
-                    "auth-proof", f"malformed JWT: {error}", d, ts, msg, CloseCode.WSP_AUTH_FAILED
-                )
-            )
+            self._broke(broken(Rule.JWT, f"malformed JWT: {error}"), d, ts, msg, out)
             return
         exp, nbf = claims.get("exp"), claims.get("nbf")
         if isinstance(exp, int | float) and ts >= exp:
-            out.append(
-                self._v(
-                    "token-time",
-                    f"JWT expired {ts - exp:.0f} s before it was presented",
-                    d,
-                    ts,
-                    msg,
-                    CloseCode.WSP_AUTH_FAILED,
-                )
+            self._broke(
+                broken(Rule.JWT, f"JWT expired {ts - exp:.0f} s before it was presented"),
+                d, ts, msg, out,
             )
         if isinstance(nbf, int | float) and ts < nbf:
-            out.append(
-                self._v(
-                    "token-time",
-                    "JWT presented before its nbf",
-                    d,
-                    ts,
-                    msg,
-                    CloseCode.WSP_AUTH_FAILED,
-                )
-            )
+            self._broke(broken(Rule.JWT, "JWT presented before its nbf"), d, ts, msg, out)
         self._expired_token = isinstance(exp, int | float) and ts >= exp
 
-    def _authenticate(self, d: Direction, msg: Message, ts: float, out: list[Violation]) -> None:
+    def _authenticate(self, d: Direction, msg: Message, payload: Authenticate, ts: float,
+                      out: list[Violation]) -> None:
         if d is not C2S:
-            out.append(self._v("handshake-order", "Authenticate from the server", d, ts, msg))
+            self._broke(broken(Rule.DIRECTION, "Authenticate from the server"), d, ts, msg, out)
             return
         if self.state is not State.HANDSHAKING:
             self._step(Event.AUTH_OK, d, ts, msg, out)
             return
         if self.hello is None or self.auth != "hmac" or self.authenticated_msg:
-            out.append(
-                self._v(
-                    "handshake-order",
-                    "Authenticate without a Handshake announcing hmac, or twice",
-                    d,
-                    ts,
-                    msg,
-                )
+            self._broke(
+                broken(Rule.AUTHENTICATE,
+                       "Authenticate without a Handshake announcing hmac, or twice",
+                       CloseCode.PROTOCOL_ERROR),
+                d, ts, msg, out,
             )
             return
         self.authenticated_msg = True
-        self._unchecked("auth-proof", "HMAC proof needs the shared secret", d, ts, msg, out)
+        self._unchecked(Rule.HMAC_PROOF, "HMAC proof needs the shared secret", d, ts, msg, out)
 
-    def _handshake_response(
-        self, d: Direction, msg: Message, ts: float, out: list[Violation]
-    ) -> None:
-        answer: HandshakeResponse = msg.payload  # type: ignore[assignment]
+    def _handshake_response(self, d: Direction, msg: Message, answer: HandshakeResponse,
+                            ts: float, out: list[Violation]) -> None:
         if d is not S2C:
-            out.append(self._v("handshake-order", "HandshakeResponse from the client", d, ts, msg))
+            self._broke(
+                broken(Rule.DIRECTION, "HandshakeResponse from the client"), d, ts, msg, out
+            )
             return
         if self.state is State.HANDSHAKING:
             if self.hello is None:
-                out.append(
-                    self._v("handshake-order", "HandshakeResponse before the Handshake", d, ts, msg)
+                self._broke(
+                    broken(Rule.CHALLENGE_FIRST, "HandshakeResponse before the Handshake"),
+                    d, ts, msg, out,
                 )
             elif self.auth == "hmac" and not self.authenticated_msg:
-                out.append(
-                    self._v(
-                        "handshake-order",
-                        "HandshakeResponse before the hmac Authenticate",
-                        d,
-                        ts,
-                        msg,
-                        CloseCode.WSP_AUTH_FAILED,
-                    )
+                self._broke(
+                    broken(Rule.AUTHENTICATE, "HandshakeResponse before the hmac Authenticate",
+                           CloseCode.WSP_AUTH_FAILED),
+                    d, ts, msg, out,
                 )
             if self._expired_token:
-                out.append(
-                    self._v(
-                        "token-time",
-                        "the server accepted an expired JWT",
-                        d,
-                        ts,
-                        msg,
-                        CloseCode.WSP_AUTH_FAILED,
-                    )
-                )
-            self.state = State.AUTHENTICATED
+                self._broke(broken(Rule.JWT, "the server accepted an expired JWT"), d, ts, msg,
+                            out)
+            self._go(Event.AUTH_OK)  # the server checked the credentials
         if not self._step(Event.ACCEPT, d, ts, msg, out):
             return
+        if msg.flags & Flags.ENCRYPTED:
+            self._broke(
+                broken(Rule.RESPONSE_IN_CLEAR, "an ENCRYPTED HandshakeResponse"), d, ts, msg, out
+            )
         if self.auth == "hmac":
             self._unchecked(
-                "auth-proof", "server HMAC proof needs the shared secret", d, ts, msg, out
+                Rule.SERVER_PROOF, "server HMAC proof needs the shared secret", d, ts, msg, out
             )
-        stray = sorted(set(answer.capabilities) - set(self.offered))
-        if stray:
-            out.append(
-                self._v(
-                    "capability",
-                    f"granted capabilities never offered: {stray}",
-                    d,
-                    ts,
-                    msg,
-                    CloseCode.WSP_UNNEGOTIATED,
-                )
-            )
+        found = check_granted(tuple(answer.capabilities), self.offered)
+        if found is not None:
+            self._broke(found, d, ts, msg, out)
         self.capabilities = tuple(answer.capabilities)
         self.session_id = answer.session_id
         if answer.heartbeat_ms and self.heartbeat_timeout is None:
@@ -584,38 +531,27 @@ class SessionObserver:
             self.sides[C2S].sent_seq = answer.last_received or 0
             self.sides[C2S].acked = answer.last_received or 0
 
-    def _ack(self, d: Direction, msg: Message, ts: float, out: list[Violation]) -> None:
+    def _ack(self, d: Direction, msg: Message, payload: Acknowledge, ts: float,
+             out: list[Violation]) -> None:
         if self.state is not State.ACTIVE:
             self._step(Event.MESSAGE, d, ts, msg, out)
             return
-        seq = msg.payload.sequence  # type: ignore[attr-defined]
-        other = self.sides[C2S if d is S2C else S2C]
+        seq = payload.sequence
+        sender = C2S if d is S2C else S2C
+        other = self.sides[sender]
         side = self.sides[d]
-        if seq > other.sent_seq:
-            out.append(
-                self._v(
-                    "ack",
-                    f"acknowledges {seq}, but the "
-                    f"{(C2S if d is S2C else S2C).sender} sent only "
-                    f"{other.sent_seq}",
-                    d,
-                    ts,
-                    msg,
-                )
-            )
-        elif seq < side.ack_sent:
-            out.append(
-                self._v(
-                    "ack", f"acknowledgment went back from {side.ack_sent} to {seq}", d, ts, msg
-                )
-            )
+        found = check_ack(seq, other.sent_seq, sender.sender) or check_ack_forward(
+            seq, side.ack_sent
+        )
+        if found is not None:
+            self._broke(found, d, ts, msg, out)
         side.ack_sent = max(side.ack_sent, seq)
 
-    def _heartbeat(self, d: Direction, msg: Message, ts: float, out: list[Violation]) -> None:
+    def _heartbeat(self, d: Direction, msg: Message, hb: Heartbeat, ts: float,
+                   out: list[Violation]) -> None:
         if self.state is not State.ACTIVE:
             self._step(Event.MESSAGE, d, ts, msg, out)
             return
-        hb: Heartbeat = msg.payload  # type: ignore[assignment]
         other = C2S if d is S2C else S2C
         if not hb.reply:
             probes = self.sides[d].probes
@@ -628,118 +564,70 @@ class SessionObserver:
         assert probes is not None
         sent = probes.pop(hb.id, None)
         if sent is None:
-            out.append(
-                self._v(
-                    "heartbeat",
-                    f"reply to probe {hb.id}, which the {other.sender} never sent",
-                    d,
-                    ts,
-                    msg,
-                )
-            )
-        elif self.heartbeat_timeout is not None and ts - sent > self.heartbeat_timeout:
-            out.append(
-                self._v(
-                    "heartbeat",
-                    f"probe {hb.id} answered after {ts - sent:.1f} s",
-                    d,
-                    ts,
-                    msg,
-                    CloseCode.WSP_HEARTBEAT_TIMEOUT,
-                )
-            )
+            found: RuleVerdict | None = unknown_probe(hb.id, other.sender)
+        else:
+            found = check_answer_time(hb.id, ts - sent, self.heartbeat_timeout)
+        if found is not None:
+            self._broke(found, d, ts, msg, out)
 
-    def _close(self, d: Direction, msg: Message, ts: float, out: list[Violation]) -> None:
-        if self.state is State.CONNECTING:
-            self.state = State.HANDSHAKING
+    def _close(self, d: Direction, msg: Message, payload: Close, ts: float,
+               out: list[Violation]) -> None:
+        self._opened()
         if self.state not in (State.CLOSING, State.CLOSED):
             self._step(Event.CLOSE, d, ts, msg, out)
         self.sides[d].closed = True
 
-    def _subscribe(self, d: Direction, msg: Message, ts: float, out: list[Violation]) -> None:
+    def _subscribe(self, d: Direction, msg: Message, sub: Subscribe, ts: float,
+                   out: list[Violation]) -> None:
         if self.state is not State.ACTIVE:
             self._step(Event.MESSAGE, d, ts, msg, out)
-            return
-        sub: Subscribe = msg.payload  # type: ignore[assignment]
-        if d is not C2S:
-            out.append(self._v("state", "Subscribe from the server", d, ts, msg))
             return
         self.subscribed.add(sub.topic)
         if sub.from_offset is not None and sub.epoch is not None:
             self.cursors[sub.topic] = (sub.epoch, max(0, sub.from_offset - 1))
 
-    def _subscribed(self, d: Direction, msg: Message, ts: float, out: list[Violation]) -> None:
+    def _subscribed(self, d: Direction, msg: Message, p: Subscribed, ts: float,
+                    out: list[Violation]) -> None:
         if self.state is not State.ACTIVE:
             self._step(Event.MESSAGE, d, ts, msg, out)
             return
-        p: Subscribed = msg.payload  # type: ignore[assignment]
         if p.topic not in self.subscribed:
-            out.append(
-                self._v("deliver", f"Subscribed for {p.topic!r}, never requested", d, ts, msg)
+            self._broke(
+                broken(Rule.SUBSCRIBED_FIRST, f"Subscribed for {p.topic!r}, never requested"),
+                d, ts, msg, out,
             )
         cursor = self.cursors.get(p.topic)
         if cursor is None or cursor[0] != p.epoch:
             self.cursors[p.topic] = (p.epoch, max(0, p.next_offset - 1))
 
-    def _continuity_lost(self, d: Direction, msg: Message, ts: float, out: list[Violation]) -> None:
+    def _continuity_lost(self, d: Direction, msg: Message, p: ContinuityLost, ts: float,
+                         out: list[Violation]) -> None:
         if self.state is not State.ACTIVE:
             self._step(Event.MESSAGE, d, ts, msg, out)
             return
-        p: ContinuityLost = msg.payload  # type: ignore[assignment]
         self.cursors[p.topic] = (p.epoch, max(0, p.first_available - 1))
 
-    def _deliver(self, d: Direction, msg: Message, ts: float, out: list[Violation]) -> None:
+    def _deliver(self, d: Direction, msg: Message, p: Deliver, ts: float,
+                 out: list[Violation]) -> None:
         if self.state is not State.ACTIVE:
             self._step(Event.MESSAGE, d, ts, msg, out)
             return
-        p: Deliver = msg.payload  # type: ignore[assignment]
-        if d is not S2C:
-            out.append(self._v("state", "Deliver from the client", d, ts, msg))
-            return
         cursor = self.cursors.get(p.topic)
-        if cursor is None:
-            out.append(self._v("deliver", f"Deliver for {p.topic!r} before Subscribed", d, ts, msg))
+        if cursor is not None and cursor[0] == p.epoch and p.offset == cursor[1] + 1:
             self.cursors[p.topic] = (p.epoch, p.offset)
             return
-        epoch, last = cursor
-        if p.epoch != epoch:
-            out.append(
-                self._v(
-                    "deliver",
-                    f"{p.topic!r} moved from epoch {epoch} to {p.epoch} without ContinuityLost",
-                    d,
-                    ts,
-                    msg,
-                )
-            )
-        elif p.offset <= last:
-            out.append(
-                self._v(
-                    "deliver",
-                    f"{p.topic!r} offset {p.offset} delivered again (already at {last})",
-                    d,
-                    ts,
-                    msg,
-                )
-            )
-            return
-        elif p.offset != last + 1:
-            out.append(
-                self._v(
-                    "deliver",
-                    f"{p.topic!r} jumped from offset {last} to {p.offset} without ContinuityLost",
-                    d,
-                    ts,
-                    msg,
-                )
-            )
+        found = check_deliver(p.topic, p.epoch, p.offset, cursor, p.topic in self.subscribed)
+        if found is not None:
+            self._broke(found, d, ts, msg, out)
+            if found.rule is Rule.DELIVER_DUPLICATE:
+                return
         self.cursors[p.topic] = (p.epoch, p.offset)
 
 
 _ACTIVE = State.ACTIVE
 _NO_FLAGS = Flags.NONE
 _ACK = Flags.ACK_REQUESTED
-_Handler = Callable[[SessionObserver, Direction, Message, float, list[Violation]], None]
+_Handler = Callable[..., None]
 _HANDLERS: dict[type[Payload], _Handler] = {
     Challenge: SessionObserver._challenge,
     Handshake: SessionObserver._handshake,
@@ -753,5 +641,7 @@ _HANDLERS: dict[type[Payload], _Handler] = {
     ContinuityLost: SessionObserver._continuity_lost,
     Deliver: SessionObserver._deliver,
 }
+#: types whose handler checks the sender itself (with its own wording)
+_ORDER_CHECKED = frozenset({Challenge, Handshake, Authenticate, HandshakeResponse})
 #: Sequenced payload types with no handler of their own: only their numbering is followed.
 _PLAIN_SEQUENCED = frozenset(SEQUENCED) - set(_HANDLERS) - {Sealed, Unknown}

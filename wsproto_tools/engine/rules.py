@@ -132,7 +132,7 @@ CHECKLIST: dict[Rule, _Line] = {
     Rule.HEADER: _Line("decode", M, _C.PROTOCOL_ERROR, "A message whose header does not decode in the negotiated version (sections 3, 4; v2 in canonical form only) is closed with 1002."),  # noqa: E501
     Rule.PAYLOAD: _Line("decode", M, _C.INVALID_DATA, "Invalid payload content (UTF-8, msgpack, a missing or ill-typed field, DEFLATE) is closed with 1007."),  # noqa: E501
     Rule.LIMITS: _Line("decode", M, _C.MESSAGE_TOO_BIG, "A message beyond a decoding limit (section 8) is closed with 1009."),  # noqa: E501
-    Rule.CHALLENGE_FIRST: _Line("handshake-order", M, _C.PROTOCOL_ERROR, "The server speaks first: a Challenge, unsolicited, whatever the method; the client sends its Handshake only after it (an early one is a violation, 1002)."),  # noqa: E501
+    Rule.CHALLENGE_FIRST: _Line("handshake-order", M, _C.PROTOCOL_ERROR, "The server speaks first: a Challenge, unsolicited, whatever the method; the client sends its Handshake only after it, and the HandshakeResponse comes only after the Handshake (and the hmac Authenticate). Out of order is a violation, 1002."),  # noqa: E501
     Rule.NONCE_SIZE: _Line("handshake-order", M, _C.PROTOCOL_ERROR, "Nonces are 16 to 256 random bytes; a client closes a Challenge with another nonce size with 1002 before computing a proof."),  # noqa: E501
     Rule.HANDSHAKE_ONCE: _Line("handshake-order", M, _C.PROTOCOL_ERROR, "One Challenge and one Handshake per connection; a second is closed with 1002."),  # noqa: E501
     Rule.AUTH_METHOD: _Line("auth-proof", M, _C.WSP_AUTH_FAILED, "`Handshake.auth` is one of `Challenge.methods` (absent means `none`); another method is closed with 4001."),  # noqa: E501
@@ -287,10 +287,12 @@ def check_sequence(seq: int, last: int) -> Verdict | None:
     return broken(Rule.SEQUENCE_GAP, f"sequence gap: expected {last + 1}, got {seq}")
 
 
-def check_ack(seq: int, sent: int) -> Verdict | None:
-    """Rule 29: an Acknowledge covers only what was sent."""
+def check_ack(seq: int, sent: int, sender: str = "peer") -> Verdict | None:
+    """Rule 29: an Acknowledge covers only what was sent (``sender``: who sent them)."""
     if seq > sent:
-        return broken(Rule.ACK_RANGE, f"Acknowledge of sequence {seq}, but only {sent} were sent")
+        return broken(
+            Rule.ACK_RANGE, f"Acknowledge of sequence {seq}, but the {sender} sent only {sent}"
+        )
     return None
 
 
@@ -306,14 +308,13 @@ def check_ack_forward(seq: int, previous: int) -> Verdict | None:
 
 
 # ---------------------------------------------------------------- heartbeats, silence
-def check_heartbeat_reply(probe_id: int, known: bool, prober: str) -> Verdict | None:
-    """Rule 31."""
-    if not known:
-        return broken(
-            Rule.HEARTBEAT_REPLY, f"Heartbeat reply to probe {probe_id}, which the {prober} "
-            "never sent"
-        )
-    return None
+def unknown_probe(probe_id: int, prober: str) -> Verdict:
+    """Rule 31: a Heartbeat reply to a probe the ``prober`` never sent (or that was
+    already answered)."""
+    return broken(
+        Rule.HEARTBEAT_REPLY, f"Heartbeat reply to probe {probe_id}, which the {prober} "
+        "never sent"
+    )
 
 
 def check_answer_time(probe_id: int, waited: float, timeout: float | None) -> Verdict | None:
@@ -336,10 +337,10 @@ def check_silence(silent: float, timeout: float | None, who: str = "peer") -> Ve
 def check_deliver(
     topic: str, epoch: int, offset: int, cursor: tuple[int, int] | None, subscribed: bool
 ) -> Verdict | None:
-    """Rules 36 and 37 for a Deliver that is not the cursor's next offset.
+    """Rules 36-38 for a Deliver that is not the cursor's next offset.
 
     ``cursor`` is (epoch, last offset) from Subscribed/ContinuityLost, None
-    before them. None means a duplicate (rule 38: drop it).
+    before them. A duplicate gets rule 38, whose close code is 0: drop it.
     """
     if cursor is None:
         if not subscribed:
@@ -352,7 +353,9 @@ def check_deliver(
             f"{topic!r} moved from epoch {known_epoch} to {epoch} without ContinuityLost",
         )
     if offset <= last:
-        return None
+        return broken(
+            Rule.DELIVER_DUPLICATE, f"{topic!r} offset {offset} delivered again (already at {last})"
+        )
     return broken(
         Rule.DELIVER_ORDER,
         f"{topic!r} jumped from offset {last} to {offset} without ContinuityLost",

@@ -19,7 +19,7 @@ import logging
 import os
 import ssl
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -32,19 +32,14 @@ from websockets.protocol import State as WsState
 from websockets.typing import Subprotocol
 
 from wsproto_tools.codec.limits import Limits
+from wsproto_tools.codec.schema import BinaryData, TextData
 from wsproto_tools.engine import events as ev
 from wsproto_tools.engine.auth import JwtVerifier
 from wsproto_tools.engine.history import ContinuityLost as HistoryGap
 from wsproto_tools.engine.history import Entry
 from wsproto_tools.engine.hub import SubscribeAnswer
-from wsproto_tools.engine.session import (
-    DEFAULT_CAPABILITIES,
-    ServerAuth,
-    ServerSession,
-    SessionConfig,
-    encode_delivery,
-    encode_delivery_batch,
-)
+from wsproto_tools.engine.server_session import ServerSession
+from wsproto_tools.engine.session import DEFAULT_CAPABILITIES, ServerAuth, SessionConfig
 from wsproto_tools.engine.states import State
 from wsproto_tools.engine.timing import TokenBucket
 from wsproto_tools.exceptions import (
@@ -55,6 +50,7 @@ from wsproto_tools.exceptions import (
     WspError,
 )
 from wsproto_tools.server.broker import Broker, MemoryBroker
+from wsproto_tools.server.fanout import encode_delivery, encode_delivery_batch
 from wsproto_tools.server.metrics import Metrics
 from wsproto_tools.transports.wsio import (
     SUBPROTOCOLS,
@@ -303,6 +299,16 @@ class WspServer:
         if "upgrade" not in request.headers.get("Connection", "").lower():
             return connection.respond(
                 http.HTTPStatus.NOT_FOUND, "wsp: WebSocket endpoint; GET /healthz, /metrics\n"
+            )
+        offered = {
+            name.strip()
+            for value in request.headers.get_all("Sec-WebSocket-Protocol")
+            for name in value.split(",")
+        }
+        if not offered & set(SUBPROTOCOLS):  # checklist rule 1: refused before the upgrade
+            return connection.respond(
+                http.HTTPStatus.BAD_REQUEST,
+                "no wsp subprotocol: offer Sec-WebSocket-Protocol wsp.v2 or wsp.v1\n",
             )
         return None
 
@@ -568,51 +574,53 @@ class WspServer:
 
     def _on_event(self, conn: Conn, event: ev.Event, now: float) -> None:
         """Act on one engine event (the memory broker's calls are synchronous)."""
-        session = conn.session
-        kind = type(event)
-        if kind is ev.PublishReceived:
-            assert self._memory is not None
-            self._memory.publish_now(
-                event.topic,  # type: ignore[attr-defined]
-                event.data,  # type: ignore[attr-defined]
-                now,
-                session.session_id,
-            )
-        elif kind is ev.RequestReceived:
-            req: ev.RequestReceived = event  # type: ignore[assignment]
-            if req.method == "echo":
-                session.respond(req.id, req.data, now)
-            else:
-                session.respond(req.id, b"", now, status=CloseCode.UNSUPPORTED_DATA)
-        elif kind is ev.SubscribeRequested:
-            assert self._memory is not None
-            request: ev.SubscribeRequested = event  # type: ignore[assignment]
-            self._check_subscriptions(conn, request.topic)
-            answer = self._memory.subscribe_now(
-                request.topic, request.from_offset, request.epoch, now, session.session_id, 1
-            )
-            self._subscribed(conn, request, answer, now)
-        elif kind is ev.UnsubscribeRequested:
-            topic = event.topic  # type: ignore[attr-defined]
-            if conn.topics is not None:
-                conn.topics.discard(topic)
-            if conn.replays is not None:
-                conn.replays.pop(topic, None)
-            self._leave(conn, topic, now)
-        elif kind is ev.DataReceived:
-            payload = event.payload  # type: ignore[attr-defined]
-            if hasattr(payload, "text"):
-                session.send_text(payload.text, now)
-            elif hasattr(payload, "data"):
-                session.send_binary(payload.data, now)
-        elif kind is ev.AuthSucceeded:
-            self._attach(conn, event, now)  # type: ignore[arg-type]
-        elif kind is ev.HeartbeatAnswered:
-            self.metrics.observe_rtt(event.rtt)  # type: ignore[attr-defined]
-        elif kind is ev.Retransmitted:
-            self.metrics.retransmits += event.count  # type: ignore[attr-defined]
-        elif kind is ev.PeerClosed:
-            conn.closing = True
+        handler = _EVENT_HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, conn, event, now)
+
+    def _on_publish(self, conn: Conn, event: ev.PublishReceived, now: float) -> None:
+        assert self._memory is not None
+        self._memory.publish_now(event.topic, event.data, now, conn.session.session_id)
+
+    def _on_request(self, conn: Conn, req: ev.RequestReceived, now: float) -> None:
+        if req.method == "echo":
+            conn.session.respond(req.id, req.data, now)
+        else:
+            conn.session.respond(req.id, b"", now, status=CloseCode.UNSUPPORTED_DATA)
+
+    def _on_subscribe(self, conn: Conn, request: ev.SubscribeRequested, now: float) -> None:
+        assert self._memory is not None
+        self._check_subscriptions(conn, request.topic)
+        answer = self._memory.subscribe_now(
+            request.topic, request.from_offset, request.epoch, now, conn.session.session_id, 1
+        )
+        self._subscribed(conn, request, answer, now)
+
+    def _on_unsubscribe(self, conn: Conn, event: ev.UnsubscribeRequested, now: float) -> None:
+        topic = event.topic
+        if conn.topics is not None:
+            conn.topics.discard(topic)
+        if conn.replays is not None:
+            conn.replays.pop(topic, None)
+        self._leave(conn, topic, now)
+
+    def _on_data(self, conn: Conn, event: ev.DataReceived, now: float) -> None:
+        payload = event.payload  # echoed to the sender (docs/protocol.md S.4)
+        if type(payload) is TextData:
+            conn.session.send_text(payload.text, now)
+        elif type(payload) is BinaryData:
+            conn.session.send_binary(payload.data, now)
+
+    def _on_heartbeat_answered(
+        self, conn: Conn, event: ev.HeartbeatAnswered, now: float
+    ) -> None:
+        self.metrics.observe_rtt(event.rtt)
+
+    def _on_retransmitted(self, conn: Conn, event: ev.Retransmitted, now: float) -> None:
+        self.metrics.retransmits += event.count
+
+    def _on_peer_closed(self, conn: Conn, event: ev.PeerClosed, now: float) -> None:
+        conn.closing = True
 
     def _attach(self, conn: Conn, event: ev.AuthSucceeded, now: float) -> None:
         fresh = conn.session
@@ -865,3 +873,17 @@ class WspServer:
                 subscribers = self.subscribers
                 for topic in [t for t in memory.hub.topics if t not in subscribers]:
                     memory.hub.release(topic, now)
+
+
+#: engine event -> what the server does with it
+_EVENT_HANDLERS: dict[type[ev.Event], Callable[..., None]] = {
+    ev.PublishReceived: WspServer._on_publish,
+    ev.RequestReceived: WspServer._on_request,
+    ev.SubscribeRequested: WspServer._on_subscribe,
+    ev.UnsubscribeRequested: WspServer._on_unsubscribe,
+    ev.DataReceived: WspServer._on_data,
+    ev.AuthSucceeded: WspServer._attach,
+    ev.HeartbeatAnswered: WspServer._on_heartbeat_answered,
+    ev.Retransmitted: WspServer._on_retransmitted,
+    ev.PeerClosed: WspServer._on_peer_closed,
+}
