@@ -20,8 +20,10 @@ byte counts themselves never depend on that decoding: at the end they are checke
 against the kernel's own (``TCP_INFO`` ``tcpi_bytes_acked`` and
 ``tcpi_bytes_received`` of each client's socket, over the same window).
 
-Three kinds of traffic, each with a ``size``-byte payload (16, 128, 1024):
+Four kinds of traffic, each with a ``size``-byte payload (16, 128, 1024):
 
+* data echo — ``client.send_binary(payload)``: a BinaryData (c2s) that the server
+  echoes as its own BinaryData (s2c), both sequenced and acknowledged;
 * echo — ``client.echo(payload)``: a Request to the server's ``echo`` method
   (client→server, c2s) and its Response (server→client, s2c), on one connection;
 * publish — ``client.publish(topic, payload)``: the Publish (c2s) and the server's
@@ -336,6 +338,7 @@ class Figure:
         """Payload bytes per message carried (c2s, s2c)."""
         return {
             "echo": (self.size, self.size),
+            "data echo": (self.size, self.size),
             "publish": (self.size, 0),
             "deliver": (0, self.size),
         }[self.what]
@@ -459,6 +462,37 @@ async def run_echo(
         await client.close()
 
 
+async def run_data_echo(
+    proxy: Proxy, version: int, mode: str, size: int, count: int, burst: int, warmup: int
+) -> list[Figure]:
+    """BinaryData to the server, which echoes it as its own sequenced BinaryData."""
+    payload = os.urandom(size)
+    client, link = await connect(proxy, version)
+    try:
+        await settle([link])
+
+        async def one() -> None:
+            await client.send_binary(payload)
+
+        async def send(n: int) -> None:
+            for b in [1] * n if mode == "1-by-1" else batches(n, burst):
+                await asyncio.gather(*(one() for _ in range(b)))
+                for _ in range(b):
+                    echoed = await client.data.get()
+                    if getattr(echoed, "data", None) != payload:
+                        raise RuntimeError("the data echo came back different")
+
+        await send(warmup)
+        await settle([link])
+        window = Window([link], [client])
+        await send(count)
+        await settle([link])
+        ((c2s, s2c, kernel),) = window.close()
+        return [Figure("data echo", version, mode, size, count, c2s, s2c, kernel)]
+    finally:
+        await client.close()
+
+
 async def run_pubsub(
     proxy: Proxy, version: int, mode: str, size: int, count: int, burst: int, warmup: int,
     topic: str,
@@ -532,13 +566,13 @@ def parts(r: dict[str, Any], d: str) -> str:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     print(
-        f"{'what':<8} {'payload':>7} {'c2s B/msg':>10} {'s2c B/msg':>10} "
+        f"{'what':<9} {'payload':>7} {'c2s B/msg':>10} {'s2c B/msg':>10} "
         f"{'c2s overhead':>16} {'s2c overhead':>16} {'both ways':>9}  "
         f"{'c2s: ws+hdr(sid)+rest':>22} {'s2c: ws+hdr(sid)+rest':>22}  per message: c2s | s2c"
     )
     for r in rows:
         print(
-            f"{r['what']:<8} {r['payload']:>5} B {r['c2s_bytes']:>10.2f} {r['s2c_bytes']:>10.2f} "
+            f"{r['what']:<9} {r['payload']:>5} B {r['c2s_bytes']:>10.2f} {r['s2c_bytes']:>10.2f} "
             f"{r['c2s_overhead']:>7.2f} B {r['c2s_overhead_pct']:>5.1f} % "
             f"{r['s2c_overhead']:>7.2f} B {r['s2c_overhead_pct']:>5.1f} % "
             f"{r['both_ways_pct']:>7.1f} %  {parts(r, 'c2s'):>22} {parts(r, 's2c'):>22}  "
@@ -585,6 +619,9 @@ async def main(args: argparse.Namespace) -> int:
                                 proxy, version, mode, size, count, args.burst, args.warmup
                             )
                             figures += figs
+                            figures += await run_data_echo(
+                                proxy, version, mode, size, count, args.burst, args.warmup
+                            )
                             figs, setup = await run_pubsub(
                                 proxy, version, mode, size, count, args.burst, args.warmup,
                                 f"t{run % 1000:03d}",
@@ -603,7 +640,7 @@ async def main(args: argparse.Namespace) -> int:
         for r in rows:
             print(json.dumps(r))
         return 1 if mismatches else 0
-    order = {"echo": 0, "publish": 1, "deliver": 2}
+    order = {"data echo": 0, "echo": 1, "publish": 2, "deliver": 3}
     for version in versions:
         for mode in modes:
             label = (
