@@ -304,10 +304,12 @@ async def test_rule_33_silence(wsp_server: Any, side: str) -> None:
             await serve_handshake(peer)
             return await peer.closed(timeout=2.0)  # not a word after the response
 
+        started = time.monotonic()
         closed, before = await client_closes(
             script, heartbeat_interval=10.0, heartbeat_timeout=0.3
         )
         assert closed.code == 4006, (closed, before)
+        assert time.monotonic() - started < 1.5
         return
     async with wsp_server(heartbeat_interval=10.0, heartbeat_timeout=0.3) as port:
         peer, _ = await session(port)

@@ -15,15 +15,19 @@ import jwt
 import pytest
 
 from .wire import (
+    ACK,
     AUTHENTICATE,
     CHALLENGE,
     CLOSE,
     ENCRYPTED,
+    HANDSHAKE,
     HANDSHAKE_RESPONSE,
+    HEARTBEAT,
     PUBLISH,
     SECRET,
     SUBSCRIBE,
     TEXT,
+    WINDOW_UPDATE,
     Closed,
     Msg,
     Peer,
@@ -97,8 +101,18 @@ async def test_rule_07_nonce_size(size: int) -> None:
 
 
 # ---------------------------------------------------------------- rule 8
-async def test_rule_08_one_handshake(wsp_server: Any) -> None:
-    async with wsp_server() as port:
+@pytest.mark.parametrize("side", ["server", "client"])
+async def test_rule_08_one_handshake(wsp_server: Any, side: str) -> None:
+    if side == "client":  # a second Challenge, after the HandshakeResponse
+        async def script(peer: Peer) -> tuple[Closed, list[Msg]]:
+            await serve_handshake(peer)
+            await peer.send(CHALLENGE, {"nonce": os.urandom(16), "methods": ["hmac"]})
+            return await peer.closed()
+
+        closed, before = await client_closes(script)
+        assert closed.code == 1002, (closed, before)
+        return
+    async with wsp_server() as port:  # a second Handshake, before the Authenticate
         peer = await challenged(port)
         await peer.send_many([hello(peer), hello(peer)])
         await assert_closed(peer, 1002)
@@ -301,7 +315,27 @@ async def test_rule_18_encrypted_after_response(wsp_server: Any, case: str) -> N
 
 
 # ---------------------------------------------------------------- rule 19
+RECONNECTING: dict[str, Any] = {"max_attempts": 3, "backoff_base": 0.01, "backoff_cap": 0.05}
+
+
 async def test_rule_19_resume_token(wsp_server: Any) -> None:
+    # the client sends the token back byte for byte, as a msgpack bin
+    opaque = b"\x00\xff not utf-8 \x80" + os.urandom(8)
+
+    async def first(peer: Peer) -> None:
+        await serve_handshake(peer, resume_token=opaque)
+        await peer.drop()  # lost: the client reconnects and resumes
+
+    async def second(peer: Peer) -> dict[str, Any]:
+        await peer.send(CHALLENGE, {"nonce": os.urandom(16), "methods": ["hmac"]})
+        resumed: dict[str, Any] = (await peer.expect(HANDSHAKE, skip=())).body
+        await peer.drop()
+        return resumed
+
+    resumed = await client_closes(first, second, **RECONNECTING)
+    assert resumed.get("resume_token") == opaque, resumed
+    assert resumed.get("last_received") == 0, resumed
+    # the server: a bin token, and a bad one starts a new session
     async with wsp_server(jwt_key=JWT_KEY) as port:
         peer, answer = await session(port)
         held = (peer.session_id, peer.resume_token)
@@ -332,7 +366,21 @@ async def test_rule_19_resume_token(wsp_server: Any) -> None:
 
 
 # ---------------------------------------------------------------- rule 20
-async def test_rule_20_resume_last_received(wsp_server: Any) -> None:
+@pytest.mark.parametrize("side", ["server", "client"])
+async def test_rule_20_resume_last_received(wsp_server: Any, side: str) -> None:
+    if side == "client":
+        async def first(peer: Peer) -> None:
+            await serve_handshake(peer)
+            await peer.drop()
+
+        async def second(peer: Peer) -> tuple[Closed, list[Msg]]:
+            # the client sent nothing sequenced; the server claims 5 received
+            await serve_handshake(peer, resumed=True, last_received=5)
+            return await peer.closed()
+
+        closed, before = await client_closes(first, second, **RECONNECTING)
+        assert closed.code == 1002, (closed, before)
+        return
     async with wsp_server() as port:
         peer, _ = await session(port)
         await echoed(peer, b"one", 1)  # the server has sent exactly one sequenced message
@@ -347,7 +395,22 @@ async def test_rule_20_resume_last_received(wsp_server: Any) -> None:
 
 
 # ---------------------------------------------------------------- rule 21
-async def test_rule_21_session_id(wsp_server: Any) -> None:
+@pytest.mark.parametrize("side", ["server", "client"])
+async def test_rule_21_session_id(wsp_server: Any, side: str) -> None:
+    if side == "client":
+        async def script(peer: Peer) -> tuple[Closed, list[Msg]]:
+            await serve_handshake(peer)
+            await peer.send(TEXT, b"mine", seq=1, session_id=peer.session_id)  # accepted
+            while (await peer.expect(ACK, skip=(HEARTBEAT, WINDOW_UPDATE))).body[
+                "sequence"
+            ] < 1:
+                pass
+            await peer.send(TEXT, b"other", seq=2, session_id=peer.session_id ^ 0x5A5A)
+            return await peer.closed()
+
+        closed, before = await client_closes(script)
+        assert closed.code == 1002, (closed, before)
+        return
     async with wsp_server() as port:
         peer, _ = await session(port)
         # the id of the session itself is accepted
@@ -357,4 +420,3 @@ async def test_rule_21_session_id(wsp_server: Any) -> None:
         assert all(m.session_id == 0 for m in peer.seen if isinstance(m, Msg)), peer.seen
         await peer.send(TEXT, b"other", seq=2, session_id=peer.session_id ^ 0x5A5A)
         await assert_closed(peer, 1002)
-

@@ -584,28 +584,33 @@ Script = Callable[[Peer], Awaitable[Any]]
 
 
 @contextlib.asynccontextmanager
-async def raw_server(script: Script) -> AsyncIterator[tuple[str, asyncio.Future[Any]]]:
-    """A wsp server on 127.0.0.1 that runs ``script`` on its first connection;
-    yields (its URL, the script's result). Later connections are dropped."""
+async def raw_server(
+    script: Script, *later: Script
+) -> AsyncIterator[tuple[str, asyncio.Future[Any]]]:
+    """A wsp server on 127.0.0.1 that runs ``script`` on its first connection (and
+    ``later[i]`` on connection i + 2); yields (its URL, the last script's result).
+    Connections beyond the scripts are dropped."""
     loop = asyncio.get_running_loop()
     result: asyncio.Future[Any] = loop.create_future()
+    scripts = [script, *later]
     peers: list[Peer] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if result.done() or peers:
+        index = len(peers)
+        if result.done() or index >= len(scripts):
             writer.close()
             return
         try:
             peer = await accept_wsp(reader, writer)
             peers.append(peer)
-            value = await script(peer)
+            value = await scripts[index](peer)
         except BaseException as error:  # handed to the test
             if not result.done():
                 result.set_exception(error)
             if isinstance(error, asyncio.CancelledError):
                 raise
         else:
-            if not result.done():
+            if index == len(scripts) - 1 and not result.done():
                 result.set_result(value)
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -723,10 +728,13 @@ async def stop_client(client: Any) -> None:
             await client.close()
 
 
-async def client_closes(script: Script, *, subscribe: str | None = None, **options: Any) -> Any:
-    """Run the client against a raw server running ``script``; the script's result
-    (typically the client's close frame, read with :meth:`Peer.closed`)."""
-    async with raw_server(script) as (url, result):
+async def client_closes(
+    script: Script, *later: Script, subscribe: str | None = None, **options: Any
+) -> Any:
+    """Run the client against a raw server running ``script`` (then ``later`` on its
+    reconnections); the last script's result (typically the client's close frame,
+    read with :meth:`Peer.closed`)."""
+    async with raw_server(script, *later) as (url, result):
         client = await run_client(url, **options)
         try:
             if subscribe is not None and not isinstance(client, BaseException):
