@@ -313,8 +313,11 @@ class Inbox(Generic[T]):
     async def get(self) -> T:
         """The next item; raise :class:`ClientClosed` when the client closed."""
         items = self.items
-        if items and items[0] is not None and self._paused is None:
-            return items.popleft()  # type: ignore[return-value]
+        if items and self._paused is None:
+            first = items[0]
+            if first is not None:
+                items.popleft()
+                return first
         item = await self._next()
         if item is None:
             self.items.appendleft(None)
@@ -634,11 +637,11 @@ class Client:
             return
         ws = self.ws
         try:
-            if type(data) is str:
+            if isinstance(data, str):
                 raise WspError("text frame from the server", close_code=CloseCode.UNSUPPORTED_DATA)
             subscriptions = self.subscriptions
             session = self.session
-            for event in session.receive_data(data, clock()):  # type: ignore[arg-type]
+            for event in session.receive_data(data, clock()):
                 if type(event) is _DELIVERY:  # the hot case, as in _on_event
                     sub = subscriptions.get(event.topic)
                     if sub is not None:

@@ -515,7 +515,7 @@ class WspServer:
         Broker calls that must be awaited (a networked broker) go to ``deferred``.
         """
         now = clock()
-        if type(data) is str:
+        if isinstance(data, str):
             raise RemoteProtocolError(
                 "text frame: wsp messages travel in binary frames",
                 close_code=CloseCode.UNSUPPORTED_DATA,
@@ -529,7 +529,7 @@ class WspServer:
             )
         self.metrics.bytes_in += len(data)
         session = conn.session
-        events = session.receive_data(data, now)  # type: ignore[arg-type]
+        events = session.receive_data(data, now)
         memory = self._memory
         for event in events:
             kind = type(event)
@@ -540,8 +540,8 @@ class WspServer:
             try:
                 self._on_event(conn, event, now)
             except WspError:
-                if kind is ev.PublishReceived:  # refused: it must not be acknowledged
-                    session.not_applied(event.sequence)  # type: ignore[attr-defined]
+                if isinstance(event, ev.PublishReceived):  # refused: it must not be acknowledged
+                    session.not_applied(event.sequence)
                 raise
         if not deferred:
             self._finish(conn)
@@ -561,10 +561,10 @@ class WspServer:
             return
         now = clock()
         for event in deferred:
-            if type(event) is ev.PublishReceived:
+            if isinstance(event, ev.PublishReceived):
                 await self.broker.publish(event.topic, event.data, now)
-            else:
-                request: ev.SubscribeRequested = event  # type: ignore[assignment]
+            elif isinstance(event, ev.SubscribeRequested):
+                request = event
                 self._check_subscriptions(conn, request.topic)
                 answer = await self.broker.subscribe(
                     request.topic, request.from_offset, request.epoch, now
