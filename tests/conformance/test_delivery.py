@@ -135,8 +135,28 @@ SERVER_ONLY: dict[str, tuple[int, dict[str, Any]]] = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(SERVER_ONLY))
+CLIENT_ONLY: dict[str, tuple[int, dict[str, Any]]] = {
+    "publish": (PUBLISH, {"topic": "t", "data": b"x", "id": 1}),
+    "subscribe": (SUBSCRIBE, {"topic": "t"}),
+    "request": (REQUEST, {"id": 1, "method": "echo", "data": b"x"}),
+}
+
+
+@pytest.mark.parametrize(
+    "case", [*sorted(SERVER_ONLY), *(f"to-the-client:{name}" for name in sorted(CLIENT_ONLY))]
+)
 async def test_rule_25_direction(wsp_server: Any, case: str) -> None:
+    if case.startswith("to-the-client:"):
+        code, body = CLIENT_ONLY[case.split(":", 1)[1]]
+
+        async def script(peer: Peer) -> tuple[Closed, list[Msg]]:
+            await serve_handshake(peer)
+            await peer.send(code, body, seq=1 if code == PUBLISH else 0)
+            return await peer.closed()
+
+        closed, before = await client_closes(script)
+        assert closed.code == 1002, (closed, before)
+        return
     code, body = SERVER_ONLY[case]
     async with wsp_server() as port:
         peer, _ = await session(port)
