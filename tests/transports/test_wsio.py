@@ -3,10 +3,11 @@
 wsio.py uses two things of ``websockets`` that its documentation does not make
 public: ``Connection.process_event`` (overridden to hand each message to the
 engine inside ``data_received``) and ``Connection.transport`` (its write buffer,
-pausing reads). pyproject.toml pins the versions tested; the first test here
-fails loudly, naming what is gone, when a ``websockets`` release drops either,
-and the others check the behaviour built on them against the library's own
-client and server as the peer.
+pausing reads); the client and the server read a few attributes of the
+connection's sans-I/O ``protocol`` too. pyproject.toml pins the versions
+tested; the first two tests here fail loudly, naming what is gone, when a
+``websockets`` release drops any of them, and the others check the behaviour
+built on them against the library's own client and server as the peer.
 """
 
 from __future__ import annotations
@@ -50,6 +51,37 @@ def test_the_websockets_internals_wsio_relies_on_are_there() -> None:
     assert "self.transport = transport" in inspect.getsource(Connection.connection_made), (
         f"websockets {version}: connection_made no longer keeps the transport"
     )
+
+
+#: Attributes of a live connection's ``protocol`` (and of the connection) that the
+#: package reads outside wsio.py: client/plain.py (who closed first, the extensions),
+#: client/api.py (the server's protocol error, sending a close without waiting)
+#: and server/app.py (the state).
+PROTOCOL_ATTRIBUTES = (
+    "state", "close_rcvd", "close_sent", "close_rcvd_then_sent", "extensions", "parser_exc",
+    "send_close",
+)
+CONNECTION_ATTRIBUTES = ("protocol", "transport", "send_data")
+
+
+async def test_the_attributes_read_on_live_connections_are_there() -> None:
+    version = websockets.version.version
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as client:
+            missing = [name for name in CONNECTION_ATTRIBUTES if not hasattr(client, name)]
+            missing += [
+                f"protocol.{name}" for name in PROTOCOL_ATTRIBUTES
+                if not hasattr(client.protocol, name)
+            ]
+            assert missing == [], f"websockets {version} no longer has {missing}"
+            assert [ext.name for ext in client.protocol.extensions] == ["permessage-deflate"]
+            assert client.protocol.close_rcvd is None and client.protocol.parser_exc is None
+        assert client.protocol.close_sent is not None and client.protocol.close_sent.code == 1000
 
 
 @contextlib.asynccontextmanager

@@ -33,6 +33,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
@@ -148,7 +149,7 @@ class PlainSession:
         """Connect and finish the opening handshake (RFC 6455 §4.1)."""
         o = self.options
         secure = self.url.lower().startswith("wss:")
-        extra: dict[str, object] = {}
+        extra: dict[str, Any] = {}  # only ssl, and only for wss:// (websockets refuses it for ws://)
         if secure and o.ssl is not None:
             extra["ssl"] = o.ssl
         try:
@@ -165,7 +166,7 @@ class PlainSession:
                 ping_timeout=o.ping_timeout,
                 close_timeout=o.close_timeout,
                 max_size=o.max_size,
-                **extra,  # type: ignore[arg-type]
+                **extra,
             )
         except InvalidURI:
             raise ConfigError(f"not a WebSocket URL: {self.url}") from None
@@ -267,7 +268,7 @@ class PlainSession:
         ws = self.ws
         if ws is None:
             return CloseInfo(None, "", by_server=False, requested=True)
-        if self._close_info is None and ws.protocol.state is WsState.OPEN:
+        if self._close_info is None and ws.state is WsState.OPEN:
             self._closing_by_us = True
         with contextlib.suppress(ConnectionClosed, OSError):
             await ws.close(code, reason)

@@ -88,9 +88,9 @@ def timeout(marker: str) -> Event:
 ECHO_CLOSE = Expect()  # closed by us with 1000, clean
 
 
-def fails(code: int = 1002, **kw: object) -> Expect:
+def fails(code: int = 1002) -> Expect:
     """The peer must fail the connection; a TCP drop without close is fine."""
-    return Expect(closed_by_me=False, close_codes=(code,), require_clean=False, **kw)  # type: ignore[arg-type]
+    return Expect(closed_by_me=False, close_codes=(code,), require_clean=False)
 
 
 def _area(case_id: str) -> str:
@@ -104,7 +104,11 @@ def case(
     rfc: str,
     steps: list[Step] | tuple[Step, ...],
     expect: Expect,
-    **kw: object,
+    *,
+    offer: str | None = None,
+    accept: tuple[str, ...] = (),
+    perf: bool = False,
+    timeout: float | None = None,
 ) -> Case:
     return Case(
         case_id,
@@ -114,7 +118,10 @@ def case(
         rfc,
         tuple(steps),
         expect,
-        **kw,  # type: ignore[arg-type]
+        offer=offer,
+        accept=accept,
+        perf=perf,
+        timeout=timeout,
     )
 
 

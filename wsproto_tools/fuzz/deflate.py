@@ -23,10 +23,11 @@ from typing import Any
 from wsproto_tools.exceptions import CloseCode, FrameError
 from wsproto_tools.ws import DeflateContext
 
+_deflater: Any  # zlib_ng.zlib_ng or zlib: the same functions, two module types
 try:
     from zlib_ng import zlib_ng as _deflater
 except ImportError:  # pragma: no cover - zlib-ng is a dependency
-    _deflater = zlib  # type: ignore[misc]
+    _deflater = zlib
 
 _TAIL = b"\x00\x00\xff\xff"
 _ERRORS: tuple[type[Exception], ...] = (zlib.error, getattr(_deflater, "error", zlib.error))
