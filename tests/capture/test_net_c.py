@@ -3,12 +3,12 @@
 The oracle is the Python :func:`tcp_segment` (checked against hand-built packets
 of every link type in test_link_types.py): on real packets relinked to every
 link type, and on random mutations of them, the C parser returns either None
-(left to Python) or exactly the Python tuple.
+(left to Python) or exactly the Python tuple; ``net.segment`` (C in front of
+Python, picked once) always gives the Python result.
 """
 
 from __future__ import annotations
 
-import os
 import struct
 from typing import Any
 
@@ -16,21 +16,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wsproto_tools import native
 from wsproto_tools.capture import net
 from wsproto_tools.capture.net import NotTcp, tcp_segment
 
 from .test_link_types import ethernet_packets, ipv6, relink
 
 
-def c_segment() -> Any:
+def c_module() -> Any:
+    """``capture._net``, whatever the run's WSP_PURE_PYTHON says."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("WSP_PURE_PYTHON", raising=False)
-        segment = net._load_fast()
-    assert segment is not None, "the C packet parser was not built (setup.py, a C compiler)"
-    return segment
+        patch.delenv(native.SWITCH, raising=False)
+        module = native.load("capture._net")
+    assert module is not None, "the C packet parser was not built (setup.py, a C compiler)"
+    return module
 
 
-SEGMENT = c_segment()
+#: what the C parser reads itself (None: left to Python)
+SEGMENT = c_module().parse
+#: tcp_segment with the C parser in front
+COMPILED = net._compiled_segment(c_module())
 KINDS = ["vlan", "sll", "sll2", "null", "raw", "ipv6"]
 PACKETS = [(1, frame) for _, frame in ethernet_packets()] + [
     (linktype, frame) for kind in KINDS for linktype, frames in [relink(kind)]
@@ -78,11 +83,26 @@ def test_mutated_packets(packet: tuple[int, bytes], data: st.DataObject) -> None
     mutated = bytes(buf[:cut] if data.draw(st.booleans()) else buf)
     linktype = data.draw(st.sampled_from([linktype, linktype, 0, 1, 12, 101, 108, 113, 276, 7]))
     fast = SEGMENT(linktype, mutated)
+    python = python_segment(linktype, mutated)
     if fast is not None:
-        assert fast == python_segment(linktype, mutated)
+        assert fast == python
+    try:
+        compiled = COMPILED(linktype, mutated)
+    except (NotTcp, IndexError, ValueError):
+        compiled = "error"
+    assert compiled == python
 
 
 def test_pure_python_switch(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WSP_PURE_PYTHON", "1")
-    assert net._load_fast() is None
-    assert os.environ["WSP_PURE_PYTHON"] == "1"
+    monkeypatch.setenv(native.SWITCH, "1")
+    assert native.pick("capture._net", net._compiled_segment, tcp_segment) is tcp_segment
+    monkeypatch.delenv(native.SWITCH)
+    assert native.pick("capture._net", net._compiled_segment, tcp_segment) is not tcp_segment
+
+
+def test_the_compiled_segment_hands_python_what_it_leaves() -> None:
+    for linktype, frame in PACKETS:
+        assert COMPILED(linktype, frame) == tcp_segment(linktype, frame)
+    assert COMPILED(7, b"\0" * 60) is None  # a link type the C parser leaves
+    with pytest.raises(NotTcp):
+        COMPILED(101, bytes.fromhex("4500002a0001400040060000") + b"\0" * 8)  # TCP cut short

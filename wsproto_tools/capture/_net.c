@@ -1,10 +1,11 @@
 /* The common packets of capture/net.py's tcp_segment, parsed in C.
  *
- * segment(linktype, data) returns the same tuple as tcp_segment for an
+ * parse(linktype, data) returns the same tuple as tcp_segment for an
  * undamaged TCP packet over IPv4 (not a fragment) or IPv6 without extension
  * headers, on Ethernet (no VLAN tag), BSD null/loopback, raw IP or Linux cooked
- * capture (SLL, SLL2); and None for anything else, damaged packets included:
- * the Python function then decides (and raises NotTcp where it must).
+ * capture (SLL, SLL2); and None for anything else, damaged packets included.
+ * segment(linktype, data) hands those to the Python function given to
+ * configure() (tcp_segment, which decides, and raises NotTcp where it must).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -49,11 +50,14 @@ build(const unsigned char *data, Py_ssize_t size, Py_ssize_t addr, Py_ssize_t ad
                          data[tcp + 13], data + start, end - start);
 }
 
+/* the Python tcp_segment (configure) */
+static PyObject *fallback = NULL;
+
 static PyObject *
-segment(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+parse(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 2 || !PyBytes_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "segment(linktype, data: bytes)");
+        PyErr_SetString(PyExc_TypeError, "parse(linktype, data: bytes)");
         return NULL;
     }
     long linktype = PyLong_AsLong(args[0]);
@@ -144,9 +148,39 @@ segment(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return build(data, size, addr, addr_len, t, t + hlen, end);
 }
 
+static PyObject *
+segment(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[1]))
+        goto python;
+    PyObject *found = parse(module, args, nargs);
+    if (found != Py_None)
+        return found;
+    Py_DECREF(found);
+python:
+    if (fallback == NULL)
+        Py_RETURN_NONE;
+    return PyObject_Vectorcall(fallback, args, (size_t)nargs, NULL);
+}
+
+static PyObject *
+configure(PyObject *module, PyObject *func)
+{
+    if (!PyCallable_Check(func)) {
+        PyErr_SetString(PyExc_TypeError, "configure(tcp_segment)");
+        return NULL;
+    }
+    Py_XSETREF(fallback, Py_NewRef(func));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef net_methods[] = {
+    {"parse", (PyCFunction)(void (*)(void))parse, METH_FASTCALL,
+     "parse(linktype, data): tcp_segment's tuple for a common packet, else None."},
     {"segment", (PyCFunction)(void (*)(void))segment, METH_FASTCALL,
-     "segment(linktype, data): tcp_segment's tuple for a common packet, else None."},
+     "segment(linktype, data): tcp_segment(linktype, data), common packets parsed in C."},
+    {"configure", (PyCFunction)configure, METH_O,
+     "configure(tcp_segment): the Python function for the packets parse leaves."},
     {NULL, NULL, 0, NULL},
 };
 

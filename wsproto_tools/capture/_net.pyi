@@ -1,3 +1,8 @@
-def segment(
+from collections.abc import Callable
+from typing import Any
+
+def parse(
     linktype: int, data: bytes
 ) -> tuple[bytes, int, bytes, int, int, int, int, bytes] | None: ...
+def segment(linktype: int, data: bytes) -> Any: ...
+def configure(tcp_segment: Callable[[int, bytes], Any]) -> None: ...

@@ -50,15 +50,12 @@ from wsproto_tools.capture.net import (
     RST,
     SYN,
     NotTcp,
-    fast_segment,
     format_addr,
-    tcp_segment,
+    segment,
 )
 from wsproto_tools.capture.reader import RawPacket
 from wsproto_tools.capture.tcp import MAX_PENDING, Flow
-from wsproto_tools.codec import DEFAULT_LIMITS
 from wsproto_tools.codec import decode as codec_decode
-from wsproto_tools.codec.fastpath import c_decode_v2, small_body
 from wsproto_tools.engine.observer import Direction, SessionObserver
 from wsproto_tools.exceptions import FrameError, HandshakeError, WspError
 from wsproto_tools.ws import (
@@ -361,13 +358,7 @@ class CaptureDecoder:
         self.last_ts = 0.0
         self._warned_linktypes: set[int] = set()
         self._codec_decode = codec_decode
-        self._fast_segment = fast_segment
-        #: the codec's C fast path for v2 (None: not built), its limits and their bounds
-        self._fast_v2 = c_decode_v2
-        self._limits = DEFAULT_LIMITS
-        self._max_wsp = DEFAULT_LIMITS.max_message
-        self._max_items = DEFAULT_LIMITS.max_batch_items
-        self._small = small_body(DEFAULT_LIMITS)
+        self._segment = segment
         #: (session id, sent by the client) -> highest sequence number seen
         self._highest_sent: dict[tuple[int, bool], int] = {}
 
@@ -399,9 +390,7 @@ class CaptureDecoder:
             self._next_sweep = ts + _SWEEP_EVERY
             self._sweep(ts, number, events)
         try:
-            seg = None if self._fast_segment is None else self._fast_segment(linktype, data)
-            if seg is None:
-                seg = tcp_segment(linktype, data)
+            seg = self._segment(linktype, data)
         except NotTcp as error:
             self.damaged_packets += 1
             events.append(CaptureWarning(number, f"packet skipped: {error}"))
@@ -983,13 +972,7 @@ class CaptureDecoder:
         captured = CapturedMessage(number, ts, conn.id, sender, msg, violations, note)
         if msg.opcode == 2 and note is None and self.decode_wsp:
             version = conn.wsp_version
-            fast = self._fast_v2
-            if (version == 2 and fast is not None and len(payload) <= self._max_wsp
-                    and (decoded := fast(payload, self._limits, self._max_items, self._small))
-                    is not None):
-                captured.wsp = (2, decoded)
-                self._session(state, captured, decoded)
-            elif version is not None or payload[:2] == _V1_MAGIC:
+            if version is not None or payload[:2] == _V1_MAGIC:
                 try:
                     decoded = self._codec_decode(payload, version=version)
                 except WspError as error:

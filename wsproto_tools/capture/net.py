@@ -18,14 +18,16 @@ __all__ = [
     "SUPPORTED_LINKTYPES",
     "NotTcp",
     "Segment",
-    "fast_segment",
     "format_addr",
+    "segment",
     "tcp_segment",
 ]
 
 import ipaddress
 import struct
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 from wsproto_tools import native
 
@@ -53,17 +55,10 @@ RST = 0x04
 ACK = 0x10
 
 
-class Segment(NamedTuple):
-    """A TCP segment: addresses as raw bytes, ``flags`` as the TCP flag byte."""
-
-    src: bytes
-    sport: int
-    dst: bytes
-    dport: int
-    seq: int
-    ack: int
-    flags: int
-    payload: bytes
+#: A TCP segment: ``(src, sport, dst, dport, seq, ack, flags, payload)``, the
+#: addresses as raw bytes, ``flags`` as the TCP flag byte (a plain tuple: one per
+#: packet, built in C when it can be).
+Segment = tuple[bytes, int, bytes, int, int, int, int, bytes]
 
 
 class NotTcp(Exception):
@@ -116,7 +111,7 @@ def tcp_segment(linktype: int, data: bytes) -> Segment | None:
         hlen = (doff >> 4) * 4
         if hlen >= 20:
             end = 14 + ((data[16] << 8) | data[17])
-            return (src, sport, dst, dport, seq, ack, flags,  # type: ignore[return-value]
+            return (src, sport, dst, dport, seq, ack, flags,
                     data[34 + hlen : end if end <= len(data) else len(data)])
     off = _ip_offset(linktype, data)
     if off < 0 or len(data) <= off:
@@ -165,19 +160,20 @@ def tcp_segment(linktype: int, data: bytes) -> Segment | None:
         raise NotTcp("bad TCP header length")
     if end > len(data):
         end = len(data)  # snapped capture: keep what is there
-    return (src, sport, dst, dport, seq, ack, flags, data[t + hlen : end])  # type: ignore[return-value]
+    return (src, sport, dst, dport, seq, ack, flags, data[t + hlen : end])
 
 
-def _load_fast() -> Any:
-    """``segment(linktype, data)``: :func:`tcp_segment` for the common packets, in C
-    (``capture/_net.c``; None for anything it leaves to :func:`tcp_segment`), or
-    None (see :mod:`..native`)."""
-    module = native.load("capture._net")
-    return None if module is None else module.segment
+def _compiled_segment(module: ModuleType) -> Any:
+    """:func:`tcp_segment` with the common packets parsed in C (``capture/_net.c``),
+    which hands the others to :func:`tcp_segment` itself."""
+    module.configure(tcp_segment)
+    return module.segment
 
 
-#: the C form of :func:`tcp_segment` for the common packets, or None
-fast_segment = _load_fast()
+#: :func:`tcp_segment`, in C for the common packets when it was built (see :mod:`..native`)
+segment: Callable[[int, bytes], Segment | None] = native.pick(
+    "capture._net", _compiled_segment, tcp_segment
+)
 
 
 def format_addr(addr: bytes, port: int) -> str:

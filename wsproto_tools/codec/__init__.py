@@ -1,8 +1,12 @@
 """The wsp codec: bytes <-> typed wsp messages (sans-I/O).
 
 No I/O, no clock, no randomness: timestamps and nonces are passed in. The wire
-format is described once, in :mod:`wsproto_tools.codec.schema`; the
-specification is ``docs/protocol.md``.
+format is described once, in :mod:`wsproto_tools.codec.schema` (the v2 header is
+written and read in :mod:`.header`); the specification is ``docs/protocol.md``.
+:func:`decode` and :func:`encode` take the compiled paths (C, or code compiled
+from the schema) by themselves; :func:`encode_batch` and :func:`message_encoder`
+encode a topic's fan-out once, and :func:`constructor` builds frozen messages
+and events without their dataclass ``__init__``.
 
     >>> from wsproto_tools.codec import BinaryData, Message, decode, encode
     >>> wire = encode(Message(BinaryData(b"hi"), sequence=1))
@@ -14,6 +18,7 @@ specification is ``docs/protocol.md``.
 
 from __future__ import annotations
 
+from wsproto_tools.codec.construct import constructor
 from wsproto_tools.codec.crypto import Cipher, counter_nonces
 from wsproto_tools.codec.delta import ChannelStates, apply_delta, make_delta
 from wsproto_tools.codec.limits import DEFAULT_LIMITS, Limits
@@ -52,7 +57,13 @@ from wsproto_tools.codec.schema import (
     WindowUpdate,
     category_of,
 )
-from wsproto_tools.codec.wire import decode, detect_version, encode
+from wsproto_tools.codec.wire import (
+    decode,
+    detect_version,
+    encode,
+    encode_batch,
+    message_encoder,
+)
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -94,11 +105,14 @@ __all__ = [
     "WindowUpdate",
     "apply_delta",
     "category_of",
+    "constructor",
     "counter_nonces",
     "decode",
     "detect_version",
     "encode",
+    "encode_batch",
     "make_delta",
+    "message_encoder",
     "payload_type",
     "subprotocol_version",
 ]

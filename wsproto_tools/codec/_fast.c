@@ -1,13 +1,15 @@
-/* The v2 decode fast path of codec/fastpath.py (decode_v2), in C.
+/* codec.decode for the common v2 messages, in C (codec/wire.py is the
+ * specification).
  *
- * FastDecoder.decode(data, limits) returns the same Message as the Python
- * decode_v2 for the messages that path reads (no timestamp, no COMPRESSED or
- * ENCRYPTED flag, a payload that is BinaryData, TextData, a compiled msgpack
- * class or a Batch of such), and None for anything else: the general path then
- * decodes or reports the error.  msgpack bodies are handed to a Python callable
- * (the compiled decoders and the Limits stay in one place).  Objects are built
- * as the Python path builds them: allocated without __init__, slots set through
- * their descriptors.
+ * FastDecoder.decode(data, *, version=None, limits=..., cipher=None) reads the
+ * messages with no timestamp, no COMPRESSED or ENCRYPTED flag and a payload that
+ * is BinaryData, TextData, a compiled msgpack class (codec/fastpath.py) or a
+ * Batch of such; it hands every other call, with its arguments as given, to the
+ * Python decode it was built with (which also reports every error).  The v2
+ * header is read as codec/header.py (unpack_v2) reads it: this is its one C
+ * mirror.  msgpack bodies it cannot read itself go to a Python callable.
+ * Objects are built as the Python path builds them: allocated without
+ * __init__, slots set through their descriptors.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -26,6 +28,11 @@ typedef struct {
     PyObject *msgpack_payload; /* callable(cls, body, limits) -> payload or None */
     PyObject *specs;        /* dict: class -> ((name bytes, kind, optional, default, slot), ...) */
     PyObject *zero;
+    PyObject *fallback;     /* the Python decode: every call this one does not read */
+    PyObject *default_limits;
+    PyObject *small_body;   /* callable(limits) -> the size of body that needs no bounds */
+    PyObject *last_limits;  /* the Limits read last, and what was read from it */
+    Py_ssize_t max_message, max_items, small;
 } FastDecoder;
 
 /* Field kinds of the compiled msgpack payloads (codec/fastpath.py). */
@@ -34,6 +41,9 @@ enum { K_UINT = 0, K_STR = 1, K_BYTES = 2, K_BOOL = 3 };
 static PyObject DELEGATE_OBJECT; /* a sentinel address, never a real object */
 #define DELEGATE (&DELEGATE_OBJECT)
 
+/* The v2 header (codec/header.py): head byte 01 S T 0 fff, type, varints.  The
+ * head bytes read here: marker 01, no T, reserved bit clear, no COMPRESSED or
+ * ENCRYPTED (S and ACK_REQUESTED are free). */
 #define V2_PLAIN_MASK 0xDB
 #define V2_MARKER 0x40
 #define V2_HAS_SESSION 0x20
@@ -385,23 +395,74 @@ error:
     return NULL;
 }
 
-static PyObject *
-FastDecoder_decode(FastDecoder *f, PyObject *const *args, Py_ssize_t nargs)
+/* The bounds of ``limits`` (read once per Limits object); -1 with an exception. */
+static int
+read_limits(FastDecoder *f, PyObject *limits)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "decode(data, limits, max_batch_items, small)");
-        return NULL;
+    if (limits == f->last_limits)
+        return 0;
+    Py_ssize_t values[3];
+    static const char *names[] = {"max_message", "max_batch_items"};
+    for (int i = 0; i < 2; i++) {
+        PyObject *value = PyObject_GetAttrString(limits, names[i]);
+        if (value == NULL)
+            return -1;
+        values[i] = PyLong_AsSsize_t(value);
+        Py_DECREF(value);
+        if (values[i] == -1 && PyErr_Occurred())
+            return -1;
     }
-    if (!PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "data must be bytes");
-        return NULL;
+    PyObject *small = PyObject_CallOneArg(f->small_body, limits);
+    if (small == NULL)
+        return -1;
+    values[2] = PyLong_AsSsize_t(small);
+    Py_DECREF(small);
+    if (values[2] == -1 && PyErr_Occurred())
+        return -1;
+    Py_XSETREF(f->last_limits, Py_NewRef(limits));
+    f->max_message = values[0];
+    f->max_items = values[1];
+    f->small = values[2];
+    return 0;
+}
+
+static PyObject *
+FastDecoder_decode(FastDecoder *f, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *limits = f->default_limits;
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (nargs != 1 || !PyBytes_CheckExact(args[0]))
+        goto fallback;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        PyObject *value = args[nargs + i];
+        if (PyUnicode_CompareWithASCIIString(name, "limits") == 0)
+            limits = value;
+        else if (PyUnicode_CompareWithASCIIString(name, "version") == 0) {
+            if (value != Py_None) {
+                if (!PyLong_CheckExact(value))
+                    goto fallback;
+                int overflow;
+                if (PyLong_AsLongAndOverflow(value, &overflow) != 2)
+                    goto fallback;
+            }
+        }
+        else if (PyUnicode_CompareWithASCIIString(name, "cipher") != 0)
+            goto fallback; /* an unknown keyword: Python reports it */
+        /* a cipher opens ENCRYPTED messages only, which are Python's */
     }
-    Py_ssize_t max_items = PyLong_AsSsize_t(args[2]);
-    Py_ssize_t small = PyLong_AsSsize_t(args[3]);
-    if ((max_items == -1 || small == -1) && PyErr_Occurred())
+    if (read_limits(f, limits) < 0)
         return NULL;
-    return decode_one(f, (const unsigned char *)PyBytes_AS_STRING(args[0]),
-                      PyBytes_GET_SIZE(args[0]), args[1], max_items, small, 0);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    if (size > f->max_message)
+        goto fallback;
+    PyObject *msg = decode_one(f, (const unsigned char *)PyBytes_AS_STRING(args[0]), size,
+                               limits, f->max_items, f->small, 0);
+    if (msg != Py_None)
+        return msg;
+    Py_DECREF(msg);
+fallback:
+    return PyObject_Vectorcall(f->fallback, args, (size_t)nargs, kwnames);
 }
 
 static int
@@ -409,16 +470,25 @@ FastDecoder_init(FastDecoder *f, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"classes", "batch_byte", "message_cls", "message_slots", "flags",
                             "binary_cls", "text_cls", "batch_cls", "payload_slots",
-                            "msgpack_payload", "specs", NULL};
+                            "msgpack_payload", "specs", "fallback", "default_limits",
+                            "small_body", NULL};
     PyObject *classes, *message_cls, *message_slots, *flags, *binary_cls, *text_cls,
-        *batch_cls, *payload_slots, *msgpack_payload, *specs;
+        *batch_cls, *payload_slots, *msgpack_payload, *specs, *fallback, *default_limits,
+        *small_body;
     int batch_byte;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!iO!O!O!OOOO!OO!", names, &PyDict_Type,
-                                     &classes, &batch_byte, &PyType_Type, &message_cls,
-                                     &PyTuple_Type, &message_slots, &PyTuple_Type, &flags,
-                                     &binary_cls, &text_cls, &batch_cls, &PyTuple_Type,
-                                     &payload_slots, &msgpack_payload, &PyDict_Type, &specs))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!iO!O!O!OOOO!OO!OOO", names,
+                                     &PyDict_Type, &classes, &batch_byte, &PyType_Type,
+                                     &message_cls, &PyTuple_Type, &message_slots,
+                                     &PyTuple_Type, &flags, &binary_cls, &text_cls,
+                                     &batch_cls, &PyTuple_Type, &payload_slots,
+                                     &msgpack_payload, &PyDict_Type, &specs, &fallback,
+                                     &default_limits, &small_body))
         return -1;
+    if (!PyCallable_Check(fallback) || !PyCallable_Check(small_body)
+        || !PyCallable_Check(msgpack_payload)) {
+        PyErr_SetString(PyExc_TypeError, "fallback, small_body and msgpack_payload are callables");
+        return -1;
+    }
     if (PyTuple_GET_SIZE(message_slots) != 5 || PyTuple_GET_SIZE(payload_slots) != 3
         || PyTuple_GET_SIZE(flags) != 2) {
         PyErr_SetString(PyExc_ValueError, "5 message slots, 3 payload slots, 2 flags");
@@ -487,6 +557,10 @@ FastDecoder_init(FastDecoder *f, PyObject *args, PyObject *kwargs)
     KEEP(set_messages, PyTuple_GET_ITEM(payload_slots, 2));
     KEEP(msgpack_payload, msgpack_payload);
     KEEP(specs, specs);
+    KEEP(fallback, fallback);
+    KEEP(default_limits, default_limits);
+    KEEP(small_body, small_body);
+    Py_CLEAR(f->last_limits);
 #undef KEEP
     PyObject *zero = PyLong_FromLong(0);
     if (zero == NULL)
@@ -514,6 +588,10 @@ FastDecoder_traverse(FastDecoder *f, visitproc visit, void *arg)
     Py_VISIT(f->set_messages);
     Py_VISIT(f->msgpack_payload);
     Py_VISIT(f->specs);
+    Py_VISIT(f->fallback);
+    Py_VISIT(f->default_limits);
+    Py_VISIT(f->small_body);
+    Py_VISIT(f->last_limits);
     return 0;
 }
 
@@ -537,6 +615,10 @@ FastDecoder_clear(FastDecoder *f)
     Py_CLEAR(f->msgpack_payload);
     Py_CLEAR(f->specs);
     Py_CLEAR(f->zero);
+    Py_CLEAR(f->fallback);
+    Py_CLEAR(f->default_limits);
+    Py_CLEAR(f->small_body);
+    Py_CLEAR(f->last_limits);
     return 0;
 }
 
@@ -549,16 +631,16 @@ FastDecoder_dealloc(FastDecoder *f)
 }
 
 static PyMethodDef FastDecoder_methods[] = {
-    {"decode", (PyCFunction)(void (*)(void))FastDecoder_decode, METH_FASTCALL,
-     "decode(data, limits, max_batch_items, small): a Message, or None for the general "
-     "path (msgpack bodies up to small bytes need no explicit limits)."},
+    {"decode", (PyCFunction)(void (*)(void))FastDecoder_decode, METH_FASTCALL | METH_KEYWORDS,
+     "decode(data, *, version=None, limits=DEFAULT_LIMITS, cipher=None): the Message; "
+     "what it does not read, the Python decode it was built with reads."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyTypeObject FastDecoderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "wsproto_tools.codec._fast.FastDecoder",
-    .tp_doc = "The v2 decode fast path in C (see codec/fastpath.py).",
+    .tp_doc = "codec.decode for the common v2 messages, in C (see codec/wire.py).",
     .tp_basicsize = sizeof(FastDecoder),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
@@ -572,7 +654,7 @@ static PyTypeObject FastDecoderType = {
 static struct PyModuleDef fast_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "wsproto_tools.codec._fast",
-    .m_doc = "The wsp v2 decode fast path, in C.",
+    .m_doc = "codec.decode for the common v2 messages, in C.",
     .m_size = -1,
 };
 

@@ -15,5 +15,10 @@ class FastDecoder:
         payload_slots: tuple[Any, ...],
         msgpack_payload: Callable[[type, bytes, Any], Any],
         specs: dict[type, tuple[tuple[bytes, int, bool, Any, Any], ...]],
+        fallback: Callable[..., Any],
+        default_limits: Any,
+        small_body: Callable[[Any], int],
     ) -> None: ...
-    def decode(self, data: bytes, limits: Any, max_batch_items: int, small: int) -> Any: ...
+    def decode(
+        self, data: bytes, *, version: int | None = None, limits: Any = ..., cipher: Any = None
+    ) -> Any: ...

@@ -9,6 +9,7 @@ are the ones the generated ``__init__`` would set; tests compare both paths.
 from __future__ import annotations
 
 __all__ = [
+    "constructor",
     "new",
     "set_data",
     "set_flags",
@@ -20,7 +21,13 @@ __all__ = [
     "set_timestamp",
 ]
 
+import dataclasses
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
 from wsproto_tools.codec.schema import Batch, BinaryData, Message, TextData
+
+T = TypeVar("T")
 
 new = object.__new__
 set_payload = vars(Message)["payload"].__set__
@@ -31,3 +38,20 @@ set_flags = vars(Message)["flags"].__set__
 set_messages = vars(Batch)["messages"].__set__
 set_data = vars(BinaryData)["data"].__set__
 set_text = vars(TextData)["text"].__set__
+
+
+def constructor(cls: type[T]) -> Callable[..., T]:
+    """``make(v0, v1, ...)``: ``cls(v0, v1, ...)`` for a frozen slots dataclass,
+    every field given in declaration order (no defaults, no checks: the same as
+    what the dataclass ``__init__`` does, at about half its cost)."""
+    names = [f.name for f in dataclasses.fields(cast(Any, cls))]
+    args = ", ".join(f"v{i}" for i in range(len(names)))
+    lines = [f"def make({args}):", "    o = new(cls)"]
+    lines += [f"    set{i}(o, v{i})" for i in range(len(names))]
+    lines.append("    return o")
+    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    for i, name in enumerate(names):
+        scope[f"set{i}"] = vars(cls)[name].__set__
+    exec("\n".join(lines), scope)  # the code built above, from the dataclass fields
+    make: Callable[..., T] = scope["make"]
+    return make

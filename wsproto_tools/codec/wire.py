@@ -10,11 +10,14 @@ carry raises :class:`~wsproto_tools.exceptions.LocalProtocolError`.
 
 from __future__ import annotations
 
-__all__ = ["decode", "detect_version", "encode"]
+__all__ = ["decode", "detect_version", "encode", "encode_batch", "message_encoder"]
 
-import re
 import struct
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Protocol
 
+from wsproto_tools import native
 from wsproto_tools.codec.compression import compress, decompress
 from wsproto_tools.codec.construct import new as _new
 from wsproto_tools.codec.construct import set_data as _set_data
@@ -26,8 +29,8 @@ from wsproto_tools.codec.construct import set_session as _set_session
 from wsproto_tools.codec.construct import set_text as _set_text
 from wsproto_tools.codec.construct import set_timestamp as _set_timestamp
 from wsproto_tools.codec.crypto import OVERHEAD, Cipher
-from wsproto_tools.codec.fastpath import c_decode_v2 as _c_decode_v2
-from wsproto_tools.codec.fastpath import decode_v2, encode_v2, small_body
+from wsproto_tools.codec.fastpath import compiled_decoder, encode_body, values_encoder
+from wsproto_tools.codec.header import pack_v2, unpack_v2
 from wsproto_tools.codec.limits import DEFAULT_LIMITS, Limits
 from wsproto_tools.codec.payloads import decode_fields, encode_fields
 from wsproto_tools.codec.schema import (
@@ -35,11 +38,8 @@ from wsproto_tools.codec.schema import (
     V1_HEADER_SIZE,
     V1_MAGIC,
     V1_STRUCT,
-    V2_HAS_SESSION,
-    V2_HAS_TIMESTAMP,
     V2_MARKER,
     V2_MARKER_MASK,
-    V2_RESERVED,
     Batch,
     BinaryData,
     Flags,
@@ -49,7 +49,6 @@ from wsproto_tools.codec.schema import (
     Sealed,
     TextData,
     Unknown,
-    v2_type_byte,
 )
 from wsproto_tools.codec.varint import read_varint, write_varint
 from wsproto_tools.exceptions import (
@@ -68,14 +67,22 @@ _V1 = struct.Struct(V1_STRUCT)
 _V1_PACK = _V1.pack
 _V1_UNPACK = _V1.unpack_from
 _FLAGS = tuple(Flags(i) for i in range(8))
-_SEQ_ONE_BYTE = tuple(bytes((i,)) for i in range(128))
+_ONE_BYTE = tuple(bytes((i,)) for i in range(128))
 
-_NO_FLAGS = Flags.NONE
 _ACK = Flags.ACK_REQUESTED
+_NONE = Flags.NONE
+_BINARY_CODE = int(BinaryData.TYPE)
+_TEXT_CODE = int(TextData.TYPE)
+_BATCH_CODE = Batch.TYPE
 _MSGPACK = PayloadKind.MSGPACK
 _BINARY = PayloadKind.BINARY
 _BATCH = PayloadKind.BATCH
 _TEXT = PayloadKind.TEXT
+
+
+class _Decode(Protocol):
+    def __call__(self, data: bytes, *, version: int | None = ..., limits: Limits = ...,
+                 cipher: Cipher | None = ...) -> Message: ...
 
 
 def _message(payload: Payload, sequence: int, session_id: int, timestamp: int,
@@ -100,24 +107,6 @@ def _text(text: str) -> TextData:
     payload: TextData = _new(TextData)
     _set_text(payload, text)
     return payload
-
-
-#: type code -> the v2 type bytes (1 byte, or 0xC0 + u16le).
-_V2_TYPE: dict[int, bytes] = {}
-
-
-def _v2_type_bytes(code: int) -> bytes:
-    found = _V2_TYPE.get(code)
-    if found is None:
-        one = v2_type_byte(code)
-        found = bytes((one,)) if one is not None else b"\xc0" + code.to_bytes(2, "little")
-        if len(_V2_TYPE) < 4096:
-            _V2_TYPE[code] = found
-    return found
-
-
-for _code in TYPES:
-    _v2_type_bytes(_code)
 
 
 # ------------------------------------------------------------------------ encode
@@ -177,35 +166,27 @@ def encode(msg: Message, *, version: int = 2, cipher: Cipher | None = None) -> b
     payload = msg.payload
     ptype = type(payload)
     flags = msg.flags
-    if (version == 2 and (ptype is BinaryData or ptype is TextData) and not msg.timestamp
-            and (not flags or flags is _ACK)):
-        # Hot path: a data message without COMPRESSED/ENCRYPTED or timestamp (the
-        # general path below gives the same bytes; tests/codec check both).
+    if version == 2 and (flags is _NONE or flags is _ACK) and not msg.timestamp:
+        # Hot path: no COMPRESSED/ENCRYPTED, no timestamp, a payload that is bytes,
+        # text or a compiled msgpack map (the general path below gives the same
+        # bytes; tests/codec check both).
         sequence = msg.sequence
         session_id = msg.session_id
-        if (type(sequence) is int and 0 <= sequence < 0x4000 and type(session_id) is int
+        if (type(sequence) is int and 0 <= sequence <= _U32 and type(session_id) is int
                 and 0 <= session_id <= _U64):
             if ptype is BinaryData:
-                body = payload.data  # type: ignore[attr-defined]
+                body: bytes | None = payload.data  # type: ignore[attr-defined]  # ptype is checked
                 if type(body) is not bytes:
                     raise LocalProtocolError("BinaryData.data must be bytes")
-                tbyte = 0x42
-            else:
+                code = _BINARY_CODE
+            elif ptype is TextData:
                 body = _body(payload, version, cipher)
-                tbyte = 0x41
-            head = V2_MARKER | 0x04 if flags else V2_MARKER
-            if session_id:
-                head |= V2_HAS_SESSION
-                tail = write_varint(session_id) + body
+                code = _TEXT_CODE
             else:
-                tail = body
-            if sequence < 0x80:
-                return bytes((head, tbyte, sequence)) + tail
-            return bytes((head, tbyte, (sequence & 0x7F) | 0x80, sequence >> 7)) + tail
-    if version == 2:
-        wire = encode_v2(msg)  # plain msgpack payloads, compiled (codec/fastpath.py)
-        if wire is not None:
-            return wire
+                body = encode_body(payload)  # None: not compiled, or a value it leaves
+                code = ptype.TYPE if body is not None else 0
+            if body is not None:
+                return pack_v2(code, 0 if flags is _NONE else 4, sequence, session_id) + body
     body = _body(payload, version, cipher)
     sequence = msg.sequence
     session_id = msg.session_id
@@ -243,19 +224,7 @@ def encode(msg: Message, *, version: int = 2, cipher: Cipher | None = None) -> b
             )
     fbits = int(flags)
     if version == 2:
-        if not session_id and not timestamp and sequence < 0x80:
-            header = bytes((V2_MARKER | fbits,)) + _v2_type_bytes(code) + _SEQ_ONE_BYTE[sequence]
-        else:
-            head = V2_MARKER | fbits
-            parts = [b"", _v2_type_bytes(code), write_varint(sequence)]
-            if session_id:
-                head |= V2_HAS_SESSION
-                parts.append(write_varint(session_id))
-            if timestamp:
-                head |= V2_HAS_TIMESTAMP
-                parts.append(write_varint(timestamp))
-            parts[0] = bytes((head,))
-            header = b"".join(parts)
+        header = pack_v2(code, fbits, sequence, session_id, timestamp)
         if seal:
             assert cipher is not None
             body = cipher.seal(header, body)
@@ -272,31 +241,50 @@ def encode(msg: Message, *, version: int = 2, cipher: Cipher | None = None) -> b
     raise LocalProtocolError(f"wire version must be 1 or 2, not {version!r}")
 
 
+def encode_batch(wires: Sequence[bytes], session_id: int = 0, version: int = 2) -> bytes:
+    """The bytes of a Batch (sequence 0, no flags) of messages already encoded in
+    wire ``version`` (none of them a Batch or empty): what :func:`encode` writes for
+    ``Message(Batch(messages), session_id=session_id)``."""
+    if type(session_id) is not int or not 0 <= session_id <= _U64:
+        raise LocalProtocolError(f"session_id must be an int in 0..2^64-1, not {session_id!r}")
+    parts = [b""]
+    for item in wires:
+        size = len(item)
+        parts.append(_ONE_BYTE[size] if size < 0x80 else write_varint(size))
+        parts.append(item)
+    if version == 2:
+        parts[0] = pack_v2(_BATCH_CODE, 0, 0, session_id)
+        return b"".join(parts)
+    if version == 1:
+        body = b"".join(parts)
+        if len(body) > _U32:
+            raise LocalProtocolError("payload too long for v1 (payload_len is a u32)")
+        return _V1_PACK(V1_MAGIC, 1, 0, _BATCH_CODE, session_id, 0, 0, len(body)) + body
+    raise LocalProtocolError(f"wire version must be 1 or 2, not {version!r}")
+
+
+def message_encoder(cls: type[Payload], version: int = 2) -> Callable[..., bytes]:
+    """``encode(*field_values)``: the bytes :func:`encode` writes for
+    ``Message(cls(*field_values))`` in wire ``version`` (sequence 0, no session id,
+    no flags; every field given, in order), compiled for the plain msgpack classes
+    (a topic's fan-out encodes each delivery once this way)."""
+
+    def general(*field_values: object) -> bytes:
+        return encode(Message(cls(*field_values)), version=version)
+
+    values = values_encoder(cls)
+    if version != 2 or values is None:
+        return general
+    head = pack_v2(cls.TYPE, 0, 0)
+
+    def compiled(*field_values: object) -> bytes:
+        body = values(*field_values)
+        return general(*field_values) if body is None else head + body
+
+    return compiled
+
+
 # ------------------------------------------------------------------------ decode
-
-#: A varint's bytes: continuation bytes, then the last byte (at most 10 in all).
-_VARINT = re.compile(rb"[\x80-\xff]{0,9}[\x00-\x7f]")
-#: The session ids seen lately: varint bytes -> value (a session's id is in the
-#: header of nearly every message it sends, and reading 9 varint bytes one by one
-#: costs more than a lookup).
-_SESSION_IDS: dict[bytes, int] = {}
-
-
-def _session_varint(data: bytes, pos: int) -> tuple[int, int]:
-    """``read_varint(data, pos, 2^64-1, "session_id")``, memoized."""
-    match = _VARINT.match(data, pos)
-    if match is not None:
-        value = _SESSION_IDS.get(match[0])
-        if value is not None:
-            return value, match.end()
-    value, end = read_varint(data, pos, _U64, "session_id")
-    if match is not None and end == match.end():
-        if len(_SESSION_IDS) >= 1024:
-            _SESSION_IDS.clear()
-        _SESSION_IDS[match[0]] = value
-    return value, end
-
-
 
 def detect_version(data: bytes) -> int:
     """The wire version of a message from its first byte (``D1`` v1, 0x40-0x7F v2)."""
@@ -313,7 +301,7 @@ def detect_version(data: bytes) -> int:
     )
 
 
-def decode(
+def _decode(
     data: bytes,
     *,
     version: int | None = None,
@@ -333,51 +321,8 @@ def decode(
             f"message of {len(data)} bytes exceeds the limit of {limits.max_message}",
             offset=limits.max_message,
         )
-    head = data[0] if data else 0
-    if _c_decode_v2 is not None:
-        if (version is None or version == 2) and head & 0xDB == 0x40:
-            fast = _c_decode_v2(data, limits, limits.max_batch_items, small_body(limits))
-            if fast is not None:
-                return fast
-    elif (version is None or version == 2) and (head == 0x40 or head == 0x60 or head == 0x44
-                                                or head == 0x64):
-        # Hot path: v2 data message, no COMPRESSED/ENCRYPTED/timestamp, sequence < 2^14.
-        size = len(data)
-        tbyte = data[1] if size > 2 else 0
-        if tbyte == 0x42 or tbyte == 0x41:
-            sequence = data[2]
-            pos = 3
-            if sequence >= 0x80:
-                high = data[3] if size > 3 else 0
-                if 0 < high < 0x80:
-                    sequence = (sequence & 0x7F) | (high << 7)
-                    pos = 4
-                else:
-                    pos = 0  # let the general path decide
-            session_id = 0
-            if pos and head & V2_HAS_SESSION:
-                if pos < size and 0 < data[pos] < 0x80:
-                    session_id = data[pos]
-                    pos += 1
-                else:
-                    session_id, pos = _session_varint(data, pos)
-                    if not session_id:
-                        pos = 0
-            if pos:
-                flags = _ACK if head & 0x04 else _NO_FLAGS
-                if tbyte == 0x42:
-                    return _message(_binary(data[pos:]), sequence, session_id, 0, flags)
-                try:
-                    return _message(_text(data[pos:].decode("utf-8")), sequence, session_id,
-                                    0, flags)
-                except UnicodeDecodeError:
-                    pass  # the general path reports it
-        else:
-            fast = decode_v2(data, limits)  # plain msgpack payloads (codec/fastpath.py)
-            if fast is not None:
-                return fast
     if version is None:
-        version = detect_version(data)
+        version = 2 if data and data[0] & V2_MARKER_MASK == V2_MARKER else detect_version(data)
     if version == 2:
         return _decode_v2(data, limits, cipher, False)
     if version == 1:
@@ -386,62 +331,16 @@ def decode(
 
 
 def _decode_v2(data: bytes, limits: Limits, cipher: Cipher | None, nested: bool) -> Message:
-    fast = decode_v2(data, limits, nested)  # plain msgpack payloads (codec/fastpath.py)
-    if fast is not None:
-        return fast
-    size = len(data)
-    if not size:
-        raise DecodeError("empty message", offset=0)
-    head = data[0]
-    if head & V2_MARKER_MASK != V2_MARKER:
-        raise DecodeError(
-            f"not a v2 message: first byte 0x{head:02X} is outside 0x40-0x7F", offset=0
-        )
-    if head & V2_RESERVED:
-        raise DecodeError("reserved bit 3 of the v2 first byte is set", offset=0)
-    if size < 2:
-        raise DecodeError("truncated header: type missing", offset=1)
-    tbyte = data[1]
-    if tbyte < 0xC0:
-        code = ((tbyte >> 6) << 8) | (tbyte & 0x3F)
-        pos = 2
-    elif tbyte == 0xC0:
-        if size < 4:
-            raise DecodeError("truncated header: escaped type code is cut short", offset=size)
-        code = data[2] | (data[3] << 8)
-        if v2_type_byte(code) is not None:
-            raise DecodeError(
-                f"type 0x{code:04X} has a one-byte form and must not be escaped", offset=1
-            )
-        pos = 4
-    else:
-        raise DecodeError(f"reserved type byte 0x{tbyte:02X}", offset=1)
-    if pos < size and data[pos] < 0x80:
-        sequence = data[pos]
-        pos += 1
-    else:
-        sequence, pos = read_varint(data, pos, _U32, "sequence")
-    session_id = timestamp = 0
-    if head & V2_HAS_SESSION:
-        start = pos
-        session_id, pos = _session_varint(data, pos)
-        if not session_id:
-            raise DecodeError("session_id 0 must be left out (S bit clear)", offset=start)
-    if head & V2_HAS_TIMESTAMP:
-        start = pos
-        timestamp, pos = read_varint(data, pos, _U64, "timestamp")
-        if not timestamp:
-            raise DecodeError("timestamp 0 must be left out (T bit clear)", offset=start)
-    flags = head & _FLAG_MASK
+    code, flags, sequence, session_id, timestamp, pos = unpack_v2(data)
     if not flags & (_COMPRESSED | _ENCRYPTED):
         # _finish and _payload for a payload as it is on the wire (hot path)
         spec = TYPES.get(code)
         if spec is not None:
             kind = spec.kind
-            if kind is _MSGPACK:
-                payload: Payload = decode_fields(spec.cls, data[pos:], pos, limits)
-            elif kind is _BINARY:
-                payload = _binary(data[pos:])
+            if kind is _BINARY:
+                payload: Payload = _binary(data[pos:])
+            elif kind is _MSGPACK:
+                payload = decode_fields(spec.cls, data[pos:], pos, limits)
             elif kind is _TEXT:
                 try:
                     payload = _text(data[pos:].decode("utf-8"))
@@ -456,6 +355,16 @@ def _decode_v2(data: bytes, limits: Limits, cipher: Cipher | None, nested: bool)
         return _message(payload, sequence, session_id, timestamp, _FLAGS[flags])
     return _finish(data, pos, code, sequence, session_id, timestamp, flags,
                    limits, cipher, 2, nested)
+
+
+def _compiled_decode(module: ModuleType) -> _Decode:
+    """:func:`_decode` with the common v2 messages read in C (``codec/_fast.c``),
+    which hands everything else to :func:`_decode` itself."""
+    return compiled_decoder(module, _decode, DEFAULT_LIMITS)
+
+
+#: decode: in C for the common v2 messages when it was built (see :mod:`..native`)
+decode: _Decode = native.pick("codec._fast", _compiled_decode, _decode)
 
 
 def _decode_v1(data: bytes, limits: Limits, cipher: Cipher | None, nested: bool) -> Message:
