@@ -137,7 +137,7 @@ CHECKLIST: dict[Rule, _Line] = {
     Rule.HANDSHAKE_ONCE: _Line("handshake-order", M, _C.PROTOCOL_ERROR, "One Challenge and one Handshake per connection; a second is closed with 1002."),  # noqa: E501
     Rule.AUTH_METHOD: _Line("auth-proof", M, _C.WSP_AUTH_FAILED, "`Handshake.auth` is one of `Challenge.methods` (absent means `none`); another method is closed with 4001."),  # noqa: E501
     Rule.CAPABILITY_KNOWN: _Line("capability", M, _C.WSP_UNNEGOTIATED, "A Handshake offering a capability that is not in S.2's list is closed with 4007."),  # noqa: E501
-    Rule.AUTHENTICATE: _Line("handshake-order", M, _C.PROTOCOL_ERROR, "Authenticate comes after the Handshake (the client MAY send both at once) and only when `auth` is `hmac`: before the Handshake it is closed with 1002, with another method 4001."),  # noqa: E501
+    Rule.AUTHENTICATE: _Line("handshake-order", M, _C.PROTOCOL_ERROR, "Authenticate comes after the Handshake (the client MAY send both at once) and only when `auth` is `hmac`: one naming another method is closed with 4001; one before the Handshake, or once the session is accepted (a `jwt` or `none` Handshake is accepted at once), with 1002."),  # noqa: E501
     Rule.HMAC_PROOF: _Line("auth-proof", M, _C.WSP_AUTH_FAILED, "A wrong HMAC proof, or a client nonce shorter than 16 bytes, is closed with 4001."),  # noqa: E501
     Rule.JWT: _Line("token-time", M, _C.WSP_AUTH_FAILED, "A JWT that does not verify, has no `exp`, or is expired or not yet valid is closed with 4001; so is a session whose JWT passes its `exp`."),  # noqa: E501
     Rule.SERVER_PROOF: _Line("auth-proof", M, _C.WSP_AUTH_FAILED, "With `hmac` the client checks `server_proof`; a wrong or missing one is closed with 4001."),  # noqa: E501
@@ -317,11 +317,17 @@ def unknown_probe(probe_id: int, prober: str) -> Verdict:
     )
 
 
-def check_answer_time(probe_id: int, waited: float, timeout: float | None) -> Verdict | None:
-    """Rule 32: a probe answered later than the heartbeat timeout."""
-    if timeout is not None and waited > timeout:
-        return broken(Rule.HEARTBEAT_ANSWER, f"probe {probe_id} answered after {waited:.1f} s")
-    return None
+def check_answer_time(
+    probe_id: int, waited: float, timeout: float | None, *, inclusive: bool = False
+) -> Verdict | None:
+    """Rule 32: a probe answered (or still unanswered, ``inclusive``) after the
+    heartbeat timeout."""
+    if timeout is None or waited < timeout or (waited == timeout and not inclusive):
+        return None
+    return broken(
+        Rule.HEARTBEAT_ANSWER,
+        f"probe {probe_id} {'unanswered' if inclusive else 'answered'} after {waited:.1f} s",
+    )
 
 
 def check_silence(silent: float, timeout: float | None, who: str = "peer") -> Verdict | None:

@@ -33,7 +33,6 @@ from typing import ClassVar
 
 from wsproto_tools.codec import decode
 from wsproto_tools.codec.crypto import Cipher
-from wsproto_tools.codec.fastpath import decode_v2
 from wsproto_tools.codec.limits import Limits
 from wsproto_tools.codec.schema import (
     Acknowledge,
@@ -60,6 +59,7 @@ from wsproto_tools.engine.auth import Grant, JwtVerifier
 from wsproto_tools.engine.keys import SessionKeys
 from wsproto_tools.engine.outbox import Outbox
 from wsproto_tools.engine.rules import (
+    check_answer_time,
     check_batch,
     check_direction,
     check_flags,
@@ -317,12 +317,9 @@ class Session(Sequencing, Outbox, Stateful):
         limits = self.config.limits
         try:
             if self._ciphers is None:
-                fast = None
-                if self.version == 2 and type(data) is bytes and len(data) <= limits.max_message:
-                    fast = decode_v2(data, limits)  # what decode() would do first, fewer layers
-                msg = fast or decode(data, limits=limits)
+                msg = decode(data, limits=limits, version=self.version)
             else:
-                msg = decode(data, limits=limits, cipher=self._ciphers[1])
+                msg = decode(data, limits=limits, cipher=self._ciphers[1], version=self.version)
                 if self.state is State.ACTIVE:
                     verdict = check_sealed(msg.flags)
                     if verdict is not None:
@@ -428,6 +425,9 @@ class Session(Sequencing, Outbox, Stateful):
         if self.state is not State.ACTIVE:
             return None
         deadline = self.last_rx + self.config.heartbeat_timeout
+        if self.heartbeats:  # the oldest unanswered probe (rule 32)
+            deadline = min(deadline, next(iter(self.heartbeats.values()))
+                           + self.config.heartbeat_timeout)
         if self.unacked:
             _, sent_at, _ = next(iter(self.unacked.values()))
             deadline = min(deadline, sent_at + self.rtt.rto)
@@ -438,11 +438,16 @@ class Session(Sequencing, Outbox, Stateful):
     def on_timer(self, now: float) -> list[ev.Event]:
         """Heartbeats, retransmissions and the dead-peer check that are due at ``now``.
 
-        A silent peer (rule 33) raises, but the session stays resumable: it is not a
-        broken rule of a message, so the state does not become ERROR."""
+        A silent peer (rule 33) or a probe unanswered for the heartbeat timeout
+        (rule 32) raises, but the session stays resumable: it is not a broken rule of
+        a message, so the state does not become ERROR."""
         if self.state is not State.ACTIVE:
             return []
-        verdict = check_silence(now - self.last_rx, self.config.heartbeat_timeout)
+        timeout = self.config.heartbeat_timeout
+        verdict = check_silence(now - self.last_rx, timeout)
+        if verdict is None and self.heartbeats:
+            probe, sent = next(iter(self.heartbeats.items()))
+            verdict = check_answer_time(probe, now - sent, timeout, inclusive=True)
         if verdict is not None:
             raise verdict.error()
         out: list[ev.Event] = []
