@@ -14,7 +14,9 @@ def test_protocol_doc_tables_match_the_schema() -> None:
     text = DOC.read_text("utf-8")
     generated = tables()
     updated, found = replace_regions(text, generated)
-    assert sorted(found) == sorted(generated), "a generated region is missing from the doc"
+    assert set(generated) <= set(found), "a generated region is missing from the doc"
+    # the engine's regions (checklist, states) are checked by tests/engine/test_rules.py
+    assert set(found) - set(generated) == {"checklist", "states"}
     if updated != text and os.environ.get("WSP_UPDATE_DOCS") == "1":
         DOC.write_text(updated, "utf-8")
         text = updated

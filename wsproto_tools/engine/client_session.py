@@ -12,7 +12,7 @@ __all__ = ["ClientSession", "TopicCursor"]
 
 from dataclasses import dataclass
 
-from wsproto_tools.codec.fastpath import constructor
+from wsproto_tools.codec import constructor
 from wsproto_tools.codec.schema import (
     Authenticate,
     Challenge,

@@ -14,9 +14,8 @@ __all__ = ["BATCH_BYTES", "BATCH_ITEMS", "Outbox"]
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from wsproto_tools.codec import encode
+from wsproto_tools.codec import constructor, encode, encode_batch
 from wsproto_tools.codec.crypto import Cipher, counter_nonces
-from wsproto_tools.codec.fastpath import batch_v2, constructor, encode_v2
 from wsproto_tools.codec.schema import Acknowledge, Batch, Flags, Message, Payload
 from wsproto_tools.engine.states import State
 
@@ -110,9 +109,9 @@ class Outbox:
                 stats[type(m.payload).__name__] += 1
         if len(messages) > 1 and self._batch:
             return self._batches(messages)
-        if self.version == 2 and self._ciphers is None:
-            # the compiled path first (the same bytes as encode(), which takes the rest)
-            return [encode_v2(m) or self.encode(m) for m in messages]
+        if self._ciphers is None:
+            version = self.version
+            return [encode(m, version=version) for m in messages]
         return [self.encode(m) for m in messages]
 
     def _batches(self, messages: list[Message]) -> list[bytes]:
@@ -137,15 +136,10 @@ class Outbox:
         return out
 
     def _encode_batch(self, group: list[Message]) -> bytes:
-        if self.version == 2 and self._ciphers is None:
-            wires: list[bytes] = []
-            for msg in group:
-                wire = encode_v2(msg)
-                if wire is None:
-                    break
-                wires.append(wire)
-            else:
-                return batch_v2(wires, self._hdr_sid)  # the same bytes as below
+        if self._ciphers is None:
+            version = self.version
+            return encode_batch([encode(m, version=version) for m in group], self._hdr_sid,
+                                version)
         seal = self._seal
         if seal:  # one sealed Batch (one nonce), its items in clear inside it
             group = [

@@ -15,7 +15,7 @@ __all__ = ["Sequencing", "held_size"]
 from collections import deque
 from typing import TYPE_CHECKING
 
-from wsproto_tools.codec.fastpath import constructor
+from wsproto_tools.codec import constructor
 from wsproto_tools.codec.schema import (
     Acknowledge,
     BinaryData,

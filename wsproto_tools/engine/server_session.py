@@ -13,7 +13,7 @@ __all__ = ["PUBLISH_ID_MEMORY", "ServerSession"]
 
 from collections import OrderedDict
 
-from wsproto_tools.codec.fastpath import constructor
+from wsproto_tools.codec import constructor
 from wsproto_tools.codec.schema import (
     Authenticate,
     Challenge,
