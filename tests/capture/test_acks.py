@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wsproto_tools import native
 from wsproto_tools.capture import acks
 from wsproto_tools.codec import Acknowledge, Batch, BinaryData, Message, Publish, TextData
 
@@ -21,9 +22,10 @@ def both(max_entries: int) -> tuple[Any, Any, tuple[dict[Any, int], list[float]]
     python_tables: tuple[dict[Any, int], list[float]] = ({}, [])
     c_tables: tuple[dict[Any, int], list[float]] = ({}, [])
     with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("WSP_PURE_PYTHON", raising=False)
-        fast = acks.new_tracker(*c_tables, max_entries)
-    assert type(fast) is not acks.AckTracker, "the C tracker was not built (setup.py)"
+        patch.delenv(native.SWITCH, raising=False)
+        module = native.load("capture._acks")
+    assert module is not None, "the C tracker was not built (setup.py)"
+    fast = acks._compiled_tracker(module)(*c_tables, max_entries)
     return acks.AckTracker(*python_tables, max_entries), fast, python_tables, c_tables
 
 

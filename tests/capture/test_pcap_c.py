@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wsproto_tools import native
 from wsproto_tools.capture import PacketReader, reader
 
 from .samples import CAPTURES
@@ -37,12 +38,12 @@ def pcap(order: str, nano: bool) -> bytes:
 def read(data: bytes, use_c: bool) -> tuple[list[Any], list[tuple[int, str]], Any]:
     with pytest.MonkeyPatch.context() as patch:
         if use_c:
-            patch.delenv("WSP_PURE_PYTHON", raising=False)
-            split = reader._load_split()
-            assert split is not None, "the C splitter was not built (setup.py, a C compiler)"
-            patch.setattr(reader, "_split", split)
+            patch.delenv(native.SWITCH, raising=False)
+            module = native.load("capture._pcap")
+            assert module is not None, "the C splitter was not built (setup.py, a C compiler)"
+            patch.setattr(reader, "_split", module.split)
         else:
-            patch.setattr(reader, "_split", None)
+            patch.setattr(reader, "_split", reader._python_split)
         warnings: list[tuple[int, str]] = []
         packets_reader = PacketReader(io.BytesIO(data), lambda n, m: warnings.append((n, m)))
         packets = list(packets_reader)

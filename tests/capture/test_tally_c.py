@@ -7,7 +7,6 @@ sample capture's, and random ones) fed to both must give equal statistics.
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wsproto_tools import native
 from wsproto_tools.capture import CapturedMessage, CaptureStats
 from wsproto_tools.capture import stats as stats_module
 
@@ -25,10 +25,11 @@ from .test_c_lines import captured
 def c_stats() -> tuple[CaptureStats, Any]:
     stats = CaptureStats()
     with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("WSP_PURE_PYTHON", raising=False)
-        add = stats.counter()
-    assert stats._tally is not None, "the C counter was not built (setup.py, a C compiler)"
-    return stats, add
+        patch.delenv(native.SWITCH, raising=False)
+        module = native.load("capture._tally")
+    assert module is not None, "the C counter was not built (setup.py, a C compiler)"
+    stats._tally = stats_module._compiled_tally(module)(stats)
+    return stats, stats.counter()
 
 
 def fields(stats: CaptureStats) -> dict[str, Any]:
@@ -79,8 +80,13 @@ def _message() -> Any:
 
 
 def test_pure_python_switch(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WSP_PURE_PYTHON", "1")
+    monkeypatch.setenv(native.SWITCH, "1")
+    tally = native.pick("capture._tally", stats_module._compiled_tally,
+                        stats_module._PythonTally)
+    assert tally is stats_module._PythonTally
     stats = CaptureStats()
+    stats._tally = tally(stats)
     assert stats.counter() == stats.add
-    assert stats_module._new_tally(stats) is None
-    assert os.environ["WSP_PURE_PYTHON"] == "1"
+    stats.counter()(CapturedMessage(1, 1.0, 1, "client", _message(), ()))
+    stats.settle()
+    assert stats.messages == 1

@@ -15,6 +15,8 @@ from __future__ import annotations
 __all__ = ["MAX_ENTRIES", "AckTracker", "new_tracker"]
 
 from collections import deque
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from wsproto_tools import native
@@ -96,14 +98,18 @@ class AckTracker:
                     latencies.append(ts - at)
 
 
-def new_tracker(
-    highest_sent: dict[tuple[int, bool], int],
-    latencies: list[float],
-    max_entries: int = MAX_ENTRIES,
-) -> Any:
-    """An :class:`AckTracker`, the C one when it was built."""
-    module = native.load("capture._acks")
-    if module is None:
-        return AckTracker(highest_sent, latencies, max_entries)
-    return module.AckTracker(highest_sent, latencies, _SEQUENCED, Acknowledge, Batch,
-                             max_entries)
+def _compiled_tracker(module: ModuleType) -> Callable[..., Any]:
+    """``new_tracker`` giving the C tracker (``capture/_acks.c``)."""
+
+    def new(highest_sent: dict[tuple[int, bool], int], latencies: list[float],
+            max_entries: int = MAX_ENTRIES) -> Any:
+        return module.AckTracker(highest_sent, latencies, _SEQUENCED, Acknowledge, Batch,
+                                 max_entries)
+
+    return new
+
+
+#: ``new_tracker(highest_sent, latencies, max_entries=MAX_ENTRIES)``: an
+#: :class:`AckTracker`, the C one when it was built (see :mod:`..native`)
+_python_tracker: Callable[..., Any] = AckTracker
+new_tracker = native.pick("capture._acks", _compiled_tracker, _python_tracker)

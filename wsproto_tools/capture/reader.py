@@ -28,7 +28,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, NamedTuple
+from typing import IO, NamedTuple
 
 from wsproto_tools import native
 from wsproto_tools.exceptions import CaptureError, NotACapture
@@ -206,16 +206,15 @@ class PacketReader:
             split = _split
             big = order == ">"
             while True:
-                if split is not None:
-                    # the whole records of the block, in C; the rest as below
-                    packets, end = split(block, pos, big, unit, linktype, limit, number)
-                    if packets:
-                        number += len(packets)
-                        nbytes += end - pos
-                        pos = end
-                        info.packets = number
-                        info.bytes_read = nbytes
-                        yield from packets
+                # the whole records of the block, in C when it was built; the rest as below
+                packets, end = split(block, pos, big, unit, linktype, limit, number)
+                if packets:
+                    number += len(packets)
+                    nbytes += end - pos
+                    pos = end
+                    info.packets = number
+                    info.bytes_read = nbytes
+                    yield from packets
                 if len(block) - pos < 16:
                     block = refill(block, pos, 16)
                     pos = 0
@@ -435,10 +434,16 @@ def open_capture(
     return reader, close
 
 
-def _load_split() -> Any:
-    """The C record splitter (``capture/_pcap.c``), or None (see :mod:`..native`)."""
-    module = native.load("capture._pcap")
-    return None if module is None else module.split
+def _python_split(block: bytes, pos: int, big_endian: bool, unit: float, linktype: int,
+                  limit: int, number: int) -> tuple[list[RawPacket], int]:
+    """The Python form of the C record splitter: it splits nothing, the reader's
+    loop reads every record itself."""
+    return [], pos
 
 
-_split = _load_split()
+#: ``split(block, pos, big_endian, unit, linktype, limit, number)``: the whole
+#: records of ``block`` from ``pos`` on, and where they end; in C
+#: (``capture/_pcap.c``) when it was built (see :mod:`..native`)
+_split: Callable[[bytes, int, bool, float, int, int, int], tuple[list[RawPacket], int]] = (
+    native.pick("capture._pcap", "split", _python_split)
+)

@@ -7,6 +7,7 @@ __all__ = ["OPCODE_NAMES", "CaptureStats", "opcode_name", "percentiles"]
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from wsproto_tools import native
@@ -114,8 +115,6 @@ class CaptureStats:
         call) folds them into these fields."""
         if self._tally is None:
             self._tally = _new_tally(self)
-            if self._tally is None:
-                return self.add
         return self._tally.add
 
     def settle(self) -> None:
@@ -244,7 +243,29 @@ _COUNTED = (
 )
 
 
-def _new_tally(stats: CaptureStats) -> Any:
-    """A C counter feeding ``stats``, or None (see :mod:`..native`)."""
-    module = native.load("capture._tally")
-    return None if module is None else module.Tally(stats.types, stats.violations, stats._control)
+class _PythonTally:
+    """The Python form of the C counter: :meth:`CaptureStats.add` itself, so no
+    counts wait in it."""
+
+    __slots__ = ("add",)
+
+    def __init__(self, stats: CaptureStats) -> None:
+        self.add = stats.add
+
+    def take(self) -> tuple[int, ...]:
+        return (0,) * (len(_COUNTED) + 16)
+
+
+def _compiled_tally(module: ModuleType) -> Callable[[CaptureStats], Any]:
+    """``_new_tally`` giving the C counter (``capture/_tally.c``)."""
+
+    def new(stats: CaptureStats) -> Any:
+        return module.Tally(stats.types, stats.violations, stats._control)
+
+    return new
+
+
+#: ``_new_tally(stats)``: the counter feeding ``stats``, in C when it was built
+#: (see :mod:`..native`)
+_python_tally: Callable[[CaptureStats], Any] = _PythonTally
+_new_tally = native.pick("capture._tally", _compiled_tally, _python_tally)
