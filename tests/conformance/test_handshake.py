@@ -140,25 +140,38 @@ async def test_rule_10_capability_known(wsp_server: Any) -> None:
 
 
 # ---------------------------------------------------------------- rule 11
-@pytest.mark.parametrize("case", ["before-handshake", "with-jwt", "with-none"])
+@pytest.mark.parametrize(
+    "case", ["before-handshake", "other-method", "after-accept-jwt", "after-accept-none"]
+)
 async def test_rule_11_authenticate_order(wsp_server: Any, case: str) -> None:
-    if case == "before-handshake":
+    if case in ("before-handshake", "other-method"):
         async with wsp_server() as port:
             peer = await challenged(port)
-            peer.client_nonce = os.urandom(16)
-            await peer.send_many([authenticate(peer), hello(peer)])
-            await assert_closed(peer, 1002)
+            if case == "before-handshake":
+                peer.client_nonce = os.urandom(16)
+                await peer.send_many([authenticate(peer), hello(peer)])
+                await assert_closed(peer, 1002)
+            else:  # an hmac Handshake, then an Authenticate naming another method
+                first = hello(peer)
+                proof = client_proof(SECRET, peer.nonce, peer.client_nonce)
+                await peer.send_many(
+                    [first, peer.wire(AUTHENTICATE, {"method": "jwt", "proof": proof})]
+                )
+                before = await assert_closed(peer, 4001)
+                assert all(m.code != HANDSHAKE_RESPONSE for m in before)
         return
-    if case == "with-jwt":
+    # a jwt or none Handshake is accepted at once: an Authenticate after it is late
+    if case == "after-accept-jwt":
         config: dict[str, Any] = {"jwt_key": JWT_KEY}
-        first: dict[str, Any] = {"auth": "jwt", "token": token()}
+        first_fields: dict[str, Any] = {"auth": "jwt", "token": token()}
     else:
         config = {"secret": None, "no_auth": True}
-        first = {"auth": "none"}
+        first_fields = {"auth": "none"}
     async with wsp_server(**config) as port:
         peer = await challenged(port)
-        await peer.send_many([hello(peer, **first), authenticate(peer)])
-        await assert_closed(peer, 4001)
+        await peer.send_many([hello(peer, **first_fields), authenticate(peer)])
+        before = await assert_closed(peer, 1002)
+        assert before[0].code == HANDSHAKE_RESPONSE, before
 
 
 # ---------------------------------------------------------------- rule 12
