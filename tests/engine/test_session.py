@@ -33,6 +33,7 @@ from wsproto_tools.codec import (
 from wsproto_tools.engine import events as ev
 from wsproto_tools.engine.auth import JwtVerifier
 from wsproto_tools.engine.client_session import ClientSession
+from wsproto_tools.engine.keys import verify_resume_token
 from wsproto_tools.engine.rules import Rule
 from wsproto_tools.engine.server_session import ServerSession
 from wsproto_tools.engine.session import Credentials, ServerAuth, SessionConfig
@@ -641,7 +642,10 @@ def test_resume_replays_missed_and_retransmits_unacked(make_pair: Any) -> None:
     p.connect()
     accepted = [e for e in p.client_events if isinstance(e, ev.Accepted)]
     assert accepted[-1].resumed and accepted[-1].session_id == 101
-    assert p.client.resume_token == token
+    # a resume reissues the token: the same session, a lifetime counted from now
+    assert p.client.resume_token != token
+    claims = verify_resume_token(b"t" * 32, p.client.resume_token.decode(), p.now)
+    assert claims.session_id == 101 and claims.issued_at == p.now
     assert p.deliveries() == [("news", 1, b"a"), ("news", 2, b"c"), ("news", 3, b"b")]
     published = [e.data for e in p.server_events if isinstance(e, ev.PublishReceived)]
     assert published == [b"a", b"b"]

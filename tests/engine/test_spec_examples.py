@@ -85,6 +85,15 @@ TOKEN_BODY = bytes.fromhex(
     " c410 f9ccd92bb6af4cb45e43113867e61dab"
 )
 TOKEN_TAG = bytes.fromhex("24027c5301a44822157c84af9ed797eae88a6176d38b03b3ae73656c53cbc3be")
+# reissued by the resume, at T1
+TOKEN_2_BODY_B64 = "lM8BAgMEBQYHCMtB2VT8RQAAAMtB2VT8kAAAAMQQ-czZK7avTLReQxE4Z-Ydqw"
+TOKEN_2_TAG_B64 = "BwjEremF9rBy6fzEZ-qpRxyi1jAtW5jK1NUNjbaPTAk"
+TOKEN_2 = f"{TOKEN_2_BODY_B64}.{TOKEN_2_TAG_B64}".encode("ascii")
+TOKEN_2_BODY = bytes.fromhex(
+    "94 cf0102030405060708 cb41d954fc45000000 cb41d954fc90000000"
+    " c410 f9ccd92bb6af4cb45e43113867e61dab"
+)
+TOKEN_2_TAG = bytes.fromhex("0708c4ade985f6b072e9fcc467eaa9471ca2d6302d5b98cad4d50d8db68f4c09")
 
 # ----------------------------------------------------------------- the expected messages
 PUBSUB = ("pubsub",)
@@ -130,7 +139,7 @@ EXPECTED: dict[str, Message] = {
         HandshakeResponse(
             session_id=SESSION_ID,
             capabilities=PUBSUB,
-            resume_token=TOKEN,
+            resume_token=TOKEN_2,
             server_nonce=N_SERVER_2,
             heartbeat_ms=15000,
             window=1024,
@@ -501,5 +510,16 @@ def test_resume_token() -> None:
         hashlib.sha256(b"hmac").digest()[:16],
     ]
     assert len(TOKEN) == 106
-    for name in ("s10-handshake-response", "s10-resume-handshake", "s10-resume-handshake-response"):
+    for name in ("s10-handshake-response", "s10-resume-handshake"):
         assert b"\xc4\x6a" + TOKEN in wire(name)
+    # a resume reissues the token: a fresh lifetime from the resume
+    body_text, tag_text = TOKEN_2.decode("ascii").split(".")
+    assert unb64(body_text) == TOKEN_2_BODY and unb64(tag_text) == TOKEN_2_TAG
+    assert hmac.new(TOKEN_KEY, TOKEN_2_BODY, hashlib.sha256).digest() == TOKEN_2_TAG
+    assert msgpack.unpackb(TOKEN_2_BODY) == [
+        SESSION_ID,
+        T1,
+        T1 + 300.0,
+        hashlib.sha256(b"hmac").digest()[:16],
+    ]
+    assert b"\xc4\x6a" + TOKEN_2 in wire("s10-resume-handshake-response")

@@ -202,13 +202,11 @@ class ServerSession(Session):
             raise verdict.error()
         self.connection_made_as(other, now)
         self._go(Event.AUTH_OK, Origin.LOCAL)
-        renewed = other.grant.expires_at != self.grant.expires_at
         self.grant = other.grant
         self._set_session(other._offered, other._pending_keys)
         self._drop_acked(last_received)
         other._go(Event.CLOSED, Origin.LOCAL)  # its connection now belongs to this session
-        if renewed:  # a fresh JWT: the token follows its expiry
-            self._issue_resume_token(now)
+        self._issue_resume_token(now)  # a fresh lifetime from this resume (and credential)
         self._respond_handshake(now, resumed=True)
         self._retransmit(now, after=last_received)
         if self.backlog:
@@ -228,6 +226,7 @@ class ServerSession(Session):
             assert hello.client_nonce is not None
             proof = server_proof(self.auth.secret, self.server_nonce, hello.client_nonce)
         self._go(Event.ACCEPT, Origin.LOCAL)
+        self._established()  # a v1 header carries the id from the HandshakeResponse on
         self._send(
             HandshakeResponse(
                 session_id=self.session_id,
@@ -242,7 +241,6 @@ class ServerSession(Session):
             ),
             now,
         )
-        self._established()
         self._install_ciphers()  # what follows the HandshakeResponse is sealed
         self._hello = None  # not needed once answered (about 1 KiB per idle session)
 
