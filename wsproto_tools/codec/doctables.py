@@ -52,8 +52,8 @@ CLOSE_CODE_DOCS: dict[CloseCode, str] = {
     CloseCode.WSP_HEARTBEAT_TIMEOUT: "No traffic and no Heartbeat reply within the timeout.",
     CloseCode.WSP_UNNEGOTIATED: "A flag or message type the receiver did not negotiate.",
     CloseCode.WSP_TOO_MANY_CONNECTIONS: "Connection limit reached.",
-    CloseCode.WSP_SESSION_UNKNOWN: "Resume of a session the server does not hold (or a bad "
-    "resume token).",
+    CloseCode.WSP_SESSION_UNKNOWN: "Reserved; not sent by the reference server: an unknown, "
+    "expired or bad resume token starts a new session (S.2).",
     CloseCode.WSP_ORIGIN_REFUSED: "The HTTP Origin is not allowed.",
 }
 

@@ -60,6 +60,7 @@ __all__ = [
     "Unsubscribe",
     "WindowUpdate",
     "category_of",
+    "dataclass_fields",
     "payload_fields",
     "spec",
     "v2_type_byte",
@@ -68,7 +69,7 @@ __all__ = [
 import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum, IntFlag
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 # --------------------------------------------------------------------------- flags
 
@@ -281,13 +282,15 @@ class Handshake(Payload):
     DOC = "Client -> server, first message. Offers capabilities and credentials."
     capabilities: tuple[str, ...] = _opt(
         Kind.STR_LIST, "Capabilities offered: `compress`, `encrypt`, `batch`, `delta`, "
-        "`pubsub`, `ack`.", ())
+        "`pubsub`, and `ack` (accepted, changes nothing: acks are always on).", ())
     client_id: str | None = _opt(Kind.STR, "Free-form client name.")
     auth: str | None = _opt(Kind.STR, "Authentication method: `hmac` (challenge-response) "
                             "or `jwt`.")
     token: str | None = _opt(Kind.STR, "The JWT when auth is `jwt`.")
     client_nonce: bytes | None = _opt(Kind.BYTES, "Client nonce for key derivation.")
-    resume_token: bytes | None = _opt(Kind.BYTES, "Resume this earlier session.")
+    resume_token: bytes | None = _opt(
+        Kind.BYTES, "Resume this earlier session: the token exactly as received (bin; opaque)."
+    )
     last_received: int | None = _opt(Kind.UINT, "With resume_token: highest sequence "
                                      "received in order.")
 
@@ -299,7 +302,10 @@ class HandshakeResponse(Payload):
     session_id: int = _f(Kind.UINT, "The session id (v1 headers carry it; v2 headers "
                          "may leave it out).")
     capabilities: tuple[str, ...] = _opt(Kind.STR_LIST, "Capabilities granted.", ())
-    resume_token: bytes | None = _opt(Kind.BYTES, "Token for resuming this session.")
+    resume_token: bytes | None = _opt(
+        Kind.BYTES, "Token for resuming this session (bin, opaque to the client; reissued on "
+        "every HandshakeResponse)."
+    )
     server_nonce: bytes | None = _opt(Kind.BYTES, "Server nonce for key derivation.")
     heartbeat_ms: int | None = _opt(Kind.UINT, "Heartbeat interval in milliseconds.")
     window: int | None = _opt(Kind.UINT, "Initial in-flight window (messages).")
@@ -401,7 +407,8 @@ class Publish(Payload):
     DOC = "Client -> server: append `data` to a topic."
     topic: str = _f(Kind.STR, "Topic name.")
     data: bytes = _f(Kind.BYTES, "Message body.")
-    id: int | None = _opt(Kind.UINT, "Publisher's id for the publish, echoed in the ack.")
+    id: int | None = _opt(Kind.UINT, "Publisher's id for the publish: a retry with the same id is "
+                              "applied once (not echoed; the sequence is acknowledged).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,17 +464,18 @@ class Unsubscribe(Payload):
 @dataclass(frozen=True, slots=True)
 class Acknowledge(Payload):
     TYPE = MessageType.ACKNOWLEDGE
-    DOC = "Cumulative acknowledgment of sequence numbers (and optionally of topic offsets)."
+    DOC = "Cumulative acknowledgment of sequence numbers. Deliver is not acknowledged."
     sequence: int = _f(Kind.UINT, "Every message up to and including this one arrived.")
-    topic: str | None = _opt(Kind.STR, "With offset: acknowledges a topic delivery.")
-    offset: int | None = _opt(Kind.UINT, "Topic offset acknowledged.")
-    publish_id: int | None = _opt(Kind.UINT, "Acknowledges the Publish with this id.")
+    topic: str | None = _opt(Kind.STR, "Reserved: left out by senders, ignored by receivers.")
+    offset: int | None = _opt(Kind.UINT, "Reserved: left out by senders, ignored by receivers.")
+    publish_id: int | None = _opt(Kind.UINT, "Reserved: left out by senders, ignored by receivers.")
 
 
 @dataclass(frozen=True, slots=True)
 class Resume(Payload):
     TYPE = MessageType.RESUME
-    DOC = "Continue topic streams after a reconnect from the given offsets."
+    DOC = ("Retired: resuming is part of the Handshake (S.2). Kept so that old captures "
+           "decode; a receiver closes it with 1002.")
     session_id: int = _f(Kind.UINT, "Session being resumed.")
     resume_token: bytes = _f(Kind.BYTES, "Token from the HandshakeResponse.")
     last_received: int = _f(Kind.UINT, "Highest sequence received in order.")
@@ -601,9 +609,14 @@ TYPES: dict[int, TypeSpec] = {
 _KNOWN_CODES = frozenset(TYPES)
 
 
+def dataclass_fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
+    """``dataclasses.fields`` of a payload class (the type checker knows Payload,
+    not its dataclass subclasses)."""
+    return dataclasses.fields(cast(Any, cls))
+
+
 def payload_fields(cls: type[Payload]) -> tuple[tuple[str, FieldSpec], ...]:
     """(name, FieldSpec) for each declared field of a payload class, in order."""
     return tuple(
-        (f.name, f.metadata["wsp"]) for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-        if "wsp" in f.metadata
+        (f.name, f.metadata["wsp"]) for f in dataclass_fields(cls) if "wsp" in f.metadata
     )
