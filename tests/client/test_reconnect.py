@@ -6,6 +6,8 @@ import asyncio
 import random
 from typing import Any
 
+import pytest
+
 from wsproto_tools.client import Client
 from wsproto_tools.engine.events import ContinuityLostNotice, Delivery
 
@@ -13,11 +15,15 @@ SECRET = b"test-secret"  # the serve fixture's (tests/conftest.py)
 MESSAGES = 2000
 
 
+@pytest.mark.parametrize("caps", [(), ("encrypt", "compress")], ids=["plain", "encrypted"])
 async def test_2000_messages_exactly_once_in_order_across_20_resets(
-    serve: Any, proxy_to: Any
+    serve: Any, proxy_to: Any, caps: tuple[str, ...]
 ) -> None:
+    """Encrypted: every resume derives new keys, sends its HandshakeResponse in clear
+    and restarts the nonce counters (docs/protocol.md 5.2, S.2)."""
     rng = random.Random(20)
     events: list[str] = []
+    capabilities = ("ack", "batch", "pubsub", *caps)
     async with serve(history=MESSAGES + 100) as server:
         proxy = await proxy_to(server.port, seed=1)
         subscriber = Client(
@@ -27,8 +33,11 @@ async def test_2000_messages_exactly_once_in_order_across_20_resets(
             backoff_cap=0.02,
             seed=3,
             on_event=lambda n, f: events.append(n),
+            capabilities=capabilities,
         )
-        publisher = Client(f"ws://127.0.0.1:{server.port}", secret=SECRET)
+        publisher = Client(
+            f"ws://127.0.0.1:{server.port}", secret=SECRET, capabilities=capabilities
+        )
         await subscriber.connect()
         await publisher.connect()
         subscription = await subscriber.subscribe("stream")
@@ -67,6 +76,7 @@ async def test_2000_messages_exactly_once_in_order_across_20_resets(
         assert [d.offset for d in received] == list(range(1, MESSAGES + 1))
         assert [d.data for d in received] == [b"message %d" % i for i in range(MESSAGES)]
         assert subscriber.resumes >= 1 and "continuity_lost" not in events
+        assert subscriber.session.encrypted is ("encrypt" in caps)
         assert server.metrics.replays >= 1
         await subscriber.close()
         await publisher.close()
