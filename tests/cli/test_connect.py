@@ -292,8 +292,9 @@ def test_raw_forces_plain_websocket_on_a_wsp_server(wsp_server: str, env: dict[s
     refused = connect(wsp_server, "--raw", stdin="hello\n", env=env)
     assert refused.returncode == 4
     assert refused.stderr.splitlines() == [
-        "wsp: the server closed the connection: 1002 no wsp subprotocol: "
-        "offer Sec-WebSocket-Protocol wsp.v2 or wsp.v1"
+        f"wsp: error: {wsp_server}: the server refused the WebSocket handshake: "
+        "HTTP 400 Bad Request (no wsp subprotocol: offer Sec-WebSocket-Protocol wsp.v2 or "
+        "wsp.v1)"
     ]
     wire = connect(
         wsp_server, "--raw", "--subprotocol", "wsp.v2", "--binary", "--wait", "0.5", env=env
