@@ -13,7 +13,10 @@ from .wire import (
     HEARTBEAT,
     REQUEST,
     TEXT,
+    Closed,
     Msg,
+    Peer,
+    against_client,
     assert_closed,
     hello,
     session,
@@ -49,8 +52,19 @@ async def test_rule_41_after_close(wsp_server: Any) -> None:
 
 
 # ---------------------------------------------------------------- rule 42
+@pytest.mark.parametrize("side", ["server", "client"])
 @pytest.mark.parametrize("code", [1000, 1001])
-async def test_rule_42_close_answer(wsp_server: Any, code: int) -> None:
+async def test_rule_42_close_answer(wsp_server: Any, code: int, side: str) -> None:
+    if side == "client":
+        async def close(peer: Peer) -> tuple[Closed, list[Msg]]:
+            await peer.send(CLOSE, {"code": code, "reason": "done here"})
+            return await peer.closed()
+
+        closed, before = await against_client(close)
+        assert closed.code == code, (closed, before)
+        closes = [m for m in before if m.code == CLOSE]
+        assert [m.body["code"] for m in closes] == [code], before
+        return
     async with wsp_server() as port:
         peer, _ = await session(port)
         await peer.send(CLOSE, {"code": code, "reason": "done here"})

@@ -35,10 +35,12 @@ from .wire import (
     SUBSCRIBE,
     SUBSCRIBED,
     TEXT,
+    WINDOW_UPDATE,
     Closed,
     Msg,
     Peer,
     Sealer,
+    against_client,
     assert_closed,
     challenged,
     client_closes,
@@ -168,7 +170,17 @@ async def test_rule_25_direction(wsp_server: Any, case: str) -> None:
 
 
 # ---------------------------------------------------------------- rule 26
-async def test_rule_26_resume_retired(wsp_server: Any) -> None:
+@pytest.mark.parametrize("side", ["server", "client"])
+async def test_rule_26_resume_retired(wsp_server: Any, side: str) -> None:
+    if side == "client":
+        async def resume(peer: Peer) -> tuple[Closed, list[Msg]]:
+            body = {"session_id": peer.session_id, "resume_token": b"t", "last_received": 0}
+            await peer.send(RESUME, body)
+            return await peer.closed()
+
+        closed, before = await against_client(resume)
+        assert closed.code == 1002, (closed, before)
+        return
     async with wsp_server() as port:
         peer, _ = await session(port)
         body = {"session_id": peer.session_id, "resume_token": peer.resume_token,
@@ -178,8 +190,16 @@ async def test_rule_26_resume_retired(wsp_server: Any) -> None:
 
 
 # ---------------------------------------------------------------- rule 27
-@pytest.mark.parametrize("case", ["gap", "starts-at-two", "zero"])
+@pytest.mark.parametrize("case", ["gap", "starts-at-two", "zero", "from-the-server"])
 async def test_rule_27_sequence_gap(wsp_server: Any, case: str) -> None:
+    if case == "from-the-server":
+        async def gap(peer: Peer) -> tuple[Closed, list[Msg]]:
+            await peer.send_many([peer.wire(TEXT, b"one", seq=1), peer.wire(TEXT, b"3", seq=3)])
+            return await peer.closed()
+
+        closed, before = await against_client(gap)
+        assert closed.code == 1002, (closed, before)
+        return
     async with wsp_server() as port:
         peer, _ = await session(port)
         if case == "gap":
@@ -214,7 +234,16 @@ async def test_rule_28_sequence_duplicate(wsp_server: Any) -> None:
 
 
 # ---------------------------------------------------------------- rule 29
-async def test_rule_29_ack_range(wsp_server: Any) -> None:
+@pytest.mark.parametrize("side", ["server", "client"])
+async def test_rule_29_ack_range(wsp_server: Any, side: str) -> None:
+    if side == "client":  # the client has sent nothing sequenced
+        async def ack(peer: Peer) -> tuple[Closed, list[Msg]]:
+            await peer.send(ACK, {"sequence": 5})
+            return await peer.closed()
+
+        closed, before = await against_client(ack)
+        assert closed.code == 1002, (closed, before)
+        return
     async with wsp_server() as port:
         peer, _ = await session(port)
         await peer.send(TEXT, b"one", seq=1)
@@ -271,7 +300,16 @@ async def test_rule_30_ack_backwards(wsp_server: Any) -> None:
 
 
 # ---------------------------------------------------------------- rule 31
-async def test_rule_31_heartbeat_reply(wsp_server: Any) -> None:
+@pytest.mark.parametrize("side", ["server", "client"])
+async def test_rule_31_heartbeat_reply(wsp_server: Any, side: str) -> None:
+    if side == "client":  # the client probes every 15 s: none sent yet
+        async def reply(peer: Peer) -> tuple[Closed, list[Msg]]:
+            await peer.send(HEARTBEAT, {"id": 42, "reply": True})
+            return await peer.closed()
+
+        closed, before = await against_client(reply)
+        assert closed.code == 1002, (closed, before)
+        return
     async with wsp_server() as port:  # the server probes every 15 s: none sent yet
         peer, _ = await session(port)
         await peer.send(HEARTBEAT, {"id": 42, "reply": True})
@@ -279,8 +317,24 @@ async def test_rule_31_heartbeat_reply(wsp_server: Any) -> None:
 
 
 # ---------------------------------------------------------------- rule 32
-@pytest.mark.parametrize("case", ["answered-at-once", "probe-left-unanswered"])
+@pytest.mark.parametrize(
+    "case", ["answered-at-once", "probe-left-unanswered", "the-client-answers"]
+)
 async def test_rule_32_heartbeat_answer(wsp_server: Any, case: str) -> None:
+    if case == "the-client-answers":
+        async def probe_client(peer: Peer) -> list[Msg]:
+            replies = []
+            for probe_id in (3, 1, 99):  # the server's own numbering
+                await peer.send(HEARTBEAT, {"id": probe_id, "reply": False})
+                replies.append(await peer.expect(HEARTBEAT, skip=(ACK, WINDOW_UPDATE), timeout=0.5))
+            await peer.drop()
+            return replies
+
+        replies = await against_client(probe_client)
+        assert [(m.body.get("id"), m.body.get("reply")) for m in replies] == [
+            (3, True), (1, True), (99, True)
+        ]
+        return
     if case == "answered-at-once":
         async with wsp_server() as port:
             peer, _ = await session(port)
@@ -368,8 +422,22 @@ async def test_rule_35_publish_id(wsp_server: Any) -> None:
 
 
 # ---------------------------------------------------------------- rule 40
-@pytest.mark.parametrize("code", [0x0350, 0x003F, 0x0120])
+@pytest.mark.parametrize("code", [0x0350, 0x003F, 0x0120, -0x0350])
 async def test_rule_40_unknown_type(wsp_server: Any, code: int) -> None:
+    if code < 0:  # sent to the client
+        async def unknown(peer: Peer) -> list[Msg]:
+            await peer.send(-code, raw=b"\xaa")
+            error = await peer.expect(ERROR, skip=(ACK, HEARTBEAT, WINDOW_UPDATE))
+            # and the session goes on: data is acknowledged
+            await peer.send(TEXT, b"after", seq=1)
+            acked = await peer.expect(ACK, skip=(HEARTBEAT, WINDOW_UPDATE))
+            await peer.drop()
+            return [error, acked]
+
+        error, acked = await against_client(unknown)
+        assert error.body["code"] == 1003, error
+        assert acked.body["sequence"] >= 1, acked
+        return
     async with wsp_server() as port:
         peer, _ = await session(port)
         await peer.send(code, raw=b"\xaa")

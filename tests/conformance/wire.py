@@ -745,3 +745,18 @@ async def client_closes(
                 return await asyncio.shield(result)
         finally:
             await stop_client(client)
+
+
+async def against_client(action: Script, **options: Any) -> Any:
+    """A raw server that finishes the handshake with the real client, then runs
+    ``action``; its result."""
+
+    async def script(peer: Peer) -> Any:
+        await serve_handshake(peer)
+        return await action(peer)
+
+    return await client_closes(script, **options)
+
+
+async def client_closed(peer: Peer) -> tuple[Closed, list[Msg]]:
+    return await peer.closed()
