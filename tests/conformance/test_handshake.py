@@ -31,6 +31,7 @@ from .wire import (
     Closed,
     Msg,
     Peer,
+    Sealer,
     assert_closed,
     authenticate,
     challenged,
@@ -41,6 +42,7 @@ from .wire import (
     hello,
     serve_handshake,
     session,
+    session_keys,
 )
 
 JWT_KEY = b"conformance-jwt-key-of-32-bytes!"
@@ -298,8 +300,33 @@ def check_sealed_stream(messages: list[Msg], start: int = 0) -> int:
     return counter
 
 
-@pytest.mark.parametrize("case", ["fresh", "resume"])
+def check_client_sealed(messages: list[Msg]) -> None:
+    """Every client message is ENCRYPTED, with nonces wspc || 0, 1, 2..."""
+    for counter, msg in enumerate(messages):
+        assert msg.flags & ENCRYPTED, f"in clear after encryption began: {msg}"
+        assert msg.nonce == b"wspc" + counter.to_bytes(8, "little"), (msg, counter)
+
+
+@pytest.mark.parametrize("case", ["fresh", "resume", "the-client"])
 async def test_rule_18_encrypted_after_response(wsp_server: Any, case: str) -> None:
+    if case == "the-client":
+        async def script(peer: Peer) -> tuple[Closed, list[Msg]]:
+            await serve_handshake(peer)  # grants what was offered: encrypt too
+            c2s, s2c = session_keys(SECRET, peer.nonce, peer.client_nonce)
+            peer.incoming, peer.outgoing = Sealer(c2s, b"wspc"), Sealer(s2c, b"wsps")
+            await peer.send(TEXT, b"sealed", seq=1)  # opened and acknowledged
+            await peer.expect(ACK, skip=(HEARTBEAT, WINDOW_UPDATE))
+            await peer.send(TEXT, b"clear", seq=2, seal=False)
+            closed, _ = await peer.closed()
+            return closed, [m for m in peer.seen[2:] if isinstance(m, Msg)]
+
+        closed, after = await client_closes(
+            script, capabilities=("ack", "batch", "pubsub", "encrypt")
+        )
+        assert closed.code == 4007, (closed, after)
+        check_client_sealed(after)
+        assert [m.body["code"] for m in after if m.code == CLOSE] == [4007], after
+        return
     caps = ("ack", "pubsub", "encrypt")
     async with wsp_server() as port:
         peer, answer = await session(port, capabilities=caps)  # asserts: response in clear
