@@ -444,10 +444,12 @@ async def test_rule_21_session_id(wsp_server: Any, side: str) -> None:
         async def script(peer: Peer) -> tuple[Closed, list[Msg]]:
             await serve_handshake(peer)
             await peer.send(TEXT, b"mine", seq=1, session_id=peer.session_id)  # accepted
-            while (await peer.expect(ACK, skip=(HEARTBEAT, WINDOW_UPDATE))).body[
-                "sequence"
-            ] < 1:
-                pass
+            for _ in range(10):  # the client's Acknowledge of 1 (bounded)
+                ack = await peer.expect(ACK, skip=(HEARTBEAT, WINDOW_UPDATE))
+                if ack.body["sequence"] >= 1:
+                    break
+            else:
+                raise AssertionError("the client did not acknowledge sequence 1")
             await peer.send(TEXT, b"other", seq=2, session_id=peer.session_id ^ 0x5A5A)
             return await peer.closed()
 
