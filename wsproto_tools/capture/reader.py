@@ -24,11 +24,12 @@ __all__ = [
 ]
 
 import gzip
+import io
 import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, NamedTuple
+from typing import IO, NamedTuple, Protocol
 
 from wsproto_tools import native
 from wsproto_tools.exceptions import CaptureError, NotACapture
@@ -76,10 +77,14 @@ RawPacket = tuple[int, float, int, bytes]
 Warn = Callable[[int, str], None]
 
 
+class _Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class _Prefixed:
     """A read-only stream that first serves ``prefix`` bytes, then ``raw``."""
 
-    def __init__(self, prefix: bytes, raw: IO[bytes]) -> None:
+    def __init__(self, prefix: bytes, raw: _Readable) -> None:
         self._prefix = prefix
         self._raw = raw
 
@@ -95,6 +100,10 @@ class _Prefixed:
                 head += self._raw.read(n - len(head))
             return head
         return self._raw.read(n)
+
+    def seek(self, n: int, /) -> int:
+        """Not seekable (``GzipFile`` seeks only to rewind, which the reader never does)."""
+        raise io.UnsupportedOperation("seek")
 
     def read1(self, n: int) -> bytes:
         """At most ``n`` bytes, from one read of the underlying stream when it can."""
@@ -139,7 +148,7 @@ class PacketReader:
             self.info.compressed = True
             # GzipFile buffers by itself; a BufferedReader on top would lose the
             # last good bytes of a truncated file while trying to fill itself
-            gz = gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[call-overload]
+            gz = gzip.GzipFile(fileobj=source, mode="rb")
             try:
                 head = _read_exact(gz.read, 4)
             except (OSError, EOFError, zlib.error) as error:

@@ -98,9 +98,10 @@ class Flow:
                 stats.retransmitted += 1
                 return []
             stats.retransmitted += 1
-            out = [payload[behind:]]
-            self.next_seq = (nxt + len(out[0])) % _MOD  # type: ignore[arg-type]
-            stats.bytes += len(out[0])  # type: ignore[arg-type]
+            rest = payload[behind:]
+            out = [rest]
+            self.next_seq = (nxt + len(rest)) % _MOD
+            stats.bytes += len(rest)
             if self._pending:
                 self._drain(out)
             return out

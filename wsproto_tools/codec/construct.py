@@ -21,11 +21,10 @@ __all__ = [
     "set_timestamp",
 ]
 
-import dataclasses
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from wsproto_tools.codec.schema import Batch, BinaryData, Message, TextData
+from wsproto_tools.codec.schema import Batch, BinaryData, Message, TextData, dataclass_fields
 
 T = TypeVar("T")
 
@@ -44,7 +43,7 @@ def constructor(cls: type[T]) -> Callable[..., T]:
     """``make(v0, v1, ...)``: ``cls(v0, v1, ...)`` for a frozen slots dataclass,
     every field given in declaration order (no defaults, no checks: the same as
     what the dataclass ``__init__`` does, at about half its cost)."""
-    names = [f.name for f in dataclasses.fields(cast(Any, cls))]
+    names = [f.name for f in dataclass_fields(cls)]
     args = ", ".join(f"v{i}" for i in range(len(names)))
     lines = [f"def make({args}):", "    o = new(cls)"]
     lines += [f"    set{i}(o, v{i})" for i in range(len(names))]

@@ -35,7 +35,7 @@ __all__ = [
 import dataclasses
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any, cast
+from typing import Any
 
 import msgpack
 
@@ -51,6 +51,7 @@ from wsproto_tools.codec.schema import (
     Payload,
     PayloadKind,
     TextData,
+    dataclass_fields,
     payload_fields,
 )
 
@@ -78,18 +79,13 @@ _DECODE_CHECKS = {
 }
 
 
-def _fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
-    """The dataclass fields of a payload class (Payload itself is no dataclass)."""
-    return dataclasses.fields(cast(Any, cls))
-
-
 def _compile(
     cls: type[Payload],
 ) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]] | None:
     """(encoder, encoder from positional values, decoder) for ``cls``, or None when a
     field is not plain."""
     fields = payload_fields(cls)
-    declared = _fields(cls)
+    declared = dataclass_fields(cls)
     if not fields or len(fields) != len(declared):
         return None
     for (_, fspec), dfield in zip(fields, declared, strict=True):
@@ -253,7 +249,7 @@ def _c_specs() -> dict[type, tuple[tuple[bytes, int, bool, Any, Any], ...]]:
     """Per compiled class, each field as ``(name, kind, optional, default, slot)``."""
     specs = {}
     for cls in _DECODERS:
-        declared = {f.name: f for f in _fields(cls)}
+        declared = {f.name: f for f in dataclass_fields(cls)}
         specs[cls] = tuple(
             (name.encode(), _C_KINDS[fspec.kind], fspec.optional,
              None if declared[name].default is dataclasses.MISSING else declared[name].default,

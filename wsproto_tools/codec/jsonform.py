@@ -57,14 +57,14 @@ def _field_to_json(kind: Kind, value: Any) -> Any:
 def payload_to_json(payload: Payload) -> dict[str, Any]:
     """A JSON-ready dict of a payload's fields."""
     ptype = type(payload)
-    if ptype is TextData:
-        return {"text": payload.text}  # type: ignore[attr-defined]
-    if ptype is BinaryData or ptype is Unknown:
-        return {"hex": payload.data.hex()}  # type: ignore[attr-defined]
-    if ptype is Sealed:
-        return {"encrypted": True, "hex": payload.data.hex()}  # type: ignore[attr-defined]
-    if ptype is Batch:
-        return {"messages": [message_to_json(m) for m in payload.messages]}  # type: ignore[attr-defined]
+    if type(payload) is TextData:
+        return {"text": payload.text}
+    if type(payload) is BinaryData or type(payload) is Unknown:
+        return {"hex": payload.data.hex()}
+    if type(payload) is Sealed:
+        return {"encrypted": True, "hex": payload.data.hex()}
+    if type(payload) is Batch:
+        return {"messages": [message_to_json(m) for m in payload.messages]}
     return {
         name: _field_to_json(fspec.kind, getattr(payload, name))
         for name, fspec in payload_fields(ptype)

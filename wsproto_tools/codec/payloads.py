@@ -16,7 +16,14 @@ import msgpack
 
 from wsproto_tools.codec.fastpath import decode_body, encode_body
 from wsproto_tools.codec.limits import Limits
-from wsproto_tools.codec.schema import DeltaCopy, FieldSpec, Kind, Payload, payload_fields
+from wsproto_tools.codec.schema import (
+    DeltaCopy,
+    FieldSpec,
+    Kind,
+    Payload,
+    dataclass_fields,
+    payload_fields,
+)
 from wsproto_tools.exceptions import CloseCode, DecodeError, LimitExceeded, LocalProtocolError
 
 _U64 = (1 << 64) - 1
@@ -256,7 +263,7 @@ class _OneUint:
     __slots__ = ("defaults", "prefix", "setter")
 
     def __init__(self, cls: type[Payload]) -> None:
-        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        fields = dataclass_fields(cls)
         name = fields[0].name
         self.prefix = b"\x81" + msgpack.packb(name)
         self.setter = vars(cls)[name].__set__
@@ -267,9 +274,8 @@ def _one_uint(cls: type[Payload]) -> _OneUint | None:
     fields = _fields(cls)
     if (not fields or fields[0][1].kind is not _UINT or fields[0][1].optional
             or any(not f.optional for _, f in fields[1:])
-            or len(fields) != len(dataclasses.fields(cls))  # type: ignore[arg-type]
-            or any(f.default is dataclasses.MISSING
-                   for f in dataclasses.fields(cls)[1:])):  # type: ignore[arg-type]
+            or len(fields) != len(dataclass_fields(cls))
+            or any(f.default is dataclasses.MISSING for f in dataclass_fields(cls)[1:])):
         return None
     return _OneUint(cls)
 
@@ -281,12 +287,13 @@ def decode_fields(
     cls: type[Payload], data: bytes, offset: int, limits: Limits
 ) -> Payload:
     """Decode a structured payload of type ``cls``; ``offset`` is its place in the message."""
-    form = _ONE_UINT.get(cls, False)
-    if form is False:
+    try:
+        form = _ONE_UINT[cls]
+    except KeyError:
         form = _ONE_UINT[cls] = _one_uint(cls)
-    if form is not None and data.startswith(form.prefix):  # type: ignore[union-attr]
+    if form is not None and data.startswith(form.prefix):
         # {name: uint}, read without msgpack when the limits allow what msgpack would
-        pos = len(form.prefix)  # type: ignore[union-attr]
+        pos = len(form.prefix)
         size = len(data) - pos
         if size == 1:
             number = data[pos] if data[pos] < 0x80 else -1
@@ -296,8 +303,8 @@ def decode_fields(
             number = -1
         if number >= 0 and limits.max_map_len >= 1 and pos - 2 <= limits.max_str_len:
             payload = _new(cls)
-            form.setter(payload, number)  # type: ignore[union-attr]
-            for setter, default in form.defaults:  # type: ignore[union-attr]
+            form.setter(payload, number)
+            for setter, default in form.defaults:
                 setter(payload, default)
             return payload
     fast = decode_body(cls, data, limits)  # plain fields, compiled (codec/fastpath.py)

@@ -114,13 +114,13 @@ def _text(text: str) -> TextData:
 
 def _body(payload: Payload, version: int, cipher: Cipher | None) -> bytes:
     ptype = type(payload)
-    if ptype is BinaryData:
-        data = payload.data  # type: ignore[attr-defined]
+    if type(payload) is BinaryData:
+        data = payload.data
         if type(data) is not bytes:
             raise LocalProtocolError("BinaryData.data must be bytes")
         return data
-    if ptype is TextData:
-        text = payload.text  # type: ignore[attr-defined]
+    if type(payload) is TextData:
+        text = payload.text
         if type(text) is not str:
             raise LocalProtocolError("TextData.text must be a str")
         try:
@@ -128,10 +128,10 @@ def _body(payload: Payload, version: int, cipher: Cipher | None) -> bytes:
         except UnicodeEncodeError as error:
             raise LocalProtocolError(f"TextData.text is not encodable as UTF-8 "
                                      f"({error.reason})") from None
-    if ptype is Batch:
-        return _batch_body(payload, version, cipher)  # type: ignore[arg-type]
-    if ptype is Unknown or ptype is Sealed:
-        data = payload.data  # type: ignore[attr-defined]
+    if type(payload) is Batch:
+        return _batch_body(payload, version, cipher)
+    if type(payload) is Unknown or type(payload) is Sealed:
+        data = payload.data
         if type(data) is not bytes:
             raise LocalProtocolError(f"{ptype.__name__}.data must be bytes")
         return data

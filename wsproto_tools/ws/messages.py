@@ -216,9 +216,9 @@ class MessageAssembler:
                     and len(payload) <= self.max_message_size):
                 opcode = b0 & 0x0F
                 compressed = b0 & 0x40 != 0
-                if compressed:
+                if compressed and deflate is not None:  # compressed: deflate is there
                     try:
-                        payload = deflate.decompress(payload)  # type: ignore[union-attr]
+                        payload = deflate.decompress(payload)
                     except FrameError as error:
                         yield self.inflate_failed(opcode, payload, wire_length, error)
                         continue
