@@ -24,6 +24,7 @@ from .wire import (
     HANDSHAKE_RESPONSE,
     HEARTBEAT,
     PUBLISH,
+    REQUEST,
     SECRET,
     SUBSCRIBE,
     TEXT,
@@ -247,7 +248,17 @@ async def test_rule_15_capability_granted(grant: str) -> None:
 
 # ---------------------------------------------------------------- rule 16
 @pytest.mark.parametrize(
-    "case", ["publish", "text", "subscribe", "text-between-handshake-and-authenticate"]
+    "case",
+    [
+        "publish",
+        "text",
+        "subscribe",
+        "heartbeat",
+        "acknowledge",
+        "request",
+        "unknown-type",
+        "text-between-handshake-and-authenticate",
+    ],
 )
 async def test_rule_16_not_yet_active(wsp_server: Any, case: str) -> None:
     async with wsp_server() as port:
@@ -256,6 +267,11 @@ async def test_rule_16_not_yet_active(wsp_server: Any, case: str) -> None:
             "publish": [peer.wire(PUBLISH, {"topic": "t", "data": b"x", "id": 1}, seq=1)],
             "text": [peer.wire(TEXT, b"hi", seq=1)],
             "subscribe": [peer.wire(SUBSCRIBE, {"topic": "t"})],
+            "heartbeat": [peer.wire(HEARTBEAT, {"id": 1, "reply": False})],
+            "acknowledge": [peer.wire(ACK, {"sequence": 0})],
+            "request": [peer.wire(REQUEST, {"id": 1, "method": "echo", "data": b"x"})],
+            # rule 16's "anything else" covers a type rule 40 would answer with an Error
+            "unknown-type": [peer.wire(0x0350, raw=b"\xaa")],
             "text-between-handshake-and-authenticate": [
                 hello(peer), peer.wire(TEXT, b"hi", seq=1), authenticate(peer)
             ],
