@@ -13,16 +13,22 @@ import pytest
 
 from .wire import (
     BINARY,
+    HEARTBEAT,
     OP_BINARY,
     OP_TEXT,
     PUBLISH,
     SUBSCRIBE,
+    SUBSCRIBED,
     TEXT,
     TIMEOUT,
+    Closed,
+    Peer,
+    against_client,
     assert_closed,
     authenticate,
     challenged,
     connect,
+    frame,
     header,
     hello,
     pack,
@@ -71,6 +77,18 @@ async def upgrade(port: int, protocol_header: str | None) -> tuple[int, bytes, b
     return status, head, body
 
 
+async def client_gets(data: bytes, opcode: int = OP_BINARY, **options: Any) -> Closed:
+    """The real client's close after a raw server sent it ``data`` (one frame)."""
+
+    async def action(peer: Peer) -> Closed:
+        await peer.send_bytes(frame(opcode, data, mask=None))
+        closed, _ = await peer.closed()
+        return closed
+
+    closed: Closed = await against_client(action, **options)
+    return closed
+
+
 # ---------------------------------------------------------------- rule 1
 async def test_rule_01_subprotocol_required(wsp_server: Any) -> None:
     async with wsp_server() as port:
@@ -88,7 +106,12 @@ async def test_rule_01_subprotocol_required(wsp_server: Any) -> None:
 
 
 # ---------------------------------------------------------------- rule 2
-async def test_rule_02_binary_only(wsp_server: Any) -> None:
+@pytest.mark.parametrize("side", ["server", "client"])
+async def test_rule_02_binary_only(wsp_server: Any, side: str) -> None:
+    if side == "client":
+        closed = await client_gets(b"hello", OP_TEXT)
+        assert closed.code == 1003, closed
+        return
     async with wsp_server() as port:
         peer, _ = await session(port)
         await peer.send_frame(OP_TEXT, b"hello")
@@ -112,8 +135,14 @@ BAD_HEADERS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD_HEADERS))
+@pytest.mark.parametrize(
+    "case", [*sorted(BAD_HEADERS), "to-the-client:reserved-bit-3", "to-the-client:v1-header-on-v2"]
+)
 async def test_rule_03_header_decodes(wsp_server: Any, case: str) -> None:
+    if case.startswith("to-the-client:"):
+        closed = await client_gets(BAD_HEADERS[case.split(":", 1)[1]])
+        assert closed.code == 1002, closed
+        return
     async with wsp_server() as port:
         peer, _ = await session(port)
         await peer.send_frame(OP_BINARY, BAD_HEADERS[case])
@@ -147,8 +176,20 @@ BAD_PAYLOADS: dict[str, tuple[tuple[str, ...], bytes]] = {
 }
 
 
-@pytest.mark.parametrize("case", [*sorted(BAD_PAYLOADS), "str-resume-token"])
+TO_THE_CLIENT_4 = {
+    "to-the-client:bad-utf8": header(TEXT, 1) + b"h\xffi",
+    "to-the-client:missing-field": header(SUBSCRIBED) + pack({"topic": "t", "epoch": 1}),
+}
+
+
+@pytest.mark.parametrize(
+    "case", [*sorted(BAD_PAYLOADS), "str-resume-token", *sorted(TO_THE_CLIENT_4)]
+)
 async def test_rule_04_payload_content(wsp_server: Any, case: str) -> None:
+    if case in TO_THE_CLIENT_4:
+        closed = await client_gets(TO_THE_CLIENT_4[case])
+        assert closed.code == 1007, closed
+        return
     async with wsp_server() as port:
         if case == "str-resume-token":
             # S.2: resume tokens are msgpack bin; a str there is a wrongly typed field
@@ -181,8 +222,20 @@ LIMITS: dict[str, bytes] = {
 }
 
 
-@pytest.mark.parametrize("case", [*sorted(LIMITS), "message-size"])
+@pytest.mark.parametrize(
+    "case",
+    [*sorted(LIMITS), "message-size", "to-the-client:map-entries", "to-the-client:message-size"],
+)
 async def test_rule_05_decoding_limits(wsp_server: Any, case: str) -> None:
+    if case == "to-the-client:map-entries":
+        big = header(HEARTBEAT) + pack({"id": 1, **{f"k{i}": i for i in range(300)}})
+        closed = await client_gets(big)
+        assert closed.code == 1009, closed
+        return
+    if case == "to-the-client:message-size":
+        closed = await client_gets(header(BINARY, 1) + b"x" * 5000, max_message_size=4096)
+        assert closed.code == 1009, closed
+        return
     if case == "message-size":
         # --max-message-size: 1009, and S.7 calls it resumable (no wsp Close)
         async with wsp_server(max_message_size=4096) as port:
