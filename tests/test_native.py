@@ -24,3 +24,17 @@ def test_each_speedup_is_built_and_the_switch_turns_it_off(
 
 def test_a_module_that_is_not_there() -> None:
     assert native.load("codec._no_such_module") is None
+
+
+def test_pick_takes_the_c_form_once_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    def python_form(linktype: int, data: bytes) -> None:
+        return None
+
+    monkeypatch.delenv(native.SWITCH, raising=False)
+    module = native.load("capture._net")
+    assert module is not None
+    assert native.pick("capture._net", "parse", python_form) is module.parse
+    assert native.pick("capture._net", lambda m: m.parse, python_form) is module.parse
+    assert native.pick("codec._no_such_module", "parse", python_form) is python_form
+    monkeypatch.setenv(native.SWITCH, "1")
+    assert native.pick("capture._net", "parse", python_form) is python_form
