@@ -5,12 +5,13 @@ Python form of a function once, at import time, with :func:`pick`, and its
 callers call that one name (as websockets' ``frames.py`` does with
 ``apply_mask``)::
 
-    segment = native.pick("capture._net", "segment", tcp_segment)
-    lines = native.pick("render._lines", lambda module: module.Lines(...), PyLines)
+    _split = native.pick("capture._pcap", "split", _python_split)
+    segment = native.pick("capture._net", _compiled_segment, tcp_segment)
 
 The second argument is the attribute to take from the C module, or a function
-that builds the C form from the module (when it needs configuring). The Python
-form is taken when the module was not built or when the environment variable
+that builds the C form from the module when it needs configuring (``net.py``'s
+``_compiled_segment`` gives the C parser its Python form). The Python form is
+taken when the module was not built or when the environment variable
 ``WSP_PURE_PYTHON`` is set. A C form that leaves some inputs to Python calls the
 Python form itself (it is given it when built): callers never test for None.
 :func:`load` gives the module itself, or None.
