@@ -3,23 +3,30 @@ server on raw frames."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from .wire import (
     ACK,
+    CHALLENGE,
     CLOSE,
     HEARTBEAT,
     REQUEST,
     TEXT,
+    WINDOW_UPDATE,
     Closed,
     Msg,
     Peer,
     against_client,
     assert_closed,
     hello,
+    raw_server,
+    run_client,
+    serve_handshake,
     session,
+    stop_client,
 )
 
 
@@ -34,7 +41,29 @@ def lively(peer: Any, seq: int) -> list[bytes]:
 
 
 # ---------------------------------------------------------------- rule 41
-async def test_rule_41_after_close(wsp_server: Any) -> None:
+@pytest.mark.parametrize("side", ["server", "client"])
+async def test_rule_41_after_close(wsp_server: Any, side: str) -> None:
+    if side == "client":
+        async def after_close(peer: Peer) -> tuple[Msg, Closed, list[Msg]]:
+            await serve_handshake(peer)
+            close = await peer.expect(CLOSE, skip=(ACK, HEARTBEAT, WINDOW_UPDATE))
+            # what a working client would answer: a TextData (Acknowledge), a probe
+            await peer.send_many(
+                [peer.wire(TEXT, b"answer me", seq=1),
+                 peer.wire(HEARTBEAT, {"id": 1, "reply": False})]
+            )
+            closed, after = await peer.closed()
+            return close, closed, after
+
+        async with raw_server(after_close) as (url, result):
+            client = await run_client(url)
+            assert not isinstance(client, BaseException), client
+            await stop_client(client)  # a wsp Close, then the WebSocket close
+            async with asyncio.timeout(4.0):
+                close, closed, after = await result
+        assert close.body["code"] == 1000 and closed.code == 1000, (close, closed)
+        assert after == [], f"the client sent more than the WebSocket close: {after}"
+        return
     async with wsp_server() as port:
         peer, _ = await session(port)
         await peer.send(TEXT, b"one", seq=1)
@@ -74,7 +103,23 @@ async def test_rule_42_close_answer(wsp_server: Any, code: int, side: str) -> No
 
 
 # ---------------------------------------------------------------- rule 44
-async def test_rule_44_state(wsp_server: Any) -> None:
+@pytest.mark.parametrize("side", ["server", "client"])
+async def test_rule_44_state(wsp_server: Any, side: str) -> None:
+    if side == "client":
+        async def fail_it(peer: Peer) -> tuple[Closed, list[Msg]]:
+            await peer.quiet(0.1)  # what the client sends on its own after the handshake
+            # a Challenge in the active state, then what a working client would answer
+            await peer.send_many(
+                [peer.wire(CHALLENGE, {"nonce": b"n" * 16, "methods": ["hmac"]}),
+                 peer.wire(TEXT, b"answer me", seq=1),
+                 peer.wire(HEARTBEAT, {"id": 1, "reply": False})]
+            )
+            return await peer.closed()
+
+        closed, before = await against_client(fail_it)
+        assert closed.code == 1002, (closed, before)
+        assert [m.code for m in before] == [CLOSE], f"a failed client sent more: {before}"
+        return
     async with wsp_server() as port:
         peer, _ = await session(port)
         # a Handshake in the active state (S.3 has no `active + handshake`), with

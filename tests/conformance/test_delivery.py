@@ -32,6 +32,7 @@ from .wire import (
     REQUEST,
     RESPONSE,
     RESUME,
+    SECRET,
     SUBSCRIBE,
     SUBSCRIBED,
     TEXT,
@@ -46,8 +47,12 @@ from .wire import (
     client_closes,
     handshake,
     header,
+    raw_server,
+    run_client,
     serve_handshake,
     session,
+    session_keys,
+    stop_client,
     varint,
 )
 
@@ -74,8 +79,31 @@ def raw_deflate(data: bytes) -> bytes:
     return c.compress(data) + c.flush()
 
 
-@pytest.mark.parametrize("flag", ["compressed", "encrypted", "ack-requested"])
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "compressed",
+        "encrypted",
+        "ack-requested",
+        "to-the-client:compressed",
+        "to-the-client:encrypted",
+    ],
+)
 async def test_rule_22_flag_negotiated(wsp_server: Any, flag: str) -> None:
+    if flag.startswith("to-the-client:"):  # the client offers neither compress nor encrypt
+        if flag.endswith("compressed"):
+            message = header(TEXT, 1, COMPRESSED) + raw_deflate(b"hi")
+        else:
+            message = header(TEXT, 1, ENCRYPTED) + os.urandom(12 + 2 + 16)
+
+        async def flagged(peer: Peer) -> Closed:
+            await peer.send_frame(OP_BINARY, message)
+            closed, _ = await peer.closed()
+            return closed
+
+        closed = await against_client(flagged)
+        assert closed.code == 4007, closed
+        return
     async with wsp_server() as port:  # the server could grant compress and encrypt...
         peer, answer = await session(port, capabilities=("ack", "pubsub"))  # ...none offered
         assert not {"compress", "encrypt"} & set(answer["capabilities"])
@@ -95,7 +123,18 @@ async def test_rule_22_flag_negotiated(wsp_server: Any, flag: str) -> None:
 
 
 # ---------------------------------------------------------------- rule 23
-async def test_rule_23_batch_negotiated(wsp_server: Any) -> None:
+@pytest.mark.parametrize("side", ["server", "client"])
+async def test_rule_23_batch_negotiated(wsp_server: Any, side: str) -> None:
+    if side == "client":
+        async def batch(peer: Peer) -> Closed:
+            item = header(TEXT, 1) + b"hi"
+            await peer.send(BATCH, varint(len(item)) + item)
+            closed, _ = await peer.closed()
+            return closed
+
+        closed = await against_client(batch, capabilities=("ack", "pubsub"))
+        assert closed.code == 4007, closed
+        return
     async with wsp_server() as port:
         peer, answer = await session(port, capabilities=("ack", "pubsub"))
         assert "batch" not in answer["capabilities"]
@@ -106,8 +145,24 @@ async def test_rule_23_batch_negotiated(wsp_server: Any) -> None:
 
 
 # ---------------------------------------------------------------- rule 24
-@pytest.mark.parametrize("case", ["tampered-tag", "server-key", "header-altered", "too-short"])
+@pytest.mark.parametrize(
+    "case", ["tampered-tag", "server-key", "header-altered", "too-short", "to-the-client"]
+)
 async def test_rule_24_decryption(wsp_server: Any, case: str) -> None:
+    if case == "to-the-client":
+        async def tampered(peer: Peer) -> tuple[Closed, list[Msg]]:
+            c2s, s2c = session_keys(SECRET, peer.nonce, peer.client_nonce)
+            peer.incoming, peer.outgoing = Sealer(c2s, b"wspc"), Sealer(s2c, b"wsps")
+            head = header(TEXT, 1, ENCRYPTED)
+            sealed = peer.outgoing.seal(head, b"hi")
+            await peer.send_frame(OP_BINARY, head + sealed[:-1] + bytes((sealed[-1] ^ 0x80,)))
+            return await peer.closed()
+
+        closed, before = await against_client(
+            tampered, capabilities=("ack", "batch", "pubsub", "encrypt")
+        )
+        assert closed.code == 1007, (closed, before)
+        return
     async with wsp_server() as port:
         peer, answer = await session(port, capabilities=("ack", "encrypt"))
         assert "encrypt" in answer["capabilities"] and peer.outgoing and peer.incoming
@@ -213,7 +268,46 @@ async def test_rule_27_sequence_gap(wsp_server: Any, case: str) -> None:
 
 
 # ---------------------------------------------------------------- rule 28
-async def test_rule_28_sequence_duplicate(wsp_server: Any) -> None:
+async def client_acks(peer: Peer, sequence: int) -> int:
+    """The client's next Acknowledge covering ``sequence`` (bounded)."""
+    for _ in range(10):
+        ack = await peer.expect(ACK, skip=(HEARTBEAT, WINDOW_UPDATE))
+        if ack.body["sequence"] >= sequence:
+            return int(ack.body["sequence"])
+    raise AssertionError(f"the client did not acknowledge {sequence}")
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+async def test_rule_28_sequence_duplicate(wsp_server: Any, side: str) -> None:
+    if side == "client":
+        acked: list[int] = []
+
+        async def duplicate(peer: Peer) -> Closed:
+            await serve_handshake(peer)
+            for seq, text in ((1, b"one"), (1, b"one again"), (2, b"two")):
+                await peer.send(TEXT, text, seq=seq)
+                acked.append(await client_acks(peer, seq))
+            closed, _ = await peer.closed(timeout=4.0)  # until the test closes the client
+            return closed
+
+        async with raw_server(duplicate) as (url, result):
+            client = await run_client(url)
+            assert not isinstance(client, BaseException), client
+            try:
+                async with asyncio.timeout(2.0):
+                    got = [(await client.data.get()).text for _ in range(2)]
+                    while len(acked) < 3 and not result.done():
+                        await asyncio.sleep(0.01)
+                assert got == ["one", "two"], got  # the retransmission is dropped...
+                assert acked == [1, 1, 2], acked  # ...and acknowledged again
+                with pytest.raises(TimeoutError):
+                    async with asyncio.timeout(0.2):
+                        await client.data.get()
+            finally:
+                await stop_client(client)
+            async with asyncio.timeout(2.0):
+                assert (await result).code == 1000
+        return
     async with wsp_server() as port:
         peer, _ = await session(port)
         await peer.send(TEXT, b"one", seq=1)
