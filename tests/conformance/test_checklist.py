@@ -1,5 +1,6 @@
 """The checklist and the tests cannot drift: every Rule of the rule book has exactly
-one ``test_rule_<NN>_<slug>`` function in tests/conformance, and nothing else is
+one ``test_rule_<NN>_<name>`` function in tests/conformance (``<name>`` is the
+Rule's name in lower case, e.g. ``test_rule_27_sequence_gap``), and nothing else is
 named so. The hand-written crypto of wire.py reproduces the spec's worked example."""
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ def test_every_rule_has_exactly_one_test() -> None:
     assert not unknown, f"tests for rules the rule book does not have: {unknown}"
     several = {n: c for n, c in numbers.items() if c > 1}
     assert not several, f"rules with more than one test function: {several}"
+    # the slug is the Rule's name: a renumbered rule book cannot pass unnoticed
+    misnamed = {
+        name: f"test_rule_{int(m.group(1)):02d}_{Rule(int(m.group(1))).name.lower()}"
+        for name in found
+        if (m := NAME.match(name)) and m.group(2) != Rule(int(m.group(1))).name.lower()
+    }
+    assert not misnamed, f"test names that do not match their Rule: {misnamed}"
 
 
 def test_wire_helpers_reproduce_the_worked_example() -> None:

@@ -105,7 +105,7 @@ async def test_rule_07_nonce_size(size: int) -> None:
 
 # ---------------------------------------------------------------- rule 8
 @pytest.mark.parametrize("side", ["server", "client"])
-async def test_rule_08_one_handshake(wsp_server: Any, side: str) -> None:
+async def test_rule_08_handshake_once(wsp_server: Any, side: str) -> None:
     if side == "client":  # a second Challenge, after the HandshakeResponse
         async def script(peer: Peer) -> tuple[Closed, list[Msg]]:
             await serve_handshake(peer)
@@ -146,7 +146,7 @@ async def test_rule_10_capability_known(wsp_server: Any) -> None:
 @pytest.mark.parametrize(
     "case", ["before-handshake", "other-method", "after-accept-jwt", "after-accept-none"]
 )
-async def test_rule_11_authenticate_order(wsp_server: Any, case: str) -> None:
+async def test_rule_11_authenticate(wsp_server: Any, case: str) -> None:
     if case in ("before-handshake", "other-method"):
         async with wsp_server() as port:
             peer = await challenged(port)
@@ -324,7 +324,7 @@ def check_client_sealed(messages: list[Msg]) -> None:
 
 
 @pytest.mark.parametrize("case", ["fresh", "resume", "the-client"])
-async def test_rule_18_encrypted_after_response(wsp_server: Any, case: str) -> None:
+async def test_rule_18_response_in_clear(wsp_server: Any, case: str) -> None:
     if case == "the-client":
         async def script(peer: Peer) -> tuple[Closed, list[Msg]]:
             await serve_handshake(peer)  # grants what was offered: encrypt too

@@ -90,7 +90,7 @@ async def client_gets(data: bytes, opcode: int = OP_BINARY, **options: Any) -> C
 
 
 # ---------------------------------------------------------------- rule 1
-async def test_rule_01_subprotocol_required(wsp_server: Any) -> None:
+async def test_rule_01_subprotocol(wsp_server: Any) -> None:
     async with wsp_server() as port:
         # the server selects the first offered version it speaks (S.1)
         for offered, selected in (("wsp.v2, wsp.v1", "wsp.v2"), ("chat, wsp.v1", "wsp.v1")):
@@ -138,7 +138,7 @@ BAD_HEADERS = {
 @pytest.mark.parametrize(
     "case", [*sorted(BAD_HEADERS), "to-the-client:reserved-bit-3", "to-the-client:v1-header-on-v2"]
 )
-async def test_rule_03_header_decodes(wsp_server: Any, case: str) -> None:
+async def test_rule_03_header(wsp_server: Any, case: str) -> None:
     if case.startswith("to-the-client:"):
         closed = await client_gets(BAD_HEADERS[case.split(":", 1)[1]])
         assert closed.code == 1002, closed
@@ -185,7 +185,7 @@ TO_THE_CLIENT_4 = {
 @pytest.mark.parametrize(
     "case", [*sorted(BAD_PAYLOADS), "str-resume-token", *sorted(TO_THE_CLIENT_4)]
 )
-async def test_rule_04_payload_content(wsp_server: Any, case: str) -> None:
+async def test_rule_04_payload(wsp_server: Any, case: str) -> None:
     if case in TO_THE_CLIENT_4:
         closed = await client_gets(TO_THE_CLIENT_4[case])
         assert closed.code == 1007, closed
@@ -226,7 +226,7 @@ LIMITS: dict[str, bytes] = {
     "case",
     [*sorted(LIMITS), "message-size", "to-the-client:map-entries", "to-the-client:message-size"],
 )
-async def test_rule_05_decoding_limits(wsp_server: Any, case: str) -> None:
+async def test_rule_05_limits(wsp_server: Any, case: str) -> None:
     if case == "to-the-client:map-entries":
         big = header(HEARTBEAT) + pack({"id": 1, **{f"k{i}": i for i in range(300)}})
         closed = await client_gets(big)

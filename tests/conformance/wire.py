@@ -87,13 +87,16 @@ def close_frame(code: int, reason: str = "", *, mask: bytes | None = MASK) -> by
     return frame(OP_CLOSE, struct.pack("!H", code) + reason.encode(), mask=mask)
 
 
-def parse_frame(buf: bytes) -> tuple[bool, int, bytes, int] | None:
+def parse_frame(buf: bytes, masked_expected: bool) -> tuple[bool, int, bytes, int] | None:
     """(fin, opcode, unmasked payload, bytes used), or None when ``buf`` holds less
-    than a whole frame."""
+    than a whole frame. RFC 6455 5.1-5.2: client frames are masked, server frames
+    are not, and no RSV bit is set (no extension is negotiated here)."""
     if len(buf) < 2:
         return None
     fin, opcode = bool(buf[0] & 0x80), buf[0] & 0x0F
     masked, n = bool(buf[1] & 0x80), buf[1] & 0x7F
+    assert not buf[0] & 0x70, f"RSV bits set: {buf[0]:#x}"
+    assert masked == masked_expected, "a server frame masked or a client frame unmasked"
     i = 2
     if n == 126:
         if len(buf) < 4:
@@ -342,7 +345,7 @@ class Peer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            parsed = parse_frame(self.buf)
+            parsed = parse_frame(self.buf, masked_expected=not self.masked)
             if parsed is not None:
                 fin, opcode, payload, used = parsed
                 self.buf = self.buf[used:]
