@@ -173,7 +173,7 @@ def test_a_reader_that_goes_away_stops_wsp_quietly(tmp_path: Path) -> None:
 @pytest.mark.parametrize("color", ["", "1"])
 def test_table_rows_written_as_text_match_rich(color: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The table's rows, written as text, are what rich printed (cropping, styles)."""
-    from wsproto_tools.cli import decode
+    from wsproto_tools.render.rows import Printer
 
     monkeypatch.setenv("COLUMNS", "100")
     if color:
@@ -183,7 +183,7 @@ def test_table_rows_written_as_text_match_rich(color: str, monkeypatch: pytest.M
     for _, path, _ in samples():
         outputs = []
         for fast in (True, False):
-            monkeypatch.setattr(decode.Printer, "fast_table", fast)
+            monkeypatch.setattr(Printer, "fast_table", fast)
             outputs.append([run(*extra, str(path)).stdout for extra in ([], ["--hex"])])
         assert outputs[0] == outputs[1], path.name
     assert ("\x1b[" in outputs[0][0]) == bool(color)

@@ -32,8 +32,9 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from wsproto_tools.capture import CapturedMessage
 from wsproto_tools.capture.reader import open_capture
-from wsproto_tools.cli.decode import Printer, make_filter
+from wsproto_tools.cli.decode import make_filter
 from wsproto_tools.cli.env import Environment
+from wsproto_tools.render.rows import Printer
 from wsproto_tools.ws.messages import WsMessage
 
 

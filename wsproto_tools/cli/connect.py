@@ -11,15 +11,15 @@ from __future__ import annotations
 __all__ = ["connect"]
 
 import os
-import sys
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
-from wsproto_tools.cli.env import guarded, run_async
+from wsproto_tools.cli.env import run_async
 from wsproto_tools.cli.params import WS_URL, client_ssl
 from wsproto_tools.cli.session_common import client_options, make_options
+from wsproto_tools.cli.status import CommandExit, ExitStatus
 
 
 def _headers(
@@ -90,7 +90,6 @@ def _headers(
     help="At the end of piped input, wait S seconds for replies before closing.",
 )
 @client_options
-@guarded
 def connect(
     url: str,
     headers: tuple[tuple[str, str], ...],
@@ -198,4 +197,4 @@ def connect(
 
     status = run_async(main())
     if status:
-        sys.exit(status)
+        raise CommandExit(ExitStatus(status))

@@ -188,7 +188,7 @@ async def run_wsp(
     if interrupted and not source.interactive:
         raise asyncio.CancelledError
     if failure is not None:
-        raise failure  # guarded: one line, its status (4 network, 5 refused)
+        raise failure  # cli.env.end: one line, its status (4 network, 5 refused)
     if source.interactive:
         out.note("closed", "dim")
     return status

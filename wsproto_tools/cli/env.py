@@ -5,8 +5,7 @@ from __future__ import annotations
 __all__ = [
     "Environment",
     "describe",
-    "fail",
-    "guarded",
+    "end",
     "output_closed",
     "run_async",
     "stop_on_sigterm",
@@ -16,17 +15,15 @@ import functools
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import IO, Any, NoReturn, ParamSpec, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 
 import click
 
-from wsproto_tools.cli.status import ExitStatus, status_for
+from wsproto_tools.cli.status import CommandExit, ExitStatus, status_for
 from wsproto_tools.exceptions import WspError
 
-P = ParamSpec("P")
-R = TypeVar("R")
 T = TypeVar("T")
 
 
@@ -53,7 +50,8 @@ class Environment:
         # Through a pipe or into a file nothing is cut: no width unless COLUMNS sets one.
         width = None if self.stdout_isatty or os.environ.get("COLUMNS") else PIPE_WIDTH
         console = Console(file=self.stdout, highlight=False, width=width)
-        console.on_broken_pipe = output_closed  # type: ignore[method-assign]
+        # rich's own answer is status 1; a closed pipe ends a command with 0
+        console.on_broken_pipe = output_closed  # type: ignore[method-assign]  # rich's hook
         return console
 
     @functools.cached_property
@@ -63,22 +61,24 @@ class Environment:
 
         return Console(file=self.stderr, highlight=False)
 
-
-def fail(message: str, status: ExitStatus) -> NoReturn:
-    """Print one line ``wsp: error: MESSAGE`` to stderr and exit with ``status``."""
-    click.echo(f"wsp: error: {message}", err=True)
-    sys.exit(int(status))
+    def warn(self, line: str) -> None:
+        """One line on stderr (``wsp: warning: ...``)."""
+        click.echo(line, err=True)
 
 
-def output_closed() -> NoReturn:
-    """The reader of stdout went away (``wsp decode --ndjson F | head``): stop quietly,
-    with status 0, as a pipeline expects."""
+def _stdout_closed() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # nothing more reaches the closed pipe
     except (OSError, ValueError, AttributeError):
         pass
-    sys.exit(int(ExitStatus.OK))
+
+
+def output_closed() -> NoReturn:
+    """The reader of stdout went away (``wsp decode --ndjson F | head``): stop quietly,
+    with status 0, as a pipeline expects."""
+    _stdout_closed()
+    raise CommandExit(ExitStatus.OK)
 
 
 def describe(error: BaseException) -> str:
@@ -95,22 +95,41 @@ def describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def guarded(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn the package's errors into one line on stderr and a documented exit status."""
+def end(error: BaseException) -> int:
+    """How a command ended, said on stderr, and its exit status: the one place.
 
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except KeyboardInterrupt:
-            click.echo("wsp: interrupted", err=True)
-            sys.exit(int(ExitStatus.INTERRUPTED))
-        except BrokenPipeError:
-            output_closed()
-        except (WspError, OSError, UnicodeDecodeError) as error:
-            fail(describe(error), status_for(error))
-
-    return wrapper
+    :class:`~.status.CommandExit` gives its status (and its message, if any, as
+    ``wsp: error: ...``); the package's errors, OSError and UnicodeDecodeError get
+    one line and the status of :func:`~.status.status_for`; Ctrl-C (SIGTERM) is
+    ``wsp: interrupted`` and 130; a closed stdout ends quietly with 0; click's
+    usage errors are 2. Anything else is a bug and is raised again.
+    """
+    status: int
+    if isinstance(error, CommandExit):
+        message = error.message
+        status = error.status
+    elif isinstance(error, KeyboardInterrupt | click.Abort):
+        click.echo("wsp: interrupted", err=True)
+        return int(ExitStatus.INTERRUPTED)
+    elif isinstance(error, BrokenPipeError):
+        _stdout_closed()
+        return int(ExitStatus.OK)
+    elif isinstance(error, click.UsageError):
+        # "wsp: error: ... (see 'wsp decode --help')"
+        hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+        message = error.format_message() + hint
+        status = ExitStatus.USAGE
+    elif isinstance(error, click.FileError):
+        message, status = error.format_message(), ExitStatus.BAD_INPUT
+    elif isinstance(error, click.ClickException):
+        message, status = error.format_message(), error.exit_code
+    elif isinstance(error, WspError | OSError | UnicodeDecodeError):
+        message, status = describe(error), status_for(error)
+    else:
+        raise error
+    if message is not None:
+        click.echo(f"wsp: error: {message}", err=True)
+    return int(status)
 
 
 def _terminated(signum: int, frame: Any) -> None:
@@ -129,7 +148,7 @@ def stop_on_sigterm() -> None:
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; SIGTERM, like Ctrl-C, cancels it and then raises
-    KeyboardInterrupt (which ``guarded`` turns into status 130)."""
+    KeyboardInterrupt (which :func:`end` turns into status 130)."""
     import asyncio  # not at import time: `wsp --help` and the sync commands do without
 
     async def main() -> T:

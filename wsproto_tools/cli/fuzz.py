@@ -16,11 +16,11 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from wsproto_tools.cli.env import Environment, fail, guarded, run_async
+from wsproto_tools.cli.env import Environment, run_async
 from wsproto_tools.cli.params import (
     LISTEN_PORT,
     WS_URL,
@@ -29,7 +29,7 @@ from wsproto_tools.cli.params import (
     tls_client_options,
     tls_server_options,
 )
-from wsproto_tools.cli.status import ExitStatus
+from wsproto_tools.cli.status import CommandExit, ExitStatus
 
 #: Without a terminal on stderr, one progress line at most this often (seconds).
 PIPE_PROGRESS_EVERY = 30.0
@@ -105,7 +105,6 @@ PIPE_PROGRESS_EVERY = 30.0
 @tls_client_options
 @tls_server_options
 @click.pass_obj
-@guarded
 def fuzz(
     env: Environment,
     url: str | None,
@@ -184,7 +183,8 @@ def fuzz(
     else:
         assert url is not None
         status = _client(env, cases, options, url, client_ssl(url, cafile, insecure), writer)
-    sys.exit(int(status))
+    if status:
+        raise CommandExit(status)
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -387,9 +387,9 @@ class _Progress:
             )
 
 
-def _interrupted(done: int, total: int) -> None:
+def _interrupted(done: int, total: int) -> NoReturn:
     click.echo(f"wsp: interrupted after {done} of {total} cases", err=True)
-    sys.exit(int(ExitStatus.INTERRUPTED))
+    raise CommandExit(ExitStatus.INTERRUPTED)
 
 
 def _client(
@@ -417,9 +417,9 @@ def _client(
     try:
         run_async(preflight())
     except ConnectionFailed as error:
-        fail(str(error), ExitStatus.NETWORK)
+        raise CommandExit(ExitStatus.NETWORK, str(error)) from None
     except HandshakeError as error:
-        fail(f"{url}: {error}", ExitStatus.NETWORK)
+        raise CommandExit(ExitStatus.NETWORK, f"{url}: {error}") from None
     started = _now()
     begin = time.monotonic()
     finished: list[Any] = []

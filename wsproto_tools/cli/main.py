@@ -11,13 +11,14 @@ __all__ = ["COMMANDS", "cli", "main"]
 
 import importlib
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from wsproto_tools import __version__
-from wsproto_tools.cli.env import Environment
-from wsproto_tools.cli.status import ExitStatus
+from wsproto_tools.cli.env import Environment, end
+from wsproto_tools.cli.status import CommandExit
+from wsproto_tools.exceptions import WspError
 
 # name -> ("module:attribute", one-line help). Only commands that work are listed.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -63,6 +64,14 @@ class LazyGroup(click.Group):
             ctx.fail(f"no such command {name!r}{did_you_mean(name, sorted(COMMANDS))}")
         return super().resolve_command(ctx, args)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; how it ended becomes a line and a status (:func:`end`)."""
+        try:
+            return super().invoke(ctx)
+        except (CommandExit, WspError, OSError, UnicodeDecodeError, KeyboardInterrupt) as error:
+            # through click as its own Exit: CliRunner and main() get the status
+            raise click.exceptions.Exit(end(error)) from None
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
         if rows:
@@ -83,33 +92,16 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = Environment()
 
 
-def main(argv: list[str] | None = None) -> Any:
-    """Console-script entry point."""
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Console-script entry point: the only place the process exits."""
     from wsproto_tools.cli.env import stop_on_sigterm
 
     stop_on_sigterm()
     try:
         status = cli.main(args=argv, prog_name="wsp", standalone_mode=False)
-    except click.UsageError as error:
-        # one line, as every other error: "wsp: error: ... (see 'wsp decode --help')"
-        hint = ""
-        if error.ctx is not None:
-            hint = f" (see '{error.ctx.command_path} --help')"
-        click.echo(f"wsp: error: {error.format_message()}{hint}", err=True)
-        sys.exit(int(ExitStatus.USAGE))
-    except click.FileError as error:
-        click.echo(f"wsp: error: {error.format_message()}", err=True)
-        sys.exit(int(ExitStatus.BAD_INPUT))
-    except click.ClickException as error:
-        click.echo(f"wsp: error: {error.format_message()}", err=True)
-        sys.exit(error.exit_code)
-    except (KeyboardInterrupt, click.Abort):
-        click.echo("wsp: interrupted", err=True)
-        sys.exit(int(ExitStatus.INTERRUPTED))
-    except BrokenPipeError:
-        from wsproto_tools.cli.env import output_closed
-
-        output_closed()
+    except (click.ClickException, click.Abort, KeyboardInterrupt, BrokenPipeError) as error:
+        # click's usage errors, and what happened outside a command
+        status = end(error)
     sys.exit(status if isinstance(status, int) else 0)
 
 

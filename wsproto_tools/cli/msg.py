@@ -9,8 +9,8 @@ import sys
 
 import click
 
-from wsproto_tools.cli.env import Environment, fail, guarded
-from wsproto_tools.cli.status import ExitStatus
+from wsproto_tools.cli.env import Environment
+from wsproto_tools.cli.status import CommandExit, ExitStatus
 
 
 def _parse_hex(text: str, what: str) -> bytes:
@@ -19,10 +19,14 @@ def _parse_hex(text: str, what: str) -> bytes:
         cleaned = cleaned[2:]
     for index, char in enumerate(cleaned):
         if char not in "0123456789abcdefABCDEF":
-            fail(f"{what}: {char!r} at hex digit {index} is not a hex digit", ExitStatus.BAD_INPUT)
+            raise CommandExit(
+                ExitStatus.BAD_INPUT,
+                f"{what}: {char!r} at hex digit {index} is not a hex digit")
     if len(cleaned) % 2:
-        fail(f"{what}: odd number of hex digits ({len(cleaned)}); "
-             f"byte {len(cleaned) // 2} is incomplete", ExitStatus.BAD_INPUT)
+        raise CommandExit(
+            ExitStatus.BAD_INPUT,
+            f"{what}: odd number of hex digits ({len(cleaned)}); "
+            f"byte {len(cleaned) // 2} is incomplete")
     return bytes.fromhex(cleaned)
 
 
@@ -43,7 +47,6 @@ def msg() -> None:
               help="Wire version (default: detected from the first byte).")
 @click.option("--key", "key_hex", metavar="HEX", help="32-byte session key to decrypt with.")
 @click.pass_obj
-@guarded
 def decode(
     env: Environment, message: str, as_json: bool, raw: bool, version: str | None,
     key_hex: str | None,
@@ -56,7 +59,7 @@ def decode(
         data = sys.stdin.buffer.read() if raw else _parse_hex(
             sys.stdin.read(), "stdin")
     elif raw:
-        fail("--raw reads stdin; give '-' as the message", ExitStatus.USAGE)
+        raise CommandExit(ExitStatus.USAGE, "--raw reads stdin; give '-' as the message")
     else:
         data = _parse_hex(message, "message")
     key = _key(key_hex)
@@ -88,7 +91,6 @@ def decode(
 @click.option("--key", "key_hex", metavar="HEX", help="Encrypt under this 32-byte key.")
 @click.option("--nonce", "nonce_hex", metavar="HEX", help="12-byte nonce (with --key; "
               "default all zero).")
-@guarded
 def encode(
     version: str, type_name: str, text: str | None, data_hex: str | None,
     payload_json: str | None, sequence: int, session: int, timestamp: int, compress: bool,
@@ -112,7 +114,7 @@ def encode(
     given = [name for name, value in (("--text", text), ("--data", data_hex),
                                       ("--payload-json", payload_json)) if value is not None]
     if len(given) > 1:
-        fail(f"give only one of {', '.join(given)}", ExitStatus.USAGE)
+        raise CommandExit(ExitStatus.USAGE, f"give only one of {', '.join(given)}")
     cls = payload_type(type_name)
     code: int | None = None
     if cls is None:
@@ -128,7 +130,7 @@ def encode(
                 param_hint="--type",
             ) from None
         if not 0 <= code <= 0xFFFF:
-            fail(f"type code {type_name} is outside 0..0xFFFF", ExitStatus.BAD_INPUT)
+            raise CommandExit(ExitStatus.BAD_INPUT, f"type code {type_name} is outside 0..0xFFFF")
         if code in TYPES:
             cls = TYPES[code].cls
     payload: Payload
@@ -136,7 +138,9 @@ def encode(
         try:
             obj = json.loads(payload_json)
         except json.JSONDecodeError as error:
-            fail(f"--payload-json: {error.msg} at character {error.pos}", ExitStatus.BAD_INPUT)
+            raise CommandExit(
+                ExitStatus.BAD_INPUT,
+                f"--payload-json: {error.msg} at character {error.pos}") from None
         if cls is None:
             assert code is not None
             payload = Unknown(code, _parse_hex(str(obj.get("hex", "")), "payload hex")
@@ -145,7 +149,7 @@ def encode(
             payload = payload_from_json(cls, obj)
     elif text is not None:
         if cls is not TextData:
-            fail("--text goes with --type TextData", ExitStatus.USAGE)
+            raise CommandExit(ExitStatus.USAGE, "--text goes with --type TextData")
         payload = TextData(text)
     elif data_hex is not None:
         data = _parse_hex(data_hex, "--data")
@@ -155,14 +159,16 @@ def encode(
             assert code is not None
             payload = Unknown(code, data)
         else:
-            fail("--data goes with --type BinaryData or a type code", ExitStatus.USAGE)
+            raise CommandExit(ExitStatus.USAGE, "--data goes with --type BinaryData or a type code")
     elif cls is None:
         assert code is not None
         payload = Unknown(code, b"")
     elif cls is TextData:
-        fail("--type TextData needs --text S (or --payload-json)", ExitStatus.USAGE)
+        raise CommandExit(ExitStatus.USAGE, "--type TextData needs --text S (or --payload-json)")
     elif cls is BinaryData:
-        fail("--type BinaryData needs --data HEX (or --payload-json)", ExitStatus.USAGE)
+        raise CommandExit(
+            ExitStatus.USAGE,
+            "--type BinaryData needs --data HEX (or --payload-json)")
     else:
         payload = payload_from_json(cls, {})
     flags = Flags.NONE
@@ -176,7 +182,7 @@ def encode(
         nonce = _parse_hex(nonce_hex, "--nonce") if nonce_hex is not None else bytes(12)
         cipher = Cipher(_parse_hex(key_hex, "--key"), lambda: nonce)
     elif nonce_hex is not None:
-        fail("--nonce goes with --key", ExitStatus.USAGE)
+        raise CommandExit(ExitStatus.USAGE, "--nonce goes with --key")
     message = Message(payload, sequence=sequence, session_id=session, timestamp=timestamp,
                       flags=flags)
     click.echo(encode(message, version=int(version), cipher=cipher).hex())

@@ -9,10 +9,9 @@ import sys
 
 import click
 
-from wsproto_tools.cli.env import fail, guarded
 from wsproto_tools.cli.params import WS_URL, client_ssl
 from wsproto_tools.cli.session_common import client_options, make_options, run_async
-from wsproto_tools.cli.status import ExitStatus
+from wsproto_tools.cli.status import CommandExit, ExitStatus
 
 
 @click.command()
@@ -30,7 +29,6 @@ from wsproto_tools.cli.status import ExitStatus
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary line.")
 @client_options
-@guarded
 def pub(
     url: str,
     topic: str,
@@ -69,7 +67,9 @@ def pub(
     from wsproto_tools.client import Client
 
     if not messages:
-        fail("give at least one MESSAGE, or '-' to read lines from stdin", ExitStatus.USAGE)
+        raise CommandExit(
+            ExitStatus.USAGE,
+            "give at least one MESSAGE, or '-' to read lines from stdin")
     lines: list[str] = []
     for message in messages:
         if message == "-":
@@ -82,7 +82,9 @@ def pub(
             try:
                 payloads.append(bytes.fromhex(line))
             except ValueError:
-                fail(f"message {number} is not hex: {line[:40]!r}", ExitStatus.BAD_INPUT)
+                raise CommandExit(
+                    ExitStatus.BAD_INPUT,
+                    f"message {number} is not hex: {line[:40]!r}") from None
         else:
             payloads.append(line.encode("utf-8"))
     options = make_options(**opts)  # type: ignore[arg-type]
@@ -102,7 +104,7 @@ def pub(
         click.echo(json.dumps({"topic": topic, "published": total, "acknowledged": acked}))
     if acked < total:
         click.echo(f"wsp: {total - acked} of {total} messages were not acknowledged", err=True)
-        sys.exit(int(ExitStatus.PROBLEMS_FOUND))
+        raise CommandExit(ExitStatus.PROBLEMS_FOUND)
     if not as_json:
         click.echo(
             f"published {total} message{'s' if total != 1 else ''} to {topic}, all acknowledged",

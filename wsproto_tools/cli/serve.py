@@ -7,30 +7,30 @@ __all__ = ["serve"]
 import asyncio
 import secrets
 import signal
-import sys
 from pathlib import Path
 
 import click
 
-from wsproto_tools.cli.env import fail, guarded
 from wsproto_tools.cli.params import LISTEN_PORT, server_ssl, tls_server_options
-from wsproto_tools.cli.status import ExitStatus
+from wsproto_tools.cli.status import CommandExit, ExitStatus
 
 
 def _read_key(path: Path) -> bytes:
     try:
         key = path.read_bytes().strip()
     except OSError as error:
-        fail(f"--jwt-key {path}: {error.strerror or error}", ExitStatus.BAD_INPUT)
+        raise CommandExit(
+            ExitStatus.BAD_INPUT,
+            f"--jwt-key {path}: {error.strerror or error}") from None
     if not key:
-        fail(f"--jwt-key {path}: the file is empty", ExitStatus.BAD_INPUT)
+        raise CommandExit(ExitStatus.BAD_INPUT, f"--jwt-key {path}: the file is empty")
     from wsproto_tools.engine.auth import JwtVerifier
     from wsproto_tools.exceptions import ConfigError
 
     try:
         JwtVerifier(key)  # a PEM key that cannot verify tokens is refused now, not per token
     except ConfigError as error:
-        fail(f"--jwt-key {path}: {error}", ExitStatus.BAD_INPUT)
+        raise CommandExit(ExitStatus.BAD_INPUT, f"--jwt-key {path}: {error}") from None
     return key
 
 
@@ -176,7 +176,6 @@ def _read_key(path: Path) -> bytes:
 )
 @click.option("--deflate", is_flag=True, help="Offer permessage-deflate (RFC 7692).")
 @tls_server_options
-@guarded
 def serve(
     host: str,
     port: int,
@@ -230,7 +229,9 @@ def serve(
     from wsproto_tools.server import ServerConfig, WspServer
 
     if no_auth and (secret or jwt_key):
-        fail("--no-auth cannot be combined with --secret/WSP_SECRET or --jwt-key", ExitStatus.USAGE)
+        raise CommandExit(
+            ExitStatus.USAGE,
+            "--no-auth cannot be combined with --secret/WSP_SECRET or --jwt-key")
     context = server_ssl(certfile, keyfile)
     generated = None
     if not no_auth and not secret and jwt_key is None:
@@ -295,4 +296,3 @@ def serve(
         await server.shutdown()
 
     asyncio.run(run())
-    sys.exit(int(ExitStatus.OK))

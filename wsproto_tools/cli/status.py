@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ExitStatus", "status_for"]
+__all__ = ["CommandExit", "ExitStatus", "status_for"]
 
 from enum import IntEnum
 
@@ -25,6 +25,18 @@ class ExitStatus(IntEnum):
     NETWORK = 4  # connection or network error
     AUTH_REFUSED = 5
     INTERRUPTED = 130
+
+
+class CommandExit(Exception):
+    """Ends a command with ``status``; ``message``, if any, is the error's one line
+    (``wsp: error: MESSAGE`` on stderr). The one way a command ends early or with
+    a status other than 0 (``cli/env.py``'s :func:`~wsproto_tools.cli.env.end`
+    turns it, and the package's errors, into the line and the status)."""
+
+    def __init__(self, status: ExitStatus, message: str | None = None) -> None:
+        super().__init__(message or status.name)
+        self.status = status
+        self.message = message
 
 
 def status_for(error: BaseException) -> ExitStatus:

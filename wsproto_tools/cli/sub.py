@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 
-from wsproto_tools.cli.env import guarded
 from wsproto_tools.cli.params import WS_URL, client_ssl
 from wsproto_tools.cli.session_common import client_options, make_options, run_async
 
@@ -30,7 +29,6 @@ from wsproto_tools.cli.session_common import client_options, make_options, run_a
     "--count", type=click.IntRange(1), default=None, metavar="N", help="Exit after N deliveries."
 )
 @client_options
-@guarded
 def sub(
     url: str,
     topics: tuple[str, ...],

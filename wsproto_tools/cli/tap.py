@@ -12,12 +12,10 @@ from typing import IO, Any
 
 import click
 
-from wsproto_tools.cli.decode import Outcome, Printer, filter_options, make_filter
-from wsproto_tools.cli.env import Environment, fail, guarded
-from wsproto_tools.cli.status import ExitStatus
+from wsproto_tools.cli.decode import filter_options, make_filter
+from wsproto_tools.cli.env import Environment
+from wsproto_tools.cli.status import CommandExit, ExitStatus
 
-#: Output is written at least this often (seconds) while packets keep coming.
-FLUSH_EVERY = 0.05
 #: A backlog this large (packets) at the end is announced on stderr.
 BACKLOG_NOTE = 10_000
 
@@ -74,7 +72,6 @@ class Stopper:
 @click.option("--duration", type=click.FloatRange(min=0), help="Stop after S seconds.")
 @filter_options
 @click.pass_obj
-@guarded
 def tap(
     env: Environment,
     iface: str,
@@ -108,9 +105,11 @@ def tap(
     Exit status: 0 ok; 1 with --strict when violations were found; 3 the
     interface cannot be captured on.
     """
-    from wsproto_tools.capture import CaptureDecoder, CapturedMessage
+    from wsproto_tools.capture import CaptureDecoder
     from wsproto_tools.capture.live import LiveCapture, bpf_for
+    from wsproto_tools.capture.pipeline import LiveRun, run_live
     from wsproto_tools.capture.writer import PcapngWriter
+    from wsproto_tools.render.rows import Printer
 
     accept = make_filter(conns, direction, opcodes, types, topic, grep)
     printer = Printer(env, mode="ndjson" if ndjson else "table", show_hex=show_hex,
@@ -121,45 +120,15 @@ def tap(
     capture = LiveCapture(iface, bpf_for(port, bpf))
     decoder = CaptureDecoder(ws_ports=ports)
     stopper = Stopper()
-    seen = 0
-    not_decoded = 0
-    last_flush = time.monotonic()
 
-    def handle(events: list[Any]) -> None:
-        nonlocal seen
-        printer.events(events)
-        if count is not None:
-            seen += sum(1 for e in events if type(e) is CapturedMessage and accept(e))
+    def backlog(waiting: int) -> None:
+        if waiting >= BACKLOG_NOTE and not quiet:
+            click.echo(f"wsp: decoding the {waiting} packets already captured; "
+                       "Ctrl-C again to skip them", err=True)
 
-    # a packet that releases many messages hands them out as they are made
-    decoder.spill = handle
-
-    def decode(batch: list[Any]) -> bool:
-        """Decode (and save) one batch of packets; True when --count is reached."""
-        nonlocal last_flush
-        packet = decoder.packet
-        for pkt in batch:
-            if writer is not None:
-                writer.write(pkt[1], pkt[3])
-            events = packet(pkt)
-            if events:
-                handle(events)
-            if count is not None and seen >= count:
-                return True
-        now = time.monotonic()
-        if not batch or now - last_flush >= FLUSH_EVERY:
-            printer.flush()
-            env.stdout.flush()
-            last_flush = now
-        return False
-
-    def save(pkt: Any) -> None:
-        if writer is not None:
-            writer.write(pkt[1], pkt[3])
-
-    started = time.time()
+    run = LiveRun(count=count, accept=accept, duration=duration, stop=stopper.requested,
+                  hard_stop=lambda: stopper.hard, backlog=backlog, flushed=env.stdout.flush)
     out: IO[bytes] | None = None
-    writer = None
     # signals stop the capture, then the decoding, until the summary is out
     with stopper.installed():
         try:
@@ -167,64 +136,32 @@ def tap(
                 try:
                     out = open(write, "wb")  # noqa: SIM115
                 except OSError as error:
-                    fail(f"cannot write {write}: {error.strerror or error}", ExitStatus.BAD_INPUT)
+                    raise CommandExit(ExitStatus.BAD_INPUT,
+                                      f"cannot write {write}: {error.strerror or error}") from None
                 writer = PcapngWriter(out, capture.linktype, name=iface)
+
+                def save(pkt: Any) -> None:
+                    writer.write(pkt[1], pkt[3])
+
+                run.save = save
             if not quiet:
                 filt = bpf_for(port, bpf) or "everything"
                 click.echo(f"wsp: tapping {iface} ({filt}); Ctrl-C to stop", err=True)
-            counted = False
-            for batch in capture.batches(duration=duration, stop=stopper.requested):
-                if decode(batch):
-                    counted = True
-                    break
-            capture.freeze()  # no more packets in: the rest is what was captured
-            if not counted:
-                kernel_packets, kernel_drops = capture.kernel_counters()
-                waiting = kernel_packets - kernel_drops - capture.stats.received
-                if waiting >= BACKLOG_NOTE and not quiet:
-                    click.echo(f"wsp: decoding the {waiting} packets already captured; "
-                               "Ctrl-C again to skip them", err=True)
-                for batch in capture.backlog():
-                    if stopper.hard:  # the rest is counted (and saved), not decoded
-                        if writer is not None:
-                            for pkt in batch:
-                                save(pkt)
-                        not_decoded = len(batch) + capture.discard(
-                            None if writer is None else save)
-                        break
-                    if decode(batch):
-                        break
-            handle(decoder.finish())
-            kernel_packets, kernel_drops = capture.kernel_counters()
-            if writer is not None:
-                writer.statistics(time.time(), kernel_packets, kernel_drops)
+            outcome = run_live(capture, decoder, printer, run)
+            if write:
+                writer.statistics(time.time(), run.kernel_packets, run.kernel_drops)
         finally:
             capture.close()
             if out is not None:
                 out.close()
-        stats = capture.stats
-        outcome = Outcome(
-            printer.stats, decoder.connections, decoder.packets, decoder.tcp_packets,
-            decoder.first_ts if decoder.first_ts is not None else started, decoder.last_ts,
-            f"live:{iface}", kernel_drops, printer.violations, limits=decoder.limits(),
-        )
-        summary: dict[str, Any] = outcome.stats.summary(
-            outcome.connections,
-            packets=outcome.packets,
-            tcp_packets=outcome.tcp_packets,
-            capture_format=outcome.capture_format,
-            first_ts=outcome.first_ts,
-            last_ts=outcome.last_ts,
-            dropped=kernel_drops,
-            limits=outcome.limits,
-        )
-        summary["kernel_packets"] = kernel_packets
-        summary["not_decoded"] = not_decoded
-        summary["loopback_duplicates"] = stats.duplicates
+        summary = outcome.summary()
+        summary["kernel_packets"] = run.kernel_packets
+        summary["not_decoded"] = run.not_decoded
+        summary["loopback_duplicates"] = capture.stats.duplicates
         printer.finish(outcome.connections, summary)
         with contextlib.suppress(OSError):
             env.stdout.flush()
-        if not_decoded:
-            click.echo(f"wsp: {not_decoded} packets captured but not decoded", err=True)
+        if run.not_decoded:
+            click.echo(f"wsp: {run.not_decoded} packets captured but not decoded", err=True)
         if strict and outcome.violations:
-            raise SystemExit(int(ExitStatus.PROBLEMS_FOUND))
+            raise CommandExit(ExitStatus.PROBLEMS_FOUND)

@@ -12,8 +12,10 @@ __all__ = [
     "HEADER",
     "LineBuffer",
     "MessageLines",
+    "PyLineWriter",
     "connection_record",
     "hexdump",
+    "line_writer",
     "message_record",
     "message_row",
     "payload_preview",
@@ -27,7 +29,7 @@ import operator
 from collections.abc import Callable
 from datetime import UTC, datetime
 from json.encoder import encode_basestring as _quote
-from typing import Any
+from typing import Any, cast
 
 from wsproto_tools import native
 from wsproto_tools.capture.decoder import CapturedMessage, Connection
@@ -245,11 +247,14 @@ class MessageLines:
         return "".join(out)
 
     def c_writer(self, limit: int = 1 << 30) -> Any:
-        """The C writer of these lines (``render/_lines.c``), or None when it was not
-        built or ``WSP_PURE_PYTHON`` is set (see :mod:`..native`)."""
+        """The C writer of these lines (``render/_lines.c``) loaded now, or None when
+        it was not built or ``WSP_PURE_PYTHON`` is set (tests compare the two forms;
+        :class:`LineBuffer` uses :data:`line_writer`, chosen at import)."""
         module = native.load("render._lines")
-        if module is None:
-            return None
+        return None if module is None else self.c_form(module, limit)
+
+    def c_form(self, module: Any, limit: int = 1 << 30) -> Any:
+        """The ``LineWriter`` of C module ``module`` for these lines."""
 
         def simple(cls: type) -> tuple[tuple[str, bytes], ...] | None:
             names = self._simple_fields(cls)
@@ -402,9 +407,55 @@ def _cut_text(text: str, limit: int) -> tuple[str, int]:
     return short, len(data) - len(short.encode("utf-8", "surrogatepass"))
 
 
+class PyLineWriter:
+    """The Python form of the C ``LineWriter`` (``render/_lines.c``): the lines of
+    ``lines`` gathered as text, encoded to UTF-8 when taken. It takes every message
+    (``write`` returns True); ``size`` is an estimate of the bytes waiting."""
+
+    def __init__(self, lines: MessageLines) -> None:
+        self._lines = lines
+        self._parts: list[str] = []
+        self.size = 0
+
+    def write(self, item: CapturedMessage) -> bool:
+        self._lines.write(item, self._parts)
+        # about what the line holds (its payload as hex, the rest), for the flush
+        self.size += 2 * len(item.msg.payload) + 256
+        return True
+
+    def append(self, data: bytes) -> None:
+        self._parts.append(data.decode("utf-8", "surrogateescape"))
+        self.size += len(data)
+
+    def take(self) -> bytes:
+        data = "".join(self._parts).encode("utf-8", "surrogateescape")
+        self._parts = []
+        self.size = 0
+        return data
+
+    def write_to(self, write: Callable[[memoryview], object]) -> None:
+        write(memoryview(self.take()))
+
+
+def _c_line_writer(module: Any) -> Callable[[MessageLines], Any]:
+    def make(lines: MessageLines) -> Any:
+        return lines.c_form(module)
+
+    return make
+
+
+#: ``line_writer(lines)``: the writer of a :class:`MessageLines`' lines as UTF-8
+#: bytes: the C ``LineWriter`` when it was built (chosen once, at import), else
+#: :class:`PyLineWriter`. Both have ``write(item) -> bool`` (False: a shape the C
+#: one leaves to Python), ``append(bytes)``, ``size``, ``take()``, ``write_to(write)``.
+line_writer = native.pick(
+    "render._lines", _c_line_writer, cast(Callable[[MessageLines], Any], PyLineWriter)
+)
+
+
 class LineBuffer:
-    """NDJSON lines of messages gathered as UTF-8 bytes: by the C writer when it was
-    built, else (and for the rare shapes it leaves alone) by :class:`MessageLines`.
+    """NDJSON lines of messages gathered as UTF-8 bytes by :data:`line_writer` (and,
+    for the rare shapes the C writer leaves alone, by :class:`MessageLines`).
 
     ``write(item)`` adds a message's line, ``text(s)`` adds text as it is,
     ``take()`` returns what was gathered and starts again.
@@ -412,60 +463,37 @@ class LineBuffer:
 
     def __init__(self, *, with_hex: bool = False, max_payload: int | None = None) -> None:
         self.lines = MessageLines(with_hex=with_hex, max_payload=max_payload)
-        self._c = self.lines.c_writer()
-        self._parts: list[str] = []
-        #: characters waiting on the Python path (an estimate)
-        self._chars = 0
+        self._writer = line_writer(self.lines)
+        self.accelerated = not isinstance(self._writer, PyLineWriter)
+        #: ``fast(item) -> bool``: the writer's own method, for callers that call
+        #: :meth:`fallback` when it returns False (one call less per line)
+        self.fast: Callable[[CapturedMessage], bool] = self._writer.write
 
-        self.accelerated = self._c is not None
-        self.write: Callable[[CapturedMessage], None] = (
-            self._write_c if self._c is not None else self._write_py
-        )
-        #: ``fast(item) -> bool``: the C writer's own method, for callers that call
-        #: :meth:`fallback` when it returns False (one call less per line); or None
-        self.fast: Callable[[CapturedMessage], bool] | None = (
-            None if self._c is None else self._c.write
-        )
-
-    def _write_c(self, item: CapturedMessage) -> None:
-        if not self._c.write(item):
+    def write(self, item: CapturedMessage) -> None:
+        if not self._writer.write(item):
             self.fallback(item)
 
     def fallback(self, item: CapturedMessage) -> None:
         """Add the line of ``item`` by the Python writer (a shape the C one left)."""
-        self._c.append((self.lines(item) + "\n").encode("utf-8", "surrogateescape"))
+        self._writer.append((self.lines(item) + "\n").encode("utf-8", "surrogateescape"))
 
-    def _write_py(self, item: CapturedMessage) -> None:
-        self.lines.write(item, self._parts)
-        # about what the line holds (its payload as hex, the rest), for the flush
-        self._chars += 2 * len(item.msg.payload) + 256
+    #: the line of ``item`` written by Python, whichever writer was chosen
+    _write_py = fallback
 
     def text(self, text: str) -> None:
-        if self._c is not None:
-            self._c.append(text.encode("utf-8", "surrogateescape"))
-        else:
-            self._parts.append(text)
-            self._chars += len(text)
+        self._writer.append(text.encode("utf-8", "surrogateescape"))
 
     @property
     def size(self) -> int:
-        """Bytes waiting (on the Python path, an estimate)."""
-        return int(self._c.size) if self._c is not None else self._chars
+        """Bytes waiting (with the Python writer, an estimate)."""
+        return int(self._writer.size)
 
     def write_to(self, write: Callable[[memoryview], object]) -> None:
         """``write`` what was gathered (without a copy when in C), and start again."""
-        if self._c is not None:
-            self._c.write_to(write)
-        else:
-            write(memoryview(self.take()))
+        self._writer.write_to(write)
 
     def take(self) -> bytes:
-        if self._c is not None:
-            return bytes(self._c.take())
-        data = "".join(self._parts).encode("utf-8", "surrogateescape")
-        self._parts = []
-        self._chars = 0
-        return data
+        return bytes(self._writer.take())
 
 
 def connection_record(conn: Connection) -> dict[str, Any]:
