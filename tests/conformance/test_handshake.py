@@ -64,30 +64,53 @@ async def echoed(peer: Peer, text: bytes, seq: int) -> Msg:
 
 
 # ---------------------------------------------------------------- rule 6
-async def test_rule_06_challenge_first(wsp_server: Any) -> None:
-    # the server speaks first, unsolicited, whatever the method
-    configs: list[tuple[dict[str, Any], list[str]]] = [
-        ({}, ["hmac"]),
-        ({"secret": None, "jwt_key": JWT_KEY}, ["jwt"]),
-        ({"secret": None, "no_auth": True}, ["none"]),
-    ]
-    for config, methods in configs:
-        async with wsp_server(**config) as port:
-            peer = await connect(port)
-            first = await peer.recv()
-            assert isinstance(first, Msg) and first.code == CHALLENGE, first
-            assert 16 <= len(first.body["nonce"]) <= 256
-            assert first.body.get("methods") == methods
+@pytest.mark.parametrize(
+    "case", ["server-speaks-first", "response-after-authenticate", "client", "observer"]
+)
+async def test_rule_06_challenge_first(wsp_server: Any, case: str) -> None:
+    if case == "server-speaks-first":  # a Challenge, unsolicited, whatever the method
+        configs: list[tuple[dict[str, Any], list[str]]] = [
+            ({}, ["hmac"]),
+            ({"secret": None, "jwt_key": JWT_KEY}, ["jwt"]),
+            ({"secret": None, "no_auth": True}, ["none"]),
+        ]
+        for config, methods in configs:
+            async with wsp_server(**config) as port:
+                peer = await connect(port)
+                first = await peer.recv()
+                assert isinstance(first, Msg) and first.code == CHALLENGE, first
+                assert 16 <= len(first.body["nonce"]) <= 256
+                assert first.body.get("methods") == methods
+                await peer.drop()
+    elif case == "response-after-authenticate":  # with hmac, not after the Handshake alone
+        async with wsp_server() as port:
+            peer = await challenged(port)
+            await peer.send_many([hello(peer)])
+            assert await peer.quiet(0.2) == [], "answered before the Authenticate"
+            await peer.send_many([authenticate(peer)])
+            await peer.expect(HANDSHAKE_RESPONSE, skip=())
             await peer.drop()
-    # a Handshake before the Challenge is a violation (the observer's view)
-    from wsproto_tools.codec.schema import Handshake, Message
-    from wsproto_tools.engine.observer import Direction, SessionObserver
+    elif case == "client":  # a HandshakeResponse before any Challenge
+        async def script(peer: Peer) -> tuple[Closed, list[Msg]]:
+            await peer.send(HANDSHAKE_RESPONSE, {"session_id": 7, "capabilities": ["ack"]})
+            return await peer.closed()
 
-    observer = SessionObserver()
-    early = Message(Handshake(capabilities=("ack",), auth="none", client_nonce=os.urandom(16)))
-    findings = observer.feed(Direction.CLIENT_TO_SERVER, early, 0.0)
-    assert [getattr(f, "rule_id", None) for f in findings] == [6], findings
-    assert findings[0].close_code == 1002
+        closed, before = await client_closes(script)
+        assert closed.code == 1002, (closed, before)
+    else:  # the observer: a Handshake before the Challenge, a response before the Handshake
+        from wsproto_tools.codec.schema import Challenge, Handshake, HandshakeResponse, Message
+        from wsproto_tools.engine.observer import Direction, SessionObserver
+
+        c2s, s2c = Direction.CLIENT_TO_SERVER, Direction.SERVER_TO_CLIENT
+        early = Message(Handshake(capabilities=("ack",), auth="none", client_nonce=os.urandom(16)))
+        findings = SessionObserver().feed(c2s, early, 0.0)
+        assert [getattr(f, "rule_id", None) for f in findings] == [6], findings
+        assert findings[0].close_code == 1002
+        observer = SessionObserver()
+        assert observer.feed(s2c, Message(Challenge(os.urandom(16), ("none",))), 0.0) == []
+        response = Message(HandshakeResponse(session_id=7, capabilities=("ack",)))
+        findings = observer.feed(s2c, response, 0.0)
+        assert 6 in [getattr(f, "rule_id", None) for f in findings], findings
 
 
 # ---------------------------------------------------------------- rule 7 (the client's duty)
@@ -402,6 +425,8 @@ async def test_rule_19_resume_token(wsp_server: Any) -> None:
         async def resume(token_bytes: bytes, **kw: Any) -> dict[str, Any]:
             again = await challenged(port)
             reply = await handshake(again, resume_token=token_bytes, last_received=0, **kw)
+            # S.2: every HandshakeResponse carries a token (a bin), a resumed one too
+            assert isinstance(reply.get("resume_token"), bytes) and reply["resume_token"]
             # not an error: the session goes on (data is echoed)
             await echoed(again, b"still here", 1)
             await again.drop()
