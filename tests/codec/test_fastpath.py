@@ -344,9 +344,11 @@ U64 = (1 << 64) - 1
 def test_the_v2_header_reads_back_what_it_writes(
     code: int, flags: int, sequence: int, session_id: int, timestamp: int, body: bytes
 ) -> None:
-    data = header.pack_v2(code, flags, sequence, session_id, timestamp)
+    data = header._pack_v2(code, flags, sequence, session_id, timestamp)
     assert header.unpack_v2(data + body) == (code, flags, sequence, session_id, timestamp,
                                               len(data))
+    assert c_pack_v2(code, flags, sequence, session_id, timestamp) == data
+    assert header.pack_v2(code, flags, sequence, session_id, timestamp) == data
 
 
 @FAST
@@ -364,6 +366,23 @@ def test_a_v2_header_has_one_form(data: bytes) -> None:
     if fast is not None:
         assert (fast.payload.type_code, int(fast.flags), fast.sequence, fast.session_id,
                 fast.timestamp) == (code, flags, sequence, session_id, timestamp)
+
+
+def c_pack_v2(*fields: int) -> bytes:
+    """The C form of pack_v2 (codec/_fast.c), whatever WSP_PURE_PYTHON says."""
+    module: Any = importlib.import_module("wsproto_tools.codec._fast")
+    packed: bytes = module.pack_v2(*fields)
+    return packed
+
+
+def test_the_c_header_writer_refuses_what_does_not_fit() -> None:
+    for fields in [(0x10000, 0, 0), (1, 8, 0), (1, 0, 1 << 32), (1, 0, 0, 1 << 64),
+                   (1, 0, 0, 0, -1)]:
+        with pytest.raises(OverflowError):
+            c_pack_v2(*fields)
+    with pytest.raises(TypeError):
+        c_pack_v2(1, 0)
+    assert c_pack_v2(0x0102, 4, 300, 5) == bytes.fromhex("6442ac0205")
 
 
 def test_the_v2_type_field() -> None:

@@ -22,3 +22,7 @@ class FastDecoder:
     def decode(
         self, data: bytes, *, version: int | None = None, limits: Any = ..., cipher: Any = None
     ) -> Any: ...
+
+def pack_v2(
+    code: int, flags: int, sequence: int, session_id: int = 0, timestamp: int = 0
+) -> bytes: ...

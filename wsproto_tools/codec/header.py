@@ -6,8 +6,8 @@ flags), the type (one byte ``cc nnnnnn`` for code ``cc << 8 | nnnnnn`` when
 cc < 3 and nnnnnn < 64, else 0xC0 and the code as u16le), then the sequence,
 the session id and the timestamp as minimal LEB128 varints; a zero session id
 or timestamp is left out. :func:`pack_v2` writes it and :func:`unpack_v2` reads
-it back with every canonical-form check. ``codec/_fast.c`` reads the same
-layout in C; ``tests/codec/test_fastpath.py`` checks that both agree.
+it back with every canonical-form check. ``codec/_fast.c`` writes and reads the
+same layout in C; ``tests/codec/test_fastpath.py`` checks that both agree.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ __all__ = ["pack_v2", "type_bytes", "unpack_v2"]
 import re
 import struct
 
+from wsproto_tools import native
 from wsproto_tools.codec.schema import (
     TYPES,
     V2_HAS_SESSION,
@@ -56,8 +57,8 @@ _SESSION = V2_HAS_SESSION
 _SESSION_VARINTS: dict[int, bytes] = {}
 
 
-def pack_v2(code: int, flags: int, sequence: int, session_id: int = 0,
-            timestamp: int = 0) -> bytes:
+def _pack_v2(code: int, flags: int, sequence: int, session_id: int = 0,
+             timestamp: int = 0) -> bytes:
     """The v2 header of a message; the caller has checked the ranges (type code
     0..0xFFFF, flags 0..7, sequence 0..2^32-1, session id and timestamp 0..2^64-1)."""
     tbyte = _TYPE_BYTES.get(code)
@@ -90,6 +91,10 @@ def pack_v2(code: int, flags: int, sequence: int, session_id: int = 0,
     if timestamp:
         parts.append(write_varint(timestamp))
     return b"".join(parts)
+
+
+#: :func:`_pack_v2`, in C (``codec/_fast.c``) when it was built (see :mod:`..native`)
+pack_v2 = native.pick("codec._fast", "pack_v2", _pack_v2)
 
 
 #: A varint's bytes: continuation bytes, then the last byte (at most 10 in all).
