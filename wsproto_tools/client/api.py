@@ -83,6 +83,7 @@ from wsproto_tools.transports.wsio import (
     DirectMixin,
     clock,
     close_for,
+    closing_after,
     nonce,
     version_of,
     write_now,
@@ -767,6 +768,9 @@ class Client:
         if not self._closing and self.error is None and closed.code not in RESUMABLE_CODES:
             # the server ended the session: nothing is resumed after this
             self.error = refusal(closed.code, closed.reason, "server closed the session")
+        ws = self.ws
+        if ws is not None and not self._closing:  # after our answering Close (rule 42)
+            self._spawn(ws.close(*closing_after(self.session)))
 
     def _refused_message(self, err: ev.PeerError) -> None:
         """An Error that names one of our publishes (``ref_sequence``) fails its future."""

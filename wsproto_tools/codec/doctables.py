@@ -33,7 +33,8 @@ CLOSE_CODE_DOCS: dict[CloseCode, str] = {
     CloseCode.GOING_AWAY: "Server shutting down or client navigating away.",
     CloseCode.PROTOCOL_ERROR: "Malformed header or a message breaking the protocol "
     "(DecodeError default).",
-    CloseCode.UNSUPPORTED_DATA: "A text WebSocket message, or a wire version not negotiated.",
+    CloseCode.UNSUPPORTED_DATA: "A text WebSocket message (and an Error's code for an unknown "
+    "type or request method).",
     CloseCode.NO_STATUS: "Never sent; reported when a close frame had no code.",
     CloseCode.ABNORMAL: "Never sent; reported when the connection dropped without a close.",
     CloseCode.INVALID_DATA: "Payload content is invalid: bad UTF-8, bad msgpack, wrong field "

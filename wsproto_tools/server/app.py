@@ -59,6 +59,7 @@ from wsproto_tools.transports.wsio import (
     buffered,
     clock,
     close_for,
+    closing_after,
     nonce,
     version_of,
     write_now,
@@ -371,7 +372,7 @@ class WspServer:
                 ) from None
             while not conn.closing:
                 await self._process(conn, await ws.recv())
-            await ws.close(*closing_code(conn.session))
+            await ws.close(*closing_after(conn.session))
         except ConnectionClosed:
             pass
         except WspError as error:
@@ -426,7 +427,7 @@ class WspServer:
             self._spawn(self._close(conn.session, conn.ws, error))
         else:
             if conn.closing and conn.session.state is not State.ACTIVE:  # the peer sent Close
-                self._spawn(conn.ws.close(*closing_code(conn.session)))
+                self._spawn(conn.ws.close(*closing_after(conn.session)))
         ready = conn.ready
         if (
             ready is not None
@@ -873,14 +874,6 @@ class WspServer:
                 subscribers = self.subscribers
                 for topic in [t for t in memory.hub.topics if t not in subscribers]:
                     memory.hub.release(topic, now)
-
-
-def closing_code(session: ServerSession) -> tuple[int, str]:
-    """The WebSocket close after a wsp Close: the same code (rule 42), if it may be sent."""
-    code = session.close_code or CloseCode.NORMAL
-    if not 1000 <= code <= 4999 or code in (1004, 1005, 1006, 1015):
-        code = CloseCode.NORMAL
-    return int(code), session.close_reason or ""
 
 
 #: engine event -> what the server does with it

@@ -33,6 +33,7 @@ __all__ = [
     "buffered",
     "clock",
     "close_for",
+    "closing_after",
     "flush",
     "nonce",
     "version_of",
@@ -212,15 +213,27 @@ def flush(session: Session, conn: Connection) -> int:
     return len(chunks)
 
 
+def sendable(code: int, instead: int) -> int:
+    """``code`` if a close frame may carry it (RFC 6455 7.4), else ``instead``."""
+    if not 1000 <= code <= 4999 or code in (1004, 1005, 1006, 1015):
+        return int(instead)
+    return code
+
+
+def closing_after(session: Session) -> tuple[int, str]:
+    """The WebSocket close that follows a wsp Close: the same code (docs/protocol.md,
+    checklist rule 42) and the reason."""
+    code = sendable(session.close_code or CloseCode.NORMAL, CloseCode.NORMAL)
+    return code, session.close_reason or ""
+
+
 async def close_for(session: Session | None, conn: Connection, error: WspError) -> None:
     """Close because of ``error``: a wsp Close, then the WebSocket close, same code.
 
     For :data:`RESUMABLE_CODES` only the connection is closed: the session stays
     resumable.
     """
-    code = int(error.close_code)
-    if not (1000 <= code <= 4999) or code in (1005, 1006, 1015):
-        code = int(CloseCode.PROTOCOL_ERROR)
+    code = sendable(int(error.close_code), CloseCode.PROTOCOL_ERROR)
     reason = str(error).encode("utf-8")[:120].decode("utf-8", "ignore")
     if session is not None and code not in RESUMABLE_CODES:
         try:
