@@ -246,3 +246,19 @@ def test_hub_bounds_topics_and_names() -> None:
         Hub(epoch=1).publish("x" * 257, b"", 0.0)
     with pytest.raises(RemoteProtocolError):
         Hub(epoch=1).subscribe("", None, None, 0.0)
+
+
+def test_a_resume_token_has_one_spelling() -> None:
+    """base64url's last character carries padding bits the decoder ignores: a token
+    spelled otherwise (the same bytes) is refused, as the bytes are compared."""
+    from wsproto_tools.engine.keys import issue_resume_token, verify_resume_token
+
+    token = issue_resume_token(b"k" * 32, 7, 100.0, 300.0, "hmac")
+    assert verify_resume_token(b"k" * 32, token, 101.0).session_id == 7
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(token[-1])
+    # the tag is 32 bytes = 43 characters, the last holding 4 bits and 2 padding bits
+    respelled = token[:-1] + alphabet[last ^ 1]
+    assert respelled != token
+    with pytest.raises(AuthenticationError, match="canonical"):
+        verify_resume_token(b"k" * 32, respelled, 101.0)

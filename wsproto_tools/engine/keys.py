@@ -109,6 +109,8 @@ def verify_resume_token(key: bytes, token: str, now: float) -> ResumeClaims:
         body, tag = _unb64(body_text), _unb64(tag_text)
     except (ValueError, UnicodeError):
         raise AuthenticationError("resume token is malformed", close_code=code) from None
+    if _b64(body) != body_text or _b64(tag) != tag_text:  # one spelling per token
+        raise AuthenticationError("resume token is not in canonical form", close_code=code)
     expected = hmac.new(key, body, hashlib.sha256).digest()
     if not hmac.compare_digest(expected, tag):
         raise AuthenticationError("resume token signature does not verify", close_code=code)
