@@ -19,7 +19,7 @@ from wsproto_tools.capture import CapturedMessage, CaptureStats
 from wsproto_tools.capture import stats as stats_module
 
 from .samples import sample_messages, samples
-from .test_c_lines import captured
+from .strategies import captured
 
 
 def c_stats() -> tuple[CaptureStats, Any]:
