@@ -51,7 +51,8 @@ class Environment:
         width = None if self.stdout_isatty or os.environ.get("COLUMNS") else PIPE_WIDTH
         console = Console(file=self.stdout, highlight=False, width=width)
         # rich's own answer is status 1; a closed pipe ends a command with 0
-        console.on_broken_pipe = output_closed  # type: ignore[method-assign]  # rich's hook
+        # rich documents on_broken_pipe as a hook to replace; mypy sees a method
+        console.on_broken_pipe = output_closed  # type: ignore[method-assign]
         return console
 
     @functools.cached_property

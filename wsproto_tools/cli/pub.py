@@ -6,6 +6,7 @@ __all__ = ["pub"]
 
 import asyncio
 import sys
+from typing import Any
 
 import click
 
@@ -36,7 +37,7 @@ def pub(
     as_hex: bool,
     timeout: float,
     as_json: bool,
-    **opts: object,
+    **opts: Any,
 ) -> None:
     """Publish each MESSAGE to TOPIC (or each stdin line with '-').
 
@@ -87,16 +88,16 @@ def pub(
                     f"message {number} is not hex: {line[:40]!r}") from None
         else:
             payloads.append(line.encode("utf-8"))
-    options = make_options(**opts)  # type: ignore[arg-type]
+    options = make_options(**opts)
     options.ssl_context = client_ssl(url, options.cafile, options.insecure)
 
     async def run() -> tuple[int, int]:
         async with Client(url, options) as client:
             futures = [await client.publish_nowait(topic, p) for p in payloads]
             done, _ = await asyncio.wait(futures, timeout=timeout) if futures else (set(), set())
-            failures = [f.exception() for f in done if f.exception() is not None]
+            failures = [error for f in done if (error := f.exception()) is not None]
             if failures:  # refused by the server or the connection ended: say why
-                raise client.error or failures[0]  # type: ignore[misc]
+                raise client.error or failures[0]
             return len(done), len(payloads)
 
     acked, total = run_async(run())

@@ -34,7 +34,7 @@ def sub(
     topics: tuple[str, ...],
     as_json: bool,
     count: int | None,
-    **opts: object,
+    **opts: Any,
 ) -> None:
     """Subscribe to TOPICs and print each delivery, exactly once and in order.
 
@@ -81,7 +81,7 @@ def sub(
             click.echo(event_line(name, fields), err=True)
         out.flush()
 
-    options = make_options(**opts)  # type: ignore[arg-type]
+    options = make_options(**opts)
     options.ssl_context = client_ssl(url, options.cafile, options.insecure)
 
     async def run() -> None:

@@ -131,7 +131,7 @@ class MessageLines:
         self._text_cls = TextData
         self._binary_cls = BinaryData
         self._batch_cls = Batch
-        self._simple: dict[type, tuple[tuple[str, str], ...] | bool | None] = {}
+        self._simple: dict[type, tuple[tuple[str, str], ...] | None] = {}
         self._heads: dict[tuple[int | None, Any, Any], str] = {}
         self._coded = (Unknown, Sealed)
         #: simple payload class -> (first field, the other fields, all of them unset)
@@ -147,27 +147,27 @@ class MessageLines:
     def _simple_fields(self, cls: type) -> tuple[tuple[str, str], ...] | None:
         """``(name, '"name":')`` of each field of a payload class whose JSON form is
         its plain values (ints, bools, strings), or None."""
-        found = self._simple.get(cls, False)
-        if found is False:
-            from wsproto_tools.codec.schema import Kind, payload_fields
-
-            fields = payload_fields(cls)
-            plain = {Kind.UINT, Kind.INT, Kind.BOOL, Kind.STR}
-            found = (
-                tuple((name, f'"{name}":') for name, spec in fields)
-                if fields and all(spec.kind in plain for _, spec in fields)
-                else None
+        try:
+            return self._simple[cls]
+        except KeyError:
+            pass
+        fields = payload_fields(cls)
+        plain = {Kind.UINT, Kind.INT, Kind.BOOL, Kind.STR}
+        found = (
+            tuple((name, f'"{name}":') for name, spec in fields)
+            if fields and all(spec.kind in plain for _, spec in fields)
+            else None
+        )
+        if found is not None and len(found) > 1:
+            others = [name for name, _ in found[1:]]
+            self._rest[cls] = (
+                operator.attrgetter(found[0][0]),
+                operator.attrgetter(*others) if len(others) > 1
+                else lambda payload, _get=operator.attrgetter(others[0]): (_get(payload),),
+                (None,) * len(others),
             )
-            if found is not None and len(found) > 1:
-                others = [name for name, _ in found[1:]]
-                self._rest[cls] = (
-                    operator.attrgetter(found[0][0]),
-                    operator.attrgetter(*others) if len(others) > 1
-                    else lambda payload, _get=operator.attrgetter(others[0]): (_get(payload),),
-                    (None,) * len(others),
-                )
-            self._simple[cls] = found
-        return found  # type: ignore[return-value]
+        self._simple[cls] = found
+        return found
 
     def _payload(self, payload: Any, out: list[str], whole: bytes, whole_hex: str) -> None:
         """Append the JSON of ``payload``; ``whole``/``whole_hex`` are the WebSocket
@@ -463,7 +463,8 @@ class LineBuffer:
 
     def __init__(self, *, with_hex: bool = False, max_payload: int | None = None) -> None:
         self.lines = MessageLines(with_hex=with_hex, max_payload=max_payload)
-        self._writer = line_writer(self.lines)
+        #: the writer (:data:`line_writer`); its ``size`` is read without a call
+        self.writer = self._writer = line_writer(self.lines)
         self.accelerated = not isinstance(self._writer, PyLineWriter)
         #: ``fast(item) -> bool``: the writer's own method, for callers that call
         #: :meth:`fallback` when it returns False (one call less per line)

@@ -49,10 +49,10 @@ def human_payload(payload: Payload) -> dict[str, str]:
     """Each payload field as people read it: printable bytes as text, the rest as JSON
     (hex for other bytes). The JSON form (``message_to_json``) stays hex throughout."""
     ptype = type(payload)
-    if ptype is BinaryData or ptype is Unknown:
-        return {"data": _bytes_value(payload.data)}  # type: ignore[attr-defined]
-    if ptype is Sealed:
-        return {"encrypted": f"{len(payload.data)} bytes"}  # type: ignore[attr-defined]
+    if isinstance(payload, BinaryData | Unknown):
+        return {"data": _bytes_value(payload.data)}
+    if isinstance(payload, Sealed):
+        return {"encrypted": f"{len(payload.data)} bytes"}
     out: dict[str, str] = {}
     fields = payload_fields(ptype) if ptype is not Unknown else ()
     for name, fspec in fields:

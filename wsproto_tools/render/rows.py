@@ -104,6 +104,7 @@ class Printer:
             self._add = self.stats.counter()
             self._line = self._buffer.fast
             self._fallback = self._buffer.fallback
+            self._writer = self._buffer.writer  # its size is read once a packet
             self.events = self._ndjson
         elif mode == "stats" and self._accept is None:
             self._add = self.stats.counter()
@@ -135,7 +136,7 @@ class Printer:
                     self.numbers.append(event.number)
             elif type(event) is self._warning_cls:
                 self.warning(event.number, event.message)
-        if self._count >= FLUSH_LINES or self._buffer.size >= FLUSH_BYTES:
+        if self._count >= FLUSH_LINES or self._writer.size >= FLUSH_BYTES:
             self.flush()
 
     def _events(self, events: list[Any]) -> None:
