@@ -108,8 +108,13 @@ def _worker(
     progress: Any,
     pipe: Any,
 ) -> None:
+    import signal
+
     from wsproto_tools.capture import CaptureDecoder, PacketReader
 
+    # the parent answers Ctrl-C and ends the workers (SIGTERM): no traceback here
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     with open(path, "rb", buffering=1 << 20) as stream:
         sink = make_sink(index, pipe.send_bytes)
         decoder = CaptureDecoder(**decoder_options, shard=(index, count))

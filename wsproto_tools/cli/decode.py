@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Progress", "decode", "filter_options", "make_filter"]
+__all__ = ["ProgressBar", "decode", "filter_options", "make_filter"]
 
 import contextlib
 import re
@@ -83,7 +83,7 @@ def make_filter(
     )
 
 
-class Progress:
+class ProgressBar:
     """A progress bar on stderr for ``total`` bytes, shown from its first
     :meth:`update` (after a parallel run's workers were forked)."""
 
@@ -202,7 +202,7 @@ def decode(
     )
     jobs = jobs_for(jobs, size, file, mode)
     decoder_options: dict[str, Any] = {"ws_ports": ws_ports, "max_message": max_message}
-    bar = Progress(env, size) if show_progress else None
+    bar = ProgressBar(env, size) if show_progress else None
     try:
         try:
             # fail early, in this process, on input that is not a capture
