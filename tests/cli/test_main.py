@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+import wsproto_tools.cli
 from wsproto_tools import __version__
+from wsproto_tools.cli.env import end
 from wsproto_tools.cli.main import COMMANDS, cli
-from wsproto_tools.cli.status import ExitStatus
+from wsproto_tools.cli.status import CommandExit, ExitStatus
+from wsproto_tools.exceptions import AuthenticationError, CaptureError
 
 
 def test_version() -> None:
@@ -55,3 +61,32 @@ def test_unknown_command_is_a_usage_error() -> None:
 
 def test_exit_status_values_are_the_documented_ones() -> None:
     assert [int(s) for s in ExitStatus] == [0, 1, 2, 3, 4, 5, 130]
+
+
+def test_end_gives_the_line_and_the_status(capsys: pytest.CaptureFixture[str]) -> None:
+    """cli.env.end: what ended a command, said once on stderr, and its status."""
+    cases: list[tuple[BaseException, int, str]] = [
+        (CommandExit(ExitStatus.BAD_INPUT, "cannot open F"), 3, "wsp: error: cannot open F\n"),
+        (CommandExit(ExitStatus.PROBLEMS_FOUND), 1, ""),
+        (KeyboardInterrupt(), 130, "wsp: interrupted\n"),
+        (CaptureError("F: not a capture"), 3, "wsp: error: F: not a capture\n"),
+        (AuthenticationError("refused"), 5, "wsp: error: refused\n"),
+        (FileNotFoundError(2, "No such file or directory", "F"), 4,
+         "wsp: error: F: No such file or directory\n"),
+    ]
+    for error, status, line in cases:
+        assert end(error) == status
+        assert capsys.readouterr().err == line
+    with pytest.raises(RuntimeError):
+        end(RuntimeError("a bug"))
+
+
+def test_one_way_to_end() -> None:
+    """Commands raise (CommandExit or an error); only main() exits the process."""
+    root = Path(wsproto_tools.cli.__file__).parent
+    for path in sorted(root.glob("*.py")):
+        text = path.read_text()
+        found = re.findall(r"SystemExit|guarded|ctx\.exit\(|(?<![.\w])fail\(", text)
+        exits = text.count("sys.exit(")
+        assert not found, (path.name, found)
+        assert exits == (1 if path.name == "main.py" else 0), path.name

@@ -7,6 +7,8 @@
   :mod:`wsproto_tools.ws`, wsp through :mod:`wsproto_tools.codec`;
 * :mod:`.stats`, :mod:`.filters` -- the summary and the user's filters;
 * :mod:`.live` -- the live tap (scapy sockets, raw bytes, kernel drop counters);
+* :mod:`.pipeline` -- packets through the decoder into a sink, from a file, a
+  stream or the live tap; :mod:`.parallel` -- one file decoded by several processes;
 * :mod:`.scapy_layer` -- a scapy layer for the wsp header, built from the codec's
   description and registered by :func:`~.scapy_layer.register`.
 """
