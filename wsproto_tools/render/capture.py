@@ -55,6 +55,7 @@ def session_findings(item: CapturedMessage) -> list[dict[str, Any]]:
     return [
         {
             "rule": f.rule,
+            "rule_id": f.rule_id,
             "verdict": f.verdict.value,
             "culprit": f.culprit,
             "message": f.message,
