@@ -438,3 +438,15 @@ def test_c_reads_plain_msgpack_bodies_as_python(cls: type, data: st.DataObject) 
     message = header.pack_v2(cls.TYPE, 0, 5) + body
     for limits in (Limits(), Limits(max_str_len=8, max_bin_len=8)):
         read_alike(message, limits)
+
+
+def test_the_session_id_read_last_is_remembered_rightly() -> None:
+    big, other = (1 << 40) + 7, (1 << 40) + 8
+    first = header.pack_v2(0x0102, 0, 1000, big) + b"x"
+    assert header.unpack_v2(first)[3] == big
+    assert header.unpack_v2(first)[3] == big  # from what was read last
+    assert header.unpack_v2(header.pack_v2(0x0102, 0, 1, other))[3] == other
+    cut = header.pack_v2(0x0102, 0, 1, other)[:-2]  # the session id cut short
+    with pytest.raises(DecodeError):
+        header.unpack_v2(cut)
+    assert header.unpack_v2(first)[3] == big

@@ -119,10 +119,16 @@ def _session_varint(data: bytes, pos: int) -> tuple[int, int]:
     return value, end
 
 
+#: the session id read last, as (its varint, its value): a connection's messages
+#: carry one session id
+_last_session: tuple[bytes, int] = (b"\x01", 1)
+
+
 def unpack_v2(data: bytes) -> tuple[int, int, int, int, int, int]:
     """``(type code, flags, sequence, session id, timestamp, header size)`` of the v2
     message ``data``; DecodeError (with its offset) for a header that is cut short,
     has a reserved bit or type byte set, or is not in its one canonical form."""
+    global _last_session
     size = len(data)
     if size > 3:
         # the common headers first (the general reading below gives the same)
@@ -143,6 +149,9 @@ def unpack_v2(data: bytes) -> tuple[int, int, int, int, int, int]:
                     return code, head & 0x07, sequence, 0, 0, pos
                 if pos < size and 0 < data[pos] < 0x80:
                     return code, head & 0x07, sequence, data[pos], 0, pos + 1
+                varint, value = _last_session
+                if data.startswith(varint, pos):  # varints are prefix-free
+                    return code, head & 0x07, sequence, value, 0, pos + len(varint)
     if not size:
         raise DecodeError("empty message", offset=0)
     head = data[0]
@@ -184,6 +193,7 @@ def unpack_v2(data: bytes) -> tuple[int, int, int, int, int, int]:
             session_id, pos = _session_varint(data, pos)
             if not session_id:
                 raise DecodeError("session_id 0 must be left out (S bit clear)", offset=start)
+            _last_session = (data[start:pos], session_id)
     if head & V2_HAS_TIMESTAMP:
         start = pos
         timestamp, pos = read_varint(data, pos, _U64, "timestamp")
