@@ -26,8 +26,7 @@ from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 from wsproto_tools.client import Client, ClientOptions, ServerMisbehaved
-from wsproto_tools.codec import BinaryData, Challenge, Message, encode
-from wsproto_tools.codec.fastpath import batch_v2
+from wsproto_tools.codec import BinaryData, Challenge, Message, encode, encode_batch
 from wsproto_tools.engine import events as ev
 from wsproto_tools.engine.client_session import ClientSession
 from wsproto_tools.engine.server_session import ServerSession
@@ -64,7 +63,7 @@ def rsv1_frame(_: ServerSession) -> bytes:
 def huge_batch(server: ServerSession) -> bytes:
     """A ~1 MB Batch of 2,000 items (the limit is 1,024 items per Batch)."""
     item = encode(Message(BinaryData(b"x" * 480), sequence=1))
-    data = batch_v2([item] * 2000, server.session_id)
+    data = encode_batch([item] * 2000, server.session_id)
     assert 900_000 < len(data) < 1 << 20
     return frame(2, data)
 

@@ -233,22 +233,6 @@ def test_fan_out_encoders_give_the_general_bytes(
     assert encode_batch(wires, 1 << 40, version) == general_encode(with_session, version)
 
 
-def test_the_old_fastpath_names_still_import() -> None:
-    """engine/session.py's imports, until it uses the public API."""
-    from wsproto_tools.codec import fastpath as old
-
-    batch_v2, old_constructor, decode_v2, encode_v2, old_message_encoder = (
-        old.batch_v2, old.constructor, old.decode_v2, old.encode_v2, old.message_encoder
-    )
-
-    msg = Message(Deliver("news", 1, 2, b"x"))
-    assert encode_v2(msg) == encode(msg)
-    assert decode_v2(encode(msg), Limits()) == msg
-    assert batch_v2([encode(msg)]) == encode(Message(Batch((msg,))))
-    assert old_message_encoder(Deliver)("news", 1, 2, b"x") == encode(msg)
-    assert old_constructor is constructor
-
-
 @pytest.mark.parametrize(
     "data",
     [

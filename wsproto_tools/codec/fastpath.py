@@ -290,20 +290,3 @@ def compiled_decoder(module: ModuleType, fallback: Callable[..., Message],
     )
     decode: Callable[..., Message] = fast.decode
     return decode
-
-
-def __getattr__(name: str) -> Any:
-    """The names ``engine/session.py`` imported from here before the codec had its
-    public API (``wsproto_tools.codec``); they go when it has switched."""
-    from wsproto_tools.codec import construct, wire
-
-    legacy: dict[str, Any] = {
-        "constructor": construct.constructor,
-        "decode_v2": lambda data, limits, nested=False: wire.decode(data, limits=limits),
-        "encode_v2": wire.encode,
-        "batch_v2": wire.encode_batch,
-        "message_encoder": wire.message_encoder,
-    }
-    if name in legacy:
-        return legacy[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
