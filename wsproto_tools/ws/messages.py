@@ -253,16 +253,15 @@ class MessageAssembler:
     ) -> tuple[list[WsMessage], int, bool] | None:
         """The messages of the common frames at the front of ``data[start:]``, read in C.
 
-        None when the C reader was not built or cannot be used now (``parser``
-        holds part of a frame, a fragmented message is open, or this side sent
-        a close). Else ``(messages, position reached, stopped after a failed
+        None when the bulk reader declines (the Python form always does; the C
+        one when ``parser`` holds part of a frame, a fragmented message is open,
+        or this side sent a close). Else ``(messages, position reached, stopped after a failed
         inflation)``: the frames from that position on go through
         ``parser.feed_raw`` and :meth:`receive_raw`, and the messages are the
         ones those would give. After a failed inflation the caller may replace
         :attr:`deflate` before scanning on.
         """
-        if (_scan is None or self._partial is not None or self._closed or parser.buffered
-                or type(data) is not bytes):
+        if self._partial is not None or self._closed or parser.buffered or type(data) is not bytes:
             return None
         deflate = self.deflate
         return _scan(
@@ -350,15 +349,23 @@ class MessageAssembler:
         )
 
 
-def _load_scan() -> Any:
-    """The C frame reader (``ws/_scan.c``), or None (see :mod:`..native`)."""
-    module = native.load("ws._scan")
-    if module is None:
-        return None
+def _python_scan(*args: object) -> None:
+    """The Python form of the bulk reader reads nothing in bulk: every frame goes
+    through :class:`FrameParser` and :meth:`MessageAssembler.receive_raw`."""
+    return None
+
+
+def _c_scan(module: Any) -> Any:
     module.configure(
         WsMessage, tuple(vars(WsMessage)[name] for name in WsMessage.__slots__), FrameError
     )
     return module.scan
+
+
+def _load_scan() -> Any:
+    """The bulk frame reader: C (``ws/_scan.c``) when built, else the Python form
+    (see :mod:`..native`). Picked once, below."""
+    return native.pick("ws._scan", _c_scan, _python_scan)
 
 
 _scan = _load_scan()
