@@ -505,3 +505,11 @@ def test_a_decompression_bomb_stops_at_the_limit(read: Any) -> None:
     deflate = DeflateParams().context("server", max_size=64 * 1024)
     (msg,) = read(bomb, "server", deflate, max_message=64 * 1024)
     assert msg.violations == ("message-too-big",) and len(msg.payload) < 2048
+
+
+def test_a_text_bomb_is_too_big_not_invalid_utf8(read: Any) -> None:
+    """The kept payload is the compressed bytes: they are not checked as UTF-8."""
+    bomb = next(ws_deflated([b"a" * (1 << 20)], opcode=WsOpcode.TEXT))
+    deflate = DeflateParams().context("server", max_size=64 * 1024)
+    (msg,) = read(bomb, "server", deflate, max_message=64 * 1024)
+    assert msg.violations == ("message-too-big",) and msg.text is None

@@ -308,7 +308,8 @@ class MessageAssembler:
                     "message-too-big" if error.close_code == 1009 else "deflate-error"
                 )
         text: str | None = None
-        if partial.opcode == Opcode.TEXT and "deflate-error" not in violations:
+        inflated_ok = "deflate-error" not in violations and "message-too-big" not in violations
+        if partial.opcode == Opcode.TEXT and inflated_ok:  # not the still-compressed bytes
             try:
                 text = payload.decode("utf-8")
             except UnicodeDecodeError:
