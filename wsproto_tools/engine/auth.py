@@ -35,7 +35,10 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jwt.types import Options  # pyjwt's TypedDict of decode options
 
 from wsproto_tools.exceptions import AuthenticationError, CloseCode, ConfigError, HandshakeError
 
@@ -180,7 +183,7 @@ class JwtVerifier:
         """The grant in ``token``, checked at time ``now`` (seconds since the epoch)."""
         import jwt  # pyjwt: pure computation, no I/O
 
-        options = {
+        options: Options = {
             "verify_exp": False,
             "verify_nbf": False,
             "verify_iat": False,
@@ -192,7 +195,7 @@ class JwtVerifier:
                 self.key,
                 algorithms=list(self.algorithms),
                 audience=self.audience,
-                options=options,  # type: ignore[arg-type]
+                options=options,
             )
         except jwt.InvalidAudienceError as error:
             raise AuthenticationError(f"token audience refused: {error}") from None
