@@ -71,7 +71,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -428,38 +428,51 @@ def batches(count: int, burst: int) -> list[int]:
     return [min(burst, count - i) for i in range(0, count, burst)]
 
 
-async def run_echo(
-    proxy: Proxy, version: int, mode: str, size: int, count: int, burst: int, warmup: int
-) -> tuple[list[Figure], Setup]:
-    payload = os.urandom(size)
+async def measure_one_client(
+    proxy: Proxy, version: int, what: str, mode: str, size: int, count: int, warmup: int,
+    send: Callable[[Client, int], Awaitable[None]],
+) -> tuple[Figure, Setup]:
+    """One client's connection: ``send(client, n)`` after a warm-up, counted."""
     client, link = await connect(proxy, version)
     try:
         await settle([link])
         c, s = link.snapshot()
         setup = Setup(version, c.http, s.http, c.bytes - c.http, s.bytes - s.http,
                       c.types, s.types)
-
-        async def one() -> None:
-            if await client.echo(payload) != payload:
-                raise RuntimeError("the echo came back different")
-
-        async def send(n: int) -> None:
-            if mode == "1-by-1":
-                for _ in range(n):
-                    await one()
-            else:
-                for b in batches(n, burst):
-                    await asyncio.gather(*(one() for _ in range(b)))
-
-        await send(warmup)
+        await send(client, warmup)
         await settle([link])
         window = Window([link], [client])
-        await send(count)
+        await send(client, count)
         await settle([link])
         ((c2s, s2c, kernel),) = window.close()
-        return [Figure("echo", version, mode, size, count, c2s, s2c, kernel)], setup
+        return Figure(what, version, mode, size, count, c2s, s2c, kernel), setup
     finally:
         await client.close()
+
+
+def rounds(mode: str, n: int, burst: int) -> list[int]:
+    """Messages per round: one at a time, or bursts."""
+    return [1] * n if mode == "1-by-1" else batches(n, burst)
+
+
+async def run_echo(
+    proxy: Proxy, version: int, mode: str, size: int, count: int, burst: int, warmup: int
+) -> tuple[list[Figure], Setup]:
+    """Requests to the server's ``echo`` method."""
+    payload = os.urandom(size)
+
+    async def one(client: Client) -> None:
+        if await client.echo(payload) != payload:
+            raise RuntimeError("the echo came back different")
+
+    async def send(client: Client, n: int) -> None:
+        for b in rounds(mode, n, burst):
+            await asyncio.gather(*(one(client) for _ in range(b)))
+
+    figure, setup = await measure_one_client(
+        proxy, version, "echo", mode, size, count, warmup, send
+    )
+    return [figure], setup
 
 
 async def run_data_echo(
@@ -467,30 +480,19 @@ async def run_data_echo(
 ) -> list[Figure]:
     """BinaryData to the server, which echoes it as its own sequenced BinaryData."""
     payload = os.urandom(size)
-    client, link = await connect(proxy, version)
-    try:
-        await settle([link])
 
-        async def one() -> None:
-            await client.send_binary(payload)
+    async def send(client: Client, n: int) -> None:
+        for b in rounds(mode, n, burst):
+            await asyncio.gather(*(client.send_binary(payload) for _ in range(b)))
+            for _ in range(b):
+                echoed = await client.data.get()
+                if getattr(echoed, "data", None) != payload:
+                    raise RuntimeError("the data echo came back different")
 
-        async def send(n: int) -> None:
-            for b in [1] * n if mode == "1-by-1" else batches(n, burst):
-                await asyncio.gather(*(one() for _ in range(b)))
-                for _ in range(b):
-                    echoed = await client.data.get()
-                    if getattr(echoed, "data", None) != payload:
-                        raise RuntimeError("the data echo came back different")
-
-        await send(warmup)
-        await settle([link])
-        window = Window([link], [client])
-        await send(count)
-        await settle([link])
-        ((c2s, s2c, kernel),) = window.close()
-        return [Figure("data echo", version, mode, size, count, c2s, s2c, kernel)]
-    finally:
-        await client.close()
+    figure, _ = await measure_one_client(
+        proxy, version, "data echo", mode, size, count, warmup, send
+    )
+    return [figure]
 
 
 async def run_pubsub(
