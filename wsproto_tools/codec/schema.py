@@ -299,8 +299,8 @@ class Handshake(Payload):
 class HandshakeResponse(Payload):
     TYPE = MessageType.HANDSHAKE_RESPONSE
     DOC = "Server -> client. Accepts the session and fixes the capabilities."
-    session_id: int = _f(Kind.UINT, "The session id (v1 headers carry it; v2 headers "
-                         "may leave it out).")
+    session_id: int = _f(Kind.UINT, "The session id (later v1 headers carry it; v2 "
+                         "headers leave it out).")
     capabilities: tuple[str, ...] = _opt(Kind.STR_LIST, "Capabilities granted.", ())
     resume_token: bytes | None = _opt(
         Kind.BYTES, "Token for resuming this session (bin, opaque to the client; reissued on "
