@@ -482,7 +482,7 @@ async def test_rule_33_silence(wsp_server: Any, side: str) -> None:
             script, heartbeat_interval=10.0, heartbeat_timeout=0.3
         )
         assert closed.code == 4006, (closed, before)
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 0.9  # the timeout (0.3 s) and the handshake
         return
     async with wsp_server(heartbeat_interval=10.0, heartbeat_timeout=0.3) as port:
         peer, _ = await session(port)

@@ -389,6 +389,7 @@ class Client:
         self._tasks: set[asyncio.Future[Any]] = set()
         self._conn_error: WspError | None = None
         self._accepted_here = False  # the current connection got its HandshakeResponse
+        self._timer_wake = asyncio.Event()
         self.error: WspError | None = None
         self.connections = 0
         self.resumes = 0
@@ -672,11 +673,17 @@ class Client:
 
     async def _timers(self) -> None:
         """Heartbeats, retransmissions and the dead-server check (one task per client)."""
+        wake = self._timer_wake
         while True:
             deadline = self.session.next_deadline()
-            now = clock()
-            await asyncio.sleep(1.0 if deadline is None else max(0.0, min(1.0, deadline - now)))
-            if deadline is None or clock() < deadline:
+            if deadline is None:  # no session yet: wait for one (or a second)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await wake.wait()
+                wake.clear()
+                continue
+            await asyncio.sleep(max(0.0, min(1.0, deadline - clock())))
+            if clock() < deadline:
                 continue
             ws = self.ws
             try:
@@ -731,6 +738,7 @@ class Client:
 
     def _on_accepted(self, accepted: ev.Accepted) -> None:
         self._accepted_here = True
+        self._timer_wake.set()  # the session's timers start now
         self.backoff.reset()
         self._window_open.set()
         if self._ready.is_set():
