@@ -51,6 +51,7 @@ from wsproto_tools.exceptions import (
 )
 from wsproto_tools.server.broker import Broker, MemoryBroker
 from wsproto_tools.server.fanout import encode_delivery, encode_delivery_batch
+from wsproto_tools.server.inspect import DEFAULT_QUEUE, Feed, Filters, Viewer, authorized
 from wsproto_tools.server.metrics import Metrics
 from wsproto_tools.transports.wsio import (
     SUBPROTOCOLS,
@@ -110,6 +111,9 @@ class ServerConfig:
     capabilities: tuple[str, ...] = (*DEFAULT_CAPABILITIES, "compress", "encrypt")
     sweep_interval: float = 0.5
     close_timeout: float = 2.0
+    inspect: bool = False  # the inspector feed at /inspect (docs/inspect.md)
+    admin_secret: bytes | None = None  # its credential: Authorization: Bearer <secret>
+    inspect_queue: int = DEFAULT_QUEUE  # records per viewer before the oldest are dropped
     extra: dict[str, Any] = field(default_factory=dict)
 
     def auth(self) -> ServerAuth:
@@ -177,6 +181,10 @@ class WspServer:
     def __init__(self, config: ServerConfig, broker: Broker | None = None) -> None:
         self.config = config
         self.auth = config.auth()
+        if config.inspect and not config.admin_secret:
+            raise ConfigError("--inspect needs --admin-secret (or WSP_ADMIN_SECRET)")
+        #: the inspector feed; its ``viewers`` is empty unless one is attached
+        self.feed = Feed(config.inspect_queue)
         self.session_config = SessionConfig(
             heartbeat_interval=config.heartbeat_interval,
             heartbeat_timeout=config.heartbeat_timeout,
@@ -284,6 +292,8 @@ class WspServer:
     # ------------------------------------------------------------------ HTTP
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
+        if path == "/inspect":
+            return self._inspect_request(connection, request)
         if path == "/healthz":
             return connection.respond(http.HTTPStatus.OK, "ok\n")
         if path == "/metrics":
@@ -313,9 +323,40 @@ class WspServer:
             )
         return None
 
+    def _inspect_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        secret = self.config.admin_secret
+        if not self.config.inspect or not secret:
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "the inspector feed is off\n")
+        if not authorized(request.headers.get("Authorization"), secret):
+            return connection.respond(
+                http.HTTPStatus.FORBIDDEN, "inspector feed: Authorization: Bearer <admin secret>\n"
+            )
+        try:
+            Filters.from_query(request.path.partition("?")[2])
+        except ValueError:
+            return connection.respond(http.HTTPStatus.BAD_REQUEST, "session=ID: a number\n")
+        return None
+
+    async def _inspector(self, ws: ServerConnection) -> None:
+        """One authorized viewer of the feed: its records until it goes away."""
+        assert ws.request is not None
+        viewer = Viewer(Filters.from_query(ws.request.path.partition("?")[2]), self.feed.queue)
+        sender = asyncio.create_task(self.feed.run(viewer, ws.send))
+        closed = asyncio.ensure_future(ws.wait_closed())
+        try:
+            await asyncio.wait([sender, closed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sender.cancel()
+            closed.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await sender
+
     # ------------------------------------------------------------------ connections
     async def _handler(self, ws: ServerConnection) -> None:
         cfg = self.config
+        if ws.request is not None and ws.request.path.split("?", 1)[0] == "/inspect":
+            await self._inspector(ws)
+            return
         self.metrics.connections_total += 1
         if len(self.conns) >= cfg.max_connections:
             await self._close(
@@ -354,6 +395,10 @@ class WspServer:
         bucket = TokenBucket(cfg.rate, cfg.burst, now) if cfg.rate > 0 else None
         conn = Conn(ws, session, version, bucket)
         self.conns.add(conn)
+        if self.feed.viewers:
+            self.feed.event(
+                "connected", None, _peer(ws), subprotocol=ws.subprotocol, version=version
+            )
         direct = self._memory is not None and isinstance(ws, DirectMixin)
         try:
             session.connection_made(now, version=version, nonce=nonce())
@@ -440,12 +485,32 @@ class WspServer:
         self, session: ServerSession | None, ws: ServerConnection, error: WspError
     ) -> None:
         self.metrics.closes[int(error.close_code)] += 1
+        if self.feed.viewers and session is not None and isinstance(error, RemoteProtocolError):
+            self.feed.event(
+                "violation",
+                session,
+                _peer(ws),
+                rule=getattr(error, "rule", None),
+                code=int(error.close_code),
+                message=str(error),
+            )
         log.info("closing %s: %s (%s)", ws.remote_address, error, int(error.close_code))
         with contextlib.suppress(ConnectionClosed):
             await close_for(session, ws, error)
 
     def _detach(self, conn: Conn) -> None:
         self.conns.discard(conn)
+        if self.feed.viewers:
+            ws = conn.ws
+            self.feed.event(
+                "closed",
+                conn.session,
+                _peer(ws),
+                code=ws.close_code,
+                reason=ws.close_reason,
+                resumable=conn.session.state is not State.CLOSING
+                and conn.session.state is not State.CLOSED,
+            )
         now = clock()
         for topic in conn.topics or ():
             self._leave(conn, topic, now)
@@ -502,9 +567,12 @@ class WspServer:
         (``check=False``: the caller checks the budget itself)."""
         session = conn.session
         ws = conn.ws
+        feed = self.feed
         for chunk in session.data_to_send():
             if write_now(ws, chunk):
                 self.metrics.bytes_out += len(chunk)
+            if feed.viewers:
+                feed.message(session, _peer(ws), "server", chunk, conn.version)
         if check and buffered(ws) + session.held > self.config.max_buffer:
             self._slow_consumer(conn)
 
@@ -530,6 +598,8 @@ class WspServer:
             )
         self.metrics.bytes_in += len(data)
         session = conn.session
+        if self.feed.viewers:
+            self.feed.message(session, _peer(conn.ws), "client", data, conn.version)
         events = session.receive_data(data, now)
         memory = self._memory
         for event in events:
@@ -642,6 +712,8 @@ class WspServer:
             old.adopt(fresh, event.last_received, now)
             conn.session = old
             self._undetach(old.session_id)
+            if self.feed.viewers:
+                self.feed.event("resumed", old, _peer(conn.ws), identity=old.grant.identity)
         else:
             session_id = int.from_bytes(os.urandom(8), "big") >> 1 or 1
             fresh.accept(session_id, now)
@@ -650,6 +722,14 @@ class WspServer:
         session.next_heartbeat = now + self.config.heartbeat_interval
         conn.batch = "batch" in session.capabilities
         self.attached[session.session_id] = conn
+        if self.feed.viewers and old is not session:
+            self.feed.event(
+                "authenticated",
+                session,
+                _peer(conn.ws),
+                identity=session.grant.identity,
+                capabilities=list(session.capabilities),
+            )
 
     def _subscribed(
         self, conn: Conn, event: ev.SubscribeRequested, answer: SubscribeAnswer, now: float
@@ -751,6 +831,7 @@ class WspServer:
         pending, self.pending = self.pending, {}
         slow: list[Conn] = []
         limit = self.config.max_buffer
+        feed = self.feed
         metrics = self.metrics
         for topic, items in pending.items():
             subs = self.subscribers.get(topic)
@@ -780,6 +861,9 @@ class WspServer:
                 metrics.messages_out["Deliver"] += len(items)
                 if buffered(conn.ws) + session.held > limit:
                     slow.append(conn)
+            if feed.viewers and forms:  # once per topic message, with the subscriber count
+                shared = [c for c in subs if not c.closing and not c.session.encrypted]
+                feed.fanout(topic, items, len(shared), {c.session.session_id for c in shared})
         for conn in slow:
             self._slow_consumer(conn)
 
@@ -874,6 +958,14 @@ class WspServer:
                 subscribers = self.subscribers
                 for topic in [t for t in memory.hub.topics if t not in subscribers]:
                     memory.hub.release(topic, now)
+
+
+def _peer(ws: ServerConnection) -> str | None:
+    address = ws.remote_address
+    if not address:
+        return None
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 #: engine event -> what the server does with it

@@ -1,0 +1,252 @@
+"""The inspector feed of ``wsp serve --inspect`` (docs/inspect.md).
+
+The server's hot path only appends a small tuple to each attached viewer's
+bounded queue (and only when a viewer is attached: ``feed.viewers`` is empty
+otherwise). Decoding, decryption, filtering and JSON happen in the viewer's own
+sender task, so a slow viewer loses its oldest records (counted, then reported
+with one ``{"kind": "dropped", "count": N}`` record) and never slows the server.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DEFAULT_QUEUE", "Feed", "Filters", "Viewer", "authorized"]
+
+import asyncio
+import contextlib
+import hmac
+import json
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from wsproto_tools.codec import decode
+from wsproto_tools.codec.crypto import Cipher
+from wsproto_tools.codec.jsonform import message_to_json
+from wsproto_tools.codec.schema import Batch, Message, Sealed
+from wsproto_tools.exceptions import WspError
+
+#: records each viewer's queue holds before the oldest are dropped (--inspect-queue)
+DEFAULT_QUEUE = 10_000
+#: records sent to a viewer before its task lets the server run again
+SEND_BATCH = 256
+
+# queue entries: (what, ts, session id, peer, identity, direction, data, keys/extra)
+MESSAGE, EVENT, FANOUT = 0, 1, 2
+
+
+def authorized(header: str | None, secret: bytes) -> bool:
+    """``Authorization: Bearer <secret>``, compared in constant time."""
+    if not header or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header[7:].strip().encode(), secret)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a viewer asked for (``?session=ID&topic=NAME&type=NAME``, each repeatable)."""
+
+    sessions: frozenset[int] = frozenset()
+    topics: frozenset[str] = frozenset()
+    types: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_query(cls, query: str) -> Filters:
+        """Raises ValueError for a session id that is not a number."""
+        args = parse_qs(query)
+        return cls(
+            sessions=frozenset(int(v) for v in args.get("session", ())),
+            topics=frozenset(args.get("topic", ())),
+            types=frozenset(args.get("type", ())),
+        )
+
+    def wants(self, record: dict[str, Any]) -> bool:
+        if self.types:
+            wsp = record.get("wsp")
+            name = wsp["type"] if wsp is not None else record["kind"]
+            if name not in self.types:
+                return False
+        if self.topics:
+            wsp = record.get("wsp")
+            topic = wsp["payload"].get("topic") if wsp is not None else None
+            if topic not in self.topics:
+                return False
+        return True
+
+
+class Viewer:
+    """One attached inspector: its filters, bounded queue and drop count."""
+
+    __slots__ = ("dropped", "dropped_total", "filters", "limit", "queue", "sent", "wake")
+
+    def __init__(self, filters: Filters, limit: int = DEFAULT_QUEUE) -> None:
+        self.filters = filters
+        self.limit = limit
+        self.queue: deque[tuple[Any, ...]] = deque()
+        self.dropped = 0  # not yet reported
+        self.dropped_total = 0
+        self.sent = 0
+        self.wake = asyncio.Event()
+
+    def put(self, entry: tuple[Any, ...]) -> None:
+        queue = self.queue
+        if len(queue) >= self.limit:
+            queue.popleft()
+            self.dropped += 1
+            self.dropped_total += 1
+        queue.append(entry)
+        if not self.wake.is_set():
+            self.wake.set()
+
+
+class Feed:
+    """The server's viewers, and the hooks the server calls while one is attached."""
+
+    def __init__(self, queue: int = DEFAULT_QUEUE) -> None:
+        self.queue = queue
+        self.viewers: list[Viewer] = []
+
+    # ------------------------------------------------------------------ hooks (hot)
+    def _put(self, sid: int, entry: tuple[Any, ...]) -> None:
+        for viewer in self.viewers:
+            sessions = viewer.filters.sessions
+            if sessions and sid not in sessions:
+                continue
+            viewer.put(entry)
+
+    def message(
+        self, session: Any, peer: str | None, direction: str, data: bytes, version: int
+    ) -> None:
+        """One wsp message received from or sent to a session's peer."""
+        sid = session.session_id
+        keys = session.keys
+        self._put(
+            sid,
+            (
+                MESSAGE,
+                time.time(),
+                sid,
+                peer,
+                session.grant.identity if sid else None,
+                direction,
+                data,
+                (keys, version),
+            ),
+        )
+
+    def event(self, kind: str, session: Any, peer: str | None, **fields: Any) -> None:
+        """A session event: connected, authenticated, resumed, closed, violation."""
+        sid = session.session_id if session is not None else 0
+        identity = session.grant.identity if sid else None
+        self._put(sid, (EVENT, time.time(), sid, peer, identity, kind, None, fields))
+
+    def fanout(
+        self, topic: str, items: Iterable[tuple[int, Any]], subscribers: int, sids: set[int]
+    ) -> None:
+        """Topic messages written to ``subscribers`` sessions, encoded once: one record
+        per topic message (``session`` null, ``subscribers`` N)."""
+        now = time.time()
+        for viewer in self.viewers:
+            sessions = viewer.filters.sessions
+            if sessions and not (sessions & sids):
+                continue
+            for epoch, entry in items:
+                viewer.put(
+                    (
+                        FANOUT,
+                        now,
+                        None,
+                        None,
+                        None,
+                        "server",
+                        None,
+                        (topic, epoch, entry, subscribers),
+                    )
+                )
+
+    # ------------------------------------------------------------------ viewer side
+    async def run(self, viewer: Viewer, send: Any) -> None:
+        """Send ``viewer``'s records with ``send(text)`` until cancelled or it fails."""
+        self.viewers.append(viewer)
+        try:
+            while True:
+                await viewer.wake.wait()
+                viewer.wake.clear()
+                while viewer.queue or viewer.dropped:
+                    if viewer.dropped:
+                        count, viewer.dropped = viewer.dropped, 0
+                        await send(
+                            json.dumps({"kind": "dropped", "ts": time.time(), "count": count})
+                        )
+                    queue = viewer.queue
+                    for _ in range(min(len(queue), SEND_BATCH)):
+                        entry = queue.popleft()
+                        for record in records(entry):
+                            if viewer.filters.wants(record):
+                                await send(json.dumps(record, separators=(",", ":")))
+                                viewer.sent += 1
+                    await asyncio.sleep(0)
+        finally:
+            with contextlib.suppress(ValueError):
+                self.viewers.remove(viewer)
+
+
+# ---------------------------------------------------------------------- records
+def _base(entry: tuple[Any, ...], kind: str) -> dict[str, Any]:
+    _, ts, sid, peer, identity, *_ = entry
+    return {"kind": kind, "ts": round(ts, 6), "session": sid, "peer": peer, "identity": identity}
+
+
+def _message(msg: Message, version: int | None) -> dict[str, Any]:
+    return message_to_json(msg, version)
+
+
+def records(entry: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """The JSON records of one queue entry (a Batch gives one record per message)."""
+    what = entry[0]
+    if what == EVENT:
+        record = _base(entry, entry[5])
+        record.update(entry[7])
+        return [record]
+    if what == FANOUT:
+        from wsproto_tools.server.fanout import encode_delivery
+
+        topic, epoch, item, subscribers = entry[7]
+        wire = encode_delivery(topic, epoch, item.offset, item.data, 2)
+        record = _base(entry, "message")
+        record["direction"] = "server"
+        record["length"] = len(wire)
+        record["subscribers"] = subscribers
+        record["wsp"] = _message(decode(wire, version=2), 2)
+        return [record]
+    data: bytes = entry[6]
+    keys, version = entry[7]
+    direction = entry[5]
+    base = _base(entry, "message")
+    base["direction"] = direction
+    base["length"] = len(data)
+    decrypted = False
+    try:
+        msg = decode(data, version=version)
+        if type(msg.payload) is Sealed and keys is not None:
+            key = keys.client_to_server if direction == "client" else keys.server_to_client
+            msg = decode(data, version=version, cipher=Cipher(key))
+            decrypted = True
+    except WspError as error:
+        base["error"] = str(error)
+        base["hex"] = data.hex()
+        return [base]
+    if decrypted:
+        base["decrypted"] = True
+    if type(msg.payload) is Batch:
+        out = []
+        for index, item in enumerate(msg.payload.messages):
+            record = dict(base)
+            record["batch"] = index
+            record["wsp"] = _message(item, version)
+            out.append(record)
+        return out
+    base["wsp"] = _message(msg, version)
+    return [base]
