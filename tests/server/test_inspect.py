@@ -1,0 +1,206 @@
+"""The inspector feed of a real WspServer on 127.0.0.1: real clients, a real viewer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+
+from wsproto_tools.client import Client
+from wsproto_tools.engine.session import DEFAULT_CAPABILITIES
+
+SECRET = b"test-secret"
+ADMIN = "admin-s3cret"
+
+
+def url(server: Any) -> str:
+    return f"ws://127.0.0.1:{server.port}"
+
+
+def viewer(server: Any, query: str = "", secret: str | None = ADMIN, **kwargs: Any) -> Any:
+    headers = {"Authorization": f"Bearer {secret}"} if secret is not None else {}
+    return connect(f"{url(server)}/inspect{query}", additional_headers=headers, **kwargs)
+
+
+async def read_until_quiet(ws: ClientConnection, quiet: float = 0.5) -> list[dict[str, Any]]:
+    out = []
+    while True:
+        try:
+            text = await asyncio.wait_for(ws.recv(), quiet)
+        except TimeoutError:
+            return out
+        out.append(json.loads(text))
+
+
+def types(records: list[dict[str, Any]], direction: str | None = None) -> Counter[str]:
+    return Counter(
+        r["wsp"]["type"]
+        for r in records
+        if "wsp" in r and (direction is None or r["direction"] == direction)
+    )
+
+
+def entries(records: list[dict[str, Any]]) -> int:
+    """Queue entries behind the records (a Batch gives one record per message)."""
+    return sum(1 for r in records if r["kind"] != "dropped" and r.get("batch", 0) == 0)
+
+
+async def test_events_and_every_message(serve: Any) -> None:
+    async with (
+        serve(secret=SECRET, inspect=True, admin_secret=ADMIN.encode()) as server,
+        viewer(server) as ws,
+    ):
+        await asyncio.sleep(0.05)
+        async with (
+            Client(url(server), secret=SECRET) as subscriber,
+            Client(url(server), secret=SECRET) as publisher,
+        ):
+            sub = await subscriber.subscribe("prices")
+            for i in range(20):
+                await publisher.publish("prices", f"px {i}")
+            for i in range(5):
+                assert await publisher.echo(b"e%d" % i) == b"e%d" % i
+            got = [await asyncio.wait_for(sub.get(), 5) for _ in range(20)]
+            assert len(got) == 20
+            pub_sid = publisher.session.session_id
+        records = await read_until_quiet(ws)
+    kinds = Counter(r["kind"] for r in records)
+    assert kinds["connected"] == 2 and kinds["authenticated"] == 2 and kinds["closed"] == 2
+    connected = next(r for r in records if r["kind"] == "connected")
+    assert connected["subprotocol"] == "wsp.v2" and connected["peer"].startswith("127.0.0.1:")
+    assert {r["identity"] for r in records if r["kind"] == "authenticated"} == {"hmac"}
+    client = types(records, "client")
+    server_side = types(records, "server")
+    assert client["Publish"] == 20 and client["Request"] == 5 and client["Subscribe"] == 1
+    assert server_side["Response"] == 5 and server_side["Subscribed"] == 1
+    delivers = [r for r in records if "wsp" in r and r["wsp"]["type"] == "Deliver"]
+    assert len(delivers) == 20  # once per topic message, with the subscriber count
+    assert all(r["subscribers"] == 1 and r["session"] is None for r in delivers)
+    assert [r["wsp"]["payload"]["offset"] for r in delivers] == list(range(1, 21))
+    publishes = [r for r in records if "wsp" in r and r["wsp"]["type"] == "Publish"]
+    assert {r["session"] for r in publishes} == {pub_sid}
+    assert all(r["identity"] == "hmac" and r["peer"] for r in publishes)
+    assert bytes.fromhex(publishes[3]["wsp"]["payload"]["data"]) == b"px 3"
+
+
+async def test_filters(serve: Any) -> None:
+    async with (
+        serve(secret=SECRET, inspect=True, admin_secret=ADMIN.encode()) as server,
+        viewer(server, "?type=Publish&topic=a") as only_a,
+        viewer(server, "?type=Publish&type=Request") as two_types,
+        Client(url(server), secret=SECRET) as quiet,
+        Client(url(server), secret=SECRET) as busy,
+    ):
+        sid = busy.session.session_id
+        async with viewer(server, f"?session={sid}") as one_session:
+            await asyncio.sleep(0.05)
+            for topic in "aab":
+                await busy.publish(topic, "x")
+                await quiet.publish(topic, "y")
+            await busy.echo(b"z")
+            a = await read_until_quiet(only_a)
+            both = await read_until_quiet(two_types)
+            mine = await read_until_quiet(one_session)
+    assert len(a) == 4 and {r["wsp"]["payload"]["topic"] for r in a} == {"a"}
+    assert types(both) == Counter({"Publish": 6, "Request": 1})
+    assert mine and {r["session"] for r in mine} == {busy.session.session_id}
+    assert types(mine, "client") == Counter({"Publish": 3, "Request": 1})
+
+
+async def test_decrypted_messages_are_marked(serve: Any) -> None:
+    async with (
+        serve(secret=SECRET, inspect=True, admin_secret=ADMIN.encode()) as server,
+        viewer(server, "?type=TextData") as ws,
+    ):
+        await asyncio.sleep(0.05)
+        caps = (*DEFAULT_CAPABILITIES, "encrypt")
+        async with Client(url(server), secret=SECRET, capabilities=caps) as client:
+            await client.send_text("secret hello")
+            await asyncio.wait_for(client.data.get(), 5)
+        records = await read_until_quiet(ws)
+    assert [r["direction"] for r in records] == ["client", "server"]
+    assert all(r["decrypted"] is True for r in records)
+    assert "ENCRYPTED" in records[0]["wsp"]["flags"]
+    assert {r["wsp"]["payload"]["text"] for r in records} == {"secret hello"}
+
+
+@pytest.mark.parametrize("secret", [None, "wrong", ""])
+async def test_refused_credentials(serve: Any, secret: str | None) -> None:
+    async with serve(secret=SECRET, inspect=True, admin_secret=ADMIN.encode()) as server:
+        with pytest.raises(InvalidStatus) as refused:
+            async with viewer(server, secret=secret):
+                pass
+        assert refused.value.response.status_code == 403
+        async with Client(url(server), secret=SECRET) as client:  # still serving
+            assert await client.echo(b"ok") == b"ok"
+
+
+async def test_off_by_default(serve: Any) -> None:
+    async with serve(secret=SECRET) as server:
+        with pytest.raises(InvalidStatus) as refused:
+            async with viewer(server):
+                pass
+        assert refused.value.response.status_code == 404
+        assert not server.feed.viewers
+
+
+async def test_inspect_needs_an_admin_secret() -> None:
+    from wsproto_tools.exceptions import ConfigError
+    from wsproto_tools.server import ServerConfig, WspServer
+
+    with pytest.raises(ConfigError, match="admin-secret"):
+        WspServer(ServerConfig(port=0, secret=SECRET, inspect=True))
+
+
+def small_socket(port: int) -> socket.socket:
+    """A client socket with a tiny receive buffer: a viewer that does not read
+    soon stops the server's sends to it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    return sock
+
+
+async def test_slow_viewer_gets_a_dropped_record(serve: Any) -> None:
+    n = 3000
+    async with (
+        serve(
+            secret=SECRET, inspect=True, admin_secret=ADMIN.encode(), inspect_queue=200
+        ) as server,
+        viewer(server) as fast,
+        viewer(server, sock=small_socket(server.port), max_queue=1) as slow,
+    ):
+        fast_records: list[dict[str, Any]] = []
+
+        async def keep_reading() -> None:
+            async for text in fast:
+                fast_records.append(json.loads(text))
+
+        reader = asyncio.create_task(keep_reading())
+        await asyncio.sleep(0.05)
+        started = time.perf_counter()
+        async with Client(url(server), secret=SECRET) as client:
+            for i in range(n):  # one at a time: the fast viewer keeps up
+                await client.publish("t", b"x" * 200 + str(i).encode())
+        elapsed = time.perf_counter() - started
+        assert elapsed < 20  # the server's clients are not held up by the slow viewer
+        await asyncio.sleep(0.5)
+        slow_records = await read_until_quiet(slow, 1.0)
+        await asyncio.sleep(0.2)
+        reader.cancel()
+    assert not any(r["kind"] == "dropped" for r in fast_records)
+    assert types(fast_records, "client")["Publish"] == n
+    drops = [r for r in slow_records if r["kind"] == "dropped"]
+    assert drops, "the slow viewer lost nothing"
+    dropped = sum(r["count"] for r in drops)
+    assert entries(slow_records) + dropped == entries(fast_records)
+    # the records after a drop record are the newest ones, in order
+    assert slow_records[-1] == fast_records[-1]
