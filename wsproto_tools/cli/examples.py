@@ -55,6 +55,11 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("wsp decode --ndjson --type Publish capture.pcapng | jq .wsp", "filter, as NDJSON"),
         ("tcpdump -i lo -w - port 8765 | wsp decode -", "decode a live stream"),
     ),
+    "inspect": (
+        ("WSP_ADMIN_SECRET=adm wsp inspect ws://127.0.0.1:8765", "every session and message"),
+        ("wsp inspect ws://127.0.0.1:8765 --ndjson --type Publish | jq .wsp", "NDJSON, filtered"),
+        ("wsp inspect ws://127.0.0.1:8765 --topic prices --admin-secret adm", "one topic"),
+    ),
     "tap": (
         ("sudo wsp tap -i lo --port 8765", "decode live traffic on port 8765"),
         ("sudo wsp tap -i eth0 --port 443 --ws-port 443 --ndjson --duration 60", "NDJSON, 60 s"),

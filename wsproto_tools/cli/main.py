@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "connect": ("connect:connect", "An interactive wsp session: send, subscribe, publish, ping."),
     "msg": ("msg:msg", "Encode and decode wsp application messages."),
     "decode": ("decode:decode", "Decode WebSocket and wsp messages from a pcap/pcapng capture."),
+    "inspect": ("inspect:inspect", "Print the inspector feed of a wsp serve --inspect (live)."),
     "tap": ("tap:tap", "Decode WebSocket and wsp traffic live from a network interface."),
     "fuzz": ("fuzz:fuzz", "RFC 6455 conformance fuzzing of a WebSocket server or client."),
 }

@@ -175,6 +175,25 @@ def _read_key(path: Path) -> bytes:
     "--origin", "origins", multiple=True, help="Allowed Origin header (repeatable; default: any)."
 )
 @click.option("--deflate", is_flag=True, help="Offer permessage-deflate (RFC 7692).")
+@click.option(
+    "--inspect",
+    is_flag=True,
+    help="Serve the inspector feed at /inspect (needs --admin-secret; docs/inspect.md).",
+)
+@click.option(
+    "--admin-secret",
+    envvar="WSP_ADMIN_SECRET",
+    metavar="S",
+    help="The inspector feed's credential (Authorization: Bearer S). Env: WSP_ADMIN_SECRET.",
+)
+@click.option(
+    "--inspect-queue",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(1),
+    metavar="N",
+    help="Records queued per inspector; when full, the oldest are dropped (and counted).",
+)
 @tls_server_options
 def serve(
     host: str,
@@ -204,6 +223,9 @@ def serve(
     max_buffer: int,
     origins: tuple[str, ...],
     deflate: bool,
+    inspect: bool,
+    admin_secret: str | None,
+    inspect_queue: int,
     certfile: str | None,
     keyfile: str | None,
 ) -> None:
@@ -232,6 +254,8 @@ def serve(
         raise CommandExit(
             ExitStatus.USAGE,
             "--no-auth cannot be combined with --secret/WSP_SECRET or --jwt-key")
+    if inspect and not admin_secret:
+        raise CommandExit(ExitStatus.USAGE, "--inspect needs --admin-secret (or WSP_ADMIN_SECRET)")
     context = server_ssl(certfile, keyfile)
     generated = None
     if not no_auth and not secret and jwt_key is None:
@@ -265,6 +289,9 @@ def serve(
         origins=origins or None,
         compression=deflate,
         ssl=context,
+        inspect=inspect,
+        admin_secret=admin_secret.encode() if inspect and admin_secret else None,
+        inspect_queue=inspect_queue,
     )
     server = WspServer(config)
 
@@ -275,6 +302,8 @@ def serve(
         click.echo(
             f"wsp serve: listening on {url} (auth: {methods}; GET /healthz, /metrics)", err=True
         )
+        if inspect:
+            click.echo(f"wsp serve: inspector feed on {url}/inspect (wsp inspect {url})", err=True)
         if generated is not None:
             click.echo(
                 "wsp serve: no credentials configured, so this secret was generated "

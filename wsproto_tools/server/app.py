@@ -211,6 +211,7 @@ class WspServer:
         self._memory = self.broker if isinstance(self.broker, MemoryBroker) else None
         self.metrics = Metrics()
         self.conns: set[Conn] = set()
+        self.inspectors: set[ServerConnection] = set()
         self.sessions: dict[int, ServerSession] = {}
         self.attached: dict[int, Conn] = {}
         #: detached (resumable) sessions, oldest first, with what each is charged
@@ -274,6 +275,7 @@ class WspServer:
                     c.ws.close(CloseCode.GOING_AWAY, "server shutting down; reconnect and resume")
                     for c in list(self.conns)
                 ),
+                *(ws.close(CloseCode.GOING_AWAY, "server shutting down") for ws in self.inspectors),
                 return_exceptions=True,
             )
             await self._server.wait_closed()
@@ -343,9 +345,11 @@ class WspServer:
         viewer = Viewer(Filters.from_query(ws.request.path.partition("?")[2]), self.feed.queue)
         sender = asyncio.create_task(self.feed.run(viewer, ws.send))
         closed = asyncio.ensure_future(ws.wait_closed())
+        self.inspectors.add(ws)
         try:
             await asyncio.wait([sender, closed], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self.inspectors.discard(ws)
             sender.cancel()
             closed.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):

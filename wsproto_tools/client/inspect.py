@@ -1,0 +1,71 @@
+"""The client side of ``wsp serve``'s inspector feed (docs/inspect.md).
+
+``async for record in inspector_feed(url, secret): ...`` yields one dict per
+record. A refused credential raises AuthenticationError; a server that cannot be
+reached, or goes away, raises ConnectionFailed.
+"""
+
+from __future__ import annotations
+
+__all__ = ["feed_url", "inspector_feed"]
+
+import json
+import ssl
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+from urllib.parse import urlencode
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from wsproto_tools.exceptions import AuthenticationError, ConnectionFailed
+
+
+def feed_url(
+    url: str,
+    *,
+    session: int | None = None,
+    topics: Iterable[str] = (),
+    types: Iterable[str] = (),
+) -> str:
+    """``URL`` of a wsp server plus ``/inspect`` and the filters as a query."""
+    query: list[tuple[str, str]] = []
+    if session is not None:
+        query.append(("session", str(session)))
+    query += [("topic", t) for t in topics]
+    query += [("type", t) for t in types]
+    base = url.split("?", 1)[0].rstrip("/")
+    return f"{base}/inspect" + (f"?{urlencode(query)}" if query else "")
+
+
+async def inspector_feed(
+    url: str, secret: str, *, ssl_context: ssl.SSLContext | None = None, open_timeout: float = 10
+) -> AsyncIterator[dict[str, Any]]:
+    """The records of the feed at ``url`` (as made by :func:`feed_url`)."""
+    headers = {"Authorization": f"Bearer {secret}"}
+    try:
+        ws = await connect(
+            url,
+            additional_headers=headers,
+            ssl=ssl_context,
+            open_timeout=open_timeout,
+            max_size=None,
+            ping_interval=None,
+        )
+    except InvalidStatus as error:
+        status = error.response.status_code
+        if status == 403:
+            raise AuthenticationError("the server refused the admin secret (HTTP 403)") from None
+        raise ConnectionFailed(
+            f"{url}: HTTP {status} (is the server running with --inspect?)"
+        ) from None
+    except (OSError, InvalidHandshake, TimeoutError) as error:
+        raise ConnectionFailed(f"{url}: {error or type(error).__name__}") from None
+    try:
+        async for text in ws:
+            yield json.loads(text)
+    except ConnectionClosed:
+        pass
+    finally:
+        await ws.close()
+    raise ConnectionFailed("the server closed the inspector feed")
