@@ -74,6 +74,7 @@ CASES: list[tuple[str, list[str], int, list[str]]] = [
     ("serve-jwt-key-missing", ["serve", "--jwt-key", "MISSING"], 3, ["--jwt-key"]),
     ("serve-jwt-key-empty", ["serve", "--jwt-key", "EMPTY"], 3, ["empty"]),
     ("serve-jwt-key-unreadable", ["serve", "--jwt-key", "UNREADABLE"], 3, ["denied"]),
+    ("serve-inspect-no-secret", ["serve", "--inspect"], 2, ["--admin-secret"]),
     # pub
     ("pub-port-range", ["pub", "ws://127.0.0.1:70000/", "t", "m"], 2, ["70000"]),
     ("pub-http-url", ["pub", "http://127.0.0.1:8765/", "t", "m"], 2, ["did you mean ws://"]),
@@ -117,6 +118,14 @@ CASES: list[tuple[str, list[str], int, list[str]]] = [
     ("fuzz-serve-port-range", ["fuzz", "--serve", "--port", "99999"], 2, ["99999"]),
     ("fuzz-refused", ["fuzz", "REFUSED", "--cases", "1.1.1"], 4, []),
     ("fuzz-unknown-suite", ["fuzz", "REFUSED", "--suite", "rfc645"], 2, ["rfc645"]),
+    # inspect
+    ("inspect-no-secret", ["inspect", "SERVER"], 2, ["--admin-secret"]),
+    ("inspect-port-range", ["inspect", "ws://127.0.0.1:99999", "--admin-secret", "x"], 2,
+     ["99999"]),
+    ("inspect-bad-session", ["inspect", "SERVER", "--session", "x", "--admin-secret", "x"], 2,
+     ["--session"]),
+    ("inspect-refused", ["inspect", "REFUSED", "--admin-secret", "x"], 4, []),
+    ("inspect-feed-off", ["inspect", "SERVER", "--admin-secret", "x"], 4, ["--inspect"]),
 ]
 
 #: cases whose file must be unreadable: root reads everything, unless it drops the
