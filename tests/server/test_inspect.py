@@ -36,7 +36,7 @@ async def read_until_quiet(ws: ClientConnection, quiet: float = 0.5) -> list[dic
             text = await asyncio.wait_for(ws.recv(), quiet)
         except TimeoutError:
             return out
-        out.append(json.loads(text))
+        out.extend(json.loads(line) for line in str(text).splitlines())
 
 
 def types(records: list[dict[str, Any]], direction: str | None = None) -> Counter[str]:
@@ -173,7 +173,11 @@ async def test_slow_viewer_gets_a_dropped_record(serve: Any) -> None:
     n = 3000
     async with (
         serve(
-            secret=SECRET, inspect=True, admin_secret=ADMIN.encode(), inspect_queue=200
+            secret=SECRET,
+            inspect=True,
+            admin_secret=ADMIN.encode(),
+            inspect_queue=200,
+            inspect_budget=1.0,
         ) as server,
         viewer(server) as fast,
         viewer(server, sock=small_socket(server.port), max_queue=1) as slow,
@@ -182,7 +186,7 @@ async def test_slow_viewer_gets_a_dropped_record(serve: Any) -> None:
 
         async def keep_reading() -> None:
             async for text in fast:
-                fast_records.append(json.loads(text))
+                fast_records.extend(json.loads(line) for line in str(text).splitlines())
 
         reader = asyncio.create_task(keep_reading())
         await asyncio.sleep(0.05)

@@ -62,8 +62,10 @@ async def inspector_feed(
     except (OSError, InvalidHandshake, TimeoutError) as error:
         raise ConnectionFailed(f"{url}: {error or type(error).__name__}") from None
     try:
-        async for text in ws:
-            yield json.loads(text)
+        async for text in ws:  # one or more records, one JSON object a line
+            for line in str(text).splitlines():
+                if line:
+                    yield json.loads(line)
     except ConnectionClosed:
         pass
     finally:

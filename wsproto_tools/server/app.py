@@ -51,7 +51,14 @@ from wsproto_tools.exceptions import (
 )
 from wsproto_tools.server.broker import Broker, MemoryBroker
 from wsproto_tools.server.fanout import encode_delivery, encode_delivery_batch
-from wsproto_tools.server.inspect import DEFAULT_QUEUE, Feed, Filters, Viewer, authorized
+from wsproto_tools.server.inspect import (
+    DEFAULT_BUDGET,
+    DEFAULT_QUEUE,
+    Feed,
+    Filters,
+    Viewer,
+    authorized,
+)
 from wsproto_tools.server.metrics import Metrics
 from wsproto_tools.transports.wsio import (
     SUBPROTOCOLS,
@@ -114,6 +121,7 @@ class ServerConfig:
     inspect: bool = False  # the inspector feed at /inspect (docs/inspect.md)
     admin_secret: bytes | None = None  # its credential: Authorization: Bearer <secret>
     inspect_queue: int = DEFAULT_QUEUE  # records per viewer before the oldest are dropped
+    inspect_budget: float = DEFAULT_BUDGET  # share of the server's time the feed may take
     extra: dict[str, Any] = field(default_factory=dict)
 
     def auth(self) -> ServerAuth:
@@ -184,7 +192,7 @@ class WspServer:
         if config.inspect and not config.admin_secret:
             raise ConfigError("--inspect needs --admin-secret (or WSP_ADMIN_SECRET)")
         #: the inspector feed; its ``viewers`` is empty unless one is attached
-        self.feed = Feed(config.inspect_queue)
+        self.feed = Feed(config.inspect_queue, config.inspect_budget)
         self.session_config = SessionConfig(
             heartbeat_interval=config.heartbeat_interval,
             heartbeat_timeout=config.heartbeat_timeout,
