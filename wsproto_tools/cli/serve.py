@@ -194,6 +194,15 @@ def _read_key(path: Path) -> bytes:
     metavar="N",
     help="Records queued per inspector; when full, the oldest are dropped (and counted).",
 )
+@click.option(
+    "--inspect-budget",
+    default=0.02,
+    show_default=True,
+    type=click.FloatRange(0.001, 1.0),
+    metavar="F",
+    help="Share of the server's time the inspector feed may take (1: no limit); "
+    "over it, records are dropped.",
+)
 @tls_server_options
 def serve(
     host: str,
@@ -226,6 +235,7 @@ def serve(
     inspect: bool,
     admin_secret: str | None,
     inspect_queue: int,
+    inspect_budget: float,
     certfile: str | None,
     keyfile: str | None,
 ) -> None:
@@ -292,6 +302,7 @@ def serve(
         inspect=inspect,
         admin_secret=admin_secret.encode() if inspect and admin_secret else None,
         inspect_queue=inspect_queue,
+        inspect_budget=inspect_budget,
     )
     server = WspServer(config)
 

@@ -35,7 +35,7 @@ DEFAULT_QUEUE = 10_000
 SEND_BATCH = 256
 #: the share of the server's time the feed may take (decoding, JSON, sending); over
 #: it the sender pauses, its queue fills and the oldest records are dropped
-DEFAULT_BUDGET = 0.05
+DEFAULT_BUDGET = 0.02
 
 # queue entries: (what, ts, session id, peer, identity, direction, data, keys/extra)
 MESSAGE, EVENT, FANOUT = 0, 1, 2
