@@ -208,3 +208,19 @@ async def test_slow_viewer_gets_a_dropped_record(serve: Any) -> None:
     assert entries(slow_records) + dropped == entries(fast_records)
     # the records after a drop record are the newest ones, in order
     assert slow_records[-1] == fast_records[-1]
+
+
+async def test_violation_record(serve: Any) -> None:
+    async with (
+        serve(secret=SECRET, inspect=True, admin_secret=ADMIN.encode()) as server,
+        viewer(server, "?type=violation&type=closed") as ws,
+    ):
+        await asyncio.sleep(0.05)
+        async with connect(url(server), subprotocols=["wsp.v2"]) as peer:  # type: ignore[list-item]
+            await peer.recv()  # the Challenge
+            await peer.send("a text frame")
+            await peer.wait_closed()
+        records = await read_until_quiet(ws)
+    assert [r["kind"] for r in records] == ["violation", "closed"]
+    assert records[0]["code"] == 1003 and "text frame" in records[0]["message"]
+    assert records[1]["code"] == 1003
