@@ -186,7 +186,7 @@ class SessionObserver(Stateful):
             last = side.last_ts
             timeout = self.heartbeat_timeout
             if (timeout is None or last is None or self.state is not _ACTIVE
-                    or ts - last <= timeout):
+                    or ts - last < timeout):
                 side.last_ts = ts  # _silence, with nothing to report
             else:
                 self._silence(direction, ts, message, out, side)
@@ -292,7 +292,7 @@ class SessionObserver(Stateful):
     ) -> None:
         if side.last_ts is not None and self.state is State.ACTIVE:
             found = check_silence(ts - side.last_ts, self.heartbeat_timeout, direction.sender)
-            if found is not None and ts - side.last_ts > (self.heartbeat_timeout or 0):
+            if found is not None:
                 self._broke(found, direction, ts, msg, out)
         side.last_ts = ts
 

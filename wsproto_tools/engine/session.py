@@ -324,10 +324,10 @@ class Session(Sequencing, Outbox, Stateful):
                     verdict = check_sealed(msg.flags)
                     if verdict is not None:
                         raise verdict.error()
-            return self.receive(msg, now)
         except RemoteProtocolError:
             self._failed()
             raise
+        return self.receive(msg, now)  # which fails the session itself on a broken rule
 
     def _failed(self) -> None:
         """The peer broke a rule: the session takes nothing more (ERROR)."""

@@ -26,8 +26,9 @@ from urllib.parse import parse_qs
 from wsproto_tools.codec import decode
 from wsproto_tools.codec.crypto import Cipher
 from wsproto_tools.codec.jsonform import message_to_json
-from wsproto_tools.codec.schema import Batch, Message, Sealed
+from wsproto_tools.codec.schema import Batch, Deliver, Message, Sealed
 from wsproto_tools.exceptions import WspError
+from wsproto_tools.server.fanout import encode_delivery
 
 #: records each viewer's queue holds before the oldest are dropped (--inspect-queue)
 DEFAULT_QUEUE = 10_000
@@ -217,10 +218,6 @@ def _base(entry: tuple[Any, ...], kind: str) -> dict[str, Any]:
     return {"kind": kind, "ts": round(ts, 6), "session": sid, "peer": peer, "identity": identity}
 
 
-def _message(msg: Message, version: int | None) -> dict[str, Any]:
-    return message_to_json(msg, version)
-
-
 def records(entry: tuple[Any, ...]) -> list[dict[str, Any]]:
     """The JSON records of one queue entry (a Batch gives one record per message)."""
     what = entry[0]
@@ -229,15 +226,12 @@ def records(entry: tuple[Any, ...]) -> list[dict[str, Any]]:
         record.update(entry[7])
         return [record]
     if what == FANOUT:
-        from wsproto_tools.server.fanout import encode_delivery
-
         topic, epoch, item, subscribers = entry[7]
-        wire = encode_delivery(topic, epoch, item.offset, item.data, 2)
         record = _base(entry, "message")
         record["direction"] = "server"
-        record["length"] = len(wire)
+        record["length"] = len(encode_delivery(topic, epoch, item.offset, item.data, 2))
         record["subscribers"] = subscribers
-        record["wsp"] = _message(decode(wire, version=2), 2)
+        record["wsp"] = message_to_json(Message(Deliver(topic, epoch, item.offset, item.data)), 2)
         return [record]
     data: bytes = entry[6]
     keys, version = entry[7]
@@ -263,8 +257,8 @@ def records(entry: tuple[Any, ...]) -> list[dict[str, Any]]:
         for index, item in enumerate(msg.payload.messages):
             record = dict(base)
             record["batch"] = index
-            record["wsp"] = _message(item, version)
+            record["wsp"] = message_to_json(item, version)
             out.append(record)
         return out
-    base["wsp"] = _message(msg, version)
+    base["wsp"] = message_to_json(msg, version)
     return [base]
