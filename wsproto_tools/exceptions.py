@@ -148,3 +148,15 @@ class DecryptionFailed(DecodeError):
 
 
 __all__ += ["DecryptionFailed"]
+
+
+# Added by the filter language (docs/filter.md).
+class FilterError(ConfigError):
+    """A filter expression could not be parsed; ``position`` is where (0-based)."""
+
+    def __init__(self, message: str, position: int = 0) -> None:
+        super().__init__(message)
+        self.position = position
+
+
+__all__ += ["FilterError"]
