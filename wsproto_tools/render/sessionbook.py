@@ -170,8 +170,8 @@ class SessionBook:
               rec: dict[str, Any]) -> None:
         wsp = rec.get("wsp")
         wsp = wsp if isinstance(wsp, dict) else {}
-        payload: dict[str, Any] = wsp.get("payload")
-        payload = payload if isinstance(payload, dict) else {}
+        found = wsp.get("payload")
+        payload: dict[str, Any] = found if isinstance(found, dict) else {}
         if tname == "Handshake":
             info.state = "handshake"
             if payload.get("resume_token"):
