@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "msg": ("msg:msg", "Encode and decode wsp application messages."),
     "decode": ("decode:decode", "Decode WebSocket and wsp messages from a pcap/pcapng capture."),
     "inspect": ("inspect:inspect", "Print the inspector feed of a wsp serve --inspect (live)."),
+    "tui": ("tui:tui", "Sessions, messages and stats of a capture, the tap, a server or a client."),
     "tap": ("tap:tap", "Decode WebSocket and wsp traffic live from a network interface."),
     "fuzz": ("fuzz:fuzz", "RFC 6455 conformance fuzzing of a WebSocket server or client."),
 }

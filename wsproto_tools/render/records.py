@@ -55,20 +55,20 @@ class Row:
     """
 
     __slots__ = (
-        "kind",
-        "ts",
+        "_record",
+        "_text",
         "conn",
         "direction",
-        "opcode",
-        "wsp_type",
-        "type_code",
-        "seq",
-        "topic",
+        "kind",
         "offset",
+        "opcode",
+        "seq",
         "size",
+        "topic",
+        "ts",
+        "type_code",
         "violations",
-        "_text",
-        "_record",
+        "wsp_type",
     )
 
     def __init__(
