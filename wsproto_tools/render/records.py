@@ -125,8 +125,9 @@ class Row:
 def violation_codes(record: dict[str, Any]) -> tuple[str, ...]:
     """The short violation codes of a record: its own plus ``wsp-<rule>`` findings."""
     codes = list(record.get("violations") or ())
-    for finding in record.get("session") or ():
-        if finding.get("verdict") == "violation":
+    findings = record.get("session")
+    for finding in findings if isinstance(findings, list) else ():
+        if isinstance(finding, dict) and finding.get("verdict") == "violation":
             codes.append(f"wsp-{finding.get('rule')}")
     if record.get("kind") == "violation":
         rule = record.get("rule")
