@@ -24,6 +24,7 @@ SIZE = (120, 40)
 _spec = importlib.util.spec_from_file_location("capture_samples", ROOT / "tests/capture/samples.py")
 assert _spec is not None and _spec.loader is not None
 samples_module = importlib.util.module_from_spec(_spec)
+sys.modules["capture_samples"] = samples_module
 _spec.loader.exec_module(samples_module)
 
 

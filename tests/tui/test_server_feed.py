@@ -26,6 +26,7 @@ WSP = str(Path(sys.executable).parent / "wsp")
 _spec = importlib.util.spec_from_file_location("cli_terminal", ROOT / "tests/cli/terminal.py")
 assert _spec is not None and _spec.loader is not None
 terminal = importlib.util.module_from_spec(_spec)
+sys.modules["cli_terminal"] = terminal
 _spec.loader.exec_module(terminal)
 
 
@@ -75,7 +76,7 @@ async def test_tui_and_wsp_inspect_see_every_message(serve: Any) -> None:
             await wait_for(pilot, lambda: len(app.book.sessions) >= 2)
             identities = {s.identity for s in app.book.sessions.values() if s.conn}
             assert "hmac" in identities
-            assert app.query_one("#messages").count == app.store.count
+            await wait_for(pilot, lambda: app.query_one("#messages").count == app.store.count)
         await asyncio.sleep(0.3)
         viewer.send_signal(signal.SIGTERM)
         out, _ = await asyncio.wait_for(viewer.communicate(), 10)
