@@ -139,11 +139,13 @@ def _decode(reader: PacketReader, decoder: CaptureDecoder, sink: LineSink,
         if events:
             handle(events)
         if n % PACKET_BATCH == 0:
+            sink.flush()
             progress.done = raw.tell()
             progress.records = n
             if stop():
                 break
     handle([e for e in decoder.finish() if type(e) is not ConnectionSeen])
+    sink.flush()
     progress.done = progress.size
     info = reader.info
     return outcome_of(sink, decoder, info.format + (".gz" if info.compressed else ""),

@@ -33,6 +33,8 @@ _DIRS = ("", "client", "server")
 _DIR_INDEX = {"": 0, "client": 1, "server": 2}
 #: the spill file is written in pieces of this size; the tail stays in memory
 _SPILL_CHUNK = 1 << 22
+#: messages a capture sink gathers before it appends them to the store
+_SINK_BATCH = 512
 
 
 class _Interned:
@@ -334,31 +336,28 @@ class RowStore:
 class CaptureSink:
     """A capture pipeline sink (:class:`~wsproto_tools.capture.pipeline.Sink`)
     that appends to a :class:`RowStore`: messages as rows, each connection that
-    is recognized as a ``connected`` event row."""
+    is recognized as a ``connected`` event row. Its ``stats`` stay empty: the
+    viewers count for themselves (:mod:`.sessionbook`, :mod:`.livestats`)."""
 
     def __init__(self, store: RowStore, on_connection: Callable[[Any], None] | None = None) -> None:
         self.store = store
         self.stats = CaptureStats()
         self.violations = 0
         self._lines = LineBuffer()
-        self._count = self.stats.counter()
         self._on_connection = on_connection
+        self._pending: list[CapturedMessage] = []
 
     def events(self, events: list[Any]) -> None:
-        items: list[CapturedMessage] = []
+        items = self._pending
         write = self._lines.write
-        count = self._count
         for event in events:
             if type(event) is CapturedMessage:
                 write(event)
-                count(event)
                 items.append(event)
                 if event.violations:
                     self.violations += 1
             elif type(event) is ConnectionSeen:
-                if items:
-                    self.store.add_captured(items, self._lines.take())
-                    items = []
+                self.flush()
                 conn = event.connection
                 record = {"kind": "connected", "ts": conn.first_ts, "conn": conn.id}
                 for key, value in connection_record(conn).items():
@@ -367,12 +366,16 @@ class CaptureSink:
                 self.store.add_record(record)
                 if self._on_connection is not None:
                     self._on_connection(conn)
-        if items:
-            self.store.add_captured(items, self._lines.take())
+        if len(items) >= _SINK_BATCH:
+            self.flush()
 
     def lines(self, lines: list[bytes]) -> None:
         """NDJSON lines (a file of ``wsp decode --ndjson`` or ``wsp inspect --ndjson``)."""
         self.store.add_lines(lines)
 
     def flush(self) -> None:
-        pass
+        """Hand the messages gathered so far to the store (sources call this at
+        least every 1,024 packets and whenever the input pauses)."""
+        if self._pending:
+            self.store.add_captured(self._pending, self._lines.take())
+            self._pending = []
