@@ -358,6 +358,7 @@ class CaptureSink:
                     self.violations += 1
             elif type(event) is ConnectionSeen:
                 self.flush()
+                items = self._pending
                 conn = event.connection
                 record = {"kind": "connected", "ts": conn.first_ts, "conn": conn.id}
                 for key, value in connection_record(conn).items():
