@@ -60,7 +60,10 @@ def make_filter(
     types: tuple[str, ...],
     topic: str | None,
     grep: str | None,
+    expression: str | None = None,
 ) -> Any:
+    """The printer's ``accept``: the option filters, and the ``--filter``
+    expression (docs/filter.md) when one is given, ANDed."""
     from wsproto_tools.capture import MessageFilter
     from wsproto_tools.cli.params import check_names
     from wsproto_tools.codec.schema import TYPES
@@ -73,7 +76,7 @@ def make_filter(
         raise click.BadParameter(
             f"bad regular expression: {error}", param_hint="--grep"
         ) from None
-    return MessageFilter(
+    options = MessageFilter(
         frozenset(conns),
         direction,
         frozenset(opcodes),
@@ -81,6 +84,17 @@ def make_filter(
         topic,
         pattern,
     )
+    if not expression or not expression.strip():
+        return options  # no rows are made
+    from wsproto_tools.exceptions import FilterError
+    from wsproto_tools.render.filterexpr import compile_filter
+    from wsproto_tools.render.rows import ExpressionFilter
+
+    try:
+        compiled = compile_filter(expression)
+    except FilterError as error:
+        raise CommandExit(ExitStatus.USAGE, f"--filter: {error}") from None
+    return ExpressionFilter(options, compiled)
 
 
 class ProgressBar:
@@ -129,6 +143,9 @@ class ProgressBar:
 @click.command("decode")
 @click.argument("file", type=click.Path(allow_dash=True, readable=False))
 @filter_options
+@click.option("--filter", "expression", metavar="EXPR",
+              help="Only messages this filter expression passes (docs/filter.md), "
+              "e.g. 'type:Publish topic:prices | violation'.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON document (its messages streamed as they are decoded).")
 @click.option("--stats", "stats_only", is_flag=True, help="Only the summary.")
@@ -157,6 +174,7 @@ def decode(
     max_payload: int | None,
     strict: bool,
     quiet: bool,
+    expression: str | None,
     as_json: bool,
     stats_only: bool,
     max_message: int,
@@ -179,7 +197,7 @@ def decode(
     from wsproto_tools.exceptions import CaptureError, CaptureUnreadable
     from wsproto_tools.render.rows import NumberedPrinter, Printer
 
-    accept = make_filter(conns, direction, opcodes, types, topic, grep)
+    accept = make_filter(conns, direction, opcodes, types, topic, grep, expression)
     mode = "ndjson" if ndjson else "json" if as_json else "stats" if stats_only else "table"
 
     printer = Printer(env, mode=mode, show_hex=show_hex, accept=accept,

@@ -8,13 +8,13 @@ They write to the streams and console of the :class:`Output` they are given.
 
 from __future__ import annotations
 
-__all__ = ["MAX_WARNINGS_SHOWN", "NumberedPrinter", "Output", "Printer"]
+__all__ = ["MAX_WARNINGS_SHOWN", "ExpressionFilter", "NumberedPrinter", "Output", "Printer"]
 
 import array
 import json
 import re
 from collections.abc import Callable
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from wsproto_tools.capture import CapturedMessage, CaptureStats, CaptureWarning
 from wsproto_tools.capture.parallel import pack_lines
@@ -27,6 +27,9 @@ from wsproto_tools.render.capture import (
     pretty_json,
     summary_view,
 )
+
+if TYPE_CHECKING:
+    from wsproto_tools.render.filterexpr import Filter
 
 #: Warnings printed one by one before they are only counted.
 MAX_WARNINGS_SHOWN = 50
@@ -369,6 +372,28 @@ def _cell_len(text: str) -> int:
     return cell_len(text)
 
 
+class ExpressionFilter:
+    """A printer's ``accept``: the option filters (a
+    :class:`~wsproto_tools.capture.filters.MessageFilter`) and a compiled filter
+    expression (:mod:`wsproto_tools.render.filterexpr`), ANDed. The expression
+    sees each message as a :class:`~wsproto_tools.render.records.Row`, made only
+    for messages the options let through."""
+
+    active = True
+
+    def __init__(self, options: Any, expression: Filter) -> None:
+        from wsproto_tools.render.records import row_of_captured
+
+        self.options = options if options.active else None
+        self.expression = expression
+        self._test = expression.test
+        self._row = row_of_captured
+
+    def __call__(self, item: CapturedMessage) -> bool:
+        options = self.options
+        if options is not None and not options(item):
+            return False
+        return self._test(self._row(item))
 
 
 class NumberedPrinter(Printer):
