@@ -151,14 +151,16 @@ def file_part(path: Path, repeat: int, timeout: float) -> None:
     print(f"file: {path.name}, {size / 1e6:.1f} MB, {lines:,} records "
           f"(load average {os.getloadavg()[0]:.2f})")
     print(f"  baseline wsp decode --ndjson > /dev/null: {dec_time:.2f} s wall "
-          f"(best of {repeat}; {lines / dec_time:,.0f} records/s), peak RSS {dec_rss / 1024:.0f} MiB")
+          f"(best of {repeat}; {lines / dec_time:,.0f} records/s), "
+          f"peak RSS {dec_rss / 1024:.0f} MiB")
 
     ing, ing_wall, ing_rss = run_child(child_cmd("ingest", str(path)), timeout)
     print(f"  RowStore alone (read_file + CaptureSink, no app): {ing['seconds']:.2f} s "
           f"({ing['rows'] / ing['seconds']:,.0f} rows/s; {ing_wall:.2f} s with the process "
           f"start, {ing_wall / dec_time:.2f}x decode), {ing['rows']:,} rows, columns "
           f"{ing['memory'] / 1e6:.1f} MB, spill {ing['spilled'] / 1e6:.1f} MB, peak RSS "
-          f"{ing_rss / 1024:.0f} MiB (interpreter and imports: {ing['hwm_before_kib'] / 1024:.0f} MiB)")
+          f"{ing_rss / 1024:.0f} MiB (interpreter and imports: "
+          f"{ing['hwm_before_kib'] / 1024:.0f} MiB)")
 
     app, app_wall, app_rss = run_child(
         child_cmd("file", str(path), "--timeout", str(timeout)), timeout + 60)
@@ -421,7 +423,8 @@ def live_part(seconds: float, callers: int, budget: float, queue: int, idle_keys
     print(f"  key latency while ingesting: {latency_line(live, tui['live_missed'])}  "
           f"goal p99 <= 100 ms: {'ok' if p99 <= 0.1 and not tui['live_missed'] else 'MISSED'}")
     if live and tui["idle"]:
-        print(f"  ratio p50 ingesting/idle: {statistics.median(live) / statistics.median(tui['idle']):.1f}x")
+        ratio = statistics.median(live) / statistics.median(tui["idle"])
+        print(f"  ratio p50 ingesting/idle: {ratio:.1f}x")
 
 
 # ====================================================================== main
