@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import jwt
 import pytest
 
 from wsproto_tools.client import Client
@@ -112,4 +113,118 @@ def test_server_going_away_exits_4() -> None:
     assert proc.stderr is not None
     assert proc.stderr.read().strip().splitlines() == [
         "wsp: error: the server closed the inspector feed"
+    ]
+
+
+# ---------------------------------------------------------------------- JWT admin claim
+JWT_KEY = "k" * 32
+
+
+def admin_token(
+    claims: dict[str, Any] | None = None, lifetime: float = 300.0, key: str = JWT_KEY
+) -> str:
+    body: dict[str, Any] = {"sub": "ops", "exp": int(time.time() + lifetime)}
+    body.update({"wsp": {"admin": True}} if claims is None else claims)
+    return jwt.encode(body, key, "HS256")
+
+
+@pytest.fixture(scope="module")
+def jwt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`wsp serve --jwt-key FILE --inspect`: JWT sessions, and no admin secret at all."""
+    key_file = tmp_path_factory.mktemp("jwt") / "hs256.key"
+    key_file.write_text(JWT_KEY)
+    proc, url, _ = start_server("--jwt-key", str(key_file), "--inspect")
+    try:
+        yield url
+    finally:
+        assert stop(proc) == 0
+
+
+async def publish_with_token(url: str, topic: str, messages: list[str]) -> None:
+    token = jwt.encode({"sub": "alice", "exp": int(time.time()) + 300}, JWT_KEY, "HS256")
+    async with Client(url, token=token) as client:
+        for text in messages:
+            await client.publish(topic, text)
+
+
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_token_with_the_admin_claim_streams(jwt_server: str, how: str) -> None:
+    token = admin_token()
+    if how == "option":
+        proc = start_inspect(jwt_server, "--ndjson", "--type", "Publish", "--token", token)
+    else:
+        proc = start_inspect(
+            jwt_server, "--ndjson", "--type", "Publish", env={"WSP_ADMIN_TOKEN": token}
+        )
+    try:
+        wait_for_feed(jwt_server)
+        asyncio.run(publish_with_token(jwt_server, "prices", ["one", "two"]))
+        time.sleep(1.0)
+    finally:
+        assert stop(proc) == 0
+    assert proc.stdout is not None and proc.stderr is not None
+    records = [json.loads(line) for line in proc.stdout.read().splitlines()]
+    assert [bytes.fromhex(r["wsp"]["payload"]["data"]) for r in records] == [b"one", b"two"]
+    assert {r["identity"] for r in records} == {"jwt:alice"}
+    assert proc.stderr.read().strip().splitlines() == ["wsp inspect: 2 records, 0 dropped"]
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(admin_token({}), id="no-claim"),
+        pytest.param(admin_token(lifetime=-5), id="expired"),
+        pytest.param(admin_token(key="w" * 32), id="wrong-key"),
+    ],
+)
+def test_refused_token_exits_5(jwt_server: str, token: str) -> None:
+    result = wsp("inspect", jwt_server, "--token", token)
+    assert result.returncode == 5
+    assert result.stderr.strip().splitlines() == [
+        "wsp: error: the server refused the admin token (HTTP 403)"
+    ]
+    assert result.stdout == ""
+
+
+def test_the_admin_secret_is_refused_where_none_is_set(jwt_server: str) -> None:
+    result = wsp("inspect", jwt_server, "--admin-secret", JWT_KEY)
+    assert result.returncode == 5
+    assert result.stderr.strip().splitlines() == [
+        "wsp: error: the server refused the admin secret (HTTP 403)"
+    ]
+
+
+def test_expiring_token_exits_5(jwt_server: str) -> None:
+    result = wsp("inspect", jwt_server, "--token", admin_token(lifetime=1.5), timeout=15)
+    assert result.returncode == 5
+    assert result.stderr.strip().splitlines() == [
+        "wsp: error: the server closed the inspector feed: "
+        "admin token expired; attach with a new one"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            (),
+            {},
+            "--admin-secret (or WSP_ADMIN_SECRET) or --token (or WSP_ADMIN_TOKEN) is required",
+        ),
+        (("--token", "t", "--admin-secret", "s"), {}, "give --admin-secret or --token, not both"),
+        (("--token", "t"), {"WSP_ADMIN_SECRET": "s"}, "give --admin-secret or --token, not both"),
+    ],
+)
+def test_credential_usage(args: tuple[str, ...], env: dict[str, str], message: str) -> None:
+    result = wsp("inspect", "ws://127.0.0.1:9", *args, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"wsp: error: {message}"]
+
+
+def test_serve_inspect_needs_a_credential() -> None:
+    result = wsp("serve", "--port", "0", "--secret", SECRET, "--inspect")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "wsp: error: --inspect needs --admin-secret (or WSP_ADMIN_SECRET), or --jwt-key "
+        'for tokens with the admin claim "wsp": {"admin": true}'
     ]

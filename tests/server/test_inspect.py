@@ -9,15 +9,34 @@ import time
 from collections import Counter
 from typing import Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from wsproto_tools.client import Client
 from wsproto_tools.engine.session import DEFAULT_CAPABILITIES
 
 SECRET = b"test-secret"
 ADMIN = "admin-s3cret"
+JWT_KEY = b"k" * 32
+ADMIN_CLAIM = {"wsp": {"admin": True}}
+
+
+def admin_token(
+    claims: dict[str, Any] | None = None,
+    *,
+    lifetime: float | None = 300.0,
+    key: Any = JWT_KEY,
+    alg: str = "HS256",
+) -> str:
+    """A JWT for ``sub`` "ops" with ``claims`` (default: the admin claim)."""
+    body: dict[str, Any] = {"sub": "ops", **(ADMIN_CLAIM if claims is None else claims)}
+    if lifetime is not None:
+        body["exp"] = int(time.time() + lifetime)
+    return jwt.encode(body, key, alg)
 
 
 def url(server: Any) -> str:
@@ -155,8 +174,107 @@ async def test_inspect_needs_an_admin_secret() -> None:
     from wsproto_tools.exceptions import ConfigError
     from wsproto_tools.server import ServerConfig, WspServer
 
-    with pytest.raises(ConfigError, match="admin-secret"):
+    with pytest.raises(ConfigError, match=r"admin-secret.*jwt-key"):
         WspServer(ServerConfig(port=0, secret=SECRET, inspect=True))
+
+
+# ---------------------------------------------------------------------- JWT admin claim
+async def test_jwt_with_the_admin_claim_streams_records(serve: Any) -> None:
+    async with (
+        serve(secret=None, jwt_key=JWT_KEY, inspect=True) as server,  # no admin secret at all
+        viewer(server, "?type=authenticated&type=Publish", secret=admin_token()) as ws,
+    ):
+        await asyncio.sleep(0.05)
+        user = jwt.encode({"sub": "alice", "exp": int(time.time()) + 300}, JWT_KEY, "HS256")
+        async with Client(url(server), token=user) as client:
+            await client.publish("prices", "px 1")
+        records = await read_until_quiet(ws)
+    assert [r["kind"] for r in records] == ["authenticated", "message"]
+    assert records[0]["identity"] == "jwt:alice"
+    assert bytes.fromhex(records[1]["wsp"]["payload"]["data"]) == b"px 1"
+
+
+async def test_jwt_signed_with_an_ec_key(serve: Any) -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    async with (
+        serve(secret=None, jwt_key=public, inspect=True) as server,
+        viewer(server, "?type=connected", secret=admin_token(key=private, alg="ES256")) as ws,
+    ):
+        await asyncio.sleep(0.05)
+        async with connect(url(server), subprotocols=["wsp.v2"]) as peer:  # type: ignore[list-item]
+            await peer.recv()  # the Challenge: the connection has been reported
+        records = await read_until_quiet(ws)
+    assert [r["kind"] for r in records] == ["connected"]
+    async with serve(secret=None, jwt_key=JWT_KEY, inspect=True) as other:
+        with pytest.raises(InvalidStatus) as refused:  # the same token under HS256: refused
+            async with viewer(other, secret=admin_token(key=private, alg="ES256")):
+                pass
+    assert refused.value.response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "credential",
+    [
+        pytest.param(admin_token({}), id="no-claim"),
+        pytest.param(admin_token({"wsp": {"pub": ["*"], "sub": ["*"]}}), id="session-claims"),
+        pytest.param(admin_token({"wsp": {"admin": "true"}}), id="admin-string"),
+        pytest.param(admin_token({"wsp": {"admin": 1}}), id="admin-one"),
+        pytest.param(admin_token({"wsp_admin": True}), id="other-spelling"),
+        pytest.param(admin_token(lifetime=-5), id="expired"),
+        pytest.param(admin_token(lifetime=None), id="no-exp"),
+        pytest.param(admin_token(key=b"w" * 32), id="wrong-key"),
+        pytest.param(admin_token({"aud": "elsewhere", **ADMIN_CLAIM}), id="wrong-audience"),
+        pytest.param(jwt.encode({"sub": "ops", **ADMIN_CLAIM}, None, "none"), id="alg-none"),
+        pytest.param(admin_token()[:-4] + "AAAA", id="tampered"),
+        pytest.param("not.a.jwt", id="garbage"),
+    ],
+)
+async def test_refused_tokens(serve: Any, credential: str) -> None:
+    async with serve(
+        secret=SECRET,
+        jwt_key=JWT_KEY,
+        jwt_audience="wsp",
+        inspect=True,
+        admin_secret=ADMIN.encode(),
+    ) as server:
+        with pytest.raises(InvalidStatus) as refused:
+            async with viewer(server, secret=credential):
+                pass
+        assert refused.value.response.status_code == 403
+        assert not server.feed.viewers
+        # the admin secret and a good token with the audience are still accepted
+        good = admin_token({"aud": "wsp", **ADMIN_CLAIM})
+        for accepted in (ADMIN, good):
+            async with viewer(server, "?type=connected", secret=accepted) as ws:
+                await asyncio.sleep(0.05)
+                assert len(server.feed.viewers) == 1
+                await ws.close()
+
+
+async def test_jwt_is_not_admitted_without_jwt_verification(serve: Any) -> None:
+    async with serve(secret=SECRET, inspect=True, admin_secret=ADMIN.encode()) as server:
+        with pytest.raises(InvalidStatus) as refused:
+            async with viewer(server, secret=admin_token()):
+                pass
+        assert refused.value.response.status_code == 403
+
+
+async def test_viewer_is_closed_when_its_token_expires(serve: Any) -> None:
+    async with (
+        serve(secret=None, jwt_key=JWT_KEY, inspect=True) as server,
+        viewer(server, secret=admin_token(lifetime=1.5)) as ws,
+    ):
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), 5)
+        elapsed = time.monotonic() - started
+        assert ws.close_code == 4001 and "expired" in (ws.close_reason or "")
+        assert 0.2 < elapsed < 4
+        assert not server.feed.viewers and not server.inspectors
 
 
 def small_socket(port: int) -> socket.socket:

@@ -32,7 +32,14 @@ from wsproto_tools.cli.params import WS_URL, client_ssl, tls_client_options
     "--admin-secret",
     envvar="WSP_ADMIN_SECRET",
     metavar="S",
-    help="The server's admin secret (required). Env: WSP_ADMIN_SECRET.",
+    help="The server's admin secret. Env: WSP_ADMIN_SECRET.",
+)
+@click.option(
+    "--token",
+    envvar="WSP_ADMIN_TOKEN",
+    metavar="JWT",
+    help='Instead of the secret: a JWT with the claim "wsp": {"admin": true}, signed for '
+    "the server's --jwt-key. Env: WSP_ADMIN_TOKEN.",
 )
 @tls_client_options
 def inspect(
@@ -42,6 +49,7 @@ def inspect(
     topics: tuple[str, ...],
     types: tuple[str, ...],
     admin_secret: str | None,
+    token: str | None,
     cafile: str | None,
     insecure: bool,
 ) -> None:
@@ -49,21 +57,29 @@ def inspect(
     events and every wsp message in both directions, decoded, until Ctrl-C.
 
     URL is the server's ws:// or wss:// address; /inspect is added. The filters
-    are applied by the server. A line per record by default (time, session,
-    direction, type, summary); --ndjson prints the records as they come.
+    are applied by the server. The credential is the server's admin secret
+    (--admin-secret) or a JWT with the admin claim (--token); one of the two.
+    A line per record by default (time, session, direction, type, summary);
+    --ndjson prints the records as they come.
 
     \b
     Exit status:
       0  stopped with Ctrl-C or SIGTERM (records and dropped counts on stderr)
-      2  usage error (no --admin-secret, a URL that is not ws:// or wss://)
+      2  usage error (neither or both of --admin-secret and --token, a URL
+         that is not ws:// or wss://)
       4  cannot connect, the feed is off, or the server went away
-      5  the admin secret was refused (HTTP 403)
+      5  the credential was refused (HTTP 403), or the token expired (4001)
     """
     from wsproto_tools.cli.env import run_async
     from wsproto_tools.cli.status import CommandExit, ExitStatus
 
-    if not admin_secret:
-        raise CommandExit(ExitStatus.USAGE, "--admin-secret (or WSP_ADMIN_SECRET) is required")
+    if admin_secret and token:
+        raise CommandExit(ExitStatus.USAGE, "give --admin-secret or --token, not both")
+    if not admin_secret and not token:
+        raise CommandExit(
+            ExitStatus.USAGE,
+            "--admin-secret (or WSP_ADMIN_SECRET) or --token (or WSP_ADMIN_TOKEN) is required",
+        )
     from wsproto_tools.client.inspect import feed_url, inspector_feed
     from wsproto_tools.render.inspect import record_line
 
@@ -73,7 +89,9 @@ def inspect(
     out = sys.stdout
 
     async def run() -> None:
-        async for record in inspector_feed(target, admin_secret, ssl_context=context):
+        async for record in inspector_feed(
+            target, admin_secret or None, token=token or None, ssl_context=context
+        ):
             if record.get("kind") == "dropped":
                 counts["dropped"] += int(record.get("count", 0))
             else:

@@ -178,7 +178,8 @@ def _read_key(path: Path) -> bytes:
 @click.option(
     "--inspect",
     is_flag=True,
-    help="Serve the inspector feed at /inspect (needs --admin-secret; docs/inspect.md).",
+    help="Serve the inspector feed at /inspect (needs --admin-secret, or --jwt-key for "
+    'tokens with "wsp": {"admin": true}; docs/inspect.md).',
 )
 @click.option(
     "--admin-secret",
@@ -264,8 +265,12 @@ def serve(
         raise CommandExit(
             ExitStatus.USAGE,
             "--no-auth cannot be combined with --secret/WSP_SECRET or --jwt-key")
-    if inspect and not admin_secret:
-        raise CommandExit(ExitStatus.USAGE, "--inspect needs --admin-secret (or WSP_ADMIN_SECRET)")
+    if inspect and not admin_secret and jwt_key is None:
+        raise CommandExit(
+            ExitStatus.USAGE,
+            "--inspect needs --admin-secret (or WSP_ADMIN_SECRET), or --jwt-key "
+            'for tokens with the admin claim "wsp": {"admin": true}',
+        )
     context = server_ssl(certfile, keyfile)
     generated = None
     if not no_auth and not secret and jwt_key is None:

@@ -1,7 +1,9 @@
 """The client side of ``wsp serve``'s inspector feed (docs/inspect.md).
 
-``async for record in inspector_feed(url, secret): ...`` yields one dict per
-record. A refused credential raises AuthenticationError; a server that cannot be
+``async for record in inspector_feed(url, secret): ...`` (or
+``inspector_feed(url, token=jwt)``, a JWT with the admin claim) yields one dict
+per record. A refused credential (HTTP 403), or an admin token that expires while
+attached (close code 4001), raises AuthenticationError; a server that cannot be
 reached, or goes away, raises ConnectionFailed.
 """
 
@@ -18,7 +20,7 @@ from urllib.parse import urlencode
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from wsproto_tools.exceptions import AuthenticationError, ConnectionFailed
+from wsproto_tools.exceptions import AuthenticationError, CloseCode, ConnectionFailed
 
 
 def feed_url(
@@ -39,10 +41,19 @@ def feed_url(
 
 
 async def inspector_feed(
-    url: str, secret: str, *, ssl_context: ssl.SSLContext | None = None, open_timeout: float = 10
+    url: str,
+    secret: str | None = None,
+    *,
+    token: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    open_timeout: float = 10,
 ) -> AsyncIterator[dict[str, Any]]:
-    """The records of the feed at ``url`` (as made by :func:`feed_url`)."""
-    headers = {"Authorization": f"Bearer {secret}"}
+    """The records of the feed at ``url`` (as made by :func:`feed_url`), read with
+    the server's admin ``secret`` or an admin ``token`` (a JWT): one of the two."""
+    if (secret is None) == (token is None):
+        raise ValueError("inspector_feed: give the admin secret or an admin token (one)")
+    credential, what = (secret, "admin secret") if token is None else (token, "admin token")
+    headers = {"Authorization": f"Bearer {credential}"}
     try:
         ws = await connect(
             url,
@@ -55,7 +66,7 @@ async def inspector_feed(
     except InvalidStatus as error:
         status = error.response.status_code
         if status == 403:
-            raise AuthenticationError("the server refused the admin secret (HTTP 403)") from None
+            raise AuthenticationError(f"the server refused the {what} (HTTP 403)") from None
         raise ConnectionFailed(
             f"{url}: HTTP {status} (is the server running with --inspect?)"
         ) from None
@@ -70,4 +81,6 @@ async def inspector_feed(
         pass
     finally:
         await ws.close()
+    if ws.close_code == CloseCode.WSP_AUTH_FAILED:
+        raise AuthenticationError(f"the server closed the inspector feed: {ws.close_reason}")
     raise ConnectionFailed("the server closed the inspector feed")

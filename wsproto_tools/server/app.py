@@ -34,7 +34,7 @@ from websockets.typing import Subprotocol
 from wsproto_tools.codec.limits import Limits
 from wsproto_tools.codec.schema import BinaryData, TextData
 from wsproto_tools.engine import events as ev
-from wsproto_tools.engine.auth import JwtVerifier
+from wsproto_tools.engine.auth import Grant, JwtVerifier
 from wsproto_tools.engine.history import ContinuityLost as HistoryGap
 from wsproto_tools.engine.history import Entry
 from wsproto_tools.engine.hub import SubscribeAnswer
@@ -57,7 +57,7 @@ from wsproto_tools.server.inspect import (
     Feed,
     Filters,
     Viewer,
-    authorized,
+    admission,
 )
 from wsproto_tools.server.metrics import Metrics
 from wsproto_tools.transports.wsio import (
@@ -119,7 +119,9 @@ class ServerConfig:
     sweep_interval: float = 0.5
     close_timeout: float = 2.0
     inspect: bool = False  # the inspector feed at /inspect (docs/inspect.md)
-    admin_secret: bytes | None = None  # its credential: Authorization: Bearer <secret>
+    #: its credential: Authorization: Bearer <secret>, or Bearer <JWT> verified with
+    #: jwt_key and carrying "wsp": {"admin": true}
+    admin_secret: bytes | None = None
     inspect_queue: int = DEFAULT_QUEUE  # records per viewer before the oldest are dropped
     inspect_budget: float = DEFAULT_BUDGET  # share of the server's time the feed may take
     extra: dict[str, Any] = field(default_factory=dict)
@@ -189,8 +191,11 @@ class WspServer:
     def __init__(self, config: ServerConfig, broker: Broker | None = None) -> None:
         self.config = config
         self.auth = config.auth()
-        if config.inspect and not config.admin_secret:
-            raise ConfigError("--inspect needs --admin-secret (or WSP_ADMIN_SECRET)")
+        if config.inspect and not (config.admin_secret or self.auth.jwt):
+            raise ConfigError(
+                "--inspect needs --admin-secret (or WSP_ADMIN_SECRET), or --jwt-key "
+                'for tokens with the admin claim "wsp": {"admin": true}'
+            )
         #: the inspector feed; its ``viewers`` is empty unless one is attached
         self.feed = Feed(config.inspect_queue, config.inspect_budget)
         self.session_config = SessionConfig(
@@ -333,13 +338,23 @@ class WspServer:
             )
         return None
 
+    def _inspect_admission(self, request: Request) -> Grant | None:
+        """The viewer's credential (docs/inspect.md, "The endpoint"); None: refused."""
+        return admission(
+            request.headers.get("Authorization"),
+            secret=self.config.admin_secret,
+            verifier=self.auth.jwt,
+            now=clock(),
+        )
+
     def _inspect_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        secret = self.config.admin_secret
-        if not self.config.inspect or not secret:
+        if not self.config.inspect:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "the inspector feed is off\n")
-        if not authorized(request.headers.get("Authorization"), secret):
+        if self._inspect_admission(request) is None:
             return connection.respond(
-                http.HTTPStatus.FORBIDDEN, "inspector feed: Authorization: Bearer <admin secret>\n"
+                http.HTTPStatus.FORBIDDEN,
+                "inspector feed: Authorization: Bearer <admin secret>, "
+                'or Bearer <JWT> with "wsp": {"admin": true}\n',
             )
         try:
             Filters.from_query(request.path.partition("?")[2])
@@ -348,20 +363,29 @@ class WspServer:
         return None
 
     async def _inspector(self, ws: ServerConnection) -> None:
-        """One authorized viewer of the feed: its records until it goes away."""
+        """One authorized viewer of the feed: its records until it goes away, or
+        until its admin token expires (closed with 4001, as a session would be)."""
         assert ws.request is not None
+        grant = self._inspect_admission(ws.request)
+        expires_at = grant.expires_at if grant is not None else clock()
         viewer = Viewer(Filters.from_query(ws.request.path.partition("?")[2]), self.feed.queue)
         sender = asyncio.create_task(self.feed.run(viewer, ws.send))
         closed = asyncio.ensure_future(ws.wait_closed())
         self.inspectors.add(ws)
         try:
-            await asyncio.wait([sender, closed], return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                [sender, closed],
+                timeout=None if expires_at is None else max(0.0, expires_at - clock()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         finally:
             self.inspectors.discard(ws)
             sender.cancel()
             closed.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                 await sender
+        if not done:
+            await ws.close(CloseCode.WSP_AUTH_FAILED, "admin token expired; attach with a new one")
 
     # ------------------------------------------------------------------ connections
     async def _handler(self, ws: ServerConnection) -> None:

@@ -10,7 +10,16 @@ with one ``{"kind": "dropped", "count": N}`` record) and never slows the server.
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_BUDGET", "DEFAULT_QUEUE", "Feed", "Filters", "Viewer", "authorized"]
+__all__ = [
+    "ADMIN_SECRET_METHOD",
+    "DEFAULT_BUDGET",
+    "DEFAULT_QUEUE",
+    "Feed",
+    "Filters",
+    "Viewer",
+    "admission",
+    "has_admin_claim",
+]
 
 import asyncio
 import contextlib
@@ -27,7 +36,8 @@ from wsproto_tools.codec import decode
 from wsproto_tools.codec.crypto import Cipher
 from wsproto_tools.codec.jsonform import message_to_json
 from wsproto_tools.codec.schema import Batch, Deliver, Message, Sealed
-from wsproto_tools.exceptions import WspError
+from wsproto_tools.engine.auth import Grant, JwtVerifier
+from wsproto_tools.exceptions import AuthenticationError, WspError
 from wsproto_tools.server.fanout import encode_delivery
 
 #: records each viewer's queue holds before the oldest are dropped (--inspect-queue)
@@ -42,11 +52,49 @@ DEFAULT_BUDGET = 0.02
 MESSAGE, EVENT, FANOUT = 0, 1, 2
 
 
-def authorized(header: str | None, secret: bytes) -> bool:
-    """``Authorization: Bearer <secret>``, compared in constant time."""
+#: the identity of a viewer that gave the admin secret
+ADMIN_SECRET_METHOD = "admin-secret"
+
+
+def admission(
+    header: str | None, *, secret: bytes | None, verifier: JwtVerifier | None, now: float
+) -> Grant | None:
+    """Who may read the feed, from the upgrade request's ``Authorization`` header;
+    None: refused (403).
+
+    ``Bearer <secret>``, the admin secret, compared in constant time; or
+    ``Bearer <JWT>``, a token that the server's JWT verifier accepts at ``now``
+    (signature, ``exp``, ``nbf``, ``aud``: the rules of a session's token) and that
+    carries the admin claim (:func:`has_admin_claim`). The grant's ``expires_at``
+    is the token's expiry (None for the secret).
+    """
     if not header or not header.startswith("Bearer "):
+        return None
+    credential = header[7:].strip()
+    if not credential:
+        return None
+    if secret and hmac.compare_digest(credential.encode(), secret):
+        return Grant(method=ADMIN_SECRET_METHOD)
+    if verifier is None or credential.count(".") != 2:
+        return None
+    try:
+        grant = verifier.verify(credential, now)
+    except AuthenticationError:
+        return None
+    return grant if has_admin_claim(credential) else None
+
+
+def has_admin_claim(token: str) -> bool:
+    """Whether a JWT's claims hold ``"wsp": {"admin": true}`` (the JSON ``true``,
+    nothing else). Reads the claims only: call it on a token that has been verified."""
+    import jwt  # pyjwt
+
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
         return False
-    return hmac.compare_digest(header[7:].strip().encode(), secret)
+    scope = claims.get("wsp")
+    return isinstance(scope, dict) and scope.get("admin") is True
 
 
 @dataclass(frozen=True)
