@@ -223,16 +223,24 @@ def _fail(message: str, position: int, near: str | None = None,
     """The error for ``message`` at ``position``: a did-you-mean (the choice nearest
     ``near``) and ``hint`` follow in parentheses."""
     notes = []
-    if near is not None:
-        close = difflib.get_close_matches(near.lower(), [c.lower() for c in choices], n=1,
-                                          cutoff=0.6)
-        if close:
-            best = next(c for c in choices if c.lower() == close[0])
-            notes.append(f"did you mean '{best}'?")
+    best = None if near is None else _nearest(near, choices)
+    if best is not None:
+        notes.append(f"did you mean '{best}'?")
     if hint:
         notes.append(hint)
     text = f"{message} at column {position + 1}"
     return FilterError(f"{text} ({' '.join(notes)})" if notes else text, position)
+
+
+def _nearest(word: str, choices: Sequence[str]) -> str | None:
+    """The choice ``word`` is most likely a misspelling of: one with the same
+    letters (two swapped), else difflib's closest."""
+    lower = word.lower()
+    for choice in choices:
+        if sorted(choice.lower()) == sorted(lower):
+            return choice
+    close = difflib.get_close_matches(lower, [c.lower() for c in choices], n=1, cutoff=0.6)
+    return next(c for c in choices if c.lower() == close[0]) if close else None
 
 
 class _Parser:
@@ -310,7 +318,7 @@ class _Parser:
             raise _fail("expected a term before '|'", self.i)
         if c == '"':
             value = self._quoted()
-            return _text_term("text", ":", value, self.i)
+            return _text_term(":", value, self.i)
         return self._term()
 
     def _quoted(self) -> str:
@@ -414,7 +422,7 @@ def _field_term(name: str, op: str, value: str, at: int) -> _Term:
         test = _number_term(name, op, value, at)
         return _Term(canon, test, _CHEAP)
     if name == "text":
-        return _text_term(name, op, value, at)
+        return _text_term(op, value, at)
     if name == "topic":
         test, cost = _topic_term(op, value, at)
         return _Term(canon, test, cost)
@@ -539,8 +547,8 @@ def _number_term(name: str, op: str, value: str, at: int) -> Test:
     return lambda row: (v := row.offset) is not None and compare(v, n)
 
 
-def _text_term(name: str, op: str, value: str, at: int) -> _Term:
-    canon = f"text{op}{_quote(value)}" if name == "text" else _quote(value)
+def _text_term(op: str, value: str, at: int) -> _Term:
+    canon = f"text{op}{_quote(value)}"
     if op == "~":
         search = _regex(value, at).search
         return _Term(canon, lambda row: search(row.text()) is not None, _TEXT)
