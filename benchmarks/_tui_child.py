@@ -62,6 +62,37 @@ async def server(budget: float, queue: int) -> None:
     await srv.shutdown()
 
 
+# ---------------------------------------------------------------------- replay
+async def replay(lines_path: str, count: int, batch: int = 256) -> None:
+    """A stand-in for a server's /inspect (any path): sends ``count`` records, cycling
+    through the NDJSON lines of ``lines_path`` (recorded from a real feed), ``batch``
+    a text message as the real feed does, as fast as the connection takes them, then
+    closes. Prints its port; runs until its standard input closes."""
+    from websockets.asyncio.server import serve
+
+    with open(lines_path, encoding="utf-8") as source:
+        lines = [line.rstrip("\n") for line in source if line.strip()]
+    usable = max(batch, len(lines) // batch * batch)
+    lines = (lines * (usable // max(1, len(lines)) + 1))[:usable]
+    texts = ["\n".join(lines[i:i + batch]) for i in range(0, usable, batch)]
+
+    async def handler(ws: Any) -> None:
+        sent = 0
+        i = 0
+        while sent < count:
+            text = texts[i % len(texts)]
+            if count - sent < batch:
+                text = "\n".join(text.split("\n")[:count - sent])
+            await ws.send(text)
+            sent += batch
+            i += 1
+        await ws.close()
+
+    async with serve(handler, "127.0.0.1", 0, max_size=None, ping_interval=None) as srv:
+        print(srv.sockets[0].getsockname()[1], flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
 # ---------------------------------------------------------------------- load
 async def load(url: str, seconds: float, callers: int, start_at: float) -> dict[str, Any]:
     """``callers`` concurrent echo requests (64-byte payloads) until ``seconds`` have
@@ -156,6 +187,8 @@ async def file_app(path: str, timeout: float, spill_dir: str | None) -> dict[str
         while "indexed" not in marks and time.perf_counter() < deadline:
             await pilot.pause(0.02)
             peak_memory = max(peak_memory, app.store.memory())
+            if app.runner is not None and app.runner.done and "source_done" not in marks:
+                marks["source_done"] = time.perf_counter()
         runner = app.runner
         messages = app.query_one(MessageList)
         result.update(
@@ -174,6 +207,8 @@ async def file_app(path: str, timeout: float, spill_dir: str | None) -> dict[str
         if name in marks:
             result[name] = marks[name] - started
             result[name + "_wall"] = marks[name + "_wall"]
+    if "source_done" in marks:
+        result["source_done"] = marks["source_done"] - started
     result["first_rows_count"] = marks.get("first_rows_count", 0)
     result["hwm_before_kib"] = before
     result["hwm_kib"] = vm_hwm_kib()
@@ -182,7 +217,7 @@ async def file_app(path: str, timeout: float, spill_dir: str | None) -> dict[str
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("server", "load", "ingest", "file"))
+    parser.add_argument("mode", choices=("server", "replay", "load", "ingest", "file"))
     parser.add_argument("target", nargs="?", default="")
     parser.add_argument("--budget", type=float, default=0.02)
     parser.add_argument("--queue", type=int, default=10_000)
@@ -191,9 +226,13 @@ def main() -> None:
     parser.add_argument("--start-at", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--spill-dir")
+    parser.add_argument("--count", type=int, default=100_000)
     args = parser.parse_args()
     if args.mode == "server":
         asyncio.run(server(args.budget, args.queue))
+        return
+    if args.mode == "replay":
+        asyncio.run(replay(args.target, args.count))
         return
     if args.mode == "load":
         out = asyncio.run(load(args.target, args.seconds, args.callers, args.start_at))
