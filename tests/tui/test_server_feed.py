@@ -77,10 +77,27 @@ async def test_tui_and_wsp_inspect_see_every_message(serve: Any) -> None:
             identities = {s.identity for s in app.book.sessions.values() if s.conn}
             assert "hmac" in identities
             await wait_for(pilot, lambda: app.query_one("#messages").count == app.store.count)
-        await asyncio.sleep(0.3)
+        # wsp inspect reads on at its own pace: wait (bounded) until it has them all
+        assert viewer.stdout is not None
+        records: list[dict[str, Any]] = []
+
+        def seen(kind: str) -> int:
+            return sum(1 for r in records if (r.get("wsp") or {}).get("type") == kind)
+
+        async def read() -> None:
+            assert viewer.stdout is not None
+            while seen("Publish") < count or seen("Deliver") < count:
+                line = await viewer.stdout.readline()
+                if not line:
+                    return
+                if line.startswith(b"{"):
+                    records.append(json.loads(line))
+
+        await asyncio.wait_for(read(), 20)
         viewer.send_signal(signal.SIGTERM)
-        out, _ = await asyncio.wait_for(viewer.communicate(), 10)
-    records = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+        await asyncio.wait_for(viewer.communicate(), 10)
+        assert viewer.returncode == 0
+    assert not [r for r in records if r["kind"] == "dropped"]
     publishes = [r for r in records if (r.get("wsp") or {}).get("type") == "Publish"]
     delivers = [r for r in records if (r.get("wsp") or {}).get("type") == "Deliver"]
     assert len(publishes) == count and len(delivers) == count

@@ -22,6 +22,7 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from wsproto_tools.exceptions import FilterError
@@ -182,6 +183,12 @@ class WspTui(App[None]):
     # ------------------------------------------------------------ the refresh
 
     def _tick(self) -> None:
+        try:
+            self._refresh_rows()
+        except NoMatches:  # the app is closing: its widgets are gone
+            pass
+
+    def _refresh_rows(self) -> None:
         runner = self.runner
         if runner is not None and runner.error is not None and self.failure is None:
             self.failure = runner.error
