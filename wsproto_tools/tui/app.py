@@ -12,6 +12,7 @@ __all__ = ["WspTui"]
 
 import bisect
 import calendar
+import contextlib
 import threading
 import time
 from array import array
@@ -183,10 +184,8 @@ class WspTui(App[None]):
     # ------------------------------------------------------------ the refresh
 
     def _tick(self) -> None:
-        try:
+        with contextlib.suppress(NoMatches):  # the app is closing: its widgets are gone
             self._refresh_rows()
-        except NoMatches:  # the app is closing: its widgets are gone
-            pass
 
     def _refresh_rows(self) -> None:
         runner = self.runner
