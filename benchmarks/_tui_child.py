@@ -67,7 +67,8 @@ async def replay(lines_path: str, count: int, batch: int = 256) -> None:
     """A stand-in for a server's /inspect (any path): sends ``count`` records, cycling
     through the NDJSON lines of ``lines_path`` (recorded from a real feed), ``batch``
     a text message as the real feed does, as fast as the connection takes them, then
-    closes. Prints its port; runs until its standard input closes."""
+    keeps the connection open (a closed feed ends the viewers) until the viewer goes.
+    Prints its port; runs until its standard input closes."""
     from websockets.asyncio.server import serve
 
     with open(lines_path, encoding="utf-8") as source:
@@ -86,7 +87,7 @@ async def replay(lines_path: str, count: int, batch: int = 256) -> None:
             await ws.send(text)
             sent += batch
             i += 1
-        await ws.close()
+        await ws.wait_closed()
 
     async with serve(handler, "127.0.0.1", 0, max_size=None, ping_interval=None) as srv:
         print(srv.sockets[0].getsockname()[1], flush=True)
@@ -215,9 +216,23 @@ async def file_app(path: str, timeout: float, spill_dir: str | None) -> dict[str
     return result
 
 
+def decode_rss(path: str) -> None:
+    """``wsp decode --ndjson -q FILE`` in this process, its output to /dev/null, then
+    this process's VmHWM on stderr (wait4's ru_maxrss would include the parent's)."""
+    from wsproto_tools.cli.main import main as wsp
+
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    try:
+        wsp(["decode", "--ndjson", "-q", path])
+    except SystemExit:
+        pass
+    finally:
+        print(json.dumps({"hwm_kib": vm_hwm_kib()}), file=sys.stderr, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("server", "replay", "load", "ingest", "file"))
+    parser.add_argument("mode", choices=("server", "replay", "load", "ingest", "file", "decode-rss"))
     parser.add_argument("target", nargs="?", default="")
     parser.add_argument("--budget", type=float, default=0.02)
     parser.add_argument("--queue", type=int, default=10_000)
