@@ -232,7 +232,8 @@ def decode_rss(path: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("server", "replay", "load", "ingest", "file", "decode-rss"))
+    parser.add_argument("mode", choices=("server", "replay", "load", "ingest", "file",
+                                         "decode-rss"))
     parser.add_argument("target", nargs="?", default="")
     parser.add_argument("--budget", type=float, default=0.02)
     parser.add_argument("--queue", type=int, default=10_000)
@@ -243,6 +244,9 @@ def main() -> None:
     parser.add_argument("--spill-dir")
     parser.add_argument("--count", type=int, default=100_000)
     args = parser.parse_args()
+    if args.mode == "decode-rss":
+        decode_rss(args.target)
+        return
     if args.mode == "server":
         asyncio.run(server(args.budget, args.queue))
         return
