@@ -72,7 +72,7 @@ class WspTui(App[None]):
         Binding("apostrophe", "next_bookmark(1)", "Next bookmark", show=False),
         Binding("quotation_mark", "next_bookmark(-1)", "Previous bookmark", show=False),
         Binding("space,p", "pause", "Pause"),
-        Binding("d", "toggle_detail", "Detail"),
+        Binding("d", "toggle_detail", "Detail pane", show=False),
         Binding("s", "toggle_sessions", "Sessions"),
         Binding("a", "all_sessions", "All sessions", show=False),
         Binding("t", "stats", "Stats"),
@@ -260,8 +260,8 @@ class WspTui(App[None]):
             parts.append(f"[reverse] PAUSED [/] {max(0, waiting)} waiting")
         elif messages.unseen:
             parts.append(f"[b]{messages.unseen} new[/] (End to follow)")
-        else:
-            parts.append("following" if messages.follow else "")
+        elif messages.follow and messages.cursor >= messages.count - 1:
+            parts.append("following")
         if self._session is not None:
             parts.append(f"session #{self._session} (a: all)")
         if self._search_expr:

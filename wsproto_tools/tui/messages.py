@@ -193,18 +193,19 @@ class MessageList(ScrollView, can_focus=True):
         marks = ("★" if index in self.bookmarks else " ") + (
             "!" if index in store.violations else " ")
         conn_text = f"#{conn}" if conn < 100_000 else f"#{conn:x}"[-8:]
-        head = f"{marks}{_clock(ts)} {conn_text:>9} "
+        head = f"{marks}{_clock(ts)} {conn_text:>6} "
         segments: list[Segment] = []
         mark_style = _STYLE_VIOLATION if index in store.violations else _STYLE_BOOKMARK
         segments.append(Segment(head[:2], mark_style))
         segments.append(Segment(head[2:], Style(dim=True)))
         if kind != "message":
             try:
-                text = summary_line(store.record(index), max(10, width - len(head) - 14))
+                text = summary_line(store.record(index), max(10, width - len(head) - 3))
             except Exception:
                 text = ""
-            segments.append(Segment(f"{'◆':<3}{kind:<11} ", _STYLE_EVENT))
-            segments.append(Segment(text, _STYLE_EVENT))
+            segments.append(Segment("◆  ", _STYLE_EVENT))
+            segments.append(Segment(text if text.startswith(kind) else f"{kind} {text}",
+                                    _STYLE_EVENT))
         else:
             direction = store.dir[index]
             arrow = "→S" if direction == 1 else "←S" if direction == 2 else "  "
