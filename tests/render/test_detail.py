@@ -355,3 +355,31 @@ def test_every_message_of_a_sample_renders(name: str) -> None:
         assert "WebSocket frame" in got
         assert ("hex" in got) == ("hex" in rec or "text" in rec)
         assert "\n" not in summary_line(rec, 200)
+
+
+def test_batch_items_in_the_tree() -> None:
+    item = {"version": 2, "type": "Publish", "type_code": 260, "flags": [], "sequence": 3,
+            "session_id": 0, "timestamp": 0,
+            "payload": {"topic": "prices", "data": b"hi".hex(), "id": 3}}
+    record = _wsp("Batch", 519, {"messages": [item, item]})
+    tree = sections(record)["payload"]
+    lines = [line.strip(" │├└─") for line in tree.splitlines()]
+    assert "messages [2]" in lines
+    # an item's bytes field is known from its own type: "hi" is 68 69
+    assert lines.count("data: 6869 (2 bytes)  hi") == 2
+    assert summary_line(record) == "Batch of 2"
+
+
+def test_long_lists_and_data_are_cut() -> None:
+    record = _wsp("Handshake", 1, {"capabilities": [f"c{i}" for i in range(250)],
+                                    "auth": "none"})
+    lines = [line.strip(" │├└─") for line in sections(record)["payload"].splitlines()]
+    assert "[199]: c199" in lines
+    assert "[200]: c200" not in lines
+    assert "… 50 more" in lines
+    big = _wsp("Publish", 260, {"topic": "t", "data": ("é" * 5000).encode().hex(), "id": 1},
+               seq=1)
+    # 10,000 bytes of text: the preview decodes the start only, whole characters
+    assert summary_line(big, 20) == "Publish t#1 ééééééé…"
+    binary = _wsp("Publish", 260, {"topic": "t", "data": "00" * 10_000, "id": 1}, seq=1)
+    assert summary_line(binary) == "Publish t#1 <10000 bytes>"

@@ -301,3 +301,19 @@ def test_stats_renderables_show_the_numbers() -> None:
     overall = console.export_text()
     assert "busiest sessions" in overall
     assert "sessions 3" in " ".join(overall.split())
+
+
+def test_sparkline_strings_in_the_renderable() -> None:
+    stats = LiveStats()
+    for ts, size in ((10.2, 100), (11.5, 50), (11.6, 50), (12.1, 25)):
+        stats.add(row(ts, size))
+
+    def rendered(**kw: Any) -> list[str]:
+        console = Console(record=True, width=100, color_system=None)
+        console.print(stats_renderables(stats, **kw))
+        return [" ".join(line.split()) for line in console.export_text().splitlines()]
+
+    # messages per second 1, 2, 1 (max 2: ▄█▄); bytes 100, 100, 25 (█ █ ▂, 25/100 of 8 = 2)
+    assert "messages/s ▄█▄ max 2" in rendered()
+    assert "bytes/s ██▂ max 100" in rendered()
+    assert not any(line.startswith("messages/s") for line in rendered(sparklines=False))

@@ -34,7 +34,6 @@ from rich.tree import Tree
 
 from wsproto_tools.codec.schema import TYPES, Flags, Kind, payload_fields
 from wsproto_tools.engine.rules import CHECKLIST, Rule
-from wsproto_tools.render.records import EVENT_KINDS
 
 #: bytes the hex section shows before "… N more bytes"
 HEX_LIMIT = 4096
@@ -42,6 +41,10 @@ HEX_LIMIT = 4096
 _TEXT_LIMIT = 20_000
 #: bytes fields (hex strings in the JSON form) longer than this are shown shortened in the tree
 _TREE_HEX = 64
+#: items of one list or map shown in the tree before "… N more"
+_TREE_ITEMS = 200
+#: bytes of a data field the summary line decodes for its preview
+_PREVIEW_BYTES = 4096
 
 # control characters as their Unicode "control pictures" (U+2400 block): ␊ for a newline
 _PICTURES = {c: chr(0x2400 + c) for c in range(0x20)}
@@ -101,6 +104,16 @@ def _printable(data: bytes) -> str | None:
     if any((ord(ch) < 32 and ch not in "\t\r\n") or ord(ch) == 0x7F for ch in text):
         return None
     return text
+
+
+def _printable_start(data: bytes) -> str | None:
+    """:func:`_printable` of the start of longer data (a character cut at the end is
+    left out)."""
+    for drop in range(4):
+        text = _printable(data[: len(data) - drop])
+        if text is not None:
+            return text
+    return None
 
 
 def _json_value(text: str) -> Any:
@@ -238,12 +251,18 @@ def _grow(tree: Tree, key: str, value: Any, bytes_keys: frozenset[str], depth: i
         item = "type_code" in value and "payload" in value  # a Batch item: a whole message
         nested = _bytes_fields(value.get("type_code")) if item else bytes_keys
         branch = tree.add(Text(f"{key} {{{len(value)}}}", style="bold"))
-        for k, v in value.items():
+        for n, (k, v) in enumerate(value.items()):
+            if n == _TREE_ITEMS:
+                branch.add(Text(f"… {len(value) - n} more", style="dim"))
+                break
             _grow(branch, str(k), v, nested if not item or k == "payload" else frozenset(),
                   depth + 1)
     elif isinstance(value, list):
         branch = tree.add(Text(f"{key} [{len(value)}]", style="bold"))
         for i, item in enumerate(value):
+            if i == _TREE_ITEMS:
+                branch.add(Text(f"… {len(value) - i} more", style="dim"))
+                break
             _grow(branch, f"[{i}]", item, bytes_keys if key in bytes_keys else frozenset(),
                   depth + 1)
     else:
@@ -417,8 +436,9 @@ def _event_table(record: dict[str, Any]) -> Table:
 
 
 def _is_event(record: dict[str, Any]) -> bool:
+    """A session event (inspector feed) or a connection/summary record of ``--ndjson``."""
     kind = record.get("kind")
-    return "record" in record or (kind is not None and kind != "message") or kind in EVENT_KINDS
+    return "record" in record or (kind is not None and kind != "message")
 
 
 # ------------------------------------------------------------------ the sections
@@ -467,13 +487,16 @@ def _data_preview(value: Any) -> str:
     """A bytes field (hex in the JSON form) as text when it is text, else its size."""
     if not isinstance(value, str):
         return ""
+    size = len(value) // 2
     try:
-        data = bytes.fromhex(value)
+        data = bytes.fromhex(value[: 2 * _PREVIEW_BYTES])
     except ValueError:
-        return value
-    text = _printable(data)
+        return value[:_PREVIEW_BYTES]
+    text = _printable(data) if size == len(data) else _printable_start(data)
     if text is None:
-        return f"<{len(data)} bytes>"
+        return f"<{size} bytes>"
+    if size > len(data):
+        return text
     value_json = _json_value(text)
     if value_json is not None:
         return json.dumps(value_json, ensure_ascii=False, separators=(",", ":"))
@@ -581,4 +604,4 @@ def summary_line(record: dict[str, Any], width: int = 80) -> str:
             line = f"{opcode or 'binary'} {record.get('length', 0)} bytes"
         if record.get("note"):
             line += f" ({record['note']})"
-    return _cut(visible(line), width)
+    return _cut(visible(line[: max(0, width) + 1]), width)

@@ -519,9 +519,13 @@ def _si(n: float) -> str:
     return f"{n:.1f}T"
 
 
-def stats_renderables(stats: LiveStats, conn: int | None = None, width: int = 60) -> RenderableType:
-    """The Stats screen body for ``conn`` (None: overall): totals, sparklines,
-    types, latency percentiles (ms), compression and overhead, busiest sessions."""
+def stats_renderables(
+    stats: LiveStats, conn: int | None = None, *, width: int = 60, sparklines: bool = True
+) -> RenderableType:
+    """The Stats screen body for ``conn`` (None: overall): totals, sparklines
+    (:func:`spark` strings ``width`` wide; ``sparklines=False`` leaves them to a
+    widget fed :meth:`LiveStats.series`), types, latency percentiles (ms),
+    compression and overhead, busiest sessions."""
     snap = stats.snapshot(conn)
     parts: list[RenderableType] = []
 
@@ -547,7 +551,7 @@ def stats_renderables(stats: LiveStats, conn: int | None = None, width: int = 60
     parts.append(head)
 
     series = snap["series"]
-    if series["messages"]:
+    if sparklines and series["messages"]:
         lines = Table.grid(padding=(0, 2))
         lines.add_column(style="bold")
         lines.add_column()
