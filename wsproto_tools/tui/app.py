@@ -10,9 +10,11 @@ from __future__ import annotations
 
 __all__ = ["WspTui"]
 
+import asyncio
 import bisect
 import calendar
 import contextlib
+import signal
 import threading
 import time
 from array import array
@@ -133,6 +135,9 @@ class WspTui(App[None]):
         if self.filter_expr:
             self._apply_filter(self.filter_expr)
         self.set_interval(REFRESH, self._tick)
+        # SIGTERM ends the app as q does: the terminal is restored, the status is 0
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.exit)
         if self.spec is None:
             self.push_screen(StartScreen(), self._started)
         else:
@@ -579,5 +584,7 @@ class WspTui(App[None]):
             self.runner.stop()
 
     def on_unmount(self) -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
         self._stop_source()
         self.store.close()
