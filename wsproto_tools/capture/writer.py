@@ -1,4 +1,8 @@
-"""A minimal streaming pcapng writer (one section, one interface)."""
+"""A minimal streaming pcapng writer (one section, one interface).
+
+The blocks themselves are built by :mod:`wsproto_tools.ws.pcapng` (sans-I/O, so
+that synthetic captures can be made below the tools); this module writes them.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,11 @@ __all__ = ["PcapngWriter", "pcap_bytes"]
 import struct
 from typing import IO
 
-_SHB = 0x0A0D0D0A
-_IDB = 1
-_EPB = 6
-_ISB = 5
-
-
-def _block(btype: int, body: bytes) -> bytes:
-    pad = (-len(body)) % 4
-    total = 12 + len(body) + pad
-    return struct.pack("<II", btype, total) + body + b"\0" * pad + struct.pack("<I", total)
-
-
-def _option(code: int, value: bytes) -> bytes:
-    return struct.pack("<HH", code, len(value)) + value + b"\0" * ((-len(value)) % 4)
+from wsproto_tools.ws.pcapng import (
+    enhanced_packet_block,
+    interface_statistics_block,
+    pcapng_header,
+)
 
 
 class PcapngWriter:
@@ -30,32 +25,16 @@ class PcapngWriter:
         self, stream: IO[bytes], linktype: int, *, snaplen: int = 262144, name: str = ""
     ) -> None:
         self.stream = stream
-        shb = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + _option(4, b"wsp tap") + b"\0" * 4
-        idb_options = b""
-        if name:
-            idb_options += _option(2, name.encode())
-        idb_options += _option(9, b"\x06")
-        idb = struct.pack("<HHI", linktype, 0, snaplen) + idb_options + b"\0" * 4
-        stream.write(_block(_SHB, shb) + _block(_IDB, idb))
+        stream.write(pcapng_header(linktype, application="wsp tap", name=name, snaplen=snaplen))
         self.packets = 0
 
     def write(self, ts: float, data: bytes, orig_len: int | None = None) -> None:
-        micros = round(ts * 1_000_000)
-        body = struct.pack(
-            "<IIIII", 0, micros >> 32, micros & 0xFFFFFFFF, len(data), orig_len or len(data)
-        )
-        self.stream.write(_block(_EPB, body + data))
+        self.stream.write(enhanced_packet_block(ts, data, orig_len))
         self.packets += 1
 
     def statistics(self, ts: float, received: int, dropped: int) -> None:
         """An interface statistics block with the kernel's counters."""
-        micros = round(ts * 1_000_000)
-        options = (
-            _option(4, struct.pack("<Q", received)) + _option(5, struct.pack("<Q", dropped))
-            + b"\0" * 4
-        )
-        body = struct.pack("<III", 0, micros >> 32, micros & 0xFFFFFFFF) + options
-        self.stream.write(_block(_ISB, body))
+        self.stream.write(interface_statistics_block(ts, received, dropped))
 
 
 def pcap_bytes(packets: list[tuple[float, bytes]], linktype: int = 1) -> bytes:
