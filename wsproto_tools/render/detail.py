@@ -286,7 +286,7 @@ def _payload_tree(wsp: dict[str, Any]) -> Tree:
 
 def _texts(record: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, text) of every text a record carries: the text message, a wsp
-    TextData, a wsp bytes field that is UTF-8, a close reason."""
+    TextData, a wsp bytes field that is UTF-8, a wsp string field holding JSON."""
     found: list[tuple[str, str]] = []
     text = record.get("text")
     if isinstance(text, str):
@@ -304,11 +304,8 @@ def _texts(record: dict[str, Any]) -> list[tuple[str, str]]:
                     decoded = None
                 if decoded is not None:
                     found.append((f"payload.{key}", decoded))
-            elif key in ("text", "reason", "message") or _json_value(value) is not None:
+            elif key == "text" or _json_value(value) is not None:
                 found.append((f"payload.{key}", value))
-    reason = record.get("close_reason")
-    if isinstance(reason, str) and reason:
-        found.append(("close reason", reason))
     return found
 
 
