@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -46,15 +48,46 @@ async def publish(url: str, topic: str, messages: list[str]) -> None:
             await client.publish(topic, text)
 
 
-def wait_for_feed(url: str) -> None:
-    """`wsp inspect` is attached once the feed shows another viewer's session."""
-    time.sleep(1.0)
+def connected_to(pid: int, port: int) -> bool:
+    """Whether process ``pid`` has an established TCP connection to 127.0.0.1:``port``
+    (Linux: its socket inodes in /proc/PID/fd, matched in /proc/net/tcp)."""
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        inodes = {
+            link[8:-1]
+            for link in (os.readlink(fd) for fd in fds.iterdir())
+            if link.startswith("socket:[")
+        }
+        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    for row in table:
+        fields = row.split()
+        remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+        if remote_port == port and fields[3] == "01" and fields[9] in inodes:
+            return True
+    return False
+
+
+def wait_for_feed(url: str, proc: Any) -> None:
+    """Wait until `wsp inspect` (``proc``) is attached to the feed: it holds a
+    connection to the server, and the upgrade has had time to finish."""
+    port = int(url.rsplit(":", 1)[1])
+    deadline = time.monotonic() + 15
+    while not connected_to(proc.pid, port):
+        assert proc.poll() is None, "wsp inspect ended before attaching"
+        if not Path("/proc/net/tcp").exists():  # not Linux: a generous pause instead
+            time.sleep(2.0)
+            return
+        assert time.monotonic() < deadline, "wsp inspect did not attach within 15 s"
+        time.sleep(0.05)
+    time.sleep(0.3)
 
 
 def test_ndjson_lines(server: str) -> None:
     proc = start_inspect(server, "--ndjson", env={"WSP_ADMIN_SECRET": ADMIN})
     try:
-        wait_for_feed(server)
+        wait_for_feed(server, proc)
         asyncio.run(publish(server, "prices", [f"px {i}" for i in range(10)]))
         time.sleep(1.0)
     finally:
@@ -79,7 +112,7 @@ def test_ndjson_lines(server: str) -> None:
 def test_table_with_filter(server: str) -> None:
     proc = start_inspect(server, "--type", "Publish", "--topic", "a", "--admin-secret", ADMIN)
     try:
-        wait_for_feed(server)
+        wait_for_feed(server, proc)
         asyncio.run(publish(server, "a", ["one", "two"]))
         asyncio.run(publish(server, "b", ["three"]))
         time.sleep(1.0)
@@ -157,7 +190,7 @@ def test_token_with_the_admin_claim_streams(jwt_server: str, how: str) -> None:
             jwt_server, "--ndjson", "--type", "Publish", env={"WSP_ADMIN_TOKEN": token}
         )
     try:
-        wait_for_feed(jwt_server)
+        wait_for_feed(jwt_server, proc)
         asyncio.run(publish_with_token(jwt_server, "prices", ["one", "two"]))
         time.sleep(1.0)
     finally:
