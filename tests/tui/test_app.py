@@ -296,3 +296,25 @@ async def test_start_screen_opens_a_file() -> None:
         await pilot.click("#open-file")
         await loaded(pilot, app)
         assert app.store.count == len(decoded(CAPTURES / "ws-basic.pcap")) - 1  # not the summary
+
+
+async def test_export_pcapng_of_every_row_decodes_to_the_same_messages(tmp_path: Path) -> None:
+    path = CAPTURES / "wsp-session-v2.pcap"
+    app = WspTui(SourceSpec("file", str(path)))
+    target = tmp_path / "all"
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        await pilot.press("e")
+        await pilot.pause(0.1)
+        screen = app.screen
+        screen.query_one("#scope").query("RadioButton")[2].value = True  # every row
+        screen.query_one("#path").value = str(target)
+        await pilot.click("#write")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if "wrote" in app._status_note:
+                break
+    again = [r for r in decoded(tmp_path / "all.pcapng") if "record" not in r]
+    want = [r for r in decoded(path) if "record" not in r]
+    assert [(r["direction"], r["opcode"], r.get("hex"), r.get("text")) for r in again] == [
+        (r["direction"], r["opcode"], r.get("hex"), r.get("text")) for r in want]
