@@ -354,8 +354,13 @@ class Client:
         options: ClientOptions | None = None,
         *,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        on_wire: Callable[[str, bytes | str], None] | None = None,
         **kwargs: Any,
     ) -> None:
+        """``on_event(name, fields)`` hears the session's events (connected,
+        reconnecting...); ``on_wire(direction, data)`` sees every WebSocket message
+        of the session as it is written (``"client"``) or received (``"server"``),
+        for tools that show the traffic (it must not raise, and must be quick)."""
         self.url = url
         self.options = options or ClientOptions(**kwargs)
         o = self.options
@@ -366,6 +371,7 @@ class Client:
         if self.secure:
             self.ssl = o.ssl_context or client_context(o.cafile, o.insecure)
         self.on_event = on_event
+        self.on_wire = on_wire
         self.session = self._new_session()
         self._rng = random.Random(o.seed)
         self.backoff = Backoff(
@@ -635,6 +641,8 @@ class Client:
 
     def _on_message(self, data: bytes | str) -> None:
         """One WebSocket message from the server (called from data_received)."""
+        if self.on_wire is not None:
+            self.on_wire("server", data)
         if self._conn_error is not None:
             return
         ws = self.ws
@@ -797,8 +805,10 @@ class Client:
         ws = self.ws
         if ws is None:
             return
+        on_wire = self.on_wire
         for chunk in self.session.data_to_send():
-            write_now(ws, chunk)
+            if write_now(ws, chunk) and on_wire is not None:
+                on_wire("client", chunk)
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
