@@ -66,6 +66,7 @@ from wsproto_tools.codec.schema import (
     TYPES,
     Batch,
     Flags,
+    HandshakeResponse,
     Kind,
     Message,
     Payload,
@@ -486,6 +487,9 @@ class InteractiveClient:
                 record["decrypted"] = True
             if batch:
                 record["batch"] = n
+            if type(item.payload) is HandshakeResponse:  # the session starts here
+                record["session"] = item.payload.session_id
+                record["identity"] = self._identity
             self._note_epoch(item.payload)
             self._emit(record)
 
