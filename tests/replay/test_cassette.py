@@ -214,3 +214,11 @@ def test_inspector_records_as_a_cassette() -> None:
 def test_an_empty_selection_is_an_empty_cassette() -> None:
     assert list(write_cassette([])) == []
     assert cassette_of_records([{"record": "summary", "packets": 3}]) == Cassette()
+
+
+def test_the_example_in_docs_replay_md_reads_and_writes_back() -> None:
+    doc = (CAPTURES.parent / "docs" / "replay.md").read_text(encoding="utf-8")
+    example = doc.split("```json\n", 1)[1].split("```", 1)[0]
+    cassette = read_cassette(example.splitlines())
+    assert len(cassette.connections) == 1 and len(cassette.messages) == 4
+    assert "".join(cassette.lines()) == example
