@@ -28,8 +28,9 @@ __all__ = ["BARE_WORDS", "FIELDS", "Filter", "compile_filter"]
 
 import difflib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from wsproto_tools.codec.schema import TYPES
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 Test = Callable[["Row"], bool]
 
 #: Each field and the operators it takes.
-FIELDS: dict[str, tuple[str, ...]] = {
+FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "type": (":", "=", "!="),
     "topic": (":", "=", "!=", "~"),
     "dir": (":", "=", "!="),
@@ -54,7 +55,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "size": (":", "=", "!=", ">", ">=", "<", "<="),
     "text": (":", "=", "!=", "~"),
     "violation": (":", "="),
-}
+})
 
 #: Words that are a whole term on their own.
 BARE_WORDS = ("violation", "text", "binary", "wsp")
