@@ -6,6 +6,9 @@ otherwise). Decoding, decryption, filtering and JSON happen in the viewer's own
 sender task, which sends up to SEND_BATCH records per WebSocket text message
 (one JSON object a line: NDJSON), so a slow viewer loses its oldest records (counted, then reported
 with one ``{"kind": "dropped", "count": N}`` record) and never slows the server.
+
+Who may attach is decided by :func:`admission`: the admin secret, or a JWT that
+the server's session verifier accepts and that carries ``"wsp": {"admin": true}``.
 """
 
 from __future__ import annotations
