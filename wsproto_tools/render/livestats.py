@@ -46,7 +46,7 @@ from wsproto_tools.capture.acks import new_tracker
 from wsproto_tools.capture.stats import percentiles
 from wsproto_tools.codec.schema import Acknowledge, Batch
 from wsproto_tools.engine.vocabulary import SEQUENCED
-from wsproto_tools.render.records import Row
+from wsproto_tools.render.records import AUX_MIXED, Row, batch_run
 
 #: seconds of per-second buckets kept for the sparklines
 WINDOW = 120
@@ -365,7 +365,13 @@ class LiveStats:
         if record is not None:  # sizes only from records not picked by their type
             self.overall.sizes(record, side)
             tally.sizes(record, side)
-        elif wsp_type in _NEEDS_RECORD or opcode == "ping" or opcode == "pong":
+        elif wsp_type in _NEEDS_RECORD:
+            aux = row.aux
+            if aux is not None and aux != AUX_MIXED:
+                self._aux(row, wsp_type, aux, side, tally)
+                return
+            record = row.record()
+        elif opcode == "ping" or opcode == "pong":
             record = row.record()
         if wsp_type is not None:
             self._wsp(row, record, side, tally)
@@ -392,6 +398,23 @@ class LiveStats:
         if not isinstance(wsp, dict):
             return
         self._one(wsp, row.conn, side, row.ts, tally)
+
+    def _aux(self, row: Row, wsp_type: str, aux: int, side: int, tally: _Tally) -> None:
+        """Acknowledge, Heartbeat and a Batch of sequenced messages from the row's
+        ``aux`` number alone (:func:`~.records.aux_of`): no record is read."""
+        conn = row.conn
+        if wsp_type == "Batch":
+            pairs = self._pairs_of(conn)
+            shape = _SEQUENCED_SHAPES["Publish"]  # the tracker reads only that it is sequenced
+            for seq in batch_run(aux):
+                pairs.acks.feed(_AckMessage(shape, seq, 0), side == 0, row.ts)
+            return
+        if wsp_type == "Acknowledge":
+            self._one({"type": "Acknowledge", "payload": {"sequence": aux}}, conn, side, row.ts,
+                      tally)
+        else:
+            self._one({"type": "Heartbeat", "payload": {"id": aux >> 1, "reply": aux & 1}},
+                      conn, side, row.ts, tally)
 
     def _one(self, wsp: dict[str, Any], conn: int, side: int, ts: float, tally: _Tally,
              depth: int = 0) -> None:

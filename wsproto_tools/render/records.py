@@ -15,8 +15,12 @@ the payload. ``Row.text()`` and ``Row.record()`` fetch the rest on demand.
 from __future__ import annotations
 
 __all__ = [
+    "AUX_MIXED",
     "EVENT_KINDS",
+    "SEQUENCED",
     "Row",
+    "aux_of",
+    "batch_run",
     "row_of_captured",
     "row_of_record",
     "violation_codes",
@@ -51,12 +55,17 @@ class Row:
     inspector records, which carry wsp messages only); ``wsp_type`` the wsp type
     name or ``None``; ``size`` the payload length in bytes; ``violations`` the
     short codes (``wsp-<rule>`` for the session observer's findings, the close
-    code's rule for a ``violation`` event).
+    code's rule for a ``violation`` event). ``aux`` is the number a type carries
+    in its payload that viewers need without decoding it (:func:`aux_of`).
+    A row of a store reads its text and record from ``source.record(index)``.
     """
 
     __slots__ = (
+        "_index",
         "_record",
+        "_source",
         "_text",
+        "aux",
         "conn",
         "direction",
         "kind",
@@ -87,6 +96,9 @@ class Row:
         violations: tuple[str, ...] = (),
         text: Callable[[], str] | str = "",
         record: Callable[[], dict[str, Any]] | dict[str, Any] | None = None,
+        aux: int | None = None,
+        source: Any = None,
+        index: int = -1,
     ) -> None:
         self.kind = kind
         self.ts = ts
@@ -100,16 +112,24 @@ class Row:
         self.offset = offset
         self.size = size
         self.violations = violations
+        self.aux = aux
         self._text = text
         self._record = record
+        self._source = source
+        self._index = index
 
     def text(self) -> str:
         """The payload as text (text messages; the JSON of a wsp message)."""
+        if self._source is not None:
+            return _record_text(self._source.record(self._index))
         text = self._text
         return text if isinstance(text, str) else text()
 
     def record(self) -> dict[str, Any]:
         """The whole record (decoded now when it was not kept)."""
+        if self._source is not None:
+            value: dict[str, Any] = self._source.record(self._index)
+            return value
         rec = self._record
         if rec is None:
             return {"kind": self.kind, "ts": self.ts, "conn": self.conn}
@@ -133,6 +153,58 @@ def violation_codes(record: dict[str, Any]) -> tuple[str, ...]:
         rule = record.get("rule")
         codes.append(f"rule-{rule}" if rule is not None else "violation")
     return tuple(codes)
+
+
+#: wsp types numbered by the header sequence (docs/protocol.md S.4)
+SEQUENCED = frozenset({"Publish", "TextData", "BinaryData", "DeltaUpdate", "Error"})
+#: ``aux`` of a Batch that is not one run of sequenced messages: read its record
+AUX_MIXED = -2
+
+
+def aux_of(wsp_type: str | None, payload: Any) -> int | None:
+    """The ``aux`` number of a wsp payload, given as a dict (a record's JSON form)
+    or as the codec's payload object:
+
+    - Acknowledge: the cumulative ``sequence`` it acknowledges;
+    - Heartbeat: ``2 * id + reply``;
+    - Batch of sequenced messages with consecutive sequence numbers:
+      ``first << 20 | count`` (:func:`batch_run`); any other Batch:
+      :data:`AUX_MIXED` (read its record).
+
+    ``None`` for every other type.
+    """
+    get = payload.get if isinstance(payload, dict) else (
+        lambda key, default=None: getattr(payload, key, default))
+    if wsp_type == "Acknowledge":
+        seq = get("sequence")
+        return seq if isinstance(seq, int) else None
+    if wsp_type == "Heartbeat":
+        probe = get("id", 0)
+        return probe * 2 + (1 if get("reply") else 0) if isinstance(probe, int) else None
+    if wsp_type == "Batch":
+        first = last = 0
+        count = 0
+        for item in get("messages") or ():
+            if isinstance(item, dict):
+                name, seq = item.get("type"), item.get("sequence")
+            else:
+                spec = TYPES.get(getattr(item, "type_code", -1))
+                name, seq = (spec.name if spec else None), getattr(item, "sequence", None)
+            if name not in SEQUENCED or not isinstance(seq, int) or not seq or (
+                    count and seq != last + 1) or count >= 0xFFFFF:
+                return AUX_MIXED
+            if not count:
+                first = seq
+            last = seq
+            count += 1
+        return (first << 20) | count if count else AUX_MIXED
+    return None
+
+
+def batch_run(aux: int) -> range:
+    """The sequence numbers of a Batch's run (its ``aux``, not :data:`AUX_MIXED`)."""
+    first = aux >> 20
+    return range(first, first + (aux & 0xFFFFF))
 
 
 def _wsp_fields(wsp: Any) -> tuple[str | None, int | None, int | None, str | None, int | None]:
@@ -191,6 +263,7 @@ def row_of_record(record: dict[str, Any]) -> Row:
         violation_codes(record),
         text=lambda: _record_text(record),
         record=record,
+        aux=aux_of(wsp_type, (record.get("wsp") or {}).get("payload")),
     )
 
 
@@ -234,4 +307,5 @@ def row_of_captured(item: Any) -> Row:
         codes,
         text=text,
         record=lambda: message_record(item),
+        aux=aux_of(wsp_type, wsp[1].payload) if wsp_type else None,
     )

@@ -26,11 +26,15 @@ from wsproto_tools.capture.decoder import CapturedMessage, ConnectionSeen
 from wsproto_tools.capture.stats import OPCODE_NAMES, CaptureStats
 from wsproto_tools.codec.schema import TYPES
 from wsproto_tools.render.capture import LineBuffer, connection_record
-from wsproto_tools.render.records import Row, violation_codes
+from wsproto_tools.render.records import Row, aux_of, violation_codes
 
 #: ``direction`` column values
 _DIRS = ("", "client", "server")
 _DIR_INDEX = {"": 0, "client": 1, "server": 2}
+#: ``aux`` column value of a row without one
+AUX_NONE = -1
+#: wsp types that have an ``aux`` number
+_AUX_TYPES = frozenset({"Acknowledge", "Heartbeat", "Batch"})
 #: the spill file is written in pieces of this size; the tail stays in memory
 _SPILL_CHUNK = 1 << 22
 #: messages a capture sink gathers before it appends them to the store
@@ -111,6 +115,8 @@ class RowStore:
         self.seq = array("q")
         self.topic = array("I")
         self.offset = array("q")
+        #: :func:`~.records.aux_of` (``AUX_NONE`` for none)
+        self.aux = array("q")
         self.size = array("Q")
         self.blob = array("Q")
         self.blob_len = array("I")
@@ -179,7 +185,7 @@ class RowStore:
             conn = session if isinstance(session, int) else 0
         wsp = record.get("wsp")
         type_id = 0
-        code = seq = offset = -1
+        code = seq = offset = aux = -1
         topic = 0
         if isinstance(wsp, dict) and "type_code" in wsp:
             code = int(wsp["type_code"])
@@ -187,6 +193,10 @@ class RowStore:
             s = wsp.get("sequence")
             seq = s if isinstance(s, int) else -1
             payload = wsp.get("payload")
+            name = self.types.names[type_id]
+            if name in _AUX_TYPES:
+                found = aux_of(name, payload if isinstance(payload, dict) else {})
+                aux = found if found is not None else -1
             if isinstance(payload, dict):
                 t = payload.get("topic")
                 if isinstance(t, str):
@@ -205,6 +215,7 @@ class RowStore:
         self.seq.append(seq)
         self.topic.append(topic)
         self.offset.append(offset)
+        self.aux.append(aux)
         length = record.get("length")
         self.size.append(int(length) if isinstance(length, int) and length >= 0 else 0)
         self.blob.append(self._spill.append(line))
@@ -222,8 +233,9 @@ class RowStore:
         find = lines.find
         ts, conn, kind, dirs, opc = self.ts, self.conn, self.kind, self.dir, self.opcode
         typ, tcode, seqs = self.type, self.type_code, self.seq
-        topics, offs = self.topic, self.offset
+        topics, offs, auxs = self.topic, self.offset, self.aux
         size, blob, blob_len = self.size, self.blob, self.blob_len
+        type_names = self.types.names
         opcode_id = self.opcodes.index
         topic_id = self.topics.id
         type_id = self._type_id
@@ -254,12 +266,19 @@ class RowStore:
                 topics.append(topic_id(t) if isinstance(t, str) else 0)
                 o = getattr(p, "offset", None)
                 offs.append(o if isinstance(o, int) else -1)
+                name = type_names[typ[-1]]
+                if name in _AUX_TYPES:
+                    found = aux_of(name, p)
+                    auxs.append(found if found is not None else -1)
+                else:
+                    auxs.append(-1)
             else:
                 typ.append(0)
                 tcode.append(-1)
                 seqs.append(-1)
                 topics.append(0)
                 offs.append(-1)
+                auxs.append(-1)
             if item.violations or item.session:
                 codes = tuple(item.violations) + tuple(
                     f"wsp-{f.rule}" for f in item.session if f.verdict.value == "violation"
@@ -288,20 +307,7 @@ class RowStore:
         seq = self.seq[i]
         topic = self.topic[i]
         offset = self.offset[i]
-
-        def record() -> dict[str, Any]:
-            return self.record(i)
-
-        def text() -> str:
-            rec = self.record(i)
-            value = rec.get("text")
-            if isinstance(value, str):
-                return value
-            wsp = rec.get("wsp")
-            if isinstance(wsp, dict):
-                return json.dumps(wsp.get("payload", wsp), separators=(",", ":"))
-            return str(rec.get("reason") or rec.get("message") or "")
-
+        aux = self.aux[i]
         return Row(
             self.kinds.names[self.kind[i]],
             self.ts[i],
@@ -315,14 +321,15 @@ class RowStore:
             offset if offset >= 0 else None,
             self.size[i],
             self.violations.get(i, ()),
-            text=text,
-            record=record,
+            aux=aux if aux != AUX_NONE else None,
+            source=self,
+            index=i,
         )
 
     def memory(self) -> int:
         """Bytes held in memory by the columns (not the spill file's)."""
         columns = (self.ts, self.conn, self.kind, self.dir, self.opcode, self.type,
-                   self.type_code, self.seq, self.topic, self.offset, self.size,
+                   self.type_code, self.seq, self.topic, self.offset, self.aux, self.size,
                    self.blob, self.blob_len)
         return sum(c.itemsize * len(c) for c in columns)
 

@@ -17,13 +17,12 @@ __all__ = ["SessionBook", "SessionInfo"]
 from dataclasses import dataclass, field
 from typing import Any
 
+from wsproto_tools.render.records import SEQUENCED, batch_run
 from wsproto_tools.render.rowstore import RowStore
 
-#: wsp types whose header sequence counts (docs/protocol.md S.4)
-_SEQUENCED = {"Publish", "TextData", "BinaryData", "DeltaUpdate", "Error"}
 #: rows whose record must be read for a session fact
 _READ_TYPES = {"HandshakeResponse", "Handshake", "Acknowledge", "Heartbeat", "Close",
-               "WindowUpdate"}
+               "WindowUpdate", "Batch"}
 
 
 @dataclass
@@ -97,6 +96,7 @@ class SessionBook:
             return 0
         kinds = store.kinds.names
         types = store.types.names
+        close = store.opcodes.index.get("close")
         for i in range(start, end):
             conn = store.conn[i]
             if conn == 0 and kinds[store.kind[i]] in ("dropped", "summary"):
@@ -122,13 +122,19 @@ class SessionBook:
             tname = types[store.type[i]]
             if info.state == "connecting":
                 info.state = "open" if tname not in ("Handshake", "Challenge") else "handshake"
-            if tname in _SEQUENCED:
-                seq = store.seq[i]
-                if 0 < seq <= info.sent[side]:
-                    info.retransmits += 1
-                elif seq > info.sent[side]:
-                    info.sent[side] = seq
-            if tname in _READ_TYPES or store.opcode[i] == store.opcodes.index.get("close"):
+            if tname in SEQUENCED:
+                self._sequenced(info, side, store.seq[i])
+            aux = store.aux[i]
+            if tname == "Acknowledge" and aux >= 0:
+                info.acked[1 - side] = max(info.acked[1 - side], aux)
+            elif tname == "Heartbeat" and aux >= 0:
+                self._heartbeat(info, side, aux >> 1, bool(aux & 1), ts)
+            elif tname == "Batch" and aux >= 0:
+                run = batch_run(aux)
+                self._sequenced(info, side, run[0])
+                if len(run) > 1:
+                    self._sequenced(info, side, run[-1])
+            elif tname in _READ_TYPES or store.opcode[i] == close:
                 self._fact(info, side, tname, ts, store.record(i))
         self.done = end
         self.version += 1
@@ -166,6 +172,26 @@ class SessionBook:
         if not info.identity and rec.get("identity"):
             info.identity = str(rec["identity"])
 
+    @staticmethod
+    def _sequenced(info: SessionInfo, side: int, seq: int) -> None:
+        """A sequenced message: a number at or below the highest sent is sent again."""
+        if 0 < seq <= info.sent[side]:
+            info.retransmits += 1
+        elif seq > info.sent[side]:
+            info.sent[side] = seq
+
+    @staticmethod
+    def _heartbeat(info: SessionInfo, side: int, probe: int, reply: bool, ts: float) -> None:
+        """A probe, or the other side's reply that echoes its id: the RTT (S.5)."""
+        if not reply:
+            info.probes[(side, probe)] = ts
+            if len(info.probes) > 64:
+                info.probes.pop(next(iter(info.probes)))
+            return
+        sent = info.probes.pop((1 - side, probe), None)
+        if sent is not None:
+            info.rtt_ms = round((ts - sent) * 1000, 3)
+
     def _fact(self, info: SessionInfo, side: int, tname: str, ts: float,
               rec: dict[str, Any]) -> None:
         wsp = rec.get("wsp")
@@ -183,6 +209,15 @@ class SessionBook:
                 info.window = payload["window"]
             if isinstance(payload.get("heartbeat_ms"), int):
                 info.heartbeat_ms = payload["heartbeat_ms"]
+        elif tname == "Batch":  # a Batch that is not one run of sequenced messages
+            for item in payload.get("messages") or ():
+                if not isinstance(item, dict):
+                    continue
+                name = str(item.get("type"))
+                if name in SEQUENCED and isinstance(item.get("sequence"), int):
+                    self._sequenced(info, side, item["sequence"])
+                elif name in ("Acknowledge", "Heartbeat", "WindowUpdate", "Close"):
+                    self._fact(info, side, name, ts, {"wsp": item})
         elif tname == "WindowUpdate" and isinstance(payload.get("window"), int):
             info.window = payload["window"]
         elif tname == "Acknowledge":
@@ -193,14 +228,7 @@ class SessionBook:
         elif tname == "Heartbeat":
             probe = payload.get("id")
             if isinstance(probe, int):
-                if not payload.get("reply"):
-                    info.probes[(side, probe)] = ts
-                    if len(info.probes) > 64:
-                        info.probes.pop(next(iter(info.probes)))
-                else:
-                    sent = info.probes.pop((1 - side, probe), None)
-                    if sent is not None:
-                        info.rtt_ms = round((ts - sent) * 1000, 3)
+                self._heartbeat(info, side, probe, bool(payload.get("reply")), ts)
         elif tname == "Close":
             info.state = "closing"
             code = payload.get("code")

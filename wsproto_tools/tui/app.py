@@ -39,8 +39,10 @@ from wsproto_tools.tui.sources import SourceRunner, SourceSpec
 
 #: seconds between two refreshes of the screen while rows arrive
 REFRESH = 0.1
-#: rows the UI thread filters (or feeds to the statistics) per refresh, at most
+#: rows the UI thread filters per refresh, at most
 ROWS_PER_TICK = 40_000
+#: seconds of each refresh the session book, and the statistics, may take each
+ANALYSIS_BUDGET = 0.015
 
 _SESSION_COLUMNS = (
     ("conn", "conn"), ("peer", "peer"), ("proto", "proto"), ("state", "state"),
@@ -199,8 +201,14 @@ class WspTui(App[None]):
             self.exit(return_code=1, message=str(runner.error))
             return
         store = self.store
-        self.book.update(ROWS_PER_TICK)
-        self._feed_stats()
+        # the session book and the statistics catch up within a time budget, so a
+        # burst of rows (a large file) never holds a key press back
+        deadline = time.perf_counter() + ANALYSIS_BUDGET
+        while self.book.update(2_000) and time.perf_counter() < deadline:
+            pass
+        deadline = time.perf_counter() + ANALYSIS_BUDGET
+        while self._feed_stats(2_000) and time.perf_counter() < deadline:
+            pass
         if not self.paused:
             messages = self.query_one(MessageList)
             if self._filter is None and self._session is None:
@@ -212,14 +220,16 @@ class WspTui(App[None]):
             self._draw_sessions()
         self._draw_status(store)
 
-    def _feed_stats(self) -> None:
+    def _feed_stats(self, limit: int) -> int:
         store = self.store
-        end = min(store.count, self._stats_done + ROWS_PER_TICK)
+        start = self._stats_done
+        end = min(store.count, start + limit)
         add = self.stats.add
         row = store.row
-        for i in range(self._stats_done, end):
+        for i in range(start, end):
             add(row(i), None)
         self._stats_done = end
+        return end - start
 
     def _extend_view(self, messages: MessageList) -> None:
         view = messages.view

@@ -1,7 +1,7 @@
 """The inspector feed's cost: echo and fan-out through the real server, with no
 inspector and with one ``wsp inspect --ndjson`` attached, in the same run.
 
-Run: ``python benchmarks/inspect.py`` (``--quick`` for a shorter run). Loopback
+Run: ``python benchmarks/inspector.py`` (``--quick`` for a shorter run). Loopback
 only; the server runs in its own process (started with ``inspect`` on in both
 cases, so the only difference is the attached viewer), the viewer in another,
 the clients in this one. Prints messages/s for each and the ratio (goal >= 0.9x).
@@ -17,13 +17,6 @@ dropped: the feed keeps to its time budget (docs/inspect.md) by dropping.
 from __future__ import annotations
 
 import sys
-
-# run as a script, this file's folder comes first on sys.path, and this file's name
-# would hide the standard library's ``inspect`` (which asyncio imports)
-if sys.path and sys.path[0] == __import__("os").path.dirname(
-    __import__("os").path.abspath(__file__)
-):
-    sys.path.remove(sys.path[0])
 
 import argparse
 import asyncio
