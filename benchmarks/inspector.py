@@ -16,12 +16,11 @@ dropped: the feed keeps to its time budget (docs/inspect.md) by dropping.
 
 from __future__ import annotations
 
-import sys
-
 import argparse
 import asyncio
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
