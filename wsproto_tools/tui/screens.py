@@ -138,7 +138,8 @@ class StatsScreen(Screen[None]):
         messages, nbytes = stats.series(self.conn)
         self.query_one("#spark-messages", Sparkline).data = messages or [0]
         self.query_one("#spark-bytes", Sparkline).data = nbytes or [0]
-        self.query_one("#stats-body", Static).update(stats_renderables(stats, conn=self.conn))
+        self.query_one("#stats-body", Static).update(
+            stats_renderables(stats, conn=self.conn, sparklines=False))
 
 
 class ExportScreen(ModalScreen[tuple[str, str, str] | None]):
