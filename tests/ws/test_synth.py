@@ -16,7 +16,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from websockets.frames import Frame
 from websockets.streams import StreamReader
@@ -38,8 +41,9 @@ BIG = bytes(range(256)) * 300  # 76,800 bytes: several segments at either MSS
 
 
 def conversation(linktype: int = LINKTYPE_ETHERNET, mss: int = ETHERNET_MSS,
-                 conn: int = 1) -> list[SynthPacket]:
-    c = SyntheticConnection(conn, linktype=linktype, mss=mss)
+                 conn: int = 1, ipv6: bool = False) -> list[SynthPacket]:
+    addresses = {"client_addr": "::1", "server_addr": "::1"} if ipv6 else {}
+    c = SyntheticConnection(conn, linktype=linktype, mss=mss, **addresses)
     packets = c.open(1000.0, path="/feed", subprotocols=("wsp.v2", "wsp.v1"))
     packets += c.message(1000.1, "client", Opcode.TEXT, "héllo".encode())
     packets += c.message(1000.2, "server", Opcode.BINARY, BIG)
@@ -69,6 +73,17 @@ def test_checksums_as_scapy_computes_them() -> None:
         rebuilt = IP(bytes(fresh))
         assert (ip.chksum, ip[TCP].chksum) == (rebuilt.chksum, rebuilt[TCP].chksum)
         assert ip.len == len(bytes(ip))
+
+
+def test_ipv6_checksums_as_scapy_computes_them() -> None:
+    for packet in conversation(ipv6=True):
+        ether = Ether(packet.data)
+        assert ether.type == 0x86DD
+        ip = ether[IPv6]
+        assert (ip.src, ip.dst, ip.nh, ip.plen) == ("::1", "::1", 6, len(bytes(ip.payload)))
+        fresh = ip.copy()
+        del fresh[TCP].chksum
+        assert ip[TCP].chksum == IPv6(bytes(fresh))[TCP].chksum
 
 
 def test_sequence_and_ack_numbers_follow_the_bytes() -> None:
@@ -166,9 +181,10 @@ def decoded(data: bytes) -> list[CapturedMessage]:
     return [e for e in events if isinstance(e, CapturedMessage)]
 
 
-@pytest.mark.parametrize("linktype", [LINKTYPE_ETHERNET, LINKTYPE_RAW])
-def test_the_capture_decoder_reads_it_back(linktype: int) -> None:
-    data = b"".join(pcapng_bytes(conversation(linktype), linktype=linktype))
+@pytest.mark.parametrize(("linktype", "ipv6"), [(LINKTYPE_ETHERNET, False),
+                                               (LINKTYPE_RAW, False), (LINKTYPE_RAW, True)])
+def test_the_capture_decoder_reads_it_back(linktype: int, ipv6: bool) -> None:
+    data = b"".join(pcapng_bytes(conversation(linktype, ipv6=ipv6), linktype=linktype))
     got = [(m.direction, m.msg.opcode, m.msg.payload, list(m.violations)) for m in decoded(data)]
     assert got == [
         ("client", 1, "héllo".encode(), []),
@@ -191,8 +207,10 @@ def test_misuse_is_refused() -> None:
     c.teardown(3.0)
     with pytest.raises(LocalProtocolError):
         c.teardown(4.0)
-    with pytest.raises(ConfigError, match="IPv4"):
+    with pytest.raises(ConfigError, match="one is IPv4, the other IPv6"):
         SyntheticConnection(1, client_addr="::1")
+    with pytest.raises(ConfigError, match="not an IP address"):
+        SyntheticConnection(1, server_addr="localhost")
     with pytest.raises(ConfigError, match="MSS"):
         SyntheticConnection(1, mss=0)
     with pytest.raises(ConfigError, match="same address"):
@@ -210,17 +228,20 @@ def tshark(path: Path, *args: str) -> list[str]:
     return result.stdout.splitlines()
 
 
-@pytest.mark.parametrize("linktype", [LINKTYPE_ETHERNET, LINKTYPE_RAW])
-def test_wireshark_sees_clean_packets_and_every_frame(tmp_path: Path, linktype: int) -> None:
-    packets = conversation(linktype)
+@pytest.mark.parametrize(("linktype", "ipv6"), [(LINKTYPE_ETHERNET, False),
+                                               (LINKTYPE_RAW, False), (LINKTYPE_ETHERNET, True)])
+def test_wireshark_sees_clean_packets_and_every_frame(tmp_path: Path, linktype: int,
+                                                      ipv6: bool) -> None:
+    packets = conversation(linktype, ipv6=ipv6)
     path = tmp_path / "synth.pcapng"
     path.write_bytes(b"".join(pcapng_bytes(packets, linktype=linktype)))
+    ip_status = "" if ipv6 else "1"  # IPv6 has no header checksum
     rows = tshark(path, "-T", "fields", "-E", "separator=|", "-e", "ip.checksum.status",
                   "-e", "tcp.checksum.status", "-e", "_ws.malformed", "-e", "_ws.expert.severity")
     assert len(rows) == len(packets)
     for row in rows:
-        ip_status, tcp_status, malformed, severity = row.split("|")
-        assert (ip_status, tcp_status, malformed) == ("1", "1", ""), row  # 1: Good
+        ip_ok, tcp_status, malformed, severity = row.split("|")
+        assert (ip_ok, tcp_status, malformed) == (ip_status, "1", ""), row  # 1: Good
         # Expert notes/chats (connection setup, FIN) are fine; no warnings or errors.
         assert all(int(s) < 6291456 for s in severity.split(",") if s), row
     frames = tshark(path, "-Y", "websocket", "-T", "fields", "-E", "separator=|",
@@ -231,3 +252,46 @@ def test_wireshark_sees_clean_packets_and_every_frame(tmp_path: Path, linktype: 
     upgrade = tshark(path, "-Y", "http.response.code == 101", "-T", "fields",
                      "-e", "http.upgrade")
     assert upgrade == ["websocket"]
+
+
+MESSAGES = st.lists(
+    st.tuples(st.sampled_from(["client", "server"]),
+              st.sampled_from([Opcode.TEXT, Opcode.BINARY, Opcode.PING, Opcode.PONG]),
+              st.binary(max_size=3000)),
+    max_size=12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(MESSAGES, st.integers(min_value=536, max_value=4000), st.integers(1, 70000),
+       st.floats(min_value=0, max_value=2e9))
+def test_any_conversation_decodes_back(messages: list[tuple[str, Opcode, bytes]], mss: int,
+                                       conn: int, start: float) -> None:
+    # MSS from 536 (RFC 9293's default): the decoder recognizes an Upgrade request by the
+    # first bytes of one segment, as any real stack sends them.
+    c = SyntheticConnection(conn, mss=mss)
+    packets = c.open(start, subprotocols=("chat",))
+    for n, (sender, opcode, payload) in enumerate(messages):
+        if opcode == Opcode.TEXT:
+            payload = payload.decode("latin-1").encode()  # valid UTF-8
+        elif opcode in (Opcode.PING, Opcode.PONG):
+            payload = payload[:125]
+        packets += c.message(start + n, sender, opcode, payload)  # type: ignore[arg-type]
+        messages[n] = (sender, opcode, payload)
+    packets += c.teardown(start + len(messages))
+    data = b"".join(pcapng_bytes(packets))
+    got = [(m.direction, m.msg.opcode, m.msg.payload, list(m.violations)) for m in decoded(data)]
+    assert got == [(s, int(o), p, []) for s, o, p in messages]
+
+
+def test_connect_and_send_carry_the_streams_own_bytes() -> None:
+    c = SyntheticConnection(9, server_port=80)
+    request = (b"GET /raw HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    response = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade"
+                b"\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
+    packets = c.connect(5.0) + c.send(5.0, "client", request) + c.send(5.0, "server", response)
+    packets += c.send(6.0, "server", b"\x81\x02hi") + c.teardown(7.0)
+    assert [bytes(ip_of(p)[TCP].payload) for p in packets if ip_of(p)[TCP].payload] == [
+        request, response, b"\x81\x02hi"]
+    got = [(m.direction, m.msg.payload) for m in decoded(b"".join(pcapng_bytes(packets)))]
+    assert got == [("server", b"hi")]

@@ -7,7 +7,8 @@ section 3.5), the HTTP Upgrade request and its ``101`` answer (RFC 6455 section
 (section 5.2; client frames masked, section 5.3), segmented at the MSS and
 acknowledged segment by segment, and the FIN/ACK teardown. IPv4 (RFC 791) and
 TCP checksums, sequence and acknowledgment numbers are right, so Wireshark
-opens the result with no malformed packets or checksum errors.
+opens the result with no malformed packets or checksum errors. IPv6 (RFC 8200)
+works the same way when both addresses are IPv6.
 
 Everything is deterministic: the initial sequence numbers, the
 ``Sec-WebSocket-Key`` and the masking keys derive from the connection number and
@@ -64,7 +65,7 @@ Direction = Literal["client", "server"]
 _FIN, _SYN, _PSH, _ACK = 0x01, 0x02, 0x08, 0x10
 _WINDOW = 65535
 _TTL = 64
-_ETHERTYPE_IPV4 = b"\x08\x00"
+_ETHERTYPE = {4: b"\x08\x00", 16: b"\x86\xdd"}  # by address length: IPv4, IPv6
 _LOOPBACK_MACS = b"\0" * 12  # what Linux puts on lo
 
 
@@ -105,14 +106,12 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def _ipv4(address: str, what: str) -> bytes:
+def _address(address: str, what: str) -> bytes:
+    """The packed address: 4 bytes for IPv4, 16 for IPv6."""
     try:
-        ip = ipaddress.ip_address(address)
+        return ipaddress.ip_address(address).packed
     except ValueError:
         raise ConfigError(f"{what} {address!r} is not an IP address") from None
-    if not isinstance(ip, ipaddress.IPv4Address):
-        raise ConfigError(f"{what} {address!r}: synthetic captures are IPv4 only")
-    return ip.packed
 
 
 def _port(port: int, what: str) -> int:
@@ -122,10 +121,11 @@ def _port(port: int, what: str) -> int:
 
 
 class SyntheticConnection:
-    """The packets of one WebSocket connection over TCP/IPv4, built call by call.
+    """The packets of one WebSocket connection over TCP/IP, built call by call.
 
     Call :meth:`open` first, then :meth:`message` / :meth:`close` in the order
-    things happened, then :meth:`teardown`. Each returns the packets it adds.
+    things happened (or :meth:`connect` and :meth:`send` for raw stream bytes), then
+    :meth:`teardown`. Each returns the packets it adds.
     ``mss`` bounds the TCP payload of a segment; ``linktype`` is
     ``LINKTYPE_ETHERNET`` (loopback MACs, all zeros) or ``LINKTYPE_RAW``.
     """
@@ -148,13 +148,16 @@ class SyntheticConnection:
         self.conn = conn
         self.linktype = linktype
         self.mss = mss
-        self.client = (_ipv4(client_addr, "client address"),
+        self.client = (_address(client_addr, "client address"),
                        _port(client_port_of(conn) if client_port is None else client_port,
                              "client port"))
-        self.server = (_ipv4(server_addr, "server address"), _port(server_port, "server port"))
+        self.server = (_address(server_addr, "server address"), _port(server_port, "server port"))
+        if len(self.client[0]) != len(self.server[0]):
+            raise ConfigError(f"{client_addr} and {server_addr}: one is IPv4, the other IPv6")
         if self.client == self.server:
             raise ConfigError("the client and the server have the same address and port")
-        self.host = f"{server_addr}:{self.server[1]}"
+        host = f"[{server_addr}]" if len(self.server[0]) == 16 else server_addr
+        self.host = f"{host}:{self.server[1]}"
         # Deterministic initial sequence numbers and IP ids, one pair per connection.
         self._seq = {"client": _mix32(conn * 2), "server": _mix32(conn * 2 + 1)}
         self._ip_id = {"client": _mix32(conn) & 0xFFFF, "server": _mix32(~conn) & 0xFFFF}
@@ -183,19 +186,25 @@ class SyntheticConnection:
         header = struct.pack("!HHIIBBHHH", sport, dport, self._seq[sender], ack, offset << 4,
                              flags, _WINDOW, 0, 0) + options
         segment = header + payload
-        pseudo = src + dst + struct.pack("!BBH", 0, 6, len(segment))
+        if len(src) == 4:  # RFC 9293 3.1: the IPv4 pseudo-header
+            pseudo = src + dst + struct.pack("!BBH", 0, 6, len(segment))
+        else:  # RFC 8200 8.1: the IPv6 pseudo-header
+            pseudo = src + dst + struct.pack("!IxxxB", len(segment), 6)
         csum = _checksum(pseudo + segment)
         segment = segment[:16] + struct.pack("!H", csum) + segment[18:]
         self._seq[sender] = (self._seq[sender] + len(payload)
                              + bool(flags & (_SYN | _FIN))) & 0xFFFFFFFF
-        ip_id = self._ip_id[sender]
-        self._ip_id[sender] = (ip_id + 1) & 0xFFFF
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(segment), ip_id, 0x4000, _TTL, 6, 0,
-                         src, dst)
-        ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+        if len(src) == 4:
+            ip_id = self._ip_id[sender]
+            self._ip_id[sender] = (ip_id + 1) & 0xFFFF
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(segment), ip_id, 0x4000, _TTL,
+                             6, 0, src, dst)
+            ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+        else:
+            ip = struct.pack("!IHBB16s16s", 6 << 28, len(segment), 6, _TTL, src, dst)
         packet = ip + segment
         if self.linktype == LINKTYPE_ETHERNET:
-            return _LOOPBACK_MACS + _ETHERTYPE_IPV4 + packet
+            return _LOOPBACK_MACS + _ETHERTYPE[len(src)] + packet
         return packet
 
     def _packet(self, ts: float, sender: Direction, flags: int, payload: bytes = b"",
@@ -215,6 +224,21 @@ class SyntheticConnection:
             out.append(self._packet(ts, receiver, _ACK))
         return out
 
+    def connect(self, ts: float) -> list[SynthPacket]:
+        """The TCP three-way handshake (SYN with the MSS option, SYN-ACK, ACK).
+
+        :meth:`open` calls it; call it alone to :meth:`send` the stream's own bytes
+        (an upgrade request and answer as they really were, say).
+        """
+        if self.state != "new":
+            raise LocalProtocolError(f"connection {self.conn} is already {self.state}")
+        mss_option = struct.pack("!BBH", 2, 4, self.mss)
+        out = [self._packet(ts, "client", _SYN, options=mss_option),
+               self._packet(ts, "server", _SYN | _ACK, options=mss_option),
+               self._packet(ts, "client", _ACK)]
+        self.state = "open"
+        return out
+
     # ------------------------------------------------------------ WebSocket
 
     def open(
@@ -232,13 +256,7 @@ class SyntheticConnection:
         The server selects ``subprotocol`` (default: the first of ``subprotocols``)
         and accepts ``extensions`` as offered.
         """
-        if self.state != "new":
-            raise LocalProtocolError(f"connection {self.conn} is already {self.state}")
-        mss_option = struct.pack("!BBH", 2, 4, self.mss)
-        out = [self._packet(ts, "client", _SYN, options=mss_option),
-               self._packet(ts, "server", _SYN | _ACK, options=mss_option),
-               self._packet(ts, "client", _ACK)]
-        self.state = "open"
+        out = self.connect(ts)
         request = build_request(self.host, path, self.key, subprotocols=subprotocols,
                                 extensions=extensions, extra_headers=headers)
         chosen = subprotocol if subprotocol is not None else (
