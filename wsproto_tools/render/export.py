@@ -80,4 +80,5 @@ def export_pcapng(records: Iterable[dict[str, Any]], *, linktype: int = LINKTYPE
     same records are left out (fan-out deliveries, fragments that were never
     reassembled, messages without a payload).
     """
-    return pcapng_of_cassette(cassette_of_records(records), linktype=linktype, mss=mss)
+    cassette = cassette_of_records(records, keep_wsp=False)  # the bytes are enough
+    return pcapng_of_cassette(cassette, linktype=linktype, mss=mss)

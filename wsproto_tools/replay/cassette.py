@@ -345,48 +345,71 @@ def _version_of(wsp: dict[str, Any], default: int) -> int:
     return version if version in (1, 2) else default
 
 
+#: What is kept of a message record until its connection is known: time,
+#: direction, opcode, the payload bytes, and the form to write it in (``text``:
+#: a str, ``wsp``: (Message, version or None), ``close``: (code, reason), else None).
+_Pending = tuple[float, str, str, bytes, str, Any]
+
+
 class _Group:
-    __slots__ = ("extensions", "path", "records", "start", "subprotocol")
+    __slots__ = ("extensions", "messages", "path", "start", "subprotocol", "version")
 
     def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
+        self.messages: list[_Pending] = []
         self.path = "/"
         self.subprotocol: str | None = None
         self.extensions: str | None = None
         self.start: float | None = None
+        self.version: int | None = None  # of the first wsp message
 
 
-def _message_of(record: dict[str, Any], conn: int, start: float,
-                default_version: int) -> CassetteMessage | None:
+def _pending(record: dict[str, Any], keep_wsp: bool) -> _Pending | None:
     opcode = record.get("opcode") or "binary"
     if opcode not in OPCODES:
         return None  # continuation fragments, reserved opcodes: nothing a peer can resend
-    payload = record_payload(record)
-    if payload is None:
-        return None
     direction = record.get("direction")
     if direction not in ("client", "server"):
         return None
+    payload = record_payload(record)
+    if payload is None:
+        return None
     ts = record.get("ts")
-    t = max(0.0, round(float(ts) - start, 6)) if isinstance(ts, int | float) else 0.0
-    base = CassetteMessage(conn, str(direction), t, str(opcode), raw=payload)
+    ts = float(ts) if isinstance(ts, int | float) else 0.0
     wsp = record.get("wsp")
-    if opcode == "binary" and isinstance(wsp, dict) and "type" in wsp:
+    if keep_wsp and opcode == "binary" and isinstance(wsp, dict) and "type" in wsp:
         try:
             msg = message_from_json(wsp)
         except LocalProtocolError:
-            msg = None
-        if msg is not None:
-            return dataclasses.replace(base, wsp=msg, version=_version_of(wsp, default_version))
+            pass
+        else:
+            version = wsp.get("version")
+            return ts, direction, opcode, payload, "wsp", (
+                msg, version if version in (1, 2) else None)
     if opcode == "close":
         code = record.get("close_code")
         reason = record.get("close_reason") or ""
         if (code is None or type(code) is int) and isinstance(reason, str) \
                 and encode_close(code, reason) == payload:
-            return dataclasses.replace(base, close_code=code, close_reason=reason)
-    if opcode in ("text", "ping", "pong") and isinstance(record.get("text"), str):
-        return dataclasses.replace(base, text=record["text"])
-    return dataclasses.replace(base, data=payload)
+            return ts, direction, opcode, payload, "close", (code, reason)
+    text = record.get("text")
+    if opcode in ("text", "ping", "pong") and isinstance(text, str):
+        return ts, direction, opcode, payload, "text", text
+    return ts, direction, opcode, payload, "data", None
+
+
+def _message(conn: int, start: float, version: int, pending: _Pending) -> CassetteMessage:
+    ts, direction, opcode, payload, form, value = pending
+    t = max(0.0, round(ts - start, 6))
+    if form == "wsp":
+        msg, own = value
+        return CassetteMessage(conn, direction, t, opcode, wsp=msg, version=own or version,
+                               raw=payload)
+    if form == "close":
+        return CassetteMessage(conn, direction, t, opcode, close_code=value[0],
+                               close_reason=value[1], raw=payload)
+    if form == "text":
+        return CassetteMessage(conn, direction, t, opcode, text=value, raw=payload)
+    return CassetteMessage(conn, direction, t, opcode, data=payload, raw=payload)
 
 
 def _group_key(record: dict[str, Any]) -> tuple[str, Any] | None:
@@ -401,14 +424,18 @@ def _group_key(record: dict[str, Any]) -> tuple[str, Any] | None:
     return None  # a fan-out record (no one connection) or a summary
 
 
-def cassette_of_records(records: Iterable[dict[str, Any]]) -> Cassette:
+def cassette_of_records(records: Iterable[dict[str, Any]], *,
+                        keep_wsp: bool = True) -> Cassette:
     """The cassette of ``records``: connections from ``record: connection`` and
-    ``connected`` records (or their first message), messages in order.
+    ``connected`` records (or their first message), messages in time order.
 
     A ``wsp decode`` connection keeps its number; the inspector's connections
     (one per ``peer``) are numbered after them. Records that name no single
     connection (a fan-out delivery, the summary), continuation fragments,
-    reserved opcodes and messages without a payload are left out.
+    reserved opcodes and messages without a payload are left out. Each message
+    keeps its exact payload bytes (``raw``); ``keep_wsp=False`` skips parsing
+    the wsp JSON (the bytes are all a synthetic capture needs) and holds wsp
+    messages as ``data``. Only the compact messages are held, not the records.
     """
     groups: dict[tuple[str, Any], _Group] = {}
     for record in records:
@@ -423,15 +450,20 @@ def cassette_of_records(records: Iterable[dict[str, Any]]) -> Cassette:
         if isinstance(ts, int | float) and not isinstance(ts, bool) and (
                 group.start is None or ts < group.start):
             group.start = float(ts)
-        if kind in ("connection", "connected"):
+        if kind == "message":
+            pending = _pending(record, keep_wsp)
+            if pending is not None:
+                group.messages.append(pending)
+            wsp = record.get("wsp")
+            if group.version is None and isinstance(wsp, dict) and "type" in wsp:
+                group.version = _version_of(wsp, 2)
+        elif kind in ("connection", "connected"):
             if isinstance(record.get("path"), str):
                 group.path = record["path"]
             if isinstance(record.get("subprotocol"), str):
                 group.subprotocol = record["subprotocol"]
             if isinstance(record.get("extensions"), str):
                 group.extensions = record["extensions"]
-        elif kind == "message":
-            group.records.append(record)
     used = {key[1] for key in groups if key[0] == "conn"}
     next_conn = max(used, default=0) + 1
     cassette = Cassette()
@@ -440,22 +472,14 @@ def cassette_of_records(records: Iterable[dict[str, Any]]) -> Cassette:
             conn = key[1]
         else:
             conn, next_conn = next_conn, next_conn + 1
-        if group.subprotocol is None:
-            wsp = next((r["wsp"] for r in group.records if isinstance(r.get("wsp"), dict)
-                        and "type" in r["wsp"]), None)
-            if wsp is not None:
-                group.subprotocol = f"wsp.v{_version_of(wsp, 2)}"
-        connection = CassetteConnection(
-            conn, group.start or 0.0, group.path,
-            (group.subprotocol,) if group.subprotocol else (), group.extensions)
-        if not group.records and group.start is None:
-            continue
+        subprotocol = group.subprotocol or (
+            f"wsp.v{group.version}" if group.version is not None else None)
+        connection = CassetteConnection(conn, group.start or 0.0, group.path,
+                                        (subprotocol,) if subprotocol else (), group.extensions)
         cassette.connections[conn] = connection
         version = connection.wsp_version or 2
-        for record in group.records:
-            message = _message_of(record, conn, connection.ts, version)
-            if message is not None:
-                cassette.messages.append(message)
+        cassette.messages.extend(_message(conn, connection.ts, version, pending)
+                                 for pending in group.messages)
     cassette.messages.sort(key=lambda m: cassette.connections[m.conn].ts + m.t)
     return cassette
 
