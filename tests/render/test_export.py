@@ -103,9 +103,13 @@ def tshark(path: Path, *args: str) -> list[str]:
 def test_wireshark_opens_the_export_cleanly(sample: tuple[list[dict[str, Any]], Path]) -> None:
     original, path = sample
     rows = tshark(path, "-T", "fields", "-E", "separator=|", "-e", "ip.checksum.status",
-                  "-e", "tcp.checksum.status", "-e", "_ws.malformed")
+                  "-e", "tcp.checksum.status", "-e", "_ws.malformed", "-e", "_ws.expert.severity")
     assert rows
-    bad = [(n, row) for n, row in enumerate(rows, 1) if row != "1|1|"]  # 1: Good
+    # 1: Good checksums; no malformed packet; expert info at most notes (a connection
+    # opening and closing), no warnings (0x600000) or errors.
+    bad = [(n, row) for n, row in enumerate(rows, 1)
+           if row.split("|")[:3] != ["1", "1", ""]
+           or any(int(s) >= 0x600000 for s in row.split("|")[3].split(",") if s)]
     assert not bad, bad[:5]
     frames = tshark(path, "-Y", "websocket", "-T", "fields", "-e", "websocket.opcode")
     assert [int(op) for op in frames] == [
@@ -181,7 +185,12 @@ def test_cassette_export_reads_back_as_the_same_messages() -> None:
 
 def test_nothing_to_export_is_an_empty_capture_that_still_opens(tmp_path: Path) -> None:
     path = tmp_path / "empty.pcapng"
-    path.write_bytes(b"".join(export_pcapng([{"kind": "dropped", "ts": 1.0, "count": 3,
-                                              "session": None, "peer": None}])))
+    events = [
+        {"kind": "dropped", "ts": 1.0, "count": 3, "session": None, "peer": None},
+        {"kind": "violation", "ts": 1.0, "session": 0, "peer": "127.0.0.1:1", "rule": 2},
+        {"record": "connection", "conn": 4, "kind": "http", "first_ts": 1.0, "path": "/"},
+        {"record": "summary", "packets": 9},
+    ]
+    path.write_bytes(b"".join(export_pcapng(events)))
     assert list(PacketReader(io.BytesIO(path.read_bytes()))) == []
     assert messages(wsp_decode(path)) == []

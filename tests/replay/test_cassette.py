@@ -222,3 +222,15 @@ def test_the_example_in_docs_replay_md_reads_and_writes_back() -> None:
     cassette = read_cassette(example.splitlines())
     assert len(cassette.connections) == 1 and len(cassette.messages) == 4
     assert "".join(cassette.lines()) == example
+
+
+def test_a_websocket_connection_without_messages_keeps_its_handshake() -> None:
+    records = [
+        {"record": "connection", "conn": 2, "kind": "websocket", "first_ts": 5.0,
+         "path": "/p", "subprotocol": "chat", "extensions": None},
+        {"record": "connection", "conn": 3, "kind": "http", "first_ts": 6.0, "path": "/x",
+         "subprotocol": None, "extensions": None},
+    ]
+    assert [json.loads(line) for line in write_cassette(records)] == [
+        {"conn": 2, "ts": 5.0, "path": "/p", "subprotocols": ["chat"], "extensions": None,
+         "headers": {}}]

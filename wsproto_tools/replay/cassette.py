@@ -352,7 +352,8 @@ _Pending = tuple[float, str, str, bytes, str, Any]
 
 
 class _Group:
-    __slots__ = ("extensions", "messages", "path", "start", "subprotocol", "version")
+    __slots__ = ("extensions", "messages", "path", "start", "subprotocol", "version",
+                 "websocket")
 
     def __init__(self) -> None:
         self.messages: list[_Pending] = []
@@ -361,6 +362,7 @@ class _Group:
         self.extensions: str | None = None
         self.start: float | None = None
         self.version: int | None = None  # of the first wsp message
+        self.websocket = False  # a WebSocket connection was seen, messages or not
 
 
 def _pending(record: dict[str, Any], keep_wsp: bool) -> _Pending | None:
@@ -432,7 +434,9 @@ def cassette_of_records(records: Iterable[dict[str, Any]], *,
     A ``wsp decode`` connection keeps its number; the inspector's connections
     (one per ``peer``) are numbered after them. Records that name no single
     connection (a fan-out delivery, the summary), continuation fragments,
-    reserved opcodes and messages without a payload are left out. Each message
+    reserved opcodes and messages without a payload are left out, and so are
+    connections with no messages that were not WebSocket connections (``kind``
+    ``http``, ``refused``, ``other`` in ``wsp decode``). Each message
     keeps its exact payload bytes (``raw``); ``keep_wsp=False`` skips parsing
     the wsp JSON (the bytes are all a synthetic capture needs) and holds wsp
     messages as ``data``. Only the compact messages are held, not the records.
@@ -458,6 +462,9 @@ def cassette_of_records(records: Iterable[dict[str, Any]], *,
             if group.version is None and isinstance(wsp, dict) and "type" in wsp:
                 group.version = _version_of(wsp, 2)
         elif kind in ("connection", "connected"):
+            if kind == "connection" and record.get("kind") != "websocket":
+                continue  # plain HTTP, refused upgrades, other TCP: nothing to replay
+            group.websocket = True
             if isinstance(record.get("path"), str):
                 group.path = record["path"]
             if isinstance(record.get("subprotocol"), str):
@@ -468,6 +475,8 @@ def cassette_of_records(records: Iterable[dict[str, Any]], *,
     next_conn = max(used, default=0) + 1
     cassette = Cassette()
     for key, group in groups.items():
+        if not group.messages and not group.websocket:
+            continue  # only events (or a connection that was no WebSocket)
         if key[0] == "conn":
             conn = key[1]
         else:
