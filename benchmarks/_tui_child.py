@@ -14,7 +14,7 @@ import os
 import sys
 
 # this file's folder comes first on sys.path when it runs as a script, and
-# benchmarks/inspect.py would hide the standard library's ``inspect`` (asyncio needs it)
+# benchmarks/inspector.py would hide the standard library's ``inspect`` (asyncio needs it)
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if sys.path and sys.path[0] == _HERE:
     sys.path.pop(0)
@@ -190,6 +190,8 @@ async def file_app(path: str, timeout: float, spill_dir: str | None) -> dict[str
             peak_memory = max(peak_memory, app.store.memory())
             if app.runner is not None and app.runner.done and "source_done" not in marks:
                 marks["source_done"] = time.perf_counter()
+            if app._exception is not None or app._exit:
+                break  # the app stopped (run_test re-raises its exception below)
         runner = app.runner
         messages = app.query_one(MessageList)
         result.update(

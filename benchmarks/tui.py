@@ -7,7 +7,7 @@ about a minute; the full run, 1,000,000 messages and 15 s, takes several minutes
 (tcpdump on loopback records the capture). Network traffic goes to 127.0.0.1 only.
 
 Live (``--skip-live`` leaves it out). A real ``wsp serve --inspect`` runs in a child
-process (the project's WspServer, as in benchmarks/inspect.py), with an inspector
+process (the project's WspServer, as in benchmarks/inspector.py), with an inspector
 time budget of 1.0 (``--budget``: the feed is not throttled) and a viewer queue of
 ``--queue`` records (both printed); another child drives the load: ``--callers``
 concurrent echo requests with 64-byte payloads for ``--seconds``. Every echo is
@@ -64,7 +64,7 @@ from __future__ import annotations
 import os
 import sys
 
-# run as a script, this file's folder comes first on sys.path, and benchmarks/inspect.py
+# run as a script, this file's folder comes first on sys.path, and benchmarks/inspector.py
 # would hide the standard library's ``inspect`` (asyncio imports it): load the real one
 # first, then put the folder back at the end for ``decode``
 _HERE = os.path.dirname(os.path.abspath(__file__))
