@@ -234,3 +234,14 @@ def test_a_websocket_connection_without_messages_keeps_its_handshake() -> None:
     assert [json.loads(line) for line in write_cassette(records)] == [
         {"conn": 2, "ts": 5.0, "path": "/p", "subprotocols": ["chat"], "extensions": None,
          "headers": {}}]
+
+
+def test_a_message_the_inspector_decrypted_goes_as_plaintext() -> None:
+    shown = {"version": 2, "type": "TextData", "type_code": 257, "flags": ["ENCRYPTED"],
+             "sequence": 3, "session_id": 5, "timestamp": 0, "payload": {"text": "secret"}}
+    records = [{"kind": "message", "ts": 1.0, "session": 5, "peer": "127.0.0.1:9",
+                "direction": "client", "length": 40, "wsp": shown, "decrypted": True}]
+    cassette = read_cassette(list(write_cassette(records)))
+    msg = decode(cassette.messages[0].payload())
+    assert (msg.payload, msg.sequence, msg.session_id, msg.flags) == (
+        TextData("secret"), 3, 5, 0)
