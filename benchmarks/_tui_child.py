@@ -140,7 +140,8 @@ def ingest(path: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- the app on a file
-async def file_app(path: str, timeout: float, spill_dir: str | None) -> dict[str, Any]:
+async def file_app(path: str, timeout: float, spill_dir: str | None,
+                   extra: float = 30.0) -> dict[str, Any]:
     from wsproto_tools.tui.app import WspTui
     from wsproto_tools.tui.messages import MessageList
     from wsproto_tools.tui.sources import SourceSpec
@@ -185,6 +186,9 @@ async def file_app(path: str, timeout: float, spill_dir: str | None) -> dict[str
         result["mounted"] = time.perf_counter() - started
         deadline = started + timeout
         peak_memory = 0
+        def analysed() -> tuple[int, int]:
+            return app.book.done, app._stats_done
+
         while "indexed" not in marks and time.perf_counter() < deadline:
             await pilot.pause(0.02)
             peak_memory = max(peak_memory, app.store.memory())
@@ -192,6 +196,16 @@ async def file_app(path: str, timeout: float, spill_dir: str | None) -> dict[str
                 marks["source_done"] = time.perf_counter()
             if app._exception is not None or app._exit:
                 break  # the app stopped (run_test re-raises its exception below)
+        # the session book and the statistics read the rows within a time budget per
+        # refresh: where they are when the list is complete, and when they catch up
+        result["analysed_at_indexed"] = analysed()
+        catch_up = min(deadline, time.perf_counter() + extra)
+        while (min(analysed()) < app.store.count and time.perf_counter() < catch_up
+               and app._exception is None and not app._exit):
+            await pilot.pause(0.05)
+        if min(analysed()) >= app.store.count:
+            result["analysed"] = time.perf_counter() - started
+        result["analysed_at_end"] = analysed()
         runner = app.runner
         messages = app.query_one(MessageList)
         result.update(
@@ -245,6 +259,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--spill-dir")
     parser.add_argument("--count", type=int, default=100_000)
+    parser.add_argument("--catch-up", type=float, default=30.0)
     args = parser.parse_args()
     if args.mode == "decode-rss":
         decode_rss(args.target)
@@ -260,7 +275,7 @@ def main() -> None:
     elif args.mode == "ingest":
         out = ingest(args.target)
     else:
-        out = asyncio.run(file_app(args.target, args.timeout, args.spill_dir))
+        out = asyncio.run(file_app(args.target, args.timeout, args.spill_dir, args.catch_up))
     print(json.dumps(out), flush=True)
 
 
