@@ -157,9 +157,13 @@ async def test_raw_mode_sends_text_and_hex(websockets_echo: Any) -> None:
             composer = app.query_one(Composer)
             await wait_for(pilot, lambda: composer.has_class("raw-only"))
             assert "raw WebSocket" in shown(app, "#composer-status")
+            raw = app.query_one("#raw", Input)
+            await pilot.pause()
             await pilot.click("#raw")
+            await wait_for(pilot, lambda: app.focused is raw)
             await pilot.press(*"hello", "enter")
-            app.query_one("#raw", Input).value = "00ff"
+            await wait_for(pilot, lambda: len(client.history) == 1)
+            raw.value = "00ff"
             app.query_one("#raw-hex", Checkbox).value = True
             await pilot.click("#send-raw")
             await wait_for(pilot, lambda: sum(r.get("direction") == "server"

@@ -152,6 +152,7 @@ class Composer(Vertical):
         self.type_name = FIRST_TYPE
         self._kinds: dict[str, str] = {}  # field name -> wire kind of the form's fields
         self._shown_history = 0
+        self._mode_shown: str | None = "?"  # the mode the status line shows
 
     # ---------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
@@ -269,14 +270,16 @@ class Composer(Vertical):
     # ---------------------------------------------------------------- state
     def _refresh_state(self) -> None:
         mode = self.client.active_mode
-        status = self.query_one("#composer-status", Static)
-        if mode is None:
-            status.update(f"connecting to {self.client.url}…")
-        elif mode == "raw":
-            status.update(f"raw WebSocket: {self.client.url}")
-        else:
-            status.update(f"wsp: {self.client.url}")
-        self.set_class(mode == "raw", "raw-only")
+        if mode != self._mode_shown:
+            self._mode_shown = mode
+            status = self.query_one("#composer-status", Static)
+            if mode is None:
+                status.update(f"connecting to {self.client.url}…")
+            elif mode == "raw":
+                status.update(f"raw WebSocket: {self.client.url}")
+            else:
+                status.update(f"wsp: {self.client.url}")
+            self.set_class(mode == "raw", "raw-only")
         history = self.client.history
         if len(history) != self._shown_history:
             self._show_history()
@@ -322,8 +325,11 @@ class Composer(Vertical):
 
     @on(Button.Pressed, "#send-raw")
     @on(Input.Submitted, "#raw")
-    def _send_raw(self) -> None:
-        text = self.query_one("#raw", Input).value
+    def _send_raw(self, event: Input.Submitted | Button.Pressed | None = None) -> None:
+        if isinstance(event, Input.Submitted):
+            text = event.value  # what was submitted, even if the Input changed since
+        else:
+            text = self.query_one("#raw", Input).value
         if self.query_one("#raw-hex", Checkbox).value:
             try:
                 data = bytes.fromhex(text)
