@@ -82,7 +82,7 @@ class Composer(Vertical):
     Composer #composer-error.ok {
         color: $success;
     }
-    Composer Horizontal {
+    Composer Horizontal, Composer Vertical {
         height: auto;
     }
     Composer #type {
@@ -107,8 +107,11 @@ class Composer(Vertical):
     Composer.json-mode #form {
         display: none;
     }
-    Composer #flags Checkbox {
-        width: auto;
+    Composer #flags {
+        layout: grid;
+        grid-size: 2;
+        grid-rows: 1;
+        height: auto;
     }
     Composer.raw-only .wsp-only {
         display: none;
@@ -167,9 +170,9 @@ class Composer(Vertical):
                 yield Switch(False, id="as-json", tooltip="the fields as one JSON object")
             yield Vertical(id="form")
             yield TextArea("{}", language=None, id="json")
-            with Horizontal(id="flags"):
+            with Vertical(id="flags"):
                 for flag in FLAG_NAMES:
-                    yield Checkbox(flag, id=f"flag-{flag}",
+                    yield Checkbox(flag, id=f"flag-{flag}", compact=True,
                                    tooltip="with flags the message is sent as is")
             yield Button("Send", id="send", variant="primary")
         yield Label("raw WebSocket message", classes="composer-title")
