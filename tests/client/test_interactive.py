@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from wsproto_tools.client import Client
 from wsproto_tools.client.interactive import (
@@ -236,7 +237,7 @@ async def recording_echo() -> AsyncIterator[tuple[int, list[Any]]]:
 @pytest.mark.parametrize("mode", ["auto", "raw"])
 async def test_raw_mode_against_a_plain_echo_server(mode: str) -> None:
     async with recording_echo() as (port, got), interactive(
-        f"ws://127.0.0.1:{port}", mode=mode  # type: ignore[arg-type]
+        f"ws://127.0.0.1:{port}", mode=mode
     ) as (ic, recs):
         assert ic.active_mode == "raw"
         await ic.send_raw_text("héllo")
@@ -290,3 +291,29 @@ def test_schema_helpers() -> None:
         field_value("uint", "ten")
     with pytest.raises(LocalProtocolError, match="not true or false"):
         field_value("bool", "maybe")
+
+
+async def test_a_server_that_breaks_the_protocol_is_a_violation_record() -> None:
+    """A server that selects wsp.v2 and then sends a text frame (wsp is binary only)."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def hostile(ws: ServerConnection) -> None:
+        with contextlib.suppress(Exception):
+            await ws.send("not wsp")
+            await ws.wait_closed()
+
+    offered = [Subprotocol("wsp.v2")]
+    async with serve(hostile, "127.0.0.1", 0, subprotocols=offered) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        records: Records = []
+        client = InteractiveClient(f"ws://127.0.0.1:{port}", on_record=records.append,
+                                   secret="s", mode="wsp")
+        with pytest.raises(ConnectionFailed, match="text frame"):
+            await client.start()
+    kinds = [r["kind"] for r in records]
+    assert kinds[0] == "connected" and records[0]["subprotocol"] == "wsp.v2"
+    text = next(r for r in records if r["kind"] == "message" and r["direction"] == "server")
+    assert (text["opcode"], text["text"]) == ("text", "not wsp")
+    violation = next(r for r in records if r["kind"] == "violation")
+    assert violation["code"] == 1003 and "text frame" in violation["message"]
+    assert kinds[-1] == "closed" and records[-1]["resumable"] is False

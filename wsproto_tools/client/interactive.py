@@ -369,8 +369,9 @@ class InteractiveClient:
         try:
             await client.connect()
         except BaseException:
-            self.client = None
             await client.close()
+            self._report_end(client, resumable=False)  # what the server did, if it did
+            self.client = None
             raise
         self._spawn(self._drain_data(client))
 
