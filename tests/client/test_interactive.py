@@ -317,3 +317,25 @@ async def test_a_server_that_breaks_the_protocol_is_a_violation_record() -> None
     violation = next(r for r in records if r["kind"] == "violation")
     assert violation["code"] == 1003 and "text frame" in violation["message"]
     assert kinds[-1] == "closed" and records[-1]["resumable"] is False
+
+
+async def test_an_encrypted_session_is_shown_decrypted(serve: Any) -> None:
+    caps = ("ack", "batch", "pubsub", "encrypt")
+    async with serve() as server, interactive(url(server), secret=SECRET,
+                                              capabilities=caps) as (ic, recs):
+        assert ic.client is not None and ic.client.session.encrypted
+        await ic.subscribe("sealed")
+        await until(lambda: len(wsp(recs, "Subscribed")) == 1)
+        await ic.publish("sealed", b"\x00secret\xff")
+        await ic.send_wsp("WindowUpdate", {"window": 64})  # as is, sealed by the session
+        await ic.send_wsp("Request", {"id": 1, "method": "echo", "data": "ab"})
+        await until(lambda: len(wsp(recs, "Deliver")) == 1 and len(wsp(recs, "Response")) == 1)
+        deliver = wsp(recs, "Deliver")[0]
+        assert deliver["decrypted"] is True and "ENCRYPTED" in deliver["wsp"]["flags"]
+        assert bytes.fromhex(deliver["wsp"]["payload"]["data"]) == b"\x00secret\xff"
+        assert wsp(recs, "Response")[0]["wsp"]["payload"]["data"] == "ab"
+        window = wsp(recs, "WindowUpdate", "client")[0]
+        assert window["decrypted"] is True and window["wsp"]["payload"] == {"window": 64}
+        # the server took the hand-sealed message: the session goes on
+        await ic.send_wsp("Request", {"id": 2, "method": "echo", "data": "cd"})
+        await until(lambda: len(wsp(recs, "Response")) == 2)

@@ -290,6 +290,7 @@ class InteractiveClient:
         self._ciphers: tuple[Any, Cipher, Cipher] | None = None  # (keys, to server, to client)
         self._closed_reported: Any = None  # the connection whose end was reported
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
         self._drained: set[Any] = set()  # subscriptions whose inbox is being read
         #: the epoch of each topic, as the server last said (Subscribed, Deliver...)
         self.epochs: dict[str, int] = {}
@@ -377,12 +378,15 @@ class InteractiveClient:
 
     async def close(self) -> None:
         """Close the session (or the plain connection); the ``closed`` record follows."""
+        self._closing = True
         client, plain = self.client, self.plain
         if client is not None:
             await client.close()
             self._report_end(client, resumable=False)
         elif plain is not None:
             await plain.close()
+        if self._tasks:  # the readers end by themselves now (and report the close)
+            await asyncio.wait(list(self._tasks), timeout=1.0)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -587,7 +591,9 @@ class InteractiveClient:
             try:
                 await coro
             except (WspError, TimeoutError) as error:
-                self._event("state", state="failed", message=f"{what}: {error or 'timed out'}")
+                if not self._closing:  # after close() every pending call fails: no news
+                    self._event("state", state="failed",
+                                message=f"{what}: {error or 'timed out'}")
 
         self._spawn(run())
 
@@ -596,7 +602,7 @@ class InteractiveClient:
             if fut.cancelled():
                 return
             error = fut.exception()
-            if error is not None:
+            if error is not None and not self._closing:
                 self._event("state", state="failed", message=f"{what}: {error}")
 
         future.add_done_callback(done)
