@@ -339,3 +339,23 @@ async def test_an_encrypted_session_is_shown_decrypted(serve: Any) -> None:
         # the server took the hand-sealed message: the session goes on
         await ic.send_wsp("Request", {"id": 2, "method": "echo", "data": "cd"})
         await until(lambda: len(wsp(recs, "Response")) == 2)
+
+
+async def test_wss_with_a_private_ca(serve: Any, websockets_echo: Any, tls_files: Any) -> None:
+    """--cafile reaches both kinds of connection (the auto probe and raw mode too)."""
+    async with serve(ssl=tls_files.server_context()) as server:
+        target = f"wss://127.0.0.1:{server.port}"
+        async with interactive(target, secret=SECRET, cafile=tls_files.cafile) as (ic, recs):
+            assert ic.active_mode == "wsp"
+            await ic.send_wsp("Request", {"id": 1, "method": "echo", "data": "01"})
+            await until(lambda: len(wsp(recs, "Response")) == 1)
+        with pytest.raises(ConnectionFailed, match="certificate"):
+            await InteractiveClient(target, secret=SECRET,
+                                    cafile=tls_files.other_cafile).start()
+    async with websockets_echo(ssl=tls_files.server_context()) as port:
+        target = f"wss://127.0.0.1:{port}"
+        async with interactive(target, cafile=tls_files.cafile) as (ic, recs):
+            assert ic.active_mode == "raw"
+            await ic.send_raw_text("over tls")
+            await until(lambda: any(r.get("text") == "over tls" and r["direction"] == "server"
+                                    for r in recs))

@@ -84,7 +84,7 @@ from wsproto_tools.exceptions import (
     LocalProtocolError,
     WspError,
 )
-from wsproto_tools.transports.tls import parse_ws_url
+from wsproto_tools.transports.tls import client_context, parse_ws_url
 from wsproto_tools.transports.wsio import write_now
 
 Mode = Literal["wsp", "raw", "auto"]
@@ -283,6 +283,8 @@ class InteractiveClient:
             headers=headers,
             **options,
         )
+        if ssl_context is None and target.secure and (cafile or insecure):
+            ssl_context = client_context(cafile, insecure)  # the raw connection's too
         self._ssl = ssl_context
         self._headers = headers
         self._authenticated: str | None = None  # identity once the server accepted us
