@@ -59,6 +59,12 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("WSP_ADMIN_SECRET=adm wsp inspect ws://127.0.0.1:8765", "every session and message"),
         ("wsp inspect ws://127.0.0.1:8765 --ndjson --type Publish | jq .wsp", "NDJSON, filtered"),
         ("wsp inspect ws://127.0.0.1:8765 --topic prices --admin-secret adm", "one topic"),
+        ("WSP_ADMIN_TOKEN=$JWT wsp inspect ws://127.0.0.1:8765", "a JWT with the admin claim"),
+    ),
+    "tui": (
+        ("wsp tui captures/wsp-session-v2.pcap", "sessions and messages of a capture"),
+        ("wsp tui --server ws://127.0.0.1:8765 --admin-secret adm", "a server, live"),
+        ("wsp tui --connect ws://127.0.0.1:8765 --secret s3cret", "compose and send"),
     ),
     "tap": (
         ("sudo wsp tap -i lo --port 8765", "decode live traffic on port 8765"),

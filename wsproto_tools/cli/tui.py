@@ -63,7 +63,8 @@ def tui(
 
     Keys: ? lists them all. Exit status: 0 quit; 2 usage error; 3 the file
     cannot be read; 4 the server cannot be reached; 5 the credential was refused.
-    Not in a terminal (a pipe), it says so and exits 2.
+    Not in a terminal (a pipe), or with TERM=dumb, it says so and exits 2.
+    NO_COLOR draws it without colours.
     """
     import sys
 
@@ -92,10 +93,13 @@ def tui(
     elif iface:
         spec = SourceSpec("tap", iface, port=port, bpf=bpf)
     elif server:
+        if admin_secret and admin_token:
+            raise CommandExit(ExitStatus.USAGE,
+                              "--admin-secret and --admin-token exclude each other")
         if not (admin_secret or admin_token):
             raise CommandExit(ExitStatus.USAGE, "--server needs --admin-secret (or "
                               "WSP_ADMIN_SECRET) or --admin-token (or WSP_ADMIN_TOKEN)")
-        spec = SourceSpec("server", server, admin_secret=admin_secret or admin_token,
+        spec = SourceSpec("server", server, admin_secret=admin_secret, admin_token=admin_token,
                           ssl_context=client_ssl(server, cafile, insecure))
     elif connect:
         options = {
@@ -106,6 +110,9 @@ def tui(
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise CommandExit(ExitStatus.USAGE, "wsp tui needs a terminal (for pipes: wsp decode "
                           "--ndjson FILE, wsp inspect --ndjson URL)")
+    if os.environ.get("TERM", "") in ("dumb", "unknown"):
+        raise CommandExit(ExitStatus.USAGE, "wsp tui needs a terminal that can move the cursor "
+                          "(TERM is dumb); wsp decode and wsp inspect print lines")
     from wsproto_tools.tui.app import WspTui
 
     app = WspTui(spec, filter_expr=filter_expr)

@@ -100,8 +100,10 @@ class SourceRunner:
                        topics=spec.topics, types=spec.types)
         store = self.store
         add = store.add_record
-        async for record in inspector_feed(url, spec.admin_secret or "",
-                                           ssl_context=spec.ssl_context):
+        credential: dict[str, Any] = (
+            {"token": spec.admin_token} if spec.admin_token and not spec.admin_secret
+            else {"secret": spec.admin_secret or ""})
+        async for record in inspector_feed(url, ssl_context=spec.ssl_context, **credential):
             if record.get("kind") == "dropped":
                 self.dropped += int(record.get("count") or 0)
             add(record)
