@@ -144,13 +144,17 @@ def test_wsp_tui_in_a_terminal_exits_5_on_a_refused_secret(tmp_path: Path) -> No
                 port = int(line.split("127.0.0.1:")[1].split()[0].strip("/,"))
                 break
         assert port, "the server did not say its port"
-        for colours in ("256", "truecolor", "none"):
-            run = terminal.run_in_terminal(
-                f"wsp tui --server ws://127.0.0.1:{port} --admin-secret wrong",
-                colours=colours, columns=80, timeout=20)
+        command = f"wsp tui --server ws://127.0.0.1:{port} --admin-secret wrong"
+        for colours in ("256", "truecolor"):
+            run = terminal.run_in_terminal(command, colours=colours, columns=80, timeout=20)
             assert run.status == 5, run.output
             assert run.crash() is None, run.output
-            assert "admin secret" in run.output
+            assert "wsp: error: the server refused the admin secret" in run.output
+        # a terminal that cannot move the cursor, and a pipe: one line, status 2
+        run = terminal.run_in_terminal(command, colours="none", columns=80, timeout=20)
+        assert run.status == 2 and "TERM is dumb" in run.output and run.crash() is None
+        run = terminal.run_in_pipe(command, timeout=20)
+        assert run.status == 2 and "needs a terminal" in run.output and run.crash() is None
     finally:
         server.terminate()
         server.wait(10)

@@ -9,7 +9,7 @@ reached, or goes away, raises ConnectionFailed.
 
 from __future__ import annotations
 
-__all__ = ["feed_url", "inspector_feed"]
+__all__ = ["feed_url", "inspector_batches", "inspector_feed"]
 
 import json
 import ssl
@@ -40,15 +40,16 @@ def feed_url(
     return f"{base}/inspect" + (f"?{urlencode(query)}" if query else "")
 
 
-async def inspector_feed(
+async def inspector_batches(
     url: str,
     secret: str | None = None,
     *,
     token: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
     open_timeout: float = 10,
-) -> AsyncIterator[dict[str, Any]]:
-    """The records of the feed at ``url`` (as made by :func:`feed_url`), read with
+) -> AsyncIterator[list[str]]:
+    """The feed at ``url`` (as made by :func:`feed_url`) as it arrives: the JSON
+    lines of each WebSocket message (up to 256 records), not parsed. Read with
     the server's admin ``secret`` or an admin ``token`` (a JWT): one of the two."""
     if (secret is None) == (token is None):
         raise ValueError("inspector_feed: give the admin secret or an admin token (one)")
@@ -74,9 +75,7 @@ async def inspector_feed(
         raise ConnectionFailed(f"{url}: {error or type(error).__name__}") from None
     try:
         async for text in ws:  # one or more records, one JSON object a line
-            for line in str(text).splitlines():
-                if line:
-                    yield json.loads(line)
+            yield [line for line in str(text).splitlines() if line]
     except ConnectionClosed:
         pass
     finally:
@@ -84,3 +83,19 @@ async def inspector_feed(
     if ws.close_code == CloseCode.WSP_AUTH_FAILED:
         raise AuthenticationError(f"the server closed the inspector feed: {ws.close_reason}")
     raise ConnectionFailed("the server closed the inspector feed")
+
+
+async def inspector_feed(
+    url: str,
+    secret: str | None = None,
+    *,
+    token: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    open_timeout: float = 10,
+) -> AsyncIterator[dict[str, Any]]:
+    """The records of the feed at ``url`` (as made by :func:`feed_url`), read with
+    the server's admin ``secret`` or an admin ``token`` (a JWT): one of the two."""
+    async for lines in inspector_batches(url, secret, token=token, ssl_context=ssl_context,
+                                         open_timeout=open_timeout):
+        for line in lines:
+            yield json.loads(line)

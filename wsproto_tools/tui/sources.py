@@ -91,7 +91,7 @@ class SourceRunner:
             self.progress.finished = True
 
     async def _feed(self) -> None:
-        from wsproto_tools.client.inspect import feed_url, inspector_feed
+        from wsproto_tools.client.inspect import feed_url, inspector_batches
 
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
@@ -99,14 +99,19 @@ class SourceRunner:
         url = feed_url(spec.target, session=spec.sessions[0] if spec.sessions else None,
                        topics=spec.topics, types=spec.types)
         store = self.store
-        add = store.add_record
         credential: dict[str, Any] = (
             {"token": spec.admin_token} if spec.admin_token and not spec.admin_secret
             else {"secret": spec.admin_secret or ""})
-        async for record in inspector_feed(url, ssl_context=spec.ssl_context, **credential):
-            if record.get("kind") == "dropped":
-                self.dropped += int(record.get("count") or 0)
-            add(record)
-            self.progress.records += 1
+        async for lines in inspector_batches(url, ssl_context=spec.ssl_context, **credential):
+            first = store.count
+            store.add_lines([line.encode("utf-8", "surrogateescape") for line in lines])
+            for i in range(first, store.count):  # a record of what the server dropped
+                if store.kind[i] == self._dropped_kind:
+                    self.dropped += int(store.record(i).get("count") or 0)
+            self.progress.records += len(lines)
             if self._stop.is_set():
                 break
+
+    @property
+    def _dropped_kind(self) -> int:
+        return self.store.kinds.id("dropped")
