@@ -63,8 +63,11 @@ class _Interned:
 class _Spill:
     """Append-only bytes: a temporary file plus an in-memory tail."""
 
-    def __init__(self, directory: str | None = None) -> None:
-        self._file = tempfile.TemporaryFile(prefix="wsp-tui-", dir=directory)  # noqa: SIM115
+    def __init__(self, directory: str | None = None, path: str | None = None) -> None:
+        if path is None:
+            self._file = tempfile.TemporaryFile(prefix="wsp-tui-", dir=directory)  # noqa: SIM115
+        else:  # a file another process writes (or reads): see RowStore.chunk
+            self._file = open(path, "a+b")  # noqa: SIM115
         self._fd = self._file.fileno()
         self._base = 0  # bytes already in the file
         self._tail = bytearray()
@@ -85,6 +88,18 @@ class _Spill:
                 self._tail = bytearray()
         return offset
 
+    def flush(self) -> None:
+        """Write the in-memory tail to the file (another process reads it there)."""
+        with self._lock:
+            if self._tail:
+                os.pwrite(self._fd, self._tail, self._base)
+                self._base += len(self._tail)
+                self._tail = bytearray()
+
+    def grew(self, size: int) -> None:
+        """Another process wrote the file up to ``size`` bytes."""
+        self._base = size
+
     def read(self, offset: int, length: int) -> bytes:
         with self._lock:
             base = self._base
@@ -99,7 +114,7 @@ class _Spill:
 class RowStore:
     """Rows of records from any source; ``row(i)`` and ``record(i)`` for reading."""
 
-    def __init__(self, spill_dir: str | None = None) -> None:
+    def __init__(self, spill_dir: str | None = None, spill_path: str | None = None) -> None:
         self.kinds = _Interned(("message",))
         self.opcodes = _Interned(("", *OPCODE_NAMES.values()))
         self.types = _Interned(("",))
@@ -122,7 +137,9 @@ class RowStore:
         self.blob_len = array("I")
         #: row -> its violation codes (rows without any are not here)
         self.violations: dict[int, tuple[str, ...]] = {}
-        self._spill = _Spill(spill_dir)
+        self._spill = _Spill(spill_dir, spill_path)
+        #: rows and interned names already shipped by :meth:`chunk`
+        self._shipped = [0, 0, 0, 0, 0]
         #: rows published to readers
         self.count = 0
         #: called with the new count after each append (from the appending thread)
@@ -287,6 +304,53 @@ class RowStore:
                     self.violations[n] = codes
         self._publish()
 
+    # ------------------------------------------------------------------ between processes
+
+    def _columns(self) -> tuple[array[Any], ...]:
+        return (self.ts, self.conn, self.kind, self.dir, self.opcode, self.type,
+                self.type_code, self.seq, self.topic, self.offset, self.aux, self.size,
+                self.blob, self.blob_len)
+
+    def share_spill(self, path: str) -> None:
+        """Read records from the spill file at ``path``, written by a store in
+        another process whose :meth:`chunk` this store takes (only while empty)."""
+        if self.count:
+            raise ValueError("share_spill: the store already has rows")
+        self._spill.close()
+        self._spill = _Spill(path=path)
+
+    def chunk(self) -> tuple[Any, ...] | None:
+        """The rows appended since the last chunk, for a store in another process
+        that reads the same spill file (``spill_path``): the columns' bytes, the
+        new interned names and violations. ``None`` when nothing is new."""
+        start, end = self._shipped[0], self.count
+        if end <= start:
+            return None
+        self._spill.flush()
+        names = []
+        for k, table in enumerate((self.kinds, self.opcodes, self.types, self.topics), 1):
+            names.append(table.names[self._shipped[k]:])
+            self._shipped[k] = len(table.names)
+        self._shipped[0] = end
+        columns = [c[start:end].tobytes() for c in self._columns()]
+        violations = {i: v for i, v in self.violations.items() if i >= start}
+        return (start, end, columns, names, violations, self._spill.size)
+
+    def take_chunk(self, chunk: tuple[Any, ...]) -> None:
+        """Append a :meth:`chunk` of the store that writes the spill file."""
+        start, _end, columns, names, violations, spilled = chunk
+        if start != len(self.ts):
+            raise ValueError(f"chunk starts at row {start}, the store has {len(self.ts)}")
+        for table, new in zip((self.kinds, self.opcodes, self.types, self.topics), names,
+                              strict=True):
+            for name in new:
+                table.id(name)
+        for column, data in zip(self._columns(), columns, strict=True):
+            column.frombytes(data)
+        self.violations.update(violations)
+        self._spill.grew(spilled)
+        self._publish()
+
     # ------------------------------------------------------------------ reading
 
     def __len__(self) -> int:
@@ -328,10 +392,7 @@ class RowStore:
 
     def memory(self) -> int:
         """Bytes held in memory by the columns (not the spill file's)."""
-        columns = (self.ts, self.conn, self.kind, self.dir, self.opcode, self.type,
-                   self.type_code, self.seq, self.topic, self.offset, self.aux, self.size,
-                   self.blob, self.blob_len)
-        return sum(c.itemsize * len(c) for c in columns)
+        return sum(c.itemsize * len(c) for c in self._columns())
 
     def spilled(self) -> int:
         return self._spill.size

@@ -14,6 +14,7 @@ import asyncio
 import bisect
 import calendar
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -93,7 +94,7 @@ class WspTui(App[None]):
         self.store = RowStore(spill_dir)
         self.book = SessionBook(self.store)
         self.stats = LiveStats()
-        self.runner: SourceRunner | None = None
+        self.runner: Any = None  # a SourceRunner, or a ProcessRunner
         self.client: Any = None
         #: the error that ended the source (the CLI turns it into its exit status)
         self.failure: BaseException | None = None
@@ -158,7 +159,13 @@ class WspTui(App[None]):
         if spec.kind == "connect":
             self._start_client(spec)
             return
-        self.runner = SourceRunner(spec, self.store)
+        if spec.ssl_context is None and not os.environ.get("WSP_TUI_ONE_PROCESS"):
+            # decoding in a process of its own: the screen keeps a core to itself
+            from wsproto_tools.tui.ingest import ProcessRunner
+
+            self.runner = ProcessRunner(spec, self.store)
+        else:
+            self.runner = SourceRunner(spec, self.store)
         self.runner.start()
 
     # ------------------------------------------------------------ --connect
@@ -597,4 +604,7 @@ class WspTui(App[None]):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
         self._stop_source()
+        close = getattr(self.runner, "close", None)
+        if close is not None:
+            close()
         self.store.close()
