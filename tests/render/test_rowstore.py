@@ -105,3 +105,34 @@ def test_records_spill_to_disk_and_read_back() -> None:
     for n in (0, 999, 1999):
         assert store.record(n)["text"] == big + str(n)
         assert store.row(n).text() == big + str(n)
+
+
+def test_chunks_carry_rows_to_a_store_reading_the_same_spill(tmp_path: Path) -> None:
+    """A writer thread appends while chunks are taken (as tui/ingest.py's child
+    does); the reading store ends with the same rows and records."""
+    import threading
+
+    path = str(tmp_path / "spill")
+    writer = RowStore(spill_path=path)
+    reader = RowStore()
+    reader.share_spill(path)
+    records = [{"kind": "message", "ts": float(n), "session": n % 7, "direction": "client",
+                "length": n, "text": "x" * (n % 300), "violations": ["v"] if n % 11 == 0 else [],
+                "wsp": {"type": "Publish", "type_code": 0x104, "sequence": n,
+                        "payload": {"topic": f"t{n % 5}"}}} for n in range(20_000)]
+
+    def fill() -> None:
+        for record in records:
+            writer.add_record(record)
+
+    thread = threading.Thread(target=fill)
+    thread.start()
+    while thread.is_alive() or writer.count > reader.count:
+        chunk = writer.chunk()
+        if chunk is not None:
+            reader.take_chunk(chunk)
+    thread.join()
+    assert reader.count == len(records)
+    assert [reader.record(i) for i in range(0, 20_000, 997)] == records[::997]
+    assert reader.row(5500).topic == "t0" and reader.row(5500).seq == 5500
+    assert sorted(reader.violations) == [n for n in range(20_000) if n % 11 == 0]

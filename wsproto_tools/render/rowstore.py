@@ -78,11 +78,12 @@ class _Spill:
         return self._base + len(self._tail)
 
     def append(self, data: bytes | bytearray | memoryview) -> int:
-        """Add ``data``; returns its offset."""
-        offset = self._base + len(self._tail)
-        self._tail += data
-        if len(self._tail) >= _SPILL_CHUNK:
-            with self._lock:
+        """Add ``data``; returns its offset. (One thread appends; :meth:`flush` and
+        :meth:`read` may run in others: the tail is changed under the lock.)"""
+        with self._lock:
+            offset = self._base + len(self._tail)
+            self._tail += data
+            if len(self._tail) >= _SPILL_CHUNK:
                 os.pwrite(self._fd, self._tail, self._base)
                 self._base += len(self._tail)
                 self._tail = bytearray()
@@ -139,7 +140,9 @@ class RowStore:
         self.violations: dict[int, tuple[str, ...]] = {}
         self._spill = _Spill(spill_dir, spill_path)
         #: rows and interned names already shipped by :meth:`chunk`
-        self._shipped = [0, 0, 0, 0, 0]
+        self._shipped = [0, 0, 0, 0, 0, 0]
+        #: (row, codes) in the order they were added, for :meth:`chunk`
+        self._violation_log: list[tuple[int, tuple[str, ...]]] = []
         #: rows published to readers
         self.count = 0
         #: called with the new count after each append (from the appending thread)
@@ -240,6 +243,7 @@ class RowStore:
         codes = violation_codes(record)
         if codes:
             self.violations[n] = codes
+            self._violation_log.append((n, codes))
 
     def add_captured(self, items: list[CapturedMessage], lines: bytes) -> None:
         """Append a capture decoder's messages; ``lines`` are their ``--ndjson``
@@ -302,6 +306,7 @@ class RowStore:
                 )
                 if codes:
                     self.violations[n] = codes
+                    self._violation_log.append((n, codes))
         self._publish()
 
     # ------------------------------------------------------------------ between processes
@@ -333,7 +338,11 @@ class RowStore:
             self._shipped[k] = len(table.names)
         self._shipped[0] = end
         columns = [c[start:end].tobytes() for c in self._columns()]
-        violations = {i: v for i, v in self.violations.items() if i >= start}
+        log = self._violation_log
+        shipped = self._shipped[5]
+        upto = len(log)
+        violations = {i: v for i, v in log[shipped:upto] if i < end}
+        self._shipped[5] = shipped + len(violations)
         return (start, end, columns, names, violations, self._spill.size)
 
     def take_chunk(self, chunk: tuple[Any, ...]) -> None:
