@@ -37,6 +37,9 @@ from wsproto_tools.tui.sources import SourceRunner, SourceSpec
 _LENGTH = struct.Struct("<I")
 #: seconds between two chunks while rows come
 EVERY = 0.03
+#: Linux's fcntl to size a pipe, and the size asked for
+_F_SETPIPE_SZ = 1031
+_PIPE_SIZE = 1 << 20
 
 
 def write_frame(out: IO[bytes], value: Any) -> None:
@@ -67,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     out = sys.stdout.buffer
 
     def watch_stdin() -> None:  # the parent closes it (or goes away): stop
-        sys.stdin.buffer.read()
+        fd = sys.stdin.fileno()  # unbuffered: no lock left held at exit
+        with contextlib.suppress(OSError):
+            while os.read(fd, 4096):
+                pass
         runner.stop()
 
     threading.Thread(target=watch_stdin, daemon=True).start()
@@ -121,6 +127,12 @@ class ProcessRunner:
             [sys.executable, "-m", "wsproto_tools.tui.ingest", spec_json(self.spec), self._path],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )
+        # a chunk in one go: the child does not wait for this process's reader
+        with contextlib.suppress(OSError, AttributeError):
+            import fcntl
+
+            assert self._proc.stdout is not None
+            fcntl.fcntl(self._proc.stdout.fileno(), _F_SETPIPE_SZ, _PIPE_SIZE)
         self._thread.start()
 
     def _run(self) -> None:
