@@ -121,6 +121,8 @@ class RowStore:
         self.types = _Interned(("",))
         self.topics = _Interned(("",))
         self._type_of_code: dict[int, int] = {}
+        self._shapes: dict[int, tuple[int, bool, bool, str | None]] = {}
+        self._opcode_ids: dict[int, int] = {}
         self.ts = array("d")
         self.conn = array("q")
         self.kind = array("B")
@@ -158,6 +160,16 @@ class RowStore:
                 name = spec.name if spec is not None else "Unknown"
             i = self._type_of_code[code] = self.types.id(name)
         return i
+
+    def _shape(self, code: int, payload: Any) -> tuple[int, bool, bool, str | None]:
+        """What rows of a wsp type take from its payload: (type id, has a topic,
+        has an offset, the type's name when it has an ``aux`` number)."""
+        tid = self._type_id(code)
+        name = self.types.names[tid]
+        shape = (tid, hasattr(payload, "topic"), hasattr(payload, "offset"),
+                 name if name in _AUX_TYPES else None)
+        self._shapes[code] = shape
+        return shape
 
     def _publish(self) -> None:
         self.count = len(self.ts)
@@ -256,40 +268,55 @@ class RowStore:
         typ, tcode, seqs = self.type, self.type_code, self.seq
         topics, offs, auxs = self.topic, self.offset, self.aux
         size, blob, blob_len = self.size, self.blob, self.blob_len
-        type_names = self.types.names
-        opcode_id = self.opcodes.index
         topic_id = self.topics.id
-        type_id = self._type_id
+        shapes = self._shapes
+        topic_index = self.topics.index
+        opcode_ids = self._opcode_ids
         for item in items:
             end = find(b"\n", start) + 1
             blob.append(base + start)
             blob_len.append(end - start)
             start = end
             msg = item.msg
-            n = len(ts)
             ts.append(item.ts)
             conn.append(item.conn)
             kind.append(0)
             dirs.append(1 if item.direction == "client" else 2)
-            name = OPCODE_NAMES.get(msg.opcode)
-            opc.append(opcode_id[name] if name is not None
-                       else self.opcodes.id(f"reserved-0x{msg.opcode:X}"))
+            opcode = msg.opcode
+            op = opcode_ids.get(opcode)
+            if op is None:
+                op = opcode_ids[opcode] = self.opcodes.id(
+                    OPCODE_NAMES.get(opcode) or f"reserved-0x{opcode:X}")
+            opc.append(op)
             size.append(len(msg.payload))
             wsp = item.wsp
-            if wsp is not None and not isinstance(wsp, str):
+            if wsp is not None and wsp.__class__ is not str:
                 m = wsp[1]
-                code = m.payload.type_code
-                typ.append(type_id(code))
+                p = m.payload
+                code = p.type_code
+                shape = shapes.get(code)
+                if shape is None:
+                    shape = self._shape(code, p)
+                tid, has_topic, has_offset, aux_name = shape
+                typ.append(tid)
                 tcode.append(code)
                 seqs.append(m.sequence)
-                p = m.payload
-                t = getattr(p, "topic", None)
-                topics.append(topic_id(t) if isinstance(t, str) else 0)
-                o = getattr(p, "offset", None)
-                offs.append(o if isinstance(o, int) else -1)
-                name = type_names[typ[-1]]
-                if name in _AUX_TYPES:
-                    found = aux_of(name, p)
+                if has_topic:
+                    t = p.topic
+                    if t.__class__ is str:
+                        found_topic = topic_index.get(t)
+                        topics.append(found_topic if found_topic is not None else topic_id(t))
+                    else:
+                        topics.append(0)
+                else:
+                    topics.append(0)
+                if has_offset:
+                    o = p.offset
+                    offs.append(o if o.__class__ is int else -1)
+                else:
+                    offs.append(-1)
+                if aux_name is not None:
+                    found = aux_of(aux_name, p)
                     auxs.append(found if found is not None else -1)
                 else:
                     auxs.append(-1)
@@ -301,6 +328,7 @@ class RowStore:
                 offs.append(-1)
                 auxs.append(-1)
             if item.violations or item.session:
+                n = len(ts) - 1
                 codes = tuple(item.violations) + tuple(
                     f"wsp-{f.rule}" for f in item.session if f.verdict.value == "violation"
                 )
