@@ -126,6 +126,9 @@ class ProcessRunner:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "wsproto_tools.tui.ingest", spec_json(self.spec), self._path],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            # signals for the terminal's process group (SIGTERM, SIGINT) are the
+            # app's to handle; the child stops when its stdin closes
+            start_new_session=True,
         )
         # a chunk in one go: the child does not wait for this process's reader
         with contextlib.suppress(OSError, AttributeError):
