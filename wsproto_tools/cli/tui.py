@@ -113,9 +113,13 @@ def tui(
     if os.environ.get("TERM", "") in ("dumb", "unknown"):
         raise CommandExit(ExitStatus.USAGE, "wsp tui needs a terminal that can move the cursor "
                           "(TERM is dumb); wsp decode and wsp inspect print lines")
+    import signal
+
     from wsproto_tools.tui.app import WspTui
 
     app = WspTui(spec, filter_expr=filter_expr)
+    # SIGTERM before the app has its own handler (while it starts): a flag it reads
+    signal.signal(signal.SIGTERM, lambda signum, frame: app.request_stop())
     app.run()
     if app.failure is not None:
         raise app.failure

@@ -139,6 +139,7 @@ class WspTui(App[None]):
             self._apply_filter(self.filter_expr)
         self.set_interval(REFRESH, self._tick)
         # SIGTERM ends the app as q does: the terminal is restored, the status is 0
+        self._sigterm_before = signal.getsignal(signal.SIGTERM)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.exit)
         if self.spec is None:
@@ -201,7 +202,17 @@ class WspTui(App[None]):
         with contextlib.suppress(NoMatches):  # the app is closing: its widgets are gone
             self._refresh_rows()
 
+    def request_stop(self) -> None:
+        """Quit at the next refresh (safe from a signal handler)."""
+        self._stop_requested = True
+
+    _stop_requested = False
+    _sigterm_before: Any = signal.SIG_DFL
+
     def _refresh_rows(self) -> None:
+        if self._stop_requested:
+            self.exit()
+            return
         runner = self.runner
         if runner is not None and runner.error is not None and self.failure is None:
             self.failure = runner.error
@@ -603,6 +614,9 @@ class WspTui(App[None]):
     def on_unmount(self) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+            # the handler from before the app (the command's: no death by signal
+            # while the app winds down)
+            signal.signal(signal.SIGTERM, self._sigterm_before)
         self._stop_source()
         close = getattr(self.runner, "close", None)
         if close is not None:
