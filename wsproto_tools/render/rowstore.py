@@ -19,7 +19,7 @@ import os
 import tempfile
 import threading
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from wsproto_tools.capture.decoder import CapturedMessage, ConnectionSeen
@@ -147,8 +147,6 @@ class RowStore:
         self._violation_log: list[tuple[int, tuple[str, ...]]] = []
         #: rows published to readers
         self.count = 0
-        #: called with the new count after each append (from the appending thread)
-        self.on_append: Callable[[int], None] | None = None
 
     # ------------------------------------------------------------------ writing
 
@@ -173,8 +171,6 @@ class RowStore:
 
     def _publish(self) -> None:
         self.count = len(self.ts)
-        if self.on_append is not None:
-            self.on_append(self.count)
 
     def add_record(self, record: dict[str, Any], line: bytes | None = None) -> int:
         """Append one record dict (``line``: its JSON text, when already made)."""
@@ -444,12 +440,11 @@ class CaptureSink:
     is recognized as a ``connected`` event row. Its ``stats`` stay empty: the
     viewers count for themselves (:mod:`.sessionbook`, :mod:`.livestats`)."""
 
-    def __init__(self, store: RowStore, on_connection: Callable[[Any], None] | None = None) -> None:
+    def __init__(self, store: RowStore) -> None:
         self.store = store
         self.stats = CaptureStats()
         self.violations = 0
         self._lines = LineBuffer()
-        self._on_connection = on_connection
         self._pending: list[CapturedMessage] = []
 
     def events(self, events: list[Any]) -> None:
@@ -470,8 +465,6 @@ class CaptureSink:
                     if key not in ("record", "kind", "conn"):
                         record[key] = value
                 self.store.add_record(record)
-                if self._on_connection is not None:
-                    self._on_connection(conn)
         if len(items) >= _SINK_BATCH:
             self.flush()
 

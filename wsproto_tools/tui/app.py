@@ -16,7 +16,6 @@ import calendar
 import contextlib
 import os
 import signal
-import threading
 import time
 from array import array
 from pathlib import Path
@@ -109,7 +108,6 @@ class WspTui(App[None]):
         self._search_expr = ""
         self._sessions_version = -1
         self._detail_index = -1
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------ layout
 

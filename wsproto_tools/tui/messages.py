@@ -44,7 +44,6 @@ _STYLE_TYPE = {
 }
 _STYLE_CURSOR = Style(reverse=True)
 _STYLE_BOOKMARK = Style(color="bright_yellow", bold=True)
-_STYLE_MATCH = Style(underline=True)
 #: cached lines kept (about a hundred screens)
 _CACHE = 5000
 
@@ -101,7 +100,6 @@ class MessageList(ScrollView, can_focus=True):
         #: rows that arrived while the cursor was not on the last line
         self.unseen = 0
         self.bookmarks: set[int] = set()
-        self.matches: set[int] = set()
         self._shown = 0
         self._cache: dict[tuple[int, int], Strip] = {}
 
@@ -231,12 +229,10 @@ class MessageList(ScrollView, can_focus=True):
                 style = _STYLE_VIOLATION if index in store.violations else Style(dim=False)
                 segments.append(Segment(text, style))
         strip = Strip(segments)
-        if index in self.matches:
-            strip = strip.apply_style(_STYLE_MATCH)
         return strip.crop_pad(width, 0, 0, Style())
 
     def invalidate(self) -> None:
-        """Draw every line again (bookmarks or search matches changed)."""
+        """Draw every line again (the bookmarks changed)."""
         self._cache.clear()
         self.refresh()
 
