@@ -41,7 +41,10 @@ class ConnOutcome:
 
     ``handshake_error`` is None when the WebSocket (and, for wsp, the session)
     handshake succeeded, else a one-line reason (``"HTTP 403"``, ``"refused:
-    authentication failed"``); ``status`` the HTTP status of the upgrade answer
+    authentication failed"``) and ``failure`` its kind: ``"unreachable"`` (no
+    connection, a timeout, a refused upgrade that is not about credentials),
+    ``"refused"`` (HTTP 401/403, or the wsp session refused the credentials),
+    ``"failed"`` (anything else); ``status`` the HTTP status of the upgrade answer
     when known (101 on success). ``close_code``/``close_reason`` are the close
     the *server* sent (None: the server sent no close frame — the client closed
     first, or the connection was cut); ``closed_by`` is ``"server"``,
@@ -53,6 +56,7 @@ class ConnOutcome:
 
     conn: int
     handshake_error: str | None = None
+    failure: str | None = None
     status: int | None = None
     subprotocol: str | None = None
     extensions: str | None = None
