@@ -20,6 +20,7 @@ __all__ = ["ConnOutcome", "Latency", "recorded_outcome"]
 from dataclasses import dataclass, field
 
 from wsproto_tools.replay.cassette import Cassette, CassetteMessage
+from wsproto_tools.replay.plan import is_wsp_connection
 
 
 @dataclass(slots=True)
@@ -50,6 +51,11 @@ class ConnOutcome:
     first, or the connection was cut); ``closed_by`` is ``"server"``,
     ``"client"`` or ``"cut"``. ``received`` holds the server's messages in
     arrival order (close frames are not in it: they are the close fields).
+    Pings and pongs are the WebSocket library's business and are in neither.
+    ``engine`` is true when the connection is a wsp session played through the
+    engine (:func:`~wsproto_tools.replay.plan.is_wsp_connection`): then its
+    engine traffic (handshake, acks, heartbeats, window updates) is the
+    engine's own and is not compared, only counted.
     ``sent`` counts the client messages sent; ``skipped`` the recorded client
     messages the replayer did not send (each with a reason, for the report).
     """
@@ -67,6 +73,7 @@ class ConnOutcome:
     latencies: list[Latency] = field(default_factory=list)
     sent: int = 0
     skipped: list[str] = field(default_factory=list)
+    engine: bool = False
     duration: float = 0.0
 
 
@@ -74,14 +81,17 @@ def recorded_outcome(cassette: Cassette, conn: int) -> ConnOutcome:
     """The recorded side of connection ``conn``: its server messages, its close and the
     latency between each client message and the first server message after it."""
     connection = cassette.connections[conn]
-    outcome = ConnOutcome(conn, status=101,
+    messages = cassette.messages_of(conn)
+    outcome = ConnOutcome(conn, status=101, engine=is_wsp_connection(connection, messages),
                           subprotocol=connection.subprotocols[0] if connection.subprotocols
                           else None,
                           extensions=connection.extensions)
     step = -1
     step_t = 0.0
     answered = True
-    for message in cassette.messages_of(conn):
+    for message in messages:
+        if message.opcode in ("ping", "pong"):
+            continue
         outcome.duration = max(outcome.duration, message.t)
         if message.direction == "client":
             if message.opcode == "close":

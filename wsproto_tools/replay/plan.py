@@ -49,6 +49,8 @@ from wsproto_tools.codec.schema import (
 )
 from wsproto_tools.replay.cassette import Cassette, CassetteConnection, CassetteMessage
 
+_SESSION_OPENING = (Challenge, Handshake, HandshakeResponse)
+
 #: Client messages the engine writes itself: never copied from a recording.
 ENGINE_CLIENT_TYPES: tuple[type, ...] = (
     Handshake, Authenticate, Acknowledge, Heartbeat, WindowUpdate, Resume,
@@ -147,14 +149,21 @@ class Script:
 
 
 def is_wsp_connection(connection: CassetteConnection, messages: Sequence[CassetteMessage]) -> bool:
-    """A wsp session: its subprotocol is ``wsp.vN``, or (no subprotocol recorded, e.g.
-    a capture that started mid-connection) its binary messages decoded as wsp."""
-    if connection.wsp_version is not None:
-        return True
-    if connection.subprotocols:
+    """A wsp *session*, replayed through the engine: the recording holds its session
+    handshake (a Challenge, Handshake or HandshakeResponse) and its subprotocol is
+    ``wsp.vN`` (or none was recorded and every binary message decoded as wsp).
+
+    wsp messages without the session handshake — peers that skip it, or a capture
+    that started mid-session — are played as the bytes recorded, like any other
+    WebSocket traffic.
+    """
+    if connection.subprotocols and connection.wsp_version is None:
         return False
     binary = [m for m in messages if m.opcode == "binary"]
-    return bool(binary) and all(m.wsp is not None for m in binary)
+    if not binary or (connection.wsp_version is None and any(m.wsp is None for m in binary)):
+        return False
+    return any(m.wsp is not None and isinstance(m.wsp.payload, _SESSION_OPENING)
+               for m in binary)
 
 
 def script_of(cassette: Cassette, conn: int) -> Script:
