@@ -57,7 +57,7 @@ import difflib
 import json
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -257,21 +257,44 @@ class _Item:
 
 
 class _Numbering:
-    """Per-outcome state of relative offsets: each topic's epochs (rank by first
-    appearance) and the first offset seen in each (topic, epoch)."""
+    """Per-outcome numbering of topics: each topic's epochs ranked in order (0 for the
+    lowest) and, per (topic, epoch), the lowest offset any message gave -- what
+    relative offsets count from, so that a uniformly shifted stream compares equal
+    and a reordered one is seen as reordered."""
 
-    def __init__(self) -> None:
-        self.epochs: dict[str, list[int]] = {}
+    def __init__(self, messages: Iterable[Message]) -> None:
+        epochs: dict[str, set[int]] = defaultdict(set)
         self.anchors: dict[tuple[str, int], int] = {}
+        for msg in messages:
+            p = msg.payload
+            if isinstance(p, Deliver):
+                offsets: tuple[int, ...] = (p.offset,)
+            elif isinstance(p, Subscribed):
+                offsets = (p.next_offset,)
+            elif isinstance(p, ContinuityLost):
+                offsets = (p.requested_offset, p.first_available)
+            else:
+                continue
+            epochs[p.topic].add(p.epoch)
+            key = (p.topic, p.epoch)
+            self.anchors[key] = min(self.anchors.get(key, offsets[0]), *offsets)
+        self.ranks = {
+            topic: {e: n for n, e in enumerate(sorted(seen))} for topic, seen in epochs.items()
+        }
 
     def rank(self, topic: str, epoch: int) -> int:
-        seen = self.epochs.setdefault(topic, [])
-        if epoch not in seen:
-            seen.append(epoch)
-        return seen.index(epoch)
+        return self.ranks[topic][epoch]
 
     def relative(self, topic: str, epoch: int, offset: int) -> int:
-        return offset - self.anchors.setdefault((topic, epoch), offset)
+        return offset - self.anchors[(topic, epoch)]
+
+
+def _flat(messages: Iterable[Message]) -> Iterator[Message]:
+    for msg in messages:
+        if isinstance(msg.payload, Batch):
+            yield from _flat(msg.payload.messages)
+        else:
+            yield msg
 
 
 def _keyed(
@@ -317,7 +340,7 @@ def _keyed(
 
 
 def _items(outcome: ConnOutcome, relative: bool, engine: Counter[str]) -> list[_Item]:
-    numbering = _Numbering()
+    numbering = _Numbering(_flat(m.wsp for m in outcome.received if m.wsp is not None))
     items: list[_Item] = []
 
     def add(index: int, item: int | None, t: float, msg: Message) -> None:
