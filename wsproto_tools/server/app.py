@@ -60,6 +60,12 @@ from wsproto_tools.server.inspect import (
     admission,
 )
 from wsproto_tools.server.metrics import Metrics
+from wsproto_tools.server.record import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_FILES,
+    Recorder,
+    recording_class,
+)
 from wsproto_tools.transports.wsio import (
     SUBPROTOCOLS,
     DirectMixin,
@@ -124,6 +130,14 @@ class ServerConfig:
     admin_secret: bytes | None = None
     inspect_queue: int = DEFAULT_QUEUE  # records per viewer before the oldest are dropped
     inspect_budget: float = DEFAULT_BUDGET  # share of the server's time the feed may take
+    #: ``--record DIR``: every WebSocket session written to a pcapng file there
+    #: (server/record.py); files rotate past ``record_max_bytes``, the directory keeps
+    #: at most ``record_max_files`` (0: no limit); TLS sessions only with
+    #: ``record_plaintext`` (their decrypted stream)
+    record_dir: str | None = None
+    record_max_bytes: int = DEFAULT_MAX_BYTES
+    record_max_files: int = DEFAULT_MAX_FILES
+    record_plaintext: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def auth(self) -> ServerAuth:
@@ -239,6 +253,8 @@ class WspServer:
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self.port = config.port
+        #: the recordings (``--record``), or None
+        self.recorder: Recorder | None = None
         self.stats_in: Counter[str] = self.metrics.messages_in
         self.stats_out: Counter[str] = self.metrics.messages_out
 
@@ -253,6 +269,23 @@ class WspServer:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        connection: type[ServerConnection] | None = (
+            DirectServerConnection if self._memory is not None else None
+        )
+        cfg = self.config
+        if cfg.record_dir is not None:
+            recorder = Recorder(
+                cfg.record_dir,
+                self.metrics,
+                max_bytes=cfg.record_max_bytes,
+                max_files=cfg.record_max_files,
+                plaintext=cfg.record_plaintext,
+                tls=cfg.ssl is not None,
+            )
+            recorder.check()  # before listening: ConfigError when it cannot be written
+            self.metrics.recording = True
+            self.recorder = recorder
+            connection = recording_class(connection or ServerConnection, recorder)
         self._server = await serve(
             self._handler,
             self.config.host,
@@ -263,13 +296,15 @@ class WspServer:
             compression="deflate" if self.config.compression else None,
             process_request=self._http,
             close_timeout=self.config.close_timeout,
-            create_connection=DirectServerConnection if self._memory is not None else None,
+            create_connection=connection,
             max_queue=64,
             ssl=self.config.ssl,
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
         self._sweeper = asyncio.create_task(self._sweep())
+        if self.recorder is not None:
+            self.recorder.start()
 
     async def serve_forever(self) -> None:
         assert self._server is not None
@@ -292,6 +327,8 @@ class WspServer:
                 return_exceptions=True,
             )
             await self._server.wait_closed()
+        if self.recorder is not None:
+            self.recorder.close()
         await self.broker.close()
 
     @staticmethod

@@ -30,6 +30,13 @@ class Metrics:
     closes: Counter[int] = field(default_factory=Counter)
     rtt_counts: list[int] = field(default_factory=lambda: [0] * (len(RTT_BUCKETS) + 1))
     rtt_sum: float = 0.0
+    #: ``wsp serve --record`` (rendered only when recording is on)
+    recording: bool = False
+    record_sessions: int = 0
+    record_skipped: Counter[str] = field(default_factory=Counter)
+    record_files: int = 0
+    record_bytes: int = 0
+    record_errors: int = 0
 
     def observe_rtt(self, rtt: float) -> None:
         self.rtt_sum += rtt
@@ -124,4 +131,35 @@ class Metrics:
         lines.append(f'wsp_rtt_seconds_bucket{{le="+Inf"}} {total}')
         lines.append(f"wsp_rtt_seconds_sum {self.rtt_sum:g}")
         lines.append(f"wsp_rtt_seconds_count {total}")
+        if self.recording:
+            metric(
+                "record_sessions_total",
+                "counter",
+                "Sessions recorded (wsp serve --record).",
+                [("", self.record_sessions)],
+            )
+            metric(
+                "record_skipped_total",
+                "counter",
+                "WebSocket connections not recorded, by reason (tls, inspect).",
+                [(f'{{reason="{k}"}}', v) for k, v in sorted(self.record_skipped.items())],
+            )
+            metric(
+                "record_files_total",
+                "counter",
+                "Recording files started (sessions and their rotated parts).",
+                [("", self.record_files)],
+            )
+            metric(
+                "record_bytes_total",
+                "counter",
+                "Bytes written to recording files.",
+                [("", self.record_bytes)],
+            )
+            metric(
+                "record_errors_total",
+                "counter",
+                "Recordings ended by a write failure (the session went on).",
+                [("", self.record_errors)],
+            )
         return "\n".join(lines) + "\n"
