@@ -257,14 +257,14 @@ def test_a_non_json_binary_payload_gives_a_hex_diff() -> None:
     assert change.kind == "hex"
     assert change.paths == ["payload"]
     assert change.diff[:2] == ["--- recorded payload", "+++ replayed payload"]
-    assert "-00000020  20 21 22 23 24 25 26 27  ff" + " " * 21 + "  | !\"#$%&'.|" in change.diff
+    assert "-00000020 20 21 22 23 24 25 26 27  ff" + " " * 22 + "| !\"#$%&'.|" in change.diff
     wsp_diff = diff_connection(outcome(wsp(BinaryData(old))), outcome(wsp(BinaryData(new))))
     assert wsp_diff.changed[0].kind == "hex"
     assert wsp_diff.changed[0].paths == ["payload.data"]
 
 
 def test_hexdump_layout() -> None:
-    assert hexdump(b"AB") == ["00000000  41 42" + " " * 45 + "|AB|"]
+    assert hexdump(b"AB") == ["00000000 41 42" + " " * 44 + "|AB|"]
 
 
 def test_a_batch_is_compared_as_its_items() -> None:

@@ -530,7 +530,8 @@ def _get(tree: Any, path: Sequence[str | int]) -> Any:
 
 
 def hexdump(data: bytes, limit: int = _MAX_HEX_BYTES) -> list[str]:
-    """``data`` as hexdump lines: offset, 16 bytes in hex, their printable ASCII."""
+    """``data`` as hexdump lines of 76 characters: offset, 16 bytes in hex, their
+    printable ASCII (a diff line with its sign fits 80 columns indented by 2)."""
     lines = []
     for offset in range(0, min(len(data), limit), 16):
         chunk = data[offset : offset + 16]
@@ -538,7 +539,7 @@ def hexdump(data: bytes, limit: int = _MAX_HEX_BYTES) -> list[str]:
         if len(chunk) > 8:
             hexed += "  " + " ".join(f"{b:02x}" for b in chunk[8:])
         text = "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in chunk)
-        lines.append(f"{offset:08x}  {hexed:<48}  |{text}|")
+        lines.append(f"{offset:08x} {hexed:<48} |{text}|")
     if len(data) > limit:
         lines.append(f"... {len(data) - limit} more bytes")
     return lines
