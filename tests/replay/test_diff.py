@@ -392,3 +392,11 @@ def test_normal_form() -> None:
     }
     assert normal_form(text("plain")) == {"opcode": "text", "payload": "plain"}
     assert normal_form(binary(b"\x00")) == {"opcode": "binary", "payload": "00"}
+
+
+def test_an_ignored_list_item_keeps_the_indices_after_it() -> None:
+    rec = outcome(resp(1, {"items": [{"p": 1}, {"p": 2}]}))
+    rep = outcome(resp(1, {"items": [{"p": 9}, {"p": 3}]}))
+    diff = diff_connection(rec, rep, ["payload.data.items.0"])
+    assert diff.changed[0].paths == ["payload.data.items.1.p"]
+    assert '         "<ignored>",' in diff.changed[0].diff

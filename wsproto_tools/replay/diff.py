@@ -35,6 +35,7 @@ from __future__ import annotations
 
 __all__ = [
     "ENGINE_TYPES",
+    "IGNORED",
     "MAX_DIFF_LINES",
     "Change",
     "CloseChange",
@@ -121,9 +122,12 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(name)
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _parse_json(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except (ValueError, RecursionError):
         return _NOT_JSON
 
@@ -451,20 +455,117 @@ def _longest_increasing(values: Sequence[int]) -> set[int]:
 # ---------------------------------------------------------------------- comparing
 
 
-def _prune(tree: Any, rules: Sequence[IgnoreRule], path: tuple[str | int, ...] = ()) -> Any:
+#: What an ignored list item is compared as (so that the indices after it stay put).
+IGNORED = "<ignored>"
+
+_State = tuple[tuple[str, ...], int]  # a rule's segments and how many of them matched
+
+
+def _closure(states: Iterable[_State]) -> tuple[list[_State], bool]:
+    """The states with each ``**`` also skipped; True when one of them is complete."""
+    out: list[_State] = []
+    done = False
+    for segs, i in states:
+        while True:
+            if i == len(segs):
+                done = True
+                break
+            out.append((segs, i))
+            if segs[i] != "**":
+                break
+            i += 1
+    return out, done
+
+
+def _advance(states: list[_State], key: str) -> tuple[list[_State], bool]:
+    moved: list[_State] = []
+    for segs, i in states:
+        seg = segs[i]
+        if seg == "**":
+            moved.append((segs, i))
+        elif seg == "*" or seg == key:
+            moved.append((segs, i + 1))
+    return _closure(moved)
+
+
+_END: dict[str, Any] = {}  # a trie leaf: everything from here on is ignored
+
+
+def _trie(rules: Sequence[IgnoreRule]) -> dict[str, Any] | None:
+    """The rules as a trie of path segments, or None when one has a wildcard."""
+    root: dict[str, Any] = {}
+    for rule in rules:
+        segs = rule.segments
+        if "*" in segs or "**" in segs:
+            return None
+        node = root
+        for seg in segs[:-1]:
+            node = node.setdefault(seg, {})
+            if node is _END:
+                break
+        else:
+            node[segs[-1]] = _END
+    return root
+
+
+def _prune_trie(tree: Any, node: dict[str, Any]) -> Any:
     if isinstance(tree, dict):
         out: dict[str, Any] = {}
         for key, value in tree.items():
-            sub = (*path, key)
-            if not any(rule.matches(sub) for rule in rules):
-                out[key] = _prune(value, rules, sub)
+            child = node.get(key)
+            if child is None:
+                out[key] = value
+            elif child is not _END:
+                out[key] = _prune_trie(value, child)
         return out
     if isinstance(tree, list):
         kept = []
         for n, value in enumerate(tree):
-            sub = (*path, n)
-            if not any(rule.matches(sub) for rule in rules):
-                kept.append(_prune(value, rules, sub))
+            child = node.get(str(n))
+            if child is None:
+                kept.append(value)
+            else:
+                kept.append(IGNORED if child is _END else _prune_trie(value, child))
+        return kept
+    return tree
+
+
+class _Pruner:
+    """Prunes trees by a set of rules: a trie walk when no rule has a wildcard."""
+
+    def __init__(self, rules: Sequence[IgnoreRule]) -> None:
+        self.rules = rules
+        self.trie = _trie(rules)
+
+    def __call__(self, tree: Any) -> Any:
+        if not self.rules:
+            return tree
+        if self.trie is not None:
+            return _prune_trie(tree, self.trie)
+        return _prune(tree, self.rules)
+
+
+def _prune(tree: Any, rules: Sequence[IgnoreRule]) -> Any:
+    """``tree`` without the fields the rules match (list items become :data:`IGNORED`)."""
+    states, done = _closure((rule.segments, 0) for rule in rules)
+    return IGNORED if done else _prune_states(tree, states)
+
+
+def _prune_states(tree: Any, states: list[_State]) -> Any:
+    if not states:
+        return tree  # no rule reaches below here
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            below, done = _advance(states, key)
+            if not done:
+                out[key] = _prune_states(value, below)
+        return out
+    if isinstance(tree, list):
+        kept = []
+        for n, value in enumerate(tree):
+            below, done = _advance(states, str(n))
+            kept.append(IGNORED if done else _prune_states(value, below))
         return kept
     return tree
 
@@ -747,6 +848,18 @@ class ConnDiff:
         }
 
 
+def _pruners(rules: IgnoreRules, type_name: str) -> tuple[_Pruner, _Pruner]:
+    """The pruners of the default rules and of the others, for one message type."""
+    cached = rules.cache.get(("pruners", type_name))
+    if cached is None:
+        fields = rules.fields_for(type_name)
+        cached = rules.cache[("pruners", type_name)] = (
+            _Pruner([r for r in fields if r.origin == "default"]),
+            _Pruner([r for r in fields if r.origin != "default"]),
+        )
+    return cached  # type: ignore[return-value]
+
+
 def _compare(a: _Item, b: _Item, rules: IgnoreRules) -> Change | bool:
     """The change of a matched pair; True when equal, False when only --ignore or
     learned rules make it equal."""
@@ -754,12 +867,11 @@ def _compare(a: _Item, b: _Item, rules: IgnoreRules) -> Change | bool:
     if a.sealed or b.sealed:  # no key to read one of them: the header only
         ta = {k: v for k, v in ta.items() if k != "payload"}
         tb = {k: v for k, v in tb.items() if k != "payload"}
-    defaults = [r for r in rules.fields_for(a.type) if r.origin == "default"]
-    ta, tb = _prune(ta, defaults), _prune(tb, defaults)
+    default_pruner, user_pruner = _pruners(rules, a.type)
+    ta, tb = default_pruner(ta), default_pruner(tb)
     if not _differences(ta, tb):
         return True
-    user = rules.fields_for(a.type, user_only=True)
-    ta, tb = _prune(ta, user), _prune(tb, user)
+    ta, tb = user_pruner(ta), user_pruner(tb)
     paths = _differences(ta, tb)
     if not paths:
         return False

@@ -240,6 +240,8 @@ class IgnoreRules:
 
     rules: list[IgnoreRule] = field(default_factory=list)
     defaults: bool = True
+    #: Memo of what the diff derives from the rules per message type.
+    cache: dict[tuple[str, str], object] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(
@@ -263,15 +265,26 @@ class IgnoreRules:
             and not (user_only and r.origin == "default")
         ]
 
+    def _has(self, kind: str, type_name: str) -> bool:
+        key = (kind, type_name)
+        found = self.cache.get(key)
+        if found is None:
+            found = self.cache[key] = any(
+                r.kind == kind and r.applies_to(type_name) for r in self.rules
+            )
+        return bool(found)
+
     def whole(self, type_name: str) -> bool:
         """True when messages of ``type_name`` are not compared at all."""
-        return any(r.kind == "type" and r.scope == type_name for r in self.rules)
+        return self._has("type", type_name)
 
     def count_varies(self, type_name: str) -> bool:
-        return any(r.kind == "count" and r.applies_to(type_name) for r in self.rules)
+        """True when missing or extra messages of ``type_name`` are noise."""
+        return self._has("count", type_name)
 
     def order_varies(self, type_name: str) -> bool:
-        return any(r.kind == "order" and r.applies_to(type_name) for r in self.rules)
+        """True when reordered messages of ``type_name`` are noise."""
+        return self._has("order", type_name)
 
     def connection(self, name: str) -> bool:
         """True when ``close.code``, ``close.reason`` or ``handshake.subprotocol``
