@@ -209,9 +209,21 @@ class ClientSession(Session):
         """Queue a Publish; returns its sequence number (acknowledged by ``Acked``)."""
         return self._send_sequenced(_PUBLISH(topic, data, publish_id), now, Flags.ACK_REQUESTED)
 
-    def subscribe(self, topic: str, now: float) -> None:
-        """Subscribe (again) to ``topic``; a known cursor asks for what was missed."""
+    def subscribe(
+        self, topic: str, now: float, *, from_offset: int | None = None,
+        epoch: int | None = None,
+    ) -> None:
+        """Subscribe (again) to ``topic``; a known cursor asks for what was missed.
+
+        ``from_offset`` (of ``epoch``, when known) asks for the topic's history from
+        that offset instead; the cursor starts there."""
         self.subscriptions[topic] = None
+        if from_offset is not None:
+            if epoch is not None:
+                self.cursors[topic] = TopicCursor(epoch, max(0, from_offset - 1))
+            if self.state is State.ACTIVE:
+                self._send(Subscribe(topic, from_offset, epoch), now)
+            return
         if self.state is State.ACTIVE:
             self._send_subscribe(topic, now)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 __all__ = [
     "DEFAULT_CAPABILITIES",
+    "SEQUENCED_TYPES",
     "Credentials",
     "ServerAuth",
     "Session",
@@ -49,6 +50,7 @@ from wsproto_tools.codec.schema import (
     Heartbeat,
     Message,
     Payload,
+    Publish,
     Sealed,
     TextData,
     Unknown,
@@ -82,6 +84,8 @@ from wsproto_tools.exceptions import (
 #: Messages allowed before the session is accepted (the handshake itself).
 HANDSHAKE_TYPES = (Challenge, Handshake, Authenticate, HandshakeResponse, Close)
 _TRANSFORMS = int(Flags.COMPRESSED | Flags.ENCRYPTED)
+#: Payloads numbered in the session's sequenced stream (docs/protocol.md S.4).
+SEQUENCED_TYPES: tuple[type[Payload], ...] = (TextData, BinaryData, DeltaUpdate, Error, Publish)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +282,20 @@ class Session(Sequencing, Outbox, Stateful):
     def send_binary(self, data: bytes, now: float) -> int:
         return self._send_sequenced(BinaryData(data), now, Flags.ACK_REQUESTED)
 
+    def send_payload(self, payload: Payload, now: float) -> int:
+        """Send any application payload as the session sends its own: sequenced (and
+        acknowledged) for the sequenced types (TextData, BinaryData, DeltaUpdate,
+        Error, Publish: docs/protocol.md S.4), else unsequenced; sealed and compressed
+        as negotiated. Returns the sequence number (0: unsequenced). For drivers that
+        send messages they did not compose (the replayer)."""
+        if isinstance(payload, SEQUENCED_TYPES):
+            flags = Flags.NONE if isinstance(payload, Error) else Flags.ACK_REQUESTED
+            return self._send_sequenced(payload, now, flags)
+        if self.state is not State.ACTIVE:
+            self._allowed(Event.MESSAGE, Origin.LOCAL)
+        self._send(payload, now)
+        return 0
+
     def send_error(
         self, code: int, message: str, now: float, ref_sequence: int | None = None
     ) -> int:
@@ -314,6 +332,12 @@ class Session(Sequencing, Outbox, Stateful):
     # ------------------------------------------------------------------ receiving
     def receive_data(self, data: bytes, now: float) -> list[ev.Event]:
         """Decode one whole WebSocket message and process it."""
+        return self.receive(self.decode_data(data), now)  # which fails the session itself
+
+    def decode_data(self, data: bytes) -> Message:
+        """Decode (and decrypt, under the session keys) one whole WebSocket message
+        without processing it: :meth:`receive_data` is ``receive(decode_data(data))``,
+        for a driver that also keeps what it received (the replayer)."""
         limits = self.config.limits
         try:
             if self._ciphers is None:
@@ -327,7 +351,7 @@ class Session(Sequencing, Outbox, Stateful):
         except RemoteProtocolError:
             self._failed()
             raise
-        return self.receive(msg, now)  # which fails the session itself on a broken rule
+        return msg
 
     def _failed(self) -> None:
         """The peer broke a rule: the session takes nothing more (ERROR)."""
