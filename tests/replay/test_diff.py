@@ -124,7 +124,7 @@ def test_an_ignored_path_gives_no_difference() -> None:
     assert diff_connection(rec, rep).differences == 2
     diff = diff_connection(rec, rep, ["payload.data.ts", "payload.ts"])
     assert diff.differences == 0
-    assert diff.counts["ignored"] == 2
+    assert diff.counts["hidden"] == 2
     assert diff_connection(rec, rep, ["**.ts"]).differences == 0
 
 

@@ -272,8 +272,8 @@ def _rules_line(doc: dict[str, Any]) -> Text:
         "; rewritten values: " + ("not compared" if doc["default_ignores"] else "compared (strict)")
     )
     totals = doc["totals"]
-    if totals["ignored"]:
-        text.append(f"; {totals['ignored']} difference(s) hidden by these rules")
+    if totals["hidden"]:
+        text.append(f"; {totals['hidden']} difference(s) hidden by these rules")
     if totals["engine_recorded"] or totals["engine_replayed"]:
         text.append(
             f"; engine traffic counted, not compared: {totals['engine_recorded']}"

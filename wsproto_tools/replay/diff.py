@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsproto_tools.codec.schema import (
+    PAYLOAD_CLASSES,
     Batch,
     BinaryData,
     Challenge,
@@ -101,7 +102,8 @@ _MAX_JSON_LINES = 4000
 _MAX_HEX_BYTES = 64 * 1024
 #: Bytes longer than this show in a JSON diff abbreviated (their hex diff follows).
 _SHORT_BYTES = 32
-_FLAGS = tuple(flag for flag in Flags if flag)
+_FLAGS = tuple((str(flag.name).lower(), int(flag)) for flag in Flags if flag)
+_FIELDS = {cls: payload_fields(cls) for cls in PAYLOAD_CLASSES}
 
 
 class _Bytes(str):
@@ -170,7 +172,10 @@ def _payload_tree(payload: Payload) -> dict[str, Any]:
     if isinstance(payload, Batch):
         return {"messages": [_wsp_tree(item) for item in payload.messages]}
     out: dict[str, Any] = {}
-    for name, fspec in payload_fields(type(payload)):
+    fields = _FIELDS.get(type(payload))
+    if fields is None:
+        fields = payload_fields(type(payload))
+    for name, fspec in fields:
         value = getattr(payload, name)
         if value is None:
             continue
@@ -188,7 +193,8 @@ def _payload_tree(payload: Payload) -> dict[str, Any]:
 
 
 def _wsp_tree(msg: Message) -> dict[str, Any]:
-    flags = {str(flag.name).lower(): flag in msg.flags for flag in _FLAGS}
+    bits = int(msg.flags)
+    flags = {name: bool(bits & value) for name, value in _FLAGS}
     return {
         "opcode": "binary",
         "header": {
@@ -796,7 +802,7 @@ class ConnDiff:
     ``compared_replayed`` (messages compared: Batch items count one each, engine
     traffic and whole-type ignores left out), ``matched``, ``engine_recorded``/
     ``engine_replayed`` (engine traffic, counted only), ``not_compared`` (messages
-    of types ignored whole), ``ignored`` (differences that only ``--ignore`` or
+    of types ignored whole), ``hidden`` (differences that only ``--ignore`` or
     learned rules hid), ``unchecked`` (encrypted pairs: payloads not compared).
     """
 
@@ -923,7 +929,7 @@ def diff_connection(
         "engine_recorded": 0,
         "engine_replayed": 0,
         "not_compared": 0,
-        "ignored": 0,
+        "hidden": 0,
         "unchecked": 0,
     }
     if replayed.handshake_error is not None and recorded.handshake_error is None:
@@ -973,7 +979,7 @@ def diff_connection(
             if n in matched:
                 continue
             if rules.count_varies(item.type):
-                counts["ignored"] += 1
+                counts["hidden"] += 1
             else:
                 out.append(item.ref)
     for i, j in pairs:
@@ -984,7 +990,7 @@ def diff_connection(
         if isinstance(result, Change):
             diff.changed.append(result)
         elif result is False:
-            counts["ignored"] += 1
+            counts["hidden"] += 1
     # Reordered: per stream (a topic's deliveries; the other messages), the pairs
     # outside one longest run that kept the recorded order.
     streams: dict[str, list[tuple[int, int]]] = defaultdict(list)
@@ -996,7 +1002,7 @@ def diff_connection(
             if n in keep:
                 continue
             if rules.order_varies(rec_items[i].type):
-                counts["ignored"] += 1
+                counts["hidden"] += 1
             else:
                 diff.reordered.append(Reorder(rec_items[i].ref, rep_items[j].ref))
     diff.reordered.sort(key=lambda r: (r.recorded.index, r.recorded.item or 0))
@@ -1019,7 +1025,7 @@ def diff_connection(
                 shown,
             )
         else:
-            counts["ignored"] += 1
+            counts["hidden"] += 1
     return diff
 
 
@@ -1086,7 +1092,7 @@ class ReplayReport:
             "engine_recorded",
             "engine_replayed",
             "not_compared",
-            "ignored",
+            "hidden",
             "unchecked",
         )
         return {
