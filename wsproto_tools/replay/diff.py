@@ -57,7 +57,7 @@ import bisect
 import difflib
 import json
 import math
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -430,8 +430,27 @@ def _match(recorded: list[_Item], replayed: list[_Item]) -> list[tuple[int, int]
         group = (item.opcode, item.type)
         candidates = positional.get(group, [])
         if taken_pos[group] < len(candidates):
-            pairs.append((i, candidates[taken_pos[group]]))
+            j = candidates[taken_pos[group]]
             taken_pos[group] += 1
+            pairs.append((i, j))
+            used_rec.add(i)
+            used_rep.add(j)
+    # An encrypted message (no key to read it, so no key to match it by) takes the
+    # next unmatched message of its type on the other side, in order.
+    for sealed_side, other_side, used_sealed, used_other, flip in (
+        (recorded, replayed, used_rec, used_rep, False),
+        (replayed, recorded, used_rep, used_rec, True),
+    ):
+        free: dict[str, deque[int]] = defaultdict(deque)
+        for n, item in enumerate(other_side):
+            if n not in used_other:
+                free[item.type].append(n)
+        for n, item in enumerate(sealed_side):
+            if item.sealed and n not in used_sealed and free.get(item.type):
+                m = free[item.type].popleft()
+                used_sealed.add(n)
+                used_other.add(m)
+                pairs.append((m, n) if flip else (n, m))
     pairs.sort()
     return pairs
 
