@@ -42,7 +42,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import socket
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -53,7 +52,6 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidHandshake,
-    InvalidMessage,
     InvalidURI,
     PayloadTooBig,
     ProtocolError,
@@ -76,7 +74,8 @@ from wsproto_tools.exceptions import (
     RemoteProtocolError,
     WspError,
 )
-from wsproto_tools.transports.tls import client_context, describe_ssl_error, parse_ws_url
+from wsproto_tools.transports.session_io import connect_failure
+from wsproto_tools.transports.tls import client_context, parse_ws_url
 from wsproto_tools.transports.wsio import (
     RESUMABLE_CODES,
     DirectClientConnection,
@@ -223,27 +222,6 @@ def refusal(code: int, reason: str, what: str = "server closed the connection") 
     if kind is not None:
         return kind(text, close_code=code)
     return ServerRefused(text, close_code=code, reason=reason)
-
-
-def connect_failure(error: BaseException, timeout: float, secure: bool = False) -> str:
-    """Why a connection attempt failed, in a few words (never empty)."""
-    tls = describe_ssl_error(error)
-    if tls is not None:
-        return tls
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused (is the server running on that port?)"
-    if isinstance(error, ConnectionResetError | ConnectionAbortedError):
-        hint = " (does it serve TLS? for a plain server use ws://)" if secure else ""
-        return f"connection reset by the server{hint}"
-    if isinstance(error, socket.gaierror):
-        return f"host not found ({error.strerror or error})"
-    if isinstance(error, TimeoutError):
-        return f"no answer within {timeout:g} s"
-    if isinstance(error, InvalidMessage) and not secure:
-        return f"{error} (is it a wss:// server?)"
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror[0].lower() + error.strerror[1:]
-    return str(error) or type(error).__name__
 
 
 @dataclass
