@@ -401,3 +401,25 @@ def test_an_ignored_list_item_keeps_the_indices_after_it() -> None:
     diff = diff_connection(rec, rep, ["payload.data.items.0"])
     assert diff.changed[0].paths == ["payload.data.items.1.p"]
     assert '         "<ignored>",' in diff.changed[0].diff
+
+
+def test_a_recorded_cassette_against_itself() -> None:
+    from wsproto_tools.replay.cassette import read_cassette
+    from wsproto_tools.replay.outcome import recorded_outcome
+
+    head = '{"conn":1,"direction":"server","opcode":"binary","wsp":'
+    lines = [
+        '{"conn":1,"subprotocols":["wsp.v2"]}',
+        head + '{"type":"Challenge","payload":{"nonce":"00","methods":["hmac"]}},"t":0}',
+        '{"conn":1,"direction":"client","t":0.1,"opcode":"binary","wsp":{"type":"Handshake"}}',
+        head + '{"type":"HandshakeResponse","payload":{"session_id":5}},"t":0.2}',
+        '{"conn":1,"direction":"client","t":0.3,"opcode":"text","text":"{\\"q\\": 1}"}',
+        '{"conn":1,"direction":"server","t":0.4,"opcode":"text","text":"{\\"a\\": 1}"}',
+        head + '{"type":"Heartbeat","payload":{"id":1}},"t":0.5}',
+        '{"conn":1,"direction":"server","t":0.6,"opcode":"close","close_code":1000}',
+    ]
+    recorded = recorded_outcome(read_cassette(lines), 1)
+    diff = diff_connection(recorded, recorded)
+    assert diff.differences == 0
+    assert diff.counts["matched"] == 3 and diff.counts["engine_recorded"] == 1
+    assert diff.latency_recorded.count == 2
