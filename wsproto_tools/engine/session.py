@@ -20,7 +20,6 @@ from __future__ import annotations
 
 __all__ = [
     "DEFAULT_CAPABILITIES",
-    "SEQUENCED_TYPES",
     "Credentials",
     "ServerAuth",
     "Session",
@@ -50,7 +49,6 @@ from wsproto_tools.codec.schema import (
     Heartbeat,
     Message,
     Payload,
-    Publish,
     Sealed,
     TextData,
     Unknown,
@@ -73,7 +71,7 @@ from wsproto_tools.engine.rules import (
 from wsproto_tools.engine.sequencing import Sequencing
 from wsproto_tools.engine.states import Event, Origin, State, Stateful
 from wsproto_tools.engine.timing import AdaptiveWindow, RttEstimator
-from wsproto_tools.engine.vocabulary import DEFAULT_CAPABILITIES
+from wsproto_tools.engine.vocabulary import DEFAULT_CAPABILITIES, SEQUENCED
 from wsproto_tools.exceptions import (
     CloseCode,
     LocalProtocolError,
@@ -84,8 +82,6 @@ from wsproto_tools.exceptions import (
 #: Messages allowed before the session is accepted (the handshake itself).
 HANDSHAKE_TYPES = (Challenge, Handshake, Authenticate, HandshakeResponse, Close)
 _TRANSFORMS = int(Flags.COMPRESSED | Flags.ENCRYPTED)
-#: Payloads numbered in the session's sequenced stream (docs/protocol.md S.4).
-SEQUENCED_TYPES: tuple[type[Payload], ...] = (TextData, BinaryData, DeltaUpdate, Error, Publish)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +284,7 @@ class Session(Sequencing, Outbox, Stateful):
         Error, Publish: docs/protocol.md S.4), else unsequenced; sealed and compressed
         as negotiated. Returns the sequence number (0: unsequenced). For drivers that
         send messages they did not compose (the replayer)."""
-        if isinstance(payload, SEQUENCED_TYPES):
+        if isinstance(payload, SEQUENCED):
             flags = Flags.NONE if isinstance(payload, Error) else Flags.ACK_REQUESTED
             return self._send_sequenced(payload, now, flags)
         if self.state is not State.ACTIVE:
