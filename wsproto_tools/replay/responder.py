@@ -11,8 +11,9 @@ side"):
   step of that opcode (not with ``strict``);
 - wsp sessions: the next unplayed step of the same message type with the same
   key (a Request by method and data, a Publish by topic and data, a Subscribe
-  or Unsubscribe by topic, text and binary data by their content); else, by
-  position, the next unplayed step of that type.
+  or Unsubscribe by topic, text and binary data by their content; a topic that
+  an earlier Subscribe bound counts as the recorded one); else, by position,
+  the next unplayed step of that type.
 
 The answer is the step's ``after`` (the server messages recorded after it),
 with the recorded close frame after the step it followed. On a wsp session a
@@ -244,7 +245,7 @@ class Responder:
         """The step a client wsp message stands for (``sequence``: its live number)."""
         kind = type(payload)
         candidates = [s for s in self._unplayed() if type(_payload(s.message)) is kind]
-        key = wsp_key(payload)
+        key = wsp_key(self._recorded_topic(payload))
         for step in candidates:
             recorded = _payload(step.message)
             if recorded is not None and wsp_key(recorded) == key:
@@ -253,6 +254,16 @@ class Responder:
         if match.step is not None:
             self._bind(self.steps[match.step], payload, sequence)
         return match
+
+    def _recorded_topic(self, payload: Payload) -> Payload:
+        """``payload`` with a topic bound by an earlier Subscribe named as recorded."""
+        topic = getattr(payload, "topic", None)
+        if topic is None or not self.bindings.topics:
+            return payload
+        for recorded, live in self.bindings.topics.items():
+            if live == topic:
+                return dataclasses.replace(payload, topic=recorded)  # type: ignore[type-var]
+        return payload
 
     def _bound(self, step: Step, payload: Payload, sequence: int, how: str) -> Match:
         self._bind(step, payload, sequence)
