@@ -1,0 +1,275 @@
+"""The client side of ``wsp replay``: real servers on 127.0.0.1, real recordings."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Any
+
+import pytest
+from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+
+from wsproto_tools.client import Client
+from wsproto_tools.codec.schema import (
+    Deliver,
+    Flags,
+    Message,
+    Response,
+    Sealed,
+    Subscribed,
+    TextData,
+)
+from wsproto_tools.exceptions import ConfigError
+from wsproto_tools.replay.cassette import Cassette, CassetteMessage
+from wsproto_tools.replay.outcome import ConnOutcome
+from wsproto_tools.replay.plan import script_of
+from wsproto_tools.replay.player import PlayOptions, play
+
+from .recording import WireLog, lines, wsp
+
+SECRET = b"test-secret"  # the serve fixture's
+NONCE = "00" * 16
+
+
+async def record_session(server: Any) -> Cassette:
+    """A real client's session: subscribe, two publishes, two echo requests."""
+    log = WireLog()
+    async with Client(f"ws://127.0.0.1:{server.port}", secret=SECRET, on_wire=log) as client:
+        sub = await client.subscribe("news")
+        await client.publish("news", b"first")
+        await client.publish("news", b"second")
+        for _ in range(2):
+            item = await asyncio.wait_for(sub.get(), 5)
+            assert item is not None
+        assert await client.echo(b"ping") == b"ping"
+        assert await client.echo(b"pong") == b"pong"
+    return log.cassette()
+
+
+def payloads(outcome: ConnOutcome, kind: type) -> list[Any]:
+    out = []
+    for message in outcome.received:
+        msg = message.wsp
+        if msg is None:
+            continue
+        items = getattr(msg.payload, "messages", None) or (msg,)
+        out.extend(item.payload for item in items if isinstance(item.payload, kind))
+    return out
+
+
+async def test_a_recorded_session_replays_against_a_fresh_server_with_another_secret(
+        serve: Any) -> None:
+    async with serve() as original:
+        cassette = await record_session(original)
+    recorded_ids = sorted(p.id for p in payloads_of_cassette(cassette, Response))
+    async with serve(secret=b"another") as fresh:
+        watcher = Client(f"ws://127.0.0.1:{fresh.port}", secret=b"another")
+        async with watcher:
+            seen = await watcher.subscribe("news")
+            [outcome] = await play(cassette, f"ws://127.0.0.1:{fresh.port}",
+                                   PlayOptions(secret=b"another", wait=2))
+            got = [await asyncio.wait_for(seen.get(), 5) for _ in range(2)]
+            await asyncio.sleep(0.1)
+            assert not seen.items  # each publish applied exactly once
+    assert outcome.failure is None and outcome.engine
+    assert [getattr(g, "data", None) for g in got] == [b"first", b"second"]
+    responses = payloads(outcome, Response)
+    assert sorted(r.id for r in responses) == recorded_ids
+    assert sorted(r.data for r in responses) == [b"ping", b"pong"]
+    assert [s.topic for s in payloads(outcome, Subscribed)] == ["news"]
+    assert [d.data for d in payloads(outcome, Deliver)] == [b"first", b"second"]
+    assert outcome.closed_by == "client" and outcome.close_code == 1000
+    assert outcome.sent == len(script_of(cassette, 1).steps) >= 5 and not outcome.skipped
+    assert outcome.latencies
+
+
+def payloads_of_cassette(cassette: Cassette, kind: type) -> list[Any]:
+    fake = ConnOutcome(1, received=[m for m in cassette.messages if m.direction == "server"])
+    return payloads(fake, kind)
+
+
+async def test_the_wrong_secret_is_refused(serve: Any) -> None:
+    async with serve() as original:
+        cassette = await record_session(original)
+    async with serve(secret=b"another") as fresh:
+        [outcome] = await play(cassette, f"ws://127.0.0.1:{fresh.port}",
+                               PlayOptions(secret=b"wrong", wait=1))
+        [bare] = await play(cassette, f"ws://127.0.0.1:{fresh.port}", PlayOptions(wait=1))
+    assert outcome.failure == "refused", outcome.handshake_error
+    assert bare.failure == "refused", bare.handshake_error
+    assert outcome.received == [] or outcome.sent == 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_closed_port_is_unreachable() -> None:
+    cassette = lines({"conn": 1}, {"conn": 1, "direction": "client", "t": 0, "text": "x",
+                                   "opcode": "text"})
+    [outcome] = await play(cassette, f"ws://127.0.0.1:{free_port()}", PlayOptions())
+    assert outcome.failure == "unreachable"
+    assert "refused" in (outcome.handshake_error or "")
+
+
+async def test_bad_options_are_config_errors() -> None:
+    cassette = lines({"conn": 1})
+    with pytest.raises(ConfigError):
+        await play(cassette, "http://127.0.0.1:1/", PlayOptions())
+    with pytest.raises(ConfigError):
+        await play(cassette, "ws://127.0.0.1:1/", PlayOptions(timing="slow"))
+    with pytest.raises(ConfigError, match="no connection 7"):
+        await play(cassette, "ws://127.0.0.1:1/", PlayOptions(), conns=[7])
+
+
+def text_cassette(count: int, gap: float = 0.01) -> Cassette:
+    objs: list[dict[str, Any]] = [{"conn": 1, "path": "/echo"}]
+    for i in range(count):
+        objs.append({"conn": 1, "direction": "client", "t": i * gap, "opcode": "text",
+                     "text": f"m{i}"})
+        objs.append({"conn": 1, "direction": "server", "t": i * gap + gap / 2,
+                     "opcode": "text", "text": f"m{i}"})
+        objs.append({"conn": 1, "direction": "client", "t": i * gap + gap / 2,
+                     "opcode": "binary", "base64": "AAEC"})
+        objs.append({"conn": 1, "direction": "server", "t": i * gap + gap / 2,
+                     "opcode": "binary", "base64": "AAEC"})
+    objs.append({"conn": 1, "direction": "client", "t": count * gap, "opcode": "close",
+                 "close_code": 1000, "close_reason": "bye"})
+    return lines(*objs)
+
+
+@pytest.mark.parametrize("timing", ["causal", "fast", "original"])
+async def test_plain_messages_get_exactly_the_echoes(websockets_echo: Any, timing: str) -> None:
+    cassette = text_cassette(20, gap=0.005)
+    async with websockets_echo() as port:
+        [outcome] = await play(cassette, f"ws://127.0.0.1:{port}",
+                               PlayOptions(timing=timing, wait=2))
+    assert not outcome.engine and outcome.failure is None
+    assert outcome.sent == 40
+    expected = [m for m in cassette.messages if m.direction == "server"]
+    assert [(m.opcode, m.payload()) for m in outcome.received] == [
+        (m.opcode, m.payload()) for m in expected]
+    assert outcome.closed_by == "client" and outcome.close_code == 1000
+    assert outcome.close_reason == "bye"
+
+
+async def test_fast_mode_sends_everything(websockets_echo: Any) -> None:
+    cassette = text_cassette(500, gap=1.0)  # recorded over 500 s
+    start = time.monotonic()
+    async with websockets_echo() as port:
+        [outcome] = await play(cassette, f"ws://127.0.0.1:{port}",
+                               PlayOptions(timing="fast", wait=5))
+    assert time.monotonic() - start < 10
+    assert outcome.sent == 1000 and len(outcome.received) == 1000
+
+
+class Scripted:
+    """A websockets server that answers "q1" late and logs when things happen."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, float]] = []
+
+    async def handler(self, ws: ServerConnection) -> None:
+        tasks = set()
+        async for message in ws:
+            self.events.append((f"got {message}", time.monotonic()))
+            task = asyncio.ensure_future(self.answer(ws, str(message)))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        for task in list(tasks):
+            await task
+
+    async def answer(self, ws: ServerConnection, message: str) -> None:
+        if message == "q1":
+            await asyncio.sleep(0.3)
+        await ws.send(f"a{message[1:]}")
+        self.events.append((f"sent a{message[1:]}", time.monotonic()))
+
+
+def question_cassette(gap: float) -> Cassette:
+    return lines(
+        {"conn": 1},
+        {"conn": 1, "direction": "client", "t": 0.0, "opcode": "text", "text": "q1"},
+        {"conn": 1, "direction": "server", "t": 0.001, "opcode": "text", "text": "a1"},
+        {"conn": 1, "direction": "client", "t": gap, "opcode": "text", "text": "q2"},
+        {"conn": 1, "direction": "server", "t": gap + 0.001, "opcode": "text", "text": "a2"},
+    )
+
+
+async def test_causal_waits_for_the_answer_before_the_next_step() -> None:
+    server = Scripted()
+    async with ws_serve(server.handler, "127.0.0.1", 0) as ws_server:
+        port = ws_server.sockets[0].getsockname()[1]
+        [outcome] = await play(question_cassette(0.002), f"ws://127.0.0.1:{port}",
+                               PlayOptions(timing="causal", wait=3))
+        [hasty] = await play(question_cassette(0.002), f"ws://127.0.0.1:{port}",
+                             PlayOptions(timing="fast", wait=3))
+    names = [name for name, _ in server.events]
+    assert names[:4] == ["got q1", "sent a1", "got q2", "sent a2"]
+    assert names[4:] == ["got q1", "got q2", "sent a2", "sent a1"]  # fast mode does not wait
+    assert [m.text for m in outcome.received] == ["a1", "a2"]
+    assert [m.text for m in hasty.received] == ["a2", "a1"]
+
+
+async def test_original_timing_keeps_the_gaps_scaled_by_speed() -> None:
+    server = Scripted()
+    async with ws_serve(server.handler, "127.0.0.1", 0) as ws_server:
+        port = ws_server.sockets[0].getsockname()[1]
+        cassette = lines(
+            {"conn": 1},
+            {"conn": 1, "direction": "client", "t": 0.0, "opcode": "text", "text": "x1"},
+            {"conn": 1, "direction": "client", "t": 0.8, "opcode": "text", "text": "x2"},
+        )
+        await play(cassette, f"ws://127.0.0.1:{port}",
+                   PlayOptions(timing="original", speed=2.0, wait=1))
+    times = dict(server.events)
+    gap = times["got x2"] - times["got x1"]
+    assert 0.3 < gap < 0.9  # 0.8 s recorded, at speed 2
+
+
+async def test_a_subscriber_and_a_publisher_keep_the_recorded_order(serve: Any) -> None:
+    cassette = lines(
+        {"conn": 1, "ts": 100.0, "subprotocols": ["wsp.v2"]},
+        {"conn": 2, "ts": 100.2, "subprotocols": ["wsp.v2"]},
+        {"conn": 1, "direction": "server", "t": 0.0,
+         "wsp": wsp("Challenge", nonce=NONCE, methods=["hmac"])},
+        {"conn": 1, "direction": "client", "t": 0.01, "wsp": wsp("Subscribe", topic="t")},
+        {"conn": 1, "direction": "server", "t": 0.02,
+         "wsp": wsp("Subscribed", topic="t", epoch=1, next_offset=1)},
+        {"conn": 2, "direction": "server", "t": 0.0,
+         "wsp": wsp("Challenge", nonce=NONCE, methods=["hmac"])},
+        {"conn": 2, "direction": "client", "t": 0.01,
+         "wsp": wsp("Publish", topic="t", data="6869", id=1)},
+        {"conn": 1, "direction": "server", "t": 0.3,
+         "wsp": wsp("Deliver", topic="t", epoch=1, offset=1, data="6869")},
+        {"conn": 2, "direction": "client", "t": 0.5, "opcode": "close", "close_code": 1000},
+        {"conn": 1, "direction": "client", "t": 0.9, "opcode": "close", "close_code": 1000},
+    )
+    async with serve() as server:
+        one, two = await play(cassette, f"ws://127.0.0.1:{server.port}",
+                              PlayOptions(secret=SECRET, wait=3))
+    assert one.failure is None and two.failure is None
+    assert [d.data for d in payloads(one, Deliver)] == [b"hi"]
+    assert two.sent == 1
+
+
+async def test_an_encrypted_message_without_plaintext_is_skipped(serve: Any) -> None:
+    cassette = lines(
+        {"conn": 1, "subprotocols": ["wsp.v2"]},
+        {"conn": 1, "direction": "server", "t": 0.0,
+         "wsp": wsp("Challenge", nonce=NONCE, methods=["hmac"])},
+        {"conn": 1, "direction": "client", "t": 0.02, "wsp": wsp("TextData", text="hello")},
+        {"conn": 1, "direction": "server", "t": 0.03, "wsp": wsp("TextData", text="hello")},
+    )
+    sealed = Message(Sealed(0x0101, b"\x00\xff"), sequence=1, flags=Flags.ENCRYPTED)
+    cassette.messages.insert(1, CassetteMessage(1, "client", 0.01, "binary", wsp=sealed))
+    async with serve() as server:
+        [outcome] = await play(cassette, f"ws://127.0.0.1:{server.port}",
+                               PlayOptions(secret=SECRET, wait=2))
+    assert outcome.sent == 1
+    assert len(outcome.skipped) == 1 and "encrypted" in outcome.skipped[0]
+    assert [p.text for p in payloads(outcome, TextData)] == ["hello"]
