@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from wsproto_tools.codec.schema import (
     Publish,
     Request,
     Response,
+    Sealed,
     Subscribe,
     Subscribed,
     TextData,
@@ -323,3 +325,74 @@ def test_a_generated_secret_when_none_is_given() -> None:
     server = ReplayServer(wsp_cassette(), ServeOptions(port=0))
     assert server.generated_secret and server.secret
     assert not ReplayServer(chat_cassette(), ServeOptions(port=0)).generated_secret
+
+
+def recorded(wire: list[tuple[float, str, bytes | str]], started: float) -> Cassette:
+    """A cassette of what the client's ``on_wire`` saw (one wsp.v2 connection)."""
+    cassette = Cassette({1: CassetteConnection(1, subprotocols=("wsp.v2", "wsp.v1"))})
+    for at, direction, data in wire:
+        assert isinstance(data, bytes)
+        cassette.messages.append(wsp(1, direction, max(0.0, at - started), None))
+        cassette.messages[-1] = dataclasses.replace(cassette.messages[-1],
+                                                    wsp=decode(data, version=2))
+    return cassette
+
+
+async def test_a_recorded_wsp_serve_session_played_to_a_new_client(
+        serve: Callable[..., Any]) -> None:
+    wire: list[tuple[float, str, bytes | str]] = []
+    started = time.time()
+    async with serve() as real:
+        client = Client(real.url, ClientOptions(secret=b"test-secret", open_timeout=3),
+                        on_wire=lambda d, data: wire.append((time.time(), d, data)))
+        await client.connect()
+        assert await client.echo(b"x", timeout=3) == b"x"
+        sub = await client.subscribe("t")
+        await client.publish("t", b"p1", timeout=3)
+        first = await asyncio.wait_for(sub.get(), 3)
+        await client.close()
+    cassette = recorded(wire, started)
+    # the recording is edited: its server answered the echo otherwise
+    cassette.messages = [
+        dataclasses.replace(m, wsp=dataclasses.replace(m.wsp, payload=Response(
+            m.wsp.payload.id, b"recorded:x"))) if m.wsp and isinstance(m.wsp.payload, Response)
+        else m for m in cassette.messages]
+    async with replaying(cassette) as server:
+        client = Client(server.url, ClientOptions(secret=SECRET, open_timeout=3))
+        await client.connect()
+        try:
+            assert await client.echo(b"x", timeout=3) == b"recorded:x"
+            sub = await client.subscribe("t")
+            await client.publish("t", b"p1", timeout=3)
+            again = await asyncio.wait_for(sub.get(), 3)
+            assert again == first  # the recorded epoch and offset
+        finally:
+            await client.close()
+        await settled(server, 1)
+    (log,) = server.clients
+    assert [r.how for r in log.received] == ["key", "key", "key"]
+    assert log.closed_by == "client" and log.close_code == 1000
+
+
+async def test_encrypted_when_the_recording_granted_it() -> None:
+    caps = ("ack", "batch", "encrypt", "pubsub")
+    cassette = Cassette({1: CassetteConnection(1, subprotocols=("wsp.v2",))})
+    cassette.messages += [
+        wsp(1, "server", 0.0, Challenge(b"n" * 16, ("hmac",))),
+        wsp(1, "server", 0.02, HandshakeResponse(session_id=5, capabilities=caps)),
+        wsp(1, "client", 0.1, Request(3, "time", b"")),
+        wsp(1, "server", 0.11, Response(3, b"12:00")),
+    ]
+    wire: list[tuple[str, bytes | str]] = []
+    async with replaying(cassette) as server:
+        client = Client(server.url, ClientOptions(secret=SECRET, open_timeout=3,
+                                                  capabilities=caps),
+                        on_wire=lambda d, data: wire.append((d, data)))
+        await client.connect()
+        try:
+            assert "encrypt" in client.session.capabilities
+            assert (await client.request("time", timeout=3)).data == b"12:00"
+        finally:
+            await client.close()
+    answers = [decode(data) for d, data in wire if d == "server" and isinstance(data, bytes)]
+    assert isinstance(answers[-1].payload, Sealed)  # no keys here: sealed on the wire
