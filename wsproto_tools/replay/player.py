@@ -35,7 +35,7 @@ recording, by waiting (at most ``wait``) for the server's close.
 
 from __future__ import annotations
 
-__all__ = ["ConnPlayer", "PlayOptions", "RateLimiter", "play"]
+__all__ = ["ConnPlayer", "PlayOptions", "RateLimiter", "play", "players_of"]
 
 import asyncio
 import contextlib
@@ -292,6 +292,7 @@ class ConnPlayer:
         self.keyed = 0  # answers counted in ``have``
         self.received = 0
         self.timeouts = 0
+        self.rounds = 0  # rounds of the script played
         self.latency: list[float] = []
         self.session: ClientSession | None = None
         self.ws: DirectClientConnection | None = None
@@ -508,11 +509,11 @@ class ConnPlayer:
             return self.outcome
         timer = asyncio.ensure_future(self._timers()) if self.session is not None else None
         try:
-            rounds = 0
             while True:
-                await self._play_steps(first=rounds == 0, limiter=limiter)
-                rounds += 1
-                if self.closed or rounds >= iterations or (until is not None and clock() >= until):
+                await self._play_steps(first=self.rounds == 0, limiter=limiter)
+                self.rounds += 1
+                if self.closed or self.rounds >= iterations or (
+                        until is not None and clock() >= until):
                     break
                 self.have.clear()
                 self.keyed = 0
