@@ -204,6 +204,37 @@ def _read_key(path: Path) -> bytes:
     help="Share of the server's time the inspector feed may take (1: no limit); "
     "over it, records are dropped.",
 )
+@click.option(
+    "--record",
+    "record_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Record every WebSocket session, as it happens, to a pcapng file in DIR "
+    "(made if missing; docs/replay.md, \"Recording with wsp serve --record\").",
+)
+@click.option(
+    "--record-max-bytes",
+    default=64 << 20,
+    show_default=True,
+    type=click.IntRange(1024),
+    metavar="B",
+    help="A session's file that passes B bytes goes on in a new file (...-part2.pcapng).",
+)
+@click.option(
+    "--record-max-files",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(0),
+    metavar="K",
+    help="DIR keeps at most K recordings; the oldest closed ones are deleted "
+    "(0: no limit). With both limits DIR holds about K x B bytes at most.",
+)
+@click.option(
+    "--record-plaintext",
+    is_flag=True,
+    help="Also record TLS sessions, as their decrypted WebSocket stream "
+    "(without it they are not recorded). wsp-encrypted messages stay ciphertext.",
+)
 @tls_server_options
 def serve(
     host: str,
@@ -237,6 +268,10 @@ def serve(
     admin_secret: str | None,
     inspect_queue: int,
     inspect_budget: float,
+    record_dir: Path | None,
+    record_max_bytes: int,
+    record_max_files: int,
+    record_plaintext: bool,
     certfile: str | None,
     keyfile: str | None,
 ) -> None:
@@ -251,13 +286,15 @@ def serve(
     \b
     Exit status: 0 after a graceful shutdown; 2 bad options (a port out of
     0-65535, --keyfile without --certfile); 3 a certificate or key, or a
-    --jwt-key file, that cannot be loaded or used; 4 the port cannot be bound.
+    --jwt-key file, that cannot be loaded or used, or a --record directory that
+    cannot be made or written; 4 the port cannot be bound.
 
     \b
     Examples:
       wsp serve --port 0 --no-auth
       WSP_SECRET=s3cret wsp serve --host 0.0.0.0 --port 8765
       wsp serve --certfile cert.pem --keyfile key.pem   # wss://
+      wsp serve --no-auth --record recordings/   # every session to pcapng
     """
     from wsproto_tools.server import ServerConfig, WspServer
 
@@ -271,6 +308,8 @@ def serve(
             "--inspect needs --admin-secret (or WSP_ADMIN_SECRET), or --jwt-key "
             'for tokens with the admin claim "wsp": {"admin": true}',
         )
+    if record_plaintext and record_dir is None:
+        raise CommandExit(ExitStatus.USAGE, "--record-plaintext needs --record DIR")
     context = server_ssl(certfile, keyfile)
     generated = None
     if not no_auth and not secret and jwt_key is None:
@@ -308,6 +347,10 @@ def serve(
         admin_secret=admin_secret.encode() if inspect and admin_secret else None,
         inspect_queue=inspect_queue,
         inspect_budget=inspect_budget,
+        record_dir=str(record_dir) if record_dir is not None else None,
+        record_max_bytes=record_max_bytes,
+        record_max_files=record_max_files,
+        record_plaintext=record_plaintext,
     )
     server = WspServer(config)
 
@@ -318,6 +361,18 @@ def serve(
         click.echo(
             f"wsp serve: listening on {url} (auth: {methods}; GET /healthz, /metrics)", err=True
         )
+        if record_dir is not None:
+            limit = f"at most {record_max_files} files" if record_max_files else "no file limit"
+            tls = (
+                "; TLS sessions are not recorded (--record-plaintext records them)"
+                if context is not None and not record_plaintext
+                else ""
+            )
+            click.echo(
+                f"wsp serve: recording sessions to {record_dir} (pcapng, {limit} of "
+                f"{record_max_bytes:,} bytes{tls})",
+                err=True,
+            )
         if inspect:
             click.echo(f"wsp serve: inspector feed on {url}/inspect (wsp inspect {url})", err=True)
         if generated is not None:
