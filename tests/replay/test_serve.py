@@ -34,7 +34,7 @@ from wsproto_tools.codec.schema import (
 from wsproto_tools.replay.cassette import Cassette, CassetteConnection, CassetteMessage
 from wsproto_tools.replay.plan import script_of
 from wsproto_tools.replay.responder import Responder
-from wsproto_tools.replay.serve import ReplayServer, ServeOptions
+from wsproto_tools.replay.serve import ReplayServer, ServeOptions, serve_recording
 
 SECRET = b"replay-secret"
 
@@ -396,3 +396,39 @@ async def test_encrypted_when_the_recording_granted_it() -> None:
             await client.close()
     answers = [decode(data) for d, data in wire if d == "server" and isinstance(data, bytes)]
     assert isinstance(answers[-1].payload, Sealed)  # no keys here: sealed on the wire
+
+
+async def test_a_silent_wsp_client_is_closed_after_the_handshake_timeout() -> None:
+    async with replaying(wsp_cassette(), handshake_timeout=0.3) as server:
+        async with connect(server.url, subprotocols=["wsp.v2"]) as ws:  # type: ignore[list-item]
+            assert isinstance(decode(await recv(ws), version=2).payload, Challenge)  # type: ignore[arg-type]
+            with pytest.raises(ConnectionClosed):
+                for _ in range(5):
+                    await recv(ws)
+            assert ws.close_code == 4002
+        await settled(server, 1)
+    assert "handshake not finished" in (server.clients[0].error or "")
+
+
+async def test_serve_recording_runs_until_cancelled_and_logs_each_client() -> None:
+    started: asyncio.Future[ReplayServer] = asyncio.get_running_loop().create_future()
+    ended: list[str] = []
+    options = ServeOptions(port=0, on_client=lambda log: ended.append(log.line()))
+    task = asyncio.create_task(serve_recording(chat_cassette(), options,
+                                               ready=started.set_result))
+    server = await asyncio.wait_for(started, 3)
+    async with connect(f"{server.url}/chat") as ws:
+        assert await recv(ws) == "welcome"
+        await ws.send("hello")
+        assert await recv(ws) == "hi there"
+    with pytest.raises(InvalidStatus) as refused:  # a plain HTTP request
+        async with connect(f"{server.url}/nowhere"):
+            pass
+    assert refused.value.response.status_code == 404
+    await until(lambda: len(ended) == 2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ended[0].startswith("client 1 (127.0.0.1:")
+    assert "/chat played recording 1: 1 received, 3 sent, closed by client 1000" in ended[0]
+    assert "refused: no recording of the path /nowhere" in ended[1]

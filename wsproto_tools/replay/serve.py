@@ -37,6 +37,7 @@ import http
 import os
 import secrets
 import ssl
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +71,7 @@ from wsproto_tools.replay.cassette import Cassette, CassetteMessage
 from wsproto_tools.replay.plan import Script, script_of
 from wsproto_tools.replay.responder import Match, Responder, flatten_batches
 from wsproto_tools.transports.wsio import (
+    RESUMABLE_CODES,
     clock,
     close_for,
     closing_after,
@@ -150,6 +152,25 @@ class ClientLog:
     closed_by: str | None = None
     error: str | None = None
 
+    def line(self) -> str:
+        """One line for a person: which recording, what was matched, how it ended."""
+        who = f"client {self.client}" + (f" ({self.peer})" if self.peer else "")
+        if self.conn is None:
+            return f"{who} {self.path}: refused: {self.error}"
+        unmatched = len(self.unmatched)
+        ended = f"closed by {self.closed_by or 'nobody yet'}"
+        if self.close_code is not None:
+            ended += f" {self.close_code}"
+            if self.close_reason:
+                ended += f" {self.close_reason!r}"
+        parts = [f"{len(self.received)} received"
+                 + (f" ({unmatched} unmatched)" if unmatched else ""),
+                 f"{len(self.sent)} sent"]
+        if self.skipped:
+            parts.append(f"{self.skipped} not sent")
+        tail = f"; {self.error}" if self.error else ""
+        return f"{who} {self.path} played recording {self.conn}: {', '.join(parts)}, {ended}{tail}"
+
     @property
     def unmatched(self) -> list[Received]:
         """The client messages that stood for no recorded message."""
@@ -220,7 +241,10 @@ class ReplayServer:
         self.uses = [0] * len(self.scripts)
         self.clients: list[ClientLog] = []
         self.port = options.port
-        self._assigned: dict[ServerConnection, tuple[Script, ClientLog]] = {}
+        #: the recording each upgrading connection was given (until its handler runs;
+        #: weak: a handshake that fails after process_request never reaches the handler)
+        self._assigned: weakref.WeakKeyDictionary[ServerConnection, tuple[Script, ClientLog]] = (
+            weakref.WeakKeyDictionary())
         self._live: set[ServerConnection] = set()
         self._server: Server | None = None
 
@@ -276,6 +300,9 @@ class ReplayServer:
         return best
 
     def _http(self, connection: ServerConnection, request: HttpRequest) -> HttpResponse | None:
+        if "upgrade" not in request.headers.get("Connection", "").lower():
+            return connection.respond(http.HTTPStatus.UPGRADE_REQUIRED,
+                                      "wsp replay --serve: a WebSocket endpoint\n")
         offered = _offered(request)
         log = ClientLog(len(self.clients) + 1, _peer(connection), request.path)
         self.clients.append(log)
@@ -402,7 +429,8 @@ class _Player:
             if delay > 0:
                 await asyncio.sleep(delay)
             if self.closing:
-                self.log.skipped += 1
+                if item.message is not None:
+                    self.log.skipped += 1
                 continue
             if item.message is None:
                 assert item.close is not None
@@ -594,7 +622,7 @@ class _WspPlayer(_Player):
 
     async def close(self, code: int | None, reason: str) -> None:
         session = self.session
-        if session.state is State.ACTIVE and code is not None and code not in (1001, 1006):
+        if session.state is State.ACTIVE and code is not None and code not in RESUMABLE_CODES:
             session.close(code, reason, clock())  # a wsp Close first, as the server does
             flush(session, self.ws)
         await super().close(code, reason)
