@@ -432,3 +432,18 @@ async def test_serve_recording_runs_until_cancelled_and_logs_each_client() -> No
     assert ended[0].startswith("client 1 (127.0.0.1:")
     assert "/chat played recording 1: 1 received, 3 sent, closed by client 1000" in ended[0]
     assert "refused: no recording of the path /nowhere" in ended[1]
+
+
+async def test_a_jwt_key_authenticates_instead_of_a_secret() -> None:
+    import jwt
+
+    key = b"k" * 32
+    token = jwt.encode({"sub": "tester", "exp": int(time.time()) + 300}, key, "HS256")
+    async with replaying(wsp_cassette(), secret=None, jwt_key=key) as server:
+        assert server.secret is None and not server.generated_secret
+        client = Client(server.url, ClientOptions(token=token, open_timeout=3))
+        await client.connect()
+        try:
+            assert await client.echo(b"what I sent", timeout=3) == b"what the recorded server said"
+        finally:
+            await client.close()
