@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -37,11 +38,14 @@ SIZES = (64, 1024)
 # ---------------------------------------------------------------- servers (child processes)
 
 
-async def serve_wsp() -> None:
+async def serve_wsp(**overrides: Any) -> None:
+    """The benchmark's wsp server (``overrides``: more ServerConfig fields)."""
     from wsproto_tools.server import ServerConfig, WspServer
 
     server = WspServer(
-        ServerConfig(port=0, secret=SECRET, history=100_000, rate=0, max_buffer=64 << 20)
+        ServerConfig(
+            port=0, secret=SECRET, history=100_000, rate=0, max_buffer=64 << 20, **overrides
+        )
     )
     await server.start()
     print(server.port, flush=True)
@@ -62,10 +66,10 @@ async def serve_bare() -> None:
 
 
 @contextlib.asynccontextmanager
-async def child(role: str) -> AsyncIterator[int]:
-    """Start this script as a server process; yields its port."""
+async def child(role: str, *args: str, script: str = __file__) -> AsyncIterator[int]:
+    """Start ``script`` (this one by default) as a server process; yields its port."""
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--role", role],
+        [sys.executable, script, "--role", role, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

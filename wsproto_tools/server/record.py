@@ -102,63 +102,69 @@ def _fold(total: int) -> int:
 class _Stream(SyntheticConnection):
     """A :class:`SyntheticConnection` with a fast path for recorded stream bytes.
 
-    :meth:`segments` writes data segments that carry the ACK of everything the
-    other side sent (as real TCP piggybacks it), and returns pcapng blocks
-    directly. Connection setup and teardown are the parent's.
+    :meth:`segments` appends to a pcapng buffer the data segments of stream bytes
+    given in parts (each part copied once, into the buffer). Each segment carries
+    the ACK of everything the other side sent (as real TCP piggybacks it: no pure
+    ACKs). Its TCP checksum is left 0, as in a capture of loopback with checksum
+    offload: a correct one costs more than the rest of the recording for large
+    messages (see docs/replay.md); IPv4 header checksums are right. Connection
+    setup and teardown are the parent's (checksummed).
     """
 
-    def segments(self, ts: float, sender: Direction, data: bytes) -> bytes:
+    def segments(
+        self, buffer: bytearray, ts: float, sender: Direction, parts: list[bytes], size: int
+    ) -> None:
         receiver: Direction = "server" if sender == "client" else "client"
         (src, sport), (dst, dport) = (
             (self.client, self.server) if sender == "client" else (self.server, self.client)
         )
-        v4 = len(src) == 4
-        ts = self._tick(ts)
-        micros = round(ts * 1_000_000)
-        out = []
+        micros = round(self._tick(ts) * 1_000_000)
         seq = self._seq
         ack = seq[receiver]
-        for start in range(0, len(data), _MSS):
-            chunk = data[start : start + _MSS]
-            flags = _ACK | (_PSH if start + _MSS >= len(data) else 0)
-            size = 20 + len(chunk)
-            header = struct.pack(
+        if size > _MSS:  # rare: one copy to cut it into segments
+            data = memoryview(b"".join(parts))
+            pieces: list[list[bytes] | list[memoryview]] = [
+                [data[start : start + _MSS]] for start in range(0, size, _MSS)
+            ]
+        else:
+            pieces = [parts]
+        last = len(pieces) - 1
+        for index, piece in enumerate(pieces):
+            length = size if index == last and last == 0 else sum(len(p) for p in piece)
+            flags = _ACK | (_PSH if index == last else 0)
+            tcp = struct.pack(
                 "!HHIIBBHHH", sport, dport, seq[sender], ack, 5 << 4, flags, 65535, 0, 0
             )
-            pseudo = (
-                src + dst + struct.pack("!BBH", 0, 6, size)
-                if v4
-                else src + dst + struct.pack("!IxxxB", size, 6)
-            )
-            csum = _fold(_sum16(pseudo + header) + _sum16(chunk))
-            header = header[:16] + csum.to_bytes(2, "big") + header[18:]
-            seq[sender] = (seq[sender] + len(chunk)) & 0xFFFFFFFF
-            if v4:
+            seq[sender] = (seq[sender] + length) & 0xFFFFFFFF
+            if len(src) == 4:
                 ip_id = self._ip_id[sender]
                 self._ip_id[sender] = (ip_id + 1) & 0xFFFF
                 ip = struct.pack(
-                    "!BBHHHBBH4s4s", 0x45, 0, 20 + size, ip_id, 0x4000, 64, 6, 0, src, dst
+                    "!BBHHHBBH4s4s", 0x45, 0, 40 + length, ip_id, 0x4000, 64, 6, 0, src, dst
                 )
                 ip = ip[:10] + _fold(_sum16(ip)).to_bytes(2, "big") + ip[12:]
-                link = b"\0" * 12 + b"\x08\x00"
+                link = _LINK4
             else:
-                ip = struct.pack("!IHBB16s16s", 6 << 28, size, 6, 64, src, dst)
-                link = b"\0" * 12 + b"\x86\xdd"
-            length = 14 + len(ip) + size
-            pad = (-length) % 4
-            total = 32 + length + pad
-            out.append(
-                struct.pack(
-                    "<IIIIIII", 6, total, 0, micros >> 32, micros & 0xFFFFFFFF, length, length
-                )
-                + link
-                + ip
-                + header
-                + chunk
-                + b"\0" * pad
-                + total.to_bytes(4, "little")
+                ip = struct.pack("!IHBB16s16s", 6 << 28, 20 + length, 6, 64, src, dst)
+                link = _LINK6
+            captured = 34 + len(ip) + length
+            pad = (-captured) % 4
+            total = 32 + captured + pad
+            buffer += struct.pack(
+                "<IIIIIII", 6, total, 0, micros >> 32, micros & 0xFFFFFFFF, captured, captured
             )
-        return b"".join(out)
+            buffer += link
+            buffer += ip
+            buffer += tcp
+            for part in piece:
+                buffer += part
+            buffer += _PADS[pad]
+            buffer += total.to_bytes(4, "little")
+
+
+_LINK4 = b"\0" * 12 + b"\x08\x00"  # loopback MACs (all zeros), IPv4
+_LINK6 = b"\0" * 12 + b"\x86\xdd"
+_PADS = (b"", b"\0", b"\0\0", b"\0\0\0")
 
 
 def _header(comment: str) -> bytes:
@@ -177,8 +183,8 @@ class Recording:
 
     __slots__ = (
         "buffer",
-        "chunk",
         "chunk_dir",
+        "chunk_size",
         "chunk_ts",
         "client_closed",
         "comment",
@@ -186,6 +192,7 @@ class Recording:
         "file_bytes",
         "name",
         "part",
+        "parts",
         "path",
         "recorder",
         "started",
@@ -205,29 +212,34 @@ class Recording:
         self.file: int | None = None
         self.file_bytes = 0
         self.buffer = bytearray()
-        self.chunk = bytearray()
+        self.parts: list[bytes] = []  # the pending chunk: one direction's bytes
+        self.chunk_size = 0
         self.chunk_dir: Direction = "client"
         self.chunk_ts = 0.0
         self.client_closed = False
 
     # the hot path: a write or a data_received
     def add(self, direction: Direction, data: bytes) -> None:
-        if self.file is None:
-            return  # failed: no longer recorded
-        if direction != self.chunk_dir or not self.chunk:
-            if self.chunk:
+        if direction is not self.chunk_dir or not self.parts:
+            if self.file is None:
+                return  # failed: no longer recorded
+            if self.parts:
                 self.emit()
             self.chunk_dir = direction
             self.chunk_ts = time.time()
-        self.chunk += data
+        self.parts.append(data)
+        self.chunk_size += len(data)
+        if self.chunk_size >= WRITE_AT:
+            self.emit()
 
     def emit(self) -> None:
         """The pending chunk as packets, into the buffer (and the file when it is full)."""
-        chunk = self.chunk
-        if not chunk:
+        parts = self.parts
+        if not parts:
             return
-        self.buffer += self.stream.segments(self.chunk_ts, self.chunk_dir, bytes(chunk))
-        chunk.clear()
+        self.stream.segments(self.buffer, self.chunk_ts, self.chunk_dir, parts, self.chunk_size)
+        self.parts = []
+        self.chunk_size = 0
         if len(self.buffer) >= WRITE_AT:
             self.write()
 
@@ -421,7 +433,8 @@ class Recorder:
         file = recording.file
         recording.file = None
         recording.buffer.clear()
-        recording.chunk.clear()
+        recording.parts = []
+        recording.chunk_size = 0
         if file is not None:
             with contextlib.suppress(OSError):  # already failing: the warning says so
                 os.close(file)
