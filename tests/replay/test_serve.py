@@ -447,3 +447,17 @@ async def test_a_jwt_key_authenticates_instead_of_a_secret() -> None:
             assert await client.echo(b"what I sent", timeout=3) == b"what the recorded server said"
         finally:
             await client.close()
+
+
+async def test_the_log_is_bounded() -> None:
+    async with replaying(chat_cassette(), strict=True, max_log=2, max_clients=1) as server:
+        for _ in range(2):
+            async with connect(f"{server.url}/chat") as ws:
+                for n in range(4):
+                    await ws.send(f"noise {n}")
+                await recv(ws)  # the opening
+        await settled(server, 1)
+    (log,) = server.clients  # only the last connection's log is kept
+    assert log.client == 2
+    assert (len(log.received), log.unlogged, log.misses) == (2, 2, 4)
+    assert "4 received (4 unmatched)" in log.line()

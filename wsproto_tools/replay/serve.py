@@ -38,6 +38,7 @@ import os
 import secrets
 import ssl
 import weakref
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,6 +110,10 @@ class ServeOptions:
     handshake_timeout: float = 10.0
     close_timeout: float = 2.0
     max_message_size: int = 1 << 20
+    #: what is logged, bounded: client messages per connection (the rest are only
+    #: counted), and connections (the oldest logs go first)
+    max_log: int = 10_000
+    max_clients: int = 1_000
     #: called with each client's log when its connection has ended
     on_client: Callable[[ClientLog], None] | None = None
 
@@ -147,6 +152,10 @@ class ClientLog:
     received: list[Received] = field(default_factory=list)
     sent: list[CassetteMessage] = field(default_factory=list)
     skipped: int = 0
+    #: client messages received but not kept in ``received`` (over ServeOptions.max_log)
+    unlogged: int = 0
+    #: client messages that stood for no recorded message, logged or not
+    misses: int = 0
     close_code: int | None = None
     close_reason: str = ""
     closed_by: str | None = None
@@ -157,13 +166,13 @@ class ClientLog:
         who = f"client {self.client}" + (f" ({self.peer})" if self.peer else "")
         if self.conn is None:
             return f"{who} {self.path}: refused: {self.error}"
-        unmatched = len(self.unmatched)
+        unmatched = self.misses
         ended = f"closed by {self.closed_by or 'nobody yet'}"
         if self.close_code is not None:
             ended += f" {self.close_code}"
             if self.close_reason:
                 ended += f" {self.close_reason!r}"
-        parts = [f"{len(self.received)} received"
+        parts = [f"{len(self.received) + self.unlogged} received"
                  + (f" ({unmatched} unmatched)" if unmatched else ""),
                  f"{len(self.sent)} sent"]
         if self.skipped:
@@ -181,8 +190,8 @@ class ClientLog:
             "client": self.client, "peer": self.peer, "path": self.path, "conn": self.conn,
             "subprotocol": self.subprotocol, "wsp": self.wsp,
             "received": [r.to_json() for r in self.received],
-            "sent": [m.to_json() for m in self.sent], "unmatched": len(self.unmatched),
-            "skipped": self.skipped, "close_code": self.close_code,
+            "sent": [m.to_json() for m in self.sent], "unmatched": self.misses,
+            "skipped": self.skipped, "unlogged": self.unlogged, "close_code": self.close_code,
             "close_reason": self.close_reason, "closed_by": self.closed_by, "error": self.error,
         }
 
@@ -239,7 +248,8 @@ class ReplayServer:
             token_key=options.token_key or os.urandom(32),
         )
         self.uses = [0] * len(self.scripts)
-        self.clients: list[ClientLog] = []
+        self.clients: deque[ClientLog] = deque(maxlen=options.max_clients)
+        self._count = 0
         self.port = options.port
         #: the recording each upgrading connection was given (until its handler runs;
         #: weak: a handshake that fails after process_request never reaches the handler)
@@ -304,7 +314,8 @@ class ReplayServer:
             return connection.respond(http.HTTPStatus.UPGRADE_REQUIRED,
                                       "wsp replay --serve: a WebSocket endpoint\n")
         offered = _offered(request)
-        log = ClientLog(len(self.clients) + 1, _peer(connection), request.path)
+        self._count += 1
+        log = ClientLog(self._count, _peer(connection), request.path)
         self.clients.append(log)
         chosen = self.choose(request.path, offered)
         if chosen is None:
@@ -391,6 +402,16 @@ class _Player:
     def now(self) -> float:
         return self.loop.time() - self.start
 
+    def note(self, received: Received) -> None:
+        """Log a client message (counted only, past ``max_log``)."""
+        log = self.log
+        if received.step is None:
+            log.misses += 1
+        if len(log.received) < self.options.max_log:
+            log.received.append(received)
+        else:
+            log.unlogged += 1
+
     async def run(self) -> None:
         sender = asyncio.create_task(self._send_loop())
         try:
@@ -462,8 +483,8 @@ class _Player:
                 opcode = "text" if isinstance(data, str) else "binary"
                 payload = data.encode() if isinstance(data, str) else data
                 match = self.responder.match_plain(opcode, payload)
-                self.log.received.append(Received(at - self.start, opcode,
-                                                  _summary(opcode, data), match.step, match.how))
+                self.note(Received(at - self.start, opcode, _summary(opcode, data), match.step,
+                                   match.how))
                 if not self.closing:
                     self.schedule(match, at)
 
@@ -571,8 +592,8 @@ class _WspPlayer(_Player):
             return
         payload, sequence = client
         match = self.responder.match_wsp(payload, sequence)
-        self.log.received.append(Received(self.now(), "binary", _summary("binary", payload),
-                                          match.step, match.how))
+        self.note(Received(self.now(), "binary", _summary("binary", payload), match.step,
+                           match.how))
         self.schedule(match, self.loop.time())
 
     async def send(self, message: CassetteMessage) -> None:
@@ -670,4 +691,4 @@ async def serve_recording(cassette: Cassette, options: ServeOptions | None = Non
         await server.serve_forever()
     finally:
         await server.shutdown()
-    return server.clients
+    return list(server.clients)
