@@ -311,6 +311,9 @@ class ConnPlayer:
         self._server_closed: tuple[int, str] | None = None
         self._flush_scheduled = False
         self._tasks: set[asyncio.Future[Any]] = set()
+        #: answers are counted by key (causal timing); someone waits for ``_progress``
+        self._by_key = options.timing == "causal"
+        self._watched = False
 
     # ------------------------------------------------------------------ receiving
     def _stored(self, message: CassetteMessage | None, keys: list[AnswerKey], now: float) -> None:
@@ -325,11 +328,14 @@ class ConnPlayer:
             self.latency.append(seconds)
             if self.record:
                 self.outcome.latencies.append(Latency(self._step, index, seconds))
-        have = self.have
-        for key in keys:
-            have[key] += 1
-        self.keyed += len(keys)
-        self._progress.set()
+        if keys:
+            self.keyed += len(keys)
+            if self._by_key:
+                have = self.have
+                for key in keys:
+                    have[key] += 1
+        if self._watched:
+            self._progress.set()
         if self.order is not None:
             self.order.notify()
 
@@ -456,15 +462,19 @@ class ConnPlayer:
             return True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not ready():
-            remaining = deadline - loop.time()
-            if remaining <= 0 or self.closed:
-                return ready()
-            self._progress.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(remaining, 0.25)):
-                    await self._progress.wait()
-        return True
+        self._watched = True
+        try:
+            while not ready():
+                remaining = deadline - loop.time()
+                if remaining <= 0 or self.closed:
+                    return ready()
+                self._progress.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(remaining, 0.25)):
+                        await self._progress.wait()
+            return True
+        finally:
+            self._watched = False
 
     async def _sleep_until(self, when: float) -> None:
         delay = when - clock()
@@ -481,9 +491,11 @@ class ConnPlayer:
                     self._flush()
                 self._window.clear()
                 self._progress.clear()
+                self._watched = True
                 waiters = [asyncio.ensure_future(self._window.wait()),
                            asyncio.ensure_future(self._progress.wait())]
                 await asyncio.wait(waiters, timeout=0.05, return_when=asyncio.FIRST_COMPLETED)
+                self._watched = False
                 for waiter in waiters:
                     waiter.cancel()
         if ws is not None and ws.paused:
@@ -664,9 +676,6 @@ class ConnPlayer:
         if not causal:
             wanted_total = sum(len(_keys_of(m)) for m in _answers(script))
         for step in steps:
-            if self.closed:
-                self._not_sent(step.index, len(steps))
-                return
             if causal:
                 keys = [k for m in script.answers_before(step.index) for k in _keys_of(m)]
                 need.update(keys)
