@@ -111,16 +111,27 @@ class _Stream(SyntheticConnection):
     setup and teardown are the parent's (checksummed).
     """
 
+    def __init__(self, conn: int, **kwargs: Any) -> None:
+        super().__init__(conn, **kwargs)
+        # per sender: ports, addresses, the link header and the IPv4 header's constant sum
+        self._ends: dict[str, tuple[int, int, bytes, bytes, bytes, int]] = {}
+        for sender in ("client", "server"):
+            (src, sport), (dst, dport) = (
+                (self.client, self.server) if sender == "client" else (self.server, self.client)
+            )
+            v4 = len(src) == 4
+            constant = _sum16(_IP4.pack(0x45, 0, 0, 0, 0x4000, 64, 6, 0, src, dst)) if v4 else 0
+            self._ends[sender] = (sport, dport, src, dst, _LINK4 if v4 else _LINK6, constant)
+
     def segments(
         self, buffer: bytearray, ts: float, sender: Direction, parts: list[bytes], size: int
     ) -> None:
-        receiver: Direction = "server" if sender == "client" else "client"
-        (src, sport), (dst, dport) = (
-            (self.client, self.server) if sender == "client" else (self.server, self.client)
-        )
-        micros = round(self._tick(ts) * 1_000_000)
+        sport, dport, src, dst, link, constant = self._ends[sender]
+        micros = max(round(ts * 1_000_000), self._last_us + 1)
+        self._last_us = micros
+        high, low = micros >> 32, micros & 0xFFFFFFFF
         seq = self._seq
-        ack = seq[receiver]
+        ack = seq["server" if sender == "client" else "client"]
         if size > _MSS:  # rare: one copy to cut it into segments
             data = memoryview(b"".join(parts))
             pieces: list[list[bytes] | list[memoryview]] = [
@@ -129,39 +140,34 @@ class _Stream(SyntheticConnection):
         else:
             pieces = [parts]
         last = len(pieces) - 1
+        v4 = len(src) == 4
         for index, piece in enumerate(pieces):
-            length = size if index == last and last == 0 else sum(len(p) for p in piece)
-            flags = _ACK | (_PSH if index == last else 0)
-            tcp = struct.pack(
-                "!HHIIBBHHH", sport, dport, seq[sender], ack, 5 << 4, flags, 65535, 0, 0
-            )
-            seq[sender] = (seq[sender] + length) & 0xFFFFFFFF
-            if len(src) == 4:
-                ip_id = self._ip_id[sender]
-                self._ip_id[sender] = (ip_id + 1) & 0xFFFF
-                ip = struct.pack(
-                    "!BBHHHBBH4s4s", 0x45, 0, 40 + length, ip_id, 0x4000, 64, 6, 0, src, dst
-                )
-                ip = ip[:10] + _fold(_sum16(ip)).to_bytes(2, "big") + ip[12:]
-                link = _LINK4
-            else:
-                ip = struct.pack("!IHBB16s16s", 6 << 28, 20 + length, 6, 64, src, dst)
-                link = _LINK6
-            captured = 34 + len(ip) + length
+            length = size if last == 0 else len(piece[0])
+            captured = (54 if v4 else 74) + length
             pad = (-captured) % 4
             total = 32 + captured + pad
-            buffer += struct.pack(
-                "<IIIIIII", 6, total, 0, micros >> 32, micros & 0xFFFFFFFF, captured, captured
-            )
+            buffer += _EPB.pack(6, total, 0, high, low, captured, captured)
             buffer += link
-            buffer += ip
-            buffer += tcp
+            if v4:
+                ip_id = self._ip_id[sender]
+                self._ip_id[sender] = (ip_id + 1) & 0xFFFF
+                csum = _fold(constant + 40 + length + ip_id)
+                buffer += _IP4.pack(0x45, 0, 40 + length, ip_id, 0x4000, 64, 6, csum, src, dst)
+            else:
+                buffer += _IP6.pack(6 << 28, 20 + length, 6, 64, src, dst)
+            flags = _ACK | _PSH if index == last else _ACK
+            buffer += _TCP.pack(sport, dport, seq[sender], ack, 0x50, flags, 65535, 0, 0)
+            seq[sender] = (seq[sender] + length) & 0xFFFFFFFF
             for part in piece:
                 buffer += part
             buffer += _PADS[pad]
             buffer += total.to_bytes(4, "little")
 
 
+_EPB = struct.Struct("<IIIIIII")
+_IP4 = struct.Struct("!BBHHHBBH4s4s")
+_IP6 = struct.Struct("!IHBB16s16s")
+_TCP = struct.Struct("!HHIIBBHHH")
 _LINK4 = b"\0" * 12 + b"\x08\x00"  # loopback MACs (all zeros), IPv4
 _LINK6 = b"\0" * 12 + b"\x86\xdd"
 _PADS = (b"", b"\0", b"\0\0", b"\0\0\0")
@@ -458,14 +464,18 @@ class Recorder:
 class _RecordingTransport:
     """The connection's transport, with its writes recorded (everything else delegated)."""
 
-    __slots__ = ("_recording", "_transport")
+    __slots__ = ("_connection", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, recording: RecordingMixin) -> None:
+    def __init__(self, transport: asyncio.Transport, connection: RecordingMixin) -> None:
         self._transport = transport
-        self._recording = recording
+        self._connection = connection
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._recording.outbound(bytes(data))
+        record = self._connection._record
+        if record is not None:
+            record.add("server", bytes(data))
+        else:
+            self._connection.outbound(bytes(data))
         self._transport.write(data)
 
     def writelines(self, lines: Iterable[bytes | bytearray | memoryview]) -> None:
