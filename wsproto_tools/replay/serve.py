@@ -12,8 +12,9 @@ for an unknown path, 400 for subprotocols that do not overlap).
 Then the recorded server plays (replay/responder.py matches each client message
 to the step it stands for): the server's opening messages at once, the answers
 of each step, the recorded close after the step it followed. ``timing="fast"``
-sends the answers at once; ``"original"`` keeps their recorded gaps (divided by
-``speed``). Plain WebSocket recordings are played as the messages recorded; wsp
+(or ``"causal"``: answers always wait for the client message they follow) sends
+the answers at once; ``"original"`` keeps their recorded gaps (divided by
+``speed``), in order. Plain WebSocket recordings are played as the messages recorded; wsp
 sessions through the engine (:class:`~wsproto_tools.engine.server_session.ServerSession`):
 the handshake with the credentials given (a secret, a JWT key), acks,
 heartbeats, sequencing and encryption are the engine's, and the recorded
@@ -99,7 +100,7 @@ class ServeOptions:
 
     host: str = "127.0.0.1"
     port: int = 8765
-    timing: str = "fast"  # "fast" or "original"
+    timing: str = "fast"  # "fast" (or "causal", the same) or "original"
     speed: float = 1.0
     strict: bool = False
     secret: bytes | None = None
@@ -227,8 +228,9 @@ class ReplayServer:
 
     def __init__(self, cassette: Cassette, options: ServeOptions | None = None) -> None:
         self.options = options = options or ServeOptions()
-        if options.timing not in ("fast", "original"):
-            raise ConfigError(f"--serve plays with timing fast or original, not {options.timing}")
+        if options.timing not in ("fast", "causal", "original"):
+            raise ConfigError(f"--timing {options.timing}: --serve plays with fast (causal: "
+                              "the same, answers follow the client's messages) or original")
         if options.speed <= 0:
             raise ConfigError("--speed must be more than 0")
         self.cassette = flatten_batches(cassette)
