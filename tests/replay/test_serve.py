@@ -461,3 +461,14 @@ async def test_the_log_is_bounded() -> None:
     assert log.client == 2
     assert (len(log.received), log.unlogged, log.misses) == (2, 2, 4)
     assert "4 received (4 unmatched)" in log.line()
+
+
+async def test_no_auth_accepts_a_client_without_credentials() -> None:
+    async with replaying(wsp_cassette(), secret=None, no_auth=True) as server:
+        assert server.secret is None
+        client = Client(server.url, ClientOptions(open_timeout=3))
+        await client.connect()
+        try:
+            assert await client.echo(b"what I sent", timeout=3) == b"what the recorded server said"
+        finally:
+            await client.close()

@@ -92,10 +92,11 @@ class ServeOptions:
     """How ``wsp replay --serve`` listens and plays (seconds, bytes).
 
     ``secret`` / ``jwt_key`` authenticate wsp sessions as ``wsp serve`` does;
-    with neither, a secret is generated (:attr:`ReplayServer.secret`) when the
-    cassette holds a wsp session. ``strict``: a client message that matches no
-    recorded message exactly (or as JSON, or by its wsp key) is unmatched instead
-    of standing for the next step by position.
+    with neither (and without ``no_auth``), a secret is generated
+    (:attr:`ReplayServer.secret`) when the cassette holds a wsp session.
+    ``strict``: a client message that matches no recorded message exactly (or as
+    JSON, or by its wsp key) is unmatched instead of standing for the next step
+    by position.
     """
 
     host: str = "127.0.0.1"
@@ -107,6 +108,7 @@ class ServeOptions:
     jwt_key: bytes | None = None
     jwt_audience: str | None = None
     token_key: bytes | None = None
+    no_auth: bool = False  # accept wsp sessions without credentials (auth method "none")
     ssl: ssl.SSLContext | None = None
     handshake_timeout: float = 10.0
     close_timeout: float = 2.0
@@ -240,7 +242,10 @@ class ReplayServer:
             raise ConfigError("the recording holds no WebSocket connection to play")
         self.generated_secret = False
         self.secret = options.secret
-        if any(s.wsp for s in self.scripts) and not (options.secret or options.jwt_key):
+        if options.no_auth and (options.secret or options.jwt_key):
+            raise ConfigError("--no-auth cannot be combined with a secret or a JWT key")
+        if any(s.wsp for s in self.scripts) and not (
+                options.secret or options.jwt_key or options.no_auth):
             self.secret = secrets.token_urlsafe(24).encode()
             self.generated_secret = True
         self.auth = ServerAuth(
