@@ -472,3 +472,23 @@ async def test_no_auth_accepts_a_client_without_credentials() -> None:
             assert await client.echo(b"what I sent", timeout=3) == b"what the recorded server said"
         finally:
             await client.close()
+
+
+async def test_wss_with_a_certificate(tls_files: Any) -> None:
+    async with replaying(chat_cassette(), ssl=tls_files.server_context()) as server:
+        assert server.url.startswith("wss://")
+        async with connect(f"{server.url}/chat", ssl=tls_files.client_context()) as ws:
+            assert await recv(ws) == "welcome"
+
+
+def test_responder_plays_the_server_close_only_when_the_server_closed_first() -> None:
+    cassette = chat_cassette()
+    messages = cassette.messages_of(1)
+    responder = Responder(script_of(cassette, 1), messages)
+    assert (responder.close_after, responder.opening_close()) == (1, None)
+    assert responder.match_plain("text", b"hello").close is None
+    assert responder.match_plain("text", b'{"a":1,"b":2}').close == messages[6]
+    assert responder.finished
+    # the client closed first: the server's close only answered it
+    swapped = Cassette(cassette.connections, [*messages[:6], messages[7], messages[6]])
+    assert Responder(script_of(swapped, 1), swapped.messages_of(1)).close is None
