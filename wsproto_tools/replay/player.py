@@ -256,8 +256,9 @@ def _request_headers(recorded: Sequence[tuple[str, str]],
 
 
 def _recorded_capabilities(cassette: Cassette, conn: int) -> tuple[str, ...]:
-    for message in cassette.messages_of(conn):
-        if (message.direction == "client" and message.wsp is not None
+    """The capabilities the recorded client asked for (its Handshake), else the defaults."""
+    for message in cassette.messages:
+        if (message.conn == conn and message.direction == "client" and message.wsp is not None
                 and isinstance(message.wsp.payload, Handshake)):
             return tuple(message.wsp.payload.capabilities)
     return DEFAULT_CAPABILITIES
@@ -813,7 +814,8 @@ def players_of(cassette: Cassette, url: str, options: PlayOptions,
     origin = min((s.connection.ts for s in scripts), default=0.0)
     players = [ConnPlayer(s, url, options, order=order, offsets=offsets, record=record,
                           origin_ts=origin,
-                          capabilities=_recorded_capabilities(cassette, s.conn))
+                          capabilities=_recorded_capabilities(cassette, s.conn)
+                          if s.wsp else DEFAULT_CAPABILITIES)
                for s in scripts]
     if order is not None:
         order.players = {p.script.conn: p for p in players}

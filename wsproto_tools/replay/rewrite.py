@@ -61,6 +61,8 @@ from wsproto_tools.replay.plan import ENGINE_CLIENT_TYPES, ENGINE_SERVER_TYPES
 #: ("message",) for anything matched by position.
 AnswerKey = tuple[Any, ...]
 _POSITION: AnswerKey = ("message",)
+#: server payloads that show a topic's offsets
+_TOPICAL = (Subscribed, Deliver, Batch)
 
 
 def answer_keys(message: Message | None) -> list[AnswerKey]:
@@ -123,9 +125,12 @@ class TopicOffsets:
 
     @classmethod
     def of(cls, cassette: Cassette) -> TopicOffsets:
+        """The recorded first offsets of ``cassette``'s topics (in recorded time order)."""
         starts = {c.conn: c.ts for c in cassette.connections.values()}
-        ordered = sorted(cassette.messages, key=lambda m: starts[m.conn] + m.t)
-        return cls(first_offsets(ordered))
+        topical = [m for m in cassette.messages if m.wsp is not None and m.direction == "server"
+                   and isinstance(m.wsp.payload, _TOPICAL)]
+        topical.sort(key=lambda m: starts[m.conn] + m.t)
+        return cls(first_offsets(topical))
 
     def observe(self, message: Message) -> None:
         """Learn from a server message of the replay (its first offsets, epochs)."""
