@@ -273,3 +273,79 @@ async def test_an_encrypted_message_without_plaintext_is_skipped(serve: Any) -> 
     assert outcome.sent == 1
     assert len(outcome.skipped) == 1 and "encrypted" in outcome.skipped[0]
     assert [p.text for p in payloads(outcome, TextData)] == ["hello"]
+
+
+async def test_the_handshake_is_made_again_with_headers_path_and_deflate() -> None:
+    requests: list[Any] = []
+
+    def capture(connection: ServerConnection, request: Any) -> None:
+        requests.append(request)
+
+    async def echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    cassette = lines(
+        {"conn": 1, "path": "/feed?x=1", "subprotocols": ["chat"],
+         "extensions": "permessage-deflate; client_max_window_bits",
+         "headers": {"Origin": "https://example.com", "Sec-WebSocket-Key": "AAAA",
+                     "X-Rec": "1", "User-Agent": "recorded/1.0"}},
+        {"conn": 1, "direction": "client", "t": 0.0, "opcode": "text", "text": "x" * 500},
+        {"conn": 1, "direction": "server", "t": 0.0, "opcode": "text", "text": "x" * 500},
+    )
+    async with ws_serve(echo, "127.0.0.1", 0, subprotocols=["chat"],
+                        process_request=capture) as server:
+        port = server.sockets[0].getsockname()[1]
+        [outcome] = await play(cassette, f"ws://127.0.0.1:{port}",
+                               PlayOptions(headers=[("X-Rec", "2"), ("X-New", "y")]))
+        [moved] = await play(cassette, f"ws://127.0.0.1:{port}/other", PlayOptions())
+    first, second = requests
+    assert first.path == "/feed?x=1" and second.path == "/other"
+    assert first.headers["Origin"] == "https://example.com"
+    assert first.headers.get_all("X-Rec") == ["2"] and first.headers["X-New"] == "y"
+    assert first.headers["User-Agent"] == "recorded/1.0"
+    assert first.headers["Sec-WebSocket-Key"] != "AAAA"
+    assert outcome.subprotocol == "chat" and "permessage-deflate" in (outcome.extensions or "")
+    assert [m.text for m in outcome.received] == ["x" * 500]
+    assert moved.failure is None
+
+
+async def test_when_the_server_closed_first_the_player_waits_for_its_close() -> None:
+    async def closer(ws: ServerConnection) -> None:
+        async for message in ws:
+            if message == "bye":
+                await ws.close(4000, "done")
+                return
+
+    cassette = lines(
+        {"conn": 1},
+        {"conn": 1, "direction": "client", "t": 0.0, "opcode": "text", "text": "bye"},
+        {"conn": 1, "direction": "server", "t": 0.1, "opcode": "close", "close_code": 4000,
+         "close_reason": "done"},
+        {"conn": 1, "direction": "client", "t": 0.1, "opcode": "close", "close_code": 4000,
+         "close_reason": "done"},
+    )
+    async with ws_serve(closer, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        [outcome] = await play(cassette, f"ws://127.0.0.1:{port}", PlayOptions(wait=2))
+    assert outcome.closed_by == "server"
+    assert (outcome.close_code, outcome.close_reason) == (4000, "done")
+    assert outcome.received == [] and outcome.sent == 1
+
+
+async def test_an_http_refusal_is_refused_or_unreachable() -> None:
+    from websockets.datastructures import Headers
+    from websockets.http11 import Response as HttpResponse
+
+    def refuse(connection: ServerConnection, request: Any) -> HttpResponse:
+        status = 403 if request.path == "/private" else 503
+        return HttpResponse(status, "no", Headers(), b"")
+
+    async with ws_serve(lambda ws: None, "127.0.0.1", 0, process_request=refuse) as server:
+        port = server.sockets[0].getsockname()[1]
+        cassette = lines({"conn": 1})
+        [private] = await play(cassette, f"ws://127.0.0.1:{port}/private", PlayOptions())
+        [busy] = await play(cassette, f"ws://127.0.0.1:{port}/busy", PlayOptions())
+    assert (private.failure, private.status, private.handshake_error) == (
+        "refused", 403, "HTTP 403")
+    assert (busy.failure, busy.status) == ("unreachable", 503)

@@ -283,8 +283,13 @@ class ConnPlayer:
     def __init__(self, script: Script, url: str, options: PlayOptions, *,
                  capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES,
                  order: _Order | None = None, offsets: TopicOffsets | None = None,
-                 record: bool = True, origin_ts: float = 0.0) -> None:
+                 record: bool = True, origin_ts: float = 0.0,
+                 server_closes_first: bool | None = None) -> None:
         self.script = script
+        if server_closes_first is None:
+            server_closes_first = script.server_close is not None and (
+                script.client_close is None or script.server_close.t < script.client_close.t)
+        self.server_closes_first = server_closes_first
         self.url = url
         self.options = options
         self.capabilities = capabilities
@@ -377,6 +382,7 @@ class ConnPlayer:
         self._stored(stored, answer_keys(shown), now)
         if self._error is not None:
             return
+        answering = session.state is State.CLOSING  # a Close now answers ours
         try:
             events = session.receive(msg, now)
         except WspError as error:
@@ -389,7 +395,7 @@ class ConnPlayer:
             elif kind is ev.Accepted:
                 self._settle(True)
                 self._window.set()
-            elif kind is ev.PeerClosed:
+            elif kind is ev.PeerClosed and not answering:
                 assert isinstance(event, ev.PeerClosed)
                 self._server_closed = (event.code, event.reason)
         if session.outbox or session.ack_pending:
@@ -751,9 +757,7 @@ class ConnPlayer:
         script, o = self.script, self.options
         ws = self.ws
         assert ws is not None
-        server_first = script.server_close is not None and (
-            script.client_close is None or script.server_close.t < script.client_close.t)
-        if server_first or self._server_closed is not None:
+        if self.server_closes_first or self._server_closed is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(o.wait):
                     await ws.wait_closed()
@@ -793,6 +797,20 @@ class ConnPlayer:
             outcome.closed_by = "cut"
 
 
+def _server_closes_first(cassette: Cassette, script: Script) -> bool:
+    """Whether the recording shows the server's close frame before the client's (at
+    the same ``t``, the one first in the cassette)."""
+    server, client = script.server_close, script.client_close
+    if server is None or client is None:
+        return server is not None
+    if server.t != client.t:
+        return server.t < client.t
+    for message in cassette.messages:
+        if message is server or message is client:
+            return message is server
+    return False
+
+
 def _scripts(cassette: Cassette, conns: Sequence[int] | None) -> list[Script]:
     chosen = list(cassette.connections) if conns is None else list(conns)
     missing = [c for c in chosen if c not in cassette.connections]
@@ -815,7 +833,8 @@ def players_of(cassette: Cassette, url: str, options: PlayOptions,
     players = [ConnPlayer(s, url, options, order=order, offsets=offsets, record=record,
                           origin_ts=origin,
                           capabilities=_recorded_capabilities(cassette, s.conn)
-                          if s.wsp else DEFAULT_CAPABILITIES)
+                          if s.wsp else DEFAULT_CAPABILITIES,
+                          server_closes_first=_server_closes_first(cassette, s))
                for s in scripts]
     if order is not None:
         order.players = {p.script.conn: p for p in players}
