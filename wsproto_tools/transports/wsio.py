@@ -183,8 +183,9 @@ def version_of(conn: Connection) -> int | None:
     return subprotocol_version(name) if name else None
 
 
-def write_now(conn: Connection, data: bytes) -> bool:
-    """Frame and hand ``data`` to the transport now; False when the connection is not open.
+def write_now(conn: Connection, data: bytes | str) -> bool:
+    """Frame and hand ``data`` to the transport now (a str as a text message); False when
+    the connection is not open.
 
     ``broadcast`` to one connection is websockets' public synchronous write; with
     ``raise_exceptions`` it reports what it skipped (a fragmented message being
