@@ -201,6 +201,7 @@ class Recording:
         "parts",
         "path",
         "recorder",
+        "room",
         "started",
         "stream",
     )
@@ -217,6 +218,7 @@ class Recording:
         self.path = ""
         self.file: int | None = None
         self.file_bytes = 0
+        self.room = WRITE_AT  # buffered bytes that make a write (less near max_bytes)
         self.buffer = bytearray()
         self.parts: list[bytes] = []  # the pending chunk: one direction's bytes
         self.chunk_size = 0
@@ -246,7 +248,7 @@ class Recording:
         self.stream.segments(self.buffer, self.chunk_ts, self.chunk_dir, parts, self.chunk_size)
         self.parts = []
         self.chunk_size = 0
-        if len(self.buffer) >= WRITE_AT:
+        if len(self.buffer) >= self.room:
             self.write()
 
     def open(self, packets: Iterable[bytes]) -> None:
@@ -256,6 +258,8 @@ class Recording:
         self.path = os.path.join(self.recorder.directory, f"{self.name}{suffix}.pcapng")
         self.file = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         self.file_bytes = 0
+        limit = self.recorder.max_bytes
+        self.room = max(1, min(WRITE_AT, limit)) if limit else WRITE_AT
         part = "" if self.part == 1 else f", part {self.part}"
         self.buffer[:0] = _header(self.comment + part) + b"".join(packets)
         self.recorder.opened(self)
@@ -267,11 +271,10 @@ class Recording:
             return
         recorder = self.recorder
         try:
-            view = memoryview(buffer)
-            done = 0
-            while done < len(buffer):
-                done += os.write(self.file, view[done:])
-            view.release()
+            with memoryview(buffer) as view:
+                done = 0
+                while done < len(buffer):
+                    done += os.write(self.file, view[done:])
         except OSError as error:
             recorder.failed(self, error)
             return
@@ -285,6 +288,8 @@ class Recording:
                 self.open(())
             except OSError as error:
                 recorder.failed(self, error)
+                return
+        self.room = max(1, min(WRITE_AT, limit - self.file_bytes)) if limit else WRITE_AT
 
     def close_file(self) -> None:
         file = self.file
@@ -438,7 +443,7 @@ class Recorder:
         )
         file = recording.file
         recording.file = None
-        recording.buffer.clear()
+        recording.buffer = bytearray()  # (a traceback may still hold a view of it)
         recording.parts = []
         recording.chunk_size = 0
         if file is not None:
