@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from websockets.asyncio.client import connect
 
 from wsproto_tools.client import Client
-from wsproto_tools.engine.session import Credentials
 from wsproto_tools.engine.client_session import ClientSession
+from wsproto_tools.engine.session import Credentials
 
 SECRET = b"test-secret"  # the serve fixture's (tests/conftest.py)
 WSP = str(Path(sys.executable).with_name("wsp"))
