@@ -19,7 +19,9 @@ connect to the last answer and the close: both sides start from their messages
 in memory (the baseline from a list of bytes, the replayer from its plan: the
 scripts of :func:`~wsproto_tools.replay.player.players_of`, whose making is timed
 apart and reported as "planning"). Rounds alternate baseline and replays; the
-figure is the median of the per-round ratios (goal >= 0.8x). At the end the cost of
+figure is the median of the per-round ratios (goal >= 0.8x). The inputs (the
+cassettes, the baseline's bytes) are made before the rounds and frozen out of
+the garbage collector's way (``gc.freeze``), for both sides alike. At the end the cost of
 ``wsp serve --record`` is measured by ``benchmarks/record.py --quick``, when that
 script exists, so that one command gives both figures.
 """
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import statistics
 import subprocess
@@ -190,6 +193,9 @@ async def main(quick: bool) -> None:
     plain = plain_cassette(count)
     wsp_bytes = payloads(wsp)
     plain_bytes = payloads(plain)
+    # the inputs of both sides live through the run: out of the collector's way
+    gc.collect()
+    gc.freeze()
     print(f"wsp replay, fast mode: {count:,} messages of {SIZE} bytes, {rounds} rounds "
           f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
     ratios: dict[str, list[float]] = {"wsp": [], "plain": []}
