@@ -145,13 +145,15 @@ def tshark(path: Path, port: int, *args: str) -> list[str]:
     return result.stdout.splitlines()
 
 
-def assert_clean_in_tshark(path: Path, port: int) -> list[int]:
-    """No malformed packet, no expert warning or error; the WebSocket opcodes seen."""
+def assert_clean_in_tshark(path: Path, port: int, v6: bool = False) -> list[int]:
+    """Good IPv4 checksums (IPv6 has none), no malformed packet, no expert warning
+    or error; the WebSocket opcodes seen."""
+    good = "" if v6 else "1"
     rows = tshark(path, port, "-T", "fields", "-E", "separator=|", "-e", "ip.checksum.status",
                   "-e", "_ws.malformed", "-e", "_ws.expert.severity")
     assert rows
     bad = [(n, row) for n, row in enumerate(rows, 1)
-           if row.split("|")[:2] != ["1", ""]
+           if row.split("|")[:2] != [good, ""]
            or any(int(s) >= 0x600000 for s in row.split("|")[2].split(",") if s)]
     assert not bad, bad[:5]
     opcodes = tshark(path, port, "-Y", "websocket", "-T", "fields", "-e", "websocket.opcode")
@@ -185,6 +187,27 @@ async def test_a_session_is_recorded_and_decodes(
     assert [m["opcode"] for m in found].count("close") == 2
     opcodes = assert_clean_in_tshark(path, port)
     assert len(opcodes) == len(found)
+
+
+async def test_an_ipv6_session_is_recorded_as_ipv6_loopback(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
+    try:
+        server_cm = serve(host="::1", record_dir=str(tmp_path))
+        server = await server_cm.__aenter__()
+    except OSError as error:
+        pytest.skip(f"no IPv6 loopback here: {error}")
+    try:
+        wire = await session(server.url)
+        port = server.port
+    finally:
+        await server_cm.__aexit__(None, None, None)
+    [path] = files(tmp_path)
+    assert "-__1-" in path.name  # the client's address, ::1, with its colons as _
+    records = assert_recorded(path, wire)
+    connection = next(r for r in records if r.get("record") == "connection")
+    assert connection["client"].startswith("[::1]:")
+    assert len(assert_clean_in_tshark(path, port, v6=True)) == len(messages(records))
 
 
 async def test_the_file_is_written_as_the_session_runs(
