@@ -349,3 +349,41 @@ async def test_an_http_refusal_is_refused_or_unreachable() -> None:
     assert (private.failure, private.status, private.handshake_error) == (
         "refused", 403, "HTTP 403")
     assert (busy.failure, busy.status) == ("unreachable", 503)
+
+
+async def test_a_recorded_resume_resumes_the_replayed_session(serve: Any) -> None:
+    token = "746f6b656e"
+    cassette = lines(
+        {"conn": 1, "ts": 10.0, "subprotocols": ["wsp.v2"]},
+        {"conn": 2, "ts": 11.0, "subprotocols": ["wsp.v2"]},
+        {"conn": 1, "direction": "server", "t": 0.0,
+         "wsp": wsp("Challenge", nonce=NONCE, methods=["hmac"])},
+        {"conn": 1, "direction": "client", "t": 0.01,
+         "wsp": wsp("Handshake", capabilities=["ack", "pubsub"], auth="hmac",
+                    client_nonce=NONCE)},
+        {"conn": 1, "direction": "server", "t": 0.02,
+         "wsp": wsp("HandshakeResponse", session_id=5, resume_token=token)},
+        {"conn": 1, "direction": "client", "t": 0.03, "wsp": wsp("Subscribe", topic="r")},
+        {"conn": 1, "direction": "server", "t": 0.04,
+         "wsp": wsp("Subscribed", topic="r", epoch=1, next_offset=1)},
+        {"conn": 2, "direction": "server", "t": 0.0,
+         "wsp": wsp("Challenge", nonce=NONCE, methods=["hmac"])},
+        {"conn": 2, "direction": "client", "t": 0.01,
+         "wsp": wsp("Handshake", capabilities=["ack", "pubsub"], auth="hmac",
+                    client_nonce=NONCE, resume_token=token, last_received=0)},
+        {"conn": 2, "direction": "server", "t": 0.02,
+         "wsp": wsp("HandshakeResponse", session_id=5, resumed=True)},
+        {"conn": 2, "direction": "client", "t": 0.03,
+         "wsp": wsp("Request", id=1, method="echo", data="6869")},
+        {"conn": 2, "direction": "server", "t": 0.04, "wsp": wsp("Response", id=1, data="6869")},
+        {"conn": 2, "direction": "client", "t": 0.05, "opcode": "close", "close_code": 1000},
+    )
+    async with serve() as server:
+        first, second = await play(cassette, f"ws://127.0.0.1:{server.port}",
+                                   PlayOptions(secret=SECRET, wait=2))
+    assert first.failure is None and second.failure is None
+    assert first.close_code == 1001  # the connection ended, not the session
+    answers = [m.wsp.payload for m in second.received if m.wsp is not None]
+    accepted = [a for a in answers if type(a).__name__ == "HandshakeResponse"]
+    assert accepted and accepted[0].resumed
+    assert [r.data for r in payloads(second, Response)] == [b"hi"], answers

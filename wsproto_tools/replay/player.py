@@ -59,7 +59,7 @@ from websockets.typing import Subprotocol
 
 from wsproto_tools.codec import SUBPROTOCOLS, constructor
 from wsproto_tools.codec.limits import Limits
-from wsproto_tools.codec.schema import Handshake
+from wsproto_tools.codec.schema import Handshake, HandshakeResponse
 from wsproto_tools.engine import events as ev
 from wsproto_tools.engine.client_session import ClientSession
 from wsproto_tools.engine.session import DEFAULT_CAPABILITIES, Credentials, SessionConfig
@@ -77,6 +77,7 @@ from wsproto_tools.replay.rewrite import AnswerKey, Rewriter, TopicOffsets, answ
 from wsproto_tools.transports.session_io import connect_failure
 from wsproto_tools.transports.tls import client_context, parse_ws_url
 from wsproto_tools.transports.wsio import (
+    RESUMABLE_CODES,
     DirectClientConnection,
     clock,
     close_for,
@@ -225,7 +226,7 @@ class _Order:
         return True
 
 
-def _covered(have: Counter[AnswerKey], need: dict[AnswerKey, int]) -> Callable[[], bool]:
+def _covered(have: Counter[Any], need: dict[Any, int]) -> Callable[[], bool]:
     return lambda: all(have[k] >= n for k, n in need.items())
 
 
@@ -299,7 +300,9 @@ class ConnPlayer:
         self.rewriter = Rewriter(offsets)
         self.outcome = ConnOutcome(script.conn, engine=script.wsp)
         self.have: Counter[AnswerKey] = Counter()
-        self.keyed = 0  # answers counted in ``have``
+        #: answers received by kind (a key's first part: "Response", "Deliver", "message")
+        self.kinds: Counter[str] = Counter()
+        self._wanted: dict[str, int] | None = None  # the recorded answers by kind
         self.received = 0
         self.timeouts = 0
         self.rounds = 0  # rounds of the script played
@@ -320,6 +323,11 @@ class ConnPlayer:
         #: answers are counted by key (causal timing); someone waits for ``_progress``
         self._by_key = options.timing == "causal"
         self._watched = False
+        #: the player of the earlier connection whose session this one resumes
+        self.resumes: ConnPlayer | None = None
+        #: a later connection resumes this session: end the connection, not the session
+        self.keep_session = False
+        self.finished = asyncio.Event()
 
     # ------------------------------------------------------------------ receiving
     def _stored(self, message: CassetteMessage | None, keys: list[AnswerKey], now: float) -> None:
@@ -335,7 +343,9 @@ class ConnPlayer:
             if self.record:
                 self.outcome.latencies.append(Latency(self._step, index, seconds))
         if keys:
-            self.keyed += len(keys)
+            kinds = self.kinds
+            for key in keys:
+                kinds[key[0]] += 1
             if self._by_key:
                 have = self.have
                 for key in keys:
@@ -523,6 +533,8 @@ class ConnPlayer:
         elif (o.timing == "causal" and self.order is not None
               and not await self.order.wait(script.conn, script.connection.ts, o.wait)):
             self.timeouts += 1
+        if self.resumes is not None:
+            await self.resumes.finished.wait()
         try:
             await self._open()
         except _HandshakeFailed as failed:
@@ -541,7 +553,7 @@ class ConnPlayer:
                         until is not None and clock() >= until):
                     break
                 self.have.clear()
-                self.keyed = 0
+                self.kinds.clear()
             if self.order is not None:
                 self.order.done.add(script.conn)
                 self.order.notify()
@@ -556,6 +568,7 @@ class ConnPlayer:
         return self.outcome
 
     async def _abandon(self) -> None:
+        self.finished.set()
         if self.order is not None:
             self.order.done.add(self.script.conn)
             self.order.notify()
@@ -629,12 +642,19 @@ class ConnPlayer:
     async def _session_handshake(self, ws: DirectClientConnection, version: int) -> None:
         o = self.options
         limit = o.max_size or (1 << 30)
-        self.session = session = ClientSession(
-            Credentials(secret=o.secret, token=o.token),
-            SessionConfig(window=o.window, capabilities=self.capabilities,
-                          limits=Limits(max_message=limit, max_decompressed=limit,
-                                        max_bin_len=limit)),
-        )
+        previous = self.resumes
+        earlier = previous.session if previous is not None else None
+        if previous is not None and earlier is not None and earlier.state is State.RECONNECTING:
+            session = earlier  # its resume token and session id: the engine resumes
+            self.rewriter.offsets = previous.rewriter.offsets
+        else:
+            session = ClientSession(
+                Credentials(secret=o.secret, token=o.token),
+                SessionConfig(window=o.window, capabilities=self.capabilities,
+                              limits=Limits(max_message=limit, max_decompressed=limit,
+                                            max_bin_len=limit)),
+            )
+        self.session = session
         session.connection_made(clock(), version=version, nonce=nonce())
         self._accepted = asyncio.get_running_loop().create_future()
         ws.attach(self._on_wsp)
@@ -676,18 +696,14 @@ class ConnPlayer:
         base = self._t0 if first else clock()
         offset = 0.0 if first or not steps else steps[0].t
         need: Counter[AnswerKey] = Counter()
-        wanted_total = 0
         ts = script.connection.ts
         session = self.session
         causal = timing == "causal"
         burst = 0
-        if not causal:
-            wanted_total = sum(len(_keys_of(m)) for m in _answers(script))
         for step in steps:
             if causal:
                 keys = [k for m in script.answers_before(step.index) for k in _keys_of(m)]
                 need.update(keys)
-                wanted_total += len(keys)
                 if not await self._until(_covered(self.have, {k: need[k] for k in keys}),
                                          o.wait):
                     self.timeouts += 1
@@ -717,9 +733,19 @@ class ConnPlayer:
                 order.notify()
         if self._flush_scheduled:
             self._flush()
+        # the last answers: as many of each kind as recorded (and, causal, the very keys
+        # recorded after the last step)
+        if self._wanted is None:
+            self._wanted = dict(Counter(k[0] for m in _answers(script) for k in _keys_of(m)))
+        done = _covered(self.kinds, self._wanted)
         if causal:
-            wanted_total += sum(len(_keys_of(m)) for m in script.answers_before(len(steps)))
-        if not await self._until(lambda: self.keyed >= wanted_total, o.wait):
+            last = [k for m in script.answers_before(len(steps)) for k in _keys_of(m)]
+            need.update(last)
+            exact = _covered(self.have, {k: need[k] for k in last})
+            ready: Callable[[], bool] = lambda: done() and exact()  # noqa: E731
+        else:
+            ready = done
+        if not await self._until(ready, o.wait):
             self.timeouts += 1
 
     def _not_sent(self, index: int, count: int) -> None:
@@ -783,11 +809,14 @@ class ConnPlayer:
         code = close.close_code if close is not None and close.close_code is not None else 1000
         reason = close.close_reason if close is not None and close.close_code is not None else ""
         session = self.session
+        if self.keep_session and (close is None or code in RESUMABLE_CODES):
+            # a later connection resumes the session: only the connection ends
+            code, reason = (code, reason) if close is not None else (1001, "")
+        elif not self.closed and session is not None and session.state is State.ACTIVE:
+            with contextlib.suppress(WspError):
+                session.close(code, reason, clock())
+                self._flush()
         if not self.closed:
-            if session is not None and session.state is State.ACTIVE:
-                with contextlib.suppress(WspError):
-                    session.close(code, reason, clock())
-                    self._flush()
             with contextlib.suppress(Exception):
                 await ws.close(code, reason)
         with contextlib.suppress(Exception):
@@ -797,7 +826,10 @@ class ConnPlayer:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await task
         if session is not None:
-            session.closed()
+            if session.state is State.CLOSING:
+                session.closed()
+            else:  # an established session stays resumable (Reconnecting)
+                session.connection_lost(clock())
         proto = ws.protocol
         rcvd = proto.close_rcvd
         outcome = self.outcome
@@ -854,7 +886,29 @@ def players_of(cassette: Cassette, url: str, options: PlayOptions,
                for s in scripts]
     if order is not None:
         order.players = {p.script.conn: p for p in players}
+    _link_resumes(cassette, players)
     return players
+
+
+def _link_resumes(cassette: Cassette, players: Sequence[ConnPlayer]) -> None:
+    """A connection whose recorded Handshake presents the resume token an earlier
+    connection's HandshakeResponse issued resumes that connection's replayed session."""
+    issued: dict[bytes, int] = {}
+    presented: dict[int, bytes] = {}
+    for message in cassette.messages:
+        p = message.wsp.payload if message.wsp is not None else None
+        if isinstance(p, HandshakeResponse) and p.resume_token and message.direction == "server":
+            issued.setdefault(p.resume_token, message.conn)
+        elif isinstance(p, Handshake) and p.resume_token and message.direction == "client":
+            presented.setdefault(message.conn, p.resume_token)
+    by_conn = {player.script.conn: player for player in players if player.script.wsp}
+    for conn, token in presented.items():
+        earlier = by_conn.get(issued.get(token, conn))
+        later = by_conn.get(conn)
+        if earlier is not None and later is not None and earlier is not later \
+                and earlier.script.connection.ts <= later.script.connection.ts:
+            later.resumes = earlier
+            earlier.keep_session = True
 
 
 async def play(cassette: Cassette, url: str, options: PlayOptions | None = None,
