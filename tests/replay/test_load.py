@@ -72,3 +72,24 @@ def test_percentiles_are_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert percentile(values, 0.5) == 50 and percentile(values, 0.99) == 99
     assert percentile(values, 1.0) == 100 and percentile([], 0.5) is None
+
+
+async def test_copies_of_a_wsp_session_are_each_rewritten_on_their_own(serve: Any) -> None:
+    nonce = "00" * 16
+    objs: list[dict[str, Any]] = [
+        {"conn": 1, "subprotocols": ["wsp.v2"]},
+        {"conn": 1, "direction": "server", "t": 0.0,
+         "wsp": {"type": "Challenge", "payload": {"nonce": nonce, "methods": ["hmac"]}}},
+    ]
+    for i in range(10):
+        objs.append({"conn": 1, "direction": "client", "t": 0.01 * i,
+                     "wsp": {"type": "Request", "payload": {"id": 7, "method": "echo",
+                                                            "data": "6869"}}})
+        objs.append({"conn": 1, "direction": "server", "t": 0.01 * i,
+                     "wsp": {"type": "Response", "payload": {"id": 7, "data": "6869"}}})
+    async with serve() as server:
+        result = await run_load(lines(*objs), f"ws://127.0.0.1:{server.port}",
+                                PlayOptions(secret=b"test-secret", wait=2), copies=4)
+    assert not result.failures and result.timeouts == 0
+    assert result.sent == 40
+    assert result.received >= 40  # the responses, and the engine's own messages
