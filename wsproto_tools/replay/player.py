@@ -11,7 +11,7 @@ rewritten into the engine call that makes the same request
 heartbeats, nonces and encryption are the engine's. Any other connection is
 played as the messages recorded. Every server message is kept, in the
 recording's numbering, in a :class:`~wsproto_tools.replay.outcome.ConnOutcome`
-(docs/replay.md, "Playing the client side").
+(for users: docs/replay.md).
 
 Timing (:class:`PlayOptions`):
 
@@ -28,9 +28,17 @@ Timing (:class:`PlayOptions`):
   write buffer); connections are played side by side, in no order.
 
 After the last step the player waits (at most ``wait``) for the answers recorded
-after it, then closes as recorded: with the client's close code and reason
-(1000 when none was recorded), or, when the server closed first in the
-recording, by waiting (at most ``wait``) for the server's close.
+after it (as many of each kind as recorded; causal: the very keys), then closes
+as recorded: with the client's close code and reason (1000 when none was
+recorded), or, when the server closed first in the recording, by waiting (at
+most ``wait``) for the server's close. A wait that gives up is counted in
+:attr:`ConnPlayer.timeouts` and the play goes on.
+
+Resume: a connection whose recorded Handshake presents the resume token that an
+earlier connection's HandshakeResponse issued is played by resuming the replayed
+session of that earlier connection (it starts once that one has ended, and that
+one ends its connection with 1001, or its recorded resumable close code,
+without a wsp Close, so that its session stays resumable).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A recorded client message cannot be sent again as its bytes: its session id,
 sequence number, acknowledgements, nonces and encryption belong to a session
 that is gone. :class:`Rewriter` turns each recorded message into the engine call
-that makes the same request in the new session (docs/replay.md, "Rewriting"):
+that makes the same request in the new session (for users: docs/replay.md):
 
 - ``Publish`` -> :meth:`ClientSession.publish`, with a fresh publish id when
   the recording had one;
