@@ -264,8 +264,9 @@ class Recording:
         self.buffer[:0] = _header(self.comment + part) + b"".join(packets)
         self.recorder.opened(self)
 
-    def write(self) -> None:
-        """Write the buffer to the file; rotate when the file passed ``max_bytes``."""
+    def write(self, last: bool = False) -> None:
+        """Write the buffer to the file; rotate when the file passed ``max_bytes``
+        (unless this is the ``last`` write of the session)."""
         buffer = self.buffer
         if self.file is None or not buffer:
             return
@@ -282,7 +283,7 @@ class Recording:
         self.file_bytes += len(buffer)
         buffer.clear()
         limit = recorder.max_bytes
-        if limit and self.file_bytes >= limit:
+        if limit and self.file_bytes >= limit and not last:
             self.close_file()
             try:
                 self.open(())
@@ -309,7 +310,7 @@ class Recording:
         ts = time.time()
         for packet in self.stream.teardown(ts, first):
             self.buffer += enhanced_packet_block(packet.ts, packet.data)
-        self.write()
+        self.write(last=True)
         self.close_file()
 
 
