@@ -200,8 +200,10 @@ class Recording:
         "part",
         "parts",
         "path",
+        "ready",
         "recorder",
         "room",
+        "scheduled",
         "started",
         "stream",
     )
@@ -224,6 +226,9 @@ class Recording:
         self.chunk_size = 0
         self.chunk_dir: Direction = "client"
         self.chunk_ts = 0.0
+        #: finished chunks waiting for :meth:`drain` (after the loop's current work)
+        self.ready: list[tuple[float, Direction, list[bytes], int]] = []
+        self.scheduled = False
         self.client_closed = False
 
     # the hot path: a write or a data_received
@@ -231,8 +236,13 @@ class Recording:
         if direction is not self.chunk_dir or not self.parts:
             if self.file is None:
                 return  # failed: no longer recorded
-            if self.parts:
-                self.emit()
+            if self.parts:  # the other direction's chunk is complete: packets later
+                self.ready.append((self.chunk_ts, self.chunk_dir, self.parts, self.chunk_size))
+                self.parts = []
+                self.chunk_size = 0
+                if not self.scheduled:
+                    self.scheduled = True
+                    self.recorder.loop.call_soon(self.drain)
             self.chunk_dir = direction
             self.chunk_ts = time.time()
         self.parts.append(data)
@@ -240,16 +250,31 @@ class Recording:
         if self.chunk_size >= WRITE_AT:
             self.emit()
 
-    def emit(self) -> None:
-        """The pending chunk as packets, into the buffer (and the file when it is full)."""
-        parts = self.parts
-        if not parts:
+    def drain(self) -> None:
+        """The finished chunks as packets, into the buffer (and the file when it is full).
+
+        Called once per burst from the event loop, after the work that made the
+        chunks (an answer is sent before its question is turned into packets).
+        """
+        self.scheduled = False
+        ready = self.ready
+        if not ready:
             return
-        self.stream.segments(self.buffer, self.chunk_ts, self.chunk_dir, parts, self.chunk_size)
-        self.parts = []
-        self.chunk_size = 0
-        if len(self.buffer) >= self.room:
+        segments = self.stream.segments
+        buffer = self.buffer
+        for ts, direction, parts, size in ready:
+            segments(buffer, ts, direction, parts, size)
+        ready.clear()
+        if len(buffer) >= self.room:
             self.write()
+
+    def emit(self) -> None:
+        """Every pending byte as packets: the finished chunks, then the current one."""
+        if self.parts:
+            self.ready.append((self.chunk_ts, self.chunk_dir, self.parts, self.chunk_size))
+            self.parts = []
+            self.chunk_size = 0
+        self.drain()
 
     def open(self, packets: Iterable[bytes]) -> None:
         """Start the next part; ``packets``: pcapng blocks to put after its header."""
@@ -315,7 +340,10 @@ class Recording:
 
 
 class Recorder:
-    """The recordings of one server: the directory, rotation, the flush timer, metrics."""
+    """The recordings of one server: the directory, rotation, the flush timer, metrics.
+
+    Made inside the server's running event loop.
+    """
 
     def __init__(
         self,
@@ -339,6 +367,7 @@ class Recorder:
         self._sessions = 0
         self._timer: asyncio.TimerHandle | None = None
         self._warned = False
+        self.loop = asyncio.get_running_loop()
 
     def check(self) -> None:
         """Make the directory and prove it writable; :class:`ConfigError` if it is not.
@@ -360,7 +389,7 @@ class Recorder:
         self._prune()
 
     def start(self) -> None:
-        self._timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self._flush)
+        self._timer = self.loop.call_later(FLUSH_INTERVAL, self._flush)
 
     def close(self) -> None:
         """Finish every open recording and stop the timer (server shutdown)."""
@@ -446,6 +475,7 @@ class Recorder:
         recording.file = None
         recording.buffer = bytearray()  # (a traceback may still hold a view of it)
         recording.parts = []
+        recording.ready = []
         recording.chunk_size = 0
         if file is not None:
             with contextlib.suppress(OSError):  # already failing: the warning says so
@@ -477,12 +507,12 @@ class _RecordingTransport:
         self._connection = connection
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._transport.write(data)  # first: recording is never in the way of an answer
         record = self._connection._record
         if record is not None:
             record.add("server", bytes(data))
         else:
             self._connection.outbound(bytes(data))
-        self._transport.write(data)
 
     def writelines(self, lines: Iterable[bytes | bytearray | memoryview]) -> None:
         for line in lines:
