@@ -13,11 +13,14 @@ peer address is in the file name and in the section header's comment.
 
 Cost: with recording off nothing here runs (the server's connection class is the
 plain one). With it on, each write and each ``data_received`` appends to a
-per-direction chunk; a chunk becomes packets only when the direction changes (or
-at the periodic flush), as data segments that carry the ACK of the other side
-(no pure ACKs), with checksums computed from ``int.from_bytes`` (C speed). Files
-are written from a per-session buffer, and flushed once a second so a file can be
-read while its session runs.
+per-direction chunk (no copy). A chunk is complete when the direction changes;
+complete chunks become packets once per burst (``loop.call_soon``, after the
+answer was handed to the transport), as data segments that carry the ACK of the
+other side (no pure ACKs) and a TCP checksum of 0 (a correct one costs more
+than all the rest: docs/performance.md, "wsp serve --record"). Files are
+written from a per-session buffer, and flushed once a second so a file can be
+read while its session runs (docs/replay.md, "Recording with wsp serve
+--record").
 
 Rotation: a session's file that passes ``max_bytes`` goes on in ``...-part2.pcapng``
 (a fresh section header and interface; the TCP stream simply continues), and the
