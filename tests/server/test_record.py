@@ -78,7 +78,9 @@ async def deflate_session(url: str) -> list[tuple[str, bytes]]:
     engine driven over a ``websockets`` connection that negotiates it."""
     wire: list[tuple[str, bytes]] = []
     async with connect(
-        url, subprotocols=["wsp.v2"], compression="deflate"  # type: ignore[list-item]
+        url,
+        subprotocols=["wsp.v2"],
+        compression="deflate",  # type: ignore[list-item]
     ) as ws:
         assert ws.response is not None
         assert "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")
@@ -138,9 +140,21 @@ def tshark(path: Path, port: int, *args: str) -> list[str]:
     if exe is None:
         pytest.skip("tshark is not installed (apt-get install tshark; .ci/run installs it)")
     result = subprocess.run(
-        [exe, "-n", "-r", str(path), "-o", "ip.check_checksum:TRUE",
-         "-d", f"tcp.port=={port},http", *args],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            exe,
+            "-n",
+            "-r",
+            str(path),
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-d",
+            f"tcp.port=={port},http",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     return result.stdout.splitlines()
 
@@ -149,12 +163,27 @@ def assert_clean_in_tshark(path: Path, port: int, v6: bool = False) -> list[int]
     """Good IPv4 checksums (IPv6 has none), no malformed packet, no expert warning
     or error; the WebSocket opcodes seen."""
     good = "" if v6 else "1"
-    rows = tshark(path, port, "-T", "fields", "-E", "separator=|", "-e", "ip.checksum.status",
-                  "-e", "_ws.malformed", "-e", "_ws.expert.severity")
+    rows = tshark(
+        path,
+        port,
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-e",
+        "ip.checksum.status",
+        "-e",
+        "_ws.malformed",
+        "-e",
+        "_ws.expert.severity",
+    )
     assert rows
-    bad = [(n, row) for n, row in enumerate(rows, 1)
-           if row.split("|")[:2] != [good, ""]
-           or any(int(s) >= 0x600000 for s in row.split("|")[2].split(",") if s)]
+    bad = [
+        (n, row)
+        for n, row in enumerate(rows, 1)
+        if row.split("|")[:2] != [good, ""]
+        or any(int(s) >= 0x600000 for s in row.split("|")[2].split(",") if s)
+    ]
     assert not bad, bad[:5]
     opcodes = tshark(path, port, "-Y", "websocket", "-T", "fields", "-e", "websocket.opcode")
     return [int(op) for line in opcodes for op in line.split(",")]
@@ -278,7 +307,9 @@ async def test_rotation_by_count_keeps_the_newest(
 
 
 async def test_tls_sessions_need_record_plaintext(
-    serve: Callable[..., Any], tmp_path: Path, tls_files: Any,
+    serve: Callable[..., Any],
+    tmp_path: Path,
+    tls_files: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     skipped = tmp_path / "skipped"
@@ -301,7 +332,9 @@ async def test_tls_sessions_need_record_plaintext(
 
 
 async def test_a_failing_write_stops_the_recording_not_the_session(
-    serve: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    serve: Callable[..., Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     import errno
@@ -330,7 +363,10 @@ def test_an_unusable_directory_is_one_line_and_status_3(tmp_path: Path) -> None:
     blocker.write_text("")
     result = subprocess.run(
         [WSP, "serve", "--port", "0", "--no-auth", "--record", str(blocker / "dir")],
-        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 3, result.stderr
     assert result.stderr.splitlines() == [
@@ -341,7 +377,10 @@ def test_an_unusable_directory_is_one_line_and_status_3(tmp_path: Path) -> None:
 def test_record_plaintext_needs_record() -> None:
     result = subprocess.run(
         [WSP, "serve", "--port", "0", "--no-auth", "--record-plaintext"],
-        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "--record DIR" in result.stderr
