@@ -387,3 +387,21 @@ async def test_a_recorded_resume_resumes_the_replayed_session(serve: Any) -> Non
     accepted = [a for a in answers if type(a).__name__ == "HandshakeResponse"]
     assert accepted and accepted[0].resumed
     assert [r.data for r in payloads(second, Response)] == [b"hi"], answers
+
+
+async def test_a_server_that_stops_reading_is_given_up_on() -> None:
+    async def deaf(ws: ServerConnection) -> None:
+        await ws.wait_closed()  # reads nothing
+
+    big = b"\x00" * (256 << 10)
+    cassette = Cassette()
+    cassette.connections[1] = lines({"conn": 1}).connections[1]
+    cassette.messages.extend(CassetteMessage(1, "client", 0.0, "binary", data=big)
+                             for _ in range(400))
+    async with ws_serve(deaf, "127.0.0.1", 0, max_size=None, close_timeout=0.5) as server:
+        port = server.sockets[0].getsockname()[1]
+        start = time.monotonic()
+        [outcome] = await play(cassette, f"ws://127.0.0.1:{port}",
+                               PlayOptions(timing="fast", wait=0.5))
+        assert time.monotonic() - start < 8
+    assert outcome.sent < 400 and outcome.skipped

@@ -507,11 +507,20 @@ class ConnPlayer:
             await asyncio.sleep(delay)
 
     async def _room(self) -> None:
-        """Wait for flow control: the engine's window, outstanding requests, the socket."""
+        """Wait for flow control: the engine's window, outstanding requests, the socket.
+
+        A server that makes no progress for ``wait`` seconds (no acknowledgement, no
+        answer, no reading) is given up on: a timeout is counted; when it stopped
+        reading, the connection is aborted (what is left is not sent)."""
         session, ws = self.session, self.ws
+        loop = asyncio.get_running_loop()
         if session is not None:
+            deadline = loop.time() + self.options.wait
             while (not session.can_send() or len(self.rewriter.requests) >= self.options.window) \
                     and not self.closed:
+                if loop.time() >= deadline:
+                    self.timeouts += 1
+                    break
                 if self._flush_scheduled:
                     self._flush()
                 self._window.clear()
@@ -523,9 +532,22 @@ class ConnPlayer:
                 self._watched = False
                 for waiter in waiters:
                     waiter.cancel()
+                if self._window.is_set() or self._progress.is_set():
+                    deadline = loop.time() + self.options.wait
         if ws is not None and ws.paused:
-            with contextlib.suppress(ConnectionClosed, OSError):
+            await self._drain(ws)
+
+    async def _drain(self, ws: DirectClientConnection) -> None:
+        """Wait until the transport's buffer drained, at most ``wait`` seconds (then
+        the server is not reading: the connection is aborted)."""
+        try:
+            async with asyncio.timeout(max(self.options.wait, 0.1)):
                 await ws.drain()
+        except TimeoutError:  # before OSError, of which it is a subclass
+            self.timeouts += 1
+            ws.transport.abort()
+        except (ConnectionClosed, OSError):
+            pass
 
     # ------------------------------------------------------------------ playing
     async def run(self, *, iterations: int = 1, until: float | None = None,
@@ -795,8 +817,7 @@ class ConnPlayer:
         if not write_now(ws, data):
             return self._closed_before(message)
         if ws.paused:
-            with contextlib.suppress(ConnectionClosed, OSError):
-                await ws.drain()
+            await self._drain(ws)
         return True
 
     def _closed_before(self, message: CassetteMessage) -> bool:
