@@ -405,3 +405,20 @@ async def test_a_server_that_stops_reading_is_given_up_on() -> None:
                                PlayOptions(timing="fast", wait=0.5))
         assert time.monotonic() - start < 8
     assert outcome.sent < 400 and outcome.skipped
+
+
+async def test_wss_with_the_given_context_and_a_certificate_it_does_not_trust(
+        tls_files: Any) -> None:
+    async def echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    cassette = question_cassette(0.001)
+    async with ws_serve(echo, "127.0.0.1", 0, ssl=tls_files.server_context()) as server:
+        url = f"wss://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        [trusted] = await play(cassette, url,
+                               PlayOptions(ssl_context=tls_files.client_context(), wait=1))
+        [untrusted] = await play(cassette, url, PlayOptions(wait=1))
+    assert trusted.failure is None and [m.text for m in trusted.received] == ["q1", "q2"]
+    assert untrusted.failure == "unreachable"
+    assert "certificate" in (untrusted.handshake_error or "")
