@@ -179,33 +179,30 @@ class _Order:
 
     A step of one connection, recorded at absolute time T, waits until every
     step of the other connections recorded before T has been sent and the server
-    messages they received before T have come; a connection that ended (or
-    failed) no longer holds anyone back.
+    messages they received before T have come (as many of each kind: Subscribed,
+    Response, Deliver...); a connection that ended (or failed) no longer holds
+    anyone back. Each check is a few bisections, whatever the recording's length.
     """
 
     def __init__(self, scripts: Sequence[Script]) -> None:
         self.times: dict[int, list[float]] = {}
-        self.answers: dict[int, list[tuple[float, list[AnswerKey]]]] = {}
+        #: per connection, per kind of answer: the (absolute) times it was recorded at
+        self.answers: dict[int, dict[str, list[float]]] = {}
         for script in scripts:
             ts = script.connection.ts
             self.times[script.conn] = [ts + step.t for step in script.steps]
-            answers = [(ts + m.t, keys) for m in _answers(script) if (keys := _keys_of(m))]
-            self.answers[script.conn] = answers
+            kinds: dict[str, list[float]] = {}
+            for message in _answers(script):
+                for key in _keys_of(message):
+                    kinds.setdefault(key[0], []).append(ts + message.t)
+            self.answers[script.conn] = kinds
         self.players: dict[int, ConnPlayer] = {}
         self.done: set[int] = set()
         self.sent: Counter[int] = Counter()
         self._changed = asyncio.Event()
-        self._needs: dict[tuple[int, float], Counter[AnswerKey]] = {}
 
     def notify(self) -> None:
         self._changed.set()
-
-    def _need(self, conn: int, t: float) -> Counter[AnswerKey]:
-        need = self._needs.get((conn, t))
-        if need is None:
-            need = Counter(k for at, keys in self.answers[conn] if at < t for k in keys)
-            self._needs[(conn, t)] = need
-        return need
 
     def ready(self, conn: int, t: float) -> bool:
         for other, times in self.times.items():
@@ -214,9 +211,10 @@ class _Order:
             if bisect_left(times, t) > self.sent[other]:
                 return False
             player = self.players.get(other)
-            have = player.have if player is not None else Counter()
-            if any(have[k] < n for k, n in self._need(other, t).items()):
-                return False
+            have = player.kinds if player is not None else Counter()
+            for kind, at in self.answers[other].items():
+                if have[kind] < bisect_left(at, t):
+                    return False
         return True
 
     async def wait(self, conn: int, t: float, timeout: float) -> bool:
