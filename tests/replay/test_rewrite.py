@@ -131,3 +131,21 @@ def test_first_offsets_of_a_recording() -> None:
         CassetteMessage(2, "client", 0.4, "binary", wsp=Message(Deliver("v", 1, 8, b""))),
     ]
     assert first_offsets(messages) == {"t": 4, "u": 8}
+
+
+def test_other_application_payloads_go_through_send_payload() -> None:
+    from wsproto_tools.codec.schema import Close, DeltaCopy, DeltaUpdate, Unknown
+
+    client, _ = active_client()
+    rewriter = Rewriter()
+    delta = DeltaUpdate("c", 1, 2, (DeltaCopy(0, 1), b"x"), 123)
+    rewriter.send(client, Message(delta, sequence=5), NOW)
+    rewriter.send(client, Message(Error(1003, "bad", 9), sequence=6), NOW)
+    rewriter.send(client, Message(Unknown(0x01FE, b"?")), NOW)
+    out = sent(client)
+    assert [type(m.payload) for m in out] == [DeltaUpdate, Error, Unknown]
+    assert [m.sequence for m in out] == [1, 2, 0]  # Unknown types are not sequenced
+    assert Flags.ACK_REQUESTED in out[0].flags and Flags.ACK_REQUESTED not in out[1].flags
+    assert rewriter.sequences == {1: 5, 2: 6}
+    rewriter.send(client, Message(Close(1000, "bye")), NOW)
+    assert [m.payload for m in sent(client)] == [Close(1000, "bye")]
