@@ -422,3 +422,29 @@ async def test_wss_with_the_given_context_and_a_certificate_it_does_not_trust(
     assert trusted.failure is None and [m.text for m in trusted.received] == ["q1", "q2"]
     assert untrusted.failure == "unreachable"
     assert "certificate" in (untrusted.handshake_error or "")
+
+
+async def test_an_encrypted_session_is_encrypted_again_and_kept_decrypted(serve: Any) -> None:
+    cassette = lines(
+        {"conn": 1, "subprotocols": ["wsp.v2"]},
+        {"conn": 1, "direction": "server", "t": 0.0,
+         "wsp": wsp("Challenge", nonce=NONCE, methods=["hmac"])},
+        {"conn": 1, "direction": "client", "t": 0.01,
+         "wsp": wsp("Handshake", capabilities=["ack", "batch", "pubsub", "encrypt"],
+                    auth="hmac", client_nonce=NONCE)},
+        {"conn": 1, "direction": "client", "t": 0.02,
+         "wsp": wsp("Request", id=3, method="echo", data="736563726574")},
+        {"conn": 1, "direction": "server", "t": 0.03,
+         "wsp": wsp("Response", id=3, data="736563726574")},
+    )
+    async with serve() as server:
+        [outcome] = await play(cassette, f"ws://127.0.0.1:{server.port}",
+                               PlayOptions(secret=SECRET, wait=2))
+    assert outcome.failure is None
+    granted = [m.wsp.payload for m in outcome.received
+               if m.wsp is not None and type(m.wsp.payload).__name__ == "HandshakeResponse"]
+    assert "encrypt" in granted[0].capabilities
+    [response] = [m.wsp for m in outcome.received
+                  if m.wsp is not None and isinstance(m.wsp.payload, Response)]
+    assert response.payload == Response(3, b"secret")
+    assert Flags.ENCRYPTED in response.flags  # it came sealed; kept as its plaintext
