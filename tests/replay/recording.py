@@ -36,10 +36,11 @@ class WireLog:
         cassette.connections[self.conn] = CassetteConnection(
             self.conn, self.start, "/", ("wsp.v2", "wsp.v1"))
         cassette.messages.extend(self.messages)
-        if close is not None:
+        if close is not None:  # the client's close and the server's answer
             t = self.messages[-1].t if self.messages else 0.0
-            cassette.messages.append(
-                CassetteMessage(self.conn, "client", t, "close", close_code=close))
+            for direction in ("client", "server"):
+                cassette.messages.append(
+                    CassetteMessage(self.conn, direction, t, "close", close_code=close))
         return cassette
 
 

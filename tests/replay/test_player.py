@@ -448,3 +448,19 @@ async def test_an_encrypted_session_is_encrypted_again_and_kept_decrypted(serve:
                   if m.wsp is not None and isinstance(m.wsp.payload, Response)]
     assert response.payload == Response(3, b"secret")
     assert Flags.ENCRYPTED in response.flags  # it came sealed; kept as its plaintext
+
+
+async def test_a_replay_of_a_recorded_session_differs_in_nothing_beyond_learned_noise(
+        serve: Any) -> None:
+    from wsproto_tools.replay.diff import diff_connection, learn_noise
+    from wsproto_tools.replay.outcome import recorded_outcome
+
+    async with serve() as original:
+        cassette = await record_session(original)
+    async with serve(secret=b"another") as fresh:
+        url = f"ws://127.0.0.1:{fresh.port}"
+        runs = [(await play(cassette, url, PlayOptions(secret=b"another", wait=2)))[0]
+                for _ in range(3)]
+    noise = learn_noise(runs[:2])
+    diff = diff_connection(recorded_outcome(cassette, 1), runs[2], noise)
+    assert diff.to_json()["differences"] == 0, diff.to_json()
