@@ -76,6 +76,11 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("wsp fuzz ws://127.0.0.1:9001 --cases '1.*,2.*' --json-report r.json", "a JSON report"),
         ("wsp fuzz --serve --port 9001", "fuzz a client that connects here"),
     ),
+    "replay": (
+        ("wsp replay rec.pcapng ws://127.0.0.1:8765 --learn 2", "replay, diff beyond noise"),
+        ("wsp replay capture.pcap --to-cassette scenario.ndjson", "a cassette to edit"),
+        ("wsp replay scenario.ndjson --serve --port 9001", "play the recorded server"),
+    ),
 }
 
 

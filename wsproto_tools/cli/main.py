@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("inspect:inspect", "Print the inspector feed of a wsp serve --inspect (live)."),
     "tui": ("tui:tui", "Sessions, messages and stats of a capture, the tap, a server or a client."),
     "tap": ("tap:tap", "Decode WebSocket and wsp traffic live from a network interface."),
+    "replay": ("replay:replay", "Replay recorded WebSocket traffic against a server (or as one) "
+               "and diff the answers."),
     "fuzz": ("fuzz:fuzz", "RFC 6455 conformance fuzzing of a WebSocket server or client."),
 }
 
