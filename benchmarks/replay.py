@@ -162,7 +162,7 @@ async def replayed(cassette: Cassette, port: int, secret: bytes | None,
     The clock runs from the connect to the close, as the baseline's: both start
     from their messages in memory (the baseline from a list of bytes, the replayer
     from its plan, whose making is timed apart into ``plans``)."""
-    options = PlayOptions(timing="fast", wait=60, secret=secret)
+    options = PlayOptions(timing="fast", wait=60, secret=secret, linger=0)
     start = time.perf_counter()
     [player] = players_of(cassette, f"ws://127.0.0.1:{port}", options)
     ready = time.perf_counter()

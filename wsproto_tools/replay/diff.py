@@ -359,7 +359,7 @@ def _items(outcome: ConnOutcome, relative: bool, engine: Counter[str]) -> list[_
                 add(index, n if item is None else item, t, inner)
             return
         name = msg.type_name
-        if name in ENGINE_TYPES:
+        if name in ENGINE_TYPES and outcome.engine:
             engine[name] += 1
             return
         tree = _wsp_tree(msg)
@@ -396,6 +396,30 @@ def _items(outcome: ConnOutcome, relative: bool, engine: Counter[str]) -> list[_
     return items
 
 
+#: longest unkeyed run aligned by content; longer ones are paired by position only
+ALIGN_LIMIT = 4096
+
+
+def _aligned(recorded: list[_Item], rec: list[int], replayed: list[_Item],
+             rep: list[int]) -> list[tuple[int, int]]:
+    """Pairs of unkeyed messages of one kind: equal runs aligned by content (so a lost
+    or an added message is missing or extra, not a shift that changes every message
+    after it), the rest paired by position within each changed stretch."""
+    if len(rec) > ALIGN_LIMIT or len(rep) > ALIGN_LIMIT:
+        return list(zip(rec, rep, strict=False))
+
+    def prints(items: list[_Item], indices: list[int]) -> list[str]:
+        return [json.dumps(items[n].tree, sort_keys=True, default=str) for n in indices]
+
+    matcher = difflib.SequenceMatcher(None, prints(recorded, rec), prints(replayed, rep),
+                                      autojunk=False)
+    out: list[tuple[int, int]] = []
+    for tag, a0, a1, b0, b1 in matcher.get_opcodes():
+        if tag in ("equal", "replace"):
+            out.extend(zip(rec[a0:a1], rep[b0:b1], strict=False))
+    return out
+
+
 def _match(recorded: list[_Item], replayed: list[_Item]) -> list[tuple[int, int]]:
     """Matched (recorded index, replayed index) pairs of the item lists."""
     pairs: list[tuple[int, int]] = []
@@ -419,19 +443,17 @@ def _match(recorded: list[_Item], replayed: list[_Item]) -> list[tuple[int, int]
                 pairs.append((i, j))
                 used_rec.add(i)
                 used_rep.add(j)
-    positional: dict[tuple[str, str], list[int]] = defaultdict(list)
+    by_group_rep: dict[tuple[str, str], list[int]] = defaultdict(list)
     for j, item in enumerate(replayed):
         if item.key is None:
-            positional[(item.opcode, item.type)].append(j)
-    taken_pos: Counter[tuple[str, str]] = Counter()
+            by_group_rep[(item.opcode, item.type)].append(j)
+    by_group_rec: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, item in enumerate(recorded):
-        if item.key is not None:
-            continue
-        group = (item.opcode, item.type)
-        candidates = positional.get(group, [])
-        if taken_pos[group] < len(candidates):
-            j = candidates[taken_pos[group]]
-            taken_pos[group] += 1
+        if item.key is None:
+            by_group_rec[(item.opcode, item.type)].append(i)
+    for group, rec_indices in by_group_rec.items():
+        rep_indices = by_group_rep.get(group, [])
+        for i, j in _aligned(recorded, rec_indices, replayed, rep_indices):
             pairs.append((i, j))
             used_rec.add(i)
             used_rep.add(j)

@@ -36,6 +36,7 @@ from wsproto_tools.codec.schema import (
     Acknowledge,
     Authenticate,
     Challenge,
+    Close,
     ContinuityLost,
     Deliver,
     Error,
@@ -178,6 +179,12 @@ def script_of(cassette: Cassette, conn: int) -> Script:
                 script.client_close = script.client_close or message
             else:
                 script.server_close = script.server_close or message
+            continue
+        if wsp and message.direction == "client" and message.wsp is not None and isinstance(
+                message.wsp.payload, Close):
+            # the client's wsp Close goes with its WebSocket close: the player's close
+            # sends both at once, as the recorded client did
+            script.engine_skipped += 1
             continue
         if message.opcode in ("ping", "pong") or (wsp and engine_traffic(message)):
             script.engine_skipped += 1

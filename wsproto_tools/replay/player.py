@@ -65,7 +65,7 @@ from websockets.exceptions import (
 )
 from websockets.typing import Subprotocol
 
-from wsproto_tools.codec import SUBPROTOCOLS, constructor
+from wsproto_tools.codec import SUBPROTOCOLS, constructor, decode
 from wsproto_tools.codec.limits import Limits
 from wsproto_tools.codec.schema import Handshake, HandshakeResponse
 from wsproto_tools.engine import events as ev
@@ -137,6 +137,9 @@ class PlayOptions:
     ssl_context: ssl.SSLContext | None = None
     max_size: int | None = 64 << 20
     window: int = 1024
+    #: after the last answers came, how long the connection must stay quiet before
+    #: it is closed (what the target sends beyond the recording is seen as extra)
+    linger: float = 0.2
 
     def check(self) -> None:
         """Raise :class:`ConfigError` naming a bad option."""
@@ -366,13 +369,28 @@ class ConnPlayer:
         stored = None
         if self.record:
             t = now - self._t0
-            if type(data) is str:
+            if isinstance(data, str):
                 stored = _STORED(self.script.conn, "server", t, "text", data, None, None, 2,
                                  None, "", None)
             else:
-                stored = _STORED(self.script.conn, "server", t, "binary", None, data, None, 2,
-                                 None, "", None)
+                stored = self._bare(t, data)
         self._stored(stored, _POSITION, now)
+
+    def _bare(self, t: float, data: bytes) -> CassetteMessage:
+        """A binary answer on a connection that is not an engine session: a wsp message
+        when the connection speaks wsp (peers without the session handshake), so that
+        it is compared as the recording's decoded one is; else its bytes."""
+        version = self.script.connection.wsp_version
+        if version is not None:
+            try:
+                msg = decode(data, version=version)
+            except WspError:
+                pass
+            else:
+                return _STORED(self.script.conn, "server", t, "binary", None, None, msg,
+                               version, None, "", data)
+        return _STORED(self.script.conn, "server", t, "binary", None, data, None, 2,
+                       None, "", None)
 
     def _on_wsp(self, data: bytes | str) -> None:
         now = clock()
@@ -775,6 +793,17 @@ class ConnPlayer:
             ready = done
         if not await self._until(ready, o.wait):
             self.timeouts += 1
+        await self._quiet(min(o.linger, o.wait))
+
+    async def _quiet(self, linger: float) -> None:
+        """Wait until nothing has come for ``linger`` seconds (at most ``20 * linger``)."""
+        if linger <= 0:
+            return
+        for _ in range(20):
+            seen = self.received
+            await asyncio.sleep(linger)
+            if self.received == seen:
+                return
 
     def _not_sent(self, index: int, count: int) -> None:
         if index < count:
