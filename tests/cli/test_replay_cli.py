@@ -126,7 +126,7 @@ async def test_a_recorded_wsp_session_replays_against_a_fresh_server_after_learn
     (recording,) = sorted((tmp_path / "rec").glob("*.pcapng"))
     async with serve(secret=b"second") as fresh:
         url = f"ws://127.0.0.1:{fresh.port}"
-        status, out, err = await wsp("replay", str(recording), url, "--secret", "second",
+        status, out, _err = await wsp("replay", str(recording), url, "--secret", "second",
                                      "--learn", "2", "--json", "-")
     doc = json.loads(out)
     assert status == 0, json.dumps(doc["connections"], indent=1)[:3000]
