@@ -19,8 +19,9 @@ __all__ = ["ConnOutcome", "Latency", "recorded_outcome"]
 
 from dataclasses import dataclass, field
 
+from wsproto_tools.codec.schema import Close
 from wsproto_tools.replay.cassette import Cassette, CassetteMessage
-from wsproto_tools.replay.plan import is_wsp_connection
+from wsproto_tools.replay.plan import engine_traffic, is_wsp_connection
 
 
 @dataclass(slots=True)
@@ -89,20 +90,29 @@ def recorded_outcome(cassette: Cassette, conn: int) -> ConnOutcome:
     step = -1
     step_t = 0.0
     answered = True
+    closing = False
     for message in messages:
         if message.opcode in ("ping", "pong"):
             continue
         outcome.duration = max(outcome.duration, message.t)
         if message.direction == "client":
+            if outcome.engine and message.wsp is not None and isinstance(
+                    message.wsp.payload, Close):
+                closing = True  # the client's wsp Close: its close, not a step
+                continue
             if message.opcode == "close":
                 if outcome.closed_by is None:
                     outcome.closed_by = "client"
                 continue
+            if outcome.engine and engine_traffic(message):
+                continue  # the engine's handshake, acks, heartbeats: not steps
             step += 1
             step_t = message.t
             answered = False
             outcome.sent += 1
             continue
+        if closing and message.wsp is not None and isinstance(message.wsp.payload, Close):
+            continue  # the server's Close answering the client's: the closing handshake
         if message.opcode == "close":
             if outcome.closed_by is None:
                 outcome.closed_by = "server"
@@ -110,7 +120,7 @@ def recorded_outcome(cassette: Cassette, conn: int) -> ConnOutcome:
             outcome.close_reason = message.close_reason
             continue
         outcome.received.append(message)
-        if not answered and step >= 0:
+        if not answered and step >= 0 and not (outcome.engine and engine_traffic(message)):
             outcome.latencies.append(
                 Latency(step, len(outcome.received) - 1, max(0.0, message.t - step_t)))
             answered = True

@@ -67,6 +67,7 @@ from websockets.typing import Subprotocol
 
 from wsproto_tools.codec import SUBPROTOCOLS, constructor, decode
 from wsproto_tools.codec.limits import Limits
+from wsproto_tools.codec.schema import Close as WspClose
 from wsproto_tools.codec.schema import Handshake, HandshakeResponse
 from wsproto_tools.engine import events as ev
 from wsproto_tools.engine.client_session import ClientSession
@@ -410,7 +411,9 @@ class ConnPlayer:
         shown = self.rewriter.restore(msg)
         self.rewriter.offsets.observe(msg)
         stored = None
-        if self.record:
+        if self.record and not (session.state is State.CLOSING
+                                and isinstance(msg.payload, WspClose)):
+            # (the server's Close answering ours is the closing handshake: not an answer)
             stored = _STORED(self.script.conn, "server", now - self._t0, "binary", None, None,
                              shown, session.version, None, "", None)
         self._stored(stored, answer_keys(shown), now)
