@@ -80,6 +80,7 @@ def doc_commands() -> list[tuple[str, str]]:
 COMMANDS = doc_commands()
 LONG_RUNNING = re.compile(
     r"(^|\|\s*)wsp serve\b|wsp tap\b(?!.*--(count|duration))|wsp fuzz --serve|"
+    r"wsp replay\b.*--serve\b|"
     r"tcpdump|&\s*$|wsp sub\b|^wsp connect\b(?!.*<)|\bwsp tui\b"
 )
 
