@@ -73,9 +73,13 @@ async def test_tui_and_wsp_inspect_see_every_message(serve: Any) -> None:
             assert kinds(app, None, "Deliver") == count
             assert app.runner is not None and app.runner.dropped == 0
             # the sessions screen knows both sessions, with their identity
-            await wait_for(pilot, lambda: len(app.book.sessions) >= 2)
-            identities = {s.identity for s in app.book.sessions.values() if s.conn}
-            assert "hmac" in identities
+            # (the book reads the store on its own timer: wait until it has caught up)
+            def identities() -> set[str]:
+                return {s.identity for s in app.book.sessions.values() if s.conn}
+
+            await wait_for(pilot, lambda: app.book.done == app.store.count
+                           and "hmac" in identities())
+            assert len(app.book.sessions) >= 2 and "hmac" in identities()
             await wait_for(pilot, lambda: app.query_one("#messages").count == app.store.count)
         # wsp inspect reads on at its own pace: wait (bounded) until it has them all
         assert viewer.stdout is not None
