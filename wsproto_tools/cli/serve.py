@@ -8,11 +8,13 @@ import asyncio
 import secrets
 import signal
 from pathlib import Path
+from typing import Any
 
 import click
 
 from wsproto_tools.cli.params import LISTEN_PORT, server_ssl, tls_server_options
 from wsproto_tools.cli.status import CommandExit, ExitStatus
+from wsproto_tools.exceptions import ConfigError, WspError
 
 
 def _read_key(path: Path) -> bytes:
@@ -235,6 +237,37 @@ def _read_key(path: Path) -> bytes:
     help="Also record TLS sessions, as their decrypted WebSocket stream "
     "(without it they are not recorded). wsp-encrypted messages stay ciphertext.",
 )
+@click.option(
+    "--broker",
+    envvar="WSP_BROKER",
+    default="memory",
+    show_default=True,
+    metavar="URL",
+    help="Where topics live: 'memory' (this process) or nats://HOST:PORT[,nats://…] "
+    "(NATS JetStream: several nodes share topics, sessions resume on any node; "
+    "give every node the same --token-key and credentials). Env: WSP_BROKER.",
+)
+@click.option(
+    "--nats-creds",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="NATS credentials file (JWT and NKey seed) for --broker nats://.",
+)
+@click.option(
+    "--nats-prefix",
+    default="wsp",
+    show_default=True,
+    metavar="P",
+    help="Prefix of this cluster's JetStream streams, subjects and buckets.",
+)
+@click.option(
+    "--nats-replicas",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 5),
+    metavar="N",
+    help="JetStream replicas of every stream and bucket (3 on a NATS cluster).",
+)
 @tls_server_options
 def serve(
     host: str,
@@ -272,6 +305,10 @@ def serve(
     record_max_bytes: int,
     record_max_files: int,
     record_plaintext: bool,
+    broker: str,
+    nats_creds: Path | None,
+    nats_prefix: str,
+    nats_replicas: int,
     certfile: str | None,
     keyfile: str | None,
 ) -> None:
@@ -287,7 +324,8 @@ def serve(
     Exit status: 0 after a graceful shutdown; 2 bad options (a port out of
     0-65535, --keyfile without --certfile); 3 a certificate or key, or a
     --jwt-key file, that cannot be loaded or used, or a --record directory that
-    cannot be made or written; 4 the port cannot be bound.
+    cannot be made or written; 4 the port cannot be bound, or NATS cannot be
+    reached at start-up (--broker).
 
     \b
     Examples:
@@ -295,6 +333,7 @@ def serve(
       WSP_SECRET=s3cret wsp serve --host 0.0.0.0 --port 8765
       wsp serve --certfile cert.pem --keyfile key.pem   # wss://
       wsp serve --no-auth --record recordings/   # every session to pcapng
+      wsp serve --broker nats://127.0.0.1:4222 --secret S --token-key K   # a node
     """
     from wsproto_tools.server import ServerConfig, WspServer
 
@@ -310,6 +349,15 @@ def serve(
         )
     if record_plaintext and record_dir is None:
         raise CommandExit(ExitStatus.USAGE, "--record-plaintext needs --record DIR")
+    nats_options = None
+    if broker != "memory":
+        nats_options = _nats_options(broker, nats_creds, nats_prefix, nats_replicas,
+                                     history, history_age, history_bytes, resume_lifetime)
+        if not token_key:
+            raise CommandExit(
+                ExitStatus.USAGE,
+                "--broker nats://… needs --token-key (or WSP_TOKEN_KEY), the same on every "
+                "node, so that a session resumes on any of them")
     context = server_ssl(certfile, keyfile)
     generated = None
     if not no_auth and not secret and jwt_key is None:
@@ -352,10 +400,22 @@ def serve(
         record_max_files=record_max_files,
         record_plaintext=record_plaintext,
     )
-    server = WspServer(config)
-
     async def run() -> None:
-        await server.start()
+        network = None
+        if nats_options is not None:
+            from wsproto_tools.server.nats_broker import NatsBroker
+
+            network = NatsBroker(nats_options)
+        server = WspServer(config, network)
+        try:
+            await server.start()
+        except WspError as error:
+            if type(error).__name__ == "BrokerUnavailable":
+                raise CommandExit(ExitStatus.NETWORK, str(error)) from None
+            raise
+        if network is not None:
+            click.echo(f"wsp serve: broker {broker} (node {network.node}, prefix "
+                       f"{nats_prefix})", err=True)
         url = server.url
         methods = ", ".join(server.auth.methods)
         click.echo(
@@ -396,3 +456,21 @@ def serve(
         await server.shutdown()
 
     asyncio.run(run())
+
+
+def _nats_options(
+    broker: str, creds: Path | None, prefix: str, replicas: int, history: int,
+    history_age: float | None, history_bytes: int, lifetime: float,
+) -> Any:
+    """--broker nats://… and its options, checked (status 2 when they are wrong)."""
+    from wsproto_tools.server.nats_options import NatsOptions
+
+    servers = [part.strip() for part in broker.split(",") if part.strip()]
+    try:
+        return NatsOptions(
+            servers, prefix=prefix, creds=str(creds) if creds else None, history=history,
+            history_age=history_age, history_bytes=history_bytes, dedup_window=lifetime,
+            replicas=replicas,
+        )
+    except ConfigError as error:
+        raise CommandExit(ExitStatus.USAGE, str(error)) from None

@@ -869,14 +869,20 @@ class Client:
         async with asyncio.timeout(timeout):
             await fut
 
-    async def subscribe(self, topic: str, *, wait: bool = True) -> Subscription:
-        """Subscribe to ``topic``; deliveries start after the server confirms."""
+    async def subscribe(
+        self, topic: str, *, wait: bool = True, from_offset: int | None = None,
+        epoch: int | None = None,
+    ) -> Subscription:
+        """Subscribe to ``topic``; deliveries start after the server confirms.
+
+        ``from_offset`` asks for the topic's history from that offset (of ``epoch``,
+        when known; otherwise of the topic's current epoch)."""
         if not self._ready.is_set():
             await self.connect()
         sub = self.subscriptions.get(topic)
         if sub is None:
             sub = self.subscriptions[topic] = Subscription(topic, self.options.queue_size)
-            self.session.subscribe(topic, clock())
+            self.session.subscribe(topic, clock(), from_offset=from_offset, epoch=epoch)
             self._schedule_flush()
         if wait:
             async with asyncio.timeout(self.options.open_timeout):

@@ -219,8 +219,8 @@ class ClientSession(Session):
         that offset instead; the cursor starts there."""
         self.subscriptions[topic] = None
         if from_offset is not None:
-            if epoch is not None:
-                self.cursors[topic] = TopicCursor(epoch, max(0, from_offset - 1))
+            # epoch 0 (never a topic's): "the epoch the Subscribed answer names"
+            self.cursors[topic] = TopicCursor(epoch or 0, max(0, from_offset - 1))
             if self.state is State.ACTIVE:
                 self._send(Subscribe(topic, from_offset, epoch), now)
             return
@@ -267,7 +267,9 @@ class ClientSession(Session):
 
     def _on_subscribed(self, msg: Message, p: Subscribed, now: float) -> list[ev.Event]:
         cursor = self.cursors.get(p.topic)
-        if cursor is None or cursor.epoch != p.epoch:
+        if cursor is not None and cursor.epoch == 0:  # asked from an offset, epoch unknown
+            self.cursors[p.topic] = TopicCursor(p.epoch, cursor.last)
+        elif cursor is None or cursor.epoch != p.epoch:
             self.cursors[p.topic] = TopicCursor(p.epoch, max(0, p.next_offset - 1))
         return [ev.SubscriptionConfirmed(p.topic, p.epoch, p.next_offset)]
 

@@ -15,6 +15,7 @@ __all__ = ["ServerConfig", "WspServer"]
 import asyncio
 import contextlib
 import http
+import json
 import logging
 import os
 import ssl
@@ -40,6 +41,7 @@ from wsproto_tools.engine.history import Entry
 from wsproto_tools.engine.hub import SubscribeAnswer
 from wsproto_tools.engine.server_session import ServerSession
 from wsproto_tools.engine.session import DEFAULT_CAPABILITIES, ServerAuth, SessionConfig
+from wsproto_tools.engine.snapshot import SnapshotError, restore, snapshot
 from wsproto_tools.engine.states import State
 from wsproto_tools.engine.timing import TokenBucket
 from wsproto_tools.exceptions import (
@@ -50,7 +52,9 @@ from wsproto_tools.exceptions import (
     WspError,
 )
 from wsproto_tools.server.broker import Broker, MemoryBroker
+from wsproto_tools.server.cluster import GATE_HIGH, Saver, SessionTaken, publish_id
 from wsproto_tools.server.fanout import encode_delivery, encode_delivery_batch
+from wsproto_tools.server.gate import Gate
 from wsproto_tools.server.inspect import (
     DEFAULT_BUDGET,
     DEFAULT_QUEUE,
@@ -166,8 +170,10 @@ class Conn:
         "batch",
         "bucket",
         "closing",
+        "gate",
         "ready",
         "replays",
+        "saver",
         "session",
         "topics",
         "version",
@@ -187,6 +193,10 @@ class Conn:
         self.ready: asyncio.Future[None] | None = None
         #: topics being replayed, paced by what the peer drains (memory broker)
         self.replays: dict[str, Replay] | None = None
+        #: a networked broker: output held until what it acknowledges is stored,
+        #: and the session's snapshot writer
+        self.gate: Gate | None = None
+        self.saver: Saver | None = None
 
 
 class Replay:
@@ -236,6 +246,9 @@ class WspServer:
         )
         self.broker.set_listener(self._on_topic_message)
         self._memory = self.broker if isinstance(self.broker, MemoryBroker) else None
+        #: a networked broker's session store and presence (after start())
+        self.store: Any = None
+        self.presence: Any = None
         self.metrics = Metrics()
         self.conns: set[Conn] = set()
         self.inspectors: set[ServerConnection] = set()
@@ -246,6 +259,7 @@ class WspServer:
         self.detached_bytes = 0
         self.replaying: set[Conn] = set()
         self._topic_sweep = 0.0
+        self._store_refresh = 0.0
         self.subscribers: dict[str, dict[Conn, None]] = {}
         self.pending: dict[str, list[tuple[int, Entry]]] = {}
         self._fanout_scheduled = False
@@ -269,6 +283,13 @@ class WspServer:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        if self._memory is None:
+            starting = getattr(self.broker, "start", None)
+            if starting is not None:
+                await starting()
+            self.store = getattr(self.broker, "sessions", None)
+            self.presence = getattr(self.broker, "presence", None)
+            self.metrics.broker = (getattr(self.broker, "options", None) and "nats") or "broker"
         connection: type[ServerConnection] | None = (
             DirectServerConnection if self._memory is not None else None
         )
@@ -347,10 +368,17 @@ class WspServer:
         if path == "/inspect":
             return self._inspect_request(connection, request)
         if path == "/healthz":
+            healthy = getattr(self.broker, "healthy", None)
+            if healthy is not None and not healthy():
+                return connection.respond(
+                    http.HTTPStatus.SERVICE_UNAVAILABLE, "broker unreachable\n"
+                )
             return connection.respond(http.HTTPStatus.OK, "ok\n")
         if path == "/metrics":
             self.metrics.connections = len(self.conns)
             self.metrics.sessions = len(self.sessions)
+            if self._memory is None:
+                self._broker_metrics()
             body = self.metrics.render().encode()
             headers = Headers(
                 [
@@ -467,6 +495,8 @@ class WspServer:
         session.stats_in, session.stats_out = self.stats_in, self.stats_out
         bucket = TokenBucket(cfg.rate, cfg.burst, now) if cfg.rate > 0 else None
         conn = Conn(ws, session, version, bucket)
+        if self._memory is None:
+            conn.gate = Gate(partial(self._emit, conn), partial(self._gate_failed, conn))
         self.conns.add(conn)
         if self.feed.viewers:
             self.feed.event(
@@ -596,6 +626,8 @@ class WspServer:
             if session.state is State.CLOSING or session.state is State.CLOSED:
                 session.closed()
                 self.sessions.pop(session.session_id, None)
+                if self.store is not None and session.session_id:
+                    self._spawn(self.store.delete(session.session_id))
             else:
                 session.connection_lost(now)
                 if session.state is State.RECONNECTING:
@@ -606,7 +638,10 @@ class WspServer:
         subs = self.subscribers.get(topic)
         if subs is None:
             return
-        subs.pop(conn, None)
+        if subs.pop(conn, 0) is None and self._memory is None:
+            self.broker.release(topic)  # type: ignore[attr-defined]
+        if self.presence is not None:
+            self.presence.changed(topic, len(subs))
         if not subs:
             del self.subscribers[topic]
             if self._memory is not None:
@@ -637,17 +672,34 @@ class WspServer:
 
     def _write(self, conn: Conn, check: bool = True) -> None:
         """Write what the engine queued, within the session's output budget
-        (``check=False``: the caller checks the budget itself)."""
+        (``check=False``: the caller checks the budget itself); behind what the
+        connection's gate holds, if anything."""
         session = conn.session
         ws = conn.ws
+        gate = conn.gate
+        if gate is not None and gate.holding:
+            gate.pass_((), session.data_to_send())
+        else:
+            feed = self.feed
+            for chunk in session.data_to_send():
+                if write_now(ws, chunk):
+                    self.metrics.bytes_out += len(chunk)
+                if feed.viewers:
+                    feed.message(session, _peer(ws), "server", chunk, conn.version)
+        if check and buffered(ws) + session.held > self.config.max_buffer:
+            self._slow_consumer(conn)
+
+    def _emit(self, conn: Conn, chunks: list[bytes]) -> None:
+        """Write chunks the gate let through."""
+        if conn.closing and conn.ws.state is not WsState.OPEN:
+            return
+        ws = conn.ws
         feed = self.feed
-        for chunk in session.data_to_send():
+        for chunk in chunks:
             if write_now(ws, chunk):
                 self.metrics.bytes_out += len(chunk)
             if feed.viewers:
-                feed.message(session, _peer(ws), "server", chunk, conn.version)
-        if check and buffered(ws) + session.held > self.config.max_buffer:
-            self._slow_consumer(conn)
+                feed.message(conn.session, _peer(ws), "server", chunk, conn.version)
 
     def _process_now(
         self, conn: Conn, data: bytes | str, deferred: list[ev.Event] | None = None
@@ -677,7 +729,11 @@ class WspServer:
         memory = self._memory
         for event in events:
             kind = type(event)
-            if memory is None and (kind is ev.PublishReceived or kind is ev.SubscribeRequested):
+            if memory is None and (
+                kind is ev.PublishReceived
+                or kind is ev.SubscribeRequested
+                or kind is ev.AuthSucceeded
+            ):
                 assert deferred is not None
                 deferred.append(event)
                 continue
@@ -687,7 +743,7 @@ class WspServer:
                 if isinstance(event, ev.PublishReceived):  # refused: it must not be acknowledged
                     session.not_applied(event.sequence)
                 raise
-        if not deferred:
+        if memory is not None:
             self._finish(conn)
 
     def _finish(self, conn: Conn) -> None:
@@ -698,23 +754,159 @@ class WspServer:
             conn.closing = True
 
     async def _process(self, conn: Conn, data: bytes | str) -> None:
-        """The awaiting form, for brokers whose calls are coroutines."""
+        """The awaiting form, for brokers whose calls are coroutines: publishes go on
+        while the next messages are read; what acknowledges them waits in the gate."""
         deferred: list[ev.Event] = []
+        session = conn.session
+        before = (session.recv_seq, session.send_seq)
         self._process_now(conn, data, deferred)
-        if not deferred:
-            return
         now = clock()
+        barriers: list[asyncio.Future[Any]] = []
+        saved = False
         for event in deferred:
             if isinstance(event, ev.PublishReceived):
-                await self.broker.publish(event.topic, event.data, now)
+                barriers.append(self._publish(conn, event, now))
             elif isinstance(event, ev.SubscribeRequested):
                 request = event
                 self._check_subscriptions(conn, request.topic)
+                again = conn.topics is not None and request.topic in conn.topics
                 answer = await self.broker.subscribe(
                     request.topic, request.from_offset, request.epoch, now
                 )
+                if again or conn.closing:  # the node counts each subscriber once
+                    self.broker.release(request.topic)  # type: ignore[attr-defined]
+                    if conn.closing:
+                        continue
+                if self.pending:
+                    self._fanout()  # what the node had before the answer: not this one's
                 self._subscribed(conn, request, answer, now)
-        self._finish(conn)
+            elif isinstance(event, ev.AuthSucceeded):
+                await self._attach_remote(conn, event, clock())
+                saved = True
+        session = conn.session
+        gate = conn.gate
+        assert gate is not None
+        if self.store is not None and session.session_id and (
+            saved or (session.recv_seq, session.send_seq) != before
+        ):
+            if conn.saver is None:
+                conn.saver = Saver(self.store, session.session_id, self.metrics)
+            barriers.append(conn.saver.request(partial(snapshot, session)))
+        gate.pass_(barriers, session.data_to_send())
+        if self.pending:
+            self._fanout()
+        if session.state is State.CLOSING and not conn.closing:
+            conn.closing = True
+        if len(gate) > GATE_HIGH:  # the broker is behind: stop reading for a while
+            head = gate.head()
+            if head is not None:
+                await asyncio.wait([head])
+
+    def _publish(self, conn: Conn, event: ev.PublishReceived, now: float) -> asyncio.Future[Any]:
+        """Send one publish to the broker; the future is done when it is stored."""
+        msg_id = publish_id(conn.session.session_id, event.id, event.sequence)
+        publish: Any = self.broker.publish
+        task = asyncio.ensure_future(publish(event.topic, event.data, now, msg_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _gate_failed(self, conn: Conn, error: BaseException) -> None:
+        """A publish or a snapshot could not be stored: the connection ends (the
+        client resumes and sends again what was not acknowledged)."""
+        if conn.closing:
+            return
+        conn.closing = True
+        if isinstance(error, asyncio.CancelledError):
+            return
+        if isinstance(error, SessionTaken):
+            self.metrics.sessions_taken += 1
+            self.sessions.pop(conn.session.session_id, None)
+            self.attached.pop(conn.session.session_id, None)
+            self._spawn(conn.ws.close(CloseCode.NORMAL, "session resumed on another node"))
+            return
+        if not isinstance(error, WspError):
+            log.warning("broker error: %s", error)
+            error = WspError(
+                f"broker error ({type(error).__name__}); resume to continue",
+                close_code=CloseCode.TRY_AGAIN_LATER,
+            )
+        self._spawn(self._close(conn.session, conn.ws, error))
+
+    async def _attach_remote(self, conn: Conn, event: ev.AuthSucceeded, now: float) -> None:
+        """``_attach`` with a networked broker: a resumed session comes from the
+        store when this node does not hold its newest state (another node had it)."""
+        store = self.store
+        claims = event.resume
+        if store is not None and claims is not None:
+            sid = claims.session_id
+            found = await store.load(sid)
+            local = self.sessions.get(sid)
+            if found is None:
+                if local is not None:  # ended, or expired in the store: not resumable
+                    self._forget(sid)
+            elif local is None or store.revisions.get(sid) != found[1]:
+                if local is not None:
+                    self._forget(sid)
+                try:
+                    remote = restore(found[0], self.auth, self.session_config)
+                except SnapshotError as error:
+                    log.warning("session %d: %s", sid, error)
+                else:
+                    remote.stats_in, remote.stats_out = self.stats_in, self.stats_out
+                    self.sessions[sid] = remote
+                    store.adopt(sid, found[1])
+                    self.metrics.sessions_resumed_remote += 1
+        self._attach(conn, event, now)
+
+    def _refresh_snapshots(self, now: float) -> None:
+        """Write every attached session's snapshot again within a third of the resume
+        lifetime, so that the store keeps sessions that receive nothing."""
+        self._store_refresh = now + max(1.0, self.config.resume_lifetime / 3)
+        for conn in list(self.attached.values()):
+            session = conn.session
+            if conn.closing or not session.session_id or session.state is not State.ACTIVE:
+                continue
+            if conn.saver is None:
+                conn.saver = Saver(self.store, session.session_id, self.metrics)
+            saved = conn.saver.request(partial(snapshot, session))
+            saved.add_done_callback(partial(self._refreshed, conn))
+
+    def _refreshed(self, conn: Conn, saved: asyncio.Future[Any]) -> None:
+        error = saved.exception() if not saved.cancelled() else None
+        if error is not None:
+            self._gate_failed(conn, error)
+
+    def _forget(self, session_id: int) -> None:
+        """Drop this node's copy of a session that another node has moved on with."""
+        holder = self.attached.pop(session_id, None)
+        if holder is not None:
+            holder.closing = True
+            self._spawn(holder.ws.close(CloseCode.NORMAL, "session resumed on another node"))
+        self.sessions.pop(session_id, None)
+        self._undetach(session_id)
+        if self.store is not None:
+            self.store.forget(session_id)
+
+    def _presence(self, data: bytes) -> bytes:
+        """The answer to a ``presence`` request (docs/protocol.md S.4): how many
+        sessions subscribe to the topic named by ``data``, on every node."""
+        topic = data.decode("utf-8", "replace")
+        if self.presence is not None:
+            count = self.presence.count(topic)
+        else:
+            count = len(self.subscribers.get(topic) or ())
+        return json.dumps({"topic": topic, "subscribers": count}).encode()
+
+    def _broker_metrics(self) -> None:
+        broker: Any = self.broker
+        metrics = self.metrics
+        metrics.broker_up = bool(broker.healthy()) if hasattr(broker, "healthy") else True
+        metrics.broker_stored = getattr(broker, "stored", 0)
+        metrics.broker_duplicates = getattr(broker, "duplicates", 0)
+        metrics.broker_retries = getattr(broker, "retries", 0)
+        if self.presence is not None:
+            metrics.presence = self.presence.topics()
 
     def _on_event(self, conn: Conn, event: ev.Event, now: float) -> None:
         """Act on one engine event (the memory broker's calls are synchronous)."""
@@ -729,6 +921,8 @@ class WspServer:
     def _on_request(self, conn: Conn, req: ev.RequestReceived, now: float) -> None:
         if req.method == "echo":
             conn.session.respond(req.id, req.data, now)
+        elif req.method == "presence":
+            conn.session.respond(req.id, self._presence(req.data), now)
         else:
             conn.session.respond(req.id, b"", now, status=CloseCode.UNSUPPORTED_DATA)
 
@@ -818,7 +1012,10 @@ class WspServer:
         if conn.topics is None:
             conn.topics = set()
         conn.topics.add(event.topic)
-        self.subscribers.setdefault(event.topic, {})[conn] = None
+        subs = self.subscribers.setdefault(event.topic, {})
+        subs[conn] = None
+        if self.presence is not None:
+            self.presence.changed(event.topic, len(subs))
         if conn.replays is not None:
             conn.replays.pop(event.topic, None)
         if answer.replay:
@@ -1021,9 +1218,13 @@ class WspServer:
                     session.expire()
                     del self.sessions[sid]
                     self._undetach(sid)
+                    if self.store is not None:
+                        self.store.forget(sid)
                 elif session.state is State.CLOSED:
                     del self.sessions[sid]
                     self._undetach(sid)
+            if self.store is not None and now >= self._store_refresh:
+                self._refresh_snapshots(now)
             memory = self._memory
             aging = self.config.history_age or self.config.history == 0
             if memory is not None and aging and now > self._topic_sweep:

@@ -6,6 +6,7 @@ __all__ = ["RTT_BUCKETS", "Metrics"]
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -37,6 +38,16 @@ class Metrics:
     record_files: int = 0
     record_bytes: int = 0
     record_errors: int = 0
+    #: ``--broker nats://`` (rendered only with a networked broker)
+    broker: str = ""
+    broker_up: bool = True
+    broker_stored: int = 0
+    broker_duplicates: int = 0
+    broker_retries: int = 0
+    sessions_saved: int = 0
+    sessions_resumed_remote: int = 0
+    sessions_taken: int = 0
+    presence: dict[str, int] = field(default_factory=dict)
 
     def observe_rtt(self, rtt: float) -> None:
         self.rtt_sum += rtt
@@ -162,4 +173,31 @@ class Metrics:
                 "Recordings ended by a write failure (the session went on).",
                 [("", self.record_errors)],
             )
+        if self.broker:
+            self._render_broker(metric)
         return "\n".join(lines) + "\n"
+
+    def _render_broker(self, metric: Any) -> None:
+        metric("broker_up", "gauge", f"Whether {self.broker} is reachable.",
+               [("", int(self.broker_up))])
+        metric("broker_stored_total", "counter", "Publishes stored by the broker.",
+               [("", self.broker_stored)])
+        metric("broker_duplicates_total", "counter",
+               "Publishes the broker had stored already (sent again after a resume).",
+               [("", self.broker_duplicates)])
+        metric("broker_retries_total", "counter",
+               "Broker requests tried again (timeouts, outages).", [("", self.broker_retries)])
+        metric("sessions_saved_total", "counter", "Session snapshots written for resume.",
+               [("", self.sessions_saved)])
+        metric("sessions_resumed_remote_total", "counter",
+               "Sessions resumed here from another node's snapshot.",
+               [("", self.sessions_resumed_remote)])
+        metric("sessions_taken_total", "counter",
+               "Sessions of this node resumed on another node.", [("", self.sessions_taken)])
+        metric("presence", "gauge", "Sessions subscribed to a topic, over all nodes.",
+               [(f'{{topic="{_label(t)}"}}', n) for t, n in sorted(self.presence.items())])
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value, escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

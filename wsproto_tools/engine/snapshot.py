@@ -1,0 +1,103 @@
+"""What a server session needs to be resumed on another node, as bytes (sans-I/O).
+
+A networked broker keeps this snapshot where every node can read it
+(docs/scaling.md): the session id and the identity that opened it, the highest
+sequence received from the client (what was acknowledged), the highest sent, the
+unacknowledged and backlogged outbound messages, and the publish ids already
+applied. :func:`restore` gives back a Reconnecting :class:`ServerSession` that
+:meth:`ServerSession.adopt` resumes like one this node had kept itself.
+
+Outbound messages are stored unsealed, in the v2 encoding: a resume renegotiates
+keys, and :meth:`Session._again` seals them for the new connection.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SNAPSHOT_VERSION", "SnapshotError", "restore", "snapshot"]
+
+from collections import OrderedDict, deque
+from typing import Any
+
+import msgpack
+
+from wsproto_tools.codec import DEFAULT_LIMITS, Flags, Message, constructor, decode, encode
+from wsproto_tools.engine.auth import Grant
+from wsproto_tools.engine.sequencing import held_size
+from wsproto_tools.engine.server_session import ServerSession
+from wsproto_tools.engine.session import ServerAuth, SessionConfig
+from wsproto_tools.engine.states import State
+from wsproto_tools.exceptions import WspError
+
+#: The layout of :func:`snapshot`'s list; a reader refuses others.
+SNAPSHOT_VERSION = 1
+
+_MESSAGE = constructor(Message)
+_UNSEALED = ~(Flags.ENCRYPTED | Flags.COMPRESSED)
+
+
+class SnapshotError(WspError):
+    """A stored session snapshot that cannot be read (another layout, or damaged)."""
+
+
+def _plain(msg: Message) -> bytes:
+    return encode(_MESSAGE(msg.payload, msg.sequence, 0, 0, msg.flags & _UNSEALED), version=2)
+
+
+def snapshot(session: ServerSession) -> bytes:
+    """The resumable state of ``session`` (an established one)."""
+    unacked = [_plain(entry[0]) for entry in session.unacked.values()]
+    backlog = [_plain(msg) for msg in session.backlog or ()]
+    return msgpack.packb(
+        [
+            SNAPSHOT_VERSION,
+            session.session_id,
+            session.grant.identity,
+            session.recv_seq,
+            session.send_seq,
+            unacked,
+            backlog,
+            list(session.applied_ids or ()),
+        ],
+        use_bin_type=True,
+    )
+
+
+def _grant(identity: str) -> Grant:
+    """A grant that names ``identity`` (the resuming connection brings the real one)."""
+    if identity.startswith("jwt:"):
+        return Grant(subject=identity[4:], method="jwt")
+    return Grant(method=identity)
+
+
+def restore(data: bytes, auth: ServerAuth, config: SessionConfig | None = None) -> ServerSession:
+    """A Reconnecting session from :func:`snapshot`'s bytes; :class:`SnapshotError`
+    when they cannot be read."""
+    try:
+        fields: Any = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        if not isinstance(fields, list) or not fields or fields[0] != SNAPSHOT_VERSION:
+            raise ValueError("not a version-1 snapshot")
+        _, session_id, identity, recv_seq, send_seq, unacked, backlog, applied = fields
+        if not (isinstance(session_id, int) and session_id > 0 and isinstance(identity, str)):
+            raise ValueError("no session id or identity")
+        if not (isinstance(recv_seq, int) and isinstance(send_seq, int)):
+            raise ValueError("sequence numbers are not integers")
+        sent = [decode(item, limits=DEFAULT_LIMITS) for item in unacked]
+        held = [decode(item, limits=DEFAULT_LIMITS) for item in backlog]
+        ids = [int(i) for i in applied]
+    except (ValueError, TypeError, WspError, msgpack.UnpackException) as error:
+        raise SnapshotError(f"unreadable session snapshot: {error}") from None
+    session = ServerSession(auth, config)
+    session.session_id = session_id
+    session.grant = _grant(identity)
+    session.recv_seq = recv_seq
+    session.send_seq = send_seq
+    for msg in sent:
+        session.unacked[msg.sequence] = (msg, 0.0, True)
+        session.held += held_size(msg.payload)
+    if held:
+        session.backlog = deque(held)
+        session.held += sum(held_size(m.payload) for m in held)
+    if ids:
+        session.applied_ids = OrderedDict.fromkeys(ids)
+    session.state = State.RECONNECTING
+    return session

@@ -1,0 +1,416 @@
+"""The NATS JetStream broker: ``wsp serve --broker nats://HOST:PORT[,…]``.
+
+Each topic is one JetStream stream (``<prefix>_t_<hash>``, subject
+``<prefix>.t.<hash>``): the stream sequence is the topic offset, so offsets are
+contiguous per topic (1, 2, 3 …), and the epoch is a random number kept in the
+stream's metadata when the stream is made, so it changes only when the stream
+(the history) is really gone. History is bounded by the stream's limits
+(``--history``, ``--history-age``, ``--history-bytes``), its duplicate window
+covers the resume lifetime: a publish carries ``Nats-Msg-Id`` = session id and
+publish id (or sequence), so a client that sends it again after a resume on
+another node is stored once.
+
+A node reads a topic live through one ordered push consumer while it has local
+subscribers (:meth:`NatsBroker.subscribe` starts it, :meth:`NatsBroker.release`
+stops it); every message it reads goes to the server's listener with its
+offset. The node's live end of a topic is the last offset that consumer handed
+over, and a Subscribe is answered against it, so nothing is delivered twice or
+skipped between replay and live fan-out.
+
+Session snapshots (engine/snapshot.py) and presence live in two key-value
+buckets (server/nats_state.py). All I/O here is nats-py's; the server sees the
+four broker methods of server/broker.py plus ``release`` and ``healthy``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BrokerUnavailable", "NatsBroker", "NatsOptions", "replay_range"]
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from wsproto_tools.engine.history import ContinuityLost, Entry
+from wsproto_tools.engine.hub import MAX_TOPIC_LENGTH, SubscribeAnswer
+from wsproto_tools.exceptions import CloseCode, RemoteProtocolError, WspError
+from wsproto_tools.server.broker import Listener
+from wsproto_tools.server.nats_options import NatsOptions
+from wsproto_tools.server.nats_state import Presence, SessionStore
+
+log = logging.getLogger("wsproto_tools.server.nats")
+
+#: The stream metadata key that holds a topic's epoch, and the one with its name.
+EPOCH_KEY = "wsp_epoch"
+TOPIC_KEY = "wsp_topic"
+#: Messages read per replay before the answer is given (the history bound caps it).
+REPLAY_TIMEOUT = 5.0
+
+
+class BrokerUnavailable(WspError):
+    """NATS cannot be reached (at start-up: ``wsp serve`` exits 4)."""
+
+
+def replay_range(
+    epoch: int, first: int, last: int, from_offset: int | None, asked_epoch: int | None
+) -> tuple[int, int, ContinuityLost | None]:
+    """Offsets ``start..end`` to replay (``start > end``: none) and the gap, if
+    any, for a Subscribe ``from_offset``/``asked_epoch`` against a stream of
+    ``epoch`` holding ``first..last`` (the rules of engine/history.py)."""
+    if from_offset is None:
+        return last + 1, last, None
+    after = max(0, from_offset - 1)
+    available = max(first, 1) if first <= last else last + 1
+
+    def lost(reason: str) -> ContinuityLost:
+        return ContinuityLost("", epoch, after, available, reason)
+
+    if asked_epoch is not None and asked_epoch != epoch:
+        if after == 0:
+            return available, last, None
+        return available, last, lost(f"epoch changed from {asked_epoch} to {epoch}")
+    if after > last:
+        return last + 1, last, lost(f"offset {after} is ahead of the stream ({last})")
+    if after + 1 < available:
+        gone = available - after - 1
+        return available, last, lost(
+            f"history starts at offset {available}, {gone} messages are gone"
+        )
+    return after + 1, last, None
+
+
+class _Topic:
+    """A topic's stream as this node knows it, and its live reader."""
+
+    __slots__ = ("epoch", "last", "local", "lock", "name", "reader", "ready", "subject")
+
+    def __init__(self, name: str, subject: str) -> None:
+        self.name = name
+        self.subject = subject
+        self.epoch = 0
+        self.ready: asyncio.Future[None] | None = None
+        #: the last offset handed to the listener (the node's live end)
+        self.last = 0
+        self.local = 0  # local subscribers
+        self.reader: Any = None
+        self.lock = asyncio.Lock()
+
+
+class NatsBroker:
+    """Topics in JetStream; connect with :meth:`start` before serving."""
+
+    def __init__(self, options: NatsOptions) -> None:
+        self.options = options
+        self.nc: NatsClient | None = None
+        self.js: JetStreamContext | None = None
+        self._listener: Listener | None = None
+        self._topics: dict[str, _Topic] = {}
+        self.connected = False
+        #: called with True/False when the link to NATS comes back or goes
+        self.on_link: Callable[[bool], None] | None = None
+        self.stored = 0
+        self.duplicates = 0
+        self.retries = 0
+        #: session snapshots and presence (made by :meth:`start`)
+        self.sessions: SessionStore | None = None
+        self.presence: Presence | None = None
+        self.node = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        opts = self.options
+
+        async def disconnected() -> None:
+            self._link(False)
+
+        async def reconnected() -> None:
+            self._link(True)
+
+        async def error(exc: Exception) -> None:
+            log.debug("nats: %s", exc)
+
+        try:
+            self.nc = await nats.connect(
+                servers=opts.servers,
+                user_credentials=opts.creds,
+                name=f"wsp-serve-{os.getpid()}",
+                connect_timeout=int(max(1, opts.connect_timeout)),
+                reconnect_time_wait=0.25,
+                max_reconnect_attempts=-1,
+                allow_reconnect=True,
+                disconnected_cb=disconnected,
+                reconnected_cb=reconnected,
+                error_cb=error,
+                pending_size=64 << 20,
+            )
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            raise BrokerUnavailable(
+                f"cannot reach NATS at {', '.join(opts.servers)}: {exc or type(exc).__name__}"
+            ) from None
+        self.js = self.nc.jetstream(timeout=opts.timeout)
+        try:
+            await self.js.account_info()
+        except (TimeoutError, nats.errors.Error) as exc:
+            await self.nc.close()
+            raise BrokerUnavailable(
+                f"NATS at {', '.join(opts.servers)} has no JetStream (run nats-server -js): {exc}"
+            ) from None
+        self.sessions = await SessionStore.open(
+            self.js, opts.prefix, opts.dedup_window, opts.replicas
+        )
+        self.presence = await Presence.open(self.js, opts.prefix, self.node, opts.replicas)
+        self.connected = True
+
+    def _link(self, up: bool) -> None:
+        if self.nc is None or self.nc.is_closed or self.nc.is_draining:
+            return
+        self.connected = up
+        log.warning("NATS %s", "reachable again" if up else "unreachable")
+        if self.on_link is not None:
+            self.on_link(up)
+
+    def healthy(self) -> bool:
+        return self.connected and self.nc is not None and self.nc.is_connected
+
+    async def close(self) -> None:
+        if self.presence is not None:
+            await self.presence.close()
+        for topic in self._topics.values():
+            if topic.reader is not None:
+                with contextlib.suppress(Exception):
+                    await topic.reader.unsubscribe()
+                topic.reader = None
+        if self.nc is not None and not self.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+
+    def set_listener(self, listener: Listener) -> None:
+        self._listener = listener
+
+    # ------------------------------------------------------------------ streams
+    def _names(self, topic: str) -> tuple[str, str]:
+        digest = hashlib.blake2b(topic.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        prefix = self.options.prefix
+        return f"{prefix}_t_{digest}", f"{prefix}.t.{digest}"
+
+    def stream_name(self, topic: str) -> str:
+        return self._names(topic)[0]
+
+    async def _topic(self, name: str) -> _Topic:
+        """The topic's stream, made on first use; its epoch read from its metadata."""
+        topic = self._topics.get(name)
+        if topic is not None and topic.ready is None:
+            return topic
+        if topic is not None:
+            assert topic.ready is not None
+            await asyncio.shield(topic.ready)
+            return topic
+        if not name or len(name) > MAX_TOPIC_LENGTH:
+            raise RemoteProtocolError(
+                f"topic names have 1 to {MAX_TOPIC_LENGTH} characters, not {len(name)}",
+                close_code=CloseCode.POLICY_VIOLATION,
+            )
+        stream, subject = self._names(name)
+        topic = self._topics[name] = _Topic(name, subject)
+        topic.ready = asyncio.get_running_loop().create_future()
+        try:
+            info = await self._retry(lambda: self._ensure_stream(stream, subject, name))
+            topic.epoch = int((info.config.metadata or {}).get(EPOCH_KEY, "0")) or 1
+            topic.last = info.state.last_seq
+        except BaseException as exc:
+            del self._topics[name]
+            topic.ready.set_exception(exc)
+            topic.ready.exception()  # retrieved: the waiters raise it themselves
+            raise
+        topic.ready.set_result(None)
+        topic.ready = None
+        return topic
+
+    async def _ensure_stream(self, stream: str, subject: str, name: str) -> api.StreamInfo:
+        assert self.js is not None
+        opts = self.options
+        try:
+            return await self.js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            pass
+        epoch = int.from_bytes(os.urandom(4), "big") | 1
+        config = api.StreamConfig(
+            name=stream,
+            subjects=[subject],
+            description=f"wsp topic {name[:200]}",
+            metadata={EPOCH_KEY: str(epoch), TOPIC_KEY: name},
+            max_msgs=max(1, opts.history),
+            max_age=opts.history_age,
+            max_bytes=opts.history_bytes or -1,
+            duplicate_window=opts.dedup_window,
+            num_replicas=opts.replicas,
+            storage=api.StorageType.FILE,
+            discard=api.DiscardPolicy.OLD,
+            allow_direct=True,
+        )
+        try:
+            return await self.js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            # another node made it first (with its own epoch): that one stands
+            return await self.js.stream_info(stream)
+
+    async def _retry(self, call: Callable[[], Any]) -> Any:
+        """``call()`` again until NATS answers (a JetStream request that timed out or
+        found no responder during an outage); API errors are raised."""
+        delay = 0.05
+        while True:
+            try:
+                return await call()
+            except (
+                TimeoutError,
+                nats.errors.TimeoutError,
+                nats.errors.NoRespondersError,
+                nats.js.errors.NoStreamResponseError,
+                nats.js.errors.ServiceUnavailableError,
+                nats.errors.ConnectionReconnectingError,
+                nats.errors.StaleConnectionError,
+            ) as exc:
+                if self.nc is None or self.nc.is_closed:
+                    raise BrokerUnavailable("the NATS connection is closed") from None
+                self.retries += 1
+                log.debug("nats: %s; trying again in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
+
+    # ------------------------------------------------------------------ the broker
+    async def publish(
+        self, topic: str, data: bytes, now: float, msg_id: str | None = None
+    ) -> Entry:
+        """Store one message; returns when JetStream has it (tried again through an
+        outage with the same ``msg_id``, so it is stored once)."""
+        state = await self._topic(topic)
+        assert self.js is not None
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        js = self.js
+        ack: api.PubAck = await self._retry(
+            lambda: js.publish(state.subject, data, headers=dict(headers) if headers else None)
+        )
+        if ack.duplicate:
+            self.duplicates += 1
+        else:
+            self.stored += 1
+        return Entry(ack.seq, now, data, True)
+
+    async def subscribe(
+        self, topic: str, from_offset: int | None, epoch: int | None, now: float
+    ) -> SubscribeAnswer:
+        """Where a local subscriber starts: the node's live end of the topic, and
+        what it missed since ``from_offset`` (or the gap)."""
+        state = await self._topic(topic)
+        async with state.lock:  # one reader per topic, however many subscribe at once
+            state.local += 1
+            try:
+                if state.reader is None:
+                    await self._start_reader(state)
+                first = await self._first_offset(state)
+                start, end, lost = replay_range(state.epoch, first, state.last, from_offset, epoch)
+                replay = await self._read(state, start, end) if start <= end else []
+                # the reader may have handed over more meanwhile: read up to it, so
+                # that replay and live meet (no await after the last check)
+                while state.last > end and start <= end:
+                    more = await self._read(state, end + 1, state.last)
+                    end = more[-1].offset if more else state.last
+                    replay.extend(more)
+            except BaseException:
+                self.release(topic)
+                raise
+        if lost is not None:
+            lost = ContinuityLost(topic, lost.epoch, lost.requested, lost.available, lost.reason)
+        return SubscribeAnswer(state.epoch, state.last + 1, replay, lost)
+
+    def release(self, topic: str) -> None:
+        """A local subscriber left; the live reader stops with the last one."""
+        state = self._topics.get(topic)
+        if state is None or state.local == 0:
+            return
+        state.local -= 1
+        if state.local == 0 and state.reader is not None:
+            reader, state.reader = state.reader, None
+            task = asyncio.ensure_future(reader.unsubscribe())
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _first_offset(self, state: _Topic) -> int:
+        assert self.js is not None
+        js = self.js
+        stream = self.stream_name(state.name)
+        info: api.StreamInfo = await self._retry(lambda: js.stream_info(stream))
+        return info.state.first_seq
+
+    async def _start_reader(self, state: _Topic) -> None:
+        """One ordered consumer from the stream's end: every later message, in order."""
+        assert self.js is not None
+        js = self.js
+        stream = self.stream_name(state.name)
+        info: api.StreamInfo = await self._retry(lambda: js.stream_info(stream))
+        state.last = info.state.last_seq
+        listener = self._listener
+        epoch = state.epoch
+
+        async def on_message(msg: Msg) -> None:
+            offset = msg.metadata.sequence.stream
+            if offset <= state.last:
+                return  # already handed over (a reader restarted by nats-py)
+            state.last = offset
+            if listener is not None:
+                listener(state.name, epoch, Entry(offset, 0.0, msg.data, True))
+
+        state.reader = await self._retry(
+            lambda: js.subscribe(
+                state.subject,
+                stream=stream,
+                cb=on_message,
+                ordered_consumer=True,
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                config=api.ConsumerConfig(opt_start_seq=state.last + 1),
+                pending_msgs_limit=-1,
+                pending_bytes_limit=-1,
+            )
+        )
+
+    async def _read(self, state: _Topic, start: int, end: int) -> list[Entry]:
+        """Messages ``start..end`` of a topic's stream, in order."""
+        assert self.js is not None
+        js = self.js
+        sub = await self._retry(
+            lambda: js.subscribe(
+                state.subject,
+                stream=self.stream_name(state.name),
+                ordered_consumer=True,
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                config=api.ConsumerConfig(opt_start_seq=start),
+            )
+        )
+        out: list[Entry] = []
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=REPLAY_TIMEOUT)
+                offset = msg.metadata.sequence.stream
+                if offset > end:
+                    break
+                out.append(Entry(offset, 0.0, msg.data, True))
+                if offset >= end:
+                    break
+        except nats.errors.TimeoutError:
+            pass  # trimmed while reading: what was there
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        return out
