@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 from scaleout.conftest import SECRET
-
 from wsproto_tools.client import Client
 from wsproto_tools.engine.events import ContinuityLostNotice
 
@@ -20,20 +19,21 @@ def url(server: Any) -> str:
 async def test_a_message_published_on_one_node_reaches_subscribers_of_every_node(
     nats: Any, cluster_node: Any
 ) -> None:
-    async with cluster_node(nats.url) as a, cluster_node(nats.url) as b:
-        async with (
-            Client(url(a), secret=SECRET) as sub_a,
-            Client(url(b), secret=SECRET) as sub_b,
-            Client(url(a), secret=SECRET) as publisher,
-        ):
-            got_a = await sub_a.subscribe("prices")
-            got_b = await sub_b.subscribe("prices")
-            for i in range(50):
-                await publisher.publish("prices", f"px {i}".encode())
-            for sub in (got_a, got_b):
-                items = [await asyncio.wait_for(sub.get(), 10) for _ in range(50)]
-                assert [d.data for d in items] == [f"px {i}".encode() for i in range(50)]
-                assert [d.offset for d in items] == list(range(1, 51))  # contiguous
+    async with (
+        cluster_node(nats.url) as a,
+        cluster_node(nats.url) as b,
+        Client(url(a), secret=SECRET) as sub_a,
+        Client(url(b), secret=SECRET) as sub_b,
+        Client(url(a), secret=SECRET) as publisher,
+    ):
+        got_a = await sub_a.subscribe("prices")
+        got_b = await sub_b.subscribe("prices")
+        for i in range(50):
+            await publisher.publish("prices", f"px {i}".encode())
+        for sub in (got_a, got_b):
+            items = [await asyncio.wait_for(sub.get(), 10) for _ in range(50)]
+            assert [d.data for d in items] == [f"px {i}".encode() for i in range(50)]
+            assert [d.offset for d in items] == list(range(1, 51))  # contiguous
 
 
 async def test_offsets_are_contiguous_per_topic_and_history_replays_on_another_node(
@@ -66,19 +66,20 @@ async def test_history_limit_gives_continuity_lost(nats: Any, cluster_node: Any)
 
 
 async def test_presence_counts_subscribers_of_every_node(nats: Any, cluster_node: Any) -> None:
-    async with cluster_node(nats.url) as a, cluster_node(nats.url) as b:
-        async with (
-            Client(url(a), secret=SECRET) as one,
-            Client(url(b), secret=SECRET) as two,
-            Client(url(b), secret=SECRET) as three,
-        ):
-            for client in (one, two, three):
-                await client.subscribe("room")
-            answer: dict[str, Any] = {}
-            for _ in range(100):  # presence travels through NATS: bounded wait
-                reply = await one.request("presence", b"room")
-                answer = json.loads(reply.data)
-                if answer["subscribers"] == 3:
-                    break
-                await asyncio.sleep(0.05)
-            assert answer == {"topic": "room", "subscribers": 3}
+    async with (
+        cluster_node(nats.url) as a,
+        cluster_node(nats.url) as b,
+        Client(url(a), secret=SECRET) as one,
+        Client(url(b), secret=SECRET) as two,
+        Client(url(b), secret=SECRET) as three,
+    ):
+        for client in (one, two, three):
+            await client.subscribe("room")
+        answer: dict[str, Any] = {}
+        for _ in range(100):  # presence travels through NATS: bounded wait
+            reply = await one.request("presence", b"room")
+            answer = json.loads(reply.data)
+            if answer["subscribers"] == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert answer == {"topic": "room", "subscribers": 3}
