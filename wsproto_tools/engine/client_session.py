@@ -22,6 +22,7 @@ from wsproto_tools.codec.schema import (
     Handshake,
     HandshakeResponse,
     Message,
+    Payload,
     Publish,
     Request,
     Response,
@@ -173,12 +174,14 @@ class ClientSession(Session):
         else:
             self._hb_interval = self.config.heartbeat_interval
         self.next_heartbeat = now + self._hb_interval
+        acked: list[Payload] = []
+        last = 0
         if resumed:
             last = answer.last_received or 0
             verdict = check_resume_claim(last, self.sent_seq)
             if verdict is not None:
                 raise verdict.error()
-            self._drop_acked(last)
+            acked = self._drop_acked(last)  # received before the connection was lost
             self.resume_token = answer.resume_token or self.resume_token
             self._established()
             self._install_ciphers()
@@ -202,7 +205,10 @@ class ClientSession(Session):
                 self._send_sequenced(old.payload, now, old.flags & ~Flags.ENCRYPTED)
         for topic in self.subscriptions:
             self._send_subscribe(topic, now)
-        return [ev.Accepted(self.session_id, resumed, granted)]
+        accepted = ev.Accepted(self.session_id, resumed, granted)
+        if resumed and acked:  # their acknowledgment is this answer's last_received
+            return [accepted, ev.Acked(last, len(acked), tuple(acked))]
+        return [accepted]
 
     # -------------------------------------------------------------- client API
     def publish(self, topic: str, data: bytes, now: float, publish_id: int | None = None) -> int:

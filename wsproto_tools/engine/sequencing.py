@@ -214,12 +214,17 @@ class Sequencing:
             self.window.on_timeout()
         return ev.Retransmitted(count, self.rtt.rto)
 
-    def _drop_acked(self, upto: int) -> None:
+    def _drop_acked(self, upto: int) -> list[Payload]:
+        """Forget what the peer says it has (a resume's ``last_received``); the
+        payloads, in order."""
         unacked = self.unacked
+        dropped: list[Payload] = []
         while unacked:
             first = next(iter(unacked))
             if first > upto:
                 break
             payload = unacked.pop(first)[0].payload
+            dropped.append(payload)
             if not self.is_client:
                 self.held -= held_size(payload)
+        return dropped

@@ -320,8 +320,11 @@ class NatsBroker:
             try:
                 if state.reader is None:
                     await self._start_reader(state)
-                first = await self._first_offset(state)
-                start, end, lost = replay_range(state.epoch, first, state.last, from_offset, epoch)
+                first, last = await self._bounds(state)
+                start, _, lost = replay_range(state.epoch, first, last, from_offset, epoch)
+                # up to this node's live end: what the reader has not handed over yet
+                # comes live (a subscriber already past it drops those as duplicates)
+                end = state.last
                 replay = await self._read(state, start, end) if start <= end else []
                 # the reader may have handed over more meanwhile: read up to it, so
                 # that replay and live meet (no await after the last check)
@@ -347,12 +350,13 @@ class NatsBroker:
             task = asyncio.ensure_future(reader.unsubscribe())
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
-    async def _first_offset(self, state: _Topic) -> int:
+    async def _bounds(self, state: _Topic) -> tuple[int, int]:
+        """The first and last offsets the topic's stream holds now."""
         assert self.js is not None
         js = self.js
         stream = self.stream_name(state.name)
         info: api.StreamInfo = await self._retry(lambda: js.stream_info(stream))
-        return info.state.first_seq
+        return info.state.first_seq, info.state.last_seq
 
     async def _start_reader(self, state: _Topic) -> None:
         """One ordered consumer from the stream's end: every later message, in order."""
