@@ -579,6 +579,7 @@ async def resume_run(targets: list[Node], cuts: int) -> dict[str, Any]:
     missing = published - len(set(offsets))
     return {
         "cuts": cuts,
+        "gaps": gaps,
         "gap_p50": pct(gaps, 50),
         "gap_p99": pct(gaps, 99),
         "cut_p50": pct(from_cut, 50),
