@@ -13,7 +13,6 @@ from typing import Any
 
 from scaleout.natsd import NatsServer, nats_cluster, wsp_node
 from scaleout.proxy import Proxy
-
 from wsproto_tools.client import Client
 from wsproto_tools.client.api import ClientOptions
 
@@ -54,7 +53,7 @@ async def run(proxy: Proxy, count: int, kill: Any) -> tuple[list[bytes], list[in
                     kill()
 
         async def cut() -> None:
-            for _ in range(400):  # bounded: at most 400 cuts
+            for _ in range(150):  # bounded: at most 150 cuts
                 await asyncio.sleep(proxy.rng.uniform(0.005, 0.05))
                 proxy.cut(1)
 

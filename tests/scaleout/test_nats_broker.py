@@ -83,3 +83,57 @@ async def test_presence_counts_subscribers_of_every_node(nats: Any, cluster_node
                 break
             await asyncio.sleep(0.05)
         assert answer == {"topic": "room", "subscribers": 3}
+
+
+def test_replay_range_follows_the_history_rules() -> None:
+    from wsproto_tools.server.nats_broker import replay_range
+
+    # (epoch, first, last, from_offset, asked_epoch) -> (start, end, lost?)
+    assert replay_range(9, 1, 10, None, None)[:2] == (11, 10)
+    assert replay_range(9, 1, 10, 4, 9) == (4, 10, None)
+    assert replay_range(9, 1, 10, 11, 9) == (11, 10, None)  # caught up
+    start, end, lost = replay_range(9, 6, 10, 2, 9)
+    assert (start, end) == (6, 10) and lost is not None
+    assert (lost.requested, lost.available) == (1, 6)
+    start, end, lost = replay_range(9, 1, 10, 15, 9)
+    assert lost is not None and "ahead" in lost.reason
+    start, end, lost = replay_range(9, 3, 10, 5, 8)  # another epoch: from the start
+    assert (start, end) == (3, 10) and lost is not None and "epoch" in lost.reason
+    assert replay_range(9, 3, 10, 1, 8) == (3, 10, None)  # new subscriber, old epoch
+    assert replay_range(9, 11, 10, 3, 9)[2] is not None  # all aged out
+
+
+async def test_a_publish_sent_again_with_its_id_is_stored_once(nats: Any) -> None:
+    from wsproto_tools.server.nats_broker import NatsBroker
+    from wsproto_tools.server.nats_options import NatsOptions
+
+    broker = NatsBroker(NatsOptions([nats.url]))
+    await broker.start()
+    try:
+        first = await broker.publish("dedup", b"a", 0.0, "77.1")
+        again = await broker.publish("dedup", b"a", 0.0, "77.1")  # a resend after a resume
+        other = await broker.publish("dedup", b"b", 0.0, "77.2")
+        assert (first.offset, again.offset, other.offset) == (1, 1, 2)
+        assert (broker.stored, broker.duplicates) == (2, 1)
+    finally:
+        await broker.close()
+
+
+async def test_an_unreachable_broker_is_a_one_line_error_and_status_4() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from scaleout.natsd import free_port
+
+    wsp = str(Path(sys.executable).parent / "wsp")
+    done = subprocess.run(
+        [wsp, "serve", "--port", "0", "--secret", "s", "--token-key", "k",
+         "--broker", f"nats://127.0.0.1:{free_port()}"],
+        capture_output=True, timeout=60)
+    assert done.returncode == 4
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wsp: error: cannot reach NATS"), lines
+    usage = subprocess.run([wsp, "serve", "--broker", "nats://127.0.0.1:1", "--secret", "s"],
+                           capture_output=True, timeout=60)
+    assert usage.returncode == 2 and b"--token-key" in usage.stderr

@@ -125,6 +125,7 @@ class NatsBroker:
         #: session snapshots and presence (made by :meth:`start`)
         self.sessions: SessionStore | None = None
         self.presence: Presence | None = None
+        self._restarts: set[asyncio.Future[None]] = set()
         self.node = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
 
     # ------------------------------------------------------------------ lifecycle
@@ -141,44 +142,78 @@ class NatsBroker:
             log.debug("nats: %s", exc)
 
         try:
-            self.nc = await nats.connect(
-                servers=opts.servers,
-                user_credentials=opts.creds,
-                name=f"wsp-serve-{os.getpid()}",
-                connect_timeout=int(max(1, opts.connect_timeout)),
-                reconnect_time_wait=0.25,
-                max_reconnect_attempts=-1,
-                allow_reconnect=True,
-                disconnected_cb=disconnected,
-                reconnected_cb=reconnected,
-                error_cb=error,
-                pending_size=64 << 20,
-            )
-        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            self.nc = await asyncio.wait_for(self._connect(disconnected, reconnected, error),
+                                             opts.connect_timeout)
+        except (OSError, nats.errors.Error, TimeoutError) as exc:
             raise BrokerUnavailable(
-                f"cannot reach NATS at {', '.join(opts.servers)}: {exc or type(exc).__name__}"
+                f"cannot reach NATS at {', '.join(opts.servers)}: "
+                f"{exc or 'no answer within ' + format(opts.connect_timeout, 'g') + ' s'}"
             ) from None
         self.js = self.nc.jetstream(timeout=opts.timeout)
-        try:
-            await self.js.account_info()
-        except (TimeoutError, nats.errors.Error) as exc:
-            await self.nc.close()
-            raise BrokerUnavailable(
-                f"NATS at {', '.join(opts.servers)} has no JetStream (run nats-server -js): {exc}"
-            ) from None
-        self.sessions = await SessionStore.open(
-            self.js, opts.prefix, opts.dedup_window, opts.replicas
-        )
-        self.presence = await Presence.open(self.js, opts.prefix, self.node, opts.replicas)
+        # a NATS cluster that has just started elects its JetStream leader first
+        deadline = asyncio.get_running_loop().time() + max(opts.connect_timeout, 15.0)
+        while True:
+            try:
+                await self.js.account_info()
+                self.sessions = await SessionStore.open(
+                    self.js, opts.prefix, opts.dedup_window, opts.replicas
+                )
+                self.presence = await Presence.open(
+                    self.js, opts.prefix, self.node, opts.replicas
+                )
+                break
+            except (nats.errors.Error, TimeoutError) as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    await self.nc.close()
+                    raise BrokerUnavailable(
+                        f"NATS at {', '.join(opts.servers)} gives no JetStream "
+                        f"(run nats-server -js): {exc or type(exc).__name__}"
+                    ) from None
+                await asyncio.sleep(0.25)
         self.connected = True
+
+    async def _connect(self, disconnected: Any, reconnected: Any, error: Any) -> NatsClient:
+        opts = self.options
+        return await nats.connect(
+            servers=opts.servers,
+            user_credentials=opts.creds,
+            name=f"wsp-serve-{os.getpid()}",
+            connect_timeout=int(max(1, opts.connect_timeout)),
+            reconnect_time_wait=0.25,
+            max_reconnect_attempts=-1,
+            allow_reconnect=True,
+            disconnected_cb=disconnected,
+            reconnected_cb=reconnected,
+            error_cb=error,
+            pending_size=64 << 20,
+        )
 
     def _link(self, up: bool) -> None:
         if self.nc is None or self.nc.is_closed or self.nc.is_draining:
             return
         self.connected = up
         log.warning("NATS %s", "reachable again" if up else "unreachable")
+        if up:  # consumers may be gone with the server that held them: read on anew
+            task = asyncio.ensure_future(self._restart_readers())
+            self._restarts.add(task)
+            task.add_done_callback(self._restarts.discard)
         if self.on_link is not None:
             self.on_link(up)
+
+    async def _restart_readers(self) -> None:
+        for state in list(self._topics.values()):
+            async with state.lock:
+                old = state.reader
+                if old is None:
+                    continue
+                with contextlib.suppress(Exception):
+                    await old.unsubscribe()
+                state.reader = None
+                if state.local > 0:
+                    try:
+                        await self._start_reader(state, again=True)
+                    except Exception as exc:
+                        log.warning("topic %r: no live reader: %s", state.name, exc)
 
     def healthy(self) -> bool:
         return self.connected and self.nc is not None and self.nc.is_connected
@@ -358,13 +393,15 @@ class NatsBroker:
         info: api.StreamInfo = await self._retry(lambda: js.stream_info(stream))
         return info.state.first_seq, info.state.last_seq
 
-    async def _start_reader(self, state: _Topic) -> None:
-        """One ordered consumer from the stream's end: every later message, in order."""
+    async def _start_reader(self, state: _Topic, again: bool = False) -> None:
+        """One ordered consumer from the stream's end (``again``: from where the
+        previous reader stopped): every later message, in order."""
         assert self.js is not None
         js = self.js
         stream = self.stream_name(state.name)
-        info: api.StreamInfo = await self._retry(lambda: js.stream_info(stream))
-        state.last = info.state.last_seq
+        if not again:
+            info: api.StreamInfo = await self._retry(lambda: js.stream_info(stream))
+            state.last = info.state.last_seq
         listener = self._listener
         epoch = state.epoch
 
