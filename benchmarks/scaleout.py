@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -486,6 +487,7 @@ async def resume_run(targets: list[Node], cuts: int) -> dict[str, Any]:
     proxy = Proxy(targets[0].port)
     await proxy.start()
     events: list[tuple[str, float]] = []
+    closes: list[str] = []
     topic = f"resume-{os.urandom(4).hex()}"
     received: list[tuple[float, int, int]] = []  # (time, offset, publish stamp)
     lost = 0
@@ -495,6 +497,8 @@ async def resume_run(targets: list[Node], cuts: int) -> dict[str, Any]:
 
     def on_event(name: str, fields: dict[str, Any]) -> None:
         events.append((name, time.perf_counter()))
+        if name == "closed":
+            closes.append(f"{fields.get('code')} {fields.get('reason')}")
 
     async def receive(sub: Any) -> None:
         nonlocal lost
@@ -594,6 +598,9 @@ async def resume_run(targets: list[Node], cuts: int) -> dict[str, Any]:
         "in_order": offsets == sorted(offsets),
         "lost_notices": lost,
         "resumes": subscriber.resumes,
+        "connections": len(proxy.accepted),
+        "events": dict(Counter(name for name, _ in events)),
+        "closes": dict(Counter(closes)),
     }
 
 
@@ -674,7 +681,9 @@ async def main(quick: bool, subs: int, procs: int) -> None:
                 f"{result['replayed']}/{result['cuts']}; {result['published']:,} published, "
                 f"{result['delivered']:,} delivered, {result['duplicates']} duplicates, "
                 f"{result['missing']} missing, in order: {result['in_order']}, "
-                f"continuity-lost notices: {result['lost_notices']}"
+                f"continuity-lost notices: {result['lost_notices']}; "
+                f"{result['connections']} connections through the proxy, client events "
+                f"{result['events']}, closes {result['closes'] or 'none'}"
             )
         print(f"load {load()}")
 
