@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -167,6 +168,27 @@ def nodes(logs: Path, brokers: list[str | None]) -> Iterator[list[Node]]:
             node.stop()
 
 
+def metric(node: Node, name: str) -> float:
+    """One sample of the node's /metrics (0 when absent)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.port}/metrics", timeout=10) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith(f"wsp_{name} "):
+                return float(line.split()[1])
+    return 0.0
+
+
+async def kv_values(url: str) -> list[int]:
+    """Value sizes of every snapshot in the sessions bucket."""
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        kv = await nc.jetstream().key_value("wsp_sessions")
+        return [len((await kv.get(key)).value or b"") for key in await kv.keys()]
+    finally:
+        await nc.close()
+
+
 def client(url: str, **options: Any) -> Client:
     return Client(url, secret=SECRET.encode(), **options)
 
@@ -264,9 +286,16 @@ async def one_node(logs: Path, nats: NatsServer, quick: bool) -> dict[str, Any]:
             for i in range(rounds):
                 for side, pub, sub, topic in pairs if i % 2 == 0 else reversed(pairs):
                     side.rates.append(await throughput_block(pub, sub, topic, count, side))
+            loop = asyncio.get_running_loop()
+            saved = await loop.run_in_executor(None, metric, nats_node, "sessions_saved_total")
+            stored = await loop.run_in_executor(None, metric, nats_node, "broker_stored_total")
+            snapshots = sorted(await kv_values(nats.url))  # the four clients' sessions
             for i in range(paced_rounds):
                 for side, pub, sub, topic in pairs if i % 2 == 0 else reversed(pairs):
                     await paced_block(pub, sub, topic, paced_seconds, side)
+            saved_paced = await loop.run_in_executor(
+                None, metric, nats_node, "sessions_saved_total"
+            ) - saved
     nats_side, memory_side = sides
     ratios = [a / b for a, b in zip(nats_side.rates, memory_side.rates, strict=True)]
     result = {
@@ -274,6 +303,11 @@ async def one_node(logs: Path, nats: NatsServer, quick: bool) -> dict[str, Any]:
         "rounds": rounds,
         "paced": f"{paced_rounds} x {paced_seconds:g} s per side",
         "ratios": ratios,
+        "saved": saved,
+        "saved_paced": saved_paced,
+        "paced_count": int(paced_seconds * PACED_RATE) * paced_rounds,
+        "stored": stored,
+        "snapshots": snapshots,
     }
     for side in sides:
         result[side.name] = {
@@ -656,6 +690,12 @@ async def main(quick: bool, subs: int, procs: int) -> None:
             )
             print(f"{'':4}{'CPU per message, nats-server (pipelined)':<46} "
                   f"{ours['nats_us']:>9.1f} us {'-':>12}")
+            print(
+                f"{'':4}snapshot writes (wsp_sessions_saved_total) {one['saved']:,.0f} for "
+                f"{one['stored']:,.0f} stored publishes (pipelined), {one['saved_paced']:,.0f} "
+                f"for {one['paced_count']:,} paced publishes; snapshot sizes in the sessions "
+                f"bucket (bytes): {one['snapshots']} (the largest: the publisher's)"
+            )
             print(f"load {load()}")
 
             print(f"(c) resume on another node: {cuts} cuts through a TCP proxy, "
