@@ -71,7 +71,7 @@ def doc_commands() -> list[tuple[str, str]]:
                     continue
                 if line.startswith(("pip ", "python ", "cd ", "export ")) or "pip install" in line:
                     continue
-                if re.search(r"wss?://(?!127\.0\.0\.1|localhost|\[::1\])", line):
+                if re.search(r"(wss?|nats|tls)://(?!127\.0\.0\.1|localhost|\[::1\])", line):
                     continue  # tests send traffic to loopback only
                 found.append((f"{doc.name}:{first + offset}", line))
     return found
