@@ -72,6 +72,8 @@ NODE_FLAGS = ("--rate-limit", "0", "--max-buffer", str(64 << 20), "--history", "
 SIZE = 64
 STAMP = struct.Struct("<q")
 PACED_RATE = 1000.0
+#: (b) also publishes this many messages a second, each alone (no bursts to batch)
+FANOUT_PACE = 50.0
 
 
 def raise_fd_limit() -> None:
@@ -403,8 +405,9 @@ async def kv_figures(url: str) -> dict[str, float]:
 
 async def fanout_run(
     logs: Path, brokers: list[str | None], nats: list[NatsServer], subs: int, procs: int,
-    messages: int,
+    messages: int, pace: float | None = None,
 ) -> dict[str, Any]:
+    """``messages`` to ``subs`` subscribers: pipelined, or ``pace`` per second."""
     with nodes(logs, brokers) as started:
         urls = [n.url for n in started]
         share = [subs // procs + (1 if i < subs % procs else 0) for i in range(procs)]
@@ -419,20 +422,31 @@ async def fanout_run(
                 line = await asyncio.get_running_loop().run_in_executor(None, child.stdout.readline)
                 json.loads(line)
             pids = [s.proc.pid for s in nats if s.proc is not None]
+            idle_node = idle_nats = 0.0
+            if pace:  # what the idle sessions cost meanwhile, subtracted below
+                node0 = sum(cpu_seconds(n.pid) for n in started)
+                nats0 = sum(cpu_seconds(pid) for pid in pids)
+                await asyncio.sleep(messages / pace)
+                idle_node = sum(cpu_seconds(n.pid) for n in started) - node0
+                idle_nats = sum(cpu_seconds(pid) for pid in pids) - nats0
             node0 = sum(cpu_seconds(n.pid) for n in started)
             nats0 = sum(cpu_seconds(pid) for pid in pids)
             async with client(urls[0]) as publisher:
-                futures = [
-                    await publisher.publish_nowait("fanout", payload()) for _ in range(messages)
-                ]
+                futures = []
+                start = time.perf_counter()
+                for i in range(messages):
+                    delay = start + i / pace - time.perf_counter() if pace else 0
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    futures.append(await publisher.publish_nowait("fanout", payload()))
                 await asyncio.gather(*futures)
             reports = []
             for child in children:
                 assert child.stdout is not None
                 line = await asyncio.get_running_loop().run_in_executor(None, child.stdout.readline)
                 reports.append(json.loads(line))
-            node_cpu = sum(cpu_seconds(n.pid) for n in started) - node0
-            nats_cpu = sum(cpu_seconds(pid) for pid in pids) - nats0
+            node_cpu = sum(cpu_seconds(n.pid) for n in started) - node0 - idle_node
+            nats_cpu = sum(cpu_seconds(pid) for pid in pids) - nats0 - idle_nats
             kv = await kv_figures(nats[0].url) if nats else {}
         finally:
             for child in children:
@@ -648,6 +662,7 @@ def ms(value: float) -> str:
 async def main(quick: bool, subs: int, procs: int) -> None:
     raise_fd_limit()
     fan_messages = 300 if quick else 1000
+    paced = int(FANOUT_PACE * (2 if quick else 5))
     cuts = 20 if quick else 100
     command = f"python benchmarks/scaleout.py{' --quick' if quick else ''}"
     print(
@@ -733,7 +748,11 @@ async def main(quick: bool, subs: int, procs: int) -> None:
             spread = await fanout_run(
                 logs, [s.url for s in cluster], cluster, subs, procs, fan_messages
             )
+            slow = await fanout_run(
+                logs, [s.url for s in cluster], cluster, subs, procs, paced, FANOUT_PACE
+            )
         single = await fanout_run(logs, [None], [], subs, procs, fan_messages)
+        single_slow = await fanout_run(logs, [None], [], subs, procs, paced, FANOUT_PACE)
         for line in spread["commands"]:
             print(f"  NATS node: {line}")
         print(f"  memory node: {single['commands'][0]}")
@@ -747,6 +766,11 @@ async def main(quick: bool, subs: int, procs: int) -> None:
             f"{single['node_us']:>9.2f} us"
         )
         print(f"{'':4}{'CPU per delivery, all nats-servers':<46} {spread['nats_us']:>9.2f} us")
+        print(
+            f"{'':4}{f'paced {FANOUT_PACE:g}/s ({paced}), CPU/delivery - idle':<46} "
+            f"{slow['node_us']:>9.2f} us {single_slow['node_us']:>9.2f} us  "
+            f"(nats-servers {slow['nats_us']:.2f} us)"
+        )
         kv = spread["kv"]
         print(
             f"{'':4}KV: {kv['sessions']:,} session snapshots, value {kv['value_bytes']:.0f} "
