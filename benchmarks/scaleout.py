@@ -14,7 +14,9 @@ with its default memory broker and the same flags, is measured in the same run:
     message from ``/proc/PID/stat``;
 (b) fan-out: one topic, 1,000 subscribers in child processes spread over three
     nodes on a three-server NATS cluster, against 1,000 subscribers on one
-    memory node: deliveries/s at the subscribers, ratio;
+    memory node: deliveries/s at the subscribers, ratio; then the same with
+    messages sent one at a time (50/s), for the CPU per delivery when nothing
+    can be batched (the idle sessions' CPU over as long subtracted);
 (c) resume on another node: a subscriber reaches the nodes through a TCP proxy
     in this process; while a publisher sends 1,000 messages/s, the proxy cuts
     the connection (abort, both sides) and routes the reconnection to the other
