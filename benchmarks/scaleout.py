@@ -78,6 +78,22 @@ PACED_RATE = 1000.0
 FANOUT_PACE = 50.0
 
 
+def code_state() -> str:
+    """The commit the nodes run, and whether wsproto_tools/ differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "wsproto_tools"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head or 'unknown'}{' + uncommitted changes in wsproto_tools/' if dirty else ''}"
+
+
 def raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -670,7 +686,7 @@ async def main(quick: bool, subs: int, procs: int) -> None:
     print(
         f"scale-out benchmark ({command}): loopback, python {sys.version.split()[0]}, "
         f"{os.cpu_count()} cores, load {load()}; nats-server from {BIN}; "
-        f"{SIZE}-byte messages"
+        f"{SIZE}-byte messages; code: {code_state()}"
     )
     with tempfile.TemporaryDirectory(prefix="wsp-scaleout-") as tmp:
         logs = Path(tmp)
