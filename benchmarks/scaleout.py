@@ -91,6 +91,11 @@ def code_state() -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    import wsproto_tools
+
+    where = Path(wsproto_tools.__file__).resolve().parent
+    if where != ROOT / "wsproto_tools":  # another copy first on the path (PYTHONPATH)
+        return f"wsproto_tools from {where} (the checkout is at {head or 'unknown'})"
     return f"{head or 'unknown'}{' + uncommitted changes in wsproto_tools/' if dirty else ''}"
 
 
