@@ -71,3 +71,15 @@ def test_a_resume_acknowledges_what_the_server_had_received(make_pair: Any) -> N
     acked = [e for e in p.client_events if isinstance(e, ev.Acked)]
     assert [(a.sequence, a.count) for a in acked] == [(seq, 1)]
     assert acked[0].payloads[0].data == b"x"
+
+
+def test_a_snapshot_over_the_store_limit_is_partial_and_refused(make_pair: Any) -> None:
+    p = make_pair()
+    p.connect()
+    p.server.send_binary(b"x" * 40_000, p.now)  # waits for its ack
+    whole = snapshot(p.server, limit=1 << 20)
+    assert restore(whole, p.auth).send_seq == p.server.send_seq
+    partial = snapshot(p.server, limit=32_768)
+    assert len(partial) < 200
+    with pytest.raises(SnapshotError, match="partial"):
+        restore(partial, p.auth)

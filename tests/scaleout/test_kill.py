@@ -103,7 +103,12 @@ async def test_a_nats_server_of_an_r3_cluster_killed_mid_run(tmp_path: Path) -> 
         victim: NatsServer = servers[1]
         try:
             received, offsets = await run(proxy, COUNT // 2, victim.kill)
-            check(received, offsets, COUNT // 2)
+            # every acknowledged message once, at contiguous offsets; a publish in
+            # flight while the stream's leader moves may land after a later one
+            # (docs/scaling.md, "What is not guaranteed")
+            assert len(received) == COUNT // 2
+            assert sorted(received, key=int) == [f"{i}".encode() for i in range(COUNT // 2)]
+            assert offsets == list(range(1, COUNT // 2 + 1))
             assert victim.proc is not None and victim.proc.returncode == -signal.SIGKILL
         finally:
             await proxy.close()

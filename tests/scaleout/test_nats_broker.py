@@ -137,3 +137,30 @@ async def test_an_unreachable_broker_is_a_one_line_error_and_status_4() -> None:
     usage = subprocess.run([wsp, "serve", "--broker", "nats://127.0.0.1:1", "--secret", "s"],
                            capture_output=True, timeout=60)
     assert usage.returncode == 2 and b"--token-key" in usage.stderr
+
+
+async def test_a_lost_history_is_a_new_epoch_and_resubscribers_are_told(
+    nats: Any, cluster_node: Any
+) -> None:
+    async with cluster_node(nats.url) as a:
+        async with Client(url(a), secret=SECRET) as publisher:
+            for i in range(5):
+                await publisher.publish("lost", f"{i}".encode())
+            async with Client(url(a), secret=SECRET) as reader:
+                sub = await reader.subscribe("lost", from_offset=1)
+                old = [await asyncio.wait_for(sub.get(), 10) for _ in range(5)]
+            old_epoch = old[0].epoch
+            broker: Any = a.broker
+            assert broker.js is not None
+            await broker.js.delete_stream(broker.stream_name("lost"))  # the history is gone
+            for i in range(3):
+                await publisher.publish("lost", f"new {i}".encode())
+        async with Client(url(a), secret=SECRET) as late:
+            sub = await late.subscribe("lost", from_offset=6, epoch=old_epoch)
+            notice = await asyncio.wait_for(sub.get(), 10)
+            assert isinstance(notice, ContinuityLostNotice)
+            assert notice.epoch != old_epoch and notice.available == 1
+            fresh = [await asyncio.wait_for(sub.get(), 10) for _ in range(3)]
+            assert [(d.offset, d.data) for d in fresh] == [(1, b"new 0"), (2, b"new 1"),
+                                                            (3, b"new 2")]
+            assert all(d.epoch == notice.epoch for d in fresh)

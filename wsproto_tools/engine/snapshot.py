@@ -43,20 +43,39 @@ def _plain(msg: Message) -> bytes:
     return encode(_MESSAGE(msg.payload, msg.sequence, 0, 0, msg.flags & _UNSEALED), version=2)
 
 
-def snapshot(session: ServerSession) -> bytes:
-    """The resumable state of ``session`` (an established one)."""
+def snapshot(
+    session: ServerSession,
+    limit: int | None = None,
+    received: int | None = None,
+    pending: set[int] | frozenset[int] = frozenset(),
+) -> bytes:
+    """The resumable state of ``session`` (an established one).
+
+    ``received``: the sequence to record as received, when less than the
+    session's (its later publishes are not stored yet); ``pending``: publish ids
+    left out of the applied ones for the same reason. Over ``limit`` bytes (what
+    the store takes), a *partial* snapshot without the outbound messages:
+    :func:`restore` refuses it, so another node starts a new session instead of
+    one that lost messages."""
+    recv_seq = session.recv_seq if received is None else min(received, session.recv_seq)
     unacked = [_plain(entry[0]) for entry in session.unacked.values()]
     backlog = [_plain(msg) for msg in session.backlog or ()]
+    if limit is not None and sum(map(len, unacked)) + sum(map(len, backlog)) > limit - 16384:
+        return msgpack.packb(
+            [SNAPSHOT_VERSION, session.session_id, session.grant.identity, recv_seq,
+             session.send_seq, None, None, []],
+            use_bin_type=True,
+        )
     return msgpack.packb(
         [
             SNAPSHOT_VERSION,
             session.session_id,
             session.grant.identity,
-            session.recv_seq,
+            recv_seq,
             session.send_seq,
             unacked,
             backlog,
-            list(session.applied_ids or ()),
+            [pid for pid in session.applied_ids or () if pid not in pending],
         ],
         use_bin_type=True,
     )
@@ -81,6 +100,8 @@ def restore(data: bytes, auth: ServerAuth, config: SessionConfig | None = None) 
             raise ValueError("no session id or identity")
         if not (isinstance(recv_seq, int) and isinstance(send_seq, int)):
             raise ValueError("sequence numbers are not integers")
+        if unacked is None:
+            raise ValueError("a partial snapshot (its messages did not fit in the store)")
         sent = [decode(item, limits=DEFAULT_LIMITS) for item in unacked]
         held = [decode(item, limits=DEFAULT_LIMITS) for item in backlog]
         ids = [int(i) for i in applied]

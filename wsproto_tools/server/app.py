@@ -41,7 +41,7 @@ from wsproto_tools.engine.history import Entry
 from wsproto_tools.engine.hub import SubscribeAnswer
 from wsproto_tools.engine.server_session import ServerSession
 from wsproto_tools.engine.session import DEFAULT_CAPABILITIES, ServerAuth, SessionConfig
-from wsproto_tools.engine.snapshot import SnapshotError, restore, snapshot
+from wsproto_tools.engine.snapshot import SnapshotError, restore
 from wsproto_tools.engine.states import State
 from wsproto_tools.engine.timing import TokenBucket
 from wsproto_tools.exceptions import (
@@ -246,8 +246,10 @@ class WspServer:
         )
         self.broker.set_listener(self._on_topic_message)
         self._memory = self.broker if isinstance(self.broker, MemoryBroker) else None
-        #: a networked broker's session store and presence (after start())
+        #: a networked broker's session store and presence (after start()), and the
+        #: snapshot writer of each session
         self.store: Any = None
+        self.savers: dict[int, Saver] = {}
         self.presence: Any = None
         self.metrics = Metrics()
         self.conns: set[Conn] = set()
@@ -509,15 +511,21 @@ class WspServer:
             if direct:
                 await self._run_direct(conn)
                 return
-            try:
-                async with asyncio.timeout(cfg.handshake_timeout):
-                    while conn.session.state is not State.ACTIVE:
-                        await self._process(conn, await ws.recv())
-            except TimeoutError:
-                raise WspError(
-                    f"handshake not finished within {cfg.handshake_timeout:g} s",
-                    close_code=CloseCode.WSP_HANDSHAKE_TIMEOUT,
-                ) from None
+            # the timeout counts the client's part: waiting for the broker (a session
+            # snapshot to load or write) is not the client's delay
+            deadline = asyncio.get_running_loop().time() + cfg.handshake_timeout
+            while conn.session.state is not State.ACTIVE:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        data = await ws.recv()
+                except TimeoutError:
+                    raise WspError(
+                        f"handshake not finished within {cfg.handshake_timeout:g} s",
+                        close_code=CloseCode.WSP_HANDSHAKE_TIMEOUT,
+                    ) from None
+                started = asyncio.get_running_loop().time()
+                await self._process(conn, data)
+                deadline += asyncio.get_running_loop().time() - started
             while not conn.closing:
                 await self._process(conn, await ws.recv())
             await ws.close(*closing_after(conn.session))
@@ -627,6 +635,7 @@ class WspServer:
                 session.closed()
                 self.sessions.pop(session.session_id, None)
                 if self.store is not None and session.session_id:
+                    self.savers.pop(session.session_id, None)
                     self._spawn(self.store.delete(session.session_id))
             else:
                 session.connection_lost(now)
@@ -664,6 +673,9 @@ class WspServer:
             dropped = self.sessions.pop(oldest, None)
             if dropped is not None:
                 dropped.expire()
+            if self.store is not None:
+                self.store.forget(oldest)
+                self.savers.pop(oldest, None)
 
     def _undetach(self, session_id: int) -> None:
         cost = self.detached.pop(session_id, None)
@@ -789,9 +801,7 @@ class WspServer:
         if self.store is not None and session.session_id and (
             saved or (session.recv_seq, session.send_seq) != before
         ):
-            if conn.saver is None:
-                conn.saver = Saver(self.store, session.session_id, self.metrics)
-            barriers.append(conn.saver.request(partial(snapshot, session)))
+            barriers.append(self._saver(conn).until(session.recv_seq))
         gate.pass_(barriers, session.data_to_send())
         if self.pending:
             self._fanout()
@@ -809,7 +819,22 @@ class WspServer:
         task = asyncio.ensure_future(publish(event.topic, event.data, now, msg_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if self.store is not None:
+            saver = self._saver(conn)
+            saver.inflight[event.sequence] = event.id
+            task.add_done_callback(lambda _: saver.landed(event.sequence))
         return task
+
+    def _saver(self, conn: Conn) -> Saver:
+        """The session's snapshot writer (one per session, across its connections)."""
+        saver = conn.saver
+        if saver is None or saver.session is not conn.session:
+            sid = conn.session.session_id
+            saver = self.savers.get(sid)
+            if saver is None or saver.session is not conn.session:
+                saver = self.savers[sid] = Saver(self.store, conn.session, self.metrics)
+            conn.saver = saver
+        return saver
 
     def _gate_failed(self, conn: Conn, error: BaseException) -> None:
         """A publish or a snapshot could not be stored: the connection ends (the
@@ -821,6 +846,7 @@ class WspServer:
             return
         if isinstance(error, SessionTaken):
             self.metrics.sessions_taken += 1
+            self.savers.pop(conn.session.session_id, None)
             self.sessions.pop(conn.session.session_id, None)
             self.attached.pop(conn.session.session_id, None)
             self._spawn(conn.ws.close(CloseCode.NORMAL, "session resumed on another node"))
@@ -867,9 +893,7 @@ class WspServer:
             session = conn.session
             if conn.closing or not session.session_id or session.state is not State.ACTIVE:
                 continue
-            if conn.saver is None:
-                conn.saver = Saver(self.store, session.session_id, self.metrics)
-            saved = conn.saver.request(partial(snapshot, session))
+            saved = self._saver(conn).until(-1)
             saved.add_done_callback(partial(self._refreshed, conn))
 
     def _refreshed(self, conn: Conn, saved: asyncio.Future[Any]) -> None:
@@ -885,6 +909,7 @@ class WspServer:
             self._spawn(holder.ws.close(CloseCode.NORMAL, "session resumed on another node"))
         self.sessions.pop(session_id, None)
         self._undetach(session_id)
+        self.savers.pop(session_id, None)
         if self.store is not None:
             self.store.forget(session_id)
 
@@ -1220,6 +1245,7 @@ class WspServer:
                     self._undetach(sid)
                     if self.store is not None:
                         self.store.forget(sid)
+                        self.savers.pop(sid, None)
                 elif session.state is State.CLOSED:
                     del self.sessions[sid]
                     self._undetach(sid)

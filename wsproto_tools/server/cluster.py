@@ -10,9 +10,9 @@ from __future__ import annotations
 __all__ = ["GATE_HIGH", "Saver", "SessionTaken", "publish_id"]
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
+from wsproto_tools.engine.snapshot import snapshot
 from wsproto_tools.exceptions import WspError
 
 #: Entries a connection's gate may hold before the server stops reading it.
@@ -30,47 +30,84 @@ def publish_id(session_id: int, pid: int | None, sequence: int) -> str:
 
 
 class Saver:
-    """One session's snapshot writes: at most one in flight, the next one covering
-    every change asked for meanwhile."""
+    """One session's snapshot writes, and what they cover.
 
-    __slots__ = ("_next", "_running", "_task", "metrics", "session_id", "store")
+    The snapshot stored for a session says it received up to the *stored
+    frontier*: the sequence before its oldest publish still on its way to the
+    broker (or all it received, when none is). So a node that resumes the session
+    from the store acknowledges only what is stored, and the client sends the
+    rest again. :meth:`until` gives the future an Acknowledge waits for; every
+    publish that lands asks for another write. At most one write is in flight;
+    the next one covers every change asked for meanwhile.
+    """
 
-    def __init__(self, store: Any, session_id: int, metrics: Any) -> None:
+    __slots__ = (
+        "_again", "_running", "_task", "_waiters", "inflight", "metrics", "saved",
+        "session", "store",
+    )
+
+    def __init__(self, store: Any, session: Any, metrics: Any) -> None:
         self.store = store
-        self.session_id = session_id
+        self.session = session
         self.metrics = metrics
-        self._next: tuple[asyncio.Future[Any], Callable[[], bytes]] | None = None
+        #: publishes on their way to the broker: sequence -> publish id
+        self.inflight: dict[int, int | None] = {}
+        #: the frontier of the last snapshot stored (-1: none yet)
+        self.saved = -1
+        self._waiters: list[tuple[int, asyncio.Future[Any]]] = []
+        self._again = False
         self._running = False
         self._task: asyncio.Future[None] | None = None
 
-    def request(self, take: Callable[[], bytes]) -> asyncio.Future[Any]:
-        """A future done once a snapshot taken after this call is stored; ``take``
-        makes the snapshot (called when the write starts)."""
-        if self._next is None:
-            self._next = (asyncio.get_running_loop().create_future(), take)
-        else:
-            self._next = (self._next[0], take)
-        future = self._next[0]
+    def frontier(self) -> int:
+        inflight = self.inflight
+        return next(iter(inflight)) - 1 if inflight else int(self.session.recv_seq)
+
+    def until(self, sequence: int) -> asyncio.Future[Any]:
+        """Done once a stored snapshot covers ``sequence`` (and with it everything
+        the session sent meanwhile); a write is asked for."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters.append((sequence, future))
+        self.request()
+        return future
+
+    def landed(self, sequence: int) -> None:
+        """Publish ``sequence`` is stored (or failed: the connection ends anyway)."""
+        self.inflight.pop(sequence, None)
+        self.request()
+
+    def request(self) -> None:
+        self._again = True
         if not self._running:
             self._running = True
             self._task = asyncio.ensure_future(self._run())
-        return future
 
     async def _run(self) -> None:
         try:
-            while self._next is not None:
-                future, take = self._next
-                self._next = None
+            while self._again:
+                self._again = False
+                frontier = self.frontier()
+                pending = {pid for pid in self.inflight.values() if pid is not None}
+                data = snapshot(self.session, self.store.limit, frontier, pending)
                 try:
-                    await self.store.save(self.session_id, take())
+                    await self.store.save(self.session.session_id, data)
                 except BaseException as error:  # the gate ends the connection
-                    if not future.done():
-                        future.set_exception(error)
+                    waiters, self._waiters = self._waiters, []
+                    for _, future in waiters:
+                        if not future.done():
+                            future.set_exception(error)
                     if isinstance(error, asyncio.CancelledError):
                         raise
-                    continue
+                    return
                 self.metrics.sessions_saved += 1
-                if not future.done():
-                    future.set_result(None)
+                self.saved = frontier
+                keep = []
+                for needed, future in self._waiters:
+                    if needed <= frontier:
+                        if not future.done():
+                            future.set_result(None)
+                    else:
+                        keep.append((needed, future))
+                self._waiters = keep
         finally:
             self._running = False

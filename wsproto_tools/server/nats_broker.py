@@ -33,6 +33,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import nats
@@ -90,6 +91,10 @@ def replay_range(
     return after + 1, last, None
 
 
+class _StreamGone(Exception):
+    """A topic's stream no longer exists (deleted: its history is lost)."""
+
+
 class _Topic:
     """A topic's stream as this node knows it, and its live reader."""
 
@@ -133,6 +138,7 @@ class NatsBroker:
         opts = self.options
 
         async def disconnected() -> None:
+            self._forget_unsent()
             self._link(False)
 
         async def reconnected() -> None:
@@ -187,6 +193,16 @@ class NatsBroker:
             error_cb=error,
             pending_size=64 << 20,
         )
+
+    def _forget_unsent(self) -> None:
+        """Drop what the NATS client buffered but had not written when the link
+        went: what reached NATS is then a prefix of what was sent, and the publishes
+        that did not are tried again in order (the client would otherwise send its
+        buffer first after reconnecting, ahead of the lost ones)."""
+        nc = self.nc
+        if nc is not None and getattr(nc, "_pending", None):
+            nc._pending = []
+            nc._pending_data_size = 0
 
     def _link(self, up: bool) -> None:
         if self.nc is None or self.nc.is_closed or self.nc.is_draining:
@@ -302,18 +318,28 @@ class NatsBroker:
             # another node made it first (with its own epoch): that one stands
             return await self.js.stream_info(stream)
 
-    async def _retry(self, call: Callable[[], Any]) -> Any:
+    async def _retry(self, call: Callable[[], Any], publishing: bool = False) -> Any:
         """``call()`` again until NATS answers (a JetStream request that timed out or
-        found no responder during an outage); API errors are raised."""
+        found no responder during an outage); API errors are raised. ``publishing``:
+        a connected NATS that keeps finding no stream for the subject means the
+        stream is gone (:class:`_StreamGone`)."""
         delay = 0.05
+        unheard = 0
         while True:
             try:
                 return await call()
+            except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
+                if self.nc is None or self.nc.is_closed:
+                    raise BrokerUnavailable("the NATS connection is closed") from None
+                unheard += 1
+                if publishing and unheard >= 3 and self.nc.is_connected:
+                    raise _StreamGone from None
+                self.retries += 1
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
             except (
                 TimeoutError,
                 nats.errors.TimeoutError,
-                nats.errors.NoRespondersError,
-                nats.js.errors.NoStreamResponseError,
                 nats.js.errors.ServiceUnavailableError,
                 nats.errors.ConnectionReconnectingError,
                 nats.errors.StaleConnectionError,
@@ -331,13 +357,20 @@ class NatsBroker:
     ) -> Entry:
         """Store one message; returns when JetStream has it (tried again through an
         outage with the same ``msg_id``, so it is stored once)."""
-        state = await self._topic(topic)
         assert self.js is not None
         headers = {"Nats-Msg-Id": msg_id} if msg_id else None
         js = self.js
-        ack: api.PubAck = await self._retry(
-            lambda: js.publish(state.subject, data, headers=dict(headers) if headers else None)
-        )
+        while True:
+            state = await self._topic(topic)
+            try:
+                ack: api.PubAck = await self._retry(
+                    partial(js.publish, state.subject, data,
+                            headers=dict(headers) if headers else None),
+                    publishing=True,
+                )
+                break
+            except _StreamGone:  # the history is lost: a new stream, a new epoch
+                await self._reopen(state)
         if ack.duplicate:
             self.duplicates += 1
         else:
@@ -373,6 +406,24 @@ class NatsBroker:
         if lost is not None:
             lost = ContinuityLost(topic, lost.epoch, lost.requested, lost.available, lost.reason)
         return SubscribeAnswer(state.epoch, state.last + 1, replay, lost)
+
+    async def _reopen(self, state: _Topic) -> None:
+        """The topic's stream was deleted: make it again (a new epoch) and carry this
+        node's subscribers over to a reader of the new stream."""
+        async with state.lock:
+            if self._topics.get(state.name) is not state:
+                return  # another publish did it
+            log.warning("topic %r: its stream is gone; a new one, a new epoch", state.name)
+            del self._topics[state.name]
+            if state.reader is not None:
+                with contextlib.suppress(Exception):
+                    await state.reader.unsubscribe()
+                state.reader = None
+        fresh = await self._topic(state.name)
+        async with fresh.lock:
+            fresh.local += state.local
+            if fresh.local and fresh.reader is None:
+                await self._start_reader(fresh)
 
     def release(self, topic: str) -> None:
         """A local subscriber left; the live reader stops with the last one."""

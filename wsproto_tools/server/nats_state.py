@@ -14,14 +14,15 @@ Two JetStream key-value buckets (docs/scaling.md):
 
 from __future__ import annotations
 
-__all__ = ["Presence", "SessionStore"]
+__all__ = ["TRANSIENT", "Presence", "SessionStore", "patiently"]
 
 import asyncio
 import contextlib
 import json
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -31,16 +32,45 @@ from nats.js.kv import KeyValue
 from wsproto_tools.server.cluster import SessionTaken
 
 log = logging.getLogger("wsproto_tools.server.nats")
+T = TypeVar("T")
 
 #: Seconds a presence entry counts after its last refresh (refreshed at a third).
 PRESENCE_TTL = 15.0
+
+#: What NATS raises while it cannot answer now (an outage, a leader election).
+TRANSIENT: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    nats.errors.TimeoutError,
+    nats.js.errors.ServiceUnavailableError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.StaleConnectionError,
+    nats.errors.NoRespondersError,
+    nats.js.errors.NoStreamResponseError,
+)
+
+
+async def patiently(call: Callable[[], Awaitable[T]], closed: Callable[[], bool]) -> T:
+    """``await call()`` again through transient failures (until ``closed()``)."""
+    delay = 0.05
+    while True:
+        try:
+            return await call()
+        except TRANSIENT as exc:
+            if closed():
+                raise
+            log.debug("nats: %s; trying again in %.2f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
 
 
 class SessionStore:
     """Session snapshots in the ``<prefix>_sessions`` bucket."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, limit: int = 1 << 20) -> None:
         self.kv = kv
+        self._nc = kv._js._nc
+        #: the largest snapshot the store takes (NATS's max_payload)
+        self.limit = limit
         #: session id -> the revision this node last wrote or read
         self.revisions: dict[int, int] = {}
         self.saves = 0
@@ -52,29 +82,40 @@ class SessionStore:
         kv = await js.create_key_value(
             bucket=f"{prefix}_sessions", ttl=max(1.0, lifetime), history=1, replicas=replicas
         )
-        return cls(kv)
+        return cls(kv, js._nc.max_payload)
 
     async def save(self, session_id: int, data: bytes) -> None:
         """Write ``data`` if nobody else wrote the session since; :class:`SessionTaken`
         if another node did (it resumed the session there)."""
         last = self.revisions.get(session_id, 0)
+        kv = self.kv
         try:
-            revision = await self.kv.update(str(session_id), data, last=last)
+            revision = await patiently(
+                lambda: kv.update(str(session_id), data, last=last), self._closed
+            )
         except nats.js.errors.KeyWrongLastSequenceError:
-            self.revisions.pop(session_id, None)
-            raise SessionTaken(f"session {session_id} was resumed on another node") from None
+            # ours, if an earlier try was stored and only its answer was lost
+            current = await self.load(session_id)
+            if current is None or current[0] != data:
+                self.revisions.pop(session_id, None)
+                raise SessionTaken(f"session {session_id} was resumed on another node") from None
+            revision = current[1]
         self.revisions[session_id] = revision
         self.saves += 1
 
     async def load(self, session_id: int) -> tuple[bytes, int] | None:
         """The session's snapshot and its revision, or None (never saved, or expired)."""
+        kv = self.kv
         try:
-            entry = await self.kv.get(str(session_id))
+            entry = await patiently(lambda: kv.get(str(session_id)), self._closed)
         except nats.js.errors.KeyNotFoundError:  # also a deleted key
             return None
         if entry.value is None or entry.revision is None:
             return None
         return entry.value, entry.revision
+
+    def _closed(self) -> bool:
+        return bool(self._nc.is_closed)
 
     def adopt(self, session_id: int, revision: int) -> None:
         """This node now holds the session as of ``revision``."""
