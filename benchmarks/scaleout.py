@@ -454,7 +454,9 @@ async def fanout_run(
                 idle_nats = sum(cpu_seconds(pid) for pid in pids) - nats0
             node0 = sum(cpu_seconds(n.pid) for n in started)
             nats0 = sum(cpu_seconds(pid) for pid in pids)
-            async with client(urls[0]) as publisher:
+            async with asyncio.timeout(messages / (pace or 1000) + 120), client(
+                urls[0]
+            ) as publisher:
                 futures = []
                 start = time.perf_counter()
                 for i in range(messages):
