@@ -164,3 +164,15 @@ async def test_a_lost_history_is_a_new_epoch_and_resubscribers_are_told(
             assert [(d.offset, d.data) for d in fresh] == [(1, b"new 0"), (2, b"new 1"),
                                                             (3, b"new 2")]
             assert all(d.epoch == notice.epoch for d in fresh)
+
+
+async def test_nodes_with_other_settings_share_the_buckets(nats: Any, cluster_node: Any) -> None:
+    async with (
+        cluster_node(nats.url, resume_lifetime=100.0) as a,
+        cluster_node(nats.url, resume_lifetime=200.0) as b,  # the bucket stays as made
+        Client(url(a), secret=SECRET) as one,
+        Client(url(b), secret=SECRET) as two,
+    ):
+        sub = await two.subscribe("shared")
+        await one.publish("shared", b"x")
+        assert (await asyncio.wait_for(sub.get(), 10)).data == b"x"

@@ -9,6 +9,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
 from scaleout.conftest import SECRET, TOKEN_KEY
 from scaleout.natsd import NatsServer, wsp_node
 from wsproto_tools.client import Client
@@ -51,6 +56,11 @@ async def test_a_broker_outage_holds_acks_and_the_node_recovers(
             await publisher.publish("t", b"before")
             servers[0].stop()  # the same port and store come back below
             await wait_health(a.port, 503)
+            # a new connection is told at once to go elsewhere (1013), not left waiting
+            async with ws_connect(url(a), subprotocols=[Subprotocol("wsp.v2")]) as raw:
+                with pytest.raises(ConnectionClosed) as closed:
+                    await asyncio.wait_for(raw.recv(), 5)
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
             pending = asyncio.ensure_future(publisher.publish("t", b"during", timeout=60))
             await asyncio.sleep(1.0)
             assert not pending.done()  # not acknowledged: not stored

@@ -482,6 +482,17 @@ class WspServer:
                     ),
                 )
                 return
+        healthy = getattr(self.broker, "healthy", None)
+        if healthy is not None and not healthy():  # no answer would come: go elsewhere
+            await self._close(
+                None,
+                ws,
+                WspError(
+                    "broker unreachable: try again, or another node",
+                    close_code=CloseCode.TRY_AGAIN_LATER,
+                ),
+            )
+            return
         version = version_of(ws)
         if version is None:
             await self._close(

@@ -29,9 +29,11 @@ __all__ = ["BrokerUnavailable", "NatsBroker", "NatsOptions", "replay_range"]
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import socket
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -55,8 +57,11 @@ log = logging.getLogger("wsproto_tools.server.nats")
 #: The stream metadata key that holds a topic's epoch, and the one with its name.
 EPOCH_KEY = "wsp_epoch"
 TOPIC_KEY = "wsp_topic"
-#: Messages read per replay before the answer is given (the history bound caps it).
-REPLAY_TIMEOUT = 5.0
+#: Messages asked for per direct get of a replay.
+READ_BATCH = 512
+#: Recent entries a node keeps per topic it reads live (a replay ends with them).
+TAIL_ENTRIES = 4096
+TAIL_BYTES = 8 << 20
 
 
 class BrokerUnavailable(WspError):
@@ -98,7 +103,10 @@ class _StreamGone(Exception):
 class _Topic:
     """A topic's stream as this node knows it, and its live reader."""
 
-    __slots__ = ("epoch", "last", "local", "lock", "name", "reader", "ready", "subject")
+    __slots__ = (
+        "epoch", "last", "local", "lock", "name", "reader", "ready", "subject", "tail",
+        "tail_bytes",
+    )
 
     def __init__(self, name: str, subject: str) -> None:
         self.name = name
@@ -110,6 +118,20 @@ class _Topic:
         self.local = 0  # local subscribers
         self.reader: Any = None
         self.lock = asyncio.Lock()
+        #: the entries the reader handed over last, oldest first (bounded)
+        self.tail: deque[Entry] = deque()
+        self.tail_bytes = 0
+
+    def keep(self, entry: Entry) -> None:
+        tail = self.tail
+        tail.append(entry)
+        self.tail_bytes += len(entry.data)
+        while len(tail) > TAIL_ENTRIES or self.tail_bytes > TAIL_BYTES:
+            self.tail_bytes -= len(tail.popleft().data)
+
+    def forget_tail(self) -> None:
+        self.tail.clear()
+        self.tail_bytes = 0
 
 
 class NatsBroker:
@@ -390,22 +412,44 @@ class NatsBroker:
                     await self._start_reader(state)
                 first, last = await self._bounds(state)
                 start, _, lost = replay_range(state.epoch, first, last, from_offset, epoch)
-                # up to this node's live end: what the reader has not handed over yet
-                # comes live (a subscriber already past it drops those as duplicates)
-                end = state.last
-                replay = await self._read(state, start, end) if start <= end else []
-                # the reader may have handed over more meanwhile: read up to it, so
-                # that replay and live meet (no await after the last check)
-                while state.last > end and start <= end:
-                    more = await self._read(state, end + 1, state.last)
-                    end = more[-1].offset if more else state.last
-                    replay.extend(more)
+                replay = await self._replay(state, start) if start <= state.last else []
             except BaseException:
                 self.release(topic)
                 raise
+        if start <= state.last:
+            # trimmed between the bounds and the read: the gap is wider than announced
+            got = replay[0].offset if replay else state.last + 1
+            if got > start:
+                requested = lost.requested if lost is not None else start - 1
+                lost = ContinuityLost(topic, state.epoch, requested, got,
+                                      f"history starts at offset {got}")
         if lost is not None:
             lost = ContinuityLost(topic, lost.epoch, lost.requested, lost.available, lost.reason)
         return SubscribeAnswer(state.epoch, state.last + 1, replay, lost)
+
+    async def _replay(self, state: _Topic, start: int) -> list[Entry]:
+        """Offsets ``start`` up to this node's live end: read from the stream up to
+        where the reader's recent entries begin, the rest from those (no await after
+        the last look, so replay and live fan-out meet)."""
+        out: list[Entry] = []
+        nxt = start
+        while True:
+            tail = state.tail
+            if tail and tail[0].offset <= nxt:
+                out.extend(e for e in tail if e.offset >= nxt)
+                return out
+            end = tail[0].offset - 1 if tail else state.last
+            if nxt > end:
+                return out
+            got = await self._read(state, nxt, end)
+            out.extend(got)
+            if not got:  # trimmed away meanwhile: from what the stream still holds
+                first, _ = await self._bounds(state)
+                if first <= nxt:
+                    return out  # nothing where the stream says there is: give up here
+                nxt = first
+                continue
+            nxt = got[-1].offset + 1
 
     async def _reopen(self, state: _Topic) -> None:
         """The topic's stream was deleted: make it again (a new epoch) and carry this
@@ -453,6 +497,7 @@ class NatsBroker:
         if not again:
             info: api.StreamInfo = await self._retry(lambda: js.stream_info(stream))
             state.last = info.state.last_seq
+            state.forget_tail()  # not contiguous with what comes now
         listener = self._listener
         epoch = state.epoch
 
@@ -461,8 +506,10 @@ class NatsBroker:
             if offset <= state.last:
                 return  # already handed over (a reader restarted by nats-py)
             state.last = offset
+            entry = Entry(offset, 0.0, msg.data, True)
+            state.keep(entry)
             if listener is not None:
-                listener(state.name, epoch, Entry(offset, 0.0, msg.data, True))
+                listener(state.name, epoch, entry)
 
         state.reader = await self._retry(
             lambda: js.subscribe(
@@ -478,30 +525,39 @@ class NatsBroker:
         )
 
     async def _read(self, state: _Topic, start: int, end: int) -> list[Entry]:
-        """Messages ``start..end`` of a topic's stream, in order."""
-        assert self.js is not None
-        js = self.js
-        sub = await self._retry(
-            lambda: js.subscribe(
-                state.subject,
-                stream=self.stream_name(state.name),
-                ordered_consumer=True,
-                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-                config=api.ConsumerConfig(opt_start_seq=start),
-            )
-        )
+        """Messages ``start..end`` of a topic's stream, in order (JetStream's batched
+        direct get: no consumer is made)."""
+        out: list[Entry] = []
+        nxt = start
+        while nxt <= end:
+            batch = await self._retry(partial(self._direct_get, state, nxt, end))
+            out.extend(batch)
+            if not batch or batch[-1].offset >= end:
+                break
+            nxt = batch[-1].offset + 1
+        return [e for e in out if e.offset <= end]
+
+    async def _direct_get(self, state: _Topic, start: int, end: int) -> list[Entry]:
+        """One batched direct get: up to ``READ_BATCH`` messages from ``start``."""
+        nc = self.nc
+        assert nc is not None
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
         out: list[Entry] = []
         try:
+            request = {"seq": start, "batch": min(READ_BATCH, end - start + 1)}
+            await nc.publish(
+                f"$JS.API.DIRECT.GET.{self.stream_name(state.name)}",
+                json.dumps(request).encode(),
+                reply=inbox,
+            )
             while True:
-                msg = await sub.next_msg(timeout=REPLAY_TIMEOUT)
-                offset = msg.metadata.sequence.stream
-                if offset > end:
+                msg = await sub.next_msg(timeout=self.options.timeout)
+                headers = msg.headers or {}
+                status = headers.get("Status")
+                if status:  # 204 end of batch, 404 nothing (any more) from there
                     break
-                out.append(Entry(offset, 0.0, msg.data, True))
-                if offset >= end:
-                    break
-        except nats.errors.TimeoutError:
-            pass  # trimmed while reading: what was there
+                out.append(Entry(int(headers["Nats-Sequence"]), 0.0, msg.data, True))
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

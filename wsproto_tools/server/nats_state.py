@@ -14,7 +14,7 @@ Two JetStream key-value buckets (docs/scaling.md):
 
 from __future__ import annotations
 
-__all__ = ["TRANSIENT", "Presence", "SessionStore", "patiently"]
+__all__ = ["TRANSIENT", "Presence", "SessionStore", "bucket", "patiently"]
 
 import asyncio
 import contextlib
@@ -63,6 +63,16 @@ async def patiently(call: Callable[[], Awaitable[T]], closed: Callable[[], bool]
             delay = min(1.0, delay * 2)
 
 
+async def bucket(js: JetStreamContext, name: str, ttl: float, replicas: int) -> KeyValue:
+    """The key-value bucket ``name``, made if missing. One made by a node with other
+    settings (another --resume-lifetime) is used as it is, with a warning."""
+    try:
+        return await js.create_key_value(bucket=name, ttl=ttl, history=1, replicas=replicas)
+    except nats.js.errors.BadRequestError as exc:
+        log.warning("bucket %s exists with other settings (%s): used as it is", name, exc)
+        return await js.key_value(name)
+
+
 class SessionStore:
     """Session snapshots in the ``<prefix>_sessions`` bucket."""
 
@@ -79,9 +89,7 @@ class SessionStore:
     async def open(
         cls, js: JetStreamContext, prefix: str, lifetime: float, replicas: int
     ) -> SessionStore:
-        kv = await js.create_key_value(
-            bucket=f"{prefix}_sessions", ttl=max(1.0, lifetime), history=1, replicas=replicas
-        )
+        kv = await bucket(js, f"{prefix}_sessions", max(1.0, lifetime), replicas)
         return cls(kv, js._nc.max_payload)
 
     async def save(self, session_id: int, data: bytes) -> None:
@@ -148,9 +156,7 @@ class Presence:
 
     @classmethod
     async def open(cls, js: JetStreamContext, prefix: str, node: str, replicas: int) -> Presence:
-        kv = await js.create_key_value(
-            bucket=f"{prefix}_presence", ttl=PRESENCE_TTL * 4, history=1, replicas=replicas
-        )
+        kv = await bucket(js, f"{prefix}_presence", PRESENCE_TTL * 4, replicas)
         presence = cls(kv, node)
         presence._watcher = await kv.watchall()
         presence._task = asyncio.create_task(presence._run())
