@@ -788,7 +788,7 @@ class WspServer:
         saved = False
         for event in deferred:
             if isinstance(event, ev.PublishReceived):
-                barriers.append(self._publish(conn, event, now))
+                barriers.append(await self._publish(conn, event))
             elif isinstance(event, ev.SubscribeRequested):
                 request = event
                 self._check_subscriptions(conn, request.topic)
@@ -823,13 +823,11 @@ class WspServer:
             if head is not None:
                 await asyncio.wait([head])
 
-    def _publish(self, conn: Conn, event: ev.PublishReceived, now: float) -> asyncio.Future[Any]:
+    async def _publish(self, conn: Conn, event: ev.PublishReceived) -> asyncio.Future[Any]:
         """Send one publish to the broker; the future is done when it is stored."""
         msg_id = publish_id(conn.session.session_id, event.id, event.sequence)
-        publish: Any = self.broker.publish
-        task = asyncio.ensure_future(publish(event.topic, event.data, now, msg_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        publish: Any = self.broker.publish_nowait  # type: ignore[attr-defined]
+        task = await publish(event.topic, event.data, msg_id)
         if self.store is not None:
             saver = self._saver(conn)
             saver.inflight[event.sequence] = event.id

@@ -134,6 +134,115 @@ class _Topic:
         self.tail_bytes = 0
 
 
+class _Pending:
+    """A publish on its way to JetStream."""
+
+    __slots__ = ("data", "future", "headers", "sent", "state", "tries")
+
+    def __init__(
+        self, state: _Topic, data: bytes, headers: dict[str, str] | None, now: float
+    ) -> None:
+        self.state = state
+        self.data = data
+        self.headers = headers
+        self.future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
+        self.sent = now
+        self.tries = 1
+
+
+class _Publisher:
+    """Publishes pipelined on one reply subscription: each gets a token in its reply
+    subject, the PubAck resolves its future. A publish not answered within the
+    timeout, or answered "no responders" (NATS between leaders), is sent again, the
+    oldest first, with the same message id: JetStream stores it once."""
+
+    def __init__(self, broker: NatsBroker) -> None:
+        self.broker = broker
+        self.prefix = ""
+        self.pending: dict[str, _Pending] = {}
+        self.counter = 0
+        self._watch: asyncio.Task[None] | None = None
+        self._sub: Any = None
+
+    async def start(self) -> None:
+        nc = self.broker.nc
+        assert nc is not None
+        self.prefix = nc.new_inbox() + "."
+        self._sub = await nc.subscribe(self.prefix + "*", cb=self._answer)
+        self._watch = asyncio.create_task(self._watchdog())
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+
+    async def send(self, item: _Pending) -> None:
+        nc = self.broker.nc
+        assert nc is not None
+        self.counter += 1
+        token = str(self.counter)
+        self.pending[token] = item
+        await nc.publish(item.state.subject, item.data, reply=self.prefix + token,
+                         headers=item.headers)
+
+    async def _answer(self, msg: Msg) -> None:
+        item = self.pending.pop(msg.subject[len(self.prefix):], None)
+        if item is None or item.future.done():
+            return
+        headers = msg.headers
+        if headers and headers.get("Status") == "503":  # no responders: again, later
+            item.sent = 0.0
+            self.pending["r" + str(id(item))] = item
+            return
+        try:
+            answer = json.loads(msg.data)
+        except ValueError:
+            answer = {"error": {"description": "unreadable PubAck"}}
+        error = answer.get("error")
+        if error is not None:
+            item.future.set_exception(
+                BrokerUnavailable(f"JetStream refused a publish: {error.get('description')}")
+            )
+            return
+        broker = self.broker
+        if answer.get("duplicate"):
+            broker.duplicates += 1
+        else:
+            broker.stored += 1
+        item.future.set_result(Entry(int(answer["seq"]), 0.0, item.data, True))
+
+    async def _watchdog(self) -> None:
+        """Send again what waited too long for its PubAck, oldest first."""
+        broker = self.broker
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.1)
+            nc = broker.nc
+            if nc is None or not nc.is_connected or not self.pending:
+                continue
+            limit = loop.time() - broker.options.timeout
+            late = [(k, v) for k, v in self.pending.items() if v.sent < limit]
+            for key, item in late:
+                del self.pending[key]
+                if item.future.done():
+                    continue
+                item.tries += 1
+                broker.retries += 1
+                item.sent = loop.time()
+                if item.tries > 5 and nc.is_connected and item.state is not None:
+                    gone = broker._topics.get(item.state.name) is not item.state
+                    if not gone and await broker._stream_missing(item.state):
+                        await broker._reopen(item.state)
+                    item.state = await broker._topic(item.state.name)
+                try:
+                    await self.send(item)
+                except Exception as exc:
+                    log.debug("publish not sent again: %s", exc)
+                    item.sent = 0.0
+                    self.pending["r" + str(id(item))] = item
+
+
 class NatsBroker:
     """Topics in JetStream; connect with :meth:`start` before serving."""
 
@@ -153,6 +262,7 @@ class NatsBroker:
         self.sessions: SessionStore | None = None
         self.presence: Presence | None = None
         self._restarts: set[asyncio.Future[None]] = set()
+        self._publisher = _Publisher(self)
         self.node = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
 
     # ------------------------------------------------------------------ lifecycle
@@ -189,6 +299,7 @@ class NatsBroker:
                 self.presence = await Presence.open(
                     self.js, opts.prefix, self.node, opts.replicas
                 )
+                await self._publisher.start()
                 break
             except (nats.errors.Error, TimeoutError) as exc:
                 if asyncio.get_running_loop().time() > deadline:
@@ -257,6 +368,7 @@ class NatsBroker:
         return self.connected and self.nc is not None and self.nc.is_connected
 
     async def close(self) -> None:
+        await self._publisher.close()
         if self.presence is not None:
             await self.presence.close()
         for topic in self._topics.values():
@@ -374,30 +486,40 @@ class NatsBroker:
                 delay = min(1.0, delay * 2)
 
     # ------------------------------------------------------------------ the broker
+    async def publish_nowait(
+        self, topic: str, data: bytes, msg_id: str | None = None
+    ) -> asyncio.Future[Entry]:
+        """Send one message to its topic's stream; the future is done when JetStream
+        has stored it (sent again through an outage with the same ``msg_id``, so it
+        is stored once). Publishes sent one after another are pipelined."""
+        state = self._topics.get(topic)
+        if state is None or state.ready is not None:
+            state = await self._topic(topic)
+        item = _Pending(
+            state,
+            data,
+            {"Nats-Msg-Id": msg_id} if msg_id else None,
+            asyncio.get_running_loop().time(),
+        )
+        await self._publisher.send(item)
+        return item.future
+
+    async def _stream_missing(self, state: _Topic) -> bool:
+        assert self.js is not None
+        try:
+            await self.js.stream_info(self.stream_name(state.name))
+        except nats.js.errors.NotFoundError:
+            return True
+        except (nats.errors.Error, TimeoutError):
+            return False
+        return False
+
     async def publish(
         self, topic: str, data: bytes, now: float, msg_id: str | None = None
     ) -> Entry:
         """Store one message; returns when JetStream has it (tried again through an
         outage with the same ``msg_id``, so it is stored once)."""
-        assert self.js is not None
-        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-        js = self.js
-        while True:
-            state = await self._topic(topic)
-            try:
-                ack: api.PubAck = await self._retry(
-                    partial(js.publish, state.subject, data,
-                            headers=dict(headers) if headers else None),
-                    publishing=True,
-                )
-                break
-            except _StreamGone:  # the history is lost: a new stream, a new epoch
-                await self._reopen(state)
-        if ack.duplicate:
-            self.duplicates += 1
-        else:
-            self.stored += 1
-        return Entry(ack.seq, now, data, True)
+        return await (await self.publish_nowait(topic, data, msg_id))
 
     async def subscribe(
         self, topic: str, from_offset: int | None, epoch: int | None, now: float

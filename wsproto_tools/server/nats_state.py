@@ -153,6 +153,7 @@ class Presence:
         self._task: asyncio.Task[None] | None = None
         self._watcher: Any = None
         self._wake = asyncio.Event()
+        self._closing = False
 
     @classmethod
     async def open(cls, js: JetStreamContext, prefix: str, node: str, replicas: int) -> Presence:
@@ -198,10 +199,14 @@ class Presence:
         reader = asyncio.create_task(self._read())
         try:
             refresh = 0.0
-            while True:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), PRESENCE_TTL / 3)
+            while not self._closing:
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(PRESENCE_TTL / 3):
+                        await self._wake.wait()
                 self._wake.clear()
+                if self._closing:
+                    return
                 now = time.time()
                 due = set(self._dirty)
                 if now >= refresh:
@@ -251,13 +256,18 @@ class Presence:
                 continue
 
     async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        for topic in list(self.local):
+        kv = self.kv
+        deletes = [kv.delete(self._key(topic, self.node)) for topic in list(self.local)]
+        if deletes:  # this node's counts go now, not when their time to live ends
             with contextlib.suppress(Exception):
-                await self.kv.delete(self._key(topic, self.node))
+                async with asyncio.timeout(2.0):
+                    await asyncio.gather(*deletes, return_exceptions=True)
         if self._watcher is not None:
             with contextlib.suppress(Exception):
                 await self._watcher.stop()
