@@ -819,9 +819,9 @@ class WspServer:
         if session.state is State.CLOSING and not conn.closing:
             conn.closing = True
         if len(gate) > GATE_HIGH:  # the broker is behind: stop reading for a while
-            head = gate.head()
-            if head is not None:
-                await asyncio.wait([head])
+            lower = gate.below(GATE_HIGH // 2)
+            if lower is not None:
+                await lower
 
     async def _publish(self, conn: Conn, event: ev.PublishReceived) -> asyncio.Future[Any]:
         """Send one publish to the broker; the future is done when it is stored."""

@@ -96,6 +96,18 @@ def replay_range(
     return after + 1, last, None
 
 
+def stream_sequence(msg: Msg) -> int:
+    """The stream sequence of a message a push consumer delivered, read off its
+    reply subject (``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>…``, or the
+    form with a domain and an account hash) without nats-py's full metadata."""
+    tokens = msg.reply.split(".")
+    if len(tokens) == 9:
+        return int(tokens[5])
+    if len(tokens) >= 11:
+        return int(tokens[7])
+    return int(msg.metadata.sequence.stream)
+
+
 class _StreamGone(Exception):
     """A topic's stream no longer exists (deleted: its history is lost)."""
 
@@ -624,7 +636,7 @@ class NatsBroker:
         epoch = state.epoch
 
         async def on_message(msg: Msg) -> None:
-            offset = msg.metadata.sequence.stream
+            offset = stream_sequence(msg)
             if offset <= state.last:
                 return  # already handed over (a reader restarted by nats-py)
             state.last = offset
