@@ -25,9 +25,18 @@ def nats_binary() -> str | None:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports (all held open while they are chosen)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def wait_port(
@@ -101,9 +110,11 @@ def nats_server(store: Path) -> Iterator[NatsServer]:
 @contextlib.contextmanager
 def nats_cluster(store: Path, size: int = 3) -> Iterator[list[NatsServer]]:
     """``size`` nats-servers routed to each other (JetStream clustered)."""
-    cluster_ports = [free_port() for _ in range(size)]
+    ports = free_ports(2 * size)
+    cluster_ports, client_ports = ports[:size], ports[size:]
     servers = [
-        NatsServer(store / f"n{i}", name=f"n{i}", cluster_port=cluster_ports[i],
+        NatsServer(store / f"n{i}", name=f"n{i}", port=client_ports[i],
+                   cluster_port=cluster_ports[i],
                    routes=[p for j, p in enumerate(cluster_ports) if j != i])
         for i in range(size)
     ]
