@@ -68,7 +68,9 @@ class Saver:
         the session sent meanwhile); a write is asked for."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters.append((sequence, future))
-        self.request()
+        if self.frontier() >= sequence:
+            self.request()
+        # else a publish before it is on its way: its landing asks for the write
         return future
 
     def landed(self, sequence: int) -> None:
