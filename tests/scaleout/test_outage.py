@@ -105,3 +105,29 @@ async def test_sigterm_drains_a_node_and_its_sessions_resume_on_another(nats: An
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(5)
+
+
+def test_a_node_stops_on_sigterm_while_nats_is_down(tmp_path: Path) -> None:
+    nats = NatsServer(tmp_path / "nats").start()
+    node, port = wsp_node(nats.url, SECRET.decode(), TOKEN_KEY.decode())
+    try:
+        nats.stop()
+        assert health_wait(port, 503)
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(20) == 0  # not held by a NATS that does not answer
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait(5)
+        nats.stop()
+
+
+def health_wait(port: int, status: int, timeout: float = 15.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if health(port) == status:
+            return True
+        time.sleep(0.1)
+    return False

@@ -57,6 +57,8 @@ log = logging.getLogger("wsproto_tools.server.nats")
 #: The stream metadata key that holds a topic's epoch, and the one with its name.
 EPOCH_KEY = "wsp_epoch"
 TOPIC_KEY = "wsp_topic"
+#: Seconds a node waits for NATS while it shuts down.
+CLOSE_TIMEOUT = 3.0
 #: Messages asked for per direct get of a replay.
 READ_BATCH = 512
 #: Recent entries a node keeps per topic it reads live (a replay ends with them).
@@ -380,19 +382,25 @@ class NatsBroker:
         return self.connected and self.nc is not None and self.nc.is_connected
 
     async def close(self) -> None:
+        """Let go of NATS: tidily within ``CLOSE_TIMEOUT`` when it answers, at once
+        when it does not (a node stopped during an outage must still stop)."""
         await self._publisher.close()
-        if self.presence is not None:
-            await self.presence.close()
-        for topic in self._topics.values():
-            if topic.reader is not None:
-                with contextlib.suppress(Exception):
-                    await topic.reader.unsubscribe()
-                topic.reader = None
-        if self.nc is not None and not self.nc.is_closed:
+        nc = self.nc
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                if self.presence is not None:
+                    await self.presence.close()
+                for topic in self._topics.values():
+                    if topic.reader is not None:
+                        with contextlib.suppress(Exception):
+                            await topic.reader.unsubscribe()
+                        topic.reader = None
+                if nc is not None and nc.is_connected:
+                    await nc.drain()
+        if nc is not None and not nc.is_closed:
             with contextlib.suppress(Exception):
-                await self.nc.drain()
-            with contextlib.suppress(Exception):
-                await self.nc.close()
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await nc.close()
 
     def set_listener(self, listener: Listener) -> None:
         self._listener = listener
