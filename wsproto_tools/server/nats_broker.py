@@ -299,7 +299,7 @@ class NatsBroker:
         except (OSError, nats.errors.Error, TimeoutError) as exc:
             raise BrokerUnavailable(
                 f"cannot reach NATS at {', '.join(opts.servers)}: "
-                f"{exc or 'no answer within ' + format(opts.connect_timeout, 'g') + ' s'}"
+                f"{str(exc) or f'no connection within {opts.connect_timeout:g} s'}"
             ) from None
         self.js = self.nc.jetstream(timeout=opts.timeout)
         # a NATS cluster that has just started elects its JetStream leader first
