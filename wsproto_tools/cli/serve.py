@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["serve"]
 
 import asyncio
+import contextlib
 import secrets
 import signal
 from pathlib import Path
@@ -330,10 +331,9 @@ def serve(
     \b
     Examples:
       wsp serve --port 0 --no-auth
-      WSP_SECRET=s3cret wsp serve --host 0.0.0.0 --port 8765
       wsp serve --certfile cert.pem --keyfile key.pem   # wss://
       wsp serve --no-auth --record recordings/   # every session to pcapng
-      wsp serve --broker nats://127.0.0.1:4222 --secret S --token-key K   # a node
+      WSP_SECRET=s3cret wsp serve --broker nats://127.0.0.1:4222 --token-key K   # a node
     """
     from wsproto_tools.server import ServerConfig, WspServer
 
@@ -407,9 +407,25 @@ def serve(
 
             network = NatsBroker(nats_options)
         server = WspServer(config, network)
+        # signals count from the start: connecting to NATS can take seconds
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        starting = asyncio.ensure_future(server.start())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():  # stopped while starting
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WspError, OSError):
+                await starting
+            with contextlib.suppress(Exception):
+                await server.shutdown()
+            raise KeyboardInterrupt
         try:
-            await server.start()
+            starting.result()
         except WspError as error:
+            stopping.cancel()
             if type(error).__name__ == "BrokerUnavailable":
                 raise CommandExit(ExitStatus.NETWORK, str(error)) from None
             raise
@@ -447,11 +463,7 @@ def serve(
             if url.startswith("wss://"):
                 click.echo("    (add --cafile CA.pem when a private CA signed the certificate)",
                            err=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await stopping
         click.echo("wsp serve: shutting down (clients told to reconnect)", err=True)
         await server.shutdown()
 
