@@ -110,10 +110,6 @@ def stream_sequence(msg: Msg) -> int:
     return int(msg.metadata.sequence.stream)
 
 
-class _StreamGone(Exception):
-    """A topic's stream no longer exists (deleted: its history is lost)."""
-
-
 class _Topic:
     """A topic's stream as this node knows it, and its live reader."""
 
@@ -472,26 +468,16 @@ class NatsBroker:
             # another node made it first (with its own epoch): that one stands
             return await self.js.stream_info(stream)
 
-    async def _retry(self, call: Callable[[], Any], publishing: bool = False) -> Any:
+    async def _retry(self, call: Callable[[], Any]) -> Any:
         """``call()`` again until NATS answers (a JetStream request that timed out or
-        found no responder during an outage); API errors are raised. ``publishing``:
-        a connected NATS that keeps finding no stream for the subject means the
-        stream is gone (:class:`_StreamGone`)."""
+        found no responder during an outage); API errors are raised."""
         delay = 0.05
-        unheard = 0
         while True:
             try:
                 return await call()
-            except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
-                if self.nc is None or self.nc.is_closed:
-                    raise BrokerUnavailable("the NATS connection is closed") from None
-                unheard += 1
-                if publishing and unheard >= 3 and self.nc.is_connected:
-                    raise _StreamGone from None
-                self.retries += 1
-                await asyncio.sleep(delay)
-                delay = min(1.0, delay * 2)
             except (
+                nats.errors.NoRespondersError,
+                nats.js.errors.NoStreamResponseError,
                 TimeoutError,
                 nats.errors.TimeoutError,
                 nats.js.errors.ServiceUnavailableError,
