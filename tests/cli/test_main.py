@@ -90,3 +90,19 @@ def test_one_way_to_end() -> None:
         exits = text.count("sys.exit(")
         assert not found, (path.name, found)
         assert exits == (1 if path.name == "main.py" else 0), path.name
+
+
+def test_an_interrupt_wrapped_by_python_still_counts_as_interrupted() -> None:
+    # SIGTERM during a slow import (textual's, for wsp tui) arrives inside class
+    # creation, and Python reports "Error calling __set_name__" caused by it
+    from wsproto_tools.cli.main import _interrupted
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            raise RuntimeError("Error calling __set_name__ on 'reactive'") from interrupt
+    except RuntimeError as wrapped:
+        assert _interrupted(wrapped)
+    assert not _interrupted(RuntimeError("a bug"))
+    assert not _interrupted(ValueError("x"))

@@ -75,12 +75,30 @@ class LazyGroup(click.Group):
         except (CommandExit, WspError, OSError, UnicodeDecodeError, KeyboardInterrupt) as error:
             # through click as its own Exit: CliRunner and main() get the status
             raise click.exceptions.Exit(end(error)) from None
+        except Exception as error:
+            if not _interrupted(error):
+                raise
+            # Ctrl-C or SIGTERM while a module was being imported: Python wraps the
+            # KeyboardInterrupt (e.g. "Error calling __set_name__"); still 130
+            raise click.exceptions.Exit(end(KeyboardInterrupt())) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether ``error`` was caused by a KeyboardInterrupt (its cause chain)."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
