@@ -79,6 +79,7 @@ from wsproto_tools.transports.wsio import (
     closing_after,
     flush,
     nonce,
+    peer_label,
     sendable,
     version_of,
 )
@@ -216,14 +217,6 @@ def _summary(opcode: str, payload: bytes | str | Payload) -> str:
     return text if len(text) <= 100 else text[:97] + "..."
 
 
-def _peer(ws: ServerConnection) -> str | None:
-    address = ws.remote_address
-    if not address:
-        return None
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-
-
 class ReplayServer:
     """``await server.start()``, then ``await server.shutdown()`` (``.port``, ``.url``,
     ``.clients``: the logs, in the order the clients connected)."""
@@ -322,7 +315,7 @@ class ReplayServer:
                                       "wsp replay --serve: a WebSocket endpoint\n")
         offered = _offered(request)
         self._count += 1
-        log = ClientLog(self._count, _peer(connection), request.path)
+        log = ClientLog(self._count, peer_label(connection), request.path)
         self.clients.append(log)
         chosen = self.choose(request.path, offered)
         if chosen is None:

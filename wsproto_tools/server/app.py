@@ -79,6 +79,7 @@ from wsproto_tools.transports.wsio import (
     close_for,
     closing_after,
     nonce,
+    peer_label,
     version_of,
     write_now,
 )
@@ -513,7 +514,7 @@ class WspServer:
         self.conns.add(conn)
         if self.feed.viewers:
             self.feed.event(
-                "connected", None, _peer(ws), subprotocol=ws.subprotocol, version=version
+                "connected", None, peer_label(ws), subprotocol=ws.subprotocol, version=version
             )
         direct = self._memory is not None and isinstance(ws, DirectMixin)
         try:
@@ -611,7 +612,7 @@ class WspServer:
             self.feed.event(
                 "violation",
                 session,
-                _peer(ws),
+                peer_label(ws),
                 rule=getattr(error, "rule", None),
                 code=int(error.close_code),
                 message=str(error),
@@ -627,7 +628,7 @@ class WspServer:
             self.feed.event(
                 "closed",
                 conn.session,
-                _peer(ws),
+                peer_label(ws),
                 code=ws.close_code,
                 reason=ws.close_reason,
                 resumable=conn.session.state is not State.CLOSING
@@ -708,7 +709,7 @@ class WspServer:
                 if write_now(ws, chunk):
                     self.metrics.bytes_out += len(chunk)
                 if feed.viewers:
-                    feed.message(session, _peer(ws), "server", chunk, conn.version)
+                    feed.message(session, peer_label(ws), "server", chunk, conn.version)
         if check and buffered(ws) + session.held > self.config.max_buffer:
             self._slow_consumer(conn)
 
@@ -722,7 +723,7 @@ class WspServer:
             if write_now(ws, chunk):
                 self.metrics.bytes_out += len(chunk)
             if feed.viewers:
-                feed.message(conn.session, _peer(ws), "server", chunk, conn.version)
+                feed.message(conn.session, peer_label(ws), "server", chunk, conn.version)
 
     def _process_now(
         self, conn: Conn, data: bytes | str, deferred: list[ev.Event] | None = None
@@ -747,7 +748,7 @@ class WspServer:
         self.metrics.bytes_in += len(data)
         session = conn.session
         if self.feed.viewers:
-            self.feed.message(session, _peer(conn.ws), "client", data, conn.version)
+            self.feed.message(session, peer_label(conn.ws), "client", data, conn.version)
         events = session.receive_data(data, now)
         memory = self._memory
         for event in events:
@@ -1014,7 +1015,7 @@ class WspServer:
             conn.session = old
             self._undetach(old.session_id)
             if self.feed.viewers:
-                self.feed.event("resumed", old, _peer(conn.ws), identity=old.grant.identity)
+                self.feed.event("resumed", old, peer_label(conn.ws), identity=old.grant.identity)
         else:
             session_id = int.from_bytes(os.urandom(8), "big") >> 1 or 1
             fresh.accept(session_id, now)
@@ -1027,7 +1028,7 @@ class WspServer:
             self.feed.event(
                 "authenticated",
                 session,
-                _peer(conn.ws),
+                peer_label(conn.ws),
                 identity=session.grant.identity,
                 capabilities=list(session.capabilities),
             )
@@ -1267,14 +1268,6 @@ class WspServer:
                 subscribers = self.subscribers
                 for topic in [t for t in memory.hub.topics if t not in subscribers]:
                     memory.hub.release(topic, now)
-
-
-def _peer(ws: ServerConnection) -> str | None:
-    address = ws.remote_address
-    if not address:
-        return None
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 #: engine event -> what the server does with it

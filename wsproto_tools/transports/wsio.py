@@ -36,6 +36,7 @@ __all__ = [
     "closing_after",
     "flush",
     "nonce",
+    "peer_label",
     "version_of",
     "write_now",
 ]
@@ -175,6 +176,15 @@ class DirectClientConnection(DirectMixin, ClientConnection):
 def nonce() -> bytes:
     """16 random bytes for a handshake nonce."""
     return os.urandom(16)
+
+
+def peer_label(conn: Connection) -> str | None:
+    """The peer's address as ``host:port`` (``[host]:port`` for IPv6), or None."""
+    address = conn.remote_address
+    if not address:
+        return None
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 def version_of(conn: Connection) -> int | None:
