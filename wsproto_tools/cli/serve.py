@@ -401,26 +401,26 @@ def serve(
         record_plaintext=record_plaintext,
     )
     async def run() -> None:
+        # signals count from the start: importing and reaching NATS can take seconds
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         network = None
         if nats_options is not None:
             from wsproto_tools.server.nats_broker import NatsBroker
 
             network = NatsBroker(nats_options)
         server = WspServer(config, network)
-        # signals count from the start: connecting to NATS can take seconds
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         starting = asyncio.ensure_future(server.start())
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if not starting.done():  # stopped while starting
+        if not starting.done():  # stopped while starting: bounded, whatever NATS does
             starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WspError, OSError):
-                await starting
+            await asyncio.wait({starting}, timeout=2.0)
             with contextlib.suppress(Exception):
-                await server.shutdown()
+                async with asyncio.timeout(2.0):
+                    await server.shutdown()
             raise KeyboardInterrupt
         try:
             starting.result()
