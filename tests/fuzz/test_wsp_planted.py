@@ -8,6 +8,7 @@ checked on the planted server and the same steps on ``planted.py none``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import importlib.util
@@ -111,6 +112,14 @@ class Server:
                 self.proc.wait(EXIT_TIMEOUT)
 
 
+def start(bug: str, log: Path, *options: str) -> Server:
+    """``planted.py bug`` on a free port of 127.0.0.1 (not yet waited for)."""
+    port = free_port()
+    with log.open("wb") as err:
+        proc = subprocess.Popen(command(bug, port, *options), stdout=subprocess.DEVNULL, stderr=err)
+    return Server(bug, port, proc, log)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -127,13 +136,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
     started: dict[str, Server] = {}
     try:
         for bug in ("none", *BUGS):
-            port = free_port()
-            log = tmp / f"{bug}.log"
-            with log.open("wb") as err:
-                proc = subprocess.Popen(
-                    command(bug, port, *options), stdout=subprocess.DEVNULL, stderr=err
-                )
-            started[bug] = Server(bug, port, proc, log)
+            started[bug] = start(bug, tmp / f"{bug}.log", *options)
         for server in started.values():
             server.wait_ready()
         yield started
@@ -216,7 +219,7 @@ async def test_leak_unacked(servers: dict[str, Server]) -> None:
     assert grew > LEAKED_AT_LEAST, f"only {grew} bytes for {PUBLISHES} x {LEAK_BYTES}"
     await peer.drop()
     before = leaky.rss()
-    time.sleep(0.3)  # nothing frees it once the connection is gone
+    await asyncio.sleep(0.3)  # nothing frees it once the connection is gone
     assert leaky.rss() > before - FLAT_AT_MOST
     assert leaky.alive()
 
@@ -240,7 +243,8 @@ async def test_topic_leak(servers: dict[str, Server]) -> None:
         replay, _ = await session(port, auth="jwt", token=allowed)
         if name == "none":
             await replay.send(SUBSCRIBE, {"topic": forbidden, "from_offset": 0})
-            await assert_closed(replay, 4003)
+            before = await assert_closed(replay, 4003)
+            assert not [m for m in before if m.code in (SUBSCRIBED, DELIVER)], before
             continue
         await subscribed(replay, forbidden, from_offset=0)
         leaked = [(await replay.expect(DELIVER)).body for _ in range(3)]
@@ -303,3 +307,29 @@ async def test_wrong_close(servers: dict[str, Server]) -> None:
         await publish_many(peer, "gap", 1, first=4, flags=ACK_REQUESTED)  # 3 is missing
         await assert_closed(peer, code)
         assert servers[name].alive()
+
+
+# ---------------------------------------------------------------- the script itself
+def test_command_and_usage() -> None:
+    argv = command("wrong-close", "{port}", "--secret", "s")
+    assert argv[2:] == ["wrong-close", "--host", "127.0.0.1", "--port", "{port}", "--secret", "s"]
+    assert Path(argv[1]).is_file() and argv[0] == sys.executable
+    with pytest.raises(ValueError):
+        command("no-such-bug", 1)
+    done = subprocess.run(
+        [sys.executable, argv[1], "no-such-bug", "--port", "0"],
+        capture_output=True,
+        timeout=START_TIMEOUT,
+    )
+    assert done.returncode == 2 and b"usage" in done.stderr
+
+
+def test_sigterm_ends_it_like_wsp_serve(tmp_path: Path) -> None:
+    server = start("wrong-close", tmp_path / "serve.log", "--secret", "s")
+    try:
+        server.wait_ready()
+        server.proc.terminate()
+        assert server.proc.wait(EXIT_TIMEOUT) == 0
+        assert b"shutting down" in server.log.read_bytes()
+    finally:
+        server.stop()
