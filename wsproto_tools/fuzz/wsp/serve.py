@@ -1,0 +1,1426 @@
+"""``wsp fuzz --serve --suite wsp``: a malicious wsp server that fuzzes wsp *clients*.
+
+Every incoming connection is one case. Case ``i`` plays the scenario
+:func:`scenario_for` picks from the seed (a seeded permutation of
+:data:`SCENARIOS` per block of ``len(SCENARIOS)`` cases, so a run of that many
+cases plays each one once); its parameters (nonce sizes, offsets, flood sizes…)
+come from ``random.Random(f"{seed}:{i}")``. The same seed always gives the same
+sequence of scenarios and parameters.
+
+A scenario breaks one line of the conformance checklist (docs/protocol.md, S.9)
+from the server's side — a garbage Challenge, a forged ``server_proof``, a
+Deliver with a hole… — and judges the client's reaction against what the line
+demands: a close with the rule's code (a wsp Close, if any, with the same code,
+then the WebSocket close), or, for the lines answered by no close, that the
+client stays open and answers a Heartbeat probe within ``timeout``. What does
+not match becomes a :class:`~wsproto_tools.fuzz.wsp.findings.Finding` (case =
+connection index, step = the scenario's step, rule = the checklist line).
+
+Between the attacks the server is an ordinary, honest one: it acknowledges
+sequenced messages, answers probes, Subscribes (Subscribed), Requests (echo) and
+Close (rule 42). A case whose client stays open ends with a WebSocket close 1001
+(going away, resumable), so a reconnecting client comes back with its resume
+token for the next case; a resume is answered with a new session (rule 19: an
+unknown token is not an error), except in the ``forged-resume`` scenario.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SCENARIOS",
+    "Scenario",
+    "ServeCaseResult",
+    "plan",
+    "scenario_for",
+    "serve_wsp",
+]
+
+import asyncio
+import contextlib
+import random
+import struct
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import lru_cache
+from typing import Any
+
+import msgpack
+
+from wsproto_tools.codec import (
+    Acknowledge,
+    Authenticate,
+    Batch,
+    BinaryData,
+    Challenge,
+    Cipher,
+    Close,
+    Deliver,
+    DeltaUpdate,
+    Error,
+    Flags,
+    Handshake,
+    HandshakeResponse,
+    Heartbeat,
+    Limits,
+    Message,
+    Payload,
+    Publish,
+    Request,
+    Response,
+    Resume,
+    Subscribe,
+    Subscribed,
+    TextData,
+    Unknown,
+    counter_nonces,
+    decode,
+    encode,
+)
+from wsproto_tools.codec.compression import compress
+from wsproto_tools.codec.header import pack_v2
+from wsproto_tools.codec.schema import V1_MAGIC, V1_STRUCT
+from wsproto_tools.engine.auth import client_proof, server_proof
+from wsproto_tools.engine.keys import derive_session_keys
+from wsproto_tools.engine.rules import Rule
+from wsproto_tools.exceptions import CloseCode, WspError
+from wsproto_tools.fuzz.wsp.findings import Finding, Oracle
+from wsproto_tools.transports.raw import RawWebSocket
+from wsproto_tools.ws import (
+    FrameParser,
+    Opcode,
+    UpgradeRequest,
+    UpgradeResponse,
+    build_response,
+    encode_close,
+    encode_frame,
+    is_valid_close_code,
+    parse_close,
+    parse_http_head,
+)
+
+_C = CloseCode
+#: what the server grants (a subset of the offer): never encrypt or compress, which
+#: this server does not speak; those flags only appear as attacks
+_GRANTABLE = ("ack", "batch", "pubsub", "delta")
+#: client->server messages numbered in the sequenced stream (S.4)
+_SEQUENCED = (Publish, TextData, BinaryData, DeltaUpdate, Error)
+#: close codes a client may use when it sheds a flood (S.7) instead of keeping up
+_FLOOD_CLOSES = frozenset(
+    {
+        _C.GOING_AWAY,
+        _C.MESSAGE_TOO_BIG,
+        _C.TRY_AGAIN_LATER,
+        _C.WSP_RATE_LIMITED,
+        _C.WSP_SLOW_CONSUMER,
+    }
+)
+_TOKEN_PREFIX = b"wsp-fuzz:"
+_UNKNOWN_TYPE = 0x0350  # in no category's table: an unknown type (section 6)
+
+
+class Phase(Enum):
+    """Where a scenario strikes."""
+
+    CHALLENGE = "challenge"  # instead of (or around) the Challenge
+    RESPONSE = "response"  # in the HandshakeResponse
+    ACTIVE = "active"  # after a good handshake
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One attack and the client reaction the spec demands.
+
+    ``close_code`` is the code the client must close with (None: it must stay open
+    and answer a Heartbeat probe); ``needs`` names what the client must do first
+    for the scenario to apply (``subscribe``: a Subscribe; ``resume``: a Handshake
+    with a resume token); otherwise the case is skipped.
+    """
+
+    name: str
+    description: str
+    rule: int | None
+    expect: str
+    phase: Phase = Phase.ACTIVE
+    close_code: int | None = None
+    needs: str = ""
+
+
+def _closes(rule: Rule, code: int | None = None) -> tuple[int, int, str]:
+    value = int(rule.code if code is None else code)
+    return int(rule), value, f"closes with {value} (a wsp Close, if any, with the same code)"
+
+
+def _scenario(
+    name: str,
+    description: str,
+    rule: Rule,
+    phase: Phase,
+    *,
+    code: int | None = None,
+    needs: str = "",
+) -> Scenario:
+    number, value, expect = _closes(rule, code)
+    return Scenario(name, description, number, expect, phase, value, needs)
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    # ------------------------------------------------------------ the Challenge
+    _scenario(
+        "challenge-nonce-empty",
+        "a Challenge whose nonce has 0 bytes",
+        Rule.NONCE_SIZE,
+        Phase.CHALLENGE,
+    ),
+    _scenario(
+        "challenge-nonce-15",
+        "a Challenge whose nonce has 15 bytes",
+        Rule.NONCE_SIZE,
+        Phase.CHALLENGE,
+    ),
+    _scenario(
+        "challenge-nonce-257",
+        "a Challenge whose nonce has 257 bytes",
+        Rule.NONCE_SIZE,
+        Phase.CHALLENGE,
+    ),
+    _scenario(
+        "challenge-wrong-kinds",
+        "a Challenge whose fields have the wrong msgpack kinds",
+        Rule.PAYLOAD,
+        Phase.CHALLENGE,
+    ),
+    _scenario(
+        "challenge-garbage",
+        "random bytes that are no wsp header instead of a Challenge",
+        Rule.HEADER,
+        Phase.CHALLENGE,
+    ),
+    _scenario(
+        "challenge-twice",
+        "a second Challenge after the client's Handshake",
+        Rule.HANDSHAKE_ONCE,
+        Phase.CHALLENGE,
+    ),
+    _scenario(
+        "response-first",
+        "a HandshakeResponse before any Challenge",
+        Rule.CHALLENGE_FIRST,
+        Phase.CHALLENGE,
+    ),
+    _scenario(
+        "early-data",
+        "a BinaryData between the Handshake and the HandshakeResponse",
+        Rule.NOT_YET_ACTIVE,
+        Phase.CHALLENGE,
+    ),
+    # ------------------------------------------------------------ the HandshakeResponse
+    _scenario(
+        "server-proof-wrong",
+        "a HandshakeResponse with a wrong server_proof",
+        Rule.SERVER_PROOF,
+        Phase.RESPONSE,
+    ),
+    _scenario(
+        "server-proof-missing",
+        "a HandshakeResponse without server_proof",
+        Rule.SERVER_PROOF,
+        Phase.RESPONSE,
+    ),
+    _scenario(
+        "grant-unoffered",
+        "a HandshakeResponse granting a known capability never offered",
+        Rule.CAPABILITY_GRANTED,
+        Phase.RESPONSE,
+    ),
+    _scenario(
+        "grant-unknown",
+        "a HandshakeResponse granting an unknown capability",
+        Rule.CAPABILITY_GRANTED,
+        Phase.RESPONSE,
+    ),
+    _scenario(
+        "response-encrypted",
+        "an ENCRYPTED HandshakeResponse",
+        Rule.RESPONSE_IN_CLEAR,
+        Phase.RESPONSE,
+    ),
+    _scenario(
+        "forged-resume",
+        "resumed: true with a last_received above what the client sent",
+        Rule.RESUME_LAST_RECEIVED,
+        Phase.RESPONSE,
+        needs="resume",
+    ),
+    # ------------------------------------------------------------ an active session
+    _scenario("text-frame", "a text WebSocket message", Rule.BINARY_ONLY, Phase.ACTIVE),
+    _scenario(
+        "deliver-unsubscribed",
+        "a Deliver for a topic never subscribed",
+        Rule.SUBSCRIBED_FIRST,
+        Phase.ACTIVE,
+    ),
+    _scenario(
+        "deliver-hole",
+        "Delivers that skip an offset without a ContinuityLost",
+        Rule.DELIVER_ORDER,
+        Phase.ACTIVE,
+        needs="subscribe",
+    ),
+    _scenario(
+        "deliver-epoch-change",
+        "a Deliver of a new epoch without a ContinuityLost",
+        Rule.DELIVER_ORDER,
+        Phase.ACTIVE,
+        needs="subscribe",
+    ),
+    Scenario(
+        "deliver-repeat",
+        "Delivers, then some of them again (a replay overlap)",
+        int(Rule.DELIVER_DUPLICATE),
+        "drops the repeats, stays open and answers a Heartbeat probe",
+        Phase.ACTIVE,
+        None,
+        "subscribe",
+    ),
+    _scenario(
+        "ack-above-sent", "an Acknowledge above what the client sent", Rule.ACK_RANGE, Phase.ACTIVE
+    ),
+    _scenario(
+        "heartbeat-reply-unprobed",
+        "a Heartbeat reply to a probe never sent",
+        Rule.HEARTBEAT_REPLY,
+        Phase.ACTIVE,
+    ),
+    Scenario(
+        "unknown-type",
+        "a message of an unknown type (0x0350)",
+        int(Rule.UNKNOWN_TYPE),
+        "answers an Error 1003 and stays open (answers a Heartbeat probe)",
+        Phase.ACTIVE,
+    ),
+    _scenario(
+        "sequence-gap",
+        "a sequenced BinaryData that skips a sequence number",
+        Rule.SEQUENCE_GAP,
+        Phase.ACTIVE,
+    ),
+    Scenario(
+        "sequence-duplicate",
+        "a sequenced BinaryData sent twice",
+        int(Rule.SEQUENCE_DUPLICATE),
+        "drops the repeat, acknowledges it again and stays open",
+        Phase.ACTIVE,
+    ),
+    Scenario(
+        "flood",
+        "hundreds of valid sequenced messages in one write",
+        None,
+        "acknowledges them all and answers a Heartbeat probe (or closes with a "
+        "documented code: 1001, 1009, 1013, 4004, 4005)",
+        Phase.ACTIVE,
+    ),
+    _scenario(
+        "compression-bomb",
+        "a COMPRESSED message (a DEFLATE bomb) without the compress capability",
+        Rule.FLAG_NEGOTIATED,
+        Phase.ACTIVE,
+    ),
+    _scenario(
+        "batch-ungranted", "a Batch when batch was not granted", Rule.BATCH_NEGOTIATED, Phase.ACTIVE
+    ),
+    _scenario(
+        "session-id-foreign",
+        "a header session id other than the session's",
+        Rule.SESSION_ID,
+        Phase.ACTIVE,
+    ),
+    _scenario(
+        "wrong-direction",
+        "a Publish (a client-only message) from the server",
+        Rule.DIRECTION,
+        Phase.ACTIVE,
+    ),
+    _scenario("resume-retired", "a Resume message (retired)", Rule.RESUME_RETIRED, Phase.ACTIVE),
+    Scenario(
+        "wsp-close",
+        "a wsp Close from the server",
+        int(Rule.CLOSE_ANSWER),
+        "answers a Close of the same code, then closes the WebSocket with it",
+        Phase.ACTIVE,
+    ),
+    Scenario(
+        "baseline",
+        "a valid session: nothing wrong",
+        None,
+        "stays open and answers a Heartbeat probe",
+        Phase.ACTIVE,
+    ),
+)
+
+_BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+def _pool(names: Sequence[str] | None) -> tuple[Scenario, ...]:
+    if names is None:
+        return SCENARIOS
+    unknown = [n for n in names if n not in _BY_NAME]
+    if unknown:
+        raise ValueError(f"unknown scenario(s): {', '.join(unknown)}")
+    return tuple(_BY_NAME[n] for n in names)
+
+
+def scenario_for(seed: int, index: int, names: Sequence[str] | None = None) -> Scenario:
+    """The scenario case ``index`` plays: a seeded permutation of the pool per block."""
+    pool = _pool(names)
+    block, position = divmod(index, len(pool))
+    order = list(range(len(pool)))
+    random.Random(f"{seed}:block:{block}").shuffle(order)
+    return pool[order[position]]
+
+
+def plan(seed: int, cases: int, names: Sequence[str] | None = None) -> list[str]:
+    """The names of the scenarios of cases 0 .. cases-1."""
+    return [scenario_for(seed, i, names).name for i in range(cases)]
+
+
+@dataclass
+class ServeCaseResult:
+    """What one connection (one case) showed."""
+
+    index: int
+    scenario: str
+    findings: list[Finding]
+    duration: float
+    observed: str
+    rule: int | None = None
+    expected: str = ""
+    peer: str = ""
+    subprotocol: str = ""
+    skipped: bool = False  # the client did not do what the scenario needs
+    close_code: int | None = None  # the client's WebSocket close code (None: none seen)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "scenario": self.scenario,
+            "rule": self.rule,
+            "expected": self.expected,
+            "observed": self.observed,
+            "duration": round(self.duration, 4),
+            "peer": self.peer,
+            "subprotocol": self.subprotocol,
+            "skipped": self.skipped,
+            "close_code": self.close_code,
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+# ================================================================ the wire
+@dataclass(frozen=True, slots=True)
+class _Closed:
+    """The client's end: its close frame code (None: no code), or a drop."""
+
+    code: int | None
+    reason: str
+    dropped: bool
+
+
+class _Gone(Exception):
+    """The client went away (its close frame or the TCP connection)."""
+
+
+class _Link:
+    """One upgraded connection, server side: frames in and out, wsp decoded."""
+
+    def __init__(self, conn: RawWebSocket, version: int, limits: Limits) -> None:
+        self.conn = conn
+        self.version = version
+        self.limits = limits
+        self.parser = FrameParser(max_payload=limits.max_message + 64)
+        self.pending: list[Any] = []  # frames parsed, not yet handled
+        self.parts: list[bytes] = []
+        self.closed: _Closed | None = None
+        self.sent_close = False
+        self.texts = 0
+        self.bad: list[str] = []  # what the client sent that did not decode
+
+    async def send(self, data: bytes) -> None:
+        if self.closed is not None:
+            return
+        try:
+            await self.conn.send(data)
+        except (WspError, OSError):
+            self.closed = _Closed(None, "", True)
+
+    async def send_frame(self, opcode: int, payload: bytes) -> None:
+        await self.send(encode_frame(opcode, payload))
+
+    async def close(self, code: int, reason: str = "") -> None:
+        if not self.sent_close:
+            self.sent_close = True
+            await self.send_frame(Opcode.CLOSE, encode_close(code, reason))
+
+    async def next(self, timeout: float) -> Message | _Closed | None:
+        """The client's next wsp message or its end; None when nothing came in time."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if self.closed is not None:
+                return self.closed
+            while self.pending:
+                got = await self._frame(self.pending.pop(0))
+                if got is not None:
+                    return got
+            left = deadline - loop.time()
+            if left <= 0:
+                return None
+            data = await self.conn.read(left)
+            if data is None:
+                return None
+            if not data:
+                self.closed = _Closed(None, "", True)
+                continue
+            try:
+                self.pending.extend(self.parser.feed(data))
+            except WspError as error:
+                self.bad.append(f"bad frame: {error}")
+                self.closed = _Closed(None, "", True)
+
+    async def _frame(self, frame: Any) -> Message | _Closed | None:
+        opcode = frame.opcode
+        if opcode == Opcode.PING:
+            await self.send_frame(Opcode.PONG, frame.payload)
+            return None
+        if opcode == Opcode.PONG:
+            return None
+        if opcode == Opcode.CLOSE:
+            code, reason, _ = parse_close(frame.payload)
+            if not self.sent_close:  # answer the closing handshake (RFC 6455 5.5.1)
+                self.sent_close = True
+                await self.send_frame(Opcode.CLOSE, frame.payload[:2])
+            self.closed = _Closed(code, reason.decode("utf-8", "replace"), False)
+            return self.closed
+        if opcode == Opcode.TEXT:
+            self.texts += 1
+            self.bad.append("a text message")
+            return None
+        self.parts.append(frame.payload)
+        if not frame.fin:
+            return None
+        data, self.parts = b"".join(self.parts), []
+        try:
+            return decode(data, version=self.version, limits=self.limits)
+        except WspError as error:
+            self.bad.append(f"undecodable message: {error}")
+            return None
+
+    def wire(self, msg: Message, cipher: Cipher | None = None) -> bytes:
+        return encode_frame(Opcode.BINARY, encode(msg, version=self.version, cipher=cipher))
+
+
+def _raw_message(
+    version: int, code: int, body: bytes, flags: int = 0, seq: int = 0, session_id: int = 0
+) -> bytes:
+    """A header written around ``body`` as it is (for payloads the codec refuses)."""
+    if version == 2:
+        return pack_v2(code, flags, seq) + body
+    return struct.pack(V1_STRUCT, V1_MAGIC, 1, flags, code, session_id, seq, 0, len(body)) + body
+
+
+@lru_cache(maxsize=4)
+def _bomb(size: int) -> bytes:
+    """``size`` zero bytes as one raw DEFLATE stream with the wsp dictionary."""
+    return compress(bytes(size))
+
+
+async def _accept(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float
+) -> tuple[RawWebSocket | None, str]:
+    """Answer the upgrade choosing wsp.v2 (else wsp.v1); (None, why) when refused."""
+    buf = b""
+    try:
+        async with asyncio.timeout(timeout):
+            while (head := parse_http_head(buf)) is None:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    return None, "hung up during the upgrade"
+                buf += chunk
+                if len(buf) > 65536:
+                    return None, "an upgrade request over 64 KiB"
+        request = UpgradeRequest.from_head(head)
+    except (TimeoutError, WspError, OSError) as error:
+        return None, f"no upgrade request: {error or type(error).__name__}"
+    chosen = next((p for p in ("wsp.v2", "wsp.v1") if p in request.subprotocols), None)
+    if not request.is_websocket or request.key is None or chosen is None:
+        with contextlib.suppress(Exception):
+            writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        return None, f"no wsp subprotocol offered ({', '.join(request.subprotocols) or 'none'})"
+    response = build_response(request.key, subprotocol=chosen)
+    try:
+        writer.write(response)
+        await writer.drain()
+    except OSError as error:
+        return None, f"connection lost during the upgrade: {error}"
+    response_head = parse_http_head(response)
+    assert response_head is not None
+    conn = RawWebSocket(
+        reader,
+        writer,
+        role="server",
+        request=request,
+        response=UpgradeResponse.from_head(response_head),
+        pending=buf[head.length :],
+    )
+    return conn, chosen
+
+
+# ================================================================ one case
+@dataclass
+class _Case:
+    """One connection playing one scenario: an honest server around one attack."""
+
+    index: int
+    scenario: Scenario
+    link: _Link
+    rng: random.Random
+    secret: bytes
+    timeout: float
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    skipped: bool = False
+    session_id: int = 0
+    nonce: bytes = b""
+    client_nonce: bytes = b""
+    offered: tuple[str, ...] = ()
+    granted: tuple[str, ...] = ()
+    resume_token: bytes | None = None
+    send_seq: int = 0  # our sequenced messages
+    recv_seq: int = 0  # the client's, received in order
+    acked: int = 0  # the highest Acknowledge from the client
+    probes: int = 0
+    replies: set[int] = field(default_factory=set)
+    errors: list[Error] = field(default_factory=list)
+    wsp_closes: list[int] = field(default_factory=list)
+    subscribed: dict[str, tuple[int, int]] = field(default_factory=dict)  # topic -> epoch, next
+    hold_subscribe: bool = False  # record Subscribes without answering them
+    active: bool = False  # the HandshakeResponse went out
+    sent_wsp_close: bool = False
+    seen: list[str] = field(default_factory=list)  # type names of the client's messages
+
+    # ------------------------------------------------------------ reporting
+    def finding(
+        self,
+        oracle: Oracle,
+        step: int,
+        message: str,
+        expected: str,
+        observed: str,
+        rule: int | None = None,
+    ) -> None:
+        self.findings.append(
+            Finding(
+                oracle,
+                self.index,
+                step,
+                message,
+                expected,
+                observed,
+                self.scenario.rule if rule is None else rule,
+            )
+        )
+
+    # ------------------------------------------------------------ sending
+    def message(
+        self,
+        payload: Payload,
+        *,
+        seq: int | None = None,
+        flags: int = 0,
+        session_id: int | None = None,
+        timestamp: int = 0,
+    ) -> Message:
+        if seq is None:
+            if isinstance(payload, _SEQUENCED):
+                self.send_seq += 1
+                seq = self.send_seq
+                flags |= Flags.ACK_REQUESTED
+            else:
+                seq = 0
+        if session_id is None:  # v1 headers carry the session's id after the handshake
+            session_id = (
+                self.session_id
+                if self.link.version == 1 and self.active and not isinstance(payload, Deliver)
+                else 0
+            )
+        return Message(payload, seq, session_id, timestamp, Flags(flags))
+
+    async def send(self, payload: Payload, **kw: Any) -> None:
+        await self.link.send(self.link.wire(self.message(payload, **kw)))
+
+    async def send_many(self, payloads: Sequence[Payload]) -> None:
+        await self.link.send(b"".join(self.link.wire(self.message(p)) for p in payloads))
+
+    async def probe(self) -> int:
+        self.probes += 1
+        await self.send(Heartbeat(self.probes, False), timestamp=int(time.time() * 1e6))
+        return self.probes
+
+    # ------------------------------------------------------------ receiving
+    async def pump(self, until: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Answer the client as an honest server until ``until()`` holds (True), the
+        client is gone or ``timeout`` passed (False)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.timeout if timeout is None else timeout)
+        while not until():
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            got = await self.link.next(left)
+            if got is None:
+                continue
+            if isinstance(got, _Closed):
+                return until()
+            await self.on_message(got)
+        return True
+
+    async def on_message(self, msg: Message) -> None:
+        payload = msg.payload
+        name = type(payload).__name__
+        self.seen.append(name)
+        if msg.flags & (Flags.COMPRESSED | Flags.ENCRYPTED):
+            self.finding(
+                Oracle.UNDOCUMENTED,
+                -2,
+                f"client sent {name}",
+                "no COMPRESSED or ENCRYPTED flag (never granted)",
+                f"flags {int(msg.flags)}",
+                int(Rule.FLAG_NEGOTIATED),
+            )
+            return
+        if isinstance(payload, Close):
+            self.wsp_closes.append(payload.code)
+            if not self.sent_wsp_close and not self.link.sent_close:
+                # rule 42: the same code back, then the WebSocket close with it
+                await self.send(Close(payload.code, "closing"))
+                await self.link.close(payload.code)
+            return
+        if isinstance(payload, Heartbeat):
+            if payload.reply:
+                self.replies.add(payload.id)
+            else:
+                await self.send(Heartbeat(payload.id, True), timestamp=int(time.time() * 1e6))
+            return
+        if isinstance(payload, _SEQUENCED):
+            if msg.sequence == self.recv_seq + 1:
+                self.recv_seq = msg.sequence
+            elif msg.sequence > self.recv_seq + 1:
+                self.finding(
+                    Oracle.UNDOCUMENTED,
+                    -2,
+                    f"client sent {name} seq {msg.sequence}",
+                    f"sequence {self.recv_seq + 1}",
+                    f"sequence {msg.sequence}",
+                    int(Rule.SEQUENCE_GAP),
+                )
+            if isinstance(payload, Error):
+                self.errors.append(payload)
+            if self.active:
+                await self.send(Acknowledge(self.recv_seq))
+            return
+        if isinstance(payload, Acknowledge):
+            self.acked = max(self.acked, payload.sequence)
+            return
+        if isinstance(payload, Subscribe):
+            if self.hold_subscribe or not self.active:
+                self.subscribed.setdefault(payload.topic, (0, 0))
+                return
+            await self.answer_subscribe(payload.topic)
+            return
+        if isinstance(payload, Request):
+            known = payload.method == "echo"
+            await self.send(
+                Response(
+                    payload.id,
+                    payload.data if known else b"",
+                    0 if known else int(_C.UNSUPPORTED_DATA),
+                )
+            )
+            return
+        if isinstance(payload, Handshake | Authenticate) and self.active:
+            self.finding(
+                Oracle.UNDOCUMENTED,
+                -2,
+                f"client sent {name}",
+                "one Handshake per connection",
+                f"a {name} after the handshake",
+                int(Rule.HANDSHAKE_ONCE),
+            )
+
+    async def answer_subscribe(self, topic: str) -> tuple[int, int]:
+        epoch = self.rng.randrange(1, 1 << 16)
+        next_offset = self.rng.randrange(1, 1 << 20)
+        self.subscribed[topic] = (epoch, next_offset)
+        await self.send(Subscribed(topic, epoch, next_offset))
+        return epoch, next_offset
+
+    # ------------------------------------------------------------ judging
+    async def expect_close(self, step: int, what: str, code: int) -> None:
+        """The client must close with ``code`` (rule of the scenario)."""
+        await self.pump(lambda: False)
+        closed = self.link.closed
+        expected = f"close {code}"
+        if closed is None:
+            self.finding(
+                Oracle.CLOSE_CODE, step, what, expected, f"still open after {self.timeout:g} s"
+            )
+            return
+        if closed.dropped:
+            self.finding(Oracle.CLOSE_CODE, step, what, expected, "dropped without close")
+            return
+        got = closed.code
+        for wsp in self.wsp_closes:
+            if wsp != got:
+                self.finding(
+                    Oracle.UNDOCUMENTED,
+                    step,
+                    what,
+                    "a wsp Close with the WebSocket close's code",
+                    f"wsp Close {wsp}, then close {got}",
+                    int(Rule.CLOSE_ANSWER),
+                )
+        if got != code:
+            oracle = Oracle.CLOSE_CODE if _documented(got) else Oracle.UNDOCUMENTED
+            self.finding(
+                oracle,
+                step,
+                what,
+                expected,
+                f"close {got}" + (f" ({closed.reason})" if closed.reason else ""),
+            )
+
+    async def expect_open(
+        self, step: int, what: str, allowed: frozenset[int] = frozenset()
+    ) -> bool:
+        """The client must stay open and answer a Heartbeat probe in time."""
+        if self.link.closed is None:
+            pid = await self.probe()
+            await self.pump(lambda: pid in self.replies)
+            if pid in self.replies:
+                return True
+        closed = self.link.closed
+        if closed is None:
+            self.finding(
+                Oracle.LIVENESS,
+                step,
+                what,
+                f"a Heartbeat reply within {self.timeout:g} s",
+                "no reply",
+            )
+            return False
+        if closed.dropped:
+            observed = "dropped without close"
+        else:
+            observed = f"close {closed.code}" + (f" ({closed.reason})" if closed.reason else "")
+            if closed.code in allowed:
+                self.notes.append(f"closed with the documented {closed.code}")
+                return False
+        self.finding(Oracle.UNDOCUMENTED, step, what, "stays open", observed)
+        return False
+
+    def security_after_response(self, step: int, what: str, before: int) -> None:
+        """The client must not go on with a server that did not authenticate."""
+        went_on = [n for n in self.seen[before:] if n not in ("Close",)]
+        if went_on:
+            self.finding(
+                Oracle.SECURITY, step, what, "nothing but a Close", f"sent {', '.join(went_on[:5])}"
+            )
+
+    # ------------------------------------------------------------ the handshake
+    async def challenge(self, nonce: bytes | None = None) -> Handshake | None:
+        """Send a Challenge and read the client's Handshake (+ Authenticate)."""
+        self.nonce = self.rng.randbytes(self.rng.randrange(16, 65)) if nonce is None else nonce
+        await self.send(Challenge(self.nonce, ("hmac",)))
+        return await self.read_hello()
+
+    async def read_hello(self) -> Handshake | None:
+        hello: list[Handshake] = []
+        proofs: list[Authenticate] = []
+
+        def arrived() -> bool:
+            return bool(hello) and (hello[0].auth != "hmac" or bool(proofs))
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while not arrived():
+            got = await self.link.next(max(0.0, deadline - loop.time()))
+            if got is None or isinstance(got, _Closed):
+                break
+            if isinstance(got.payload, Handshake):
+                hello.append(got.payload)
+            elif isinstance(got.payload, Authenticate):
+                proofs.append(got.payload)
+            else:
+                await self.on_message(got)
+        if not arrived():
+            closed = self.link.closed
+            observed = (
+                "no Handshake"
+                if closed is None
+                else "dropped without close"
+                if closed.dropped
+                else f"close {closed.code}" + (f" ({closed.reason})" if closed.reason else "")
+            )
+            oracle = Oracle.LIVENESS if closed is None else Oracle.UNDOCUMENTED
+            self.finding(
+                oracle,
+                -1,
+                "a valid Challenge",
+                "a Handshake (and Authenticate)",
+                observed,
+                int(Rule.CHALLENGE_FIRST),
+            )
+            return None
+        hs = hello[0]
+        self.client_nonce = hs.client_nonce or b""
+        self.offered = tuple(hs.capabilities)
+        self.resume_token = hs.resume_token
+        if hs.auth == "hmac":
+            if proofs[0].proof != client_proof(self.secret, self.nonce, self.client_nonce):
+                self.finding(
+                    Oracle.SECURITY,
+                    -1,
+                    "Authenticate",
+                    "an HMAC proof under the shared secret",
+                    "a proof that does not verify",
+                    int(Rule.HMAC_PROOF),
+                )
+                return None
+        elif hs.auth != "hmac":
+            self.finding(
+                Oracle.SECURITY,
+                -1,
+                "Handshake",
+                "auth hmac (the only method offered)",
+                f"auth {hs.auth!r}",
+                int(Rule.AUTH_METHOD),
+            )
+            return None
+        return hs
+
+    def response(self, **fields: Any) -> HandshakeResponse:
+        self.session_id = self.rng.randrange(1, 1 << 63)
+        values: dict[str, Any] = {
+            "session_id": self.session_id,
+            "capabilities": tuple(c for c in self.offered if c in _GRANTABLE),
+            "resume_token": _TOKEN_PREFIX
+            + self.session_id.to_bytes(8, "big")
+            + self.rng.randbytes(16),
+            "server_nonce": self.nonce,
+            "heartbeat_ms": 15000,
+            "window": 1024,
+            "resumed": False,
+            "last_received": 0,
+            "server_proof": server_proof(self.secret, self.nonce, self.client_nonce),
+        }
+        values.update(fields)
+        self.granted = tuple(values["capabilities"])
+        return HandshakeResponse(**values)
+
+    async def handshake(self, **fields: Any) -> bool:
+        """A complete, valid handshake (with ``fields`` in the HandshakeResponse)."""
+        if await self.challenge() is None:
+            return False
+        await self.send(self.response(**fields))
+        self.active = True
+        return True
+
+    async def wait_subscribe(self) -> tuple[str, int, int] | None:
+        """The client's first subscription: (topic, epoch, next offset), answered."""
+        self.hold_subscribe = True
+        await self.pump(lambda: bool(self.subscribed))
+        self.hold_subscribe = False
+        if not self.subscribed:
+            return None
+        topic = next(iter(self.subscribed))
+        epoch, next_offset = await self.answer_subscribe(topic)
+        for other in list(self.subscribed)[1:]:
+            if self.subscribed[other] == (0, 0):
+                await self.answer_subscribe(other)
+        return topic, epoch, next_offset
+
+    def skip(self, why: str) -> None:
+        self.skipped = True
+        self.notes.append(why)
+
+    async def finish(self) -> None:
+        """End a case whose client stays open: WebSocket close 1001 (resumable)."""
+        if self.link.closed is None:
+            await self.link.close(int(_C.GOING_AWAY), "fuzz case over")
+            await self.pump(lambda: False, min(self.timeout, 1.0))
+
+
+def _documented(code: int | None) -> bool:
+    return (
+        code is not None
+        and code in {int(c) for c in CloseCode}
+        and code not in (_C.NO_STATUS, _C.ABNORMAL, _C.INTERNAL_ERROR)
+        and is_valid_close_code(code)
+    )
+
+
+# ================================================================ the scenarios
+async def _play(case: _Case) -> None:
+    s = case.scenario
+    rng = case.rng
+    name = s.name
+    code = s.close_code
+    what = s.description
+    v = case.link.version
+
+    # ------------------------------------------------------------ the Challenge
+    if name.startswith("challenge-nonce-"):
+        size = {"empty": 0, "15": 15, "257": 257}[name.rsplit("-", 1)[1]]
+        await case.send(Challenge(rng.randbytes(size), ("hmac",)))
+        start = len(case.seen)
+        assert code is not None
+        await case.expect_close(0, what, code)
+        if "Authenticate" in case.seen[start:]:
+            case.finding(
+                Oracle.SECURITY, 0, what, "no proof over a bad nonce", "sent an Authenticate"
+            )
+        return
+    if name == "challenge-wrong-kinds":
+        bodies = [
+            {"nonce": rng.randbytes(16).hex(), "methods": ["hmac"]},  # str for bytes
+            {"nonce": rng.randrange(1 << 30), "methods": ["hmac"]},  # int for bytes
+            {"nonce": rng.randbytes(16), "methods": "hmac"},  # str for an array
+            {"nonce": rng.randbytes(16), "methods": [1, 2]},  # ints in a str array
+            {"methods": ["hmac"]},  # the required nonce missing
+        ]
+        body = msgpack.packb(rng.choice(bodies), use_bin_type=True)
+        await case.link.send_frame(Opcode.BINARY, _raw_message(v, Challenge.TYPE, body))
+        assert code is not None
+        await case.expect_close(0, what, code)
+        return
+    if name == "challenge-garbage":
+        first = rng.choice([*range(0x00, 0x40), *range(0x80, 0xD1), *range(0xD2, 0x100)])
+        data = bytes((first,)) + rng.randbytes(rng.randrange(0, 64))
+        await case.link.send_frame(Opcode.BINARY, data)
+        assert code is not None
+        await case.expect_close(0, what, code)
+        return
+    if name == "challenge-twice":
+        if await case.challenge() is None:
+            return
+        await case.send(Challenge(rng.randbytes(16), ("hmac",)))
+        assert code is not None
+        await case.expect_close(0, what, code)
+        return
+    if name == "response-first":
+        case.nonce, case.client_nonce = rng.randbytes(16), rng.randbytes(16)
+        await case.send(case.response(server_proof=rng.randbytes(32)))
+        assert code is not None
+        await case.expect_close(0, what, code)
+        return
+    if name == "early-data":
+        if await case.challenge() is None:
+            return
+        await case.send(BinaryData(rng.randbytes(8)), seq=1, flags=Flags.ACK_REQUESTED)
+        assert code is not None
+        await case.expect_close(0, what, code)
+        return
+
+    # ------------------------------------------------------------ the HandshakeResponse
+    if s.phase is Phase.RESPONSE:
+        hs = await case.challenge()
+        if hs is None:
+            return
+        assert code is not None
+        if name == "forged-resume":
+            token = hs.resume_token or b""
+            if not token.startswith(_TOKEN_PREFIX) or len(token) < len(_TOKEN_PREFIX) + 8:
+                case.skip("the client offered no resume token of ours (it did not reconnect)")
+                await case.send(case.response())
+                case.active = True
+                await case.expect_open(0, "a new session instead")
+                await case.finish()
+                return
+            sid = int.from_bytes(token[len(_TOKEN_PREFIX) : len(_TOKEN_PREFIX) + 8], "big")
+            forged = (1 << 20) + rng.randrange(1 << 20)
+            answer = case.response(session_id=sid, resumed=True, last_received=forged)
+            case.session_id = sid
+        elif name == "server-proof-wrong":
+            answer = case.response(server_proof=rng.randbytes(32))
+        elif name == "server-proof-missing":
+            answer = case.response(server_proof=None)
+        elif name == "grant-unoffered":
+            choices = [
+                c
+                for c in ("compress", "encrypt", "delta", "batch", "pubsub")
+                if c not in case.offered
+            ]
+            if not choices:
+                case.skip("the client offered every capability")
+                await case.send(case.response())
+                case.active = True
+                await case.expect_open(0, "a new session instead")
+                await case.finish()
+                return
+            answer = case.response(
+                capabilities=(*[c for c in case.offered if c in _GRANTABLE], rng.choice(choices))
+            )
+        elif name == "grant-unknown":
+            unknown = rng.choice(("teleport", "quantum", "ACK", "pubsub2", ""))
+            answer = case.response(
+                capabilities=(*[c for c in case.offered if c in _GRANTABLE], unknown)
+            )
+        else:  # response-encrypted
+            answer = case.response()
+        start = len(case.seen)
+        if name == "response-encrypted":
+            keys = derive_session_keys(case.secret, case.nonce, case.client_nonce)
+            cipher = Cipher(keys.server_to_client, counter_nonces(b"wsps"))
+            await case.link.send(
+                case.link.wire(case.message(answer, flags=Flags.ENCRYPTED), cipher)
+            )
+        else:
+            await case.send(answer)
+        await case.expect_close(0, what, code)
+        if name.startswith(("server-proof", "response-encrypted")):
+            case.security_after_response(0, what, start)
+        return
+
+    # ------------------------------------------------------------ an active session
+    grant: dict[str, Any] = {}
+    if name == "batch-ungranted":
+        grant["capabilities"] = tuple(c for c in case.offered if c in _GRANTABLE and c != "batch")
+    if not await case.handshake(**grant):
+        return
+    await _active(case, rng)
+
+
+async def _active(case: _Case, rng: random.Random) -> None:
+    s = case.scenario
+    name, what, code = s.name, s.description, s.close_code
+    link = case.link
+    if name in ("deliver-hole", "deliver-epoch-change", "deliver-repeat"):
+        sub = await case.wait_subscribe()
+        if sub is None:
+            case.skip(f"the client did not subscribe within {case.timeout:g} s")
+            await case.expect_open(0, "a session without a subscription")
+            await case.finish()
+            return
+        topic, epoch, first = sub
+        count = rng.randrange(1, 6)
+        good = [Deliver(topic, epoch, first + i, rng.randbytes(8)) for i in range(count)]
+        last = first + count - 1
+        if name == "deliver-hole":
+            bad: list[Payload] = [Deliver(topic, epoch, last + 1 + rng.randrange(1, 50), b"hole")]
+        elif name == "deliver-epoch-change":
+            bad = [Deliver(topic, epoch + rng.randrange(1, 100), rng.randrange(1, 4), b"epoch")]
+        else:
+            repeats = rng.sample(good, rng.randrange(1, count + 1))
+            bad = [*repeats, Deliver(topic, epoch, last + 1, b"after the repeats")]
+        await case.send_many([*good, *bad])
+        if code is None:
+            await case.expect_open(0, what)
+            await case.finish()
+        else:
+            await case.expect_close(0, what, code)
+        return
+    if name == "baseline":
+        await case.pump(lambda: False, min(0.05, case.timeout))
+        await case.expect_open(0, what)
+        await case.finish()
+        return
+    if code is not None and name != "wsp-close":
+        await _active_close(case, rng, name, what, code)
+        return
+    if name == "unknown-type":
+        errors = len(case.errors)
+        await case.send(Unknown(_UNKNOWN_TYPE, rng.randbytes(rng.randrange(0, 32))))
+        await case.pump(lambda: len(case.errors) > errors)
+        answers = case.errors[errors:]
+        if case.link.closed is None and not answers:
+            case.finding(Oracle.UNDOCUMENTED, 0, what, "an Error with code 1003", "no Error")
+        for error in answers:
+            if error.code != _C.UNSUPPORTED_DATA:
+                case.finding(
+                    Oracle.UNDOCUMENTED,
+                    0,
+                    what,
+                    "an Error with code 1003",
+                    f"an Error with code {error.code}",
+                )
+        if await case.expect_open(1, what):
+            await case.finish()
+        return
+    if name == "sequence-duplicate":
+        payload = BinaryData(rng.randbytes(16))
+        original = case.message(payload)
+        await link.send(link.wire(original))
+        await case.pump(lambda: case.acked >= original.sequence)
+        acks = case.seen.count("Acknowledge")
+        await link.send(link.wire(original))  # the same bytes again: a retransmission
+        await case.pump(lambda: case.seen.count("Acknowledge") > acks)
+        if case.link.closed is None and case.seen.count("Acknowledge") <= acks:
+            case.finding(
+                Oracle.DELIVERY,
+                0,
+                what,
+                f"an Acknowledge of {original.sequence} again",
+                "no Acknowledge",
+            )
+        if await case.expect_open(1, what):
+            await case.finish()
+        return
+    if name == "flood":
+        n = rng.randrange(200, 1001)
+        size = rng.randrange(1, 257)
+        start = case.send_seq
+        chunk = b"".join(link.wire(case.message(BinaryData(rng.randbytes(size)))) for _ in range(n))
+        await link.send(chunk)
+        target = start + n
+        await case.pump(lambda: case.acked >= target, case.timeout * 2)
+        closed = case.link.closed
+        if closed is None and case.acked < target:
+            case.finding(
+                Oracle.DELIVERY,
+                0,
+                f"{what} ({n} messages)",
+                f"an Acknowledge of {target}",
+                f"acknowledged up to {case.acked}",
+            )
+        if await case.expect_open(1, f"{what} ({n} messages)", _FLOOD_CLOSES):
+            await case.finish()
+        return
+    if name == "wsp-close":
+        close = rng.choice((int(_C.NORMAL), int(_C.POLICY_VIOLATION), int(_C.WSP_FORBIDDEN_TOPIC)))
+        await case.send(Close(close, "fuzz: the server ends the session"))
+        case.sent_wsp_close = True
+        await case.pump(lambda: False)
+        closed = case.link.closed
+        step_what = f"{what} ({close})"
+        if not case.wsp_closes:
+            case.finding(Oracle.CLOSE_CODE, 0, step_what, f"a wsp Close {close}", "no wsp Close")
+        elif case.wsp_closes[0] != close:
+            case.finding(
+                Oracle.CLOSE_CODE,
+                0,
+                step_what,
+                f"a wsp Close {close}",
+                f"a wsp Close {case.wsp_closes[0]}",
+            )
+        if closed is None:
+            case.finding(
+                Oracle.CLOSE_CODE,
+                0,
+                step_what,
+                f"close {close}",
+                f"still open after {case.timeout:g} s",
+            )
+        elif closed.dropped:
+            case.finding(Oracle.CLOSE_CODE, 0, step_what, f"close {close}", "dropped without close")
+        elif closed.code != close:
+            case.finding(Oracle.CLOSE_CODE, 0, step_what, f"close {close}", f"close {closed.code}")
+        return
+    raise AssertionError(f"scenario {name} has no player")
+
+
+async def _active_close(case: _Case, rng: random.Random, name: str, what: str, code: int) -> None:
+    link = case.link
+    v = link.version
+    if name == "text-frame":
+        await link.send_frame(Opcode.TEXT, b"wsp travels in binary frames")
+    elif name == "deliver-unsubscribed":
+        topic = f"never-subscribed-{rng.randrange(1 << 20)}"
+        await case.send(Deliver(topic, rng.randrange(1, 100), rng.randrange(1, 100), b"x"))
+    elif name == "ack-above-sent":
+        await case.pump(lambda: False, min(0.05, case.timeout))
+        await case.send(Acknowledge(case.recv_seq + 1000 + rng.randrange(1 << 16)))
+    elif name == "heartbeat-reply-unprobed":
+        await case.send(
+            Heartbeat(case.probes + 1 + rng.randrange(1000), True), timestamp=int(time.time() * 1e6)
+        )
+    elif name == "sequence-gap":
+        skip = rng.randrange(2, 10)
+        await case.send(
+            BinaryData(rng.randbytes(8)), seq=case.send_seq + skip, flags=Flags.ACK_REQUESTED
+        )
+    elif name == "compression-bomb":
+        size = rng.choice((4, 8, 16)) << 20
+        case.send_seq += 1  # sequenced: numbered as the next message
+        data = _raw_message(
+            v,
+            BinaryData.TYPE,
+            _bomb(size),
+            int(Flags.COMPRESSED),
+            case.send_seq,
+            case.session_id if v == 1 else 0,
+        )
+        await link.send_frame(Opcode.BINARY, data)
+    elif name == "batch-ungranted":
+        items = tuple(case.message(BinaryData(rng.randbytes(4))) for _ in range(2))
+        await case.send(Batch(items))
+    elif name == "session-id-foreign":
+        other = case.session_id ^ (1 + rng.randrange(1 << 32))
+        await case.send(BinaryData(b"foreign"), session_id=other)
+    elif name == "wrong-direction":
+        await case.send(Publish("fuzz", b"from the server", rng.randrange(1, 100)))
+    elif name == "resume-retired":
+        await case.send(Resume(case.session_id, rng.randbytes(16), 0))
+    else:
+        raise AssertionError(f"scenario {name} has no player")
+    await case.expect_close(0, what, code)
+
+
+def _summary(case: _Case) -> str:
+    closed = case.link.closed
+    parts = list(case.notes)
+    if case.wsp_closes:
+        parts.append("wsp Close " + ", ".join(str(c) for c in case.wsp_closes))
+    if closed is None:
+        parts.append("left open by the server" if case.link.sent_close else "still open")
+    elif closed.dropped:
+        parts.append("dropped without close")
+    else:
+        parts.append(f"close {closed.code}" + (f" ({closed.reason})" if closed.reason else ""))
+    if case.link.bad:
+        parts.append("; ".join(case.link.bad[:3]))
+    return "; ".join(parts)
+
+
+async def _run_case(
+    index: int,
+    seed: int,
+    names: Sequence[str] | None,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    secret: bytes,
+    timeout: float,
+) -> ServeCaseResult:
+    scenario = scenario_for(seed, index, names)
+    started = time.monotonic()
+    name = writer.get_extra_info("peername")
+    peer = f"{name[0]}:{name[1]}" if name else ""
+    result = ServeCaseResult(
+        index, scenario.name, [], 0.0, "", scenario.rule, scenario.expect, peer
+    )
+    conn, chosen = await _accept(reader, writer, timeout)
+    if conn is None:
+        if chosen.startswith("no wsp subprotocol"):
+            result.findings.append(
+                Finding(
+                    Oracle.UNDOCUMENTED,
+                    index,
+                    -1,
+                    "the WebSocket upgrade",
+                    "Sec-WebSocket-Protocol offering wsp.v2 and/or wsp.v1",
+                    chosen,
+                    int(Rule.SUBPROTOCOL),
+                )
+            )
+        result.observed = chosen
+        result.skipped = not result.findings
+        writer.close()
+        result.duration = time.monotonic() - started
+        return result
+    version = 2 if chosen == "wsp.v2" else 1
+    link = _Link(conn, version, Limits())
+    case = _Case(index, scenario, link, random.Random(f"{seed}:{index}"), secret, timeout)
+    try:
+        async with asyncio.timeout(timeout * 8 + 5):
+            await _play(case)
+    except TimeoutError:
+        case.finding(
+            Oracle.LIVENESS,
+            -2,
+            scenario.description,
+            "a case bounded in time",
+            "the case ran past its bound",
+        )
+    finally:
+        await conn.wait_closed(0.5)
+    result.findings = case.findings
+    result.skipped = case.skipped
+    result.subprotocol = chosen
+    result.observed = _summary(case)
+    result.close_code = None if link.closed is None else link.closed.code
+    result.duration = time.monotonic() - started
+    return result
+
+
+# ================================================================ the server
+async def serve_wsp(
+    host: str,
+    port: int,
+    *,
+    secret: bytes,
+    seed: int = 1,
+    cases: int | None = None,
+    duration: float | None = None,
+    on_listening: Callable[[str], None] | None = None,
+    on_result: Callable[[ServeCaseResult], None] | None = None,
+    timeout: float = 3.0,
+    scenarios: Sequence[str] | None = None,
+) -> list[ServeCaseResult]:
+    """Serve one scenario per incoming connection until ``cases`` connections were
+    judged or ``duration`` seconds passed (whichever first; neither: until
+    cancelled); the results in case order. ``scenarios`` restricts the pool to
+    these names (default: all of :data:`SCENARIOS`)."""
+    _pool(scenarios)  # unknown names fail here, before listening
+    results: list[ServeCaseResult] = []
+    done = asyncio.Event()
+    handlers: set[asyncio.Task[Any]] = set()
+    counter = [0]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        index = counter[0]
+        if done.is_set() or (cases is not None and index >= cases):
+            writer.close()
+            return
+        counter[0] += 1
+        task = asyncio.current_task()
+        if task is not None:
+            handlers.add(task)
+        try:
+            result = await _run_case(index, seed, scenarios, reader, writer, secret, timeout)
+        finally:
+            if task is not None:
+                handlers.discard(task)
+            writer.close()
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+        if cases is not None and len(results) >= cases:
+            done.set()
+
+    server = await asyncio.start_server(handle, host, port)
+    bound = server.sockets[0].getsockname()
+    shown = bound[0] if host in ("", "0.0.0.0", "::") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    url = f"ws://{shown}:{bound[1]}/"
+    if on_listening is not None:
+        on_listening(url)
+    try:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(duration):
+                await done.wait()
+    finally:
+        done.set()
+        server.close()
+        if handlers:  # cases in flight are bounded; give them their bound, then cancel
+            _, late = await asyncio.wait(set(handlers), timeout=timeout * 8 + 6)
+            for task in late:
+                task.cancel()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2.0):
+                await server.wait_closed()
+    return sorted(results, key=lambda r: r.index)
