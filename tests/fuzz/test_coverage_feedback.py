@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
+import coverage
 import pytest
 from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
@@ -129,7 +130,6 @@ def test_calls_from_the_main_thread_do_not_count() -> None:
         time.sleep(0.1)  # let the idle sweeper's path be reached
         target.take()
         before = target.summary()
-        assert threading.gettrace() is None
 
         def use_the_codec() -> None:
             for payload in (
@@ -205,9 +205,9 @@ def ask(port: int, kind: str) -> str:
 
 def test_only_the_server_thread_is_traced(tmp_path: Path) -> None:
     toy = toy_module(tmp_path, "toy_traced")
-    tracer = sys.gettrace()
+    tracer, hook = sys.gettrace(), threading.gettrace()  # None unless under coverage run
     with toy_target(toy, str(tmp_path)) as target:
-        assert sys.gettrace() is tracer and threading.gettrace() is None
+        assert sys.gettrace() is tracer and threading.gettrace() is hook
         assert target.total == 0  # the toy module runs nothing at start-up
 
         assert toy.work("a") == 1  # the main thread: not counted
@@ -231,6 +231,7 @@ def test_only_the_server_thread_is_traced(tmp_path: Path) -> None:
 
 def test_no_files_no_atexit_no_leftovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    hook, current = threading.gettrace(), coverage.Coverage.current()  # set under coverage run
     registered: list[Callable[..., object]] = []
     unregistered: list[Callable[..., object]] = []
     register, unregister = atexit.register, atexit.unregister
@@ -252,7 +253,29 @@ def test_no_files_no_atexit_no_leftovers(tmp_path: Path, monkeypatch: pytest.Mon
     assert registered  # coverage.py's save-at-exit ...
     assert all(f in unregistered for f in registered)  # ... taken back at once
     assert os.listdir(tmp_path) == []
-    assert threading.gettrace() is None
+    assert threading.gettrace() is hook
+    assert coverage.Coverage.current() is current  # never on coverage.py's stack of instances
+
+
+def test_two_targets_at_once_close_in_any_order(tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    first = toy_module(tmp_path / "one", "toy_first")
+    second = toy_module(tmp_path / "two", "toy_second")
+    one = toy_target(first, str(tmp_path / "one"))
+    two = toy_target(second, str(tmp_path / "two"))
+    one.open()
+    two.open()
+    assert ask(one.port, "a") == "1"
+    assert ask(two.port, "b") == "3"
+    assert one.take() > 0
+    assert two.take() > one.total  # the loop in "b" makes more arcs than "a"
+    one.close()
+    assert ask(two.port, "z") == "-1"
+    assert two.take() > 0
+    two.close()
+    assert set(one.summary()) == {str(tmp_path / "one" / "toy_first.py")}
+    assert set(two.summary()) == {str(tmp_path / "two" / "toy_second.py")}
 
 
 # ---------------------------------------------------------------- lifecycle

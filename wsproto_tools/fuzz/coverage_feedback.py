@@ -38,11 +38,12 @@ from types import TracebackType
 from typing import Any
 
 import coverage
+from coverage.exceptions import CoverageException
 
 from wsproto_tools.exceptions import WspError
 
 #: A point as the tracer records it: a line, a packed arc (C tracer) or an arc tuple.
-Point = int | tuple[int, int]
+_Point = int | tuple[int, int]
 
 _PACKED = 0xFFFFFFF  # 28 bits per line number in a packed arc (coverage's tracer.c)
 
@@ -59,43 +60,36 @@ class _Tracing:
 
     def __init__(self, source: Sequence[str], *, branch: bool) -> None:
         cov = coverage.Coverage(
-            data_file=None,
-            config_file=False,
-            auto_data=False,
-            branch=branch,
-            source=list(source),
+            data_file=None, config_file=False, auto_data=False, branch=branch, source=list(source)
         )
-        # The C tracer: per-thread sys.settrace. sys.monitoring (3.12+) sees every thread.
-        cov.set_option("run:core", "ctrace")
-        cov.set_option("run:sigterm", False)
         try:
+            # The C tracer: per-thread sys.settrace (sys.monitoring, 3.12+, sees every thread).
+            cov.set_option("run:core", "ctrace")
+            cov.set_option("run:sigterm", False)
             # What Coverage.start() does, up to (not including) Collector.start(),
             # which would call threading.settrace() and join coverage.py's global
             # stack of collectors (pausing any other measurement in the process).
             cov._init()
             cov._inited_for_start = True
             cov._init_for_start()
+            atexit.unregister(cov._atexit)  # it would only stop and close; nothing to save
             cov._post_init()
             collector = cov._collector
-            if collector is None:
-                raise TypeError("Coverage._init_for_start() made no collector")
-            data: dict[str, set[Point]] = collector.data  # type: ignore[assignment]
+            if collector is None or not isinstance(collector.data, dict):
+                raise TypeError("no Collector with a data dict")
             name = collector.tracer_name()
-            packed = bool(collector.core.packed_arcs)
-            if not isinstance(data, dict) or not callable(collector._start_tracer):
-                raise TypeError("Collector.data or Collector._start_tracer changed")
-        except (AttributeError, TypeError) as exc:
+            if not callable(getattr(collector, "_start_tracer", None)):
+                raise TypeError("no Collector._start_tracer")
+        except (AttributeError, TypeError, CoverageException) as exc:
             raise TargetError(
-                f"coverage.py {coverage.__version__} is not the one this module knows: {exc}"
+                f"coverage.py {coverage.__version__} does not work the way this module needs: {exc}"
             ) from exc
-        finally:
-            atexit.unregister(cov._atexit)
         if name not in ("CTracer", "PyTracer"):
-            raise TargetError(f"coverage.py chose the {name} tracer, which is not per-thread")
+            raise TargetError(f"coverage.py chose its {name}, which is not per-thread")
         self.branch = branch
-        self.packed = packed and branch
-        self.data = data
-        self._cov = cov
+        #: file -> points recorded and not yet drained; the tracer adds to these sets
+        self.data: dict[str, set[_Point]] = collector.data  # type: ignore[assignment]
+        self._cov = cov  # the collector's callbacks need it alive
         self._collector = collector
         self._tracer: Any = None
 
@@ -113,7 +107,7 @@ class _Tracing:
             if here:
                 sys.settrace(None)
 
-    def lines(self, points: set[Point]) -> set[int]:
+    def lines(self, points: set[_Point]) -> set[int]:
         """The source lines of ``points`` (a line, or either end of an arc)."""
         if not self.branch:
             return {p for p in points if isinstance(p, int)}
@@ -152,7 +146,7 @@ class InProcessTarget:
         self._source = list(source)
         self._branch = branch
         self._tracing: _Tracing | None = None
-        self._seen: dict[str, set[Point]] = {}
+        self._seen: dict[str, set[_Point]] = {}
         self._total = 0
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -161,7 +155,8 @@ class InProcessTarget:
         self._ready = threading.Event()
         self._port: int | None = None
         self._error: BaseException | None = None
-        self._stop_budget = 10.0
+        self._stop_budget = 7.0  # seconds for stop(), then for what it left running
+        self._unwind_budget = 2.0
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -177,13 +172,13 @@ class InProcessTarget:
         began = time.monotonic()
         self._thread.start()
         if not self._ready.wait(timeout):
+            self._closed = True  # seen by _run if the task does not exist yet
             self._cancel()
-            self._thread.join(max(1.0, timeout / 4))
-            self._closed = True
+            self._join(1.0)
             raise TargetError(f"the target did not start within {timeout} s")
         if self._port is None:
-            self._thread.join(max(0.0, timeout - (time.monotonic() - began)))
             self._closed = True
+            self._join(max(0.0, timeout - (time.monotonic() - began)))
             raise TargetError(f"the target failed to start: {self._error!r}") from self._error
         self.take()  # start-up is not the first case's news
         return self._port
@@ -202,15 +197,11 @@ class InProcessTarget:
         thread, loop, wake = self._thread, self._loop, self._wake
         if thread is None:
             return
-        deadline = time.monotonic() + timeout
-        self._stop_budget = timeout * 0.75
+        self._stop_budget, self._unwind_budget = timeout * 0.7, timeout * 0.2
         if loop is not None and wake is not None:
             with contextlib.suppress(RuntimeError):  # the loop already closed
                 loop.call_soon_threadsafe(wake.set)
-        thread.join(max(0.0, deadline - time.monotonic()))
-        if thread.is_alive():
-            if self._tracing is not None:
-                self._tracing.stop(here=False)
+        if not self._join(timeout):
             raise TargetError(f"the target's thread did not end within {timeout} s")
         if self._error is not None:
             raise TargetError(f"the target failed to stop: {self._error!r}") from self._error
@@ -267,7 +258,7 @@ class InProcessTarget:
         tracing = self._tracing
         if tracing is None:
             return {}
-        points: dict[str, set[Point]] = {p: set(s) for p, s in self._seen.items()}
+        points: dict[str, set[_Point]] = {p: set(s) for p, s in self._seen.items()}
         for path, live in tracing.data.copy().items():
             points.setdefault(path, set()).update(live.copy())
         counts = {path: len(tracing.lines(s)) for path, s in points.items()}
@@ -282,10 +273,12 @@ class InProcessTarget:
             self._tracing.start()
             try:
                 self._task = loop.create_task(self._serve())
+                if self._closed:  # open() gave up before the task existed
+                    self._task.cancel()
                 loop.run_until_complete(self._task)
             finally:
                 self._tracing.stop(here=True)
-                _cancel_all(loop)
+                _cancel_all(loop, self._unwind_budget)
                 loop.run_until_complete(loop.shutdown_asyncgens())
         except BaseException as exc:  # reported by open() or close()
             self._error = exc
@@ -300,19 +293,32 @@ class InProcessTarget:
         self._port = int(port)
         self._ready.set()
         await self._wake.wait()
-        await asyncio.wait_for(self._stop(), self._stop_budget)
+        try:
+            await asyncio.wait_for(self._stop(), self._stop_budget)
+        except TimeoutError as exc:
+            raise TargetError(f"stop() did not return within {self._stop_budget:.3g} s") from exc
 
     def _cancel(self) -> None:
         loop, task = self._loop, self._task
         if loop is not None and task is not None:
-            with contextlib.suppress(RuntimeError):
+            with contextlib.suppress(RuntimeError):  # the loop already closed
                 loop.call_soon_threadsafe(task.cancel)
 
+    def _join(self, timeout: float) -> bool:
+        """Wait for the thread; if it is stuck, stop tracing it anyway. True: it ended."""
+        assert self._thread is not None
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            return True
+        if self._tracing is not None:
+            self._tracing.stop(here=False)
+        return False
 
-def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel what the server left running and let it unwind (bounded)."""
+
+def _cancel_all(loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+    """Cancel what the server left running and let it unwind for up to ``timeout``."""
     tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
     for task in tasks:
         task.cancel()
     if tasks:
-        loop.run_until_complete(asyncio.wait(tasks, timeout=1.0))
+        loop.run_until_complete(asyncio.wait(tasks, timeout=timeout))
