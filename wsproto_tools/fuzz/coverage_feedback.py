@@ -39,6 +39,7 @@ from typing import Any
 
 import coverage
 from coverage.exceptions import CoverageException
+from coverage.python import PythonFileReporter
 
 from wsproto_tools.exceptions import WspError
 
@@ -92,6 +93,7 @@ class _Tracing:
         self._cov = cov  # the collector's callbacks need it alive
         self._collector = collector
         self._tracer: Any = None
+        self._reporters: dict[str, PythonFileReporter] = {}
 
     def start(self) -> None:
         """Trace the calling thread (and only it) from now on."""
@@ -107,7 +109,20 @@ class _Tracing:
             if here:
                 sys.settrace(None)
 
-    def lines(self, points: set[_Point]) -> set[int]:
+    def reached(self, path: str, points: set[_Point]) -> int:
+        """How many statements of ``path`` ``points`` reached, counted as ``coverage
+        report`` does (a statement over several lines is one); the distinct lines
+        when the file cannot be parsed."""
+        lines = self._lines(points)
+        try:
+            reporter = self._reporters.get(path)
+            if reporter is None:
+                reporter = self._reporters[path] = PythonFileReporter(path, coverage=self._cov)
+            return len(reporter.translate_lines(lines) & reporter.lines())
+        except (OSError, SyntaxError, CoverageException):
+            return len(lines)
+
+    def _lines(self, points: set[_Point]) -> set[int]:
         """The source lines of ``points`` (a line, or either end of an arc)."""
         if not self.branch:
             return {p for p in points if isinstance(p, int)}
@@ -254,14 +269,16 @@ class InProcessTarget:
         return self._total
 
     def summary(self) -> dict[str, int]:
-        """Lines reached per measured file (absolute paths), including undrained points."""
+        """Statements reached per measured file (absolute paths, sorted), as ``coverage
+        report`` counts them, including points not yet taken. It parses each file
+        (once): meant for the end of a run."""
         tracing = self._tracing
         if tracing is None:
             return {}
         points: dict[str, set[_Point]] = {p: set(s) for p, s in self._seen.items()}
         for path, live in tracing.data.copy().items():
             points.setdefault(path, set()).update(live.copy())
-        counts = {path: len(tracing.lines(s)) for path, s in points.items()}
+        counts = {path: tracing.reached(path, s) for path, s in points.items()}
         return {path: n for path, n in sorted(counts.items()) if n}
 
     # ------------------------------------------------------------------ the thread
