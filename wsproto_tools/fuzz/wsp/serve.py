@@ -28,6 +28,7 @@ from __future__ import annotations
 
 __all__ = [
     "SCENARIOS",
+    "Phase",
     "Scenario",
     "ServeCaseResult",
     "plan",
@@ -56,6 +57,7 @@ from wsproto_tools.codec import (
     Challenge,
     Cipher,
     Close,
+    ContinuityLost,
     Deliver,
     DeltaUpdate,
     Error,
@@ -355,6 +357,41 @@ SCENARIOS: tuple[Scenario, ...] = (
         Phase.ACTIVE,
     ),
     _scenario("resume-retired", "a Resume message (retired)", Rule.RESUME_RETIRED, Phase.ACTIVE),
+    _scenario(
+        "header-noncanonical",
+        "a header that does not decode in canonical form (an over-long sequence varint)",
+        Rule.HEADER,
+        Phase.ACTIVE,
+    ),
+    _scenario(
+        "text-invalid-utf8",
+        "a sequenced TextData whose payload is not UTF-8",
+        Rule.PAYLOAD,
+        Phase.ACTIVE,
+    ),
+    Scenario(
+        "deliver-continuity-lost",
+        "Delivers, a ContinuityLost, then a Deliver after the announced gap",
+        int(Rule.CONTINUITY),
+        "accepts the gap ContinuityLost announced and stays open (answers a Heartbeat probe)",
+        Phase.ACTIVE,
+        None,
+        "subscribe",
+    ),
+    Scenario(
+        "ack-backwards",
+        "an Acknowledge below an earlier one",
+        int(Rule.ACK_BACKWARDS),
+        "ignores it and stays open (answers a Heartbeat probe)",
+        Phase.ACTIVE,
+    ),
+    Scenario(
+        "server-error",
+        "a sequenced Error (a problem that does not end the session)",
+        int(Rule.SEQUENCE_GAP),
+        "acknowledges it and stays open (answers a Heartbeat probe)",
+        Phase.ACTIVE,
+    ),
     Scenario(
         "wsp-close",
         "a wsp Close from the server",
@@ -908,6 +945,10 @@ class _Case:
                 await self.hello_item(item, hello, proofs)
         if not arrived():
             closed = self.link.closed
+            if closed is not None and closed.code == _C.WSP_AUTH_FAILED:
+                # a client without the shared secret cannot answer an hmac Challenge
+                self.skip("the client refused the Challenge with 4001 (it cannot use hmac)")
+                return None
             observed = (
                 "no Handshake"
                 if closed is None
@@ -1148,7 +1189,12 @@ async def _active(case: _Case, rng: random.Random) -> None:
     s = case.scenario
     name, what, code = s.name, s.description, s.close_code
     link = case.link
-    if name in ("deliver-hole", "deliver-epoch-change", "deliver-repeat"):
+    if name in (
+        "deliver-hole",
+        "deliver-epoch-change",
+        "deliver-repeat",
+        "deliver-continuity-lost",
+    ):
         sub = await case.wait_subscribe()
         if sub is None:
             case.skip(f"the client did not subscribe within {case.timeout:g} s")
@@ -1163,6 +1209,12 @@ async def _active(case: _Case, rng: random.Random) -> None:
             bad: list[Payload] = [Deliver(topic, epoch, last + 1 + rng.randrange(1, 50), b"hole")]
         elif name == "deliver-epoch-change":
             bad = [Deliver(topic, epoch + rng.randrange(1, 100), rng.randrange(1, 4), b"epoch")]
+        elif name == "deliver-continuity-lost":
+            available = last + 1 + rng.randrange(1, 50)
+            bad = [
+                ContinuityLost(topic, epoch, last + 1, available),
+                Deliver(topic, epoch, available, b"after the gap"),
+            ]
         else:
             repeats = rng.sample(good, rng.randrange(1, count + 1))
             bad = [*repeats, Deliver(topic, epoch, last + 1, b"after the repeats")]
@@ -1177,6 +1229,31 @@ async def _active(case: _Case, rng: random.Random) -> None:
         await case.pump(lambda: False, min(0.05, case.timeout))
         await case.expect_open(0, what)
         await case.finish()
+        return
+    if name in ("ack-backwards", "server-error"):
+        if name == "ack-backwards":
+            await case.send(Acknowledge(case.recv_seq))
+            await case.send(Acknowledge(max(0, case.recv_seq - 1 - rng.randrange(3))))
+        else:
+            sent = case.message(
+                Error(
+                    rng.choice((int(_C.UNSUPPORTED_DATA), int(_C.WSP_FORBIDDEN_TOPIC))),
+                    "fuzz: a problem that does not end the session",
+                )
+            )
+            await link.send(link.wire(sent))
+            await case.pump(lambda: case.acked >= sent.sequence or bool(case.wsp_closes))
+            if case.link.closed is None and not case.wsp_closes and case.acked < sent.sequence:
+                case.finding(
+                    Oracle.DELIVERY,
+                    0,
+                    what,
+                    f"an Acknowledge of {sent.sequence}",
+                    f"acknowledged up to {case.acked}",
+                    int(Rule.SEQUENCE_GAP),
+                )
+        if await case.expect_open(1, what):
+            await case.finish()
         return
     if code is not None and name != "wsp-close":
         await _active_close(case, rng, name, what, code)
@@ -1330,6 +1407,31 @@ async def _active_close(case: _Case, rng: random.Random, name: str, what: str, c
         await case.send(Publish("fuzz", b"from the server", rng.randrange(1, 100)))
     elif name == "resume-retired":
         await case.send(Resume(case.session_id, rng.randbytes(16), 0))
+    elif name == "header-noncanonical":
+        if v == 2:  # the next sequence number as a varint with a trailing 0x00 group
+            case.send_seq += 1
+            seq = case.send_seq
+            varint = bytes((seq & 0x7F | 0x80,)) + (
+                bytes((seq >> 7 | 0x80, 0)) if seq >> 7 else b"\0"
+            )
+            data = bytes((0x40 | int(Flags.ACK_REQUESTED), 0x42)) + varint + rng.randbytes(4)
+        else:  # v1: a magic that is not 0xC0D1
+            data = b"\xd1\xc1" + _raw_message(1, BinaryData.TYPE, rng.randbytes(4))[2:]
+        await link.send_frame(Opcode.BINARY, data)
+    elif name == "text-invalid-utf8":
+        case.send_seq += 1
+        bad = rng.choice((b"\xff\xfe", b"ok \xc3\x28", b"\xed\xa0\x80 surrogate", b"\xc0\xaf"))
+        await link.send_frame(
+            Opcode.BINARY,
+            _raw_message(
+                v,
+                TextData.TYPE,
+                bad,
+                int(Flags.ACK_REQUESTED),
+                case.send_seq,
+                case.session_id if v == 1 else 0,
+            ),
+        )
     else:
         raise AssertionError(f"scenario {name} has no player")
     await case.expect_close(0, what, code)
