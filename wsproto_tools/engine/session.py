@@ -74,6 +74,7 @@ from wsproto_tools.engine.timing import AdaptiveWindow, RttEstimator
 from wsproto_tools.engine.vocabulary import DEFAULT_CAPABILITIES, SEQUENCED
 from wsproto_tools.exceptions import (
     CloseCode,
+    DecodeError,
     LocalProtocolError,
     RemoteProtocolError,
     WspError,
@@ -344,8 +345,12 @@ class Session(Sequencing, Outbox, Stateful):
                     verdict = check_sealed(msg.flags)
                     if verdict is not None:
                         raise verdict.error()
-        except RemoteProtocolError:
+        except RemoteProtocolError as error:
             self._failed()
+            if isinstance(error, DecodeError):
+                verdict = check_flags(_header_flags(data, self.version), self.capabilities)
+                if verdict is not None:  # rule 22 before the payload: an ungranted flag
+                    raise verdict.error() from None  # is 4007, whatever its payload holds
             raise
         return msg
 
@@ -501,3 +506,12 @@ Session.HANDLERS = {
     Unknown: Session._on_unknown,
     Sealed: Session._on_sealed,
 }
+
+
+def _header_flags(data: bytes, version: int) -> int:
+    """The COMPRESSED and ENCRYPTED bits of a message's header, read without
+    decoding it (0 when the header is too short or not a header at all)."""
+    if version == 2:
+        head = data[0] if data else 0
+        return head & 0x03 if 0x40 <= head <= 0x7F else 0
+    return data[3] & 0x03 if len(data) >= 4 and data[:2] == b"\xd1\xc0" else 0
