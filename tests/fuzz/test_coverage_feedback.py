@@ -174,7 +174,7 @@ def toy_module(tmp_path: Path, name: str) -> ModuleType:
     return module
 
 
-def toy_target(module: ModuleType, source: str) -> InProcessTarget:
+def toy_target(module: ModuleType, source: str, *, branch: bool = True) -> InProcessTarget:
     """A line server that answers ``module.work(line)``."""
     servers: list[asyncio.Server] = []
 
@@ -192,7 +192,7 @@ def toy_target(module: ModuleType, source: str) -> InProcessTarget:
         servers[0].close()
         await servers[0].wait_closed()
 
-    return InProcessTarget(start, stop, source=[source])
+    return InProcessTarget(start, stop, source=[source], branch=branch)
 
 
 def ask(port: int, kind: str) -> str:
@@ -255,6 +255,16 @@ def test_no_files_no_atexit_no_leftovers(tmp_path: Path, monkeypatch: pytest.Mon
     assert os.listdir(tmp_path) == []
     assert threading.gettrace() is hook
     assert coverage.Coverage.current() is current  # never on coverage.py's stack of instances
+
+
+def test_lines_instead_of_arcs(tmp_path: Path) -> None:
+    toy = toy_module(tmp_path, "toy_lines")
+    with toy_target(toy, str(tmp_path), branch=False) as target:
+        assert ask(target.port, "b") == "3"
+        assert target.take() == 6  # if, elif, total = 0, for, total += i, return total
+        assert ask(target.port, "a") == "1"
+        assert target.take() == 1  # return 1
+        assert target.summary() == {str(tmp_path / "toy_lines.py"): 7}
 
 
 def test_two_targets_at_once_close_in_any_order(tmp_path: Path) -> None:
