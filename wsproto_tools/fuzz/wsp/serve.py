@@ -41,7 +41,7 @@ import contextlib
 import random
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
@@ -81,8 +81,9 @@ from wsproto_tools.codec import (
     encode,
 )
 from wsproto_tools.codec.compression import compress
-from wsproto_tools.codec.header import pack_v2
+from wsproto_tools.codec.header import pack_v2, type_bytes
 from wsproto_tools.codec.schema import V1_MAGIC, V1_STRUCT
+from wsproto_tools.codec.varint import write_varint
 from wsproto_tools.engine.auth import client_proof, server_proof
 from wsproto_tools.engine.keys import derive_session_keys
 from wsproto_tools.engine.rules import Rule
@@ -325,6 +326,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         None,
         "acknowledges them all and answers a Heartbeat probe (or closes with a "
         "documented code: 1001, 1009, 1013, 4004, 4005)",
+        Phase.ACTIVE,
+    ),
+    Scenario(
+        "flood-long",
+        "over 10,000 valid sequenced data messages, never more than 1,024 unacknowledged",
+        None,
+        "keeps acknowledging and answers a Heartbeat probe: data the application does not "
+        "read must not stall the session",
         Phase.ACTIVE,
     ),
     _scenario(
@@ -713,6 +722,13 @@ class _Case:
     async def send(self, payload: Payload, **kw: Any) -> None:
         await self.link.send(self.link.wire(self.message(payload, **kw)))
 
+    async def send_raw(self, code: int, body: bytes, flags: int) -> None:
+        """A sequenced message whose payload is written as it is (after the header)."""
+        self.send_seq += 1
+        session_id = self.session_id if self.link.version == 1 else 0
+        data = _raw_message(self.link.version, code, body, int(flags), self.send_seq, session_id)
+        await self.link.send_frame(Opcode.BINARY, data)
+
     async def send_many(self, payloads: Sequence[Payload]) -> None:
         await self.link.send(b"".join(self.link.wire(self.message(p)) for p in payloads))
 
@@ -993,11 +1009,13 @@ class _Case:
             return None
         return hs
 
-    def response(self, **fields: Any) -> HandshakeResponse:
+    def response(self, withhold: tuple[str, ...] = (), **fields: Any) -> HandshakeResponse:
+        """A valid HandshakeResponse for a new session (``fields`` replace its values;
+        ``withhold``: offered capabilities not granted)."""
         self.session_id = self.rng.randrange(1, 1 << 63)
         values: dict[str, Any] = {
             "session_id": self.session_id,
-            "capabilities": tuple(c for c in self.offered if c in _GRANTABLE),
+            "capabilities": tuple(c for c in self.offered if c in _GRANTABLE and c not in withhold),
             "resume_token": _TOKEN_PREFIX
             + self.session_id.to_bytes(8, "big")
             + self.rng.randbytes(16),
@@ -1012,11 +1030,11 @@ class _Case:
         self.granted = tuple(values["capabilities"])
         return HandshakeResponse(**values)
 
-    async def handshake(self, **fields: Any) -> bool:
-        """A complete, valid handshake (with ``fields`` in the HandshakeResponse)."""
+    async def handshake(self, withhold: tuple[str, ...] = ()) -> bool:
+        """A complete, valid handshake (``withhold``: capabilities not granted)."""
         if await self.challenge() is None:
             return False
-        await self.send(self.response(**fields))
+        await self.send(self.response(withhold))
         self.active = True
         return True
 
@@ -1033,6 +1051,10 @@ class _Case:
             if self.subscribed[other] == (0, 0):
                 await self.answer_subscribe(other)
         return topic, epoch, next_offset
+
+    def going_on(self) -> bool:
+        """Whether the client is still in the session (no close of any kind)."""
+        return self.link.closed is None and not self.wsp_closes
 
     def skip(self, why: str) -> None:
         self.skipped = True
@@ -1054,116 +1076,126 @@ def _documented(code: int | None) -> bool:
     )
 
 
-# ================================================================ the scenarios
+# ================================================================ the scenarios, played
+#: a scenario's whole run over one connection
+Player = Callable[[_Case], Awaitable[None]]
+#: sends a scenario's attack; False when there is nothing to judge (the handshake failed)
+Attack = Callable[[_Case], Awaitable[bool]]
+
+
 async def _play(case: _Case) -> None:
-    s = case.scenario
+    await _PLAYERS[case.scenario.name](case)
+
+
+async def _expect_scenario_close(case: _Case) -> None:
+    code = case.scenario.close_code
+    assert code is not None, case.scenario
+    await case.expect_close(0, case.scenario.description, code)
+
+
+def _closing(attack: Attack) -> Player:
+    """A scenario the client must answer with the scenario's close code."""
+
+    async def play(case: _Case) -> None:
+        if await attack(case):
+            await _expect_scenario_close(case)
+
+    return play
+
+
+def _active(player: Player, withhold: tuple[str, ...] = ()) -> Player:
+    """``player`` after a complete, valid handshake (``withhold``: never granted)."""
+
+    async def play(case: _Case) -> None:
+        if await case.handshake(withhold=withhold):
+            await player(case)
+
+    return play
+
+
+async def _new_session_instead(case: _Case, why: str) -> None:
+    """The scenario does not apply to this client: an honest session, not judged."""
+    case.skip(why)
+    await case.send(case.response())
+    case.active = True
+    await case.expect_open(0, "a new session instead")
+    await case.finish()
+
+
+async def _stays_open(case: _Case, what: str = "", allowed: frozenset[int] = frozenset()) -> None:
+    if await case.expect_open(1, what or case.scenario.description, allowed):
+        await case.finish()
+
+
+# ------------------------------------------------------------ the Challenge
+def _bad_nonce(size: int) -> Player:
+    async def play(case: _Case) -> None:
+        await case.send(Challenge(case.rng.randbytes(size), ("hmac",)))
+        await _expect_scenario_close(case)
+        if "Authenticate" in case.seen:  # rule 7: before computing a proof
+            what = case.scenario.description
+            case.finding(Oracle.SECURITY, 0, what, "no proof over a bad nonce", "an Authenticate")
+
+    return play
+
+
+async def _challenge_wrong_kinds(case: _Case) -> bool:
     rng = case.rng
-    name = s.name
-    code = s.close_code
-    what = s.description
-    v = case.link.version
+    bodies: list[dict[str, Any]] = [
+        {"nonce": rng.randbytes(16).hex(), "methods": ["hmac"]},  # str for bytes
+        {"nonce": rng.randrange(1 << 30), "methods": ["hmac"]},  # int for bytes
+        {"nonce": rng.randbytes(16), "methods": "hmac"},  # str for an array
+        {"nonce": rng.randbytes(16), "methods": [1, 2]},  # ints in a str array
+        {"methods": ["hmac"]},  # the required nonce missing
+    ]
+    body = msgpack.packb(rng.choice(bodies), use_bin_type=True)
+    await case.link.send_frame(Opcode.BINARY, _raw_message(case.link.version, Challenge.TYPE, body))
+    return True
 
-    # ------------------------------------------------------------ the Challenge
-    if name.startswith("challenge-nonce-"):
-        size = {"empty": 0, "15": 15, "257": 257}[name.rsplit("-", 1)[1]]
-        await case.send(Challenge(rng.randbytes(size), ("hmac",)))
-        start = len(case.seen)
-        assert code is not None
-        await case.expect_close(0, what, code)
-        if "Authenticate" in case.seen[start:]:
-            case.finding(
-                Oracle.SECURITY, 0, what, "no proof over a bad nonce", "sent an Authenticate"
-            )
-        return
-    if name == "challenge-wrong-kinds":
-        bodies = [
-            {"nonce": rng.randbytes(16).hex(), "methods": ["hmac"]},  # str for bytes
-            {"nonce": rng.randrange(1 << 30), "methods": ["hmac"]},  # int for bytes
-            {"nonce": rng.randbytes(16), "methods": "hmac"},  # str for an array
-            {"nonce": rng.randbytes(16), "methods": [1, 2]},  # ints in a str array
-            {"methods": ["hmac"]},  # the required nonce missing
-        ]
-        body = msgpack.packb(rng.choice(bodies), use_bin_type=True)
-        await case.link.send_frame(Opcode.BINARY, _raw_message(v, Challenge.TYPE, body))
-        assert code is not None
-        await case.expect_close(0, what, code)
-        return
-    if name == "challenge-garbage":
-        first = rng.choice([*range(0x00, 0x40), *range(0x80, 0xD1), *range(0xD2, 0x100)])
-        data = bytes((first,)) + rng.randbytes(rng.randrange(0, 64))
-        await case.link.send_frame(Opcode.BINARY, data)
-        assert code is not None
-        await case.expect_close(0, what, code)
-        return
-    if name == "challenge-twice":
-        if await case.challenge() is None:
-            return
-        await case.send(Challenge(rng.randbytes(16), ("hmac",)))
-        assert code is not None
-        await case.expect_close(0, what, code)
-        return
-    if name == "response-first":
-        case.nonce, case.client_nonce = rng.randbytes(16), rng.randbytes(16)
-        await case.send(case.response(server_proof=rng.randbytes(32)))
-        assert code is not None
-        await case.expect_close(0, what, code)
-        return
-    if name == "early-data":
-        if await case.challenge() is None:
-            return
-        await case.send(BinaryData(rng.randbytes(8)), seq=1, flags=Flags.ACK_REQUESTED)
-        assert code is not None
-        await case.expect_close(0, what, code)
-        return
 
-    # ------------------------------------------------------------ the HandshakeResponse
-    if s.phase is Phase.RESPONSE:
-        hs = await case.challenge()
-        if hs is None:
+async def _challenge_garbage(case: _Case) -> bool:
+    rng = case.rng  # a first byte that is neither v1's 0xD1 nor a v2 head byte
+    first = rng.choice([*range(0x00, 0x40), *range(0x80, 0xD1), *range(0xD2, 0x100)])
+    await case.link.send_frame(Opcode.BINARY, bytes((first,)) + rng.randbytes(rng.randrange(64)))
+    return True
+
+
+async def _challenge_twice(case: _Case) -> bool:
+    if await case.challenge() is None:
+        return False
+    await case.send(Challenge(case.rng.randbytes(16), ("hmac",)))
+    return True
+
+
+async def _response_first(case: _Case) -> bool:
+    case.nonce, case.client_nonce = case.rng.randbytes(16), case.rng.randbytes(16)
+    await case.send(case.response(server_proof=case.rng.randbytes(32)))
+    return True
+
+
+async def _early_data(case: _Case) -> bool:
+    if await case.challenge() is None:
+        return False
+    await case.send(BinaryData(case.rng.randbytes(8)), seq=1, flags=Flags.ACK_REQUESTED)
+    return True
+
+
+# ------------------------------------------------------------ the HandshakeResponse
+#: the forged answer to a client's Handshake, or why the scenario does not apply
+Forge = Callable[[_Case, Handshake], HandshakeResponse | str]
+
+
+def _answering(forge: Forge, *, encrypted: bool = False, authenticates: bool = False) -> Player:
+    async def play(case: _Case) -> None:
+        hello = await case.challenge()
+        if hello is None:
             return
-        assert code is not None
-        if name == "forged-resume":
-            token = hs.resume_token or b""
-            if not token.startswith(_TOKEN_PREFIX) or len(token) < len(_TOKEN_PREFIX) + 8:
-                case.skip("the client offered no resume token of ours (it did not reconnect)")
-                await case.send(case.response())
-                case.active = True
-                await case.expect_open(0, "a new session instead")
-                await case.finish()
-                return
-            sid = int.from_bytes(token[len(_TOKEN_PREFIX) : len(_TOKEN_PREFIX) + 8], "big")
-            forged = (1 << 20) + rng.randrange(1 << 20)
-            answer = case.response(session_id=sid, resumed=True, last_received=forged)
-            case.session_id = sid
-        elif name == "server-proof-wrong":
-            answer = case.response(server_proof=rng.randbytes(32))
-        elif name == "server-proof-missing":
-            answer = case.response(server_proof=None)
-        elif name == "grant-unoffered":
-            choices = [
-                c
-                for c in ("compress", "encrypt", "delta", "batch", "pubsub")
-                if c not in case.offered
-            ]
-            if not choices:
-                case.skip("the client offered every capability")
-                await case.send(case.response())
-                case.active = True
-                await case.expect_open(0, "a new session instead")
-                await case.finish()
-                return
-            answer = case.response(
-                capabilities=(*[c for c in case.offered if c in _GRANTABLE], rng.choice(choices))
-            )
-        elif name == "grant-unknown":
-            unknown = rng.choice(("teleport", "quantum", "ACK", "pubsub2", ""))
-            answer = case.response(
-                capabilities=(*[c for c in case.offered if c in _GRANTABLE], unknown)
-            )
-        else:  # response-encrypted
-            answer = case.response()
+        answer = forge(case, hello)
+        if isinstance(answer, str):
+            await _new_session_instead(case, answer)
+            return
         start = len(case.seen)
-        if name == "response-encrypted":
+        if encrypted:
             keys = derive_session_keys(case.secret, case.nonce, case.client_nonce)
             cipher = Cipher(keys.server_to_client, counter_nonces(b"wsps"))
             await case.link.send(
@@ -1171,270 +1203,347 @@ async def _play(case: _Case) -> None:
             )
         else:
             await case.send(answer)
-        await case.expect_close(0, what, code)
-        if name.startswith(("server-proof", "response-encrypted")):
-            case.security_after_response(0, what, start)
-        return
+        await _expect_scenario_close(case)
+        if authenticates:  # the client must not go on with a server that did not prove itself
+            case.security_after_response(0, case.scenario.description, start)
 
-    # ------------------------------------------------------------ an active session
-    grant: dict[str, Any] = {}
-    if name == "batch-ungranted":
-        grant["capabilities"] = tuple(c for c in case.offered if c in _GRANTABLE and c != "batch")
-    if not await case.handshake(**grant):
-        return
-    await _active(case, rng)
+    return play
 
 
-async def _active(case: _Case, rng: random.Random) -> None:
-    s = case.scenario
-    name, what, code = s.name, s.description, s.close_code
+def _forged_resume(case: _Case, hello: Handshake) -> HandshakeResponse | str:
+    token = hello.resume_token or b""
+    end = len(_TOKEN_PREFIX) + 8
+    if not token.startswith(_TOKEN_PREFIX) or len(token) < end:
+        return "the client offered no resume token of ours (it did not reconnect)"
+    session_id = int.from_bytes(token[len(_TOKEN_PREFIX) : end], "big")
+    forged = (1 << 20) + case.rng.randrange(1 << 20)  # far above anything it sent
+    answer = case.response(session_id=session_id, resumed=True, last_received=forged)
+    case.session_id = session_id
+    return answer
+
+
+def _wrong_proof(case: _Case, hello: Handshake) -> HandshakeResponse | str:
+    return case.response(server_proof=case.rng.randbytes(32))
+
+
+def _missing_proof(case: _Case, hello: Handshake) -> HandshakeResponse | str:
+    return case.response(server_proof=None)
+
+
+def _grant_unoffered(case: _Case, hello: Handshake) -> HandshakeResponse | str:
+    known = ("compress", "encrypt", "delta", "batch", "pubsub")
+    choices = [c for c in known if c not in case.offered]
+    if not choices:
+        return "the client offered every capability"
+    granted = [c for c in case.offered if c in _GRANTABLE]
+    return case.response(capabilities=(*granted, case.rng.choice(choices)))
+
+
+def _grant_unknown(case: _Case, hello: Handshake) -> HandshakeResponse | str:
+    granted = [c for c in case.offered if c in _GRANTABLE]
+    unknown = case.rng.choice(("teleport", "quantum", "ACK", "pubsub2", ""))
+    return case.response(capabilities=(*granted, unknown))
+
+
+def _honest(case: _Case, hello: Handshake) -> HandshakeResponse | str:
+    return case.response()
+
+
+# ------------------------------------------------------------ an active session: closes
+async def _text_frame(case: _Case) -> bool:
+    await case.link.send_frame(Opcode.TEXT, b"wsp travels in binary frames")
+    return True
+
+
+async def _deliver_unsubscribed(case: _Case) -> bool:
+    rng = case.rng
+    topic = f"never-subscribed-{rng.randrange(1 << 20)}"
+    await case.send(Deliver(topic, rng.randrange(1, 100), rng.randrange(1, 100), b"x"))
+    return True
+
+
+async def _ack_above_sent(case: _Case) -> bool:
+    # far above anything the client can have sent (some may still be in flight)
+    await case.send(Acknowledge(case.recv_seq + 1000 + case.rng.randrange(1 << 16)))
+    return True
+
+
+async def _reply_unprobed(case: _Case) -> bool:
+    probe = case.probes + 1 + case.rng.randrange(1000)
+    await case.send(Heartbeat(probe, True), timestamp=int(time.time() * 1e6))
+    return True
+
+
+async def _sequence_gap(case: _Case) -> bool:
+    seq = case.send_seq + case.rng.randrange(2, 10)
+    await case.send(BinaryData(case.rng.randbytes(8)), seq=seq, flags=Flags.ACK_REQUESTED)
+    return True
+
+
+async def _compressed_ungranted(case: _Case) -> bool:
+    text = b"wsp fuzz: " + case.rng.randbytes(case.rng.randrange(8, 64)).hex().encode()
+    await case.send_raw(BinaryData.TYPE, compress(text), Flags.COMPRESSED | Flags.ACK_REQUESTED)
+    return True
+
+
+async def _compression_bomb(case: _Case) -> bool:
+    size = case.rng.choice((4, 8, 16)) << 20
+    await case.send_raw(BinaryData.TYPE, _bomb(size), Flags.COMPRESSED | Flags.ACK_REQUESTED)
+    return True
+
+
+async def _batch_ungranted(case: _Case) -> bool:
+    items = tuple(case.message(BinaryData(case.rng.randbytes(4))) for _ in range(2))
+    await case.send(Batch(items))
+    return True
+
+
+async def _session_id_foreign(case: _Case) -> bool:
+    other = case.session_id ^ (1 + case.rng.randrange(1 << 32))
+    await case.send(BinaryData(b"foreign"), session_id=other)
+    return True
+
+
+async def _wrong_direction(case: _Case) -> bool:
+    await case.send(Publish("fuzz", b"from the server", case.rng.randrange(1, 100)))
+    return True
+
+
+async def _resume_retired(case: _Case) -> bool:
+    await case.send(Resume(case.session_id, case.rng.randbytes(16), 0))
+    return True
+
+
+async def _header_noncanonical(case: _Case) -> bool:
     link = case.link
-    if name in (
-        "deliver-hole",
-        "deliver-epoch-change",
-        "deliver-repeat",
-        "deliver-continuity-lost",
-    ):
-        sub = await case.wait_subscribe()
-        if sub is None:
+    if link.version == 2:  # the next sequence number with a needless trailing 0x00 group
+        case.send_seq += 1
+        varint = bytearray(write_varint(case.send_seq))
+        varint[-1] |= 0x80
+        head = bytes((0x40 | int(Flags.ACK_REQUESTED),)) + type_bytes(BinaryData.TYPE)
+        data = head + bytes(varint) + b"\0" + case.rng.randbytes(4)
+    else:  # v1: a magic that is not 0xC0D1
+        data = b"\xd1\xc1" + _raw_message(1, BinaryData.TYPE, case.rng.randbytes(4))[2:]
+    await link.send_frame(Opcode.BINARY, data)
+    return True
+
+
+async def _text_invalid_utf8(case: _Case) -> bool:
+    bad = case.rng.choice((b"\xff\xfe", b"ok \xc3\x28", b"\xed\xa0\x80 surrogate", b"\xc0\xaf"))
+    await case.send_raw(TextData.TYPE, bad, Flags.ACK_REQUESTED)
+    return True
+
+
+# ------------------------------------------------------------ topics
+#: the Delivers that follow the good ones: (case, topic, epoch, last good offset)
+Tail = Callable[[_Case, str, int, int, list[Deliver]], list[Payload]]
+
+
+def _delivering(tail: Tail) -> Player:
+    """Subscribed, a few good Delivers, then ``tail``'s; judged by the scenario."""
+
+    async def play(case: _Case) -> None:
+        subscription = await case.wait_subscribe()
+        if subscription is None:
             case.skip(f"the client did not subscribe within {case.timeout:g} s")
             await case.expect_open(0, "a session without a subscription")
             await case.finish()
             return
-        topic, epoch, first = sub
+        topic, epoch, first = subscription
+        rng = case.rng
         count = rng.randrange(1, 6)
         good = [Deliver(topic, epoch, first + i, rng.randbytes(8)) for i in range(count)]
-        last = first + count - 1
-        if name == "deliver-hole":
-            bad: list[Payload] = [Deliver(topic, epoch, last + 1 + rng.randrange(1, 50), b"hole")]
-        elif name == "deliver-epoch-change":
-            bad = [Deliver(topic, epoch + rng.randrange(1, 100), rng.randrange(1, 4), b"epoch")]
-        elif name == "deliver-continuity-lost":
-            available = last + 1 + rng.randrange(1, 50)
-            bad = [
-                ContinuityLost(topic, epoch, last + 1, available),
-                Deliver(topic, epoch, available, b"after the gap"),
-            ]
-        else:
-            repeats = rng.sample(good, rng.randrange(1, count + 1))
-            bad = [*repeats, Deliver(topic, epoch, last + 1, b"after the repeats")]
-        await case.send_many([*good, *bad])
-        if code is None:
-            await case.expect_open(0, what)
+        await case.send_many([*good, *tail(case, topic, epoch, first + count - 1, good)])
+        if case.scenario.close_code is None:
+            await case.expect_open(0, case.scenario.description)
             await case.finish()
         else:
-            await case.expect_close(0, what, code)
-        return
-    if name == "baseline":
-        await case.pump(lambda: False, min(0.05, case.timeout))
-        await case.expect_open(0, what)
-        await case.finish()
-        return
-    if name in ("ack-backwards", "server-error"):
-        if name == "ack-backwards":
-            await case.send(Acknowledge(case.recv_seq))
-            await case.send(Acknowledge(max(0, case.recv_seq - 1 - rng.randrange(3))))
-        else:
-            sent = case.message(
-                Error(
-                    rng.choice((int(_C.UNSUPPORTED_DATA), int(_C.WSP_FORBIDDEN_TOPIC))),
-                    "fuzz: a problem that does not end the session",
-                )
-            )
-            await link.send(link.wire(sent))
-            await case.pump(lambda: case.acked >= sent.sequence or bool(case.wsp_closes))
-            if case.link.closed is None and not case.wsp_closes and case.acked < sent.sequence:
-                case.finding(
-                    Oracle.DELIVERY,
-                    0,
-                    what,
-                    f"an Acknowledge of {sent.sequence}",
-                    f"acknowledged up to {case.acked}",
-                    int(Rule.SEQUENCE_GAP),
-                )
-        if await case.expect_open(1, what):
-            await case.finish()
-        return
-    if code is not None and name != "wsp-close":
-        await _active_close(case, rng, name, what, code)
-        return
-    if name == "unknown-type":
-        errors = len(case.errors)
-        await case.send(Unknown(_UNKNOWN_TYPE, rng.randbytes(rng.randrange(0, 32))))
-        await case.pump(lambda: len(case.errors) > errors)
-        answers = case.errors[errors:]
-        if case.link.closed is None and not case.wsp_closes and not answers:
-            case.finding(Oracle.UNDOCUMENTED, 0, what, "an Error with code 1003", "no Error")
-        for error in answers:
-            if error.code != _C.UNSUPPORTED_DATA:
-                case.finding(
-                    Oracle.UNDOCUMENTED,
-                    0,
-                    what,
-                    "an Error with code 1003",
-                    f"an Error with code {error.code}",
-                )
-        if await case.expect_open(1, what):
-            await case.finish()
-        return
-    if name == "sequence-duplicate":
-        payload = BinaryData(rng.randbytes(16))
-        original = case.message(payload)
-        await link.send(link.wire(original))
-        await case.pump(lambda: case.acked >= original.sequence)
-        acks = case.seen.count("Acknowledge")
-        await link.send(link.wire(original))  # the same bytes again: a retransmission
-        await case.pump(lambda: case.seen.count("Acknowledge") > acks)
-        if (
-            case.link.closed is None
-            and not case.wsp_closes
-            and case.seen.count("Acknowledge") <= acks
-        ):
-            case.finding(
-                Oracle.DELIVERY,
-                0,
-                what,
-                f"an Acknowledge of {original.sequence} again",
-                "no Acknowledge",
-            )
-        if await case.expect_open(1, what):
-            await case.finish()
-        return
-    if name == "flood":
-        n = rng.randrange(200, 1001)
-        size = rng.randrange(1, 257)
-        start = case.send_seq
-        chunk = b"".join(link.wire(case.message(BinaryData(rng.randbytes(size)))) for _ in range(n))
-        await link.send(chunk)
-        target = start + n
-        await case.pump(lambda: case.acked >= target, case.timeout * 2)
-        closed = case.link.closed
-        if closed is None and not case.wsp_closes and case.acked < target:
-            case.finding(
-                Oracle.DELIVERY,
-                0,
-                f"{what} ({n} messages)",
-                f"an Acknowledge of {target}",
-                f"acknowledged up to {case.acked}",
-            )
-        if await case.expect_open(1, f"{what} ({n} messages)", _FLOOD_CLOSES):
-            await case.finish()
-        return
-    if name == "wsp-close":
-        close = rng.choice((int(_C.NORMAL), int(_C.POLICY_VIOLATION), int(_C.WSP_FORBIDDEN_TOPIC)))
-        await case.send(Close(close, "fuzz: the server ends the session"))
-        case.sent_wsp_close = True
-        await case.pump(lambda: False)
-        closed = case.link.closed
-        step_what = f"{what} ({close})"
-        if not case.wsp_closes:
-            case.finding(Oracle.CLOSE_CODE, 0, step_what, f"a wsp Close {close}", "no wsp Close")
-        elif case.wsp_closes[0] != close:
-            case.finding(
-                Oracle.CLOSE_CODE,
-                0,
-                step_what,
-                f"a wsp Close {close}",
-                f"a wsp Close {case.wsp_closes[0]}",
-            )
-        if closed is None:
-            case.finding(
-                Oracle.CLOSE_CODE,
-                0,
-                step_what,
-                f"close {close}",
-                f"still open after {case.timeout:g} s",
-            )
-        elif closed.dropped:
-            case.finding(Oracle.CLOSE_CODE, 0, step_what, f"close {close}", "dropped without close")
-        elif closed.code != close:
-            case.finding(Oracle.CLOSE_CODE, 0, step_what, f"close {close}", f"close {closed.code}")
-        return
-    raise AssertionError(f"scenario {name} has no player")
+            await _expect_scenario_close(case)
+
+    return play
 
 
-async def _active_close(case: _Case, rng: random.Random, name: str, what: str, code: int) -> None:
+def _hole(case: _Case, topic: str, epoch: int, last: int, good: list[Deliver]) -> list[Payload]:
+    return [Deliver(topic, epoch, last + 1 + case.rng.randrange(1, 50), b"hole")]
+
+
+def _new_epoch(
+    case: _Case, topic: str, epoch: int, last: int, good: list[Deliver]
+) -> list[Payload]:
+    rng = case.rng
+    return [Deliver(topic, epoch + rng.randrange(1, 100), rng.randrange(1, 4), b"epoch")]
+
+
+def _repeats(case: _Case, topic: str, epoch: int, last: int, good: list[Deliver]) -> list[Payload]:
+    repeated = case.rng.sample(good, case.rng.randrange(1, len(good) + 1))
+    return [*repeated, Deliver(topic, epoch, last + 1, b"after the repeats")]
+
+
+def _announced_gap(
+    case: _Case, topic: str, epoch: int, last: int, good: list[Deliver]
+) -> list[Payload]:
+    available = last + 1 + case.rng.randrange(1, 50)
+    return [
+        ContinuityLost(topic, epoch, last + 1, available),
+        Deliver(topic, epoch, available, b"after the gap"),
+    ]
+
+
+# ------------------------------------------------------------ an active session: stays open
+async def _baseline(case: _Case) -> None:
+    await case.pump(lambda: False, min(0.05, case.timeout))
+    await _stays_open(case)
+
+
+async def _ack_backwards(case: _Case) -> None:
+    await case.send(Acknowledge(case.recv_seq))
+    await case.send(Acknowledge(max(0, case.recv_seq - 1 - case.rng.randrange(3))))
+    await _stays_open(case)
+
+
+async def _server_error(case: _Case) -> None:
+    code = case.rng.choice((int(_C.UNSUPPORTED_DATA), int(_C.WSP_FORBIDDEN_TOPIC)))
+    sent = case.message(Error(code, "fuzz: a problem that does not end the session"))
+    await case.link.send(case.link.wire(sent))
+    await case.pump(lambda: case.acked >= sent.sequence or bool(case.wsp_closes))
+    if case.going_on() and case.acked < sent.sequence:
+        what = case.scenario.description
+        expected = f"an Acknowledge of {sent.sequence}"
+        case.finding(Oracle.DELIVERY, 0, what, expected, f"acknowledged up to {case.acked}")
+    await _stays_open(case)
+
+
+async def _unknown_type(case: _Case) -> None:
+    what = case.scenario.description
+    before = len(case.errors)
+    await case.send(Unknown(_UNKNOWN_TYPE, case.rng.randbytes(case.rng.randrange(32))))
+    await case.pump(lambda: len(case.errors) > before or bool(case.wsp_closes))
+    answers = case.errors[before:]
+    if case.going_on() and not answers:
+        case.finding(Oracle.UNDOCUMENTED, 0, what, "an Error with code 1003", "no Error")
+    for error in answers:
+        if error.code != _C.UNSUPPORTED_DATA:
+            observed = f"an Error with code {error.code}"
+            case.finding(Oracle.UNDOCUMENTED, 0, what, "an Error with code 1003", observed)
+    await _stays_open(case)
+
+
+async def _sequence_duplicate(case: _Case) -> None:
     link = case.link
-    v = link.version
-    if name == "text-frame":
-        await link.send_frame(Opcode.TEXT, b"wsp travels in binary frames")
-    elif name == "deliver-unsubscribed":
-        topic = f"never-subscribed-{rng.randrange(1 << 20)}"
-        await case.send(Deliver(topic, rng.randrange(1, 100), rng.randrange(1, 100), b"x"))
-    elif name == "ack-above-sent":
-        # far above anything the client can have sent (some may still be in flight)
-        await case.send(Acknowledge(case.recv_seq + 1000 + rng.randrange(1 << 16)))
-    elif name == "heartbeat-reply-unprobed":
-        await case.send(
-            Heartbeat(case.probes + 1 + rng.randrange(1000), True), timestamp=int(time.time() * 1e6)
+    original = case.message(BinaryData(case.rng.randbytes(16)))
+    await link.send(link.wire(original))
+    await case.pump(lambda: case.acked >= original.sequence or bool(case.wsp_closes))
+    acks = case.seen.count("Acknowledge")
+    await link.send(link.wire(original))  # the same bytes again: a retransmission
+    await case.pump(lambda: case.seen.count("Acknowledge") > acks or bool(case.wsp_closes))
+    if case.going_on() and case.seen.count("Acknowledge") <= acks:
+        expected = f"an Acknowledge of {original.sequence} again"
+        case.finding(Oracle.DELIVERY, 0, case.scenario.description, expected, "no Acknowledge")
+    await _stays_open(case)
+
+
+async def _flood(case: _Case) -> None:
+    rng, link = case.rng, case.link
+    n, size = rng.randrange(200, 1001), rng.randrange(1, 257)
+    target = case.send_seq + n
+    await link.send(
+        b"".join(link.wire(case.message(BinaryData(rng.randbytes(size)))) for _ in range(n))
+    )
+    await case.pump(lambda: case.acked >= target or bool(case.wsp_closes), case.timeout * 2)
+    what = f"{case.scenario.description} ({n} messages)"
+    if case.going_on() and case.acked < target:
+        expected = f"an Acknowledge of {target}"
+        case.finding(Oracle.DELIVERY, 0, what, expected, f"acknowledged up to {case.acked}")
+    await _stays_open(case, what, _FLOOD_CLOSES)
+
+
+async def _flood_long(case: _Case) -> None:
+    rng, link = case.rng, case.link
+    total, size = rng.randrange(10_500, 12_001), rng.randrange(1, 33)
+    start = case.send_seq
+    written = 0
+    while written < total and case.going_on():
+        # within the client's window (1,024 by default): at most 1,024 unacknowledged
+        if not await case.pump(lambda: case.send_seq - case.acked <= 512):
+            break
+        n = min(512, total - written)
+        await link.send(
+            b"".join(link.wire(case.message(BinaryData(rng.randbytes(size)))) for _ in range(n))
         )
-    elif name == "sequence-gap":
-        skip = rng.randrange(2, 10)
-        await case.send(
-            BinaryData(rng.randbytes(8)), seq=case.send_seq + skip, flags=Flags.ACK_REQUESTED
-        )
-    elif name == "compressed-ungranted":
-        text = b"wsp fuzz: " + rng.randbytes(rng.randrange(8, 64)).hex().encode()
-        case.send_seq += 1  # sequenced: numbered as the next message
-        data = _raw_message(
-            v,
-            BinaryData.TYPE,
-            compress(text),
-            int(Flags.COMPRESSED | Flags.ACK_REQUESTED),
-            case.send_seq,
-            case.session_id if v == 1 else 0,
-        )
-        await link.send_frame(Opcode.BINARY, data)
-    elif name == "compression-bomb":
-        size = rng.choice((4, 8, 16)) << 20
-        case.send_seq += 1  # sequenced: numbered as the next message
-        data = _raw_message(
-            v,
-            BinaryData.TYPE,
-            _bomb(size),
-            int(Flags.COMPRESSED),
-            case.send_seq,
-            case.session_id if v == 1 else 0,
-        )
-        await link.send_frame(Opcode.BINARY, data)
-    elif name == "batch-ungranted":
-        items = tuple(case.message(BinaryData(rng.randbytes(4))) for _ in range(2))
-        await case.send(Batch(items))
-    elif name == "session-id-foreign":
-        other = case.session_id ^ (1 + rng.randrange(1 << 32))
-        await case.send(BinaryData(b"foreign"), session_id=other)
-    elif name == "wrong-direction":
-        await case.send(Publish("fuzz", b"from the server", rng.randrange(1, 100)))
-    elif name == "resume-retired":
-        await case.send(Resume(case.session_id, rng.randbytes(16), 0))
-    elif name == "header-noncanonical":
-        if v == 2:  # the next sequence number as a varint with a trailing 0x00 group
-            case.send_seq += 1
-            seq = case.send_seq
-            varint = bytes((seq & 0x7F | 0x80,)) + (
-                bytes((seq >> 7 | 0x80, 0)) if seq >> 7 else b"\0"
-            )
-            data = bytes((0x40 | int(Flags.ACK_REQUESTED), 0x42)) + varint + rng.randbytes(4)
-        else:  # v1: a magic that is not 0xC0D1
-            data = b"\xd1\xc1" + _raw_message(1, BinaryData.TYPE, rng.randbytes(4))[2:]
-        await link.send_frame(Opcode.BINARY, data)
-    elif name == "text-invalid-utf8":
-        case.send_seq += 1
-        bad = rng.choice((b"\xff\xfe", b"ok \xc3\x28", b"\xed\xa0\x80 surrogate", b"\xc0\xaf"))
-        await link.send_frame(
-            Opcode.BINARY,
-            _raw_message(
-                v,
-                TextData.TYPE,
-                bad,
-                int(Flags.ACK_REQUESTED),
-                case.send_seq,
-                case.session_id if v == 1 else 0,
-            ),
-        )
+        written += n
+    target = start + total
+    await case.pump(lambda: case.acked >= target or bool(case.wsp_closes))
+    what = f"{case.scenario.description} ({total} messages)"
+    if case.going_on() and case.acked < target:
+        observed = f"acknowledgments stopped at {case.acked - start} of {total} messages"
+        case.finding(Oracle.LIVENESS, 0, what, f"an Acknowledge of {target}", observed)
+    await _stays_open(case, what, _FLOOD_CLOSES)
+
+
+async def _wsp_close(case: _Case) -> None:
+    close = case.rng.choice((int(_C.NORMAL), int(_C.POLICY_VIOLATION), int(_C.WSP_FORBIDDEN_TOPIC)))
+    await case.send(Close(close, "fuzz: the server ends the session"))
+    case.sent_wsp_close = True
+    await case.pump(lambda: False)
+    what = f"{case.scenario.description} ({close})"
+    answers = case.wsp_closes
+    if not answers or answers[0] != close:
+        observed = f"a wsp Close {answers[0]}" if answers else "no wsp Close"
+        case.finding(Oracle.CLOSE_CODE, 0, what, f"a wsp Close {close}", observed)
+    closed = case.link.closed
+    if closed is None:
+        observed = f"still open after {case.timeout:g} s"
+    elif closed.dropped:
+        observed = "dropped without close"
+    elif closed.code != close:
+        observed = f"close {closed.code}"
     else:
-        raise AssertionError(f"scenario {name} has no player")
-    await case.expect_close(0, what, code)
+        return
+    case.finding(Oracle.CLOSE_CODE, 0, what, f"close {close}", observed)
+
+
+#: scenario name -> how it is played (one entry per line of SCENARIOS)
+_PLAYERS: dict[str, Player] = {
+    "challenge-nonce-empty": _bad_nonce(0),
+    "challenge-nonce-15": _bad_nonce(15),
+    "challenge-nonce-257": _bad_nonce(257),
+    "challenge-wrong-kinds": _closing(_challenge_wrong_kinds),
+    "challenge-garbage": _closing(_challenge_garbage),
+    "challenge-twice": _closing(_challenge_twice),
+    "response-first": _closing(_response_first),
+    "early-data": _closing(_early_data),
+    "server-proof-wrong": _answering(_wrong_proof, authenticates=True),
+    "server-proof-missing": _answering(_missing_proof, authenticates=True),
+    "grant-unoffered": _answering(_grant_unoffered),
+    "grant-unknown": _answering(_grant_unknown),
+    "response-encrypted": _answering(_honest, encrypted=True, authenticates=True),
+    "forged-resume": _answering(_forged_resume),
+    "text-frame": _active(_closing(_text_frame)),
+    "deliver-unsubscribed": _active(_closing(_deliver_unsubscribed)),
+    "deliver-hole": _active(_delivering(_hole)),
+    "deliver-epoch-change": _active(_delivering(_new_epoch)),
+    "deliver-repeat": _active(_delivering(_repeats)),
+    "ack-above-sent": _active(_closing(_ack_above_sent)),
+    "heartbeat-reply-unprobed": _active(_closing(_reply_unprobed)),
+    "unknown-type": _active(_unknown_type),
+    "sequence-gap": _active(_closing(_sequence_gap)),
+    "sequence-duplicate": _active(_sequence_duplicate),
+    "flood": _active(_flood),
+    "flood-long": _active(_flood_long),
+    "compressed-ungranted": _active(_closing(_compressed_ungranted)),
+    "compression-bomb": _active(_closing(_compression_bomb)),
+    "batch-ungranted": _active(_closing(_batch_ungranted), withhold=("batch",)),
+    "session-id-foreign": _active(_closing(_session_id_foreign)),
+    "wrong-direction": _active(_closing(_wrong_direction)),
+    "resume-retired": _active(_closing(_resume_retired)),
+    "header-noncanonical": _active(_closing(_header_noncanonical)),
+    "text-invalid-utf8": _active(_closing(_text_invalid_utf8)),
+    "deliver-continuity-lost": _active(_delivering(_announced_gap)),
+    "ack-backwards": _active(_ack_backwards),
+    "server-error": _active(_server_error),
+    "wsp-close": _active(_wsp_close),
+    "baseline": _active(_baseline),
+}
 
 
 def _summary(case: _Case) -> str:
