@@ -39,10 +39,10 @@ PIPE_PROGRESS_EVERY = 30.0
 @click.argument("url", required=False, type=WS_URL)
 @click.option(
     "--suite",
-    type=click.Choice(["rfc6455"]),
+    type=click.Choice(["rfc6455", "wsp"]),
     default="rfc6455",
     show_default=True,
-    help="The case suite.",
+    help="The case suite: rfc6455 (WebSocket conformance) or wsp (stateful wsp protocol).",
 )
 @click.option(
     "--serve",
@@ -102,6 +102,29 @@ PIPE_PROGRESS_EVERY = 30.0
 @click.option(
     "--exit-after-report", is_flag=True, help="--serve: stop after the first /updateReports."
 )
+@click.option("--secret", envvar="WSP_SECRET", metavar="S",
+              help="wsp suite: the server's shared secret (hmac). Env: WSP_SECRET.")
+@click.option("--token", envvar="WSP_TOKEN", metavar="JWT",
+              help="wsp suite: a JWT to authenticate with. Env: WSP_TOKEN.")
+@click.option("--jwt-key", metavar="FILE",
+              help="wsp suite: the server's HS256 JWT key file; the fuzzer mints its own tokens.")
+@click.option("--jwt-audience", metavar="AUD", help="wsp suite: 'aud' of minted tokens.")
+@click.option("--token-key", envvar="WSP_TOKEN_KEY", metavar="K",
+              help="wsp suite: the server's resume-token key (forged and expired resumes).")
+@click.option("--target-cmd", metavar="CMD",
+              help="wsp suite: start the server with CMD ({port}: a free port), restart it "
+              "after a crash, watch its memory.")
+@click.option("--duration", type=click.FloatRange(min=0.1), metavar="S",
+              help="wsp suite: stop after S seconds.")
+@click.option("--coverage", "use_coverage", is_flag=True,
+              help="wsp suite: run this project's server in-process and keep the cases "
+              "that reach new code.")
+@click.option("--reproducers", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("wsp-fuzz-reproducers"), show_default=True,
+              help="wsp suite: where reproducers of findings are written.")
+@click.option("--max-rss-growth", type=click.IntRange(min=1), default=256, show_default=True,
+              metavar="MIB", help="wsp suite: the memory oracle's bound, in MiB.")
+@click.option("--no-shrink", is_flag=True, help="wsp suite: keep failing cases as they are.")
 @tls_client_options
 @tls_server_options
 @click.pass_obj
@@ -126,6 +149,7 @@ def fuzz(
     insecure: bool,
     certfile: str | None,
     keyfile: str | None,
+    **wsp_options: Any,
 ) -> None:
     """Run conformance cases against an echo server at URL, or (--serve) a client.
 
@@ -158,6 +182,17 @@ def fuzz(
       wsp fuzz wss://echo.example.net/ --cafile ca.pem --cases '1.*,2.*,7.*'
       wsp fuzz --serve --port 9001 --certfile cert.pem --keyfile key.pem --exit-after-report
     """
+    if suite == "wsp":
+        from wsproto_tools.cli.fuzz_wsp import run_wsp_suite
+
+        status = run_wsp_suite(
+            env, url=url, serve=serve, host=host, port=port, cases=include, seed=seed,
+            jobs=jobs, timeout=timeout, json_report=json_report, html_report=html_report,
+            as_json=as_json, **wsp_options,
+        )  # fmt: skip
+        if status:
+            raise CommandExit(status)
+        return
     from wsproto_tools.fuzz.catalog import select_cases
     from wsproto_tools.fuzz.runner import RunOptions
 

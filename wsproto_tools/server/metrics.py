@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["RTT_BUCKETS", "Metrics"]
+__all__ = ["RTT_BUCKETS", "Metrics", "resident_bytes"]
 
 from collections import Counter
 from dataclasses import dataclass, field
@@ -175,6 +175,11 @@ class Metrics:
             )
         if self.broker:
             self._render_broker(metric)
+        rss = resident_bytes()
+        if rss is not None:  # the standard process metric: what wsp fuzz watches
+            lines.append("# HELP process_resident_memory_bytes Resident memory size in bytes.")
+            lines.append("# TYPE process_resident_memory_bytes gauge")
+            lines.append(f"process_resident_memory_bytes {rss}")
         return "\n".join(lines) + "\n"
 
     def _render_broker(self, metric: Any) -> None:
@@ -201,3 +206,15 @@ class Metrics:
 def _label(value: str) -> str:
     """A Prometheus label value, escaped."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory (Linux: /proc/self/statm), or None."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE")

@@ -721,8 +721,12 @@ async def _topic(ctx: Context, args: dict[str, Any]) -> Outcome:
     peer = ctx.peer
     kind = args["kind"]
     sub = args.get("op") == "sub"
+    patterns = ctx.creds.sub if sub else ctx.creds.pub
     if kind.startswith("forbidden"):
-        if not ctx.forbidden:
+        from fnmatch import fnmatchcase
+
+        if (not ctx.forbidden or patterns is None
+                or any(fnmatchcase(ctx.forbidden, p) for p in patterns)):  # fmt: skip
             kind = "long"
         else:
             topic = ctx.forbidden

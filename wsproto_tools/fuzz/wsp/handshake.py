@@ -222,7 +222,8 @@ async def reconnect(ctx: Any, kind: str, drop: bool) -> Outcome:
         token, expect_resume = b"", False
     new = PeerClass(old.host, old.port, old.path, timeout=old.timeout)
     new.allowed_sub = old.allowed_sub
-    new.trace = old.trace
+    new.trace, new.connections = old.trace, old.connections
+    new.conn_no = old.conn_no + 1
     ctx.peer = new
     ctx.old_keys = old.keys
     args = {"auth": ctx.auth, "caps": [c for c in ctx.offered if c != "ack"],

@@ -62,7 +62,8 @@ class CaseResult:
     close_code: int | None = None
     duration: float = 0.0
     unreachable: str | None = None  # the target could not be reached at all
-    trace: list[tuple[str, bytes]] = field(default_factory=list)
+    trace: list[Any] = field(default_factory=list)  # Peer.trace of the case
+    connections: list[Any] = field(default_factory=list)  # Peer.connections
 
     @property
     def transitions(self) -> list[tuple[str, str, str]]:
@@ -133,6 +134,7 @@ async def run_case(target: Target, creds: Credentials, case: Case, *, timeout: f
             await ctx.peer.close()
     result.close_code = ctx.peer.closed.code if ctx.peer.closed else None
     result.trace = ctx.peer.trace
+    result.connections = ctx.peer.connections
     result.duration = time.perf_counter() - started
     return result
 

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import os
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,7 +147,11 @@ class Peer:
         self.security: list[str] = []  # deliveries the credential does not allow
         self.delivery: list[str] = []  # lost, duplicated or reordered deliveries
         self.allowed_sub: Callable[[str], bool] = lambda topic: True
-        self.trace: list[tuple[str, bytes]] = []  # ("out"|"in", wsp message bytes)
+        #: (connection number, "client"|"server", seconds, opcode, payload), shared
+        #: by the connections of a case; connections: (number, start time, version)
+        self.trace: list[tuple[int, str, float, int, bytes]] = []
+        self.connections: list[tuple[int, float, int]] = []
+        self.conn_no = 0
         self.unsubscribed: set[str] = set()
         self.ignored: set[str] = set()  # topics a mutated Subscribe made unpredictable
         self.expect_echo: list[bytes] = []  # data messages sent, to come back
@@ -163,6 +168,7 @@ class Peer:
     async def open(self, *, version: int = 2, extensions: str | None = None) -> None:
         """Upgrade and read the Challenge (or whatever comes first)."""
         self.version = version
+        self.connections.append((self.conn_no, time.time(), version))
         self.conn = await open_raw_websocket(
             self.host,
             self.port,
@@ -211,9 +217,10 @@ class Peer:
         self._unpaused.set()
 
     # ------------------------------------------------------------------ sending
-    def _record(self, direction: str, data: bytes) -> None:
+    def _record(self, direction: str, data: bytes, opcode: int = 2) -> None:
         if len(self.trace) < self.trace_limit:
-            self.trace.append((direction, data))
+            t = time.time() - self.connections[-1][1] if self.connections else 0.0
+            self.trace.append((self.conn_no, direction, round(t, 6), opcode, data[:1 << 16]))
 
     async def send_frames(self, data: bytes) -> None:
         """Raw bytes (already framed)."""
@@ -226,7 +233,7 @@ class Peer:
     async def send_wire(self, *wires: bytes, opcode: int = 2) -> None:
         """wsp messages, one binary frame each, in one write."""
         for wire in wires:
-            self._record("out", wire)
+            self._record("client", wire, opcode)
         await self.send_frames(b"".join(self.frame(w, opcode=opcode) for w in wires))
 
     def encode(
@@ -334,7 +341,7 @@ class Peer:
         if not fin:
             return
         data, self._parts = b"".join(self._parts), []
-        self._record("in", data)
+        self._record("server", data)
         try:
             msg = decode(data, version=self.version, cipher=self.recv_cipher)
         except WspError as error:
