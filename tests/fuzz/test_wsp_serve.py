@@ -35,9 +35,6 @@ WSP = str(Path(sys.executable).parent / "wsp")
 #: scenarios that stay open and end with a resumable 1001 (the client comes back)
 OPEN = {s.name for s in SCENARIOS if s.close_code is None and s.name != "wsp-close"}
 
-#: the findings the reference client is known to produce; see test_client_bug_*
-KNOWN_BUGS = {"compression-bomb"}
-
 
 async def serving(
     seed: int, cases: int, names: Sequence[str] | None = None
@@ -151,26 +148,12 @@ async def test_reference_client_every_scenario() -> None:
     # which only a case left open before it gives)
     judged = {r.scenario for r in results if not r.skipped}
     assert judged >= {s.name for s in SCENARIOS} - {"forged-resume"}, describe(results)
-    # the reference client meets the checklist, but for the bugs of test_client_bug_*
-    unexpected = [
-        (r.index, r.scenario, f)
-        for r in results
-        for f in r.findings
-        if r.scenario not in KNOWN_BUGS
-    ]
-    assert unexpected == [], describe(results)
-    for r in results:  # the known bug shows as itself and nothing else
-        if r.scenario == "compression-bomb":
-            assert all(
-                f.oracle is Oracle.CLOSE_CODE
-                and f.rule == 22
-                and f.observed.startswith("close 1009")
-                for f in r.findings
-            ), describe([r])
+    # the reference client meets the checklist
+    assert findings_of(results) == [], describe(results)
     by_name = {s.name: s for s in SCENARIOS}
     for r in results:
         scenario = by_name[r.scenario]
-        if r.skipped or r.scenario in KNOWN_BUGS:
+        if r.skipped:
             continue
         if scenario.close_code is not None:  # the documented code, in a close frame
             assert r.close_code == scenario.close_code, describe([r])
@@ -191,21 +174,14 @@ async def test_forged_resume_against_reference_client() -> None:
     assert findings_of(results) == [], describe(results)
 
 
-async def test_client_bug_compression_bomb_inflated_before_flag_check() -> None:
-    """KNOWN BUG in the client library (not fixed here; the test fails until it is).
-
-    Scenario ``compression-bomb``: after a handshake that granted no ``compress``,
-    the server sends a BinaryData with the COMPRESSED flag whose payload is a
-    DEFLATE bomb (16 KiB inflating to 4-16 MiB). Section 1 and rule 22: an
-    ungranted COMPRESSED flag is closed with 4007. The client closes with 1009
-    ("compressed payload inflates to more than 1048576 bytes"): ``Session.decode_data``
-    inflates the payload (up to ``max_decompressed``) before ``Session.receive``
-    checks the flag against the capabilities, so the code depends on the payload
-    (a small compressed payload gets the right 4007, scenario ``compressed-ungranted``)
-    and the client does the inflating work for a flag it never negotiated.
-    """
-    results, _ = await run_library(SEED, 2, ["compression-bomb", "compressed-ungranted"])
+async def test_compression_bomb_is_refused_by_its_flag() -> None:
+    """Found by this server: the client answered a COMPRESSED DEFLATE bomb (16 KiB
+    inflating to 4-16 MiB) on a session without ``compress`` with 1009 (it inflated
+    the payload before checking the flag) instead of 4007 (section 1, rule 22);
+    fixed in the engine (an ungranted flag is 4007 whatever its payload)."""
+    results, _ = await run_library(SEED, 4, ["compression-bomb", "compressed-ungranted"])
     assert {r.scenario for r in results} == {"compression-bomb", "compressed-ungranted"}
+    assert [r.close_code for r in results] == [4007] * 4, describe(results)
     assert findings_of(results) == [], describe(results)
 
 
