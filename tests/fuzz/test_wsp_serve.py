@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
 from wsproto_tools.client import Client
-from wsproto_tools.engine.events import Delivery
+from wsproto_tools.engine.client_session import ClientSession
+from wsproto_tools.engine.events import Delivery, PeerClosed
+from wsproto_tools.engine.session import Credentials, SessionConfig
 from wsproto_tools.exceptions import WspError
 from wsproto_tools.fuzz.wsp.findings import Finding, Oracle
 from wsproto_tools.fuzz.wsp.serve import (
@@ -289,6 +296,68 @@ async def test_client_bug_wsp_sub_stalls_on_unread_data() -> None:
     await run_cli(["sub", "URL", "news"], ["flood-long"], {4, 5})
 
 
+# ---------------------------------------------------------------- wsp.v1
+async def engine_client_v1(url: str) -> None:
+    """A client that offers ``wsp.v1`` only: the reference client's engine
+    (:class:`ClientSession`) over a ``websockets`` connection, driven by hand."""
+    session = ClientSession(Credentials(secret=SECRET), SessionConfig())
+    async with connect(url, subprotocols=[Subprotocol("wsp.v1")], compression=None) as ws:
+        assert ws.subprotocol == "wsp.v1"
+        session.connection_made(time.time(), version=1, nonce=os.urandom(16))
+        session.subscribe("news", time.time())
+        while True:
+            try:
+                data = await ws.recv()
+            except ConnectionClosed:
+                return
+            code = 0
+            try:
+                if isinstance(data, str):
+                    raise WspError("text frame", close_code=1003)
+                events = session.receive_data(data, time.time())
+            except WspError as error:  # what close_for does: a wsp Close, then the close
+                code = int(error.close_code)
+                with contextlib.suppress(WspError):
+                    session.close(code, "", time.time())
+            else:
+                code = next((e.code for e in events if isinstance(e, PeerClosed)), 0)
+            for chunk in session.data_to_send():
+                await ws.send(chunk)
+            if code:
+                await ws.close(code)
+                return
+
+
+async def test_a_wsp_v1_client() -> None:
+    """A client that offers wsp.v1 only gets v1 (and v1's headers, session id included)."""
+    names = [
+        "challenge-garbage",
+        "header-noncanonical",
+        "text-invalid-utf8",
+        "compressed-ungranted",
+        "session-id-foreign",
+        "sequence-gap",
+        "deliver-hole",
+        "deliver-repeat",
+        "server-proof-wrong",
+        "baseline",
+    ]
+    url, task = await serving(SEED, len(names), names)
+    try:
+        for _ in names:
+            if task.done():
+                break
+            async with asyncio.timeout(TIMEOUT * 5):
+                await engine_client_v1(url)
+        async with asyncio.timeout(TIMEOUT * 5):
+            results = await task
+    finally:
+        task.cancel()
+    assert [r.subprotocol for r in results] == ["wsp.v1"] * len(names)
+    assert not any(r.skipped for r in results), describe(results)
+    assert findings_of(results) == [], describe(results)
+
+
 # ---------------------------------------------------------------- 3. determinism
 def test_same_seed_same_scenarios() -> None:
     n = 3 * len(SCENARIOS)
@@ -301,11 +370,6 @@ def test_same_seed_same_scenarios() -> None:
     pool = ["flood", "baseline", "text-frame"]
     assert set(plan(5, 6, pool)) == set(pool)
     assert len({s.name for s in SCENARIOS}) == len(SCENARIOS)
-    for s in SCENARIOS:  # a documented rule, and a close code the rule book names
-        if s.rule is not None and s.close_code is not None:
-            from wsproto_tools.engine.rules import Rule
-
-            assert s.close_code == Rule(s.rule).code, s
 
 
 async def test_same_seed_same_run() -> None:
@@ -316,6 +380,23 @@ async def test_same_seed_same_run() -> None:
     assert [r.scenario for r in first] == [r.scenario for r in second] == plan(7, 8, pool)
     assert [r.close_code for r in first] == [r.close_code for r in second]
     assert findings_of(first) == findings_of(second) == []
+
+
+def test_the_scenario_table() -> None:
+    """Every scenario has a player; its rule and close code come from the rule book."""
+    from wsproto_tools.engine.rules import Rule
+    from wsproto_tools.fuzz.wsp.serve import _PLAYERS
+
+    assert set(_PLAYERS) == {s.name for s in SCENARIOS}
+    for s in SCENARIOS:
+        assert s.description and s.expect, s
+        if s.rule is not None:
+            rule = Rule(s.rule)
+            if s.close_code is not None and s.name != "wsp-close":
+                assert s.close_code == rule.code, s
+            elif s.close_code is None:
+                assert rule.code == 0, s
+        assert s.needs in ("", "subscribe", "resume"), s
 
 
 def test_findings_use_the_oracles() -> None:

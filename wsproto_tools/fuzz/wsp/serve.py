@@ -396,8 +396,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "server-error",
-        "a sequenced Error (a problem that does not end the session)",
-        int(Rule.SEQUENCE_GAP),
+        "a sequenced Error (a problem that does not end the session, section 7.1)",
+        None,
         "acknowledges it and stays open (answers a Heartbeat probe)",
         Phase.ACTIVE,
     ),
