@@ -44,7 +44,7 @@ OPEN = {s.name for s in SCENARIOS if s.close_code is None and s.name != "wsp-clo
 
 
 async def serving(
-    seed: int, cases: int, names: Sequence[str] | None = None
+    seed: int, cases: int, names: Sequence[str] | None = None, timeout: float = TIMEOUT
 ) -> tuple[str, asyncio.Task[list[ServeCaseResult]]]:
     """serve_wsp on 127.0.0.1 (port 0) in a task; (its URL, the task)."""
     loop = asyncio.get_running_loop()
@@ -57,7 +57,7 @@ async def serving(
             seed=seed,
             cases=cases,
             duration=30.0,
-            timeout=TIMEOUT,
+            timeout=timeout,
             on_listening=url.set_result,
             scenarios=names,
         )
@@ -356,6 +356,47 @@ async def test_a_wsp_v1_client() -> None:
     assert [r.subprotocol for r in results] == ["wsp.v1"] * len(names)
     assert not any(r.skipped for r in results), describe(results)
     assert findings_of(results) == [], describe(results)
+
+
+# ---------------------------------------------------------------- the oracles
+async def broken_client(url: str, behaviour: str) -> None:
+    """A client that gets the first message and then misbehaves on purpose."""
+    async with connect(url, subprotocols=[Subprotocol("wsp.v2")], compression=None) as ws:
+        with contextlib.suppress(ConnectionClosed):
+            await ws.recv()
+            if behaviour == "mute":  # never answers, never closes
+                await ws.wait_closed()
+            elif behaviour == "drop":
+                ws.transport.abort()
+            else:  # closes with the internal error code
+                await ws.close(1011)
+
+
+async def test_the_oracles_catch_broken_clients() -> None:
+    expected = {
+        "mute": (Oracle.CLOSE_CODE, "still open after 0.5 s"),
+        "drop": (Oracle.CLOSE_CODE, "dropped without close"),
+        "1011": (Oracle.UNDOCUMENTED, "close 1011"),
+    }
+    for behaviour, (oracle, observed) in expected.items():
+        url, task = await serving(SEED, 1, ["challenge-nonce-15"], timeout=0.5)
+        try:
+            async with asyncio.timeout(5):
+                await broken_client(url, behaviour)
+                results = await task
+        finally:
+            task.cancel()
+        found = [(f.oracle, f.observed, f.rule, f.case, f.step) for f in findings_of(results)]
+        assert found == [(oracle, observed, 7, 0, 0)], (behaviour, found)
+    # a valid Challenge left unanswered is a liveness finding of the handshake (step -1)
+    url, task = await serving(SEED, 1, ["baseline"], timeout=0.5)
+    try:
+        async with asyncio.timeout(5):
+            await broken_client(url, "mute")
+            results = await task
+    finally:
+        task.cancel()
+    assert [(f.oracle, f.step) for f in findings_of(results)] == [(Oracle.LIVENESS, -1)]
 
 
 # ---------------------------------------------------------------- 3. determinism

@@ -120,6 +120,12 @@ _FLOOD_CLOSES = frozenset(
     }
 )
 _TOKEN_PREFIX = b"wsp-fuzz:"
+#: the checklist rule a decoding error of the client's breaks, by its close code
+_DECODE_RULES = {
+    int(_C.PROTOCOL_ERROR): Rule.HEADER,
+    int(_C.INVALID_DATA): Rule.PAYLOAD,
+    int(_C.MESSAGE_TOO_BIG): Rule.LIMITS,
+}
 _UNKNOWN_TYPE = 0x0350  # in no category's table: an unknown type (section 6)
 
 
@@ -489,10 +495,6 @@ class _Closed:
     dropped: bool
 
 
-class _Gone(Exception):
-    """The client went away (its close frame or the TCP connection)."""
-
-
 class _Link:
     """One upgraded connection, server side: frames in and out, wsp decoded."""
 
@@ -505,8 +507,8 @@ class _Link:
         self.parts: list[bytes] = []
         self.closed: _Closed | None = None
         self.sent_close = False
-        self.texts = 0
-        self.bad: list[str] = []  # what the client sent that did not decode
+        #: what the client sent that is no wsp message: (checklist rule or None, what)
+        self.bad: list[tuple[int | None, str]] = []
 
     async def send(self, data: bytes) -> None:
         if self.closed is not None:
@@ -547,7 +549,7 @@ class _Link:
             try:
                 self.pending.extend(self.parser.feed(data))
             except WspError as error:
-                self.bad.append(f"bad frame: {error}")
+                self.bad.append((None, f"a bad WebSocket frame: {error}"))
                 self.closed = _Closed(None, "", True)
 
     async def _frame(self, frame: Any) -> Message | _Closed | None:
@@ -565,8 +567,7 @@ class _Link:
             self.closed = _Closed(code, reason.decode("utf-8", "replace"), False)
             return self.closed
         if opcode == Opcode.TEXT:
-            self.texts += 1
-            self.bad.append("a text message")
+            self.bad.append((int(Rule.BINARY_ONLY), "a text message"))
             return None
         self.parts.append(frame.payload)
         if not frame.fin:
@@ -575,7 +576,8 @@ class _Link:
         try:
             return decode(data, version=self.version, limits=self.limits)
         except WspError as error:
-            self.bad.append(f"undecodable message: {error}")
+            rule = _DECODE_RULES.get(int(error.close_code), Rule.HEADER)
+            self.bad.append((int(rule), f"an undecodable message: {error}"))
             return None
 
     def wire(self, msg: Message, cipher: Cipher | None = None) -> bytes:
@@ -1558,7 +1560,7 @@ def _summary(case: _Case) -> str:
     else:
         parts.append(f"close {closed.code}" + (f" ({closed.reason})" if closed.reason else ""))
     if case.link.bad:
-        parts.append("; ".join(case.link.bad[:3]))
+        parts.append("; ".join(what for _, what in case.link.bad[:3]))
     return "; ".join(parts)
 
 
@@ -1615,6 +1617,14 @@ async def _run_case(
         )
     finally:
         await conn.wait_closed(0.5)
+    reported: set[int | None] = set()
+    for rule, what in link.bad:  # the client's own bytes must be wsp too
+        if rule not in reported:
+            reported.add(rule)
+            message = f"the client sent {what}"
+            case.findings.append(
+                Finding(Oracle.UNDOCUMENTED, index, -2, message, "binary wsp messages", what, rule)
+            )
     result.findings = case.findings
     result.skipped = case.skipped
     result.subprotocol = chosen
