@@ -440,6 +440,21 @@ def test_the_scenario_table() -> None:
         assert s.needs in ("", "subscribe", "resume"), s
 
 
+async def test_duration_and_cancellation_are_bounded() -> None:
+    started = time.monotonic()
+    assert await serve_wsp("127.0.0.1", 0, secret=SECRET, duration=0.2) == []
+    assert time.monotonic() - started < 2
+    # cancelled while a case waits for a silent client: it ends at once
+    url, task = await serving(SEED, 1, ["challenge-nonce-15"], timeout=30.0)
+    async with connect(url, subprotocols=[Subprotocol("wsp.v2")], compression=None) as ws:
+        await ws.recv()  # the Challenge: the case is in flight, waiting for our close
+        started = time.monotonic()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert time.monotonic() - started < 3
+
+
 def test_findings_use_the_oracles() -> None:
     """A finding names its oracle, case, step and rule (JSON round trip)."""
     finding = Finding(Oracle.CLOSE_CODE, 3, 0, "a Deliver", "close 1002", "close 1000", 37)

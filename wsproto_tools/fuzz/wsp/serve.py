@@ -1650,8 +1650,16 @@ async def serve_wsp(
 ) -> list[ServeCaseResult]:
     """Serve one scenario per incoming connection until ``cases`` connections were
     judged or ``duration`` seconds passed (whichever first; neither: until
-    cancelled); the results in case order. ``scenarios`` restricts the pool to
-    these names (default: all of :data:`SCENARIOS`)."""
+    cancelled); the results in case order.
+
+    ``on_listening`` gets the URL (``ws://host:port/``) once the socket listens;
+    ``on_result`` each case's result as it is judged. ``timeout`` bounds every
+    wait for the client; a case takes at most ``8 * timeout + 5`` seconds, and the
+    cases in flight when ``duration`` ends are finished (a cancellation ends them
+    at once, unjudged). Connections beyond ``cases`` are closed unanswered.
+    ``scenarios`` restricts the pool to these names (default: all of
+    :data:`SCENARIOS`).
+    """
     _pool(scenarios)  # unknown names fail here, before listening
     results: list[ServeCaseResult] = []
     done = asyncio.Event()
@@ -1686,17 +1694,24 @@ async def serve_wsp(
     url = f"ws://{shown}:{bound[1]}/"
     if on_listening is not None:
         on_listening(url)
+    cancelled = False
     try:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(duration):
                 await done.wait()
+    except asyncio.CancelledError:  # stopped (Ctrl-C): the cases in flight end now
+        cancelled = True
+        raise
     finally:
         done.set()
         server.close()
-        if handlers:  # cases in flight are bounded; give them their bound, then cancel
-            _, late = await asyncio.wait(set(handlers), timeout=timeout * 8 + 6)
-            for task in late:
-                task.cancel()
+        late = set(handlers)
+        if late and not cancelled:  # cases in flight are bounded: let them finish
+            _, late = await asyncio.wait(late, timeout=timeout * 8 + 6)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=1.0)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2.0):
                 await server.wait_closed()
