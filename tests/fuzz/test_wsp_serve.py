@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
 import time
@@ -71,11 +72,12 @@ async def serving(
 
 async def library_clients(
     url: str, task: asyncio.Task[list[ServeCaseResult]], cases: int
-) -> list[Delivery]:
+) -> list[list[Delivery]]:
     """Run reference clients one after the other until the fuzz server is done: each
     connects, subscribes to ``news`` and reads until it fails (a protocol error ends
-    it; a resumable close makes it reconnect, which is the next case)."""
-    deliveries: list[Delivery] = []
+    it; a resumable close makes it reconnect, which is the next case). What each
+    client's application got, in order."""
+    deliveries: list[list[Delivery]] = []
     for _ in range(cases + 1):  # at most one client per case
         if task.done():
             break
@@ -87,7 +89,8 @@ async def library_clients(
             max_attempts=2,
             open_timeout=TIMEOUT * 2,
         )
-        seen: set[tuple[int, int]] = set()
+        got: list[Delivery] = []
+        deliveries.append(got)
         # a well-behaved application reads its data (an unread inbox stops the reading)
         drain = asyncio.create_task(drain_data(client))
         try:
@@ -96,10 +99,7 @@ async def library_clients(
                 subscription = await client.subscribe("news")
                 async for item in subscription:
                     if isinstance(item, Delivery):
-                        # rule 38 seen from the application: never the same offset twice
-                        assert (item.epoch, item.offset) not in seen, item
-                        seen.add((item.epoch, item.offset))
-                        deliveries.append(item)
+                        got.append(item)
         except (WspError, TimeoutError):
             pass  # the client refused the attack (or gave up): the server judged it
         finally:
@@ -112,6 +112,20 @@ async def library_clients(
     return deliveries
 
 
+def duplicates(deliveries: list[list[Delivery]]) -> list[Delivery]:
+    """Deliveries a client's application got twice (rule 38 seen from the application:
+    every offset of a topic exactly once)."""
+    again: list[Delivery] = []
+    for got in deliveries:
+        seen: set[tuple[str, int, int]] = set()
+        for item in got:
+            key = (item.topic, item.epoch, item.offset)
+            if key in seen:
+                again.append(item)
+            seen.add(key)
+    return again
+
+
 async def drain_data(client: Client) -> None:
     with contextlib.suppress(WspError):
         async for _ in client.data:
@@ -120,7 +134,7 @@ async def drain_data(client: Client) -> None:
 
 async def run_library(
     seed: int, cases: int, names: Sequence[str] | None = None
-) -> tuple[list[ServeCaseResult], list[Delivery]]:
+) -> tuple[list[ServeCaseResult], list[list[Delivery]]]:
     url, task = await serving(seed, cases, names)
     try:
         deliveries = await library_clients(url, task, cases)
@@ -144,17 +158,23 @@ def describe(results: list[ServeCaseResult]) -> str:
 
 
 # ---------------------------------------------------------------- 1. the client library
+#: scenarios that show a known bug of the client library (see test_client_bug_*),
+#: left out of the main run so that it shows everything else
+KNOWN_BUGS = ("continuity-lost-backwards",)
+POOL = [s.name for s in SCENARIOS if s.name not in KNOWN_BUGS]
+
+
 async def test_reference_client_every_scenario() -> None:
-    cases = 2 * len(SCENARIOS)  # two blocks: every scenario twice
+    cases = 2 * len(POOL)  # two blocks: every scenario twice
     started = time.monotonic()
-    results, deliveries = await run_library(SEED, cases)
+    results, deliveries = await run_library(SEED, cases, POOL)
     assert time.monotonic() - started < 20
     assert [r.index for r in results] == list(range(cases))
-    assert [r.scenario for r in results] == plan(SEED, cases)
+    assert [r.scenario for r in results] == plan(SEED, cases, POOL)
     # every scenario was played and judged (forged-resume needs a resuming client,
     # which only a case left open before it gives)
     judged = {r.scenario for r in results if not r.skipped}
-    assert judged >= {s.name for s in SCENARIOS} - {"forged-resume"}, describe(results)
+    assert judged >= set(POOL) - {"forged-resume"}, describe(results)
     # the reference client meets the checklist
     assert findings_of(results) == [], describe(results)
     by_name = {s.name: s for s in SCENARIOS}
@@ -166,8 +186,8 @@ async def test_reference_client_every_scenario() -> None:
             assert r.close_code == scenario.close_code, describe([r])
         elif r.scenario in OPEN:  # stayed open; the server ended it with 1001
             assert r.close_code == 1001, describe([r])
-    # the Delivers before the attacks reached the application (once each)
-    assert deliveries
+    # the Delivers before the attacks reached the application, each once
+    assert any(deliveries) and duplicates(deliveries) == []
 
 
 async def test_forged_resume_against_reference_client() -> None:
@@ -192,6 +212,28 @@ async def test_compression_bomb_is_refused_by_its_flag() -> None:
     assert findings_of(results) == [], describe(results)
 
 
+async def test_client_bug_continuity_lost_backwards_redelivers() -> None:
+    """KNOWN BUG in the client library (not fixed here; the test fails until it is).
+
+    Scenario ``continuity-lost-backwards``: the client subscribed to ``news`` and got
+    offsets K..K+n of epoch E. The server then sends ContinuityLost{news, E,
+    requested_offset: K+n+1, first_available: K+j} with K+j <= K+n (an offset the
+    client already has: nothing is lost), then Delivers K+j..K+n again and K+n+1.
+    Expected (rule 38, "a Deliver whose offset the subscriber already has is
+    dropped"; the library promises every topic message exactly once): the
+    application gets K+j..K+n once only (or the client closes with 1002: a
+    ContinuityLost that loses nothing is malformed). Observed: the client stays
+    open and the application gets K+j..K+n a second time, after a
+    ContinuityLostNotice: ``ClientSession._on_continuity_lost`` sets the cursor to
+    ``first_available - 1`` even when that moves it back. ``wsp sub`` prints the
+    duplicates too.
+    """
+    names = ["continuity-lost-backwards"]
+    results, deliveries = await run_library(SEED, 3, names)
+    assert findings_of(results) == [], describe(results)
+    assert duplicates(deliveries) == [], describe(results)
+
+
 # ---------------------------------------------------------------- 2. wsp sub / wsp pub
 CLI_SCENARIOS = (
     "baseline",
@@ -205,10 +247,12 @@ CLI_SCENARIOS = (
 )
 
 
-async def run_cli(args: list[str], names: Sequence[str], statuses: set[int]) -> None:
-    """``wsp ARGS URL ...`` processes one after the other until every case was played."""
+async def run_cli(args: list[str], names: Sequence[str], statuses: set[int]) -> list[str]:
+    """``wsp ARGS`` (URL: the fuzz server's) as processes, one after the other, until
+    every case was played; checks the exit statuses and stderr; their stdouts."""
     url, task = await serving(SEED, len(names), names)
     outcomes: list[tuple[int | None, str]] = []
+    stdouts: list[str] = []
     try:
         for _ in range(len(names) + 1):
             if task.done():
@@ -230,14 +274,16 @@ async def run_cli(args: list[str], names: Sequence[str], statuses: set[int]) -> 
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
-            if not await ended(proc, task):
+            output = asyncio.ensure_future(proc.communicate())
+            if not await ended(output, task):
                 proc.kill()
-                _, err = await proc.communicate()
+                _, err = await output
                 hung = f"wsp {args[0]} still running after its cases: {err.decode()[-300:]}"
                 outcomes.append((None, hung))
                 break
-            _, err = await proc.communicate()
+            out, err = output.result()
             outcomes.append((proc.returncode, err.decode("utf-8", "replace")))
+            stdouts.append(out.decode("utf-8", "replace"))
         async with asyncio.timeout(TIMEOUT * 10):
             results = await task
     finally:
@@ -248,27 +294,33 @@ async def run_cli(args: list[str], names: Sequence[str], statuses: set[int]) -> 
     for code, text in outcomes:
         assert "Traceback" not in text, text
         assert code in statuses, (code, text)
+    return stdouts
 
 
-async def ended(proc: asyncio.subprocess.Process, task: asyncio.Task[Any]) -> bool:
-    """Whether ``proc`` ended: bounded in all, and to TIMEOUT * 2 once the fuzz
-    server is done (a client still running then has nothing left to talk to)."""
+async def ended(output: asyncio.Future[Any], task: asyncio.Task[Any]) -> bool:
+    """Whether the process whose output is ``output`` ended: bounded in all, and to
+    TIMEOUT * 2 once the fuzz server is done (then it has nothing left to talk to)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + TIMEOUT * 8
-    waiter = asyncio.ensure_future(proc.wait())
     while loop.time() < deadline:
         if task.done():
             deadline = min(deadline, loop.time() + TIMEOUT * 2)
-        done, _ = await asyncio.wait({waiter}, timeout=0.1)
+        done, _ = await asyncio.wait({output}, timeout=0.1)
         if done:
             return True
-    waiter.cancel()
     return False
 
 
 async def test_wsp_sub_against_the_fuzz_server() -> None:
     # sub runs until it fails: 4 (protocol broken, session ended, gave up), 5 (4001)
-    await run_cli(["sub", "URL", "news"], CLI_SCENARIOS, {4, 5})
+    stdouts = await run_cli(["sub", "URL", "news", "--json"], CLI_SCENARIOS, {4, 5})
+    total = 0
+    for out in stdouts:  # each delivery printed once
+        printed = [json.loads(line) for line in out.splitlines() if line.strip()]
+        offsets = [(d["epoch"], d["offset"]) for d in printed if "offset" in d]
+        assert len(offsets) == len(set(offsets)), out
+        total += len(offsets)
+    assert total  # the Delivers of deliver-hole and deliver-repeat were printed
 
 
 async def test_wsp_pub_against_the_fuzz_server() -> None:

@@ -394,6 +394,18 @@ SCENARIOS: tuple[Scenario, ...] = (
         "subscribe",
     ),
     Scenario(
+        "continuity-lost-backwards",
+        "a ContinuityLost whose first_available the subscriber already has, then the "
+        "Delivers from there on again",
+        int(Rule.DELIVER_DUPLICATE),
+        "drops the offsets it already has (delivers each offset once) and stays open, "
+        "or closes with 1002 (a ContinuityLost that loses nothing)",
+        Phase.ACTIVE,
+        None,
+        "subscribe",
+        (int(_C.PROTOCOL_ERROR),),
+    ),
+    Scenario(
         "ack-backwards",
         "an Acknowledge below an earlier one",
         int(Rule.ACK_BACKWARDS),
@@ -1124,8 +1136,11 @@ async def _new_session_instead(case: _Case, why: str) -> None:
     await case.finish()
 
 
-async def _stays_open(case: _Case, what: str = "", allowed: frozenset[int] = frozenset()) -> None:
-    if await case.expect_open(1, what or case.scenario.description, allowed):
+async def _stays_open(
+    case: _Case, what: str = "", allowed: frozenset[int] = frozenset(), step: int = 1
+) -> None:
+    """The client must stay open (or close with one of ``allowed``); then the case ends."""
+    if await case.expect_open(step, what or case.scenario.description, allowed):
         await case.finish()
 
 
@@ -1357,8 +1372,7 @@ def _delivering(tail: Tail) -> Player:
         good = [Deliver(topic, epoch, first + i, rng.randbytes(8)) for i in range(count)]
         await case.send_many([*good, *tail(case, topic, epoch, first + count - 1, good)])
         if case.scenario.close_code is None:
-            await case.expect_open(0, case.scenario.description)
-            await case.finish()
+            await _stays_open(case, allowed=frozenset(case.scenario.accept), step=0)
         else:
             await _expect_scenario_close(case)
 
@@ -1388,6 +1402,17 @@ def _announced_gap(
     return [
         ContinuityLost(topic, epoch, last + 1, available),
         Deliver(topic, epoch, available, b"after the gap"),
+    ]
+
+
+def _backwards_gap(
+    case: _Case, topic: str, epoch: int, last: int, good: list[Deliver]
+) -> list[Payload]:
+    back = case.rng.choice(good)  # "lost" from an offset the subscriber already has
+    return [
+        ContinuityLost(topic, epoch, last + 1, back.offset),
+        *[Deliver(topic, epoch, d.offset, d.data) for d in good if d.offset >= back.offset],
+        Deliver(topic, epoch, last + 1, b"after the overlap"),
     ]
 
 
@@ -1541,6 +1566,7 @@ _PLAYERS: dict[str, Player] = {
     "header-noncanonical": _active(_closing(_header_noncanonical)),
     "text-invalid-utf8": _active(_closing(_text_invalid_utf8)),
     "deliver-continuity-lost": _active(_delivering(_announced_gap)),
+    "continuity-lost-backwards": _active(_delivering(_backwards_gap)),
     "ack-backwards": _active(_ack_backwards),
     "server-error": _active(_server_error),
     "wsp-close": _active(_wsp_close),
