@@ -681,7 +681,8 @@ class _Case:
     errors: list[Error] = field(default_factory=list)
     wsp_closes: list[int] = field(default_factory=list)
     subscribed: dict[str, tuple[int, int]] = field(default_factory=dict)  # topic -> epoch, next
-    hold_subscribe: bool = False  # record Subscribes without answering them
+    held: list[Subscribe] = field(default_factory=list)  # Subscribes not answered yet
+    hold_subscribe: bool = False  # hold Subscribes instead of answering them
     active: bool = False  # the HandshakeResponse went out
     sent_wsp_close: bool = False
     seen: list[str] = field(default_factory=list)  # type names of the client's messages
@@ -822,9 +823,9 @@ class _Case:
             return
         if isinstance(payload, Subscribe):
             if self.hold_subscribe or not self.active:
-                self.subscribed.setdefault(payload.topic, (0, 0))
+                self.held.append(payload)
                 return
-            await self.answer_subscribe(payload.topic)
+            await self.answer_subscribe(payload)
             return
         if isinstance(payload, Request):
             known = payload.method == "echo"
@@ -846,10 +847,16 @@ class _Case:
                 int(Rule.HANDSHAKE_ONCE),
             )
 
-    async def answer_subscribe(self, topic: str) -> tuple[int, int]:
+    async def answer_subscribe(self, subscribe: Subscribe) -> tuple[int, int]:
+        """Subscribed at a new epoch's live end; for a Subscribe from an offset a
+        ContinuityLost first (rule 39: this server keeps no history, every session
+        is new, so the epoch the client names is gone)."""
+        topic = subscribe.topic
         epoch = self.rng.randrange(1, 1 << 16)
         next_offset = self.rng.randrange(1, 1 << 20)
         self.subscribed[topic] = (epoch, next_offset)
+        if subscribe.from_offset is not None:
+            await self.send(ContinuityLost(topic, epoch, subscribe.from_offset, next_offset))
         await self.send(Subscribed(topic, epoch, next_offset))
         return epoch, next_offset
 
@@ -1055,16 +1062,13 @@ class _Case:
     async def wait_subscribe(self) -> tuple[str, int, int] | None:
         """The client's first subscription: (topic, epoch, next offset), answered."""
         self.hold_subscribe = True
-        await self.pump(lambda: bool(self.subscribed))
+        await self.pump(lambda: bool(self.held))
         self.hold_subscribe = False
-        if not self.subscribed:
+        if not self.held:
             return None
-        topic = next(iter(self.subscribed))
-        epoch, next_offset = await self.answer_subscribe(topic)
-        for other in list(self.subscribed)[1:]:
-            if self.subscribed[other] == (0, 0):
-                await self.answer_subscribe(other)
-        return topic, epoch, next_offset
+        held, self.held = self.held, []
+        answers = [await self.answer_subscribe(subscribe) for subscribe in held]
+        return held[0].topic, *answers[0]
 
     def going_on(self) -> bool:
         """Whether the client is still in the session (no close of any kind)."""
