@@ -267,6 +267,12 @@ SCENARIOS: tuple[Scenario, ...] = (
         needs="resume",
     ),
     # ------------------------------------------------------------ an active session
+    _scenario(
+        "response-twice",
+        "a second HandshakeResponse in an active session",
+        Rule.STATE,
+        Phase.ACTIVE,
+    ),
     _scenario("text-frame", "a text WebSocket message", Rule.BINARY_ONLY, Phase.ACTIVE),
     _scenario(
         "deliver-unsubscribed",
@@ -1276,6 +1282,13 @@ async def _text_frame(case: _Case) -> bool:
     return True
 
 
+async def _response_twice(case: _Case) -> bool:
+    session_id = case.session_id
+    await case.send(case.response(session_id=session_id))
+    case.session_id = session_id
+    return True
+
+
 async def _deliver_unsubscribed(case: _Case) -> bool:
     rng = case.rng
     topic = f"never-subscribed-{rng.randrange(1 << 20)}"
@@ -1549,6 +1562,7 @@ _PLAYERS: dict[str, Player] = {
     "grant-unknown": _answering(_grant_unknown),
     "response-encrypted": _answering(_honest, encrypted=True, authenticates=True),
     "forged-resume": _answering(_forged_resume),
+    "response-twice": _active(_closing(_response_twice)),
     "text-frame": _active(_closing(_text_frame)),
     "deliver-unsubscribed": _active(_closing(_deliver_unsubscribed)),
     "deliver-hole": _active(_delivering(_hole)),
