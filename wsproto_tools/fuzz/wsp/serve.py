@@ -799,10 +799,20 @@ class _Case:
             if not self.sent_wsp_close and not self.link.sent_close:
                 # rule 42: the same code back, then the WebSocket close with it
                 await self.send(Close(payload.code, "closing"))
-                await self.link.close(payload.code)
+                sendable = is_valid_close_code(payload.code)
+                await self.link.close(payload.code if sendable else int(_C.PROTOCOL_ERROR))
             return
         if isinstance(payload, Heartbeat):
             if payload.reply:
+                if not 1 <= payload.id <= self.probes:
+                    self.finding(
+                        Oracle.UNDOCUMENTED,
+                        -2,
+                        "client sent a Heartbeat reply",
+                        "replies to this server's probes only",
+                        f"a reply to probe {payload.id} (probes sent: {self.probes})",
+                        int(Rule.HEARTBEAT_REPLY),
+                    )
                 self.replies.add(payload.id)
             else:
                 await self.send(Heartbeat(payload.id, True), timestamp=int(time.time() * 1e6))
