@@ -4,6 +4,9 @@ The clients are the project's own: the client library (:class:`Client`, which
 reconnects by itself after a resumable close, so one client object plays several
 cases) and ``wsp sub`` / ``wsp pub`` as real processes. Everything runs on
 127.0.0.1 with short timeouts; every loop is bounded.
+
+The ``test_client_bug_*`` functions show bugs this server found in the project's
+clients; they expect the correct behaviour and fail until the bug is fixed.
 """
 
 from __future__ import annotations

@@ -22,6 +22,13 @@ Close (rule 42). A case whose client stays open ends with a WebSocket close 1001
 (going away, resumable), so a reconnecting client comes back with its resume
 token for the next case; a resume is answered with a new session (rule 19: an
 unknown token is not an error), except in the ``forged-resume`` scenario.
+
+A case is *skipped* (judged by nothing) when the client does not do what its
+scenario needs: a Subscribe for the Deliver scenarios, a resume token of this
+server's for ``forged-resume``, hmac authentication, or when it ends its own
+session (Close 1000 or 1001) before the attack. What reaches the client's
+application (each offset once, rule 38) cannot be seen from here: a harness
+that reads the application's output checks it (tests/fuzz/test_wsp_serve.py).
 """
 
 from __future__ import annotations
