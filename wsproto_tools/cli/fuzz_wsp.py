@@ -57,49 +57,113 @@ def run_wsp_suite(
 ) -> ExitStatus:
     """Parse the wsp suite's options, run it, write its reports; the exit status."""
     count = _count(cases)
-    if not click.get_current_context().get_parameter_source("timeout").name.startswith("COMMAND"):
+    source = click.get_current_context().get_parameter_source("timeout")
+    if source is None or not source.name.startswith("COMMAND"):
         timeout = 2.0  # the wsp suite's own default: seconds per answer
     if serve:
         if url or target_cmd or use_coverage:
             raise click.UsageError("--serve takes no URL, --target-cmd or --coverage")
-        return _serve(env, host, port, secret, seed, count, duration, timeout,
-                      json_report, html_report, as_json)  # fmt: skip
-    given = [name for name, v in (("URL", url), ("--target-cmd", target_cmd),
-                                  ("--coverage", use_coverage)) if v]  # fmt: skip
+        return _serve(
+            env,
+            host,
+            port,
+            secret,
+            seed,
+            count,
+            duration,
+            timeout,
+            json_report,
+            html_report,
+            as_json,
+        )
+    given = [
+        name
+        for name, v in (("URL", url), ("--target-cmd", target_cmd), ("--coverage", use_coverage))
+        if v
+    ]
     if len(given) != 1:
-        raise click.UsageError("give one target: a URL, --target-cmd CMD or --coverage"
-                               + (f" (got {' and '.join(given)})" if given else ""))  # fmt: skip
+        raise click.UsageError(
+            "give one target: a URL, --target-cmd CMD or --coverage"
+            + (f" (got {' and '.join(given)})" if given else "")
+        )
     if count is None and duration is None:
         count = 1000
     from wsproto_tools.exceptions import ConfigError
     from wsproto_tools.fuzz.wsp.credentials import build_credentials, forbidden_topic
 
     try:
-        creds = build_credentials(secret.encode() if secret else None, token, jwt_key,
-                                  token_key.encode() if token_key else None,
-                                  jwt_audience)  # fmt: skip
+        creds = build_credentials(
+            secret.encode() if secret else None,
+            token,
+            jwt_key,
+            token_key.encode() if token_key else None,
+            jwt_audience,
+        )
     except ConfigError as error:
         raise CommandExit(ExitStatus.BAD_INPUT, str(error)) from None
     from wsproto_tools.fuzz.wsp.campaign import CampaignOptions
     from wsproto_tools.fuzz.wsp.steps import Generator
 
-    gen = Generator(methods=creds.methods, mint=creds.mint is not None,
-                    token_key=creds.token_key is not None)  # fmt: skip
-    opts = CampaignOptions(seed=seed, cases=count, duration=duration, jobs=jobs,
-                           timeout=timeout, max_rss_growth=max_rss_growth << 20,
-                           shrink=not no_shrink, generator=gen,
-                           forbidden=forbidden_topic(creds))  # fmt: skip
-    meta = {"seed": seed, "cases": count, "duration": duration, "jobs": jobs,
-            "timeout": timeout, "target_cmd": target_cmd, "coverage": use_coverage,
-            "max_rss_growth_mib": max_rss_growth, "shrink": not no_shrink,
-            "methods": list(creds.methods)}  # fmt: skip
-    repro_target: dict[str, Any] = {"secret": secret, "token": token, "jwt_key": jwt_key,
-                                    "token_key": token_key}  # fmt: skip
+    gen = Generator(
+        methods=creds.methods, mint=creds.mint is not None, token_key=creds.token_key is not None
+    )
+    opts = CampaignOptions(
+        seed=seed,
+        cases=count,
+        duration=duration,
+        jobs=jobs,
+        timeout=timeout,
+        max_rss_growth=max_rss_growth << 20,
+        shrink=not no_shrink,
+        generator=gen,
+        forbidden=forbidden_topic(creds),
+    )
+    meta = {
+        "seed": seed,
+        "cases": count,
+        "duration": duration,
+        "jobs": jobs,
+        "timeout": timeout,
+        "target_cmd": target_cmd,
+        "coverage": use_coverage,
+        "max_rss_growth_mib": max_rss_growth,
+        "shrink": not no_shrink,
+        "methods": list(creds.methods),
+    }
+    repro_target: dict[str, Any] = {
+        "secret": secret,
+        "token": token,
+        "jwt_key": jwt_key,
+        "token_key": token_key,
+    }
     if use_coverage:
-        return _with_coverage(env, creds, opts, meta, repro_target, secret, jwt_key, token_key,
-                              json_report, html_report, as_json, reproducers)  # fmt: skip
-    return _client(env, url, target_cmd, creds, opts, meta, repro_target,
-                   json_report, html_report, as_json, reproducers)  # fmt: skip
+        return _with_coverage(
+            env,
+            creds,
+            opts,
+            meta,
+            repro_target,
+            secret,
+            jwt_key,
+            token_key,
+            json_report,
+            html_report,
+            as_json,
+            reproducers,
+        )
+    return _client(
+        env,
+        url,
+        target_cmd,
+        creds,
+        opts,
+        meta,
+        repro_target,
+        json_report,
+        html_report,
+        as_json,
+        reproducers,
+    )
 
 
 def _count(cases: str | None) -> int | None:
@@ -108,7 +172,9 @@ def _count(cases: str | None) -> int | None:
     try:
         value = int(cases)
     except ValueError:
-        raise click.UsageError(f"--cases for the wsp suite is a number of cases, not {cases!r}")
+        raise click.UsageError(
+            f"--cases for the wsp suite is a number of cases, not {cases!r}"
+        ) from None
     if value < 1:
         raise click.UsageError("--cases must be at least 1")
     return value
@@ -130,9 +196,14 @@ class _Progress:
         if bool(getattr(env.stderr, "isatty", lambda: False)()):
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-            self.live = Progress(TextColumn("wsp suite"), BarColumn(bar_width=20),
-                                 MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                                 console=env.err_console, transient=True)  # fmt: skip
+            self.live = Progress(
+                TextColumn("wsp suite"),
+                BarColumn(bar_width=20),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=env.err_console,
+                transient=True,
+            )
             self.task = self.live.add_task("wsp", total=total or 0, info="")
 
     def __enter__(self) -> _Progress:
@@ -159,8 +230,11 @@ class _Progress:
         if now - self.last_line >= PIPE_PROGRESS_EVERY:
             self.last_line = now
             of = f" of {self.total}" if self.total else ""
-            click.echo(f"wsp fuzz: wsp suite: {result.cases}{of} cases, {findings} findings, "
-                       f"{rate:.0f} steps/s", err=True)  # fmt: skip
+            click.echo(
+                f"wsp fuzz: wsp suite: {result.cases}{of} cases, {findings} findings, "
+                f"{rate:.0f} steps/s",
+                err=True,
+            )
 
 
 def _run(env: Environment, target: Any, creds: Any, opts: Any, process: Any) -> tuple[Any, bool]:
@@ -178,8 +252,7 @@ def _run(env: Environment, target: Any, creds: Any, opts: Any, process: Any) -> 
                     holder["result"] = result
                     bar.update(result)
 
-                return await run_campaign(target, creds, opts, process=process,
-                                          progress=progress)  # fmt: skip
+                return await run_campaign(target, creds, opts, process=process, progress=progress)
         finally:
             if process is not None:
                 await process.stop()
@@ -196,9 +269,19 @@ def _run(env: Environment, target: Any, creds: Any, opts: Any, process: Any) -> 
         raise CommandExit(ExitStatus.NETWORK, str(error)) from None
 
 
-def _client(env: Environment, url: str | None, target_cmd: str | None, creds: Any, opts: Any,
-            meta: dict[str, Any], repro_target: dict[str, Any], json_report: Path | None,
-            html_report: Path | None, as_json: bool, reproducers: Path) -> ExitStatus:  # fmt: skip
+def _client(
+    env: Environment,
+    url: str | None,
+    target_cmd: str | None,
+    creds: Any,
+    opts: Any,
+    meta: dict[str, Any],
+    repro_target: dict[str, Any],
+    json_report: Path | None,
+    html_report: Path | None,
+    as_json: bool,
+    reproducers: Path,
+) -> ExitStatus:
     from wsproto_tools.fuzz.wsp.campaign import TargetProcess
     from wsproto_tools.fuzz.wsp.runner import Target
 
@@ -220,14 +303,36 @@ def _client(env: Environment, url: str | None, target_cmd: str | None, creds: An
         repro_target["url"] = url
     started = _now()
     result, stopped = _run(env, target, creds, opts, process)
-    return _finish(env, result, stopped, shown, started, meta, repro_target, opts,
-                   json_report, html_report, as_json, reproducers)  # fmt: skip
+    return _finish(
+        env,
+        result,
+        stopped,
+        shown,
+        started,
+        meta,
+        repro_target,
+        opts,
+        json_report,
+        html_report,
+        as_json,
+        reproducers,
+    )
 
 
-def _with_coverage(env: Environment, creds: Any, opts: Any, meta: dict[str, Any],
-                   repro_target: dict[str, Any], secret: str | None, jwt_key: str | None,
-                   token_key: str | None, json_report: Path | None, html_report: Path | None,
-                   as_json: bool, reproducers: Path) -> ExitStatus:  # fmt: skip
+def _with_coverage(
+    env: Environment,
+    creds: Any,
+    opts: Any,
+    meta: dict[str, Any],
+    repro_target: dict[str, Any],
+    secret: str | None,
+    jwt_key: str | None,
+    token_key: str | None,
+    json_report: Path | None,
+    html_report: Path | None,
+    as_json: bool,
+    reproducers: Path,
+) -> ExitStatus:
     """--coverage: this project's server in-process, traced; new arcs grow the corpus."""
     import wsproto_tools
     from wsproto_tools.fuzz.coverage_feedback import InProcessTarget, TargetError
@@ -235,10 +340,14 @@ def _with_coverage(env: Environment, creds: Any, opts: Any, meta: dict[str, Any]
     from wsproto_tools.server import ServerConfig, WspServer
 
     key = Path(jwt_key).read_bytes().strip() if jwt_key else None
-    config = ServerConfig(host="127.0.0.1", port=0,
-                          secret=secret.encode() if secret else None, jwt_key=key,
-                          token_key=token_key.encode() if token_key else None,
-                          no_auth=not (secret or key))  # fmt: skip
+    config = ServerConfig(
+        host="127.0.0.1",
+        port=0,
+        secret=secret.encode() if secret else None,
+        jwt_key=key,
+        token_key=token_key.encode() if token_key else None,
+        no_auth=not (secret or key),
+    )
     server = WspServer(config)
 
     async def start() -> int:
@@ -246,8 +355,9 @@ def _with_coverage(env: Environment, creds: Any, opts: Any, meta: dict[str, Any]
         return int(server.port)
 
     root = Path(wsproto_tools.__file__).parent
-    inproc = InProcessTarget(start, server.shutdown,
-                             source=[str(root / name) for name in COVERAGE_PACKAGES])  # fmt: skip
+    inproc = InProcessTarget(
+        start, server.shutdown, source=[str(root / name) for name in COVERAGE_PACKAGES]
+    )
     try:
         bound = inproc.open()
     except TargetError as error:
@@ -260,8 +370,16 @@ def _with_coverage(env: Environment, creds: Any, opts: Any, meta: dict[str, Any]
         files = {os.path.relpath(k, root.parent): v for k, v in inproc.summary().items()}
     finally:
         inproc.close()
-    serve_cmd = [sys.executable, "-m", "wsproto_tools.cli.main", "serve", "--host", "127.0.0.1",
-                 "--port", "{port}"]  # fmt: skip
+    serve_cmd = [
+        sys.executable,
+        "-m",
+        "wsproto_tools.cli.main",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+    ]
     if secret:
         serve_cmd += ["--secret", secret]
     if jwt_key:
@@ -273,20 +391,49 @@ def _with_coverage(env: Environment, creds: Any, opts: Any, meta: dict[str, Any]
     import shlex
 
     repro_target["target_cmd"] = shlex.join(serve_cmd)
-    return _finish(env, result, stopped, "in-process wsp serve (--coverage)", started, meta,
-                   repro_target, opts, json_report, html_report, as_json, reproducers,
-                   coverage_files=files)  # fmt: skip
+    return _finish(
+        env,
+        result,
+        stopped,
+        "in-process wsp serve (--coverage)",
+        started,
+        meta,
+        repro_target,
+        opts,
+        json_report,
+        html_report,
+        as_json,
+        reproducers,
+        coverage_files=files,
+    )
 
 
-def _finish(env: Environment, result: Any, stopped: bool, shown: str, started: str,
-            meta: dict[str, Any], repro_target: dict[str, Any], opts: Any,
-            json_report: Path | None, html_report: Path | None, as_json: bool,
-            reproducers: Path, coverage_files: dict[str, int] | None = None) -> ExitStatus:  # fmt: skip
+def _finish(
+    env: Environment,
+    result: Any,
+    stopped: bool,
+    shown: str,
+    started: str,
+    meta: dict[str, Any],
+    repro_target: dict[str, Any],
+    opts: Any,
+    json_report: Path | None,
+    html_report: Path | None,
+    as_json: bool,
+    reproducers: Path,
+    coverage_files: dict[str, int] | None = None,
+) -> ExitStatus:
     from wsproto_tools.fuzz.wsp.report import build_report
 
     files = _write_reproducers(result, repro_target, opts.seed, reproducers)
-    report = build_report(result, target=shown, started=started, options=meta, files=files,
-                          coverage_files=coverage_files)  # fmt: skip
+    report = build_report(
+        result,
+        target=shown,
+        started=started,
+        options=meta,
+        files=files,
+        coverage_files=coverage_files,
+    )
     _write_reports(env, report, json_report, html_report, as_json)
     if stopped:
         click.echo(f"wsp: interrupted after {result.cases} cases", err=True)
@@ -294,8 +441,9 @@ def _finish(env: Environment, result: Any, stopped: bool, shown: str, started: s
     return ExitStatus.PROBLEMS_FOUND if result.findings else ExitStatus.OK
 
 
-def _write_reproducers(result: Any, target: dict[str, Any], seed: int,
-                       directory: Path) -> dict[Any, list[str]]:  # fmt: skip
+def _write_reproducers(
+    result: Any, target: dict[str, Any], seed: int, directory: Path
+) -> dict[Any, list[str]]:
     """The reproducer files of every kind of finding: case + pytest + cassette."""
     from wsproto_tools.fuzz.wsp.reproduce import reproducer_files
 
@@ -316,8 +464,9 @@ def _write_reproducers(result: Any, target: dict[str, Any], seed: int,
                 (directory / name).write_text(text, encoding="utf-8")
             out[finding.key] = [str(directory / name) for name in written]
     except OSError as error:
-        raise CommandExit(ExitStatus.BAD_INPUT,
-                          f"cannot write reproducers to {directory}: {error.strerror}") from None
+        raise CommandExit(
+            ExitStatus.BAD_INPUT, f"cannot write reproducers to {directory}: {error.strerror}"
+        ) from None
     return out
 
 
@@ -332,16 +481,22 @@ def _cassette(trace: list[Any]) -> str:
             cassette.connections[number] = CassetteConnection(number, 0.0, "/", ("wsp.v2",))
         kind = "text" if opcode == 1 else "binary"
         if kind == "text":
-            message = CassetteMessage(number, direction, float(t), kind,
-                                      text=bytes(data).decode("utf-8", "replace"))  # fmt: skip
+            message = CassetteMessage(
+                number, direction, float(t), kind, text=bytes(data).decode("utf-8", "replace")
+            )
         else:
             message = CassetteMessage(number, direction, float(t), kind, data=bytes(data))
         cassette.messages.append(message)
     return "".join(cassette.lines())
 
 
-def _write_reports(env: Environment, report: dict[str, Any], json_report: Path | None,
-                   html_report: Path | None, as_json: bool) -> None:  # fmt: skip
+def _write_reports(
+    env: Environment,
+    report: dict[str, Any],
+    json_report: Path | None,
+    html_report: Path | None,
+    as_json: bool,
+) -> None:
     try:
         if json_report is not None:
             json_report.write_text(json.dumps(report, indent=1) + "\n")
@@ -360,9 +515,19 @@ def _write_reports(env: Environment, report: dict[str, Any], json_report: Path |
     env.console.print(wsp_summary(report))
 
 
-def _serve(env: Environment, host: str, port: int, secret: str | None, seed: int,
-           count: int | None, duration: float | None, timeout: float,
-           json_report: Path | None, html_report: Path | None, as_json: bool) -> ExitStatus:  # fmt: skip
+def _serve(
+    env: Environment,
+    host: str,
+    port: int,
+    secret: str | None,
+    seed: int,
+    count: int | None,
+    duration: float | None,
+    timeout: float,
+    json_report: Path | None,
+    html_report: Path | None,
+    as_json: bool,
+) -> ExitStatus:
     """--serve --suite wsp: a malicious wsp server for the client under test."""
     from wsproto_tools.fuzz.wsp.report import build_serve_report
     from wsproto_tools.fuzz.wsp.serve import serve_wsp
@@ -383,18 +548,34 @@ def _serve(env: Environment, host: str, port: int, secret: str | None, seed: int
 
     stopped = False
     try:
-        run_async(serve_wsp(host, port, secret=(secret or "").encode(), seed=seed,
-                            cases=count, duration=duration, on_listening=listening,
-                            on_result=on_result, timeout=timeout))  # fmt: skip
+        run_async(
+            serve_wsp(
+                host,
+                port,
+                secret=(secret or "").encode(),
+                seed=seed,
+                cases=count,
+                duration=duration,
+                on_listening=listening,
+                on_result=on_result,
+                timeout=timeout,
+            )
+        )
     except KeyboardInterrupt:
         stopped = True
     except OSError as error:
-        raise CommandExit(ExitStatus.NETWORK, f"cannot listen on {host}:{port}: "
-                          f"{error.strerror}") from None  # fmt: skip
+        raise CommandExit(
+            ExitStatus.NETWORK, f"cannot listen on {host}:{port}: {error.strerror}"
+        ) from None
     meta = {"seed": seed, "cases": count, "duration": duration, "timeout": timeout}
-    report = build_serve_report(results, target=f"ws://{host}:{port}/", started=started,
-                                duration=time.monotonic() - begin, options=meta,
-                                interrupted=stopped)  # fmt: skip
+    report = build_serve_report(
+        results,
+        target=f"ws://{host}:{port}/",
+        started=started,
+        duration=time.monotonic() - begin,
+        options=meta,
+        interrupted=stopped,
+    )
     _write_reports(env, report, json_report, html_report, as_json)
     if stopped:
         click.echo(f"wsp: interrupted after {len(results)} cases", err=True)

@@ -28,8 +28,10 @@ def wsp_summary(report: dict[str, Any]) -> RenderableType:
     head.append(f"wsp suite, {report['mode']} mode: ", style="bold")
     head.append(f"{s['cases']} cases")
     if "steps" in s:
-        head.append(f", {s['steps']} steps in {report['duration']:.1f} s "
-                    f"({s['cases_per_second']:g} cases/s, {s['steps_per_second']:g} steps/s)")
+        head.append(
+            f", {s['steps']} steps in {report['duration']:.1f} s "
+            f"({s['cases_per_second']:g} cases/s, {s['steps_per_second']:g} steps/s)"
+        )
     if "interrupted" in report:
         head.append(" (interrupted)", style="yellow")
     parts.append(head)
@@ -42,8 +44,10 @@ def wsp_summary(report: dict[str, Any]) -> RenderableType:
         extra.append(f"target restarted {s['restarts']} times")
     memory = report.get("memory") or {}
     if memory.get("start_bytes"):
-        extra.append(f"target memory {memory['start_bytes'] / 2**20:.0f} -> "
-                     f"{memory['end_bytes'] / 2**20:.0f} MiB (max {memory['max_bytes'] / 2**20:.0f})")
+        extra.append(
+            f"target memory {memory['start_bytes'] / 2**20:.0f} -> "
+            f"{memory['end_bytes'] / 2**20:.0f} MiB (max {memory['max_bytes'] / 2**20:.0f})"
+        )
     if report.get("coverage"):
         extra.append(f"{report['coverage'][-1]['points']} arcs covered")
     if extra:
@@ -51,8 +55,12 @@ def wsp_summary(report: dict[str, Any]) -> RenderableType:
     if not report["findings"]:
         parts.append(Text("no findings", style="bold green"))
         return Group(*parts)
-    table = Table(title=f"{s['findings']} kinds of findings", title_justify="left",
-                  show_lines=True, expand=False)
+    table = Table(
+        title=f"{s['findings']} kinds of findings",
+        title_justify="left",
+        show_lines=True,
+        expand=False,
+    )
     table.add_column("oracle", style=_ORACLE_STYLE, no_wrap=True)
     table.add_column("case:step", no_wrap=True)
     table.add_column("n", justify="right")
@@ -96,23 +104,28 @@ def _svg_line(points: list[tuple[float, float]], label: str) -> str:
         f"{h - 5 - y / y1 * (h - 10):.1f}"
         for i, (x, y) in enumerate(points)
     )
-    return (f'<svg width="{w}" height="{h}" role="img" aria-label="{escape(label)}">'
-            f'<rect width="{w}" height="{h}" fill="#fafafa" stroke="#ddd"/>'
-            f'<path d="{path}" fill="none" stroke="#2a6" stroke-width="2"/></svg>'
-            f'<div class="muted">{escape(label)}: {ys[0]:g} to {ys[-1]:g}</div>')
+    return (
+        f'<svg width="{w}" height="{h}" role="img" aria-label="{escape(label)}">'
+        f'<rect width="{w}" height="{h}" fill="#fafafa" stroke="#ddd"/>'
+        f'<path d="{path}" fill="none" stroke="#2a6" stroke-width="2"/></svg>'
+        f'<div class="muted">{escape(label)}: {ys[0]:g} to {ys[-1]:g}</div>'
+    )
 
 
 def render_wsp_html(report: dict[str, Any]) -> str:
     """One self-contained HTML page for a wsp suite report."""
     s = report["summary"]
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>wsp fuzz: "
-           f"{escape(str(report['target']))}</title><style>{_CSS}</style></head><body>",
-           f"<h1>wsp fuzz --suite wsp ({escape(report['mode'])} mode)</h1>",
-           f"<p>Target <b>{escape(str(report['target']))}</b>, started "
-           f"{escape(report['started'])}, {report['duration']} s.</p>"]
+    out = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>wsp fuzz: "
+        f"{escape(str(report['target']))}</title><style>{_CSS}</style></head><body>",
+        f"<h1>wsp fuzz --suite wsp ({escape(report['mode'])} mode)</h1>",
+        f"<p>Target <b>{escape(str(report['target']))}</b>, started "
+        f"{escape(report['started'])}, {report['duration']} s.</p>",
+    ]
     if "interrupted" in report:
-        out.append(f"<p class='bad'>Interrupted after {report['interrupted']['finished']} "
-                   "cases.</p>")
+        out.append(
+            f"<p class='bad'>Interrupted after {report['interrupted']['finished']} cases.</p>"
+        )
     out.append("<h2>Summary</h2><table>")
     for key, value in s.items():
         shown = json.dumps(value) if isinstance(value, dict) else str(value)
@@ -122,8 +135,10 @@ def render_wsp_html(report: dict[str, Any]) -> str:
     if not report["findings"]:
         out.append("<p class='ok'>No findings.</p>")
     else:
-        out.append("<table><tr><th>oracle</th><th>case</th><th>step</th><th>count</th>"
-                   "<th>message</th><th>expected</th><th>observed</th><th>rule</th></tr>")
+        out.append(
+            "<table><tr><th>oracle</th><th>case</th><th>step</th><th>count</th>"
+            "<th>message</th><th>expected</th><th>observed</th><th>rule</th></tr>"
+        )
         for f in report["findings"]:
             out.append(
                 f"<tr class='bad'><td>{escape(f['oracle'])}</td><td class='n'>{f['case']}</td>"
@@ -135,9 +150,11 @@ def render_wsp_html(report: dict[str, Any]) -> str:
         for f in report["findings"]:
             rep = f.get("reproducer")
             if rep:
-                out.append(f"<details><summary>Reproducer of case {f['case']} "
-                           f"({rep['steps']} steps)</summary><pre>"
-                           f"{escape(json.dumps(rep, indent=1))}</pre></details>")
+                out.append(
+                    f"<details><summary>Reproducer of case {f['case']} "
+                    f"({rep['steps']} steps)</summary><pre>"
+                    f"{escape(json.dumps(rep, indent=1))}</pre></details>"
+                )
     if report.get("coverage"):
         pts = [(c["t"], c["points"]) for c in report["coverage"]]
         out.append("<h2>Coverage over time</h2>" + _svg_line(pts, "arcs covered by time (s)"))
@@ -151,20 +168,28 @@ def render_wsp_html(report: dict[str, Any]) -> str:
             out.append(f"<tr><td>{escape(state)}</td><td class='n'>{n}</td></tr>")
         out.append("</table>")
     if report.get("transitions"):
-        out.append(f"<h2>Transitions ({len(report['transitions'])})</h2><table><tr><th>from"
-                   "</th><th>step</th><th>to</th><th>times</th></tr>")
+        out.append(
+            f"<h2>Transitions ({len(report['transitions'])})</h2><table><tr><th>from"
+            "</th><th>step</th><th>to</th><th>times</th></tr>"
+        )
         for t in report["transitions"][:500]:
-            out.append(f"<tr><td>{escape(t['from'])}</td><td>{escape(t['action'])}</td>"
-                       f"<td>{escape(t['to'])}</td><td class='n'>{t['count']}</td></tr>")
+            out.append(
+                f"<tr><td>{escape(t['from'])}</td><td>{escape(t['action'])}</td>"
+                f"<td>{escape(t['to'])}</td><td class='n'>{t['count']}</td></tr>"
+            )
         out.append("</table>")
     if report.get("cases"):
-        out.append("<h2>Cases</h2><table><tr><th>case</th><th>scenario</th><th>observed</th>"
-                   "<th>findings</th></tr>")
+        out.append(
+            "<h2>Cases</h2><table><tr><th>case</th><th>scenario</th><th>observed</th>"
+            "<th>findings</th></tr>"
+        )
         for c in report["cases"][:2000]:
             cls = " class='bad'" if c["findings"] else ""
-            out.append(f"<tr{cls}><td class='n'>{c['case']}</td><td>{escape(c['scenario'])}"
-                       f"</td><td>{escape(str(c['observed']))}</td>"
-                       f"<td class='n'>{len(c['findings'])}</td></tr>")
+            out.append(
+                f"<tr{cls}><td class='n'>{c['case']}</td><td>{escape(c['scenario'])}"
+                f"</td><td>{escape(str(c['observed']))}</td>"
+                f"<td class='n'>{len(c['findings'])}</td></tr>"
+            )
         out.append("</table>")
     out.append(f"<h2>Options</h2><pre>{escape(json.dumps(report['options'], indent=1))}</pre>")
     out.append("</body></html>\n")

@@ -143,8 +143,9 @@ async def _send(ctx: Context, payload: Payload, *, flags: Flags = Flags.NONE) ->
     return wire
 
 
-def _raw_payload(ctx: Context, code: int, body: bytes, *, sequence: int = 0,
-                 flags: Flags = Flags.NONE) -> bytes:  # fmt: skip
+def _raw_payload(
+    ctx: Context, code: int, body: bytes, *, sequence: int = 0, flags: Flags = Flags.NONE
+) -> bytes:
     """A message with a hand-made payload under a real (sealed when needed) header."""
     return ctx.peer.raw(code, body, sequence=sequence, flags=int(flags))
 
@@ -308,8 +309,9 @@ async def _delta(ctx: Context, args: dict[str, Any]) -> Outcome:
     a receiver that applies deltas must refuse it (1002), one that does not
     must at least not choke on it."""
     copy = [int(v) for v in args["copy"]]
-    delta = DeltaUpdate("ch", int(args["base"]), int(args["base"]) + 1,
-                        (DeltaCopy(copy[0], copy[1]), b"x"), 0)  # fmt: skip
+    delta = DeltaUpdate(
+        "ch", int(args["base"]), int(args["base"]) + 1, (DeltaCopy(copy[0], copy[1]), b"x"), 0
+    )
     await _send(ctx, delta)
     if "delta" not in ctx.peer.granted:
         return Outcome.codes(4007, 1002, may_continue=True, rule=Rule.FLAG_NEGOTIATED)
@@ -606,12 +608,18 @@ async def _stray_reply(ctx: Context, args: dict[str, Any]) -> Outcome:
 
 async def _session_id(ctx: Context, args: dict[str, Any]) -> Outcome:
     peer = ctx.peer
-    wire = encode(Message(Request(ctx.next_request(), "echo"), session_id=peer.session_id + 1),
-                  version=peer.version, cipher=peer.send_cipher)  # fmt: skip
+    wire = encode(
+        Message(Request(ctx.next_request(), "echo"), session_id=peer.session_id + 1),
+        version=peer.version,
+        cipher=peer.send_cipher,
+    )
     if peer.send_cipher is not None:
         wire = encode(
-            Message(Request(ctx.request_id, "echo"), session_id=peer.session_id + 1,
-                    flags=Flags.ENCRYPTED),  # fmt: skip
+            Message(
+                Request(ctx.request_id, "echo"),
+                session_id=peer.session_id + 1,
+                flags=Flags.ENCRYPTED,
+            ),
             version=peer.version,
             cipher=peer.send_cipher,
         )
@@ -635,9 +643,11 @@ async def _flag(ctx: Context, args: dict[str, Any]) -> Outcome:
     body = msgpack.packb({"id": ctx.next_request(), "method": "echo"})
     if flag is Flags.COMPRESSED:
         body = compress(body)
-    await peer.send_wire(_v2_header(int(Request.TYPE), 0, int(flag)) + body
-                         if peer.version == 2 else _raw_payload(ctx, int(Request.TYPE), body,
-                                                                flags=flag))  # fmt: skip
+    await peer.send_wire(
+        _v2_header(int(Request.TYPE), 0, int(flag)) + body
+        if peer.version == 2
+        else _raw_payload(ctx, int(Request.TYPE), body, flags=flag)
+    )
     return Outcome.close(Rule.FLAG_NEGOTIATED)
 
 
@@ -661,8 +671,9 @@ async def _encrypted(ctx: Context, args: dict[str, Any]) -> Outcome:
         await peer.send_wire(encode(Message(request), version=peer.version))
         return Outcome.close(Rule.RESPONSE_IN_CLEAR)
     if kind == "truncated":
-        await peer.send_wire(peer.raw(int(Request.TYPE), b"\x00" * 20, flags=Flags.ENCRYPTED,
-                                      seal=False))  # fmt: skip
+        await peer.send_wire(
+            peer.raw(int(Request.TYPE), b"\x00" * 20, flags=Flags.ENCRYPTED, seal=False)
+        )
         return Outcome.close(Rule.DECRYPTION)
     key = ctx.old_keys[0] if kind == "old-key" and ctx.old_keys else hashlib.sha256(b"k").digest()
     cipher = Cipher(key, counter_nonces(b"wspc", 0))
@@ -711,36 +722,45 @@ async def _bomb(ctx: Context, args: dict[str, Any]) -> Outcome:
 
 
 def _g_topic(rng: random.Random, plan: Plan) -> dict[str, Any]:
-    return {"kind": rng.choice(("long", "empty", "forbidden", "forbidden-pub")),
-            "op": rng.choice(("sub", "pub"))}  # fmt: skip
+    return {
+        "kind": rng.choice(("long", "empty", "forbidden", "forbidden")),
+        "op": rng.choice(("sub", "pub")),
+        "from": rng.choice((None, None, 0, 1)),
+    }
 
 
 async def _topic(ctx: Context, args: dict[str, Any]) -> Outcome:
     """Topic names past the limits (S.7: 1-256 characters, else 1008) or outside
-    the credential's topics (rule 34, 4003)."""
-    peer = ctx.peer
+    the credential's topics (rule 34, 4003), subscribed live or from an offset."""
+    from fnmatch import fnmatchcase
+
     kind = args["kind"]
     sub = args.get("op") == "sub"
-    patterns = ctx.creds.sub if sub else ctx.creds.pub
+    start = args.get("from")
+    jwt = ctx.auth == "jwt"
+    patterns = (ctx.creds.sub if sub else ctx.creds.pub) if jwt else None
     if kind.startswith("forbidden"):
-        from fnmatch import fnmatchcase
-
-        if (not ctx.forbidden or patterns is None
-                or any(fnmatchcase(ctx.forbidden, p) for p in patterns)):  # fmt: skip
+        if (
+            not ctx.forbidden
+            or patterns is None
+            or any(fnmatchcase(ctx.forbidden, p) for p in patterns)
+        ):
             kind = "long"
         else:
             topic = ctx.forbidden
             if sub:
-                peer.subscribing.add(topic)
-                await _send(ctx, Subscribe(topic))
+                await _send(ctx, Subscribe(topic, start, None if start is None else 0))
             else:
                 await _send(ctx, Publish(topic, b"forbidden"))
             return Outcome.close(Rule.TOPIC_ALLOWED)
-    topic = "t" * 257 if kind == "long" else ""
+    prefix = f"{ctx.tag}." if patterns is not None else ""
+    topic = prefix + "t" * (257 - len(prefix)) if kind == "long" else ""
     if sub:
-        await _send(ctx, Subscribe(topic))
+        await _send(ctx, Subscribe(topic, start))
     else:
         await _send(ctx, Publish(topic, b"x"))
+    if kind != "long" and patterns is not None:
+        return Outcome.codes(1008, 4003)  # "" is no topic the claim names either
     return Outcome.codes(1008)
 
 
@@ -815,8 +835,7 @@ ACTIONS: dict[str, Action] = {
         Action("text-frame", 0.5, False, _g_none, _text_frame, terminal=True),
         Action("wrong-side", 1, False, _g_wrong_side, _wrong_side, terminal=True),
         Action("handshake-again", 0.5, False, _g_none, _handshake_again, terminal=True),
-        Action("authenticate-again", 0.5, False, _g_hmac_twice, _authenticate_again,
-               terminal=True),  # fmt: skip
+        Action("authenticate-again", 0.5, False, _g_hmac_twice, _authenticate_again, terminal=True),
         Action("sequence-gap", 1, False, _g_none, _seq_gap, terminal=True),
         Action("ack-future", 1, False, _g_ahead, _ack_future, terminal=True),
         Action("stray-reply", 0.5, False, _g_none, _stray_reply, terminal=True),

@@ -25,8 +25,13 @@ gives the same cases whatever the timing.
 
 from __future__ import annotations
 
-__all__ = ["CampaignOptions", "CampaignResult", "TargetProcess", "TargetUnreachable",
-           "run_campaign"]  # fmt: skip
+__all__ = [
+    "CampaignOptions",
+    "CampaignResult",
+    "TargetProcess",
+    "TargetUnreachable",
+    "run_campaign",
+]
 
 import asyncio
 import contextlib
@@ -123,9 +128,11 @@ class TargetProcess:
         """Start the command and wait until it accepts connections (bounded)."""
         try:
             self.process = await asyncio.create_subprocess_exec(
-                *self.argv, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
+                *self.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
         except OSError as error:
             raise TargetUnreachable(f"cannot start the target: {error}") from None
         self._drain = asyncio.create_task(self._read_stderr(self.process))
@@ -142,8 +149,9 @@ class TargetProcess:
                 writer.close()
                 return
             await asyncio.sleep(0.05)
-        raise TargetUnreachable(f"the target did not listen on port {self.port} "
-                                f"within {self.start_timeout:g} s")  # fmt: skip
+        raise TargetUnreachable(
+            f"the target did not listen on port {self.port} within {self.start_timeout:g} s"
+        )
 
     async def _read_stderr(self, process: asyncio.subprocess.Process) -> None:
         assert process.stderr is not None
@@ -155,12 +163,12 @@ class TargetProcess:
     def dead(self) -> bool:
         return self.process is None or self.process.returncode is not None
 
-    async def poll(self) -> int | None:
-        """The exit status if the process died (recorded once), else None."""
+    async def poll(self, wait: float = 0.0) -> int | None:
+        """The exit status if the process died (waiting up to ``wait`` s), else None."""
         if self.process is None:
             return None
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(0):
+            async with asyncio.timeout(wait):
                 await self.process.wait()
         return self.process.returncode
 
@@ -207,8 +215,10 @@ async def _metrics_rss(target: Target) -> int | None:
     try:
         async with asyncio.timeout(2):
             reader, writer = await asyncio.open_connection(target.host, target.port)
-            writer.write(f"GET /metrics HTTP/1.1\r\nHost: {target.host}\r\n"
-                         "Connection: close\r\n\r\n".encode())  # fmt: skip
+            writer.write(
+                f"GET /metrics HTTP/1.1\r\nHost: {target.host}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
             body = await reader.read(1 << 20)
             writer.close()
     except (OSError, TimeoutError):
@@ -231,21 +241,33 @@ class _Canary:
         self.worst = 0.0
         self.peer: Peer | None = None
         self.published = 0
+        self.process: TargetProcess | None = None
 
     async def connect(self) -> None:
         from wsproto_tools.fuzz.wsp.actions import Context
         from wsproto_tools.fuzz.wsp.handshake import hello
 
-        peer = Peer(self.target.host, self.target.port, self.target.path,
-                    timeout=self.opts.liveness)  # fmt: skip
-        ctx = Context(self.target.host, self.target.port, self.target.path, self.creds,
-                      self.tag, -1, self.opts.liveness, peer, subject="fuzz-canary")  # fmt: skip
+        peer = Peer(
+            self.target.host, self.target.port, self.target.path, timeout=self.opts.liveness
+        )
+        ctx = Context(
+            self.target.host,
+            self.target.port,
+            self.target.path,
+            self.creds,
+            self.tag,
+            -1,
+            self.opts.liveness,
+            peer,
+            subject="fuzz-canary",
+        )
         auth = "hmac" if self.creds.secret is not None else self.creds.methods[0]
         await hello(ctx, {"auth": auth, "caps": ["pubsub"], "variant": "ok"})
         if not await peer.wait_for(lambda: peer.answered):
-            raise TargetUnreachable("the canary session was not accepted"
-                                    + (f" (closed {peer.closed.code}: {peer.closed.reason})"
-                                       if peer.closed else ""))  # fmt: skip
+            raise TargetUnreachable(
+                "the canary session was not accepted"
+                + (f" (closed {peer.closed.code}: {peer.closed.reason})" if peer.closed else "")
+            )
         self.peer = peer
         topic = f"{self.tag}.canary"
         peer.subscribing.add(topic)
@@ -256,8 +278,7 @@ class _Canary:
         self.ctx = ctx
 
     def finding(self, expected: str, observed: str) -> None:
-        self.findings.append(Finding(Oracle.LIVENESS, -1, -2, "canary session",
-                                     expected, observed))  # fmt: skip
+        self.findings.append(Finding(Oracle.LIVENESS, -1, -2, "canary session", expected, observed))
 
     async def round(self) -> bool:
         """One probe, echo and publish; False when the canary session is gone."""
@@ -283,21 +304,36 @@ class _Canary:
         except (WspError, OSError) as error:
             self.finding("the canary is served", f"sending failed: {error}")
             return False
-        ok = await peer.wait_for(lambda: probe in peer.replies and rid in peer.answers
-                                 and data not in self.track.expected)  # fmt: skip
+        ok = await peer.wait_for(
+            lambda: (
+                probe in peer.replies and rid in peer.answers and data not in self.track.expected
+            )
+        )
         took = time.perf_counter() - started
         self.worst = max(self.worst, took)
         if peer.closed is not None:
-            self.finding("the canary session stays open",
-                         f"closed with {peer.closed.code} ({peer.closed.reason})")  # fmt: skip
-            return False
+            if peer.closed.code != 1006 or await _crashed(self.process, self.target) is None:
+                self.finding(
+                    "the canary session stays open",
+                    f"closed with {peer.closed.code} ({peer.closed.reason})",
+                )
+            return False  # a crash is the run's finding, not the canary's
         if not ok:
-            self.finding(f"heartbeat, echo and delivery within {self.opts.liveness:g} s",
-                         f"not all answered after {took:.1f} s")  # fmt: skip
+            self.finding(
+                f"heartbeat, echo and delivery within {self.opts.liveness:g} s",
+                f"not all answered after {took:.1f} s",
+            )
         for problem in peer.delivery:
-            self.findings.append(Finding(Oracle.DELIVERY, -1, -2, "canary session",
-                                         "each canary publish delivered once, in order",
-                                         problem))  # fmt: skip
+            self.findings.append(
+                Finding(
+                    Oracle.DELIVERY,
+                    -1,
+                    -2,
+                    "canary session",
+                    "each canary publish delivered once, in order",
+                    problem,
+                )
+            )
         peer.delivery.clear()
         peer.requests.pop(rid, None)
         return True
@@ -327,6 +363,7 @@ async def run_campaign(
     if process is not None and process.process is None:
         await process.start()
     canary = _Canary(target, creds, tag, opts)
+    canary.process = process
     try:
         await canary.connect()
     except (WspError, OSError) as error:
@@ -335,7 +372,7 @@ async def run_campaign(
     corpus: list[Case] = []
     seen_transitions: set[tuple[str, str, str]] = set()
     memory = _Memory(target, process, opts)
-    watcher = asyncio.create_task(_watch(canary, memory, opts))
+    watcher = asyncio.create_task(_watch(canary, memory, opts, result))
     index = 0
     try:
         while True:
@@ -346,30 +383,69 @@ async def run_campaign(
             size = opts.jobs if opts.cases is None else min(opts.jobs, opts.cases - index)
             cases = [_next_case(opts, index + i, corpus) for i in range(size)]
             index += size
-            results = await asyncio.gather(*(
-                run_case(target, creds, case, timeout=opts.timeout, tag=tag,
-                         slot=case.index % SLOTS, forbidden=opts.forbidden)
-                for case in cases
-            ))  # fmt: skip
+            results = await asyncio.gather(
+                *(
+                    run_case(
+                        target,
+                        creds,
+                        case,
+                        timeout=opts.timeout,
+                        tag=tag,
+                        slot=case.index % SLOTS,
+                        forbidden=opts.forbidden,
+                    )
+                    for case in cases
+                )
+            )
             crashed = await _crashed(process, target)
-            for case_result in results:
-                _take(result, case_result, corpus, seen_transitions, opts)
-            if crashed is not None:
-                result.findings.append(Finding(
-                    Oracle.CRASH, cases[-1].index if len(cases) == 1 else cases[0].index, -1,
-                    ", ".join(f"case {c.index}" for c in cases), "the target keeps running",
-                    crashed))  # fmt: skip
+            if crashed is None:
+                for case_result in results:
+                    _take(result, case_result, corpus, seen_transitions, opts)
+            else:
+                # what the cases of this round saw is the crash's doing: one finding
+                result.cases += len(results)
+                result.steps += sum(r.steps_run for r in results)
+                culprit = cases[0]
+                if process is not None:
+                    result.restarts += 1
+                    await process.start()
+                    culprit = await _culprit(cases, target, creds, opts, tag, process) or culprit
+                crash = Finding(
+                    Oracle.CRASH,
+                    culprit.index,
+                    -1,
+                    " ".join(s.describe() for s in culprit.steps)[:300],
+                    "the target keeps running",
+                    crashed,
+                )
+                result.findings.append(crash)
+                result.reproducers.setdefault(crash.key, culprit)
                 if process is None:
                     break
-                result.restarts += 1
-                await process.start()
                 await canary.close()
                 canary.peer = None
-                await canary.connect()
+                try:
+                    await canary.connect()
+                except (WspError, OSError) as error:
+                    result.findings.append(
+                        Finding(
+                            Oracle.CRASH,
+                            -1,
+                            -2,
+                            "restart",
+                            "the restarted target serves",
+                            str(error),
+                        )
+                    )
+                    break
             if opts.take_coverage is not None and opts.coverage_total is not None:
-                result.coverage.append({"t": round(loop.time() - started, 3),
-                                        "cases": result.cases,
-                                        "points": opts.coverage_total()})  # fmt: skip
+                result.coverage.append(
+                    {
+                        "t": round(loop.time() - started, 3),
+                        "cases": result.cases,
+                        "points": opts.coverage_total(),
+                    }
+                )
             if progress is not None:
                 progress(result)
     except asyncio.CancelledError:
@@ -379,6 +455,8 @@ async def run_campaign(
         watcher.cancel()
         with contextlib.suppress(BaseException):
             await watcher
+        with contextlib.suppress(Exception):
+            await memory.sample(result.cases)  # the end of the run
         await canary.close()
         result.findings.extend(canary.findings)
         result.memory = memory.report()
@@ -392,6 +470,34 @@ async def run_campaign(
     return result
 
 
+async def _culprit(
+    cases: list[Case],
+    target: Target,
+    creds: Credentials,
+    opts: CampaignOptions,
+    tag: str,
+    process: TargetProcess,
+) -> Case | None:
+    """The case of a round that crashes the target when it runs alone (the target
+    is started again after each crash)."""
+    if len(cases) == 1:
+        return cases[0]
+    for case in cases:
+        await run_case(
+            target,
+            creds,
+            case,
+            timeout=opts.timeout,
+            tag=tag,
+            slot=SLOTS + case.index % SLOTS,
+            forbidden=opts.forbidden,
+        )
+        if await _crashed(process, target) is not None:
+            await process.start()
+            return case
+    return None
+
+
 def _next_case(opts: CampaignOptions, index: int, corpus: list[Case]) -> Case:
     rng = random.Random(f"{opts.seed}:{index}:pick")
     if corpus and rng.random() < 0.5:
@@ -400,8 +506,13 @@ def _next_case(opts: CampaignOptions, index: int, corpus: list[Case]) -> Case:
     return generate(opts.seed, index, opts.generator)
 
 
-def _take(result: CampaignResult, case_result: CaseResult, corpus: list[Case],
-          seen: set[tuple[str, str, str]], opts: CampaignOptions) -> None:  # fmt: skip
+def _take(
+    result: CampaignResult,
+    case_result: CaseResult,
+    corpus: list[Case],
+    seen: set[tuple[str, str, str]],
+    opts: CampaignOptions,
+) -> None:
     result.cases += 1
     result.steps += case_result.steps_run
     result.states.update(case_result.states)
@@ -423,19 +534,20 @@ def _take(result: CampaignResult, case_result: CaseResult, corpus: list[Case],
 
 
 async def _crashed(process: TargetProcess | None, target: Target) -> str | None:
-    if process is not None:
-        status = await process.poll()
-        if status is not None:
-            process.exits.append(status)
-            return f"the target process exited with status {status}" + _tail(process.stderr_tail)
-        return None
+    """Why the target is gone, or None when it still accepts connections."""
+    refused: str | None = None
     try:
         async with asyncio.timeout(2):
             _r, writer = await asyncio.open_connection(target.host, target.port)
             writer.close()
     except (OSError, TimeoutError) as error:
-        return f"the target stopped accepting connections ({error})"
-    return None
+        refused = f"the target stopped accepting connections ({error})"
+    if process is not None:
+        status = await process.poll(1.0 if refused else 0.05)
+        if status is not None:
+            process.exits.append(status)
+            return f"the target process exited with status {status}" + _tail(process.stderr_tail)
+    return refused
 
 
 class _Memory:
@@ -447,14 +559,17 @@ class _Memory:
         self.finding: Finding | None = None
         self.started = time.monotonic()
 
-    async def sample(self) -> None:
+    async def sample(self, cases_done: int = 0) -> None:
         rss = self.process.rss() if self.process is not None else await _metrics_rss(self.target)
         if rss is None:
             return
         t = time.monotonic() - self.started
         if self.start is None:
             self.start = rss
-        if self.baseline is None and t >= self.opts.warmup:
+        warm = t >= self.opts.warmup or (
+            self.opts.cases is not None and cases_done >= self.opts.cases // 10
+        )
+        if self.baseline is None and warm:
             self.baseline = rss
         self.samples.append((t, rss))
         if len(self.samples) > 4000:
@@ -463,10 +578,15 @@ class _Memory:
             growth = rss - self.baseline
             if growth > self.opts.max_rss_growth:
                 self.finding = Finding(
-                    Oracle.MEMORY, -1, -2, "the whole run",
+                    Oracle.MEMORY,
+                    -1,
+                    -2,
+                    "the whole run",
                     f"resident memory grows at most {self.opts.max_rss_growth >> 20} MiB "
-                    "after warm-up", f"grew {growth / 2**20:.0f} MiB "
-                    f"({self.baseline / 2**20:.0f} -> {rss / 2**20:.0f} MiB) by {t:.0f} s")  # fmt: skip
+                    "after warm-up",
+                    f"grew {growth / 2**20:.0f} MiB "
+                    f"({self.baseline / 2**20:.0f} -> {rss / 2**20:.0f} MiB) by {t:.0f} s",
+                )
 
     def report(self) -> dict[str, Any]:
         if not self.samples:
@@ -482,21 +602,28 @@ class _Memory:
         }
 
 
-async def _watch(canary: _Canary, memory: _Memory, opts: CampaignOptions) -> None:
+async def _watch(
+    canary: _Canary, memory: _Memory, opts: CampaignOptions, result: CampaignResult
+) -> None:
     """The canary rounds and the memory samples, until cancelled."""
     last_sample = 0.0
     while True:
         await canary.round()
         now = time.monotonic()
-        if now - last_sample >= 1.0:
+        if now - last_sample >= 0.5:
             last_sample = now
-            await memory.sample()
+            await memory.sample(result.cases)
         await asyncio.sleep(opts.canary_every)
 
 
-async def _shrink_all(result: CampaignResult, target: Target, creds: Credentials,
-                      opts: CampaignOptions, tag: str,
-                      process: TargetProcess | None) -> None:  # fmt: skip
+async def _shrink_all(
+    result: CampaignResult,
+    target: Target,
+    creds: Credentials,
+    opts: CampaignOptions,
+    tag: str,
+    process: TargetProcess | None,
+) -> None:
     """Shrink the first case of each kind of case-level finding."""
     for key, case in list(result.reproducers.items()):
         oracle = key[0]
@@ -506,9 +633,15 @@ async def _shrink_all(result: CampaignResult, target: Target, creds: Credentials
         async def attempt(candidate: Case, key: Any = key) -> CaseResult | None:
             if process is not None and process.dead:
                 await process.start()
-            got = await run_case(target, creds, candidate, timeout=opts.timeout, tag=tag,
-                                 slot=SLOTS + candidate.index % SLOTS,
-                                 forbidden=opts.forbidden)  # fmt: skip
+            got = await run_case(
+                target,
+                creds,
+                candidate,
+                timeout=opts.timeout,
+                tag=tag,
+                slot=SLOTS + candidate.index % SLOTS,
+                forbidden=opts.forbidden,
+            )
             if key[0] == Oracle.CRASH.value:
                 crashed = await _crashed(process, target)
                 if crashed is None:

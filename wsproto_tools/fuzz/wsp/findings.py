@@ -46,6 +46,8 @@ class Finding:
     def key(self) -> tuple[str, int | None, str]:
         """What two findings share when they are the same bug (for de-duplication
         and shrinking): the oracle, the rule and the kind of step."""
+        if self.oracle in (Oracle.CRASH, Oracle.MEMORY, Oracle.LIVENESS):
+            return (self.oracle.value, self.rule, "")  # one bug whatever the case
         return (self.oracle.value, self.rule, self.message.split("(", 1)[0].strip())
 
     def to_json(self) -> dict[str, Any]:

@@ -45,16 +45,22 @@ HELLO_VARIANTS = (
 def hello_args(rng: random.Random, methods: tuple[str, ...], mint: bool) -> dict[str, Any]:
     """The arguments of a case's ``hello`` step: method, capabilities, variant."""
     auth = rng.choice(methods)
-    caps = sorted({c for c in ("batch", "pubsub", "encrypt", "compress", "delta")
-                   if rng.random() < 0.6} | {"pubsub"})  # fmt: skip
+    caps = sorted(
+        {c for c in ("batch", "pubsub", "encrypt", "compress", "delta") if rng.random() < 0.6}
+        | {"pubsub"}
+    )
     if auth != "hmac":
         caps = [c for c in caps if c != "encrypt"]  # keys come from the hmac secret only
     variant = "ok"
     if rng.random() < 0.25:
         pool = [v for v in HELLO_VARIANTS[1:] if _fits(v, auth, mint)]
         variant = rng.choice(pool)
-    args: dict[str, Any] = {"auth": auth, "caps": caps, "variant": variant,
-                            "version": 1 if rng.random() < 0.1 else 2}  # fmt: skip
+    args: dict[str, Any] = {
+        "auth": auth,
+        "caps": caps,
+        "variant": variant,
+        "version": 1 if rng.random() < 0.1 else 2,
+    }
     if variant == "field":
         args["mutation"] = rng.randrange(len(field_mutations(Handshake)))
     return args
@@ -78,16 +84,29 @@ def _token(ctx: Any, subject: str, **claims: Any) -> str:
     return str(creds.token)
 
 
-async def hello(ctx: Any, args: dict[str, Any], *, resume: bytes | None = None,
-                last_received: int | None = None, subject: str | None = None) -> Outcome:  # fmt: skip
+async def hello(
+    ctx: Any,
+    args: dict[str, Any],
+    *,
+    resume: bytes | None = None,
+    last_received: int | None = None,
+    subject: str | None = None,
+) -> Outcome:
     """Connect, read the Challenge and authenticate by ``args`` (see module doc)."""
     peer: Peer = ctx.peer
-    await peer.open(version=int(args.get("version", 2)),
-                    extensions="permessage-deflate" if args.get("deflate") else None)  # fmt: skip
+    await peer.open(
+        version=int(args.get("version", 2)),
+        extensions="permessage-deflate" if args.get("deflate") else None,
+    )
     if not await peer.wait_for(lambda: bool(peer.server_nonce)):
         return Outcome.codes()  # judged by the runner: no Challenge
     auth = str(args["auth"])
     ctx.auth = auth
+    if auth == "jwt" and ctx.creds.sub is not None:  # only a JWT carries topic claims
+        from fnmatch import fnmatchcase
+
+        patterns = ctx.creds.sub
+        peer.allowed_sub = lambda topic: any(fnmatchcase(topic, p) for p in patterns)
     caps = tuple(["ack", *args["caps"]])
     ctx.offered = caps
     variant = str(args.get("variant", "ok"))
@@ -104,13 +123,20 @@ async def hello(ctx: Any, args: dict[str, Any], *, resume: bytes | None = None,
         else:
             token = _token(ctx, subject)
         if variant == "jwt-forged":
-            head, body, sig = token.split(".")
-            token = f"{head}.{body}.{sig[:-4]}{'AAAA' if not sig.endswith('AAAA') else 'BBBB'}"
+            head, claims, sig = token.split(".")
+            token = f"{head}.{claims}.{sig[:-4]}{'AAAA' if not sig.endswith('AAAA') else 'BBBB'}"
     if variant == "unknown-method":
         auth = "kerberos"
     offered = caps + (("teleport",) if variant == "unknown-capability" else ())
-    hs = Handshake(offered, "wsp-fuzz", None if auth == "none" else auth, token,
-                   peer.client_nonce, resume, last_received)  # fmt: skip
+    hs = Handshake(
+        offered,
+        "wsp-fuzz",
+        None if auth == "none" else auth,
+        token,
+        peer.client_nonce,
+        resume,
+        last_received,
+    )
     wires: list[bytes] = []
     if variant == "field":
         import msgpack
@@ -136,9 +162,9 @@ async def hello(ctx: Any, args: dict[str, Any], *, resume: bytes | None = None,
         wires.append(peer.encode(Authenticate("hmac", proof)))
     if variant == "authenticate-first":
         wires.reverse()
-    if variant == "data-first":
-        wires.insert(1 if auth != "hmac" else 1, peer.encode(Publish(ctx.topic(0), b"early"),
-                                                            sequence=1))  # fmt: skip
+    if variant == "data-first":  # before the Handshake, or between it and Authenticate
+        early = peer.encode(Publish(ctx.topic(0), b"early"), sequence=1)
+        wires.insert(1 if auth == "hmac" else 0, early)
     if variant == "handshake-twice":
         wires.insert(1, wires[0])
     await peer.send_wire(*wires)
@@ -178,7 +204,9 @@ def check_response(ctx: Any) -> list[str]:
         if getattr(peer, "_server_proof", None) != want:
             problems.append("the HandshakeResponse's server_proof is wrong or missing")
     if not set(peer.granted) <= set(ctx.offered):
-        problems.append(f"capabilities granted but not offered: {sorted(set(peer.granted) - set(ctx.offered))}")
+        problems.append(
+            f"capabilities granted but not offered: {sorted(set(peer.granted) - set(ctx.offered))}"
+        )
     return problems
 
 
@@ -209,10 +237,11 @@ async def reconnect(ctx: Any, kind: str, drop: bool) -> Outcome:
         expect_resume = False
     elif kind == "future":
         last = old.recv_seq + 7
-    elif kind == "foreign":
-        subject = "fuzz-b"  # authenticates as another subject, with this session's token
+    elif kind == "foreign" and ctx.auth == "jwt" and ctx.creds.mint is not None:
+        # authenticates as another subject, with this session's token
+        subject = "fuzz-b" if ctx.subject == "fuzz-a" else "fuzz-a"
         expect_resume = False
-    elif kind == "expired":
+    elif kind == "expired" and ctx.creds.token_key is not None:
         key = ctx.creds.token_key
         now = time.time()
         identity = "hmac" if ctx.auth == "hmac" else f"jwt:{ctx.subject}"
@@ -221,15 +250,20 @@ async def reconnect(ctx: Any, kind: str, drop: bool) -> Outcome:
     elif kind == "fresh":
         token, expect_resume = b"", False
     new = PeerClass(old.host, old.port, old.path, timeout=old.timeout)
-    new.allowed_sub = old.allowed_sub
     new.trace, new.connections = old.trace, old.connections
     new.conn_no = old.conn_no + 1
     ctx.peer = new
     ctx.old_keys = old.keys
-    args = {"auth": ctx.auth, "caps": [c for c in ctx.offered if c != "ack"],
-            "variant": "ok", "version": old.version}  # fmt: skip
-    await hello(ctx, args, resume=token or None, last_received=last if token else None,
-                subject=subject)  # fmt: skip
+    args = {
+        "auth": ctx.auth,
+        "caps": [c for c in ctx.offered if c != "ack"],
+        "variant": "ok",
+        "version": old.version,
+    }
+    await hello(
+        ctx, args, resume=token or None, last_received=last if token else None, subject=subject
+    )
+    ctx.subject = subject  # the identity of the session from now on
     ok = await new.wait_for(lambda: new.answered)
     if kind == "future" and token:
         return Outcome.close(Rule.RESUME_LAST_RECEIVED)
@@ -241,8 +275,10 @@ async def reconnect(ctx: Any, kind: str, drop: bool) -> Outcome:
         if kind == "resume" and old.closed is not None and old.closed.code not in (1006, 1001):
             pass  # a session the target ended cannot be resumed
         else:
-            new.notes.append(f"a valid resume token got resumed={new.resumed}, session "
-                             f"{new.session_id} (was {old.session_id})")  # fmt: skip
+            new.notes.append(
+                f"a valid resume token got resumed={new.resumed}, session "
+                f"{new.session_id} (was {old.session_id})"
+            )
     if not expect_resume and (new.resumed or new.session_id == old.session_id):
         new.security.append(
             f"a {kind} resume token resumed session {old.session_id} "

@@ -99,8 +99,24 @@ class Outcome:
 
 
 # ---------------------------------------------------------------- values by kind
-_UINT_EDGES = (0, 1, 127, 128, 255, 256, 65535, 65536, 2**31 - 1, 2**31, 2**32 - 1, 2**32,
-               2**53, 2**63 - 1, 2**63, 2**64 - 1)  # fmt: skip
+_UINT_EDGES = (
+    0,
+    1,
+    127,
+    128,
+    255,
+    256,
+    65535,
+    65536,
+    2**31 - 1,
+    2**31,
+    2**32 - 1,
+    2**32,
+    2**53,
+    2**63 - 1,
+    2**63,
+    2**64 - 1,
+)
 
 
 def valid_value(kind: Kind, rng: random.Random) -> Any:
@@ -183,8 +199,7 @@ def field_mutations(cls: type[Payload]) -> list[FieldMutation]:
     out: list[FieldMutation] = []
     bad = Outcome.close(Rule.PAYLOAD)
     too_big = Outcome.close(Rule.LIMITS, CloseCode.INVALID_DATA)
-    edge = Outcome.codes(*sorted(DOCUMENTED_CLOSES - {1000, 1001, 1012, 1013}),
-                         may_continue=True)  # fmt: skip
+    edge = Outcome.codes(*sorted(DOCUMENTED_CLOSES - {1000, 1001, 1012, 1013}), may_continue=True)
     for name, spec in payload_fields(cls):
         out.extend(
             FieldMutation(name, f"{_kind_name(v)} for {spec.kind.value}", v, False, bad)
@@ -193,8 +208,7 @@ def field_mutations(cls: type[Payload]) -> list[FieldMutation]:
         if not spec.optional:
             out.append(FieldMutation(name, "missing required field", None, True, bad))
         else:
-            out.append(FieldMutation(name, "nil for an optional field", None, False,
-                                     Outcome.codes(1007, may_continue=True)))  # fmt: skip
+            out.append(FieldMutation(name, "nil for an optional field", None, False, edge))
         out.extend(_edges(name, spec, edge, too_big, limits.max_str_len, limits.max_depth))
     return out
 
@@ -211,21 +225,34 @@ def _edges(
         out.append(FieldMutation(name, "256 characters", "t" * 256, False, edge))
         out.append(FieldMutation(name, "257 characters", "t" * 257, False, edge))
         out.append(FieldMutation(name, "NUL and controls", "a\x00\x1b[2J", False, edge))
-        out.append(FieldMutation(name, f"{max_str + 1} bytes (over the limit)",
-                                 "s" * (max_str + 1), False, too_big))  # fmt: skip
+        out.append(
+            FieldMutation(
+                name, f"{max_str + 1} bytes (over the limit)", "s" * (max_str + 1), False, too_big
+            )
+        )
     elif kind is Kind.BYTES:
         out.append(FieldMutation(name, "empty bin", b"", False, edge))
         out.append(FieldMutation(name, "64 KiB bin", b"\x00" * 65536, False, edge))
     elif kind in (Kind.STR_LIST, Kind.DELTA_OPS):
         out.append(FieldMutation(name, "1025 items (over the limit)", ["x"] * 1025, False, too_big))
         out.append(
-            FieldMutation(name, f"nested {max_depth + 2} deep", _nested(max_depth + 2), False,
-                          Outcome.codes(1007, 1009, rule=Rule.LIMITS))  # fmt: skip
+            FieldMutation(
+                name,
+                f"nested {max_depth + 2} deep",
+                _nested(max_depth + 2),
+                False,
+                Outcome.codes(1007, 1009, rule=Rule.LIMITS),
+            )
         )
     elif kind is Kind.VALUE:
         out.append(
-            FieldMutation(name, f"nested {max_depth + 2} deep", _nested(max_depth + 2), False,
-                          Outcome.close(Rule.LIMITS))  # fmt: skip
+            FieldMutation(
+                name,
+                f"nested {max_depth + 2} deep",
+                _nested(max_depth + 2),
+                False,
+                Outcome.close(Rule.LIMITS),
+            )
         )
     return out
 

@@ -59,38 +59,47 @@ def build_report(
     }
     if result.interrupted:
         report["interrupted"] = {"finished": result.cases, "selected": options.get("cases")}
-    report.update({
-        "options": options,
-        "summary": {
-            "cases": result.cases,
-            "steps": result.steps,
-            "cases_per_second": round(result.cases / seconds, 1),
-            "steps_per_second": round(result.steps / seconds, 1),
-            "findings": len(unique),
-            "finding_cases": len(result.findings),
-            "by_oracle": {o: by_oracle.get(o, 0) for o in ORACLES},
-            "corpus": result.corpus,
-            "restarts": result.restarts,
-            "states": len(result.states),
-            "transitions": len(result.transitions),
-        },
-        "findings": findings,
-        "states": dict(result.states.most_common()),
-        "transitions": [
-            {"from": a, "action": b, "to": c, "count": n}
-            for (a, b, c), n in result.transitions.most_common()
-        ],
-        "coverage": result.coverage,
-        "memory": result.memory,
-        "canary": result.canary,
-    })  # fmt: skip
+    report.update(
+        {
+            "options": options,
+            "summary": {
+                "cases": result.cases,
+                "steps": result.steps,
+                "cases_per_second": round(result.cases / seconds, 1),
+                "steps_per_second": round(result.steps / seconds, 1),
+                "findings": len(unique),
+                "finding_cases": len(result.findings),
+                "by_oracle": {o: by_oracle.get(o, 0) for o in ORACLES},
+                "corpus": result.corpus,
+                "restarts": result.restarts,
+                "states": len(result.states),
+                "transitions": len(result.transitions),
+            },
+            "findings": findings,
+            "states": dict(result.states.most_common()),
+            "transitions": [
+                {"from": a, "action": b, "to": c, "count": n}
+                for (a, b, c), n in result.transitions.most_common()
+            ],
+            "coverage": result.coverage,
+            "memory": result.memory,
+            "canary": result.canary,
+        }
+    )
     if coverage_files is not None:
         report["coverage_files"] = coverage_files
     return report
 
 
-def build_serve_report(results: list[Any], *, target: str, started: str, duration: float,
-                       options: dict[str, Any], interrupted: bool = False) -> dict[str, Any]:  # fmt: skip
+def build_serve_report(
+    results: list[Any],
+    *,
+    target: str,
+    started: str,
+    duration: float,
+    options: dict[str, Any],
+    interrupted: bool = False,
+) -> dict[str, Any]:
     """The report object of a serve-mode run (wsp fuzz --serve --suite wsp): one
     case per client connection, each playing a scenario of the malicious server."""
     findings: list[Finding] = [f for r in results for f in r.findings]
@@ -112,20 +121,27 @@ def build_serve_report(results: list[Any], *, target: str, started: str, duratio
     }
     if interrupted:
         report["interrupted"] = {"finished": len(results), "selected": options.get("cases")}
-    report.update({
-        "options": options,
-        "summary": {
-            "cases": len(results),
-            "findings": len(first),
-            "finding_cases": len(findings),
-            "by_oracle": {o: by_oracle.get(o, 0) for o in ORACLES},
-            "scenarios": dict(sorted(scenarios.items())),
-        },
-        "findings": [_finding(f, count[k]) for k, f in first.items()],
-        "cases": [
-            {"case": r.index, "scenario": r.scenario, "observed": r.observed,
-             "duration": round(r.duration, 4), "findings": [f.to_json() for f in r.findings]}
-            for r in results
-        ],
-    })  # fmt: skip
+    report.update(
+        {
+            "options": options,
+            "summary": {
+                "cases": len(results),
+                "findings": len(first),
+                "finding_cases": len(findings),
+                "by_oracle": {o: by_oracle.get(o, 0) for o in ORACLES},
+                "scenarios": dict(sorted(scenarios.items())),
+            },
+            "findings": [_finding(f, count[k]) for k, f in first.items()],
+            "cases": [
+                {
+                    "case": r.index,
+                    "scenario": r.scenario,
+                    "observed": r.observed,
+                    "duration": round(r.duration, 4),
+                    "findings": [f.to_json() for f in r.findings],
+                }
+                for r in results
+            ],
+        }
+    )
     return report

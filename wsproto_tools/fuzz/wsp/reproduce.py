@@ -33,8 +33,9 @@ def _name(finding: Finding) -> str:
     return f"case_{finding.case}_{finding.oracle.value.replace('-', '_')}_{slug or 'run'}"
 
 
-def reproducer_files(finding: Finding, case: Case, target: dict[str, Any],
-                     *, seed: int) -> dict[str, str]:  # fmt: skip
+def reproducer_files(
+    finding: Finding, case: Case, target: dict[str, Any], *, seed: int
+) -> dict[str, str]:
     """File name -> content of the reproducer of ``finding`` (see module doc).
     ``target``: ``url`` or ``target_cmd``, plus the credentials' options."""
     name = _name(finding)
@@ -58,9 +59,12 @@ def test_{name}() -> None:
     again = run_reproducer(REPRODUCER)
     assert not again, "the finding came back: " + "; ".join(again)
 '''
-    return {f"{name}.json": json.dumps(data, indent=2, sort_keys=True) + "\n",
-            f"test_{name}.py": test.replace(": true", ": True").replace(": false", ": False")
-            .replace(": null", ": None")}  # fmt: skip
+    return {
+        f"{name}.json": json.dumps(data, indent=2, sort_keys=True) + "\n",
+        f"test_{name}.py": test.replace(": true", ": True")
+        .replace(": false", ": False")
+        .replace(": null", ": None"),
+    }
 
 
 def run_reproducer(data: dict[str, Any], *, tries: int = 3) -> list[str]:
@@ -77,8 +81,9 @@ def run_reproducer(data: dict[str, Any], *, tries: int = 3) -> list[str]:
     for _ in range(tries):
         found = asyncio.run(replay_finding(case, finding, **target))
         if found:
-            return [f"{f.oracle.value} at step {f.step}: {f.expected} / {f.observed}"
-                    for f in found]  # fmt: skip
+            return [
+                f"{f.oracle.value} at step {f.step}: {f.expected} / {f.observed}" for f in found
+            ]
     return []
 
 
@@ -98,9 +103,11 @@ async def replay_finding(
     from wsproto_tools.fuzz.wsp.campaign import SLOTS, TargetProcess, _crashed
 
     creds = build_credentials(
-        secret.encode() if secret else None, token, jwt_key,
+        secret.encode() if secret else None,
+        token,
+        jwt_key,
         token_key.encode() if token_key else None,
-    )  # fmt: skip
+    )
     process = None
     if target_cmd:
         process = TargetProcess(target_cmd)
@@ -115,14 +122,31 @@ async def replay_finding(
         raise ConfigError("the reproducer names no target (url or target_cmd)")
     try:
         tag = topic_tag(creds, f"fz{os.urandom(3).hex()}")
-        result = await run_case(where, creds, case, timeout=timeout, tag=tag,
-                                slot=case.index % SLOTS,
-                                forbidden=forbidden_topic(creds))  # fmt: skip
+        result = await run_case(
+            where,
+            creds,
+            case,
+            timeout=timeout,
+            tag=tag,
+            slot=case.index % SLOTS,
+            forbidden=forbidden_topic(creds),
+        )
         if finding.oracle is Oracle.CRASH:
             crashed = await _crashed(process, where)
-            return [] if crashed is None else [Finding(
-                Oracle.CRASH, case.index, -1, finding.message, "the target keeps running",
-                crashed)]  # fmt: skip
+            return (
+                []
+                if crashed is None
+                else [
+                    Finding(
+                        Oracle.CRASH,
+                        case.index,
+                        -1,
+                        finding.message,
+                        "the target keeps running",
+                        crashed,
+                    )
+                ]
+            )
         return [f for f in result.findings if f.key == finding.key]
     finally:
         if process is not None:

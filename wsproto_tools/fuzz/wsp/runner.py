@@ -26,7 +26,6 @@ from __future__ import annotations
 
 __all__ = ["CaseResult", "Target", "run_case"]
 
-import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -81,8 +80,9 @@ class _Judge:
         self.case = case
         self.result = result
 
-    def add(self, oracle: Oracle, step: int, expected: str, observed: str,
-            rule: int | None = None) -> None:  # fmt: skip
+    def add(
+        self, oracle: Oracle, step: int, expected: str, observed: str, rule: int | None = None
+    ) -> None:
         message = self.case.steps[step].describe() if 0 <= step < len(self.case.steps) else "end"
         self.result.findings.append(
             Finding(oracle, self.case.index, step, message, expected, observed, rule)
@@ -104,22 +104,32 @@ def _state(peer: Peer) -> str:
     return "+".join(parts)
 
 
-async def run_case(target: Target, creds: Credentials, case: Case, *, timeout: float = 2.0,
-                   tag: str = "fuzz", slot: int | None = None,
-                   forbidden: str = "") -> CaseResult:  # fmt: skip
+async def run_case(
+    target: Target,
+    creds: Credentials,
+    case: Case,
+    *,
+    timeout: float = 2.0,
+    tag: str = "fuzz",
+    slot: int | None = None,
+    forbidden: str = "",
+) -> CaseResult:
     """Run ``case`` on a new connection to ``target`` and judge it."""
     result = CaseResult(case)
     judge = _Judge(case, result)
     started = time.perf_counter()
     peer = Peer(target.host, target.port, target.path, timeout=timeout)
-    if creds.sub is not None:
-        from fnmatch import fnmatchcase
-
-        patterns = creds.sub
-        peer.allowed_sub = lambda topic: any(fnmatchcase(topic, p) for p in patterns)
-    ctx = Context(target.host, target.port, target.path, creds, tag,
-                  case.index if slot is None else slot, timeout, peer,
-                  forbidden=forbidden)  # fmt: skip
+    ctx = Context(
+        target.host,
+        target.port,
+        target.path,
+        creds,
+        tag,
+        case.index if slot is None else slot,
+        timeout,
+        peer,
+        forbidden=forbidden,
+    )
     ctx.settle = lambda: _settle(ctx, judge, result.steps_run)
     try:
         await _run(ctx, case, judge, result)
@@ -127,8 +137,12 @@ async def run_case(target: Target, creds: Credentials, case: Case, *, timeout: f
         if result.steps_run == 0:
             result.unreachable = str(error)
         else:
-            judge.add(Oracle.CRASH, max(result.steps_run - 1, 0), "the target keeps serving",
-                      f"connection failed: {error}")  # fmt: skip
+            judge.add(
+                Oracle.CRASH,
+                max(result.steps_run - 1, 0),
+                "the target keeps serving",
+                f"connection failed: {error}",
+            )
     finally:
         with contextlib.suppress(Exception):
             await ctx.peer.close()
@@ -146,26 +160,33 @@ async def _run(ctx: Context, case: Case, judge: _Judge, result: CaseResult) -> N
     result.steps_run = 1
     if not peer.server_nonce:
         if peer.closed is None:
-            judge.add(Oracle.UNDOCUMENTED, 0, "a Challenge first (S.2)",
-                      f"nothing within {ctx.timeout} s")  # fmt: skip
+            judge.add(
+                Oracle.UNDOCUMENTED, 0, "a Challenge first (S.2)", f"nothing within {ctx.timeout} s"
+            )
         else:
-            judge.add(Oracle.UNDOCUMENTED, 0, "a Challenge first (S.2)",
-                      f"closed with {peer.closed.code} before any Challenge")  # fmt: skip
+            judge.add(
+                Oracle.UNDOCUMENTED,
+                0,
+                "a Challenge first (S.2)",
+                f"closed with {peer.closed.code} before any Challenge",
+            )
         result.states.append(_state(peer))
         return
     result.states.append("challenged")
     if not outcome.may_continue:
         await _judge_close(ctx, judge, 0, outcome)
-        security = ("a HandshakeResponse to a handshake the spec refuses"
-                    if peer.answered else None)  # fmt: skip
+        security = "a HandshakeResponse to a handshake the spec refuses" if peer.answered else None
         if security and outcome.rule in (9, 12, 13):
             judge.add(Oracle.SECURITY, 0, outcome.describe(), security, outcome.rule)
         result.states.append(_state(peer))
         _collect(ctx, judge, len(case.steps) - 1)
         return
     if not await peer.wait_for(lambda: peer.answered):
-        observed = (f"closed with {peer.closed.code} ({peer.closed.reason})" if peer.closed
-                    else f"no HandshakeResponse within {ctx.timeout} s")  # fmt: skip
+        observed = (
+            f"closed with {peer.closed.code} ({peer.closed.reason})"
+            if peer.closed
+            else f"no HandshakeResponse within {ctx.timeout} s"
+        )
         if outcome.closes and peer.closed and peer.closed.code in outcome.closes:
             result.states.append(_state(peer))
             return
@@ -173,8 +194,9 @@ async def _run(ctx: Context, case: Case, judge: _Judge, result: CaseResult) -> N
         result.states.append(_state(peer))
         return
     for problem in handshake.check_response(ctx):
-        judge.add(Oracle.SECURITY, 0, "the server proves the secret, grants what was offered",
-                  problem, 14)  # fmt: skip
+        judge.add(
+            Oracle.SECURITY, 0, "the server proves the secret, grants what was offered", problem, 14
+        )
     if ctx.auth == "hmac" and "encrypt" in peer.granted and ctx.creds.secret:
         peer.start_encryption(ctx.creds.secret)
     result.states.append(_state(peer))
@@ -203,6 +225,7 @@ async def _run(ctx: Context, case: Case, judge: _Judge, result: CaseResult) -> N
         if peer.closed is not None:
             _judge_unexpected(ctx, judge, index)
         result.states.append(_state(peer))
+        _collect(ctx, judge, index)
         for note in peer.notes:
             judge.add(Oracle.PROCESSING, index, "the session resumed with its token", note, 19)
         peer.notes.clear()
@@ -240,9 +263,13 @@ def _judge_unexpected(ctx: Context, judge: _Judge, step: int) -> None:
     if peer.closed.code in allowed:
         return
     at = ctx.may_close_step if allowed else step
-    judge.add(Oracle.CLOSE_CODE, at, "the session goes on" + (
-        f" (or closes with {'/'.join(map(str, sorted(allowed)))})" if allowed else ""),
-        f"closed with {peer.closed.code} ({peer.closed.reason})")  # fmt: skip
+    judge.add(
+        Oracle.CLOSE_CODE,
+        at,
+        "the session goes on"
+        + (f" (or closes with {'/'.join(map(str, sorted(allowed)))})" if allowed else ""),
+        f"closed with {peer.closed.code} ({peer.closed.reason})",
+    )
 
 
 async def _judge_close(ctx: Context, judge: _Judge, step: int, outcome: Outcome) -> None:
@@ -251,20 +278,38 @@ async def _judge_close(ctx: Context, judge: _Judge, step: int, outcome: Outcome)
     await peer.wait_for(lambda: peer.closed is not None, ctx.timeout)
     closed = peer.closed
     if closed is None:
-        judge.add(Oracle.CLOSE_CODE, step, outcome.describe(),
-                  f"still open after {ctx.timeout} s", outcome.rule)  # fmt: skip
+        judge.add(
+            Oracle.CLOSE_CODE,
+            step,
+            outcome.describe(),
+            f"still open after {ctx.timeout} s",
+            outcome.rule,
+        )
         return
     if closed.code not in outcome.closes:
-        judge.add(Oracle.CLOSE_CODE, step, outcome.describe(),
-                  f"closed with {closed.code} ({closed.reason})", outcome.rule)  # fmt: skip
+        judge.add(
+            Oracle.CLOSE_CODE,
+            step,
+            outcome.describe(),
+            f"closed with {closed.code} ({closed.reason})",
+            outcome.rule,
+        )
         return
     if closed.wsp_close is not None and closed.wsp_close != closed.code:
-        judge.add(Oracle.UNDOCUMENTED, step, f"a wsp Close with the same code as the "
-                  f"WebSocket close ({closed.code})", f"wsp Close {closed.wsp_close}",
-                  42)  # fmt: skip
+        judge.add(
+            Oracle.UNDOCUMENTED,
+            step,
+            f"a wsp Close with the same code as the WebSocket close ({closed.code})",
+            f"wsp Close {closed.wsp_close}",
+            42,
+        )
     if closed.code not in RESUMABLE and closed.wsp_close is None and closed.code != 1006:
-        judge.add(Oracle.UNDOCUMENTED, step, f"a wsp Close before the WebSocket close "
-                  f"{closed.code} (S.7: the session is closed)", "no wsp Close")  # fmt: skip
+        judge.add(
+            Oracle.UNDOCUMENTED,
+            step,
+            f"a wsp Close before the WebSocket close {closed.code} (S.7: the session is closed)",
+            "no wsp Close",
+        )
 
 
 def _missing(ctx: Context) -> list[str]:
@@ -305,25 +350,38 @@ async def _settle(ctx: Context, judge: _Judge, step: int) -> None:
         return
     missing = _missing(ctx)
     if missing:
-        judge.add(Oracle.PROCESSING, step, "every valid step answered",
-                  "; ".join(missing))  # fmt: skip
+        judge.add(Oracle.PROCESSING, step, "every valid step answered", "; ".join(missing))
     for rid, want in list(peer.requests.items()):
         answer = peer.answers.get(rid)
         if answer is None:
             continue
         if want == b"\x00status:1003":
             if answer.status != 1003:
-                judge.add(Oracle.UNDOCUMENTED, step, "status 1003 for an unknown method (rule 43)",
-                          f"status {answer.status}", 43)  # fmt: skip
+                judge.add(
+                    Oracle.UNDOCUMENTED,
+                    step,
+                    "status 1003 for an unknown method (rule 43)",
+                    f"status {answer.status}",
+                    43,
+                )
         elif answer.status != 0 or bytes(answer.data) != want:
-            judge.add(Oracle.UNDOCUMENTED, step, f"echo of {want[:16]!r} (rule 43)",
-                      f"status {answer.status}, data {bytes(answer.data)[:16]!r}", 43)  # fmt: skip
+            judge.add(
+                Oracle.UNDOCUMENTED,
+                step,
+                f"echo of {want[:16]!r} (rule 43)",
+                f"status {answer.status}, data {bytes(answer.data)[:16]!r}",
+                43,
+            )
         del peer.requests[rid]
     if peer.echoes and peer.expect_echo:
         n = min(len(peer.echoes), len(peer.expect_echo))
         if peer.echoes[:n] != peer.expect_echo[:n]:
-            judge.add(Oracle.DELIVERY, step, "data messages echoed in order",
-                      "echoes differ from what was sent")  # fmt: skip
+            judge.add(
+                Oracle.DELIVERY,
+                step,
+                "data messages echoed in order",
+                "echoes differ from what was sent",
+            )
         del peer.echoes[:n], peer.expect_echo[:n]
     ctx.answers_due = []
     ctx.may_close = frozenset()
@@ -334,8 +392,12 @@ async def _deliveries(ctx: Context, judge: _Judge, step: int) -> None:
     await peer.wait_for(lambda: all(not t.expected for t in peer.topics.values()))
     for track in peer.topics.values():
         if track.expected and not track.lost:
-            judge.add(Oracle.DELIVERY, step, f"every publish to {track.topic!r} delivered",
-                      f"{len(track.expected)} not delivered")  # fmt: skip
+            judge.add(
+                Oracle.DELIVERY,
+                step,
+                f"every publish to {track.topic!r} delivered",
+                f"{len(track.expected)} not delivered",
+            )
 
 
 async def _goodbye(ctx: Context, judge: _Judge, step: int) -> None:
@@ -346,12 +408,18 @@ async def _goodbye(ctx: Context, judge: _Judge, step: int) -> None:
     await peer.wait_for(lambda: peer.closed is not None, ctx.timeout)
     closed = peer.closed
     if closed is None:
-        judge.add(Oracle.CLOSE_CODE, step, "a Close 1000 answered (rule 42)",
-                  f"still open after {ctx.timeout} s", 42)  # fmt: skip
+        judge.add(
+            Oracle.CLOSE_CODE,
+            step,
+            "a Close 1000 answered (rule 42)",
+            f"still open after {ctx.timeout} s",
+            42,
+        )
     elif closed.code != 1000 or closed.wsp_close not in (1000, None):
-        judge.add(Oracle.CLOSE_CODE, step, "a Close 1000 answered (rule 42)",
-                  f"closed with {closed.code}, wsp Close {closed.wsp_close}", 42)  # fmt: skip
-
-
-def _unused(*_: Any) -> None:
-    asyncio.sleep(0)
+        judge.add(
+            Oracle.CLOSE_CODE,
+            step,
+            "a Close 1000 answered (rule 42)",
+            f"closed with {closed.code}, wsp Close {closed.wsp_close}",
+            42,
+        )

@@ -41,8 +41,8 @@ from wsproto_tools.codec import (
     decode,
     encode,
 )
-from wsproto_tools.codec.schema import Challenge, TextData, BinaryData
 from wsproto_tools.codec.header import pack_v2
+from wsproto_tools.codec.schema import BinaryData, Challenge, TextData
 from wsproto_tools.engine.keys import derive_session_keys
 from wsproto_tools.exceptions import WspError
 from wsproto_tools.transports.raw import RawWebSocket, open_raw_websocket
@@ -220,7 +220,7 @@ class Peer:
     def _record(self, direction: str, data: bytes, opcode: int = 2) -> None:
         if len(self.trace) < self.trace_limit:
             t = time.time() - self.connections[-1][1] if self.connections else 0.0
-            self.trace.append((self.conn_no, direction, round(t, 6), opcode, data[:1 << 16]))
+            self.trace.append((self.conn_no, direction, round(t, 6), opcode, data[: 1 << 16]))
 
     async def send_frames(self, data: bytes) -> None:
         """Raw bytes (already framed)."""
@@ -256,8 +256,16 @@ class Peer:
             cipher=cipher,
         )
 
-    def raw(self, code: int, body: bytes, *, sequence: int = 0, flags: int = 0,
-            session_id: int = 0, seal: bool | None = None) -> bytes:  # fmt: skip
+    def raw(
+        self,
+        code: int,
+        body: bytes,
+        *,
+        sequence: int = 0,
+        flags: int = 0,
+        session_id: int = 0,
+        seal: bool | None = None,
+    ) -> bytes:
         """A message with a hand-made payload (any type code) under a real header,
         sealed once encryption began; COMPRESSED is the caller's to apply."""
         sealing = self.send_cipher is not None if seal is None else seal
@@ -267,8 +275,9 @@ class Peer:
             header = pack_v2(code, int(flags), sequence, session_id, 0)
         else:
             size = len(body) + (28 if sealing else 0)
-            header = struct.pack("<HBBHQIQI", 0xC0D1, 1, int(flags), code, session_id,
-                                 sequence, 0, size)  # fmt: skip
+            header = struct.pack(
+                "<HBBHQIQI", 0xC0D1, 1, int(flags), code, session_id, sequence, 0, size
+            )
         if sealing:
             assert self.send_cipher is not None
             body = self.send_cipher.seal(header, body)
@@ -475,7 +484,7 @@ class Peer:
         self._changed.set()
 
     async def _on_data(self, msg: Message, payload: TextData | BinaryData) -> None:
-        data = payload.text.encode() if type(payload) is TextData else bytes(payload.data)
+        data = payload.text.encode() if isinstance(payload, TextData) else bytes(payload.data)
         self.echoes.append(data)
 
     async def _on_acknowledge(self, msg: Message, payload: Acknowledge) -> None:

@@ -82,8 +82,12 @@ class Generator:
 
 
 def _plan(hello: Step, gen: Generator) -> Plan:
-    return Plan(str(hello.args["auth"]), tuple(hello.args["caps"]),
-                jwt_subjects=gen.mint, token_key=gen.token_key)  # fmt: skip
+    return Plan(
+        str(hello.args["auth"]),
+        tuple(hello.args["caps"]),
+        jwt_subjects=gen.mint,
+        token_key=gen.token_key,
+    )
 
 
 def _step(rng: random.Random, plan: Plan, *, valid_only: bool = False) -> Step:
@@ -136,8 +140,10 @@ def mutate(parent: Case, seed: int, index: int, gen: Generator) -> Case:
         op = rng.choice(("insert", "delete", "replace", "args", "hello"))
         body = len(steps) - 1
         if op == "hello":
-            steps[0] = _hello(rng, gen) if rng.random() < 0.5 else replace(
-                steps[0], args={**steps[0].args, "variant": "ok"}
+            steps[0] = (
+                _hello(rng, gen)
+                if rng.random() < 0.5
+                else replace(steps[0], args={**steps[0].args, "variant": "ok"})
             )
             plan = _plan(steps[0], gen)
         elif op == "insert" and len(steps) < MAX_STEPS:
