@@ -470,22 +470,26 @@ def _write_reproducers(
     return out
 
 
-def _cassette(trace: list[Any]) -> str:
+def _cassette(recorded: tuple[list[Any], list[Any]]) -> str:
     """The wire traffic of a case as a cassette (wsp replay's format)."""
     from wsproto_tools.replay.cassette import Cassette, CassetteConnection, CassetteMessage
 
+    trace, connections = recorded
     cassette = Cassette()
+    for conn, started, version in connections:
+        number = int(conn) + 1
+        cassette.connections[number] = CassetteConnection(
+            number, float(started), "/", (f"wsp.v{version}",)
+        )
     for conn, direction, t, opcode, data in trace:
         number = int(conn) + 1
         if number not in cassette.connections:
-            cassette.connections[number] = CassetteConnection(number, 0.0, "/", ("wsp.v2",))
-        kind = "text" if opcode == 1 else "binary"
-        if kind == "text":
-            message = CassetteMessage(
-                number, direction, float(t), kind, text=bytes(data).decode("utf-8", "replace")
-            )
+            continue
+        if opcode == 1:
+            text = bytes(data).decode("utf-8", "replace")
+            message = CassetteMessage(number, direction, float(t), "text", text=text)
         else:
-            message = CassetteMessage(number, direction, float(t), kind, data=bytes(data))
+            message = CassetteMessage(number, direction, float(t), "binary", data=bytes(data))
         cassette.messages.append(message)
     return "".join(cassette.lines())
 

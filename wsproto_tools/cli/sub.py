@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["sub"]
 
 import asyncio
+import contextlib
 import json
 import sys
 from typing import Any
@@ -108,14 +109,22 @@ def sub(
                     failures.append(error)
                 await merged.put(None)
 
+            async def discard_data() -> None:
+                # data messages are not deliveries: read and drop them, or the client
+                # stops reading the socket once its data inbox is full (backpressure)
+                with contextlib.suppress(WspError):
+                    while True:
+                        await client.data.get()
+
             tasks = [asyncio.create_task(forward(t)) for t in topics]
+            tasks.append(asyncio.create_task(discard_data()))
             seen = 0
             ended = 0
             while count is None or seen < count:
                 item = await merged.get()
                 if item is None:
                     ended += 1
-                    if ended == len(tasks):
+                    if ended == len(topics):
                         break
                     continue
                 if isinstance(item, Delivery):

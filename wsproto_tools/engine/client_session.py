@@ -280,7 +280,11 @@ class ClientSession(Session):
         return [ev.SubscriptionConfirmed(p.topic, p.epoch, p.next_offset)]
 
     def _on_continuity_lost(self, msg: Message, p: ContinuityLost, now: float) -> list[ev.Event]:
-        self.cursors[p.topic] = TopicCursor(p.epoch, max(0, p.first_available - 1))
+        cursor = self.cursors.get(p.topic)
+        last = max(0, p.first_available - 1)
+        if cursor is not None and cursor.epoch == p.epoch and cursor.last > last:
+            last = cursor.last  # never backwards: offsets it has are duplicates (rule 38)
+        self.cursors[p.topic] = TopicCursor(p.epoch, last)
         return [ev.ContinuityLostNotice(p.topic, p.epoch, p.requested_offset, p.first_available)]
 
     def _on_response(self, msg: Message, p: Response, now: float) -> list[ev.Event]:

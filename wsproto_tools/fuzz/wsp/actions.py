@@ -102,6 +102,7 @@ class Context:
     answers_due: list[tuple[int, str]] = field(default_factory=list)
     judged_close: bool = False
     settle: Callable[[], Awaitable[None]] | None = None  # set by the runner
+    sent_before: int = 0  # messages sent on the case's earlier connections
 
     def topic(self, k: int) -> str:
         return f"{self.tag}.{self.case}.{k}"

@@ -83,9 +83,11 @@ class CampaignOptions:
 class CampaignResult:
     cases: int = 0
     steps: int = 0
+    messages: int = 0  # wsp messages sent to the target
     findings: list[Finding] = field(default_factory=list)  # every one, in case order
     reproducers: dict[tuple[str, int | None, str], Case] = field(default_factory=dict)
-    traces: dict[tuple[str, int | None, str], list[Any]] = field(default_factory=dict)
+    #: per kind of finding: (trace, connections) of its (shrunk) case's last run
+    traces: dict[tuple[str, int | None, str], tuple[Any, Any]] = field(default_factory=dict)
     states: Counter[str] = field(default_factory=Counter)
     transitions: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     coverage: list[dict[str, float]] = field(default_factory=list)  # t, cases, points
@@ -515,6 +517,7 @@ def _take(
 ) -> None:
     result.cases += 1
     result.steps += case_result.steps_run
+    result.messages += case_result.messages
     result.states.update(case_result.states)
     new = False
     for transition in case_result.transitions:
@@ -530,7 +533,7 @@ def _take(
         result.findings.append(finding)
         if finding.key not in result.reproducers:
             result.reproducers[finding.key] = case_result.case
-            result.traces[finding.key] = case_result.trace
+            result.traces[finding.key] = (case_result.trace, case_result.connections)
 
 
 async def _crashed(process: TargetProcess | None, target: Target) -> str | None:
@@ -652,12 +655,12 @@ async def _shrink_all(
             return got if any(f.key == key for f in got.findings) else None
 
         try:
-            small, trace = await shrink(case, attempt, budget=opts.shrink_budget)
+            small, last = await shrink(case, attempt, budget=opts.shrink_budget)
         except (WspError, OSError):
             continue
         result.reproducers[key] = small
-        if trace is not None:
-            result.traces[key] = trace
+        if last is not None:
+            result.traces[key] = (last.trace, last.connections)
 
 
 _Attempt = Callable[[Case], Awaitable[CaseResult | None]]

@@ -252,6 +252,7 @@ async def reconnect(ctx: Any, kind: str, drop: bool) -> Outcome:
     new = PeerClass(old.host, old.port, old.path, timeout=old.timeout)
     new.trace, new.connections = old.trace, old.connections
     new.conn_no = old.conn_no + 1
+    ctx.sent_before += old.sent_messages
     ctx.peer = new
     ctx.old_keys = old.keys
     args = {

@@ -17,6 +17,7 @@ __all__ = ["replay_finding", "reproducer_files", "run_reproducer"]
 import asyncio
 import json
 import os
+import pprint
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,7 +53,7 @@ WSP_FUZZ_URL or WSP_FUZZ_TARGET_CMD point it elsewhere.
 
 from wsproto_tools.fuzz.wsp.reproduce import run_reproducer
 
-REPRODUCER = {json.dumps(data, indent=4, sort_keys=True)}
+REPRODUCER = {pprint.pformat(data, width=88, sort_dicts=True)}
 
 
 def test_{name}() -> None:
@@ -61,9 +62,7 @@ def test_{name}() -> None:
 '''
     return {
         f"{name}.json": json.dumps(data, indent=2, sort_keys=True) + "\n",
-        f"test_{name}.py": test.replace(": true", ": True")
-        .replace(": false", ": False")
-        .replace(": null", ": None"),
+        f"test_{name}.py": test,
     }
 
 

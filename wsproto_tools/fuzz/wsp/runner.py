@@ -57,6 +57,7 @@ class CaseResult:
     case: Case
     findings: list[Finding] = field(default_factory=list)
     steps_run: int = 0
+    messages: int = 0  # wsp messages the fuzzer sent
     states: list[str] = field(default_factory=list)
     close_code: int | None = None
     duration: float = 0.0
@@ -147,6 +148,7 @@ async def run_case(
         with contextlib.suppress(Exception):
             await ctx.peer.close()
     result.close_code = ctx.peer.closed.code if ctx.peer.closed else None
+    result.messages = ctx.sent_before + ctx.peer.sent_messages
     result.trace = ctx.peer.trace
     result.connections = ctx.peer.connections
     result.duration = time.perf_counter() - started

@@ -152,6 +152,7 @@ class Peer:
         self.trace: list[tuple[int, str, float, int, bytes]] = []
         self.connections: list[tuple[int, float, int]] = []
         self.conn_no = 0
+        self.sent_messages = 0  # wsp messages this connection sent
         self.unsubscribed: set[str] = set()
         self.ignored: set[str] = set()  # topics a mutated Subscribe made unpredictable
         self.expect_echo: list[bytes] = []  # data messages sent, to come back
@@ -232,6 +233,7 @@ class Peer:
 
     async def send_wire(self, *wires: bytes, opcode: int = 2) -> None:
         """wsp messages, one binary frame each, in one write."""
+        self.sent_messages += len(wires)
         for wire in wires:
             self._record("client", wire, opcode)
         await self.send_frames(b"".join(self.frame(w, opcode=opcode) for w in wires))

@@ -23,9 +23,9 @@ async def shrink(
     attempt: Callable[[Case], Awaitable[Any | None]],
     *,
     budget: int = 40,
-) -> tuple[Case, list[Any] | None]:
-    """The smallest case found that still fails, and the trace of its last run
-    (``attempt`` returns a result with a ``trace``, or None when it passes)."""
+) -> tuple[Case, Any | None]:
+    """The smallest case found that still fails, and the result of its last failing
+    run (``attempt`` returns a result, or None when the case passes)."""
     runs = 0
 
     async def fails(steps: list[Step]) -> Any | None:
@@ -37,7 +37,7 @@ async def shrink(
     last = await fails(body)
     if last is None:
         return case, None
-    trace = getattr(last, "trace", None)
+    trace = last
     chunks = 2
     while body and runs < budget:
         size = max(1, len(body) // chunks)
@@ -48,7 +48,7 @@ async def shrink(
             candidate = body[:start] + body[start + size :]
             got = await fails(candidate)
             if got is not None:
-                body, trace = candidate, getattr(got, "trace", trace)
+                body, trace = candidate, got
                 chunks = max(chunks - 1, 2)
                 reduced = True
                 break
