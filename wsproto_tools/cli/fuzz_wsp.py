@@ -105,7 +105,10 @@ def run_wsp_suite(
     from wsproto_tools.fuzz.wsp.steps import Generator
 
     gen = Generator(
-        methods=creds.methods, mint=creds.mint is not None, token_key=creds.token_key is not None
+        methods=creds.methods,
+        mint=creds.mint is not None,
+        token_key=creds.token_key is not None,
+        claims=creds.sub is not None or creds.pub is not None,
     )
     opts = CampaignOptions(
         seed=seed,

@@ -73,6 +73,7 @@ class Plan:
     subscribed: set[int] = field(default_factory=set)
     resumed_once: bool = False
     jwt_subjects: bool = False  # the fuzzer can mint tokens for other subjects
+    claims: bool = False  # a JWT session may use some topics only
     token_key: bool = False
 
 
@@ -765,6 +766,13 @@ async def _topic(ctx: Context, args: dict[str, Any]) -> Outcome:
     return Outcome.codes(1008)
 
 
+def _g_forbidden(rng: random.Random, plan: Plan) -> dict[str, Any] | None:
+    if plan.auth != "jwt" or not plan.claims:
+        return None
+    return {"kind": "forbidden", "op": rng.choice(("sub", "pub")),
+            "from": rng.choice((None, 0, 1))}
+
+
 def _g_oversize(rng: random.Random, plan: Plan) -> dict[str, Any]:
     return {"extra": rng.choice((1, 4096))}
 
@@ -845,6 +853,7 @@ ACTIONS: dict[str, Action] = {
         Action("encrypted", 1, False, _g_encrypted, _encrypted, terminal=True),
         Action("bomb", 1, False, _g_bomb, _bomb, terminal=True),
         Action("topic", 1, False, _g_topic, _topic, terminal=True),
+        Action("forbidden-topic", 1.5, False, _g_forbidden, _topic, terminal=True),
         Action("oversize", 0.3, False, _g_oversize, _oversize, terminal=True),
         Action("close", 0.5, False, _g_close, _close, terminal=True),
         Action("nested-batch", 0.3, False, _g_nested_batch, _nested_batch, terminal=True),

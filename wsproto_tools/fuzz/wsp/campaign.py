@@ -72,7 +72,7 @@ class CampaignOptions:
     max_rss_growth: int = 256 << 20
     warmup: float = 2.0  # seconds before the memory baseline is taken
     shrink: bool = True
-    shrink_budget: int = 40  # case runs per finding
+    shrink_budget: int = 24  # case runs per finding
     generator: Generator = field(default_factory=Generator)
     forbidden: str = ""  # a topic the credential does not allow ("" if none)
     take_coverage: Callable[[], int] | None = None  # new arcs since the last call
@@ -627,7 +627,9 @@ async def _shrink_all(
     tag: str,
     process: TargetProcess | None,
 ) -> None:
-    """Shrink the first case of each kind of case-level finding."""
+    """Shrink the first case of each kind of case-level finding. A case that holds
+    several kinds is shrunk once; its small form serves the others it still shows."""
+    shrunk: dict[int, Case] = {}
     for key, case in list(result.reproducers.items()):
         oracle = key[0]
         if oracle in (Oracle.MEMORY.value, Oracle.LIVENESS.value):
@@ -655,9 +657,15 @@ async def _shrink_all(
             return got if any(f.key == key for f in got.findings) else None
 
         try:
-            small, last = await shrink(case, attempt, budget=opts.shrink_budget)
+            known = shrunk.get(case.index)
+            got = await attempt(known) if known is not None else None
+            if known is not None and got is not None:
+                small, last = known, got
+            else:
+                small, last = await shrink(case, attempt, budget=opts.shrink_budget)
         except (WspError, OSError):
             continue
+        shrunk.setdefault(case.index, small)
         result.reproducers[key] = small
         if last is not None:
             result.traces[key] = (last.trace, last.connections)

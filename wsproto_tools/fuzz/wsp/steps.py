@@ -79,6 +79,7 @@ class Generator:
     mint: bool = False  # the fuzzer can mint JWTs (other subjects, expired…)
     token_key: bool = False  # the fuzzer knows the resume-token key
     deflate: bool = False  # offer permessage-deflate
+    claims: bool = False  # JWT sessions are limited to some topics
 
 
 def _plan(hello: Step, gen: Generator) -> Plan:
@@ -87,6 +88,7 @@ def _plan(hello: Step, gen: Generator) -> Plan:
         tuple(hello.args["caps"]),
         jwt_subjects=gen.mint,
         token_key=gen.token_key,
+        claims=gen.claims,
     )
 
 

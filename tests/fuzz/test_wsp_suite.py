@@ -1,0 +1,420 @@
+"""``wsp fuzz --suite wsp`` against real servers on 127.0.0.1.
+
+- The model agrees with docs/protocol.md (hand-written from the spec, not from
+  the model's own tables), and the same seed makes the same cases.
+- The reference server (in-process, hmac + JWT + resume-token key) gets through
+  hundreds of cases with no finding.
+- Each server of ``planted.py`` carries one bug; the suite finds each within
+  the number of cases stated in :data:`PLANTED`, names the right oracle, and
+  shrinks the case; its pytest reproducer fails against the bug and passes
+  against ``planted.py none``; its cassette reads back with ``wsp replay``'s
+  reader.
+- The CLI as users run it: usage errors (2), an unreachable target (4),
+  SIGINT (130 with a report of the cases that finished), ``--coverage``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wsproto_tools.codec.schema import (
+    Acknowledge,
+    BinaryData,
+    Challenge,
+    ContinuityLost,
+    Deliver,
+    DeltaUpdate,
+    Error,
+    Heartbeat,
+    Publish,
+    Request,
+    Response,
+    Resume,
+    Subscribe,
+    Subscribed,
+    TextData,
+    Unsubscribe,
+    WindowUpdate,
+)
+from wsproto_tools.fuzz.wsp.campaign import CampaignOptions, run_campaign
+from wsproto_tools.fuzz.wsp.credentials import build_credentials, forbidden_topic
+from wsproto_tools.fuzz.wsp.model import CLIENT_TYPES, SERVER_ONLY_TYPES, field_mutations
+from wsproto_tools.fuzz.wsp.runner import Target
+from wsproto_tools.fuzz.wsp.steps import Case, Generator, generate, mutate
+from wsproto_tools.replay.cassette import read_cassette
+from wsproto_tools.server import ServerConfig, WspServer
+
+from .planted import command
+
+_MAIN = "from wsproto_tools.cli.main import main; main()"
+SECRET = "fuzz-secret"
+TOKEN_KEY = "fuzz-token-key"
+
+#: bug -> (cases within which the suite finds it with seed 1, the oracle, extra options)
+PLANTED: dict[str, tuple[int, str, tuple[str, ...]]] = {
+    "crash-field": (120, "crash", ()),
+    "wrong-close": (120, "close-code", ()),
+    "foreign-resume": (120, "security", ()),
+    "topic-leak": (300, "security", ()),
+    "leak-unacked": (600, "memory", ("--max-rss-growth", "32")),
+}
+
+
+def _wsp(*args: str) -> list[str]:
+    return [sys.executable, "-c", _MAIN, *args]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WSP_")}
+    env.update({"COLUMNS": "80", "NO_COLOR": "1", "TERM": "dumb"}, **extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def jwt_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("keys") / "jwt.key"
+    path.write_text("a-jwt-key-of-thirty-two-bytes-or-more!")
+    return path
+
+
+def _target_cmd(bug: str, jwt_key: Path) -> str:
+    argv = command(
+        bug, "{port}", "--secret", SECRET, "--jwt-key", str(jwt_key), "--token-key", TOKEN_KEY
+    )
+    return " ".join(argv)
+
+
+def _fuzz(
+    bug: str, jwt_key: Path, cases: int, out: Path, *extra: str
+) -> tuple[int, dict[str, Any]]:
+    report = out / f"{bug}.json"
+    proc = subprocess.run(
+        _wsp(
+            "fuzz",
+            "--suite",
+            "wsp",
+            "--target-cmd",
+            _target_cmd(bug, jwt_key),
+            "--secret",
+            SECRET,
+            "--jwt-key",
+            str(jwt_key),
+            "--token-key",
+            TOKEN_KEY,
+            "--seed",
+            "1",
+            "--timeout",
+            "1",
+            "--cases",
+            str(cases),
+            "--jobs",
+            "4",
+            "--reproducers",
+            str(out / f"repro-{bug}"),
+            "--json-report",
+            str(report),
+            *extra,
+        ),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, json.loads(report.read_text())
+
+
+# ---------------------------------------------------------------- the model
+def test_client_and_server_types_follow_rule_25() -> None:
+    # docs/protocol.md S.9 rule 25 and 26, written out by hand
+    server_only = {Challenge, Deliver, Subscribed, ContinuityLost, Response, Resume}
+    assert server_only <= set(SERVER_ONLY_TYPES)
+    client_side = {
+        Publish,
+        Subscribe,
+        Unsubscribe,
+        Request,
+        Acknowledge,
+        Heartbeat,
+        TextData,
+        BinaryData,
+        DeltaUpdate,
+        WindowUpdate,
+        Error,
+    }
+    assert client_side == set(CLIENT_TYPES)
+
+
+def test_field_mutations_get_the_spec_close_codes() -> None:
+    by_label = {(m.field, m.label): m.outcome for m in field_mutations(Publish)}
+    # section 9: a missing or ill-typed field is invalid content, 1007, the session ends
+    missing = by_label[("topic", "missing required field")]
+    assert missing.closes == {1007} and not missing.may_continue
+    assert by_label[("data", "str for bytes")].closes == {1007}
+    # section 8: a string past max_str_len (65536 bytes) is a limit, 1009
+    assert 1009 in by_label[("topic", "65537 bytes (over the limit)")].closes
+    # a 256-character topic is allowed, a 257-character one is closed with 1008 (S.7)
+    assert by_label[("topic", "257 characters")].may_continue
+    assert 1008 in by_label[("topic", "257 characters")].closes
+    assert 1011 not in by_label[("topic", "257 characters")].closes
+
+
+def test_the_same_seed_makes_the_same_cases() -> None:
+    gen = Generator(methods=("hmac", "jwt"), mint=True, token_key=True)
+    first = [generate(7, i, gen).dumps() for i in range(300)]
+    assert first == [generate(7, i, gen).dumps() for i in range(300)]
+    assert first != [generate(8, i, gen).dumps() for i in range(300)]
+    cases = [generate(7, i, gen) for i in range(300)]
+    assert {c.steps[0].action for c in cases} == {"hello"}
+    actions = {s.action for c in cases for s in c.steps[1:]}
+    assert {"publish", "subscribe", "reconnect", "field", "sequence-gap", "bomb"} <= actions
+    for case in cases[:50]:
+        assert Case.from_json(json.loads(case.dumps())) == case
+        assert mutate(case, 7, 1000, gen) == mutate(case, 7, 1000, gen)
+
+
+# ---------------------------------------------------------------- the reference server
+async def test_reference_server_has_no_findings(jwt_key: Path) -> None:
+    config = ServerConfig(
+        host="127.0.0.1",
+        port=0,
+        secret=SECRET.encode(),
+        jwt_key=jwt_key.read_bytes(),
+        token_key=TOKEN_KEY.encode(),
+        sweep_interval=0.05,
+    )
+    server = WspServer(config)
+    await server.start()
+    try:
+        creds = build_credentials(SECRET.encode(), None, str(jwt_key), TOKEN_KEY.encode())
+        gen = Generator(methods=creds.methods, mint=True, token_key=True, claims=True)
+        opts = CampaignOptions(
+            seed=3, cases=400, jobs=4, generator=gen, forbidden=forbidden_topic(creds)
+        )
+        result = await run_campaign(Target("127.0.0.1", int(server.port)), creds, opts)
+    finally:
+        await server.shutdown()
+    assert result.cases == 400
+    assert not result.findings, [f.to_json() for f in result.findings[:5]]
+    # the run went through the handshake, sessions with encryption and subscriptions
+    assert {"challenged", "active", "active+sealed"} <= set(result.states)
+    assert any(state.startswith("closed:100") for state in result.states)
+    assert result.canary["rounds"] > 0
+    assert result.memory["source"] == "metrics" and result.memory["end_bytes"] > 0
+
+
+# ---------------------------------------------------------------- planted bugs
+@pytest.mark.parametrize("bug", sorted(PLANTED))
+def test_planted_bug_is_found(bug: str, jwt_key: Path, tmp_path: Path) -> None:
+    cases, oracle, extra = PLANTED[bug]
+    status, report = _fuzz(bug, jwt_key, cases, tmp_path, *extra)
+    assert status == 1, report["summary"]
+    oracles = {f["oracle"] for f in report["findings"]}
+    assert oracle in oracles, report["findings"]
+    found = next(f for f in report["findings"] if f["oracle"] == oracle)
+    assert found["case"] < cases
+    if oracle != "memory":
+        files = found["reproducer"]["files"]
+        assert any(name.endswith(".py") for name in files)
+        assert found["reproducer"]["steps"] <= 4  # shrunk to a few steps
+    if bug == "crash-field":
+        steps = found["reproducer"]["case"]["steps"]
+        assert any(s["action"] == "subscribe" and s["args"]["from"] == "huge" for s in steps)
+        assert "status 70" in found["observed"]
+    if bug == "wrong-close":
+        assert found["rule"] == 27 and "1008" in found["observed"]
+
+
+def test_nothing_found_on_the_reference_behind_planted(jwt_key: Path, tmp_path: Path) -> None:
+    status, report = _fuzz("none", jwt_key, 600, tmp_path, "--max-rss-growth", "32")
+    assert report["findings"] == [] and status == 0
+    memory = report["memory"]
+    assert memory["source"] == "process" and memory["end_bytes"] > 0
+
+
+def test_reproducer_fails_while_the_bug_is_there(jwt_key: Path, tmp_path: Path) -> None:
+    status, report = _fuzz("wrong-close", jwt_key, 120, tmp_path)
+    assert status == 1
+    files = next(f for f in report["findings"] if f["oracle"] == "close-code")["reproducer"][
+        "files"
+    ]
+    test_file = next(Path(n) for n in files if n.endswith(".py"))
+    cassette = next(Path(n) for n in files if n.endswith(".cassette.ndjson"))
+    recorded = read_cassette(cassette.read_text().splitlines())
+    assert recorded.connections and any(m.direction == "client" for m in recorded.messages)
+    run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)]
+    against_bug = subprocess.run(
+        run, env=_env(), capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False
+    )
+    assert against_bug.returncode == 1, against_bug.stdout[-2000:]
+    assert "the finding came back" in against_bug.stdout
+    fixed = _env(WSP_FUZZ_TARGET_CMD=_target_cmd("none", jwt_key))
+    against_fix = subprocess.run(
+        run, env=fixed, capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False
+    )
+    assert against_fix.returncode == 0, against_fix.stdout[-2000:]
+
+
+# ---------------------------------------------------------------- the CLI
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--suite", "wsp", "--secret", "s"),  # no target
+        ("ws://127.0.0.1:1/", "--suite", "wsp", "--cases", "1.*"),
+        ("--suite", "wsp", "--target-cmd", "wsp serve"),  # no {port}
+        ("ws://127.0.0.1:1/", "--suite", "wsp", "--coverage"),  # two targets
+    ],
+)
+def test_usage_errors_exit_2(args: tuple[str, ...]) -> None:
+    proc = subprocess.run(
+        _wsp("fuzz", *args), env=_env(), capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unreachable_target_exits_4() -> None:
+    url = f"ws://127.0.0.1:{_free_port()}/"
+    proc = subprocess.run(
+        _wsp("fuzz", url, "--suite", "wsp", "--secret", "s", "--cases", "5"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 4, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("wsp: error: cannot reach"), proc.stderr
+
+
+def test_sigint_writes_the_report_of_finished_cases(jwt_key: Path, tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        _wsp(
+            "fuzz",
+            "--suite",
+            "wsp",
+            "--target-cmd",
+            _target_cmd("none", jwt_key),
+            "--secret",
+            SECRET,
+            "--duration",
+            "60",
+            "--json-report",
+            str(report),
+        ),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(6)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "interrupted after" in err
+    data = json.loads(report.read_text())
+    assert data["interrupted"]["finished"] == data["summary"]["cases"] > 0
+
+
+def test_coverage_mode_grows_a_corpus(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        _wsp(
+            "fuzz", "--suite", "wsp", "--coverage", "--secret", SECRET, "--cases", "150", "--json"
+        ),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    points = [c["points"] for c in report["coverage"]]
+    assert points == sorted(points) and points[-1] > points[0] > 0
+    assert report["summary"]["corpus"] > 0
+    assert any(name.endswith("server/app.py") for name in report["coverage_files"])
+
+
+def test_serve_mode_runs_through_the_cli() -> None:
+    port = _free_port()
+    server = subprocess.Popen(
+        _wsp(
+            "fuzz",
+            "--serve",
+            "--suite",
+            "wsp",
+            "--port",
+            str(port),
+            "--secret",
+            SECRET,
+            "--cases",
+            "12",
+            "--json",
+        ),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        async def clients() -> None:
+            from wsproto_tools.client import Client
+
+            deadline = time.monotonic() + 60
+            while server.poll() is None and time.monotonic() < deadline:
+                client = Client(
+                    f"ws://127.0.0.1:{port}/",
+                    secret=SECRET.encode(),
+                    connect_attempts=1,
+                    max_attempts=0,
+                    open_timeout=3.0,
+                )
+                try:
+                    async with asyncio.timeout(8):
+                        await client.connect()
+                        await client.subscribe("t")
+                        await asyncio.sleep(1)
+                except Exception:
+                    pass
+                finally:
+                    try:
+                        async with asyncio.timeout(3):
+                            await client.close()
+                    except Exception:
+                        pass
+                await asyncio.sleep(0.05)
+
+        asyncio.run(clients())
+        out, err = server.communicate(timeout=60)
+    finally:
+        server.kill()
+    assert "Traceback" not in err
+    report = json.loads(out)
+    assert report["suite"] == "wsp" and report["mode"] == "serve"
+    assert report["summary"]["cases"] == 12
+    assert server.returncode == (1 if report["findings"] else 0)
