@@ -658,9 +658,10 @@ async def _shrink_all(
 
         try:
             known = shrunk.get(case.index)
-            got = await attempt(known) if known is not None else None
-            if known is not None and got is not None:
-                small, last = known, got
+            again = await attempt(known) if known is not None else None
+            last: Any | None
+            if known is not None and again is not None:
+                small, last = known, again
             else:
                 small, last = await shrink(case, attempt, budget=opts.shrink_budget)
         except (WspError, OSError):
