@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -418,3 +419,30 @@ def test_serve_mode_runs_through_the_cli() -> None:
     assert report["suite"] == "wsp" and report["mode"] == "serve"
     assert report["summary"]["cases"] == 12
     assert server.returncode == (1 if report["findings"] else 0)
+
+
+@pytest.mark.parametrize("colours", ["none", "256", "truecolor"])
+def test_findings_table_in_an_80_column_terminal(colours: str, tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_wsp_suite_terminal", Path(__file__).parents[1] / "cli" / "terminal.py"
+    )
+    assert spec is not None and spec.loader is not None
+    terminal = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = terminal  # its dataclasses look their module up
+    spec.loader.exec_module(terminal)
+    run_in_terminal = terminal.run_in_terminal
+
+    target = " ".join(command("wrong-close", "{port}", "--secret", SECRET))
+    line = (
+        f"{sys.executable} -c '{_MAIN}' fuzz --suite wsp --target-cmd \"{target}\" "
+        f"--secret {SECRET} --cases 150 --timeout 1 --reproducers {tmp_path / 'r'}"
+    )
+    run = run_in_terminal(line, colours=colours, columns=80, timeout=120, cwd=tmp_path)
+    assert run.crash() is None, run.output[-3000:]
+    assert run.status == 1, run.output[-2000:]
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07", "", run.output)
+    assert "sequence-gap" in text and "closed with 1008" in text
+    widths = [len(line.rstrip("\r")) for line in text.splitlines()]
+    assert max(widths) <= 80, max(widths)

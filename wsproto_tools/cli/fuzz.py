@@ -151,7 +151,8 @@ def fuzz(
     keyfile: str | None,
     **wsp_options: Any,
 ) -> None:
-    """Run conformance cases against an echo server at URL, or (--serve) a client.
+    """Run conformance cases against an echo server at URL, or (--serve) a client;
+    with --suite wsp, fuzz a wsp server (URL, --target-cmd or --coverage) or client.
 
     URL is ws://HOST[:PORT]/PATH or wss://… (TLS: the certificate is checked
     against the system's CAs, plus --cafile; --insecure skips the check).
@@ -176,9 +177,17 @@ def fuzz(
       130  interrupted (Ctrl-C or SIGTERM), after writing the reports of the
          cases that finished
 
+    The wsp suite (docs/fuzz.md, "The wsp suite") runs sessions made of valid
+    steps and mutations from the codec's schema and the rule book, checks close
+    codes, processing, security, delivery, liveness, crashes and memory, and
+    shrinks each finding into a pytest reproducer and a cassette. --cases N is
+    then a number of cases; exit 1 means findings, 4 an unreachable target.
+
     \b
     Examples:
       wsp fuzz ws://127.0.0.1:9001/ --exclude '12.*,13.*' --json-report fuzz.json
+      wsp fuzz ws://127.0.0.1:8765/ --suite wsp --secret s3 --cases 2000 --jobs 8
+      wsp fuzz --suite wsp --target-cmd "wsp serve --port {port} --secret s3" --secret s3
       wsp fuzz wss://echo.example.net/ --cafile ca.pem --cases '1.*,2.*,7.*'
       wsp fuzz --serve --port 9001 --certfile cert.pem --keyfile key.pem --exit-after-report
     """

@@ -56,7 +56,8 @@ def wsp_summary(report: dict[str, Any]) -> RenderableType:
         parts.append(Text("no findings", style="bold green"))
         return Group(*parts)
     table = Table(
-        title=f"{s['findings']} kinds of findings",
+        title=f"{s['findings']} kind{'s' if s['findings'] != 1 else ''} of finding"
+        + ("s" if s["findings"] != 1 else ""),
         title_justify="left",
         show_lines=True,
         expand=False,
@@ -64,7 +65,7 @@ def wsp_summary(report: dict[str, Any]) -> RenderableType:
     table.add_column("oracle", style=_ORACLE_STYLE, no_wrap=True)
     table.add_column("case:step", no_wrap=True)
     table.add_column("n", justify="right")
-    table.add_column("what happened", overflow="fold", ratio=1)
+    table.add_column("what happened", overflow="fold")
     for f in report["findings"]:
         body = Text()
         body.append(f["message"], style="bold")
@@ -72,8 +73,10 @@ def wsp_summary(report: dict[str, Any]) -> RenderableType:
             body.append(f" (rule {f['rule']})", style="dim")
         body.append(f"\nexpected: {f['expected']}\nobserved: {f['observed']}")
         files = (f.get("reproducer") or {}).get("files") or []
-        if files:
-            body.append("\nreproducer: " + ", ".join(files), style="dim")
+        tests = [name for name in files if name.endswith(".py")]
+        if tests:
+            body.append(f"\nreproducer: {tests[0]} (and its .json, .cassette.ndjson)",
+                        style="dim")
         table.add_row(f["oracle"], f"{f['case']}:{f['step']}", str(f["count"]), body)
     parts.append(table)
     return Group(*parts)
