@@ -96,6 +96,34 @@ def _target_cmd(bug: str, jwt_key: Path) -> str:
     return " ".join(argv)
 
 
+def _valid(report: dict[str, Any]) -> None:
+    import jsonschema
+
+    from wsproto_tools.fuzz.wsp.report import load_schema
+
+    jsonschema.validate(report, load_schema())
+
+
+def _html_ok(text: str) -> list[str]:
+    """The table cells of an HTML report, parsed by html.parser (it must parse)."""
+    from html.parser import HTMLParser
+
+    cells: list[str] = []
+
+    class Cells(HTMLParser):
+        inside = False
+
+        def handle_starttag(self, tag: str, attrs: Any) -> None:
+            self.inside = tag == "td"
+
+        def handle_data(self, data: str) -> None:
+            if self.inside:
+                cells.append(data)
+
+    Cells().feed(text)
+    return cells
+
+
 def _fuzz(
     bug: str, jwt_key: Path, cases: int, out: Path, *extra: str
 ) -> tuple[int, dict[str, Any]]:
@@ -125,6 +153,8 @@ def _fuzz(
             str(out / f"repro-{bug}"),
             "--json-report",
             str(report),
+            "--html-report",
+            str(out / f"{bug}.html"),
             *extra,
         ),
         env=_env(),
@@ -134,7 +164,12 @@ def _fuzz(
         check=False,
     )
     assert "Traceback" not in proc.stderr, proc.stderr
-    return proc.returncode, json.loads(report.read_text())
+    data = json.loads(report.read_text())
+    _valid(data)
+    cells = _html_ok((out / f"{bug}.html").read_text())
+    for finding in data["findings"]:
+        assert finding["observed"] in cells
+    return proc.returncode, data
 
 
 # ---------------------------------------------------------------- the model
@@ -354,6 +389,7 @@ def test_coverage_mode_grows_a_corpus(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
+    _valid(report)
     points = [c["points"] for c in report["coverage"]]
     assert points == sorted(points) and points[-1] > points[0] > 0
     assert report["summary"]["corpus"] > 0
@@ -416,6 +452,7 @@ def test_serve_mode_runs_through_the_cli() -> None:
         server.kill()
     assert "Traceback" not in err
     report = json.loads(out)
+    _valid(report)
     assert report["suite"] == "wsp" and report["mode"] == "serve"
     assert report["summary"]["cases"] == 12
     assert server.returncode == (1 if report["findings"] else 0)

@@ -9,7 +9,7 @@ The same top-level keys as the rfc6455 suite's report (``report_version``,
 
 from __future__ import annotations
 
-__all__ = ["build_report", "build_serve_report"]
+__all__ = ["build_report", "build_serve_report", "load_schema"]
 
 from collections import Counter
 from typing import Any
@@ -18,6 +18,16 @@ from wsproto_tools.fuzz.wsp.campaign import CampaignResult
 from wsproto_tools.fuzz.wsp.findings import ORACLES, Finding
 
 REPORT_VERSION = 1
+
+
+def load_schema() -> dict[str, Any]:
+    """The report's JSON Schema (draft 2020-12): ``report_schema.json`` here."""
+    import json
+    from importlib import resources
+
+    text = resources.files("wsproto_tools.fuzz.wsp").joinpath("report_schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 def _finding(finding: Finding, count: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
