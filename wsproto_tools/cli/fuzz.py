@@ -185,9 +185,7 @@ def fuzz(
 
     \b
     Examples:
-      wsp fuzz ws://127.0.0.1:9001/ --exclude '12.*,13.*' --json-report fuzz.json
       wsp fuzz ws://127.0.0.1:8765/ --suite wsp --secret s3 --cases 2000 --jobs 8
-      wsp fuzz --suite wsp --target-cmd "wsp serve --port {port} --secret s3" --secret s3
       wsp fuzz wss://echo.example.net/ --cafile ca.pem --cases '1.*,2.*,7.*'
       wsp fuzz --serve --port 9001 --certfile cert.pem --keyfile key.pem --exit-after-report
     """
