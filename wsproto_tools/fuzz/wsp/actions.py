@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = ["ACTIONS", "Action", "Context", "Plan"]
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import random
@@ -93,7 +94,7 @@ class Context:
     offered: tuple[str, ...] = ()
     subject: str = "fuzz-a"
     old_keys: tuple[bytes, bytes] | None = None
-    request_id: int = 0
+    request_id: int = 1_000_000  # above the edge values a mutated Request id takes
     probe_id: int = 0
     publish_id: int = 0
     forbidden: str = ""  # a topic the credential does not allow, when there is one
@@ -698,11 +699,8 @@ async def _bomb(ctx: Context, args: dict[str, Any]) -> Outcome:
         if not peer.deflate:
             kind = "flag"
         else:
-            deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
-            chunk = b"\x00" * (1 << 20)
-            stream = b"".join(deflater.compress(chunk) for _ in range(size >> 20))
-            stream += deflater.flush(zlib.Z_SYNC_FLUSH)
-            await peer.send_frames(peer.frame(stream[:-4], rsv1=True))
+            stream = _zeros_deflated(size >> 20, raw=True)
+            await peer.send_frames(peer.frame(stream, rsv1=True))
             return Outcome.close(Rule.LIMITS)
     if "compress" not in peer.granted:
         await peer.send_wire(peer.raw(int(Publish.TYPE), b"\x78", flags=Flags.COMPRESSED))
@@ -711,16 +709,24 @@ async def _bomb(ctx: Context, args: dict[str, Any]) -> Outcome:
         wire = _raw_payload(ctx, int(Request.TYPE), b"\xff\xfe\xfd", flags=Flags.COMPRESSED)
         await peer.send_wire(wire)
         return Outcome.close(Rule.PAYLOAD)
-    deflater = zlib.compressobj(9)
-    inner = msgpack.packb({"id": 1, "method": "echo", "data": b""})[:-1]
-    body = deflater.compress(inner)
-    chunk = b"\x00" * (1 << 20)
-    for _ in range(size >> 20):
-        body += deflater.compress(chunk)
-    body += deflater.flush()
-    wire = _raw_payload(ctx, int(Request.TYPE), body, flags=Flags.COMPRESSED)
+    wire = _raw_payload(ctx, int(Request.TYPE), _zeros_deflated(size >> 20, raw=False),
+                        flags=Flags.COMPRESSED)
     await peer.send_wire(wire)
     return Outcome.close(Rule.LIMITS, 1007)
+
+
+@functools.lru_cache(maxsize=8)
+def _zeros_deflated(mib: int, *, raw: bool) -> bytes:
+    """``mib`` MiB of zeros deflated: a permessage-deflate message (raw DEFLATE,
+    its sync-flush tail removed, RFC 7692 7.2.1) or a zlib stream (the
+    COMPRESSED flag's, section 5.1) inside a Request payload's msgpack."""
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15 if raw else 15)
+    head = b"" if raw else msgpack.packb({"id": 1, "method": "echo", "data": b""})[:-1]
+    chunk = b"\x00" * (1 << 20)
+    parts = [deflater.compress(head)] + [deflater.compress(chunk) for _ in range(mib)]
+    if raw:
+        return b"".join(parts) + deflater.flush(zlib.Z_SYNC_FLUSH)[:-4]
+    return b"".join(parts) + deflater.flush()
 
 
 def _g_topic(rng: random.Random, plan: Plan) -> dict[str, Any]:

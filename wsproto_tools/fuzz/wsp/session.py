@@ -416,7 +416,7 @@ class Peer:
             await self.send_wire(self.encode(Heartbeat(payload.id, True)))
 
     async def _on_answer(self, msg: Message, payload: Response) -> None:
-        if payload.id in self.answers:
+        if payload.id in self.answers and payload.id not in self.loose_requests:
             self.problems.append(f"a second Response to request {payload.id}")
         self.answers[payload.id] = payload
 
