@@ -251,6 +251,31 @@ async def test_reference_server_has_no_findings(jwt_key: Path) -> None:
     assert result.memory["source"] == "metrics" and result.memory["end_bytes"] > 0
 
 
+async def test_a_given_token_limits_the_topics(jwt_key: Path) -> None:
+    """--token alone: the suite reads the JWT's topic claim, names its topics inside
+    it, and expects 4003 outside it (the reference server gives exactly that)."""
+    import jwt
+
+    claims = {"sub": "u1", "exp": int(time.time()) + 600,
+              "wsp": {"pub": ["app.*"], "sub": ["app.*"]}}  # fmt: skip
+    token = jwt.encode(claims, jwt_key.read_bytes(), algorithm="HS256")
+    config = ServerConfig(host="127.0.0.1", port=0, jwt_key=jwt_key.read_bytes())
+    server = WspServer(config)
+    await server.start()
+    try:
+        creds = build_credentials(None, token)
+        assert creds.sub == ("app.*",) and forbidden_topic(creds) == "secret.plans"
+        gen = Generator(methods=creds.methods, claims=True)
+        opts = CampaignOptions(seed=5, cases=300, jobs=4, generator=gen,
+                               forbidden=forbidden_topic(creds))  # fmt: skip
+        result = await run_campaign(Target("127.0.0.1", int(server.port)), creds, opts)
+    finally:
+        await server.shutdown()
+    assert not result.findings, [f.to_json() for f in result.findings[:5]]
+    assert "closed:4003" in result.states  # the forbidden topics were tried and refused
+    assert any("subscribed" in state for state in result.states)  # and app.* ones served
+
+
 # ---------------------------------------------------------------- planted bugs
 @pytest.mark.parametrize("bug", sorted(PLANTED))
 def test_planted_bug_is_found(bug: str, jwt_key: Path, tmp_path: Path) -> None:
