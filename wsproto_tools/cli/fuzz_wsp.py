@@ -342,6 +342,11 @@ def _with_coverage(
     from wsproto_tools.fuzz.wsp.runner import Target
     from wsproto_tools.server import ServerConfig, WspServer
 
+    import warnings
+
+    # the in-process server verifies tokens here: PyJWT's warning about a short key
+    # would come once per case (the key is the user's choice, as with wsp serve)
+    warnings.filterwarnings("ignore", message="The HMAC key is")
     key = Path(jwt_key).read_bytes().strip() if jwt_key else None
     config = ServerConfig(
         host="127.0.0.1",
