@@ -124,52 +124,81 @@ def _html_ok(text: str) -> list[str]:
     return cells
 
 
-def _fuzz(
-    bug: str, jwt_key: Path, cases: int, out: Path, *extra: str
-) -> tuple[int, dict[str, Any]]:
-    report = out / f"{bug}.json"
-    proc = subprocess.run(
-        _wsp(
-            "fuzz",
-            "--suite",
-            "wsp",
-            "--target-cmd",
-            _target_cmd(bug, jwt_key),
-            "--secret",
-            SECRET,
-            "--jwt-key",
-            str(jwt_key),
-            "--token-key",
-            TOKEN_KEY,
-            "--seed",
-            "1",
-            "--timeout",
-            "1",
-            "--cases",
-            str(cases),
-            "--jobs",
-            "4",
-            "--reproducers",
-            str(out / f"repro-{bug}"),
-            "--json-report",
-            str(report),
-            "--html-report",
-            str(out / f"{bug}.html"),
-            *extra,
-        ),
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
+def _fuzz_argv(bug: str, jwt_key: Path, cases: int, out: Path, *extra: str) -> list[str]:
+    return _wsp(
+        "fuzz",
+        "--suite",
+        "wsp",
+        "--target-cmd",
+        _target_cmd(bug, jwt_key),
+        "--secret",
+        SECRET,
+        "--jwt-key",
+        str(jwt_key),
+        "--token-key",
+        TOKEN_KEY,
+        "--seed",
+        "1",
+        "--timeout",
+        "1",
+        "--cases",
+        str(cases),
+        "--jobs",
+        "4",
+        "--reproducers",
+        str(out / f"repro-{bug}"),
+        "--json-report",
+        str(out / f"{bug}.json"),
+        "--html-report",
+        str(out / f"{bug}.html"),
+        *extra,
     )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    data = json.loads(report.read_text())
+
+
+def _read_report(bug: str, out: Path, stderr: str) -> dict[str, Any]:
+    assert "Traceback" not in stderr, stderr
+    data: dict[str, Any] = json.loads((out / f"{bug}.json").read_text())
     _valid(data)
     cells = _html_ok((out / f"{bug}.html").read_text())
     for finding in data["findings"]:
         assert finding["observed"] in cells
-    return proc.returncode, data
+    return data
+
+
+@pytest.fixture(scope="module")
+def planted_runs(
+    jwt_key: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[int, dict[str, Any], Path]]:
+    """Every planted bug, and ``none``, fuzzed by the CLI: (status, report, folder).
+    Three runs at a time (each is a fuzzer and a server process)."""
+    out = tmp_path_factory.mktemp("planted")
+    runs = {bug: (cases, extra) for bug, (cases, _oracle, extra) in PLANTED.items()}
+    runs["none"] = (600, ("--max-rss-growth", "32"))
+    results: dict[str, tuple[int, dict[str, Any], Path]] = {}
+    pending = list(runs.items())
+    running: dict[str, subprocess.Popen[str]] = {}
+    deadline = time.monotonic() + 600
+    while (pending or running) and time.monotonic() < deadline:
+        while pending and len(running) < 3:
+            bug, (cases, extra) = pending.pop(0)
+            running[bug] = subprocess.Popen(
+                _fuzz_argv(bug, jwt_key, cases, out, *extra),
+                env=_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        for bug, proc in list(running.items()):
+            if proc.poll() is not None:
+                assert proc.stderr is not None
+                stderr = proc.stderr.read()
+                results[bug] = (proc.returncode, _read_report(bug, out, stderr), out)
+                del running[bug]
+        time.sleep(0.1)
+    for proc in running.values():
+        proc.kill()
+    assert not running and not pending, "the planted runs did not finish in 10 minutes"
+    return results
 
 
 # ---------------------------------------------------------------- the model
@@ -256,8 +285,11 @@ async def test_a_given_token_limits_the_topics(jwt_key: Path) -> None:
     it, and expects 4003 outside it (the reference server gives exactly that)."""
     import jwt
 
-    claims = {"sub": "u1", "exp": int(time.time()) + 600,
-              "wsp": {"pub": ["app.*"], "sub": ["app.*"]}}  # fmt: skip
+    claims = {
+        "sub": "u1",
+        "exp": int(time.time()) + 600,
+        "wsp": {"pub": ["app.*"], "sub": ["app.*"]},
+    }
     token = jwt.encode(claims, jwt_key.read_bytes(), algorithm="HS256")
     config = ServerConfig(host="127.0.0.1", port=0, jwt_key=jwt_key.read_bytes())
     server = WspServer(config)
@@ -266,8 +298,9 @@ async def test_a_given_token_limits_the_topics(jwt_key: Path) -> None:
         creds = build_credentials(None, token)
         assert creds.sub == ("app.*",) and forbidden_topic(creds) == "secret.plans"
         gen = Generator(methods=creds.methods, claims=True)
-        opts = CampaignOptions(seed=5, cases=300, jobs=4, generator=gen,
-                               forbidden=forbidden_topic(creds))  # fmt: skip
+        opts = CampaignOptions(
+            seed=5, cases=300, jobs=4, generator=gen, forbidden=forbidden_topic(creds)
+        )
         result = await run_campaign(Target("127.0.0.1", int(server.port)), creds, opts)
     finally:
         await server.shutdown()
@@ -278,9 +311,9 @@ async def test_a_given_token_limits_the_topics(jwt_key: Path) -> None:
 
 # ---------------------------------------------------------------- planted bugs
 @pytest.mark.parametrize("bug", sorted(PLANTED))
-def test_planted_bug_is_found(bug: str, jwt_key: Path, tmp_path: Path) -> None:
-    cases, oracle, extra = PLANTED[bug]
-    status, report = _fuzz(bug, jwt_key, cases, tmp_path, *extra)
+def test_planted_bug_is_found(bug: str, planted_runs: dict[str, Any]) -> None:
+    cases, oracle, _extra = PLANTED[bug]
+    status, report, _out = planted_runs[bug]
     assert status == 1, report["summary"]
     oracles = {f["oracle"] for f in report["findings"]}
     assert oracle in oracles, report["findings"]
@@ -298,19 +331,20 @@ def test_planted_bug_is_found(bug: str, jwt_key: Path, tmp_path: Path) -> None:
         assert found["rule"] == 27 and "1008" in found["observed"]
 
 
-def test_nothing_found_on_the_reference_behind_planted(jwt_key: Path, tmp_path: Path) -> None:
-    status, report = _fuzz("none", jwt_key, 600, tmp_path, "--max-rss-growth", "32")
+def test_nothing_found_on_the_reference_behind_planted(planted_runs: dict[str, Any]) -> None:
+    status, report, _out = planted_runs["none"]
     assert report["findings"] == [] and status == 0
     memory = report["memory"]
     assert memory["source"] == "process" and memory["end_bytes"] > 0
 
 
-def test_reproducer_fails_while_the_bug_is_there(jwt_key: Path, tmp_path: Path) -> None:
-    status, report = _fuzz("wrong-close", jwt_key, 120, tmp_path)
+def test_reproducer_fails_while_the_bug_is_there(
+    planted_runs: dict[str, Any], jwt_key: Path, tmp_path: Path
+) -> None:
+    status, report, _out = planted_runs["wrong-close"]
     assert status == 1
-    files = next(f for f in report["findings"] if f["oracle"] == "close-code")["reproducer"][
-        "files"
-    ]
+    found = next(f for f in report["findings"] if f["oracle"] == "close-code")
+    files = found["reproducer"]["files"]
     test_file = next(Path(n) for n in files if n.endswith(".py"))
     cassette = next(Path(n) for n in files if n.endswith(".cassette.ndjson"))
     recorded = read_cassette(cassette.read_text().splitlines())
