@@ -472,6 +472,21 @@ async def run_campaign(
     return result
 
 
+async def _alone(
+    target: Target, creds: Credentials, opts: CampaignOptions, tag: str, case: Case
+) -> CaseResult:
+    """Run one case on its own, on topics no case of the run uses (slots past SLOTS)."""
+    return await run_case(
+        target,
+        creds,
+        case,
+        timeout=opts.timeout,
+        tag=tag,
+        slot=SLOTS + case.index % SLOTS,
+        forbidden=opts.forbidden,
+    )
+
+
 async def _culprit(
     cases: list[Case],
     target: Target,
@@ -485,15 +500,7 @@ async def _culprit(
     if len(cases) == 1:
         return cases[0]
     for case in cases:
-        await run_case(
-            target,
-            creds,
-            case,
-            timeout=opts.timeout,
-            tag=tag,
-            slot=SLOTS + case.index % SLOTS,
-            forbidden=opts.forbidden,
-        )
+        await _alone(target, creds, opts, tag, case)
         if await _crashed(process, target) is not None:
             await process.start()
             return case
@@ -638,15 +645,7 @@ async def _shrink_all(
         async def attempt(candidate: Case, key: Any = key) -> CaseResult | None:
             if process is not None and process.dead:
                 await process.start()
-            got = await run_case(
-                target,
-                creds,
-                candidate,
-                timeout=opts.timeout,
-                tag=tag,
-                slot=SLOTS + candidate.index % SLOTS,
-                forbidden=opts.forbidden,
-            )
+            got = await _alone(target, creds, opts, tag, candidate)
             if key[0] == Oracle.CRASH.value:
                 crashed = await _crashed(process, target)
                 if crashed is None:
