@@ -542,3 +542,41 @@ def test_findings_table_in_an_80_column_terminal(colours: str, tmp_path: Path) -
     assert "sequence-gap" in text and "closed with 1008" in text
     widths = [len(line.rstrip("\r")) for line in text.splitlines()]
     assert max(widths) <= 80, max(widths)
+
+
+def test_a_wss_server_with_its_ca(tls_files: Any, tmp_path: Path) -> None:
+    """wss://: every case's connection is TLS, checked against --cafile; a CA
+    that did not sign the certificate is refused before the first case (4)."""
+    port = _free_port()
+    server = subprocess.Popen(
+        _wsp("serve", "--host", "127.0.0.1", "--port", str(port), "--secret", SECRET,
+             "--certfile", tls_files.certfile, "--keyfile", tls_files.keyfile),
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        url = f"wss://127.0.0.1:{port}/"
+        good = subprocess.run(
+            _wsp("fuzz", url, "--suite", "wsp", "--secret", SECRET, "--cafile",
+                 tls_files.cafile, "--cases", "80", "--json"),
+            env=_env(), capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        assert good.returncode == 0, good.stderr[-2000:]
+        report = json.loads(good.stdout)
+        assert report["summary"]["cases"] == 80 and report["findings"] == []
+        assert "active+sealed" in report["states"] or "active" in report["states"]
+        bad = subprocess.run(
+            _wsp("fuzz", url, "--suite", "wsp", "--secret", SECRET, "--cafile",
+                 tls_files.other_cafile, "--cases", "5"),
+            env=_env(), capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert bad.returncode == 4, bad.stderr
+        assert "certificate" in bad.stderr and "Traceback" not in bad.stderr
+    finally:
+        server.terminate()
+        server.wait(10)

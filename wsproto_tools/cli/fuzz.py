@@ -195,7 +195,7 @@ def fuzz(
         status = run_wsp_suite(
             env, url=url, serve=serve, host=host, port=port, cases=include, seed=seed,
             jobs=jobs, timeout=timeout, json_report=json_report, html_report=html_report,
-            as_json=as_json, **wsp_options,
+            as_json=as_json, cafile=cafile, insecure=insecure, **wsp_options,
         )  # fmt: skip
         if status:
             raise CommandExit(status)

@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
@@ -54,6 +53,8 @@ def run_wsp_suite(
     reproducers: Path,
     max_rss_growth: int,
     no_shrink: bool,
+    cafile: str | None = None,
+    insecure: bool = False,
 ) -> ExitStatus:
     """Parse the wsp suite's options, run it, write its reports; the exit status."""
     count = _count(cases)
@@ -166,6 +167,7 @@ def run_wsp_suite(
         html_report,
         as_json,
         reproducers,
+        tls=(cafile, insecure),
     )
 
 
@@ -284,6 +286,7 @@ def _client(
     html_report: Path | None,
     as_json: bool,
     reproducers: Path,
+    tls: tuple[str | None, bool] = (None, False),
 ) -> ExitStatus:
     from wsproto_tools.fuzz.wsp.campaign import TargetProcess
     from wsproto_tools.fuzz.wsp.runner import Target
@@ -298,10 +301,12 @@ def _client(
         repro_target["target_cmd"] = target_cmd
     else:
         assert url is not None
-        parts = urlsplit(url)
-        if parts.scheme != "ws":
-            raise click.UsageError("the wsp suite fuzzes ws:// URLs (wss:// is not supported yet)")
-        target = Target(parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/")
+        from wsproto_tools.cli.params import client_ssl
+        from wsproto_tools.transports.tls import parse_ws_url
+
+        parsed = parse_ws_url(url)
+        context = client_ssl(url, *tls)
+        target = Target(parsed.host, parsed.port, parsed.resource, context)
         shown = url
         repro_target["url"] = url
     started = _now()
@@ -337,12 +342,12 @@ def _with_coverage(
     reproducers: Path,
 ) -> ExitStatus:
     """--coverage: this project's server in-process, traced; new arcs grow the corpus."""
+    import warnings
+
     import wsproto_tools
     from wsproto_tools.fuzz.coverage_feedback import InProcessTarget, TargetError
     from wsproto_tools.fuzz.wsp.runner import Target
     from wsproto_tools.server import ServerConfig, WspServer
-
-    import warnings
 
     # the in-process server verifies tokens here: PyJWT's warning about a short key
     # would come once per case (the key is the user's choice, as with wsp serve)

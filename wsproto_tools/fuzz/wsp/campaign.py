@@ -216,7 +216,10 @@ async def _metrics_rss(target: Target) -> int | None:
     """``process_resident_memory_bytes`` from the target's ``/metrics``, if it has one."""
     try:
         async with asyncio.timeout(2):
-            reader, writer = await asyncio.open_connection(target.host, target.port)
+            reader, writer = await asyncio.open_connection(
+                target.host, target.port, ssl=target.ssl,
+                server_hostname=target.host if target.ssl is not None else None,
+            )
             writer.write(
                 f"GET /metrics HTTP/1.1\r\nHost: {target.host}\r\n"
                 "Connection: close\r\n\r\n".encode()
@@ -249,9 +252,8 @@ class _Canary:
         from wsproto_tools.fuzz.wsp.actions import Context
         from wsproto_tools.fuzz.wsp.handshake import hello
 
-        peer = Peer(
-            self.target.host, self.target.port, self.target.path, timeout=self.opts.liveness
-        )
+        peer = Peer(self.target.host, self.target.port, self.target.path,
+                    timeout=self.opts.liveness, ssl=self.target.ssl)
         ctx = Context(
             self.target.host,
             self.target.port,

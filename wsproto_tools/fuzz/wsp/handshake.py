@@ -249,7 +249,7 @@ async def reconnect(ctx: Any, kind: str, drop: bool) -> Outcome:
         expect_resume = False
     elif kind == "fresh":
         token, expect_resume = b"", False
-    new = PeerClass(old.host, old.port, old.path, timeout=old.timeout)
+    new = PeerClass(old.host, old.port, old.path, timeout=old.timeout, ssl=old.ssl)
     new.trace, new.connections = old.trace, old.connections
     new.conn_no = old.conn_no + 1
     ctx.sent_before += old.sent_messages

@@ -48,6 +48,7 @@ class Target:
     host: str
     port: int
     path: str = "/"
+    ssl: Any = None  # an ssl.SSLContext for wss://
 
 
 @dataclass
@@ -119,7 +120,7 @@ async def run_case(
     result = CaseResult(case)
     judge = _Judge(case, result)
     started = time.perf_counter()
-    peer = Peer(target.host, target.port, target.path, timeout=timeout)
+    peer = Peer(target.host, target.port, target.path, timeout=timeout, ssl=target.ssl)
     ctx = Context(
         target.host,
         target.port,

@@ -103,8 +103,11 @@ class TopicTrack:
 class Peer:
     """One client connection to the target, speaking wsp v2 (or v1)."""
 
-    def __init__(self, host: str, port: int, path: str, *, timeout: float) -> None:
+    def __init__(
+        self, host: str, port: int, path: str, *, timeout: float, ssl: Any = None
+    ) -> None:
         self.host, self.port, self.path = host, port, path
+        self.ssl = ssl  # an ssl.SSLContext for wss://
         self.timeout = timeout
         self.conn: RawWebSocket | None = None
         self.version = 2
@@ -177,6 +180,7 @@ class Peer:
             subprotocols=(f"wsp.v{version}",),
             extensions=extensions,
             timeout=self.timeout,
+            ssl=self.ssl,
         )
         self._reader = asyncio.create_task(self._read_loop())
 
