@@ -309,6 +309,23 @@ async def test_a_given_token_limits_the_topics(jwt_key: Path) -> None:
     assert any("subscribed" in state for state in result.states)  # and app.* ones served
 
 
+async def test_the_same_seed_runs_the_same_cases_with_any_jobs() -> None:
+    server = WspServer(ServerConfig(host="127.0.0.1", port=0, secret=SECRET.encode()))
+    await server.start()
+    try:
+        digests = []
+        for seed, jobs in ((9, 1), (9, 6), (10, 6)):
+            opts = CampaignOptions(seed=seed, cases=200, jobs=jobs, shrink=False)
+            result = await run_campaign(
+                Target("127.0.0.1", int(server.port)), build_credentials(SECRET.encode()), opts
+            )
+            assert result.cases == 200 and not result.findings
+            digests.append(result.digest.hexdigest())
+    finally:
+        await server.shutdown()
+    assert digests[0] == digests[1] != digests[2]
+
+
 # ---------------------------------------------------------------- planted bugs
 @pytest.mark.parametrize("bug", sorted(PLANTED))
 def test_planted_bug_is_found(bug: str, planted_runs: dict[str, Any]) -> None:

@@ -18,9 +18,10 @@ to the run:
 The corpus keeps the cases that reached something new: a new transition
 between abstract states (the target's answers, AFLNet-style) or, with
 coverage feedback, new branch arcs in the target; later cases are made by
-mutating them. Cases are made in rounds of ``jobs`` from the corpus as it was
-before the round and the results are taken in case order, so the same seed
-gives the same cases whatever the timing.
+mutating them. Cases are made in rounds of :data:`ROUND` from the corpus as it
+was before the round (``jobs`` of them run at once) and the results are taken
+in case order, so the same seed gives the same cases whatever the timing and
+the number of jobs, as long as the target answers the same way.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import random
 import shlex
@@ -54,6 +56,9 @@ from wsproto_tools.fuzz.wsp.shrink import shrink
 from wsproto_tools.fuzz.wsp.steps import Case, Generator, generate, mutate
 
 SLOTS = 256  # topic name slots: a run makes at most 3 * SLOTS topics
+#: cases made at once from the corpus as it stands, whatever --jobs: the same seed
+#: makes the same cases with any number of jobs
+ROUND = 16
 
 
 class TargetUnreachable(WspError):
@@ -97,6 +102,8 @@ class CampaignResult:
     duration: float = 0.0
     interrupted: bool = False
     canary: dict[str, Any] = field(default_factory=dict)
+    #: SHA-256 over the cases run, in order: equal for two runs that ran the same cases
+    digest: Any = field(default_factory=lambda: hashlib.sha256())
 
     def unique(self) -> list[tuple[Finding, int]]:
         """The first finding of each kind, with how many cases had one."""
@@ -217,7 +224,9 @@ async def _metrics_rss(target: Target) -> int | None:
     try:
         async with asyncio.timeout(2):
             reader, writer = await asyncio.open_connection(
-                target.host, target.port, ssl=target.ssl,
+                target.host,
+                target.port,
+                ssl=target.ssl,
                 server_hostname=target.host if target.ssl is not None else None,
             )
             writer.write(
@@ -252,8 +261,13 @@ class _Canary:
         from wsproto_tools.fuzz.wsp.actions import Context
         from wsproto_tools.fuzz.wsp.handshake import hello
 
-        peer = Peer(self.target.host, self.target.port, self.target.path,
-                    timeout=self.opts.liveness, ssl=self.target.ssl)
+        peer = Peer(
+            self.target.host,
+            self.target.port,
+            self.target.path,
+            timeout=self.opts.liveness,
+            ssl=self.target.ssl,
+        )
         ctx = Context(
             self.target.host,
             self.target.port,
@@ -384,12 +398,14 @@ async def run_campaign(
                 break
             if opts.duration is not None and loop.time() - started >= opts.duration:
                 break
-            size = opts.jobs if opts.cases is None else min(opts.jobs, opts.cases - index)
+            size = ROUND if opts.cases is None else min(ROUND, opts.cases - index)
             cases = [_next_case(opts, index + i, corpus) for i in range(size)]
             index += size
-            results = await asyncio.gather(
-                *(
-                    run_case(
+            gate = asyncio.Semaphore(opts.jobs)
+
+            async def one(case: Case, gate: asyncio.Semaphore = gate) -> CaseResult:
+                async with gate:
+                    return await run_case(
                         target,
                         creds,
                         case,
@@ -398,9 +414,8 @@ async def run_campaign(
                         slot=case.index % SLOTS,
                         forbidden=opts.forbidden,
                     )
-                    for case in cases
-                )
-            )
+
+            results = await asyncio.gather(*(one(case) for case in cases))
             crashed = await _crashed(process, target)
             if crashed is None:
                 for case_result in results:
@@ -525,6 +540,7 @@ def _take(
     opts: CampaignOptions,
 ) -> None:
     result.cases += 1
+    result.digest.update(case_result.case.dumps().encode())
     result.steps += case_result.steps_run
     result.messages += case_result.messages
     result.states.update(case_result.states)

@@ -16,7 +16,7 @@ import random
 import time
 from typing import Any
 
-from wsproto_tools.codec import Authenticate, Flags, Handshake, Publish
+from wsproto_tools.codec import Authenticate, Flags, Handshake
 from wsproto_tools.engine.auth import client_proof, server_proof
 from wsproto_tools.engine.keys import issue_resume_token
 from wsproto_tools.engine.rules import Rule
@@ -63,6 +63,13 @@ def hello_args(rng: random.Random, methods: tuple[str, ...], mint: bool) -> dict
     }
     if variant == "field":
         args["mutation"] = rng.randrange(len(field_mutations(Handshake)))
+    if variant == "data-first":  # any client type the state table refuses before acceptance
+        from wsproto_tools.codec.schema import TYPES
+        from wsproto_tools.engine.session import HANDSHAKE_TYPES
+        from wsproto_tools.fuzz.wsp.model import CLIENT_TYPES
+
+        early = [c for c in CLIENT_TYPES if c not in HANDSHAKE_TYPES]
+        args["early"] = TYPES[int(rng.choice(early).TYPE)].name
     return args
 
 
@@ -163,7 +170,13 @@ async def hello(
     if variant == "authenticate-first":
         wires.reverse()
     if variant == "data-first":  # before the Handshake, or between it and Authenticate
-        early = peer.encode(Publish(ctx.topic(0), b"early"), sequence=1)
+        from wsproto_tools.codec.schema import TYPES
+        from wsproto_tools.fuzz.wsp.actions import _example, _sequenced
+
+        name = str(args.get("early", "Publish"))
+        cls = next(spec.cls for spec in TYPES.values() if spec.name == name)
+        payload = _example(ctx, cls)
+        early = peer.encode(payload, sequence=1 if _sequenced(payload) else 0)
         wires.insert(1 if auth == "hmac" else 0, early)
     if variant == "handshake-twice":
         wires.insert(1, wires[0])

@@ -137,7 +137,7 @@ def valid_value(kind: Kind, rng: random.Random) -> Any:
         return {valid_value(Kind.STR, rng): rng.randrange(100) for _ in range(rng.randrange(2))}
     if kind is Kind.DELTA_OPS:
         return [[rng.randrange(64), rng.randrange(64)], rng.randbytes(4)]
-    return rng.choice((None, 1, "x", b"y", [1, 2], {"k": 1}))
+    return rng.choice((None, 1, "x", b"y", (1, 2), {"k": 1}))
 
 
 def _wrong_kinds(kind: Kind) -> tuple[Any, ...]:
