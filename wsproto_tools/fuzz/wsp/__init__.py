@@ -8,5 +8,7 @@
 * :mod:`.runner` — runs a case and judges it; :mod:`.shrink` minimises one.
 * :mod:`.campaign` — a whole run: cases, jobs, the canary session, memory,
   crashes, coverage feedback; :mod:`.report` — its JSON and HTML reports.
-* :mod:`.serve` — the malicious server that fuzzes a client.
+* :mod:`.serve` — the malicious server that fuzzes a client (its parts are the
+  ``serve_*`` modules: scenarios, wire, honest server, attacks, judging).
+* :mod:`.credentials`, :mod:`.reproduce` — the run's credentials; reproducers.
 """
