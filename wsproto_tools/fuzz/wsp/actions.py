@@ -222,6 +222,9 @@ async def _subscribe(ctx: Context, args: dict[str, Any], reconnected: bool = Fal
     if from_offset is not None and old is not None and mode == "next":
         track.expected = list(old.expected)
         track.next_offset, track.epoch = old.next_offset, old.epoch
+        # a topic whose content was unknown stays so: what was published while it
+        # was (the replay after a ContinuityLost) is not in ``expected``
+        track.lost, track.requested = old.lost, old.requested
     elif from_offset is not None:
         track.lost = True  # a replay of unknown content: offsets are checked, not data
         track.requested = from_offset
