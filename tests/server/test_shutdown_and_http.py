@@ -67,5 +67,11 @@ async def test_healthz_and_metrics(serve: Any) -> None:
         assert "wsp_auth_rejected_total 1" in body
         assert 'wsp_closes_total{code="4001"} 1' in body
         assert "# TYPE wsp_rtt_seconds histogram" in body
+        # the process's resident memory, as /proc/self/status says (wsp fuzz reads it)
+        line = next(x for x in body.splitlines() if x.startswith("process_resident_memory_bytes "))
+        reported = int(line.split()[1])
+        with open("/proc/self/status") as status_file:
+            vmrss = next(int(x.split()[1]) * 1024 for x in status_file if x.startswith("VmRSS:"))
+        assert abs(reported - vmrss) < 32 << 20, (reported, vmrss)
         status, _ = await http_get(server.port, "/nothing")
         assert status == 404
