@@ -122,7 +122,7 @@ PIPE_PROGRESS_EVERY = 30.0
 @click.option("--reproducers", type=click.Path(file_okay=False, path_type=Path),
               default=Path("wsp-fuzz-reproducers"), show_default=True,
               help="wsp suite: where reproducers of findings are written.")
-@click.option("--max-rss-growth", type=click.IntRange(min=1), default=512, show_default=True,
+@click.option("--max-rss-growth", type=click.IntRange(min=1), default=1024, show_default=True,
               metavar="MIB", help="wsp suite: the memory oracle's bound, in MiB.")
 @click.option("--no-shrink", is_flag=True, help="wsp suite: keep failing cases as they are.")
 @tls_client_options

@@ -74,7 +74,7 @@ class CampaignOptions:
     timeout: float = 2.0
     liveness: float = 3.0  # the canary's deadline
     canary_every: float = 0.25
-    max_rss_growth: int = 512 << 20
+    max_rss_growth: int = 1024 << 20
     warmup: float = 2.0  # seconds before the memory baseline is taken
     shrink: bool = True
     shrink_budget: int = 24  # case runs per finding
