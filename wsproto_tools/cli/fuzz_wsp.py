@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -140,35 +141,25 @@ def run_wsp_suite(
         "jwt_key": jwt_key,
         "token_key": token_key,
     }
+    job = _Job(env, opts, meta, repro_target, json_report, html_report, as_json, reproducers)
     if use_coverage:
-        return _with_coverage(
-            env,
-            creds,
-            opts,
-            meta,
-            repro_target,
-            secret,
-            jwt_key,
-            token_key,
-            json_report,
-            html_report,
-            as_json,
-            reproducers,
-        )
-    return _client(
-        env,
-        url,
-        target_cmd,
-        creds,
-        opts,
-        meta,
-        repro_target,
-        json_report,
-        html_report,
-        as_json,
-        reproducers,
-        tls=(cafile, insecure),
-    )
+        return _with_coverage(job, creds, secret, jwt_key, token_key)
+    return _client(job, creds, url, target_cmd, (cafile, insecure))
+
+
+@dataclass
+class _Job:
+    """What a client-mode run carries to its end: its options, the report's
+    metadata, the reproducers' target, and where the reports go."""
+
+    env: Environment
+    opts: Any
+    meta: dict[str, Any]
+    repro_target: dict[str, Any]
+    json_report: Path | None
+    html_report: Path | None
+    as_json: bool
+    reproducers: Path
 
 
 def _count(cases: str | None) -> int | None:
@@ -275,18 +266,7 @@ def _run(env: Environment, target: Any, creds: Any, opts: Any, process: Any) -> 
 
 
 def _client(
-    env: Environment,
-    url: str | None,
-    target_cmd: str | None,
-    creds: Any,
-    opts: Any,
-    meta: dict[str, Any],
-    repro_target: dict[str, Any],
-    json_report: Path | None,
-    html_report: Path | None,
-    as_json: bool,
-    reproducers: Path,
-    tls: tuple[str | None, bool] = (None, False),
+    job: _Job, creds: Any, url: str | None, target_cmd: str | None, tls: tuple[str | None, bool]
 ) -> ExitStatus:
     from wsproto_tools.fuzz.wsp.campaign import TargetProcess
     from wsproto_tools.fuzz.wsp.runner import Target
@@ -298,7 +278,7 @@ def _client(
         process = TargetProcess(target_cmd)
         target = Target(process.host, process.port)
         shown = target_cmd
-        repro_target["target_cmd"] = target_cmd
+        job.repro_target["target_cmd"] = target_cmd
     else:
         assert url is not None
         from wsproto_tools.cli.params import client_ssl
@@ -308,38 +288,14 @@ def _client(
         context = client_ssl(url, *tls)
         target = Target(parsed.host, parsed.port, parsed.resource, context)
         shown = url
-        repro_target["url"] = url
+        job.repro_target["url"] = url
     started = _now()
-    result, stopped = _run(env, target, creds, opts, process)
-    return _finish(
-        env,
-        result,
-        stopped,
-        shown,
-        started,
-        meta,
-        repro_target,
-        opts,
-        json_report,
-        html_report,
-        as_json,
-        reproducers,
-    )
+    result, stopped = _run(job.env, target, creds, job.opts, process)
+    return _finish(job, result, stopped, shown, started)
 
 
 def _with_coverage(
-    env: Environment,
-    creds: Any,
-    opts: Any,
-    meta: dict[str, Any],
-    repro_target: dict[str, Any],
-    secret: str | None,
-    jwt_key: str | None,
-    token_key: str | None,
-    json_report: Path | None,
-    html_report: Path | None,
-    as_json: bool,
-    reproducers: Path,
+    job: _Job, creds: Any, secret: str | None, jwt_key: str | None, token_key: str | None
 ) -> ExitStatus:
     """--coverage: this project's server in-process, traced; new arcs grow the corpus."""
     import warnings
@@ -375,11 +331,11 @@ def _with_coverage(
         bound = inproc.open()
     except TargetError as error:
         raise CommandExit(ExitStatus.NETWORK, str(error)) from None
-    opts.take_coverage = inproc.take
-    opts.coverage_total = lambda: inproc.total
+    job.opts.take_coverage = inproc.take
+    job.opts.coverage_total = lambda: inproc.total
     started = _now()
     try:
-        result, stopped = _run(env, Target("127.0.0.1", bound), creds, opts, None)
+        result, stopped = _run(job.env, Target("127.0.0.1", bound), creds, job.opts, None)
         files = {os.path.relpath(k, root.parent): v for k, v in inproc.summary().items()}
     finally:
         inproc.close()
@@ -403,51 +359,31 @@ def _with_coverage(
         serve_cmd += ["--no-auth"]
     import shlex
 
-    repro_target["target_cmd"] = shlex.join(serve_cmd)
-    return _finish(
-        env,
-        result,
-        stopped,
-        "in-process wsp serve (--coverage)",
-        started,
-        meta,
-        repro_target,
-        opts,
-        json_report,
-        html_report,
-        as_json,
-        reproducers,
-        coverage_files=files,
-    )
+    job.repro_target["target_cmd"] = shlex.join(serve_cmd)
+    shown = "in-process wsp serve (--coverage)"
+    return _finish(job, result, stopped, shown, started, coverage_files=files)
 
 
 def _finish(
-    env: Environment,
+    job: _Job,
     result: Any,
     stopped: bool,
     shown: str,
     started: str,
-    meta: dict[str, Any],
-    repro_target: dict[str, Any],
-    opts: Any,
-    json_report: Path | None,
-    html_report: Path | None,
-    as_json: bool,
-    reproducers: Path,
     coverage_files: dict[str, int] | None = None,
 ) -> ExitStatus:
     from wsproto_tools.fuzz.wsp.report import build_report
 
-    files = _write_reproducers(result, repro_target, opts.seed, reproducers)
+    files = _write_reproducers(result, job.repro_target, job.opts.seed, job.reproducers)
     report = build_report(
         result,
         target=shown,
         started=started,
-        options=meta,
+        options=job.meta,
         files=files,
         coverage_files=coverage_files,
     )
-    _write_reports(env, report, json_report, html_report, as_json)
+    _write_reports(job.env, report, job.json_report, job.html_report, job.as_json)
     if stopped:
         click.echo(f"wsp: interrupted after {result.cases} cases", err=True)
         raise CommandExit(ExitStatus.INTERRUPTED)

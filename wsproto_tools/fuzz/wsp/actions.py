@@ -15,7 +15,6 @@ __all__ = ["ACTIONS", "Action", "Context", "Plan"]
 import asyncio
 import functools
 import hashlib
-import hmac
 import random
 import zlib
 from collections.abc import Awaitable, Callable
@@ -712,8 +711,9 @@ async def _bomb(ctx: Context, args: dict[str, Any]) -> Outcome:
         wire = _raw_payload(ctx, int(Request.TYPE), b"\xff\xfe\xfd", flags=Flags.COMPRESSED)
         await peer.send_wire(wire)
         return Outcome.close(Rule.PAYLOAD)
-    wire = _raw_payload(ctx, int(Request.TYPE), _zeros_deflated(size >> 20, raw=False),
-                        flags=Flags.COMPRESSED)
+    wire = _raw_payload(
+        ctx, int(Request.TYPE), _zeros_deflated(size >> 20, raw=False), flags=Flags.COMPRESSED
+    )
     await peer.send_wire(wire)
     return Outcome.close(Rule.LIMITS, 1007)
 
@@ -778,8 +778,7 @@ async def _topic(ctx: Context, args: dict[str, Any]) -> Outcome:
 def _g_forbidden(rng: random.Random, plan: Plan) -> dict[str, Any] | None:
     if plan.auth != "jwt" or not plan.claims:
         return None
-    return {"kind": "forbidden", "op": rng.choice(("sub", "pub")),
-            "from": rng.choice((None, 0, 1))}
+    return {"kind": "forbidden", "op": rng.choice(("sub", "pub")), "from": rng.choice((None, 0, 1))}
 
 
 def _g_oversize(rng: random.Random, plan: Plan) -> dict[str, Any]:
@@ -820,10 +819,6 @@ async def _nested_batch(ctx: Context, args: dict[str, Any]) -> Outcome:
 
 def _g_hmac_twice(rng: random.Random, plan: Plan) -> dict[str, Any] | None:
     return {} if plan.auth == "hmac" else None
-
-
-def _mac(key: bytes, data: bytes) -> bytes:
-    return hmac.new(key, data, hashlib.sha256).digest()
 
 
 ACTIONS: dict[str, Action] = {

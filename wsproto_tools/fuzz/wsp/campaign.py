@@ -43,7 +43,7 @@ import shlex
 import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -687,6 +687,3 @@ async def _shrink_all(
         result.reproducers[key] = small
         if last is not None:
             result.traces[key] = (last.trace, last.connections)
-
-
-_Attempt = Callable[[Case], Awaitable[CaseResult | None]]

@@ -10,13 +10,13 @@ with the session's token or with a forged, expired or another identity's one.
 
 from __future__ import annotations
 
-__all__ = ["HELLO_VARIANTS", "hello", "hello_args", "reconnect"]
+__all__ = ["HELLO_VARIANTS", "check_response", "hello", "hello_args", "reconnect"]
 
 import random
 import time
 from typing import Any
 
-from wsproto_tools.codec import Authenticate, Flags, Handshake
+from wsproto_tools.codec import Authenticate, Handshake
 from wsproto_tools.engine.auth import client_proof, server_proof
 from wsproto_tools.engine.keys import issue_resume_token
 from wsproto_tools.engine.rules import Rule
@@ -315,7 +315,3 @@ async def reconnect(ctx: Any, kind: str, drop: bool) -> Outcome:
         new.topics[topic] = track
         await _subscribe(ctx, {"topic": k, "from": "next"}, reconnected=True)
     return Outcome.go_on(Rule.RESUME_TOKEN)
-
-
-__all__ += ["check_response"]
-_ = Flags

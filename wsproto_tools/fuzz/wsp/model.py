@@ -37,7 +37,6 @@ from wsproto_tools.codec.schema import (
     Kind,
     Payload,
     PayloadKind,
-    Resume,
     payload_fields,
 )
 from wsproto_tools.engine.rules import Rule, check_direction
@@ -280,7 +279,3 @@ def payload_map(payload: Payload) -> dict[str, Any]:
             value = [[v.offset, v.length] if isinstance(v, DeltaCopy) else v for v in value]
         out[name] = value
     return out
-
-
-def retired() -> type[Payload]:
-    return Resume

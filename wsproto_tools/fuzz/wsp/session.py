@@ -83,7 +83,6 @@ class Closed:
     code: int
     reason: str
     wsp_close: int | None = None
-    after_close: int = 0  # messages the target sent after its wsp Close
 
 
 @dataclass(slots=True)
@@ -103,9 +102,7 @@ class TopicTrack:
 class Peer:
     """One client connection to the target, speaking wsp v2 (or v1)."""
 
-    def __init__(
-        self, host: str, port: int, path: str, *, timeout: float, ssl: Any = None
-    ) -> None:
+    def __init__(self, host: str, port: int, path: str, *, timeout: float, ssl: Any = None) -> None:
         self.host, self.port, self.path = host, port, path
         self.ssl = ssl  # an ssl.SSLContext for wss://
         self.timeout = timeout
@@ -161,7 +158,7 @@ class Peer:
         self.expect_echo: list[bytes] = []  # data messages sent, to come back
         self.maybe_refused = 0  # a sequence a mutated message may have used up
         self.loose_requests: set[int] = set()
-        self.loose_subscribe = False
+        self.after_close = 0  # messages the target sent after its wsp Close
         self.loose_probes: set[int] = set()  # probes sent by mutated Heartbeats
         self.notes: list[str] = []  # valid steps the target did not honour
         self.paused = False  # a slow reader: stop reading until resume_reading()
@@ -374,7 +371,11 @@ class Peer:
             return
         self.messages_in += 1
         if self.wsp_close is not None:
-            self.closed_after = True
+            if not self.after_close:  # rule 41: after its Close a side sends nothing more
+                self.problems.append(
+                    f"a {type(payload).__name__} from the target after its wsp Close (rule 41)"
+                )
+            self.after_close += 1
             return
         if msg.sequence:
             if msg.sequence == self.recv_seq + 1:
@@ -499,12 +500,6 @@ class Peer:
                 f"an Acknowledge of sequence {payload.sequence}; only {self.sent_seq} were sent"
             )
         self.acked = max(self.acked, payload.sequence)
-
-    closed_after = False
-
-
-def u16be(n: int) -> bytes:
-    return struct.pack(">H", n)
 
 
 _HANDLERS: dict[type[Any], Callable[..., Any]] = {
